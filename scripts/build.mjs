@@ -1,6 +1,10 @@
 // Bundles each program to one JS file. The streaming-proxy bundle is what its Docker image runs,
 // so the image needs no npm install (DESIGN.md §2).
 import { build } from 'esbuild';
+import { readFileSync } from 'node:fs';
+
+const apiDeps = Object.keys(JSON.parse(readFileSync('api-backend/package.json', 'utf8')).dependencies)
+  .filter((name) => !name.startsWith('@ctll/'));
 
 const common = {
   bundle: true,
@@ -11,12 +15,23 @@ const common = {
   legalComments: 'none',
 };
 
-await Promise.all([
+const results = await Promise.allSettled([
   build({ ...common, entryPoints: ['streaming-proxy/src/main.ts'], outfile: 'streaming-proxy/dist/streaming-proxy.js',
     // ws tries these optional native add-ons; the pure-JS fallbacks are what we ship.
     external: ['bufferutil', 'utf-8-validate'] }),
   build({ ...common, entryPoints: ['bridge/src/cli.ts'], outfile: 'bridge/dist/cli.js', banner: { js: '#!/usr/bin/env node' },
     external: ['bufferutil', 'utf-8-validate'] }),
-  // api-backend keeps its dependencies in node_modules: dockerode, pg and PGlite load files at run time.
-  build({ ...common, entryPoints: ['api-backend/src/main.ts'], outfile: 'api-backend/dist/main.js', packages: 'external' }),
+  // api-backend keeps its npm dependencies in node_modules (dockerode, pg and PGlite load files at run
+  // time); our own workspaces are bundled in.
+  build({ ...common, entryPoints: ['api-backend/src/main.ts'], outfile: 'api-backend/dist/main.js',
+    external: [...apiDeps, 'bufferutil', 'utf-8-validate'] }),
+  build({ ...common, entryPoints: ['api-backend/src/token-cli.ts'], outfile: 'api-backend/dist/token.js',
+    external: [...apiDeps, 'jsonwebtoken'] }),
 ]);
+
+// Every bundle is attempted, so one broken program does not hide the others' errors.
+const failed = results.filter((r) => r.status === 'rejected');
+if (failed.length > 0) {
+  for (const f of failed) console.error(f.reason.message);
+  process.exit(1);
+}

@@ -1,0 +1,43 @@
+/**
+ * Entry point: reads the environment once, starts the relay, prints how to use it, and shuts
+ * down cleanly on SIGTERM/SIGINT.
+ */
+import path from 'node:path';
+import { ConfigError, loadConfig } from './config';
+import { createLogger } from './logger';
+import { startRelay } from './app';
+import { banner } from './banner';
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig(process.env, { proxyScript: path.join(__dirname, '../../streaming-proxy/dist/streaming-proxy.js') });
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    process.stderr.write(`api-backend: ${error.message}\n`);
+    process.exit(78);
+  }
+  const logger = createLogger(config.logLevel);
+  const relay = await startRelay(config, logger);
+  if (config.auth.mode === 'dev') process.stdout.write(banner(config.publicUrl ?? relay.url));
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info('shutting down', { component: 'api-backend', signal });
+    const force = setTimeout(() => process.exit(1), config.shutdownGraceMs + 5000);
+    force.unref();
+    relay.close().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`api-backend: failed to start: ${(error as Error).message}\n`);
+  process.exit(1);
+});

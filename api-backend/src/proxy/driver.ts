@@ -1,0 +1,46 @@
+/**
+ * The seam between the StreamingProxyManager and whatever runs proxies. A driver creates, finds
+ * and removes one proxy per owner; the manager adds locking, idling and auditing on top. Drivers
+ * keep their record of what exists where it truly lives (a child process table, the Docker
+ * engine), never in a second map that could disagree with it.
+ */
+export type ProxyState = 'running' | 'starting' | 'stopped' | 'not-found';
+
+/** How api-backend reaches a proxy. The secret proves to the proxy that the caller is api-backend. */
+export interface ProxyEndpoint {
+  host: string;
+  port: number;
+  secret: string;
+}
+
+export interface ProxyHandle {
+  ownerHash: string;
+  /** pid or container id */
+  id: string;
+  state: ProxyState;
+  createdAt: Date;
+  endpoint?: ProxyEndpoint;
+}
+
+export type StopReason = 'user' | 'idle' | 'error' | 'shutdown';
+
+export interface DriverHealth {
+  ok: boolean;
+  detail: string;
+}
+
+export interface ProxyDriver {
+  readonly name: 'process' | 'docker';
+  /** Creates the owner's proxy and resolves once it answers. Callers serialise per owner. */
+  create(ownerHash: string): Promise<ProxyHandle>;
+  /** Stops and removes the owner's proxy and anything made for it; resolves quietly if absent. */
+  remove(ownerHash: string): Promise<void>;
+  inspect(ownerHash: string): Promise<ProxyHandle | null>;
+  list(): Promise<ProxyHandle[]>;
+  health(): Promise<DriverHealth>;
+  /** Releases the driver's own resources (event streams, child processes). */
+  close(): Promise<void>;
+}
+
+/** Told by a driver when a proxy ended without being asked to (crash, OOM, killed). */
+export type ProxyExitListener = (ownerHash: string, detail: string) => void;

@@ -1,0 +1,148 @@
+/**
+ * StreamingProxyManager: one proxy per user, started on demand, stopped on request, when idle,
+ * or at shutdown.
+ *
+ * The driver is the record of what runs; the manager holds no map of its own. Work for one user
+ * is serialised by a keyed lock, so concurrent starts make one proxy and a start during a stop
+ * waits for the stop. Idle means: no desktop connected, no request in flight, and no activity
+ * for PROXY_IDLE_TIMEOUT_MS, as the proxy itself reports. Lifecycle lines say "StreamingProxy"
+ * so `docker logs <api-backend> | grep StreamingProxy` tells the story; users appear as hashes.
+ */
+import { EventEmitter } from 'node:events';
+import type { ProxyDriver, ProxyEndpoint, ProxyHandle, StopReason } from './driver';
+import { KeyedLock } from './keyed-lock';
+import type { ProxyClient, ProxyStatus } from './proxy-client';
+import { userHash } from './naming';
+import type { Logger } from '../logger';
+
+export interface ManagerOptions {
+  idleTimeoutMs: number;
+}
+
+export interface ProxyStatusView {
+  status: 'running' | 'starting' | 'stopped' | 'not-found';
+  driver: string;
+  owner: string;
+  startedAt?: string;
+  desktop?: { connected: boolean; transport: 'ws' | 'poll' | null; clients: string[] };
+  activeRequests?: number;
+  requests?: number;
+  lastActivityAt?: string;
+}
+
+export interface ManagerEvents {
+  started: [{ ownerHash: string; proxyId: string; driver: string; durationMs: number }];
+  stopped: [{ ownerHash: string; proxyId: string; driver: string; reason: StopReason; stats?: ProxyStatus }];
+}
+
+export class StreamingProxyManager extends EventEmitter<ManagerEvents> {
+  private readonly lock = new KeyedLock();
+
+  constructor(
+    readonly driver: ProxyDriver,
+    private readonly client: ProxyClient,
+    private readonly options: ManagerOptions,
+    private readonly logger: Logger,
+  ) {
+    super();
+  }
+
+  /** Ensures the user's proxy runs; idempotent. */
+  ensure(userId: string): Promise<{ handle: ProxyHandle; created: boolean }> {
+    const ownerHash = userHash(userId);
+    return this.lock.run(ownerHash, async () => {
+      const existing = await this.driver.inspect(ownerHash);
+      if (existing?.state === 'running') return { handle: existing, created: false };
+      if (existing) await this.driver.remove(ownerHash); // a half-made or dead one
+      const began = Date.now();
+      this.logger.info('StreamingProxy starting', { owner: ownerHash, driver: this.driver.name });
+      try {
+        const handle = await this.driver.create(ownerHash);
+        const durationMs = Date.now() - began;
+        this.logger.info('StreamingProxy started', { owner: ownerHash, proxy: handle.id, durationMs });
+        this.emit('started', { ownerHash, proxyId: handle.id, driver: this.driver.name, durationMs });
+        return { handle, created: true };
+      } catch (error) {
+        this.logger.error('StreamingProxy failed to start', { owner: ownerHash, error: (error as Error).message });
+        throw error;
+      }
+    });
+  }
+
+  /** Stops the user's proxy; resolves false when there was none. */
+  stop(userId: string, reason: StopReason): Promise<boolean> {
+    return this.stopOwner(userHash(userId), reason);
+  }
+
+  /** Where to reach the user's running proxy, or null if none runs. Never starts one. */
+  async endpoint(userId: string): Promise<ProxyEndpoint | null> {
+    const handle = await this.driver.inspect(userHash(userId));
+    return handle?.state === 'running' && handle.endpoint ? handle.endpoint : null;
+  }
+
+  async status(userId: string): Promise<ProxyStatusView> {
+    const ownerHash = userHash(userId);
+    const handle = await this.driver.inspect(ownerHash);
+    const base = { driver: this.driver.name, owner: ownerHash };
+    if (!handle) return { status: 'not-found', ...base };
+    if (handle.state !== 'running' || !handle.endpoint) {
+      return { status: handle.state, startedAt: handle.createdAt.toISOString(), ...base };
+    }
+    const stats = await this.client.status(handle.endpoint).catch(() => undefined);
+    return {
+      status: 'running',
+      ...base,
+      startedAt: handle.createdAt.toISOString(),
+      desktop: {
+        connected: (stats?.desktops.length ?? 0) > 0,
+        transport: stats?.transport ?? null,
+        clients: stats?.desktops.map((d) => d.client) ?? [],
+      },
+      activeRequests: stats?.activeRequests,
+      requests: stats?.requests,
+      lastActivityAt: stats?.lastActivityAt,
+    };
+  }
+
+  /** Stops every proxy that has been idle past the timeout; returns how many. */
+  async sweep(now = Date.now()): Promise<number> {
+    let culled = 0;
+    for (const handle of await this.driver.list()) {
+      if (handle.state !== 'running' || !handle.endpoint) continue;
+      const stats = await this.client.status(handle.endpoint).catch(() => undefined);
+      if (!stats) continue; // unreachable now; the driver reports real deaths
+      const idleFor = now - Date.parse(stats.lastActivityAt);
+      if (stats.desktops.length === 0 && stats.activeRequests === 0 && idleFor >= this.options.idleTimeoutMs) {
+        this.logger.info('StreamingProxy idle; culling', { owner: handle.ownerHash, idleForMs: idleFor });
+        if (await this.stopOwner(handle.ownerHash, 'idle', true)) culled += 1;
+      }
+    }
+    return culled;
+  }
+
+  /** A driver saw a proxy die on its own. */
+  proxyDied(ownerHash: string, detail: string): void {
+    this.logger.warn('StreamingProxy exited unexpectedly', { owner: ownerHash, detail });
+    this.emit('stopped', { ownerHash, proxyId: 'unknown', driver: this.driver.name, reason: 'error' });
+  }
+
+  async close(): Promise<void> {
+    const handles = await this.driver.list();
+    await Promise.all(handles.map((handle) => this.stopOwner(handle.ownerHash, 'shutdown')));
+    await this.driver.close();
+  }
+
+  private stopOwner(ownerHash: string, reason: StopReason, onlyIfIdle = false): Promise<boolean> {
+    return this.lock.run(ownerHash, async () => {
+      const handle = await this.driver.inspect(ownerHash);
+      if (!handle) return false;
+      const stats = handle.endpoint ? await this.client.status(handle.endpoint, 1000).catch(() => undefined) : undefined;
+      // A desktop may have connected between the sweep's look and now.
+      if (onlyIfIdle && stats && (stats.desktops.length > 0 || stats.activeRequests > 0)) return false;
+      await this.driver.remove(ownerHash);
+      this.logger.info('StreamingProxy stopped', { owner: ownerHash, proxy: handle.id, reason });
+      this.emit('stopped', { ownerHash, proxyId: handle.id, driver: this.driver.name, reason, stats });
+      return true;
+    });
+  }
+}

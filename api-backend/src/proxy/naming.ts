@@ -1,0 +1,23 @@
+/**
+ * Names and labels of a user's proxy resources, in one place. `<h>` is the first 16 hex characters
+ * of SHA-256(userId): collision-free in practice, stable across restarts, and it never reveals the
+ * user id to Docker, logs or the audit tables.
+ */
+import { createHash } from 'node:crypto';
+
+export function userHash(userId: string): string {
+  return createHash('sha256').update(userId, 'utf8').digest('hex').slice(0, 16);
+}
+
+export const networkName = (hash: string): string => `ctll-net-${hash}`;
+export const containerName = (hash: string): string => `ctll-proxy-${hash}`;
+
+/** Labels on every container and network we create: Docker is the record of what exists. */
+export const LABELS = {
+  managed: 'io.cloudtolocalllm.managed',
+  owner: 'io.cloudtolocalllm.owner',
+  role: 'io.cloudtolocalllm.role',
+  created: 'io.cloudtolocalllm.created',
+  image: 'io.cloudtolocalllm.image',
+  subnet: 'io.cloudtolocalllm.subnet',
+} as const;

@@ -1,0 +1,155 @@
+/**
+ * The embedded driver: each proxy is the bundled streaming-proxy program as a child process on
+ * 127.0.0.1, on a port it picks itself and reports over the IPC channel. The child table is the
+ * record of what runs; a child that exits is gone from it at once. Children get only the
+ * environment they need (never our database URL or keys), a heap cap from PROXY_MEMORY_MB, and
+ * die with us: they exit when the IPC channel to this process closes.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { ServiceUnavailableError } from '@ctll/protocol';
+import type { DriverHealth, ProxyDriver, ProxyExitListener, ProxyHandle } from './driver';
+import type { Logger } from '../logger';
+
+export interface ProcessDriverOptions {
+  script: string;
+  memoryMb: number;
+  startTimeoutMs: number;
+  requestTimeoutMs: number;
+  pingIntervalMs: number;
+  logLevel: string;
+  logger: Logger;
+  onExit: ProxyExitListener;
+}
+
+interface Child {
+  process: ChildProcess;
+  handle: ProxyHandle;
+  stopping: boolean;
+  exited: Promise<void>;
+}
+
+const STOP_GRACE_MS = 3000;
+
+export class ProcessDriver implements ProxyDriver {
+  readonly name = 'process' as const;
+  private readonly children = new Map<string, Child>();
+
+  constructor(private readonly options: ProcessDriverOptions) {}
+
+  async create(ownerHash: string): Promise<ProxyHandle> {
+    const existing = this.children.get(ownerHash);
+    if (existing && !existing.stopping) return existing.handle;
+
+    const secret = randomBytes(32).toString('hex');
+    const child = fork(this.options.script, [], {
+      env: {
+        PATH: process.env.PATH,
+        NODE_ENV: 'production',
+        HOST: '127.0.0.1',
+        PORT: '0',
+        PROXY_SECRET: secret,
+        PROXY_USER_HASH: ownerHash,
+        LOG_LEVEL: this.options.logLevel === 'http' ? 'info' : this.options.logLevel,
+        REQUEST_TIMEOUT_MS: String(this.options.requestTimeoutMs),
+        PING_INTERVAL_MS: String(this.options.pingIntervalMs),
+      },
+      execArgv: [`--max-old-space-size=${this.options.memoryMb}`],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      serialization: 'json',
+    });
+    const handle: ProxyHandle = {
+      ownerHash,
+      id: String(child.pid),
+      state: 'starting',
+      createdAt: new Date(),
+    };
+    const entry: Child = {
+      process: child,
+      handle,
+      stopping: false,
+      exited: new Promise((resolve) => child.once('exit', () => resolve())),
+    };
+    this.children.set(ownerHash, entry);
+    child.once('exit', (code, signal) => {
+      if (this.children.get(ownerHash) === entry) this.children.delete(ownerHash);
+      handle.state = 'stopped';
+      if (!entry.stopping) this.options.onExit(ownerHash, `process exited (${signal ?? `code ${code}`})`);
+    });
+
+    try {
+      const port = await this.waitListening(child);
+      handle.endpoint = { host: '127.0.0.1', port, secret };
+      handle.state = 'running';
+      return handle;
+    } catch (error) {
+      entry.stopping = true;
+      child.kill('SIGKILL');
+      this.children.delete(ownerHash);
+      throw error;
+    }
+  }
+
+  async remove(ownerHash: string): Promise<void> {
+    const entry = this.children.get(ownerHash);
+    if (!entry) return;
+    entry.stopping = true;
+    entry.process.kill('SIGTERM');
+    const timer = setTimeout(() => entry.process.kill('SIGKILL'), STOP_GRACE_MS);
+    await entry.exited;
+    clearTimeout(timer);
+    if (this.children.get(ownerHash) === entry) this.children.delete(ownerHash);
+  }
+
+  async inspect(ownerHash: string): Promise<ProxyHandle | null> {
+    return this.children.get(ownerHash)?.handle ?? null;
+  }
+
+  async list(): Promise<ProxyHandle[]> {
+    return [...this.children.values()].map((entry) => entry.handle);
+  }
+
+  async health(): Promise<DriverHealth> {
+    return { ok: true, detail: `${this.children.size} proxy processes` };
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.children.keys()].map((ownerHash) => this.remove(ownerHash)));
+  }
+
+  private waitListening(child: ChildProcess): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const fail = (message: string) => {
+        cleanup();
+        reject(new ServiceUnavailableError(`StreamingProxy failed to start: ${message}`, 'proxy_start_failed'));
+      };
+      const onMessage = (message: unknown) => {
+        if (isListening(message)) {
+          cleanup();
+          resolve(message.port);
+        }
+      };
+      const onExit = (code: number | null, signal: string | null) => fail(`exited during start-up (${signal ?? `code ${code}`})`);
+      const onError = (error: Error) => fail(error.message);
+      const timer = setTimeout(() => fail(`not listening after ${this.options.startTimeoutMs} ms`), this.options.startTimeoutMs);
+      const cleanup = () => {
+        clearTimeout(timer);
+        child.off('message', onMessage);
+        child.off('exit', onExit);
+        child.off('error', onError);
+      };
+      child.on('message', onMessage);
+      child.once('exit', onExit);
+      child.once('error', onError);
+    });
+  }
+}
+
+function isListening(message: unknown): message is { type: 'listening'; port: number } {
+  return (
+    typeof message === 'object' &&
+    message !== null &&
+    (message as { type?: unknown }).type === 'listening' &&
+    typeof (message as { port?: unknown }).port === 'number'
+  );
+}

@@ -1,0 +1,99 @@
+/**
+ * Carries one web client's HTTP request to the user's proxy and the answer back, streaming both
+ * ways through pooled keep-alive sockets. Nothing is buffered: the request body is piped with a
+ * running byte count against MAX_BODY_BYTES, and the answer's head is flushed the moment it
+ * arrives, then its chunks as they come. If the web client goes away, the upstream request is
+ * destroyed, which the proxy turns into a `cancel` for the desktop.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream';
+import { CALLER_ONLY_HEADERS, endToEndHeaders, PayloadTooLargeError, ServiceUnavailableError } from '@ctll/protocol';
+import type { ProxyEndpoint } from '../proxy/driver';
+import type { ProxyClient } from '../proxy/proxy-client';
+import { sendError } from '../http/error-handler';
+
+export interface RelayOptions {
+  maxBodyBytes: number;
+  /** Safety net for a proxy that stops answering altogether; the proxy enforces REQUEST_TIMEOUT_MS itself. */
+  socketTimeoutMs: number;
+  onBytes: (direction: 'up' | 'down', bytes: number) => void;
+  onDone: (status: number) => void;
+}
+
+export function relayHttp(
+  req: IncomingMessage,
+  res: ServerResponse,
+  endpoint: ProxyEndpoint,
+  path: string,
+  client: ProxyClient,
+  options: RelayOptions,
+): void {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > options.maxBodyBytes) {
+    req.resume();
+    sendError(res, new PayloadTooLargeError(`the request body exceeds ${options.maxBodyBytes} bytes`));
+    options.onDone(413);
+    return;
+  }
+
+  const headers: Record<string, string | string[]> = endToEndHeaders(req.headers, CALLER_ONLY_HEADERS);
+  if (req.headers['content-length'] !== undefined) headers['content-length'] = req.headers['content-length'];
+  const upstream = client.request(endpoint, {
+    method: req.method,
+    path: `/relay${path}`,
+    headers,
+    timeout: options.socketTimeoutMs,
+  });
+
+  let finished = false;
+  let received = 0;
+  req.on('data', (chunk: Buffer) => {
+    received += chunk.byteLength;
+    options.onBytes('up', chunk.byteLength);
+    if (received > options.maxBodyBytes && !finished) {
+      finished = true;
+      upstream.destroy();
+      req.unpipe(upstream);
+      req.resume();
+      sendError(res, new PayloadTooLargeError(`the request body exceeds ${options.maxBodyBytes} bytes`));
+      options.onDone(413);
+    }
+  });
+  req.pipe(upstream);
+
+  res.on('close', () => {
+    // The web client left before the answer was complete: tell the proxy (and so the desktop).
+    if (!res.writableFinished) upstream.destroy();
+  });
+
+  upstream.on('timeout', () => upstream.destroy(new Error('the streaming proxy stopped answering')));
+  upstream.on('error', (error) => {
+    if (finished) return;
+    finished = true;
+    if (res.headersSent) {
+      res.destroy();
+    } else {
+      sendError(res, new ServiceUnavailableError(`your streaming proxy is not reachable: ${error.message}`, 'proxy_unreachable'));
+    }
+    options.onDone(503);
+  });
+
+  upstream.on('response', (answer) => {
+    if (finished) {
+      answer.resume();
+      return;
+    }
+    const status = answer.statusCode ?? 502;
+    const answerHeaders: Record<string, string | string[]> = endToEndHeaders(answer.headers);
+    if (answer.headers['content-length'] !== undefined) answerHeaders['content-length'] = answer.headers['content-length'];
+    res.writeHead(status, answerHeaders);
+    res.flushHeaders();
+    answer.on('data', (chunk: Buffer) => options.onBytes('down', chunk.byteLength));
+    pipeline(answer, res, (error) => {
+      finished = true;
+      // An answer cut off upstream must reach the client as a broken stream, never a clean end.
+      if (error) res.destroy();
+      options.onDone(status);
+    });
+  });
+}

@@ -1,0 +1,81 @@
+/**
+ * The desktop's tunnel upgrade, passed through to the user's proxy. After the proxy accepts the
+ * WebSocket handshake, api-backend only splices the two TCP sockets together: frames are neither
+ * parsed nor copied here, and the proxy terminates the WebSocket. The caller's token and the
+ * query string stay behind; the per-proxy secret is added.
+ */
+import http from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Socket } from 'node:net';
+import { INTERNAL_HEADER_PREFIX } from '@ctll/protocol';
+import type { ProxyEndpoint } from '../proxy/driver';
+import { SECRET_HEADER } from '../proxy/proxy-client';
+
+const DROPPED = new Set(['authorization', 'cookie', 'host']);
+
+export function relayUpgrade(
+  req: http.IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  endpoint: ProxyEndpoint,
+  onFailure: (status: number, message: string) => void,
+): void {
+  const headers: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value === undefined || DROPPED.has(name) || name.startsWith(INTERNAL_HEADER_PREFIX)) continue;
+    headers[name] = value;
+  }
+  headers[SECRET_HEADER] = endpoint.secret;
+
+  const upstream = http.request({
+    host: endpoint.host,
+    port: endpoint.port,
+    method: 'GET',
+    path: '/ws/tunnel',
+    headers,
+    timeout: 10_000,
+  });
+
+  upstream.on('upgrade', (answer, proxySocket: Socket, proxyHead: Buffer) => {
+    const lines = [`HTTP/1.1 101 ${answer.statusMessage ?? 'Switching Protocols'}`];
+    for (let i = 0; i < answer.rawHeaders.length; i += 2) lines.push(`${answer.rawHeaders[i]}: ${answer.rawHeaders[i + 1]}`);
+    socket.write(`${lines.join('\r\n')}\r\n\r\n`);
+    if (proxyHead.length > 0) socket.write(proxyHead);
+    if (head.length > 0) proxySocket.write(head);
+    for (const s of [proxySocket, socket as Socket]) {
+      s.setNoDelay?.(true);
+      s.setTimeout?.(0);
+      s.setKeepAlive?.(true, 30_000);
+    }
+    proxySocket.on('error', () => socket.destroy());
+    socket.on('error', () => proxySocket.destroy());
+    proxySocket.on('close', () => socket.destroy());
+    socket.on('close', () => proxySocket.destroy());
+    proxySocket.pipe(socket);
+    socket.pipe(proxySocket);
+  });
+
+  upstream.on('response', (answer) => {
+    answer.resume();
+    onFailure(502, `the streaming proxy refused the tunnel (${answer.statusCode})`);
+  });
+  upstream.on('timeout', () => upstream.destroy(new Error('timed out')));
+  upstream.on('error', (error) => onFailure(503, `your streaming proxy is not reachable: ${error.message}`));
+  upstream.end();
+}
+
+/** Answers a failed upgrade on the raw socket, with the same JSON error body as every route. */
+export function rejectUpgrade(socket: Duplex, status: number, code: string, message: string): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = JSON.stringify({ error: { code, message } });
+  socket.end(
+    `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Error'}\r\n` +
+      'Content-Type: application/json; charset=utf-8\r\n' +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+      'Connection: close\r\n\r\n' +
+      body,
+  );
+}

@@ -1,0 +1,75 @@
+/**
+ * `/api/tunnel/:userId/*`: a web client's request for the user's desktop. Only the user may use
+ * their own tunnel (the token's subject must equal `:userId`). The proxy is never started here: no
+ * proxy means no desktop, which is a 503 the caller can act on.
+ */
+import { Router, type Request, type Response, type NextFunction } from 'express';
+import { DesktopOfflineError, ForbiddenError } from '@ctll/protocol';
+import type { StreamingProxyManager } from '../proxy/manager';
+import type { ProxyClient } from '../proxy/proxy-client';
+import type { Caller } from '../auth/authenticator';
+import { relayHttp } from '../relay/http-relay';
+import type { Metrics } from '../metrics';
+
+export interface TunnelRouteOptions {
+  maxBodyBytes: number;
+  requestTimeoutMs: number;
+}
+
+const PREFIX = '/api/tunnel/';
+
+export function tunnelRoutes(
+  manager: StreamingProxyManager,
+  client: ProxyClient,
+  metrics: Metrics,
+  options: TunnelRouteOptions,
+): Router {
+  const router = Router();
+
+  const ownTunnel = (req: Request, res: Response, next: NextFunction) => {
+    const { userId } = res.locals.caller as Caller;
+    if (req.params.userId !== userId) return next(new ForbiddenError("this tunnel belongs to another user"));
+    next();
+  };
+
+  router.get('/api/tunnel/:userId/health', ownTunnel, async (req, res, next) => {
+    try {
+      const status = await manager.status(req.params.userId);
+      const connected = status.desktop?.connected ?? false;
+      res.json({
+        connected,
+        transport: status.desktop?.transport ?? null,
+        proxy: status.status,
+        activeRequests: status.activeRequests ?? 0,
+      });
+    } catch (error) {
+      next(error);
+    }
+  });
+
+  router.all(['/api/tunnel/:userId', '/api/tunnel/:userId/*'], ownTunnel, async (req, res, next) => {
+    try {
+      const endpoint = await manager.endpoint(req.params.userId);
+      if (!endpoint) throw new DesktopOfflineError('your desktop bridge is not connected');
+      relayHttp(req, res, endpoint, desktopPath(req.originalUrl), client, {
+        maxBodyBytes: options.maxBodyBytes,
+        socketTimeoutMs: options.requestTimeoutMs + 10_000,
+        onBytes: (direction, bytes) => metrics.relayBytes.inc({ direction }, bytes),
+        onDone: () => undefined,
+      });
+    } catch (error) {
+      next(error);
+    }
+  });
+
+  return router;
+}
+
+/** The path and query the desktop asks its server for, from the raw URL (its encoding kept). */
+export function desktopPath(originalUrl: string): string {
+  const afterPrefix = originalUrl.slice(PREFIX.length);
+  const cut = afterPrefix.search(/[/?]/);
+  if (cut === -1) return '/';
+  const rest = afterPrefix.slice(cut);
+  return rest.startsWith('?') ? `/${rest}` : rest;
+}

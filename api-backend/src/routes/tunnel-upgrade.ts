@@ -1,0 +1,49 @@
+/**
+ * `GET /ws/tunnel` (upgrade): a desktop bridge dialling in. The token is checked before anything
+ * else happens (a bad one gets a 401 on the raw socket and never a WebSocket); then the user's
+ * proxy is started if needed and the connection is handed to it.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { RelayError } from '@ctll/protocol';
+import type { Authenticator } from '../auth/authenticator';
+import type { StreamingProxyManager } from '../proxy/manager';
+import { relayUpgrade, rejectUpgrade } from '../relay/upgrade-relay';
+import type { Metrics } from '../metrics';
+import type { Logger } from '../logger';
+import { userHash } from '../proxy/naming';
+
+export const TUNNEL_PATH = '/ws/tunnel';
+
+export function tunnelUpgradeHandler(deps: {
+  auth: Authenticator;
+  manager: StreamingProxyManager;
+  metrics: Metrics;
+  logger: Logger;
+}) {
+  const { auth, manager, metrics, logger } = deps;
+  return async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
+    socket.on('error', () => socket.destroy());
+    const pathname = (req.url ?? '/').split('?')[0];
+    if (pathname !== TUNNEL_PATH) {
+      rejectUpgrade(socket, 404, 'not_found', `no WebSocket endpoint at ${pathname}`);
+      return;
+    }
+    try {
+      const { userId } = await auth.authenticate(req);
+      const { handle } = await manager.ensure(userId);
+      if (!handle.endpoint) throw new Error('proxy has no endpoint');
+      relayUpgrade(req, socket, head, handle.endpoint, (status, message) => {
+        metrics.tunnelUpgrades.inc({ result: 'proxy_failed' });
+        logger.warn('tunnel upgrade failed at the StreamingProxy', { owner: userHash(userId), status, message });
+        rejectUpgrade(socket, status, status === 502 ? 'bad_gateway' : 'proxy_unreachable', message);
+      });
+      metrics.tunnelUpgrades.inc({ result: 'accepted' });
+    } catch (error) {
+      const relayError = error instanceof RelayError ? error : undefined;
+      metrics.tunnelUpgrades.inc({ result: relayError ? relayError.code : 'error' });
+      if (!relayError) logger.error('tunnel upgrade failed', { error: (error as Error).message });
+      rejectUpgrade(socket, relayError?.status ?? 500, relayError?.code ?? 'internal', relayError?.message ?? 'internal error');
+    }
+  };
+}

@@ -1,0 +1,87 @@
+/**
+ * The relay's error catalogue: one class per failure a caller can see, each with a stable `code`
+ * and one HTTP status. All three programs throw these; each HTTP server turns them into
+ * `{error: {code, message}}` in exactly one place.
+ */
+export abstract class RelayError extends Error {
+  abstract readonly status: number;
+  abstract readonly code: string;
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+
+  toJSON(): { error: { code: string; message: string } } {
+    return { error: { code: this.code, message: this.message } };
+  }
+}
+
+export class BadRequestError extends RelayError {
+  readonly status = 400;
+  readonly code: string;
+  constructor(message: string, code = 'bad_request') {
+    super(message);
+    this.code = code;
+  }
+}
+
+export class UnauthorizedError extends RelayError {
+  readonly status = 401;
+  readonly code = 'unauthorized';
+}
+
+export class ForbiddenError extends RelayError {
+  readonly status = 403;
+  readonly code = 'forbidden';
+}
+
+export class NotFoundError extends RelayError {
+  readonly status = 404;
+  readonly code = 'not_found';
+}
+
+export class PayloadTooLargeError extends RelayError {
+  readonly status = 413;
+  readonly code = 'payload_too_large';
+}
+
+export class RateLimitedError extends RelayError {
+  readonly status = 429;
+  readonly code = 'rate_limited';
+}
+
+/** The desktop answered, but not with something we can pass on. */
+export class BadGatewayError extends RelayError {
+  readonly status = 502;
+  readonly code: string;
+  constructor(message: string, code = 'bad_gateway', options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+export class DesktopOfflineError extends RelayError {
+  readonly status = 503;
+  readonly code = 'desktop_offline';
+}
+
+export class ServiceUnavailableError extends RelayError {
+  readonly status = 503;
+  readonly code: string;
+  constructor(message: string, code = 'unavailable', options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+export class GatewayTimeoutError extends RelayError {
+  readonly status = 504;
+  readonly code = 'desktop_timeout';
+}
+
+/** The JSON body for any error, ours or not; unknown errors never leak their message. */
+export function errorBody(error: unknown): { status: number; body: { error: { code: string; message: string } } } {
+  if (error instanceof RelayError) return { status: error.status, body: error.toJSON() };
+  return { status: 500, body: { error: { code: 'internal', message: 'internal error' } } };
+}

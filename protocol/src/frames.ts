@@ -1,0 +1,58 @@
+/**
+ * Binary data frames: one WebSocket binary message per body chunk.
+ *
+ *   byte 0      frame kind (0x01 = body data)
+ *   byte 1      id length n (1..64)
+ *   bytes 2..   stream id, ASCII, n bytes
+ *   rest        the body bytes, untouched
+ *
+ * The header is a few bytes against base64-in-JSON's 33 % and a parse, and decoding is a
+ * subarray view: the payload is never copied on the way in.
+ */
+import { STREAM_ID_PATTERN, type ParseResult } from './messages';
+
+export const FRAME_DATA = 0x01;
+
+/** Largest body slice per frame; bigger chunks are split so one stream cannot hog the socket. */
+export const MAX_CHUNK_BYTES = 64 * 1024;
+/** Largest WebSocket message either side accepts: a full chunk plus its header, with room to spare. */
+export const MAX_FRAME_BYTES = MAX_CHUNK_BYTES + 1024;
+
+export interface DataFrame {
+  id: string;
+  payload: Buffer;
+}
+
+export function encodeData(id: string, payload: Uint8Array): Buffer {
+  const idLength = Buffer.byteLength(id, 'latin1');
+  const frame = Buffer.allocUnsafe(2 + idLength + payload.byteLength);
+  frame[0] = FRAME_DATA;
+  frame[1] = idLength;
+  frame.write(id, 2, 'latin1');
+  frame.set(payload, 2 + idLength);
+  return frame;
+}
+
+/** Splits a chunk of any size into views of at most MAX_CHUNK_BYTES (no copy). */
+export function* chunkSlices(chunk: Buffer): Generator<Buffer> {
+  if (chunk.byteLength <= MAX_CHUNK_BYTES) {
+    yield chunk;
+    return;
+  }
+  for (let offset = 0; offset < chunk.byteLength; offset += MAX_CHUNK_BYTES) {
+    yield chunk.subarray(offset, offset + MAX_CHUNK_BYTES);
+  }
+}
+
+/** Decodes a binary frame. Never throws. */
+export function decodeData(frame: Buffer): ParseResult<DataFrame> {
+  if (frame.byteLength < 3) return { ok: false, error: 'binary frame shorter than its header' };
+  if (frame[0] !== FRAME_DATA) return { ok: false, error: `unknown binary frame kind 0x${frame[0].toString(16)}` };
+  const idLength = frame[1];
+  if (idLength < 1 || idLength > 64 || frame.byteLength < 2 + idLength) {
+    return { ok: false, error: 'binary frame id length out of range' };
+  }
+  const id = frame.toString('latin1', 2, 2 + idLength);
+  if (!STREAM_ID_PATTERN.test(id)) return { ok: false, error: 'binary frame id has invalid characters' };
+  return { ok: true, value: { id, payload: frame.subarray(2 + idLength) } };
+}

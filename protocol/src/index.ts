@@ -1,0 +1,5 @@
+export * from './messages';
+export * from './frames';
+export * from './flow';
+export * from './headers';
+export * from './errors';

@@ -1,0 +1,124 @@
+/**
+ * Control messages of the tunnel protocol (JSON text frames).
+ *
+ * Seed 003's five messages are the base (`http_request`, `http_response`, `ping`, `pong`, `error`,
+ * correlated by `id`). Bodies never travel inside these: they follow as binary data frames
+ * (see frames.ts) and close with `end`, so an answer streams and any byte passes untouched.
+ * `cancel` and `window` add abort and per-stream flow control. Every message that arrives from
+ * the other side goes through `parseControl`, which never throws.
+ */
+import { z } from 'zod';
+
+export const PROTOCOL_VERSION = 1;
+
+/** Stream ids are short ASCII strings so they fit the one-byte length of a data frame header. */
+export const STREAM_ID_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
+const streamId = z.string().regex(STREAM_ID_PATTERN, 'id must be 1-64 characters of [A-Za-z0-9_.-]');
+
+const headerValue = z.union([z.string().max(16 * 1024), z.array(z.string().max(16 * 1024)).max(64)]);
+const headers = z.record(z.string().min(1).max(256), headerValue).refine((h) => Object.keys(h).length <= 256, {
+  message: 'at most 256 headers',
+});
+
+export const httpRequestSchema = z.object({
+  type: z.literal('http_request'),
+  id: streamId,
+  method: z.string().regex(/^[A-Z]{1,16}$/, 'method must be an upper-case HTTP token'),
+  /** Path and query on the desktop's target, always starting with `/`. */
+  path: z.string().startsWith('/').max(8192),
+  headers,
+  /** true when no body follows (GET and friends): the desktop may send its request at once. */
+  end: z.boolean(),
+});
+
+export const httpResponseSchema = z.object({
+  type: z.literal('http_response'),
+  id: streamId,
+  status: z.number().int().min(100).max(599),
+  headers,
+  /** true when no body follows. */
+  end: z.boolean(),
+});
+
+export const endSchema = z.object({ type: z.literal('end'), id: streamId });
+
+export const cancelSchema = z.object({
+  type: z.literal('cancel'),
+  id: streamId,
+  reason: z.string().max(512).optional(),
+});
+
+/** Flow control: the receiver of a stream's body lets the sender have `bytes` more. */
+export const windowSchema = z.object({
+  type: z.literal('window'),
+  id: streamId,
+  bytes: z.number().int().positive().max(2 ** 31),
+});
+
+export const pingSchema = z.object({ type: z.literal('ping'), ts: z.number() });
+export const pongSchema = z.object({ type: z.literal('pong'), ts: z.number() });
+
+export const errorSchema = z.object({
+  type: z.literal('error'),
+  /** Absent when the error is about the connection, not one stream. */
+  id: streamId.optional(),
+  code: z.string().min(1).max(64),
+  message: z.string().max(2048),
+});
+
+export const controlMessageSchema = z.discriminatedUnion('type', [
+  httpRequestSchema,
+  httpResponseSchema,
+  endSchema,
+  cancelSchema,
+  windowSchema,
+  pingSchema,
+  pongSchema,
+  errorSchema,
+]);
+
+export type HttpRequestMessage = z.infer<typeof httpRequestSchema>;
+export type HttpResponseMessage = z.infer<typeof httpResponseSchema>;
+export type EndMessage = z.infer<typeof endSchema>;
+export type CancelMessage = z.infer<typeof cancelSchema>;
+export type WindowMessage = z.infer<typeof windowSchema>;
+export type PingMessage = z.infer<typeof pingSchema>;
+export type PongMessage = z.infer<typeof pongSchema>;
+export type ErrorMessage = z.infer<typeof errorSchema>;
+export type ControlMessage = z.infer<typeof controlMessageSchema>;
+export type Headers = HttpRequestMessage['headers'];
+
+/** Error codes carried by `error` messages. */
+export const TunnelErrorCode = {
+  /** A message that failed validation; the connection stays up. */
+  BadMessage: 'bad_message',
+  /** The desktop could not reach its local LLM server. */
+  TargetUnreachable: 'target_unreachable',
+  /** The local LLM server failed mid-answer. */
+  TargetFailed: 'target_failed',
+  /** A stream id the receiver does not know (already finished or cancelled). */
+  UnknownStream: 'unknown_stream',
+  /** Too many concurrent streams on one tunnel. */
+  TooManyStreams: 'too_many_streams',
+} as const;
+
+export type ParseResult<T> = { ok: true; value: T } | { ok: false; error: string };
+
+/** Parses a text frame. Never throws: a bad frame is a value the caller answers. */
+export function parseControl(text: string): ParseResult<ControlMessage> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return { ok: false, error: 'not valid JSON' };
+  }
+  const result = controlMessageSchema.safeParse(raw);
+  if (result.success) return { ok: true, value: result.data };
+  const issue = result.error.issues[0];
+  const where = issue && issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
+  return { ok: false, error: `${where}${issue?.message ?? 'invalid message'}` };
+}
+
+export function encodeControl(message: ControlMessage): string {
+  return JSON.stringify(message);
+}

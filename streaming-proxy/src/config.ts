@@ -1,0 +1,49 @@
+/**
+ * The proxy's one validated config. Only this module and main.ts read the environment; a bad
+ * value stops start-up with a message naming the variable.
+ */
+import { z } from 'zod';
+
+const schema = z.object({
+  PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  /** 127.0.0.1 for the process driver; 0.0.0.0 inside a container, on the user's own network. */
+  HOST: z.string().min(1).default('0.0.0.0'),
+  /** Shared with api-backend only: every call but /health must carry it. */
+  PROXY_SECRET: z.string().min(32, 'must be at least 32 characters'),
+  /** The owner's hashed id, for log lines; the proxy never learns the raw user id. */
+  PROXY_USER_HASH: z.string().regex(/^[0-9a-f]{16}$/, 'must be 16 hex characters').optional(),
+  LOG_LEVEL: z.enum(['error', 'warn', 'info', 'debug']).default('info'),
+  REQUEST_TIMEOUT_MS: z.coerce.number().int().positive().default(30_000),
+  PING_INTERVAL_MS: z.coerce.number().int().positive().default(15_000),
+  MAX_STREAMS_PER_TUNNEL: z.coerce.number().int().positive().default(256),
+});
+
+export interface ProxyConfig {
+  port: number;
+  host: string;
+  secret: string;
+  userHash: string;
+  logLevel: 'error' | 'warn' | 'info' | 'debug';
+  requestTimeoutMs: number;
+  pingIntervalMs: number;
+  maxStreamsPerTunnel: number;
+}
+
+export function loadConfig(env: Record<string, string | undefined>): ProxyConfig {
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => `  ${issue.path.join('.')}: ${issue.message}`);
+    throw new Error(`streaming-proxy: invalid configuration\n${lines.join('\n')}`);
+  }
+  const c = parsed.data;
+  return {
+    port: c.PORT,
+    host: c.HOST,
+    secret: c.PROXY_SECRET,
+    userHash: c.PROXY_USER_HASH ?? 'unknown',
+    logLevel: c.LOG_LEVEL,
+    requestTimeoutMs: c.REQUEST_TIMEOUT_MS,
+    pingIntervalMs: c.PING_INTERVAL_MS,
+    maxStreamsPerTunnel: c.MAX_STREAMS_PER_TUNNEL,
+  };
+}

@@ -1,0 +1,122 @@
+/**
+ * The proxy's HTTP surface. It answers only api-backend (every route but /health checks the
+ * per-proxy secret):
+ *   GET  /health       liveness for the container's HEALTHCHECK; says nothing about the user
+ *   GET  /status       desktops connected, active requests, counters, last activity
+ *   ANY  /relay/<path> relay <path> to the desktop
+ *   GET  /ws/tunnel    WebSocket upgrade: a desktop's tunnel, forwarded by api-backend
+ */
+import http from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer } from 'ws';
+import { MAX_FRAME_BYTES } from '@ctll/protocol';
+import type { ProxyConfig } from '../config';
+import type { Logger } from '../logger';
+import type { ProxyStats } from '../stats';
+import type { TunnelHub } from '../tunnel/hub';
+import { WsLink } from '../tunnel/ws-link';
+import { Exchange } from '../relay/exchange';
+import { secretChecker } from './secret';
+import { sendError, sendJson } from './respond';
+
+export interface ProxyServerDeps {
+  config: ProxyConfig;
+  logger: Logger;
+  stats: ProxyStats;
+  hub: TunnelHub;
+}
+
+const RELAY_PREFIX = '/relay';
+
+export function createProxyServer({ config, logger, stats, hub }: ProxyServerDeps): http.Server {
+  const isApiBackend = secretChecker(config.secret);
+  const startedAt = Date.now();
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: MAX_FRAME_BYTES,
+    // Tokens are small and latency matters more than bytes; compression also invites CRIME-style leaks.
+    perMessageDeflate: false,
+    clientTracking: false,
+  });
+
+  const server = http.createServer((req, res) => {
+    const url = req.url ?? '/';
+    if (req.method === 'GET' && url === '/health') {
+      sendJson(res, 200, { status: 'ok' });
+      return;
+    }
+    if (!isApiBackend(req)) {
+      sendError(res, 401, 'unauthorized', 'this proxy answers api-backend only');
+      req.resume();
+      return;
+    }
+    if (req.method === 'GET' && url === '/status') {
+      sendJson(res, 200, {
+        status: 'running',
+        startedAt: new Date(startedAt).toISOString(),
+        transport: hub.transport(),
+        desktops: hub.info(),
+        activeRequests: stats.activeExchanges,
+        requests: stats.requests,
+        bytesToDesktop: stats.bytesToDesktop,
+        bytesFromDesktop: stats.bytesFromDesktop,
+        lastActivityAt: new Date(stats.lastActivityAt).toISOString(),
+      });
+      return;
+    }
+    if (url === RELAY_PREFIX || url.startsWith(`${RELAY_PREFIX}/`) || url.startsWith(`${RELAY_PREFIX}?`)) {
+      relay(req, res, url.slice(RELAY_PREFIX.length));
+      return;
+    }
+    sendError(res, 404, 'not_found', `no route ${req.method} ${url.split('?')[0]}`);
+    req.resume();
+  });
+
+  function relay(req: http.IncomingMessage, res: http.ServerResponse, rest: string): void {
+    const path = rest.startsWith('/') ? rest : `/${rest}`;
+    const link = hub.current();
+    if (!link) {
+      req.resume();
+      sendError(res, 503, 'desktop_offline', 'your desktop bridge is not connected');
+      return;
+    }
+    if (link.correlator.full) {
+      req.resume();
+      sendError(res, 429, 'too_many_streams', `at most ${config.maxStreamsPerTunnel} requests at once per tunnel`);
+      return;
+    }
+    new Exchange(req, res, link, { requestTimeoutMs: config.requestTimeoutMs, stats, logger }).start(path);
+  }
+
+  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (!isApiBackend(req) || (req.url ?? '').split('?')[0] !== '/ws/tunnel') {
+      socket.end('HTTP/1.1 401 Unauthorized\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      const link = new WsLink(ws, {
+        id: hub.newLinkId(),
+        client: describeClient(req),
+        pingIntervalMs: config.pingIntervalMs,
+        maxStreams: config.maxStreamsPerTunnel,
+        logger,
+        onClose: (closed, code, reason) => hub.remove(closed, code, reason),
+        onTraffic: () => stats.touch(),
+      });
+      hub.add(link);
+    });
+  });
+
+  // Longer than api-backend's pooled keep-alive sockets live, so the pool never reuses a socket we just closed.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
+  // Uploads and generations may run long; silence is bounded by REQUEST_TIMEOUT_MS per exchange.
+  server.requestTimeout = 0;
+  server.on('connection', (socket) => socket.setNoDelay(true));
+  return server;
+}
+
+function describeClient(req: http.IncomingMessage): string {
+  const agent = req.headers['user-agent'] ?? 'unknown';
+  return agent.replace(/[^\x20-\x7e]/g, '').slice(0, 200);
+}

@@ -1,0 +1,200 @@
+/**
+ * One HTTP exchange relayed to the desktop: the request (head, then its body as data frames) goes
+ * down the link, and the answer streams back into the HTTP response as it arrives.
+ *
+ * Each direction is flow-controlled on its own: the request body is read only while the desktop
+ * has granted credit, and credit for the answer goes back only once the HTTP response has taken
+ * the bytes. REQUEST_TIMEOUT_MS measures silence (waiting for the answer to start, or a gap
+ * between chunks), never the length of a generation. If the caller goes away, the desktop is told
+ * to cancel, so the local model stops generating.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import {
+  CALLER_ONLY_HEADERS,
+  chunkSlices,
+  endToEndHeaders,
+  ReceiveCredit,
+  SendCredit,
+  type HttpResponseMessage,
+} from '@ctll/protocol';
+import type { StreamHandler } from '../tunnel/correlator';
+import type { DesktopLink } from '../tunnel/desktop-link';
+import type { ProxyStats } from '../stats';
+import type { Logger } from '../logger';
+import { sendError } from '../http/respond';
+
+export interface ExchangeOptions {
+  requestTimeoutMs: number;
+  stats: ProxyStats;
+  logger: Logger;
+}
+
+/** How a stream failure the desktop reports reaches the caller, when no answer has started yet. */
+const FAILURE_STATUS: Record<string, number> = {
+  target_unreachable: 502,
+  target_failed: 502,
+  bad_message: 502,
+  cancelled_by_desktop: 502,
+  desktop_disconnected: 503,
+  too_many_streams: 429,
+};
+
+export class Exchange implements StreamHandler {
+  private readonly id: string;
+  private readonly sendCredit = new SendCredit();
+  private readonly receiveCredit: ReceiveCredit;
+  private readonly timer: NodeJS.Timeout;
+  private started = false;
+  private done = false;
+  private undrained = 0;
+
+  constructor(
+    private readonly req: IncomingMessage,
+    private readonly res: ServerResponse,
+    private readonly link: DesktopLink,
+    private readonly options: ExchangeOptions,
+  ) {
+    this.id = link.correlator.open(this);
+    this.receiveCredit = new ReceiveCredit((bytes) => this.link.sendControl({ type: 'window', id: this.id, bytes }));
+    this.timer = setTimeout(() => this.silenceTimeout(), options.requestTimeoutMs);
+    options.stats.requests += 1;
+    options.stats.activeExchanges += 1;
+    options.stats.touch();
+  }
+
+  /** Sends the request head and starts streaming the body. `path` is what the desktop asks its server for. */
+  start(path: string): void {
+    const hasBody = requestHasBody(this.req);
+    this.res.on('close', () => {
+      if (!this.done) this.callerGone();
+    });
+    this.link.sendControl({
+      type: 'http_request',
+      id: this.id,
+      method: this.req.method ?? 'GET',
+      path,
+      headers: endToEndHeaders(this.req.headers, CALLER_ONLY_HEADERS),
+      end: !hasBody,
+    });
+    if (hasBody) this.upload();
+    else this.req.resume();
+  }
+
+  onResponse(message: HttpResponseMessage): void {
+    if (this.done || this.started) return;
+    try {
+      this.res.writeHead(message.status, message.headers);
+    } catch (error) {
+      this.link.sendControl({ type: 'cancel', id: this.id, reason: 'invalid response head' });
+      this.fail(502, 'bad_response', `the desktop sent an invalid response head: ${(error as Error).message}`);
+      return;
+    }
+    this.started = true;
+    this.timer.refresh();
+    // Headers go out now, not with the first chunk: a client sees the status while the model thinks.
+    this.res.flushHeaders();
+    if (message.end) this.finish();
+  }
+
+  onData(payload: Buffer): void {
+    if (this.done) return;
+    if (!this.started) {
+      this.link.sendControl({ type: 'cancel', id: this.id, reason: 'data before http_response' });
+      this.fail(502, 'bad_response', 'the desktop sent body data before the response head');
+      return;
+    }
+    this.timer.refresh();
+    this.options.stats.bytesFromDesktop += payload.byteLength;
+    if (this.res.write(payload)) {
+      this.receiveCredit.consumed(payload.byteLength);
+      return;
+    }
+    // Credit goes back only when the caller has taken the bytes: this is the backpressure.
+    if (this.undrained === 0) {
+      this.res.once('drain', () => {
+        const bytes = this.undrained;
+        this.undrained = 0;
+        if (!this.done) this.receiveCredit.consumed(bytes);
+      });
+    }
+    this.undrained += payload.byteLength;
+  }
+
+  onEnd(): void {
+    if (this.done) return;
+    if (!this.started) {
+      this.fail(502, 'bad_response', 'the desktop ended the stream without a response');
+      return;
+    }
+    this.finish();
+  }
+
+  onWindow(bytes: number): void {
+    this.sendCredit.grant(bytes);
+  }
+
+  onError(code: string, message: string): void {
+    if (this.done) return;
+    this.fail(FAILURE_STATUS[code] ?? 502, code, message);
+  }
+
+  private upload(): void {
+    this.req.on('data', (chunk: Buffer) => {
+      if (this.done) return;
+      this.timer.refresh();
+      this.options.stats.bytesToDesktop += chunk.byteLength;
+      for (const slice of chunkSlices(chunk)) this.link.sendData(this.id, slice);
+      this.sendCredit.spend(chunk.byteLength);
+      if (!this.sendCredit.open) {
+        this.req.pause();
+        this.sendCredit.whenOpen(() => {
+          if (!this.done) this.req.resume();
+        });
+      }
+    });
+    this.req.on('end', () => {
+      if (!this.done) this.link.sendControl({ type: 'end', id: this.id });
+    });
+  }
+
+  private silenceTimeout(): void {
+    if (this.done) return;
+    const waited = `${this.options.requestTimeoutMs} ms`;
+    this.link.sendControl({ type: 'cancel', id: this.id, reason: 'timeout' });
+    if (this.started) this.options.logger.info('answer stalled; ending the stream', { stream: this.id, waited });
+    this.fail(504, 'desktop_timeout', `the desktop did not answer within ${waited}`);
+  }
+
+  private callerGone(): void {
+    this.link.sendControl({ type: 'cancel', id: this.id, reason: 'client disconnected' });
+    this.cleanup();
+  }
+
+  private finish(): void {
+    this.cleanup();
+    this.res.end();
+  }
+
+  /** Ends the exchange with an error: a JSON error before the answer started, an aborted stream after. */
+  private fail(status: number, code: string, message: string): void {
+    const started = this.started;
+    this.cleanup();
+    if (started) this.res.destroy();
+    else sendError(this.res, status, code, message);
+  }
+
+  private cleanup(): void {
+    this.done = true;
+    clearTimeout(this.timer);
+    this.sendCredit.clear();
+    this.link.correlator.close(this.id);
+    this.options.stats.activeExchanges -= 1;
+    this.options.stats.touch();
+  }
+}
+
+function requestHasBody(req: IncomingMessage): boolean {
+  if (req.headers['transfer-encoding'] !== undefined) return true;
+  const length = req.headers['content-length'];
+  return length !== undefined && length !== '0';
+}

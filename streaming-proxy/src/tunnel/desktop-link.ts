@@ -1,0 +1,31 @@
+/**
+ * One connected desktop, whatever the transport. A link carries control messages and data frames
+ * both ways and owns the correlator of the streams running over it. The hub picks a link for
+ * each new exchange; the exchange then talks only to that link.
+ */
+import type { ControlMessage } from '@ctll/protocol';
+import type { Correlator, StreamSender } from './correlator';
+
+export type Transport = 'ws' | 'poll';
+
+export interface LinkInfo {
+  id: string;
+  transport: Transport;
+  connectedAt: string;
+  client: string;
+  activeStreams: number;
+}
+
+export interface DesktopLink extends StreamSender {
+  readonly id: string;
+  readonly transport: Transport;
+  readonly connectedAt: number;
+  /** The bridge's own description (user agent), for status and audit. */
+  readonly client: string;
+  readonly correlator: Correlator;
+  readonly closed: boolean;
+  sendControl(message: ControlMessage): void;
+  sendData(id: string, payload: Buffer): void;
+  close(code: number, reason: string): void;
+  info(): LinkInfo;
+}

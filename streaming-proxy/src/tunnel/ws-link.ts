@@ -1,0 +1,141 @@
+/**
+ * The desktop's WebSocket tunnel, as seen by the proxy.
+ *
+ * Incoming frames are validated here and only here: a text frame must be a valid control message,
+ * a binary frame a valid data frame. A bad frame is answered with an `error` message and the
+ * tunnel stays up; a desktop that keeps sending them is closed with 1008. Liveness is WebSocket
+ * ping/pong: a desktop that misses a whole ping interval is dropped, failing its open streams.
+ */
+import type { WebSocket, RawData } from 'ws';
+import {
+  decodeData,
+  encodeControl,
+  encodeData,
+  parseControl,
+  TunnelErrorCode,
+  type ControlMessage,
+} from '@ctll/protocol';
+import { Correlator } from './correlator';
+import type { DesktopLink, LinkInfo } from './desktop-link';
+import type { Logger } from '../logger';
+
+/** Bad frames tolerated on one tunnel before it is closed (1008, policy violation). */
+const MAX_BAD_FRAMES = 32;
+
+export interface WsLinkOptions {
+  id: string;
+  client: string;
+  pingIntervalMs: number;
+  maxStreams: number;
+  logger: Logger;
+  onClose: (link: WsLink, code: number, reason: string) => void;
+  onTraffic: (direction: 'in' | 'out', bytes: number) => void;
+}
+
+export class WsLink implements DesktopLink {
+  readonly transport = 'ws' as const;
+  readonly id: string;
+  readonly client: string;
+  readonly connectedAt = Date.now();
+  readonly correlator: Correlator;
+  private alive = true;
+  private badFrames = 0;
+  private readonly pinger: NodeJS.Timeout;
+  private isClosed = false;
+
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly options: WsLinkOptions,
+  ) {
+    this.id = options.id;
+    this.client = options.client;
+    this.correlator = new Correlator(`${options.id}.`, options.maxStreams, (message) =>
+      options.logger.warn(message, { link: this.id }),
+    );
+    ws.on('message', (data, isBinary) => this.receive(data, isBinary));
+    ws.on('pong', () => {
+      this.alive = true;
+    });
+    ws.on('close', (code, reason) => this.closedBy(code, reason.toString()));
+    ws.on('error', (error) => options.logger.warn('tunnel socket error', { link: this.id, error: error.message }));
+    this.pinger = setInterval(() => this.checkAlive(), options.pingIntervalMs);
+    this.pinger.unref();
+  }
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  sendControl(message: ControlMessage): void {
+    if (this.isClosed) return;
+    this.ws.send(encodeControl(message));
+  }
+
+  sendData(id: string, payload: Buffer): void {
+    if (this.isClosed) return;
+    this.options.onTraffic('out', payload.byteLength);
+    this.ws.send(encodeData(id, payload), { binary: true });
+  }
+
+  close(code: number, reason: string): void {
+    if (this.isClosed) return;
+    this.ws.close(code, reason);
+    // A peer that does not finish the closing handshake must not hold its streams hostage.
+    setTimeout(() => this.ws.terminate(), 2000).unref();
+    this.closedBy(code, reason);
+  }
+
+  info(): LinkInfo {
+    return {
+      id: this.id,
+      transport: this.transport,
+      connectedAt: new Date(this.connectedAt).toISOString(),
+      client: this.client,
+      activeStreams: this.correlator.size,
+    };
+  }
+
+  private receive(data: RawData, isBinary: boolean): void {
+    // ws hands over a single Buffer unless the peer fragmented the message.
+    const buffer = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
+    if (isBinary) {
+      const frame = decodeData(buffer);
+      if (!frame.ok) return this.rejectFrame(frame.error);
+      this.options.onTraffic('in', frame.value.payload.byteLength);
+      this.correlator.handleData(frame.value.id, frame.value.payload);
+      return;
+    }
+    const message = parseControl(buffer.toString('utf8'));
+    if (!message.ok) return this.rejectFrame(message.error);
+    this.correlator.handleControl(message.value, this);
+  }
+
+  private rejectFrame(reason: string): void {
+    this.badFrames += 1;
+    this.options.logger.warn('rejected a malformed tunnel message', { link: this.id, reason });
+    if (this.badFrames > MAX_BAD_FRAMES) {
+      this.close(1008, 'too many malformed messages');
+      return;
+    }
+    this.sendControl({ type: 'error', code: TunnelErrorCode.BadMessage, message: reason });
+  }
+
+  private checkAlive(): void {
+    if (!this.alive) {
+      this.options.logger.info('desktop missed a ping interval; dropping the tunnel', { link: this.id });
+      this.ws.terminate();
+      this.closedBy(1006, 'ping timeout');
+      return;
+    }
+    this.alive = false;
+    this.ws.ping();
+  }
+
+  private closedBy(code: number, reason: string): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    clearInterval(this.pinger);
+    this.correlator.failAll('desktop_disconnected', 'the desktop disconnected before it finished answering');
+    this.options.onClose(this, code, reason);
+  }
+}
