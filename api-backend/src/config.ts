@@ -4,6 +4,7 @@
  * A bad value stops start-up with the variable's name and what was expected.
  */
 import path from 'node:path';
+import cron from 'node-cron';
 import { z } from 'zod';
 
 const optionalString = z.string().trim().min(1).optional().or(z.literal('').transform(() => undefined));
@@ -30,7 +31,7 @@ const schema = z.object({
   PROXY_MEMORY_MB: z.coerce.number().int().min(32).max(65536).default(512),
   PROXY_CPUS: z.coerce.number().positive().max(64).default(0.5),
   PROXY_IDLE_TIMEOUT_MS: z.coerce.number().int().positive().default(600_000),
-  PROXY_CLEANUP_CRON: z.string().min(1).default('* * * * *'),
+  PROXY_CLEANUP_CRON: z.string().min(1).refine((v) => cron.validate(v), 'must be a cron expression').default('* * * * *'),
   PROXY_SUBNET_POOL: z.string().regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, 'must be a CIDR like 10.200.0.0/16').default('10.200.0.0/16'),
   PROXY_START_TIMEOUT_MS: z.coerce.number().int().positive().default(15_000),
   PROXY_PING_INTERVAL_MS: z.coerce.number().int().positive().default(15_000),

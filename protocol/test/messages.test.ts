@@ -1,0 +1,40 @@
+import { parseControl, encodeControl, type ControlMessage } from '../src';
+
+describe('parseControl accepts every well-formed message', () => {
+  const messages: ControlMessage[] = [
+    { type: 'http_request', id: 't0.1', method: 'POST', path: '/api/chat?x=1', headers: { 'content-type': 'application/json', 'x-a': ['1', '2'] }, end: false },
+    { type: 'http_response', id: 'a', status: 200, headers: {}, end: true },
+    { type: 'end', id: 'a' },
+    { type: 'cancel', id: 'a', reason: 'client disconnected' },
+    { type: 'window', id: 'a', bytes: 65536 },
+    { type: 'ping', ts: 1 },
+    { type: 'pong', ts: 1 },
+    { type: 'error', code: 'bad_message', message: 'x' },
+    { type: 'error', id: 'a', code: 'target_unreachable', message: 'ECONNREFUSED' },
+  ];
+  it.each(messages.map((m) => [m.type, m] as const))('%s round-trips', (_type, message) => {
+    expect(parseControl(encodeControl(message))).toEqual({ ok: true, value: message });
+  });
+});
+
+describe('parseControl rejects malformed input without throwing', () => {
+  const cases: Array<[string, string, RegExp]> = [
+    ['not JSON', '{"type":', /not valid JSON/],
+    ['a JSON array', '[1,2]', /.+/],
+    ['unknown type', '{"type":"shell","id":"a"}', /.+/],
+    ['missing id', '{"type":"end"}', /id/],
+    ['id with spaces', '{"type":"end","id":"a b"}', /id must be/],
+    ['id too long', JSON.stringify({ type: 'end', id: 'x'.repeat(65) }), /id must be/],
+    ['status out of range', '{"type":"http_response","id":"a","status":999,"headers":{},"end":true}', /status/],
+    ['lower-case method', '{"type":"http_request","id":"a","method":"get","path":"/","headers":{},"end":true}', /method/],
+    ['relative path', '{"type":"http_request","id":"a","method":"GET","path":"api","headers":{},"end":true}', /path/],
+    ['header value not a string', '{"type":"http_response","id":"a","status":200,"headers":{"a":1},"end":true}', /headers/],
+    ['negative window', '{"type":"window","id":"a","bytes":-5}', /bytes/],
+    ['null', 'null', /.+/],
+  ];
+  it.each(cases)('%s', (_name, text, reason) => {
+    const result = parseControl(text);
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.error).toMatch(reason);
+  });
+});

@@ -1,0 +1,112 @@
+/**
+ * Token checks against a real JWKS endpoint over HTTP, with the relay configured as for a real
+ * identity provider (JWT_ISSUER / JWT_AUDIENCE / JWT_JWKS_URI).
+ */
+import http from 'node:http';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { generateKeyPairSync, createPublicKey, type KeyObject } from 'node:crypto';
+import jwt from 'jsonwebtoken';
+import WebSocket from 'ws';
+import { startRelay, type Relay } from '../api-backend/src/app';
+import { loadConfig } from '../api-backend/src/config';
+import { createLogger } from '../api-backend/src/logger';
+import { PROXY_SCRIPT, relayEnv } from './helpers/layout';
+
+const ISSUER = 'https://idp.test/';
+const AUDIENCE = 'https://relay.test';
+
+function keyPair(): { privateKey: KeyObject; jwk: Record<string, unknown> } {
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  return { privateKey, jwk: { ...createPublicKey(privateKey).export({ format: 'jwk' }), kid: 'k1', alg: 'RS256', use: 'sig' } };
+}
+
+describe('authentication with a JWKS identity provider', () => {
+  const idp = keyPair();
+  let jwksServer: http.Server;
+  let jwksHits = 0;
+  let relay: Relay;
+  let dataDir: string;
+
+  const sign = (claims: object, options: jwt.SignOptions = {}, key: KeyObject | string = idp.privateKey) => {
+    const expiry = 'exp' in claims ? {} : { expiresIn: 300 };
+    return jwt.sign(claims, key as jwt.Secret, { algorithm: 'RS256', keyid: 'k1', issuer: ISSUER, audience: AUDIENCE, ...expiry, ...options });
+  };
+
+  const status = async (token?: string) => {
+    const res = await fetch(`${relay.url}/api/proxy/status`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+    return { status: res.status, body: (await res.json()) as { error?: { code: string; message: string } } };
+  };
+
+  beforeAll(async () => {
+    jwksServer = http.createServer((_req, res) => {
+      jwksHits += 1;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ keys: [idp.jwk] }));
+    });
+    await new Promise<void>((resolve) => jwksServer.listen(0, '127.0.0.1', resolve));
+    const jwksUri = `http://127.0.0.1:${(jwksServer.address() as AddressInfo).port}/.well-known/jwks.json`;
+    dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ctll-auth-'));
+    const env = relayEnv({ JWT_ISSUER: ISSUER, JWT_AUDIENCE: AUDIENCE, JWT_JWKS_URI: jwksUri }, dataDir);
+    relay = await startRelay(loadConfig(env, { proxyScript: PROXY_SCRIPT }), createLogger('error'));
+  });
+
+  afterAll(async () => {
+    await relay.close();
+    await new Promise((resolve) => jwksServer.close(resolve));
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('accepts an RS256 token from the configured issuer and audience, using keys fetched from the JWKS', async () => {
+    const result = await status(sign({ sub: 'alice' }));
+    expect(result.status).toBe(200);
+    expect(result.body).toMatchObject({ status: 'not-found' });
+    expect(jwksHits).toBeGreaterThan(0);
+  });
+
+  it.each([
+    ['no token at all', undefined, /bearer token is required/],
+    ['a token from another issuer', () => sign({ sub: 'alice' }, { issuer: 'https://evil.test/' }), /issuer/],
+    ['a token for another audience', () => sign({ sub: 'alice' }, { audience: 'https://other' }), /audience/],
+    ['an expired token', () => sign({ sub: 'alice', exp: Math.floor(Date.now() / 1000) - 60 }), /expired/],
+    ['a token signed by a key not in the JWKS', () => sign({ sub: 'alice' }, {}, keyPair().privateKey), /signature/],
+    ['a token with no subject', () => sign({}), /subject/],
+    ['garbage', () => 'not.a.jwt', /invalid token/],
+  ])('refuses %s with 401', async (_name, token, message) => {
+    const result = await status(typeof token === 'function' ? token() : token);
+    expect(result.status).toBe(401);
+    expect(result.body.error?.code).toBe('unauthorized');
+    expect(result.body.error?.message).toMatch(message);
+  });
+
+  it('refuses an HS256 token signed with the public key (algorithm confusion)', async () => {
+    const publicPem = createPublicKey(idp.privateKey).export({ type: 'spki', format: 'pem' }).toString();
+    const forged = jwt.sign({ sub: 'alice' }, publicPem, { algorithm: 'HS256', keyid: 'k1', issuer: ISSUER, audience: AUDIENCE });
+    expect((await status(forged)).status).toBe(401);
+  });
+
+  it('refuses an unsigned token (alg none)', async () => {
+    const header = Buffer.from(JSON.stringify({ alg: 'none', typ: 'JWT', kid: 'k1' })).toString('base64url');
+    const payload = Buffer.from(JSON.stringify({ sub: 'alice', iss: ISSUER, aud: AUDIENCE, exp: Math.floor(Date.now() / 1000) + 60 })).toString('base64url');
+    expect((await status(`${header}.${payload}.`)).status).toBe(401);
+  });
+
+  it('answers a WebSocket upgrade with a bad token with 401 before any handshake', async () => {
+    const ws = new WebSocket(`${relay.url.replace('http', 'ws')}/ws/tunnel`, { headers: { authorization: 'Bearer nope' } });
+    const statusCode = await new Promise<number>((resolve, reject) => {
+      ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+      ws.on('open', () => reject(new Error('the upgrade was accepted')));
+      ws.on('error', () => undefined);
+    });
+    expect(statusCode).toBe(401);
+    expect(relay.manager.driver.list()).resolves.toHaveLength(0);
+  });
+
+  it('keeps health and metrics open', async () => {
+    expect((await fetch(`${relay.url}/health`)).status).toBe(200);
+    const metrics = await (await fetch(`${relay.url}/metrics`)).text();
+    expect(metrics).toContain('ctll_auth_failures_total');
+  });
+});

@@ -1,0 +1,237 @@
+/**
+ * A small Ollama-compatible server that streams slowly: it stands in for the user's model, which
+ * these machines cannot run. It speaks the parts of Ollama's API the relay must carry (tags, chat
+ * and generate as NDJSON token streams, embed, the OpenAI-compatible SSE endpoint) plus a few
+ * routes for the transport itself: deterministic large bodies, echo, hashing, a silent route.
+ *
+ * It records what a user's model would notice: when each answer finished, and every request whose
+ * client went away before the answer was complete (what cancel must cause).
+ */
+import http from 'node:http';
+import { createHash } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { EventEmitter } from 'node:events';
+
+export interface LlmServerOptions {
+  /** Gap between streamed tokens. */
+  tokenDelayMs?: number;
+  /** Tokens per streamed answer unless the request says `options.num_predict`. */
+  tokens?: number;
+}
+
+export interface LlmServer {
+  url: string;
+  port: number;
+  /** Requests whose connection closed before the answer ended, by path. */
+  aborted: string[];
+  /** Resolves with the path of the next request aborted by its client. */
+  nextAbort(timeoutMs?: number): Promise<string>;
+  /** Time each streamed answer wrote its last token, by the request's `x-test-id` header. */
+  finishedAt: Map<string, number>;
+  /** Requests seen, with the headers they arrived with. */
+  seen: Array<{ method: string; path: string; headers: http.IncomingHttpHeaders }>;
+  close(): Promise<void>;
+}
+
+/** Deterministic bytes for `/bytes`: the same n and seed always give the same body. */
+export function patternBytes(offset: number, length: number, seed = 1): Buffer {
+  const out = Buffer.allocUnsafe(length);
+  for (let i = 0; i < length; i++) {
+    const x = offset + i;
+    out[i] = (x * 31 + seed * 17 + (x >>> 8) * 7 + (x >>> 16)) & 0xff;
+  }
+  return out;
+}
+
+export function sha256(data: Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+export async function startLlmServer(options: LlmServerOptions = {}): Promise<LlmServer> {
+  const tokenDelayMs = options.tokenDelayMs ?? 20;
+  const defaultTokens = options.tokens ?? 10;
+  const events = new EventEmitter();
+  const aborted: string[] = [];
+  const finishedAt = new Map<string, number>();
+  const seen: LlmServer['seen'] = [];
+  const sockets = new Set<import('node:net').Socket>();
+
+  const server = http.createServer(async (req, res) => {
+    const url = new URL(req.url ?? '/', 'http://llm');
+    seen.push({ method: req.method ?? 'GET', path: url.pathname + url.search, headers: req.headers });
+    res.on('close', () => {
+      if (!res.writableFinished) {
+        aborted.push(url.pathname);
+        events.emit('abort', url.pathname);
+      }
+    });
+    const testId = String(req.headers['x-test-id'] ?? '');
+    try {
+      await route(req, res, url, testId);
+    } catch (error) {
+      if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: (error as Error).message }));
+    }
+  });
+
+  async function route(req: http.IncomingMessage, res: http.ServerResponse, url: URL, testId: string): Promise<void> {
+    const key = `${req.method} ${url.pathname}`;
+    switch (key) {
+      case 'GET /':
+        res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
+        res.end('Ollama is running');
+        return;
+      case 'GET /api/tags':
+        json(res, 200, {
+          models: [{ name: 'test-model:latest', model: 'test-model:latest', size: 1234, digest: 'sha256:00', details: {} }],
+        });
+        return;
+      case 'POST /api/chat':
+      case 'POST /api/generate': {
+        const body = JSON.parse((await readBody(req)).toString('utf8') || '{}');
+        const count = body.options?.num_predict ?? defaultTokens;
+        const chat = url.pathname === '/api/chat';
+        const piece = (i: number) => `tok${i} `;
+        const frame = (i: number, done: boolean) => ({
+          model: body.model ?? 'test-model',
+          created_at: new Date().toISOString(),
+          ...(chat ? { message: { role: 'assistant', content: done ? '' : piece(i) } } : { response: done ? '' : piece(i) }),
+          done,
+          ...(done ? { done_reason: 'stop', eval_count: count } : {}),
+        });
+        if (body.stream === false) {
+          const text = Array.from({ length: count }, (_, i) => piece(i)).join('');
+          json(res, 200, {
+            ...frame(0, true),
+            ...(chat ? { message: { role: 'assistant', content: text } } : { response: text }),
+          });
+          return;
+        }
+        res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+        for (let i = 0; i < count; i++) {
+          if (res.destroyed) return;
+          res.write(`${JSON.stringify(frame(i, false))}\n`);
+          await sleep(tokenDelayMs);
+        }
+        finishedAt.set(testId, Date.now());
+        res.end(`${JSON.stringify(frame(count, true))}\n`);
+        return;
+      }
+      case 'POST /api/embed': {
+        const body = JSON.parse((await readBody(req)).toString('utf8'));
+        const inputs: string[] = Array.isArray(body.input) ? body.input : [body.input];
+        json(res, 200, { model: body.model, embeddings: inputs.map((text) => [text.length, 0.5, -0.25]) });
+        return;
+      }
+      case 'POST /v1/chat/completions': {
+        const body = JSON.parse((await readBody(req)).toString('utf8'));
+        const count = body.max_tokens ?? defaultTokens;
+        res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+        for (let i = 0; i < count; i++) {
+          if (res.destroyed) return;
+          const chunk = { id: 'chatcmpl-1', object: 'chat.completion.chunk', model: body.model, choices: [{ index: 0, delta: { content: `tok${i} ` }, finish_reason: null }] };
+          res.write(`data: ${JSON.stringify(chunk)}\n\n`);
+          await sleep(tokenDelayMs);
+        }
+        finishedAt.set(testId, Date.now());
+        res.end('data: [DONE]\n\n');
+        return;
+      }
+      case 'GET /bytes': {
+        const total = Number(url.searchParams.get('n') ?? 1024);
+        const seed = Number(url.searchParams.get('seed') ?? 1);
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': total });
+        let offset = 0;
+        const pump = () => {
+          while (offset < total) {
+            const length = Math.min(64 * 1024, total - offset);
+            const ok = res.write(patternBytes(offset, length, seed));
+            offset += length;
+            if (!ok) {
+              res.once('drain', pump);
+              return;
+            }
+          }
+          res.end();
+        };
+        pump();
+        return;
+      }
+      case 'POST /echo':
+        res.writeHead(200, { 'content-type': req.headers['content-type'] ?? 'application/octet-stream' });
+        req.pipe(res);
+        return;
+      case 'POST /sha256': {
+        const hash = createHash('sha256');
+        let bytes = 0;
+        req.on('data', (chunk: Buffer) => {
+          hash.update(chunk);
+          bytes += chunk.byteLength;
+        });
+        await new Promise((resolve) => req.on('end', resolve));
+        json(res, 200, { sha256: hash.digest('hex'), bytes });
+        return;
+      }
+      case 'GET /headers':
+        json(res, 200, { headers: req.headers });
+        return;
+      case 'GET /hang':
+        // Never answers: the relay's silence timeout must end it.
+        return;
+      case 'GET /status': {
+        const code = Number(url.searchParams.get('code') ?? 200);
+        json(res, code, { code });
+        return;
+      }
+      default:
+        json(res, 404, { error: `no route ${key}` });
+    }
+  }
+
+  server.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    aborted,
+    finishedAt,
+    seen,
+    nextAbort(timeoutMs = 5000) {
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no request was aborted within ${timeoutMs} ms`)), timeoutMs);
+        events.once('abort', (path: string) => {
+          clearTimeout(timer);
+          resolve(path);
+        });
+      });
+    },
+    close() {
+      for (const socket of sockets) socket.destroy();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+function json(res: http.ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function readBody(req: http.IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
