@@ -6,6 +6,7 @@ import { loadConfig } from './config';
 import { createLogger } from './logger';
 import { ProxyStats } from './stats';
 import { TunnelHub } from './tunnel/hub';
+import { Journal } from './tunnel/journal';
 import { createProxyServer } from './http/server';
 
 function main(): void {
@@ -18,8 +19,9 @@ function main(): void {
   }
   const logger = createLogger(config.logLevel, config.userHash);
   const stats = new ProxyStats();
-  const hub = new TunnelHub(stats, logger);
-  const server = createProxyServer({ config, logger, stats, hub });
+  const journal = new Journal();
+  const hub = new TunnelHub(stats, logger, journal);
+  const server = createProxyServer({ config, logger, stats, hub, journal });
 
   server.listen(config.port, config.host, () => {
     const address = server.address();

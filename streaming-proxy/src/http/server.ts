@@ -3,6 +3,7 @@
  * per-proxy secret):
  *   GET  /health       liveness for the container's HEALTHCHECK; says nothing about the user
  *   GET  /status       desktops connected, active requests, counters, last activity
+ *   GET  /events       the session journal after a sequence number (?after=N), for the audit
  *   ANY  /relay/<path> relay <path> to the desktop
  *   GET  /ws/tunnel    WebSocket upgrade: a desktop's tunnel, forwarded by api-backend
  */
@@ -14,6 +15,7 @@ import type { ProxyConfig } from '../config';
 import type { Logger } from '../logger';
 import type { ProxyStats } from '../stats';
 import type { TunnelHub } from '../tunnel/hub';
+import type { Journal } from '../tunnel/journal';
 import { WsLink } from '../tunnel/ws-link';
 import { Exchange } from '../relay/exchange';
 import { secretChecker } from './secret';
@@ -24,11 +26,12 @@ export interface ProxyServerDeps {
   logger: Logger;
   stats: ProxyStats;
   hub: TunnelHub;
+  journal: Journal;
 }
 
 const RELAY_PREFIX = '/relay';
 
-export function createProxyServer({ config, logger, stats, hub }: ProxyServerDeps): http.Server {
+export function createProxyServer({ config, logger, stats, hub, journal }: ProxyServerDeps): http.Server {
   const isApiBackend = secretChecker(config.secret);
   const startedAt = Date.now();
   const wss = new WebSocketServer({
@@ -62,6 +65,11 @@ export function createProxyServer({ config, logger, stats, hub }: ProxyServerDep
         bytesFromDesktop: stats.bytesFromDesktop,
         lastActivityAt: new Date(stats.lastActivityAt).toISOString(),
       });
+      return;
+    }
+    if (req.method === 'GET' && (url === '/events' || url.startsWith('/events?'))) {
+      const after = Number(new URL(url, 'http://proxy').searchParams.get('after') ?? 0);
+      sendJson(res, 200, { events: journal.since(Number.isFinite(after) ? after : 0), lastSeq: journal.lastSeq, dropped: journal.dropped });
       return;
     }
     if (url === RELAY_PREFIX || url.startsWith(`${RELAY_PREFIX}/`) || url.startsWith(`${RELAY_PREFIX}?`)) {

@@ -58,6 +58,7 @@ export class Exchange implements StreamHandler {
     this.receiveCredit = new ReceiveCredit((bytes) => this.link.sendControl({ type: 'window', id: this.id, bytes }));
     this.timer = setTimeout(() => this.silenceTimeout(), options.requestTimeoutMs);
     options.stats.requests += 1;
+    link.counters.requests += 1;
     options.stats.activeExchanges += 1;
     options.stats.touch();
   }
@@ -105,6 +106,7 @@ export class Exchange implements StreamHandler {
     }
     this.timer.refresh();
     this.options.stats.bytesFromDesktop += payload.byteLength;
+    this.link.counters.bytesFromDesktop += payload.byteLength;
     if (this.res.write(payload)) {
       this.receiveCredit.consumed(payload.byteLength);
       return;
@@ -143,6 +145,7 @@ export class Exchange implements StreamHandler {
       if (this.done) return;
       this.timer.refresh();
       this.options.stats.bytesToDesktop += chunk.byteLength;
+      this.link.counters.bytesToDesktop += chunk.byteLength;
       for (const slice of chunkSlices(chunk)) this.link.sendData(this.id, slice);
       this.sendCredit.spend(chunk.byteLength);
       if (!this.sendCredit.open) {

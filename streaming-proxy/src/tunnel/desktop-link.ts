@@ -5,6 +5,7 @@
  */
 import type { ControlMessage } from '@ctll/protocol';
 import type { Correlator, StreamSender } from './correlator';
+import type { LinkCounters } from './link-counters';
 
 export type Transport = 'ws' | 'poll';
 
@@ -23,6 +24,7 @@ export interface DesktopLink extends StreamSender {
   /** The bridge's own description (user agent), for status and audit. */
   readonly client: string;
   readonly correlator: Correlator;
+  readonly counters: LinkCounters;
   readonly closed: boolean;
   sendControl(message: ControlMessage): void;
   sendData(id: string, payload: Buffer): void;

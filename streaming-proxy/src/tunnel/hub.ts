@@ -6,6 +6,7 @@
 import type { DesktopLink, LinkInfo, Transport } from './desktop-link';
 import type { ProxyStats } from '../stats';
 import type { Logger } from '../logger';
+import type { Journal } from './journal';
 
 export class TunnelHub {
   private readonly links: DesktopLink[] = [];
@@ -14,6 +15,7 @@ export class TunnelHub {
   constructor(
     private readonly stats: ProxyStats,
     private readonly logger: Logger,
+    private readonly journal: Journal,
   ) {}
 
   newLinkId(): string {
@@ -23,6 +25,7 @@ export class TunnelHub {
   add(link: DesktopLink): void {
     this.links.push(link);
     this.stats.touch();
+    this.journal.append({ type: 'tunnel_opened', link: link.id, transport: link.transport, client: link.client });
     this.logger.info('desktop connected', { link: link.id, transport: link.transport, client: link.client });
   }
 
@@ -31,7 +34,9 @@ export class TunnelHub {
     if (index === -1) return;
     this.links.splice(index, 1);
     this.stats.touch();
-    this.logger.info('desktop disconnected', { link: link.id, transport: link.transport, code, reason });
+    const { requests, bytesToDesktop, bytesFromDesktop } = link.counters;
+    this.journal.append({ type: 'tunnel_closed', link: link.id, transport: link.transport, requests, bytesToDesktop, bytesFromDesktop, reason: `${code} ${reason}`.trim() });
+    this.logger.info('desktop disconnected', { link: link.id, transport: link.transport, code, reason, requests });
   }
 
   /** The link new requests go to, preferring WebSocket over polling, then the newest. */

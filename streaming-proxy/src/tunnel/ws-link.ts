@@ -16,6 +16,7 @@ import {
   type ControlMessage,
 } from '@ctll/protocol';
 import { Correlator } from './correlator';
+import { LinkCounters } from './link-counters';
 import type { DesktopLink, LinkInfo } from './desktop-link';
 import type { Logger } from '../logger';
 
@@ -38,6 +39,7 @@ export class WsLink implements DesktopLink {
   readonly client: string;
   readonly connectedAt = Date.now();
   readonly correlator: Correlator;
+  readonly counters = new LinkCounters();
   private alive = true;
   private badFrames = 0;
   private readonly pinger: NodeJS.Timeout;
