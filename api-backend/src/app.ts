@@ -17,10 +17,12 @@ import type { ProxyDriver } from './proxy/driver';
 import { StreamingProxyManager } from './proxy/manager';
 import { ProxyClient } from './proxy/proxy-client';
 import { startCuller } from './proxy/culler';
+import { proxyEnv } from './proxy/proxy-env';
 import { errorHandler } from './http/error-handler';
 import { healthRoutes } from './routes/health-routes';
 import { proxyRoutes } from './routes/proxy-routes';
 import { tunnelRoutes } from './routes/tunnel-routes';
+import { bridgeRoutes } from './routes/bridge-routes';
 import { tunnelUpgradeHandler, TUNNEL_PATH } from './routes/tunnel-upgrade';
 
 export interface Relay {
@@ -75,6 +77,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   app.use(healthRoutes(driver, metrics, devKeys?.jwks));
   app.use('/api', auth.middleware());
   app.use(proxyRoutes(manager));
+  app.use(bridgeRoutes(manager, client, metrics, { pollTimeoutMs: config.bridge.pollTimeoutMs, requestTimeoutMs: config.requestTimeoutMs }));
   app.use(
     tunnelRoutes(manager, client, metrics, {
       maxBodyBytes: config.maxBodyBytes,
@@ -113,9 +116,7 @@ function createDriver(config: Config, logger: Logger, onExit: (ownerHash: string
     script: config.proxy.script,
     memoryMb: config.proxy.memoryMb,
     startTimeoutMs: config.proxy.startTimeoutMs,
-    requestTimeoutMs: config.requestTimeoutMs,
-    pingIntervalMs: config.proxy.pingIntervalMs,
-    logLevel: config.logLevel,
+    env: (ownerHash, secret) => proxyEnv(config, { ownerHash, secret, host: '127.0.0.1', port: 0 }),
     logger,
     onExit,
   });

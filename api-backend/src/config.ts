@@ -38,6 +38,13 @@ const schema = z.object({
   /** Path of the bundled streaming-proxy the process driver runs. */
   PROXY_SCRIPT: z.string().min(1).optional(),
 
+  /** Long-poll transport: an empty poll is answered after this long. */
+  BRIDGE_POLL_TIMEOUT_MS: z.coerce.number().int().positive().default(25_000),
+  /** Long-poll transport: a bridge that stops polling and heartbeating is dropped after this long. */
+  BRIDGE_GRACE_MS: z.coerce.number().int().positive().default(30_000),
+  /** Long-poll transport: requests waiting for one bridge before new ones get 503. */
+  BRIDGE_MAX_QUEUE: z.coerce.number().int().positive().default(64),
+
   REQUEST_TIMEOUT_MS: z.coerce.number().int().positive().default(30_000),
   MAX_BODY_BYTES: z.coerce.number().int().positive().default(100 * 1024 * 1024),
   /** Express `trust proxy`: which hops may set X-Forwarded-For (e.g. nginx's network). */
@@ -70,6 +77,7 @@ export interface Config {
     pingIntervalMs: number;
     script: string;
   };
+  bridge: { pollTimeoutMs: number; graceMs: number; maxQueue: number };
   requestTimeoutMs: number;
   maxBodyBytes: number;
   trustProxy: string;
@@ -113,6 +121,7 @@ export function loadConfig(env: Record<string, string | undefined>, defaults: { 
       pingIntervalMs: c.PROXY_PING_INTERVAL_MS,
       script: path.resolve(c.PROXY_SCRIPT ?? defaults.proxyScript),
     },
+    bridge: { pollTimeoutMs: c.BRIDGE_POLL_TIMEOUT_MS, graceMs: c.BRIDGE_GRACE_MS, maxQueue: c.BRIDGE_MAX_QUEUE },
     requestTimeoutMs: c.REQUEST_TIMEOUT_MS,
     maxBodyBytes: c.MAX_BODY_BYTES,
     trustProxy: c.TRUST_PROXY,

@@ -3,3 +3,4 @@ export * from './frames';
 export * from './flow';
 export * from './headers';
 export * from './errors';
+export * from './poll';

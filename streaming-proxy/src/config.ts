@@ -16,6 +16,12 @@ const schema = z.object({
   REQUEST_TIMEOUT_MS: z.coerce.number().int().positive().default(30_000),
   PING_INTERVAL_MS: z.coerce.number().int().positive().default(15_000),
   MAX_STREAMS_PER_TUNNEL: z.coerce.number().int().positive().default(256),
+  /** Long-poll: how long an empty poll is held before it is answered with 204. */
+  POLL_TIMEOUT_MS: z.coerce.number().int().positive().default(25_000),
+  /** Long-poll: a bridge with no poll open and no sign of life for this long is dropped. */
+  POLL_GRACE_MS: z.coerce.number().int().positive().default(30_000),
+  /** Long-poll: requests queued for one bridge before new ones are refused with 503. */
+  POLL_MAX_QUEUED: z.coerce.number().int().positive().default(64),
 });
 
 export interface ProxyConfig {
@@ -27,6 +33,9 @@ export interface ProxyConfig {
   requestTimeoutMs: number;
   pingIntervalMs: number;
   maxStreamsPerTunnel: number;
+  pollTimeoutMs: number;
+  pollGraceMs: number;
+  pollMaxQueued: number;
 }
 
 export function loadConfig(env: Record<string, string | undefined>): ProxyConfig {
@@ -45,5 +54,8 @@ export function loadConfig(env: Record<string, string | undefined>): ProxyConfig
     requestTimeoutMs: c.REQUEST_TIMEOUT_MS,
     pingIntervalMs: c.PING_INTERVAL_MS,
     maxStreamsPerTunnel: c.MAX_STREAMS_PER_TUNNEL,
+    pollTimeoutMs: c.POLL_TIMEOUT_MS,
+    pollGraceMs: c.POLL_GRACE_MS,
+    pollMaxQueued: c.POLL_MAX_QUEUED,
   };
 }

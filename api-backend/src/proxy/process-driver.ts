@@ -15,9 +15,8 @@ export interface ProcessDriverOptions {
   script: string;
   memoryMb: number;
   startTimeoutMs: number;
-  requestTimeoutMs: number;
-  pingIntervalMs: number;
-  logLevel: string;
+  /** The proxy's environment for an owner and secret (proxy-env.ts). */
+  env: (ownerHash: string, secret: string) => Record<string, string>;
   logger: Logger;
   onExit: ProxyExitListener;
 }
@@ -43,17 +42,7 @@ export class ProcessDriver implements ProxyDriver {
 
     const secret = randomBytes(32).toString('hex');
     const child = fork(this.options.script, [], {
-      env: {
-        PATH: process.env.PATH,
-        NODE_ENV: 'production',
-        HOST: '127.0.0.1',
-        PORT: '0',
-        PROXY_SECRET: secret,
-        PROXY_USER_HASH: ownerHash,
-        LOG_LEVEL: this.options.logLevel === 'http' ? 'info' : this.options.logLevel,
-        REQUEST_TIMEOUT_MS: String(this.options.requestTimeoutMs),
-        PING_INTERVAL_MS: String(this.options.pingIntervalMs),
-      },
+      env: this.options.env(ownerHash, secret),
       execArgv: [`--max-old-space-size=${this.options.memoryMb}`],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       serialization: 'json',

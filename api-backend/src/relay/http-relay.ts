@@ -24,7 +24,8 @@ export function relayHttp(
   req: IncomingMessage,
   res: ServerResponse,
   endpoint: ProxyEndpoint,
-  path: string,
+  /** Path on the proxy, e.g. `/relay/api/chat` or `/bridge/poll/<id>`. */
+  upstreamPath: string,
   client: ProxyClient,
   options: RelayOptions,
 ): void {
@@ -40,7 +41,7 @@ export function relayHttp(
   if (req.headers['content-length'] !== undefined) headers['content-length'] = req.headers['content-length'];
   const upstream = client.request(endpoint, {
     method: req.method,
-    path: `/relay${path}`,
+    path: upstreamPath,
     headers,
     timeout: options.socketTimeoutMs,
   });

@@ -51,7 +51,7 @@ export function tunnelRoutes(
     try {
       const endpoint = await manager.endpoint(req.params.userId);
       if (!endpoint) throw new DesktopOfflineError('your desktop bridge is not connected');
-      relayHttp(req, res, endpoint, desktopPath(req.originalUrl), client, {
+      relayHttp(req, res, endpoint, `/relay${desktopPath(req.originalUrl)}`, client, {
         maxBodyBytes: options.maxBodyBytes,
         socketTimeoutMs: options.requestTimeoutMs + 10_000,
         onBytes: (direction, bytes) => metrics.relayBytes.inc({ direction }, bytes),

@@ -6,6 +6,7 @@
  *   GET  /events       the session journal after a sequence number (?after=N), for the audit
  *   ANY  /relay/<path> relay <path> to the desktop
  *   GET  /ws/tunnel    WebSocket upgrade: a desktop's tunnel, forwarded by api-backend
+ *   /bridge/...        the long-poll transport (register, poll, respond, heartbeat)
  */
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -19,6 +20,7 @@ import type { Journal } from '../tunnel/journal';
 import { WsLink } from '../tunnel/ws-link';
 import { Exchange } from '../relay/exchange';
 import { secretChecker } from './secret';
+import { bridgeRoutes } from './bridge-routes';
 import { sendError, sendJson } from './respond';
 
 export interface ProxyServerDeps {
@@ -42,7 +44,16 @@ export function createProxyServer({ config, logger, stats, hub, journal }: Proxy
     clientTracking: false,
   });
 
+  const bridge = bridgeRoutes(config, hub, logger);
+
   const server = http.createServer((req, res) => {
+    handle(req, res).catch((error: Error) => {
+      logger.error('request failed', { error: error.message });
+      sendError(res, 500, 'internal', 'internal error');
+    });
+  });
+
+  async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = req.url ?? '/';
     if (req.method === 'GET' && url === '/health') {
       sendJson(res, 200, { status: 'ok' });
@@ -72,13 +83,16 @@ export function createProxyServer({ config, logger, stats, hub, journal }: Proxy
       sendJson(res, 200, { events: journal.since(Number.isFinite(after) ? after : 0), lastSeq: journal.lastSeq, dropped: journal.dropped });
       return;
     }
+    if (url.startsWith('/bridge/')) {
+      if (await bridge(req, res, url.split('?')[0])) return;
+    }
     if (url === RELAY_PREFIX || url.startsWith(`${RELAY_PREFIX}/`) || url.startsWith(`${RELAY_PREFIX}?`)) {
       relay(req, res, url.slice(RELAY_PREFIX.length));
       return;
     }
     sendError(res, 404, 'not_found', `no route ${req.method} ${url.split('?')[0]}`);
     req.resume();
-  });
+  }
 
   function relay(req: http.IncomingMessage, res: http.ServerResponse, rest: string): void {
     const path = rest.startsWith('/') ? rest : `/${rest}`;
@@ -86,6 +100,11 @@ export function createProxyServer({ config, logger, stats, hub, journal }: Proxy
     if (!link) {
       req.resume();
       sendError(res, 503, 'desktop_offline', 'your desktop bridge is not connected');
+      return;
+    }
+    if (link.queueFull) {
+      req.resume();
+      sendError(res, 503, 'queue_full', 'your desktop is not collecting requests fast enough: its queue is full');
       return;
     }
     if (link.correlator.full) {

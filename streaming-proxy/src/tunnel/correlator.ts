@@ -39,6 +39,10 @@ export class Correlator {
     return this.streams.size;
   }
 
+  has(id: string): boolean {
+    return this.streams.has(id);
+  }
+
   get full(): boolean {
     return this.streams.size >= this.maxStreams;
   }

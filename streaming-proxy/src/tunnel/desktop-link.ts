@@ -26,6 +26,8 @@ export interface DesktopLink extends StreamSender {
   readonly correlator: Correlator;
   readonly counters: LinkCounters;
   readonly closed: boolean;
+  /** True while the link cannot take another request (a polling desktop's queue is full). */
+  readonly queueFull: boolean;
   sendControl(message: ControlMessage): void;
   sendData(id: string, payload: Buffer): void;
   close(code: number, reason: string): void;

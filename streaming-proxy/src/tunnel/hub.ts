@@ -39,6 +39,10 @@ export class TunnelHub {
     this.logger.info('desktop disconnected', { link: link.id, transport: link.transport, code, reason, requests });
   }
 
+  find(id: string): DesktopLink | undefined {
+    return this.links.find((link) => link.id === id);
+  }
+
   /** The link new requests go to, preferring WebSocket over polling, then the newest. */
   current(): DesktopLink | undefined {
     let best: DesktopLink | undefined;

@@ -64,6 +64,9 @@ export class WsLink implements DesktopLink {
     this.pinger.unref();
   }
 
+  /** A WebSocket has no queue of its own: flow control bounds each stream. */
+  readonly queueFull = false;
+
   get closed(): boolean {
     return this.isClosed;
   }

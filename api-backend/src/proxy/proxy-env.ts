@@ -1,0 +1,28 @@
+/**
+ * The environment a streaming-proxy starts with, the same for every driver. It holds only what
+ * the proxy needs: never the database URL, identity-provider settings or any other secret of ours.
+ */
+import type { Config } from '../config';
+
+export interface ProxyEnvInput {
+  ownerHash: string;
+  secret: string;
+  host: string;
+  port: number;
+}
+
+export function proxyEnv(config: Config, input: ProxyEnvInput): Record<string, string> {
+  return {
+    NODE_ENV: 'production',
+    HOST: input.host,
+    PORT: String(input.port),
+    PROXY_SECRET: input.secret,
+    PROXY_USER_HASH: input.ownerHash,
+    LOG_LEVEL: config.logLevel === 'http' ? 'info' : config.logLevel,
+    REQUEST_TIMEOUT_MS: String(config.requestTimeoutMs),
+    PING_INTERVAL_MS: String(config.proxy.pingIntervalMs),
+    POLL_TIMEOUT_MS: String(config.bridge.pollTimeoutMs),
+    POLL_GRACE_MS: String(config.bridge.graceMs),
+    POLL_MAX_QUEUED: String(config.bridge.maxQueue),
+  };
+}

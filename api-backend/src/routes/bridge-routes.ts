@@ -1,0 +1,57 @@
+/**
+ * The long-poll transport for desktops behind networks that block WebSockets (seed 001's routes).
+ * api-backend authenticates and routes; the user's proxy holds the queue. A bridge id lives in its
+ * owner's proxy only, so another user asking for it reaches their own proxy and gets 404.
+ */
+import { Router, type Request, type Response, type NextFunction } from 'express';
+import { NotFoundError } from '@ctll/protocol';
+import type { StreamingProxyManager } from '../proxy/manager';
+import type { ProxyClient } from '../proxy/proxy-client';
+import type { Caller } from '../auth/authenticator';
+import { relayHttp } from '../relay/http-relay';
+import type { Metrics } from '../metrics';
+
+export interface BridgeRouteOptions {
+  pollTimeoutMs: number;
+  requestTimeoutMs: number;
+}
+
+/** Registration bodies are tiny; answers (`respond`) stream and are bounded only by the web client's patience. */
+const REGISTER_MAX_BYTES = 64 * 1024;
+
+export function bridgeRoutes(manager: StreamingProxyManager, client: ProxyClient, metrics: Metrics, options: BridgeRouteOptions): Router {
+  const router = Router();
+  const socketTimeoutMs = Math.max(options.pollTimeoutMs, options.requestTimeoutMs) + 10_000;
+  const relayOptions = (maxBodyBytes: number) => ({
+    maxBodyBytes,
+    socketTimeoutMs,
+    onBytes: (direction: 'up' | 'down', bytes: number) => metrics.relayBytes.inc({ direction: direction === 'up' ? 'down' : 'up' }, bytes),
+    onDone: () => undefined,
+  });
+
+  router.post('/api/bridge/register', async (req, res, next) => {
+    try {
+      const { userId } = res.locals.caller as Caller;
+      const { handle } = await manager.ensure(userId);
+      relayHttp(req, res, handle.endpoint!, '/bridge/register', client, relayOptions(REGISTER_MAX_BYTES));
+    } catch (error) {
+      next(error);
+    }
+  });
+
+  const forward = (maxBodyBytes: number) => async (req: Request, res: Response, next: NextFunction) => {
+    try {
+      const endpoint = await manager.endpoint((res.locals.caller as Caller).userId);
+      if (!endpoint) throw new NotFoundError('no such bridge: register again');
+      const upstreamPath = req.originalUrl.replace(/^\/api/, '').split('?')[0];
+      relayHttp(req, res, endpoint, upstreamPath, client, relayOptions(maxBodyBytes));
+    } catch (error) {
+      next(error);
+    }
+  };
+
+  router.get('/api/bridge/poll/:bridgeId', forward(0));
+  router.post('/api/bridge/heartbeat/:bridgeId', forward(REGISTER_MAX_BYTES));
+  router.post('/api/bridge/respond/:bridgeId/:requestId', forward(Number.MAX_SAFE_INTEGER));
+  return router;
+}

@@ -1,0 +1,134 @@
+/**
+ * Framing for the HTTP long-poll transport, for desktops whose network blocks WebSockets.
+ *
+ * A poll answer carries a batch of the same frames the WebSocket carries, each as a record:
+ *
+ *   u32 big-endian length n, then n bytes of frame
+ *   frame = 0x00 + UTF-8 JSON control message     (what a WebSocket text message holds)
+ *         | 0x01 + id length + id + body bytes      (a data frame, exactly as in frames.ts)
+ *
+ * The desktop's answer to one request is one streamed POST: a record holding the JSON response
+ * head (`{status, headers}` or `{error: {code, message}}`), then the raw body bytes until the
+ * request ends. No base64 anywhere, and the body streams as the local server produces it.
+ */
+import { z } from 'zod';
+import { decodeData, FRAME_DATA, type DataFrame } from './frames';
+import { encodeControl, parseControl, type ControlMessage, type ParseResult } from './messages';
+
+export const FRAME_CONTROL = 0x00;
+export const POLL_BATCH_CONTENT_TYPE = 'application/vnd.ctll.frames';
+export const POLL_RESPONSE_CONTENT_TYPE = 'application/vnd.ctll.response';
+/** A record longer than this is refused: frames are at most one chunk plus a header. */
+export const MAX_RECORD_BYTES = 1024 * 1024;
+
+export function controlFrame(message: ControlMessage): Buffer {
+  const json = encodeControl(message);
+  const frame = Buffer.allocUnsafe(1 + Buffer.byteLength(json));
+  frame[0] = FRAME_CONTROL;
+  frame.write(json, 1, 'utf8');
+  return frame;
+}
+
+export function recordHeader(frameLength: number): Buffer {
+  const header = Buffer.allocUnsafe(4);
+  header.writeUInt32BE(frameLength, 0);
+  return header;
+}
+
+export type Frame = { kind: 'control'; message: ControlMessage } | { kind: 'data'; data: DataFrame };
+
+export function decodeFrame(frame: Buffer): ParseResult<Frame> {
+  if (frame.byteLength === 0) return { ok: false, error: 'empty frame' };
+  if (frame[0] === FRAME_CONTROL) {
+    const parsed = parseControl(frame.toString('utf8', 1));
+    return parsed.ok ? { ok: true, value: { kind: 'control', message: parsed.value } } : parsed;
+  }
+  if (frame[0] === FRAME_DATA) {
+    const parsed = decodeData(frame);
+    return parsed.ok ? { ok: true, value: { kind: 'data', data: parsed.value } } : parsed;
+  }
+  return { ok: false, error: `unknown frame kind 0x${frame[0].toString(16)}` };
+}
+
+/**
+ * Splits a byte stream into records as chunks arrive. `push` returns the complete records so far;
+ * a record longer than MAX_RECORD_BYTES is an error (the stream is not ours).
+ */
+export class RecordReader {
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+
+  /** `limit` stops after that many records, leaving the rest for `takeRest` (a head before a raw body). */
+  push(chunk: Buffer, limit = Infinity): ParseResult<Buffer[]> {
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.byteLength;
+    const records: Buffer[] = [];
+    let buffer = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending, this.pendingBytes);
+    while (buffer.byteLength >= 4 && records.length < limit) {
+      const length = buffer.readUInt32BE(0);
+      if (length > MAX_RECORD_BYTES) return { ok: false, error: `record of ${length} bytes exceeds ${MAX_RECORD_BYTES}` };
+      if (buffer.byteLength < 4 + length) break;
+      records.push(buffer.subarray(4, 4 + length));
+      buffer = buffer.subarray(4 + length);
+    }
+    this.pending = buffer.byteLength > 0 ? [buffer] : [];
+    this.pendingBytes = buffer.byteLength;
+    return { ok: true, value: records };
+  }
+
+  /** Bytes after the last complete record (for a head record followed by a raw body). */
+  takeRest(): Buffer {
+    const rest = Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    return rest;
+  }
+
+  get buffered(): number {
+    return this.pendingBytes;
+  }
+}
+
+const headersSchema = z.record(z.string().min(1).max(256), z.union([z.string().max(16 * 1024), z.array(z.string().max(16 * 1024)).max(64)]));
+
+export const responseHeadSchema = z.union([
+  z.object({ status: z.number().int().min(100).max(599), headers: headersSchema }),
+  z.object({ error: z.object({ code: z.string().min(1).max(64), message: z.string().max(2048) }) }),
+]);
+export type ResponseHead = z.infer<typeof responseHeadSchema>;
+
+export function encodeResponseHead(head: ResponseHead): Buffer {
+  const json = Buffer.from(JSON.stringify(head), 'utf8');
+  return Buffer.concat([recordHeader(json.byteLength), json]);
+}
+
+export function parseResponseHead(record: Buffer): ParseResult<ResponseHead> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(record.toString('utf8'));
+  } catch {
+    return { ok: false, error: 'response head is not valid JSON' };
+  }
+  const result = responseHeadSchema.safeParse(raw);
+  if (result.success) return { ok: true, value: result.data };
+  return { ok: false, error: `response head: ${result.error.issues[0]?.message ?? 'invalid'}` };
+}
+
+/** What `POST /api/bridge/register` answers: the bridge's id and the timings it must keep. */
+export interface PollRegistration {
+  bridgeId: string;
+  pollTimeoutMs: number;
+  heartbeatIntervalMs: number;
+  graceMs: number;
+  maxQueuedRequests: number;
+}
+
+export const registerBodySchema = z.object({
+  clientId: z.string().min(1).max(128).optional(),
+  platform: z.string().min(1).max(64).optional(),
+  version: z.string().min(1).max(64).optional(),
+});
+
+/** Desktop → relay control messages that do not belong to a response (cancel, errors), sent with a heartbeat. */
+export const heartbeatBodySchema = z.object({ messages: z.array(z.unknown()).max(256).optional() });
+

@@ -1,0 +1,120 @@
+/**
+ * The polling transport's routes on the proxy (api-backend authenticates the user and forwards
+ * `/api/bridge/...` here as `/bridge/...`). A bridge id is the id of its PollLink: random and
+ * known only to the user who registered it, whose proxy this is.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { randomBytes } from 'node:crypto';
+import { heartbeatBodySchema, registerBodySchema, type PollRegistration } from '@ctll/protocol';
+import type { ProxyConfig } from '../config';
+import type { Logger } from '../logger';
+import type { TunnelHub } from '../tunnel/hub';
+import { PollLink } from '../tunnel/poll-link';
+import { sendError, sendJson } from './respond';
+
+const ROUTE = /^\/bridge\/(register|poll|respond|heartbeat)(?:\/([A-Za-z0-9]{1,64}))?(?:\/([A-Za-z0-9_.-]{1,64}))?$/;
+const MAX_JSON_BYTES = 64 * 1024;
+
+export function bridgeRoutes(config: ProxyConfig, hub: TunnelHub, logger: Logger) {
+  const registration = (bridgeId: string): PollRegistration => ({
+    bridgeId,
+    pollTimeoutMs: config.pollTimeoutMs,
+    // Heartbeats matter only while the bridge is busy answering and not polling.
+    heartbeatIntervalMs: Math.floor(config.pollGraceMs / 3),
+    graceMs: config.pollGraceMs,
+    maxQueuedRequests: config.pollMaxQueued,
+  });
+
+  /** Handles the request if it is a bridge route; returns false otherwise. */
+  return async (req: IncomingMessage, res: ServerResponse, pathname: string): Promise<boolean> => {
+    const match = ROUTE.exec(pathname);
+    if (!match) return false;
+    const [, action, bridgeId, requestId] = match;
+    const method = action === 'poll' ? 'GET' : 'POST';
+    if (req.method !== method) {
+      req.resume();
+      sendError(res, 405, 'method_not_allowed', `use ${method} for /api/bridge/${action}`);
+      return true;
+    }
+
+    if (action === 'register') {
+      if (bridgeId) return notFound(req, res, pathname);
+      const raw = await readJson(req, res);
+      if (res.headersSent) return true;
+      const body = registerBodySchema.safeParse(raw);
+      if (!body.success) {
+        sendError(res, 400, 'bad_request', `register: ${body.error.issues[0]?.path.join('.')} ${body.error.issues[0]?.message}`);
+        return true;
+      }
+      const { clientId, platform, version } = body.data;
+      const link: PollLink = new PollLink({
+        id: `p${randomBytes(12).toString('hex')}`,
+        client: [`ctll-bridge/${version ?? 'unknown'}`, platform && `(${platform})`, clientId && `id=${clientId}`]
+          .filter(Boolean)
+          .join(' ')
+          .replace(/[^\x20-\x7e]/g, ''),
+        pollTimeoutMs: config.pollTimeoutMs,
+        graceMs: config.pollGraceMs,
+        maxQueuedRequests: config.pollMaxQueued,
+        maxStreams: config.maxStreamsPerTunnel,
+        logger,
+        onClose: (closed, code, reason) => hub.remove(closed, code, reason),
+      });
+      hub.add(link);
+      sendJson(res, 201, registration(link.id));
+      return true;
+    }
+
+    const link = bridgeId ? hub.find(bridgeId) : undefined;
+    if (!(link instanceof PollLink) || link.closed) {
+      req.resume();
+      sendError(res, 404, 'unknown_bridge', 'no such bridge: register again');
+      return true;
+    }
+    if (action === 'poll' && !requestId) {
+      link.poll(req, res);
+    } else if (action === 'respond' && requestId) {
+      link.respond(requestId, req, res);
+    } else if (action === 'heartbeat' && !requestId) {
+      const raw = await readJson(req, res);
+      if (res.headersSent) return true;
+      const body = heartbeatBodySchema.safeParse(raw);
+      if (!body.success) {
+        sendError(res, 400, 'bad_request', 'heartbeat body must be {"messages": [...]}');
+        return true;
+      }
+      link.heartbeat(body.data.messages ?? []);
+      sendJson(res, 200, { ok: true, activeRequests: link.correlator.size });
+    } else {
+      return notFound(req, res, pathname);
+    }
+    return true;
+  };
+}
+
+function notFound(req: IncomingMessage, res: ServerResponse, pathname: string): true {
+  req.resume();
+  sendError(res, 404, 'not_found', `no route ${pathname}`);
+  return true;
+}
+
+/** Reads a small JSON body; answers 400/413 itself and resolves undefined when it did. */
+async function readJson(req: IncomingMessage, res: ServerResponse): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).byteLength;
+    if (size > MAX_JSON_BYTES) {
+      sendError(res, 413, 'payload_too_large', `at most ${MAX_JSON_BYTES} bytes`);
+      return undefined;
+    }
+    chunks.push(chunk as Buffer);
+  }
+  if (size === 0) return {};
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    sendError(res, 400, 'bad_request', 'the body is not valid JSON');
+    return undefined;
+  }
+}

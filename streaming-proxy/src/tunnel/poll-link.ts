@@ -1,0 +1,283 @@
+/**
+ * A desktop on the HTTP long-poll transport, as seen by the proxy.
+ *
+ * Messages for the desktop wait in a bounded queue; a waiting poll is answered the moment
+ * something is queued (on the next tick, so messages queued together travel together), and an
+ * idle poll is answered empty after the poll timeout. Flow control follows the transport: request
+ * body data is credited back to its exchange once a poll has carried it away, and an answer's body
+ * (a streamed POST) is paused while its exchange has not drained what it already got. A desktop
+ * that neither polls nor heartbeats for the grace period is dropped, and its waiting requests
+ * fail at once with 503 instead of waiting for their timeout.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import {
+  controlFrame,
+  encodeData,
+  INITIAL_WINDOW,
+  parseControl,
+  parseResponseHead,
+  POLL_BATCH_CONTENT_TYPE,
+  RecordReader,
+  recordHeader,
+  TunnelErrorCode,
+  type ControlMessage,
+} from '@ctll/protocol';
+import { Correlator } from './correlator';
+import { LinkCounters } from './link-counters';
+import type { DesktopLink, LinkInfo } from './desktop-link';
+import type { Logger } from '../logger';
+import { sendError, sendJson } from '../http/respond';
+
+export interface PollLinkOptions {
+  id: string;
+  client: string;
+  pollTimeoutMs: number;
+  graceMs: number;
+  maxQueuedRequests: number;
+  maxStreams: number;
+  logger: Logger;
+  onClose: (link: PollLink, code: number, reason: string) => void;
+}
+
+/** Most bytes one poll answer carries; the rest waits for the next poll. */
+const MAX_BATCH_BYTES = 4 * 1024 * 1024;
+
+interface Queued {
+  record: Buffer;
+  /** Set for data frames: credit to give back once delivered. */
+  stream?: string;
+  bytes: number;
+  isRequest: boolean;
+}
+
+interface InboundBody {
+  req: IncomingMessage;
+  outstanding: number;
+}
+
+export class PollLink implements DesktopLink {
+  readonly transport = 'poll' as const;
+  readonly id: string;
+  readonly client: string;
+  readonly connectedAt = Date.now();
+  readonly correlator: Correlator;
+  readonly counters = new LinkCounters();
+  private queue: Queued[] = [];
+  private queuedRequests = 0;
+  private waiting: { res: ServerResponse; timer: NodeJS.Timeout } | undefined;
+  private flushScheduled = false;
+  private lastSeen = Date.now();
+  private readonly watchdog: NodeJS.Timeout;
+  private readonly inbound = new Map<string, InboundBody>();
+  private isClosed = false;
+
+  constructor(private readonly options: PollLinkOptions) {
+    this.id = options.id;
+    this.client = options.client;
+    this.correlator = new Correlator(`${options.id}.`, options.maxStreams, (message) =>
+      options.logger.warn(message, { link: this.id }),
+    );
+    this.watchdog = setInterval(() => this.checkAlive(), Math.max(100, Math.floor(options.graceMs / 4)));
+    this.watchdog.unref();
+  }
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  get queueFull(): boolean {
+    return this.queuedRequests >= this.options.maxQueuedRequests;
+  }
+
+  sendControl(message: ControlMessage): void {
+    if (this.isClosed) return;
+    if (message.type === 'window') {
+      // Credit for an answer body: the exchange drained it, so its POST may flow again.
+      const body = this.inbound.get(message.id);
+      if (body) {
+        body.outstanding -= message.bytes;
+        if (body.outstanding < INITIAL_WINDOW) body.req.resume();
+      }
+      return;
+    }
+    const frame = controlFrame(message);
+    this.enqueue({ record: Buffer.concat([recordHeader(frame.byteLength), frame]), bytes: 0, isRequest: message.type === 'http_request' });
+    if (message.type === 'cancel') this.inbound.get(message.id)?.req.destroy();
+  }
+
+  sendData(id: string, payload: Buffer): void {
+    if (this.isClosed) return;
+    const frame = encodeData(id, payload);
+    this.enqueue({ record: Buffer.concat([recordHeader(frame.byteLength), frame]), stream: id, bytes: payload.byteLength, isRequest: false });
+  }
+
+  /** GET /bridge/poll/:id — answer now if anything waits, else hold the request. */
+  poll(req: IncomingMessage, res: ServerResponse): void {
+    this.lastSeen = Date.now();
+    if (this.waiting) this.answerEmpty(); // a newer poll replaces an older one
+    if (this.queue.length > 0) {
+      this.deliver(res);
+      return;
+    }
+    const timer = setTimeout(() => this.answerEmpty(), this.options.pollTimeoutMs);
+    this.waiting = { res, timer };
+    req.on('close', () => {
+      if (this.waiting?.res === res) {
+        clearTimeout(timer);
+        this.waiting = undefined;
+        this.lastSeen = Date.now();
+      }
+    });
+  }
+
+  heartbeat(messages: unknown[]): void {
+    this.lastSeen = Date.now();
+    for (const raw of messages) {
+      const parsed = parseControl(JSON.stringify(raw));
+      if (parsed.ok) this.correlator.handleControl(parsed.value, this);
+      else this.options.logger.warn('rejected a malformed heartbeat message', { link: this.id, reason: parsed.error });
+    }
+  }
+
+  /** POST /bridge/respond/:id/:requestId — a head record, then the answer's raw body. */
+  respond(requestId: string, req: IncomingMessage, res: ServerResponse): void {
+    this.lastSeen = Date.now();
+    if (!this.correlator.has(requestId) || this.inbound.has(requestId)) {
+      req.resume();
+      sendError(res, 404, 'unknown_request', `no request ${requestId} is waiting for an answer`);
+      return;
+    }
+    const reader = new RecordReader();
+    let headDone = false;
+    let finished = false;
+    const body: InboundBody = { req, outstanding: 0 };
+    const deliver = (chunk: Buffer) => {
+      if (chunk.byteLength === 0) return;
+      body.outstanding += chunk.byteLength;
+      this.correlator.handleData(requestId, chunk);
+      if (body.outstanding >= INITIAL_WINDOW) req.pause();
+    };
+    const reject = (message: string) => {
+      finished = true;
+      req.resume();
+      sendError(res, 400, 'bad_response', message);
+      this.correlator.handleControl({ type: 'error', id: requestId, code: TunnelErrorCode.BadMessage, message: `the desktop sent a malformed answer: ${message}` }, this);
+    };
+
+    req.on('data', (chunk: Buffer) => {
+      this.lastSeen = Date.now();
+      if (finished) return;
+      if (headDone) return deliver(chunk);
+      const records = reader.push(chunk, 1);
+      if (!records.ok) return reject(records.error);
+      if (records.value.length === 0) {
+        if (reader.buffered > 64 * 1024) reject('response head too large');
+        return;
+      }
+      const head = parseResponseHead(records.value[0]);
+      if (!head.ok) return reject(head.error);
+      headDone = true;
+      if ('error' in head.value) {
+        finished = true;
+        req.resume();
+        this.correlator.handleControl({ type: 'error', id: requestId, code: head.value.error.code, message: head.value.error.message }, this);
+        sendJson(res, 200, { ok: true });
+        return;
+      }
+      this.inbound.set(requestId, body);
+      this.correlator.handleControl({ type: 'http_response', id: requestId, status: head.value.status, headers: head.value.headers, end: false }, this);
+      deliver(reader.takeRest());
+    });
+    req.on('end', () => {
+      this.inbound.delete(requestId);
+      if (finished) return;
+      finished = true;
+      if (!headDone) return reject('the answer ended before its head');
+      this.correlator.handleControl({ type: 'end', id: requestId }, this);
+      sendJson(res, 200, { ok: true });
+    });
+    req.on('close', () => {
+      this.inbound.delete(requestId);
+      if (finished) return;
+      finished = true;
+      this.correlator.handleControl({ type: 'error', id: requestId, code: TunnelErrorCode.TargetFailed, message: 'the desktop stopped sending its answer' }, this);
+    });
+  }
+
+  close(code: number, reason: string): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    clearInterval(this.watchdog);
+    if (this.waiting) this.answerEmpty();
+    for (const body of this.inbound.values()) body.req.destroy();
+    this.inbound.clear();
+    this.queue = [];
+    this.correlator.failAll('desktop_disconnected', 'the desktop stopped polling before it finished answering');
+    this.options.onClose(this, code, reason);
+  }
+
+  info(): LinkInfo {
+    return {
+      id: this.id,
+      transport: this.transport,
+      connectedAt: new Date(this.connectedAt).toISOString(),
+      client: this.client,
+      activeStreams: this.correlator.size,
+    };
+  }
+
+  private enqueue(item: Queued): void {
+    this.queue.push(item);
+    if (item.isRequest) this.queuedRequests += 1;
+    if (this.waiting && !this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => {
+        this.flushScheduled = false;
+        const waiting = this.waiting;
+        if (!waiting) return;
+        clearTimeout(waiting.timer);
+        this.waiting = undefined;
+        this.deliver(waiting.res);
+      });
+    }
+  }
+
+  private deliver(res: ServerResponse): void {
+    this.lastSeen = Date.now();
+    const batch: Buffer[] = [];
+    const credits = new Map<string, number>();
+    let bytes = 0;
+    while (this.queue.length > 0 && (batch.length === 0 || bytes + this.queue[0].record.byteLength <= MAX_BATCH_BYTES)) {
+      const item = this.queue.shift()!;
+      if (item.isRequest) this.queuedRequests -= 1;
+      if (item.stream) credits.set(item.stream, (credits.get(item.stream) ?? 0) + item.bytes);
+      batch.push(item.record);
+      bytes += item.record.byteLength;
+    }
+    res.writeHead(200, { 'content-type': POLL_BATCH_CONTENT_TYPE, 'content-length': bytes, 'cache-control': 'no-store' });
+    for (const record of batch) res.write(record);
+    res.end();
+    // The desktop has the request body bytes now: let their exchanges send more.
+    for (const [stream, granted] of credits) this.correlator.handleControl({ type: 'window', id: stream, bytes: granted }, this);
+  }
+
+  private answerEmpty(): void {
+    const waiting = this.waiting;
+    if (!waiting) return;
+    clearTimeout(waiting.timer);
+    this.waiting = undefined;
+    this.lastSeen = Date.now();
+    if (!waiting.res.headersSent) {
+      waiting.res.writeHead(204, { 'cache-control': 'no-store' });
+      waiting.res.end();
+    }
+  }
+
+  private checkAlive(): void {
+    if (this.waiting) return; // a poll is open: the desktop is there
+    if (Date.now() - this.lastSeen > this.options.graceMs) {
+      this.options.logger.info('desktop stopped polling; dropping it', { link: this.id });
+      this.close(1001, 'poll timeout');
+    }
+  }
+}
