@@ -13,7 +13,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['**/config.ts', '**/main.ts', '**/cli.ts', 'scripts/**', 'tests/**', 'bench/**', '**/test/**', 'jest.config.js'],
+    files: ['**/config.ts', '**/main.ts', '**/cli.ts', '**/token-cli.ts', 'scripts/**', 'tests/**', 'bench/**', '**/test/**', 'jest.config.js'],
     rules: { 'no-restricted-properties': 'off', '@typescript-eslint/no-require-imports': 'off' },
   },
 );

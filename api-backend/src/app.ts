@@ -37,12 +37,12 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   const log = (component: string) => componentLogger(logger, component);
   const devKeys = config.auth.mode === 'dev' ? loadOrCreateDevKeys(config.auth.keyDir) : undefined;
 
-  let manager: StreamingProxyManager | undefined;
+  // The driver reports deaths to the manager, which is made just below; the callback runs later.
   const driver = createDriver(config, log('StreamingProxyManager'), (ownerHash, detail) =>
-    manager?.proxyDied(ownerHash, detail),
+    manager.proxyDied(ownerHash, detail),
   );
   const client = new ProxyClient();
-  manager = new StreamingProxyManager(driver, client, { idleTimeoutMs: config.proxy.idleTimeoutMs }, log('StreamingProxyManager'));
+  const manager = new StreamingProxyManager(driver, client, { idleTimeoutMs: config.proxy.idleTimeoutMs }, log('StreamingProxyManager'));
   const metrics = new Metrics(async () => (await driver.list()).length);
   manager.on('started', (event) => metrics.proxyStarts.observe({ driver: event.driver }, event.durationMs / 1000));
   manager.on('stopped', (event) => metrics.proxyStops.inc({ reason: event.reason }));

@@ -14,7 +14,7 @@ const schema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   HOST: z.string().min(1).default('0.0.0.0'),
-  PUBLIC_URL: z.string().url().optional(),
+  PUBLIC_URL: z.string().url().optional().or(z.literal('').transform(() => undefined)),
   DATA_DIR: z.string().min(1).default('./data'),
   LOG_LEVEL: z.enum(['error', 'warn', 'info', 'http', 'debug']).default('info'),
 
@@ -22,7 +22,7 @@ const schema = z.object({
   AUTH0_AUDIENCE: optionalString,
   JWT_ISSUER: optionalString,
   JWT_AUDIENCE: optionalString,
-  JWT_JWKS_URI: z.string().url().optional(),
+  JWT_JWKS_URI: z.string().url().optional().or(z.literal('').transform(() => undefined)),
 
   DATABASE_URL: optionalString,
 

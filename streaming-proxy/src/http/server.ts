@@ -117,7 +117,10 @@ export function createProxyServer({ config, logger, stats, hub, journal }: Proxy
 
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     if (!isApiBackend(req) || (req.url ?? '').split('?')[0] !== '/ws/tunnel') {
-      socket.end('HTTP/1.1 401 Unauthorized\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      const body = JSON.stringify({ error: { code: 'unauthorized', message: 'this proxy answers api-backend only' } });
+      socket.end(
+        `HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => {

@@ -162,6 +162,12 @@ export class Exchange implements StreamHandler {
 
   private silenceTimeout(): void {
     if (this.done) return;
+    // A web client that is slow to read holds back the desktop through flow control: that is our
+    // own backpressure, not the desktop's silence. Wait for the client to drain.
+    if (this.undrained > 0) {
+      this.timer.refresh();
+      return;
+    }
     const waited = `${this.options.requestTimeoutMs} ms`;
     this.link.sendControl({ type: 'cancel', id: this.id, reason: 'timeout' });
     if (this.started) this.options.logger.info('answer stalled; ending the stream', { stream: this.id, waited });
@@ -190,6 +196,8 @@ export class Exchange implements StreamHandler {
     this.done = true;
     clearTimeout(this.timer);
     this.sendCredit.clear();
+    // A request body we stopped reading must still be drained, or its connection stays stuck.
+    if (!this.req.complete) this.req.resume();
     this.link.correlator.close(this.id);
     this.options.stats.activeExchanges -= 1;
     this.options.stats.touch();
