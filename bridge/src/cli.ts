@@ -1,0 +1,128 @@
+/**
+ * `ctll-bridge`: flags and environment in, a running bridge and its status line out.
+ * This is the only module of the bridge that reads process.env; everything else gets values passed in.
+ * Exit codes: 0 after a clean stop (SIGINT/SIGTERM), 2 for a usage error.
+ */
+import { parseArgs } from 'node:util';
+import { startBridge, type Bridge } from './bridge';
+import { OptionError, TransportUnavailableError } from './errors';
+import { DEFAULT_OPTIONS } from './options';
+import { StatusPrinter, type StatusMode } from './status';
+import { TRANSPORT_NAMES, type TransportName } from './transport';
+import { VERSION } from './version';
+
+const FLAGS = {
+  server: { type: 'string' },
+  token: { type: 'string' },
+  target: { type: 'string' },
+  transport: { type: 'string' },
+  proxy: { type: 'string' },
+  'ping-timeout-ms': { type: 'string' },
+  quiet: { type: 'boolean', short: 'q' },
+  'json-logs': { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'v' },
+} as const;
+
+const USAGE = `Usage: ctll-bridge --server <url> --token <jwt> [options]
+
+Connects this computer's LLM server to your CloudToLocalLLM relay, without opening a port.
+
+  --server <url>           the relay, e.g. https://relay.example.com (required)
+  --token <jwt>            your access token (or set CTLL_TOKEN)
+  --target <url>           the local LLM server (default ${DEFAULT_OPTIONS.target})
+  --transport ws|poll      how to reach the relay (default ${DEFAULT_OPTIONS.transport})
+  --proxy <url>            HTTP proxy for the relay connection
+                           (default: HTTPS_PROXY / HTTP_PROXY / ALL_PROXY, minus NO_PROXY)
+  --ping-timeout-ms <ms>   silence after which the tunnel counts as dead (default ${DEFAULT_OPTIONS.pingTimeoutMs})
+  -q, --quiet              print nothing
+  --json-logs              print JSON lines instead of the status line
+  -h, --help               show this help
+  -v, --version            show the version
+`;
+
+/** A mistake on the command line: print it and exit 2. */
+class UsageError extends Error {}
+
+function main(argv: string[]): void {
+  let values;
+  try {
+    values = parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: false }).values;
+  } catch (error) {
+    return usageExit((error as Error).message);
+  }
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return;
+  }
+  if (values.version) {
+    process.stdout.write(`ctll-bridge ${VERSION}\n`);
+    return;
+  }
+
+  const mode: StatusMode = values.quiet ? 'quiet' : values['json-logs'] ? 'json' : 'text';
+  const printer = new StatusPrinter(mode, process.stdout);
+  let bridge: Bridge;
+  try {
+    bridge = startBridge({
+      server: values.server ?? '',
+      token: values.token ?? process.env.CTLL_TOKEN ?? '',
+      target: values.target,
+      transport: parseTransport(values.transport),
+      proxy: values.proxy,
+      proxyEnv: {
+        httpsProxy: envValue('https_proxy'),
+        httpProxy: envValue('http_proxy'),
+        allProxy: envValue('all_proxy'),
+        noProxy: envValue('no_proxy'),
+      },
+      pingTimeoutMs: parseMs('--ping-timeout-ms', values['ping-timeout-ms']),
+      onStatus: (status) => printer.status(status),
+      onNotice: (message) => printer.notice(message),
+    });
+  } catch (error) {
+    if (error instanceof UsageError || error instanceof OptionError) return usageExit(error.message);
+    if (error instanceof TransportUnavailableError) return usageExit(error.message, false);
+    throw error;
+  }
+  if (bridge.proxy) printer.notice(`reaching the relay through the proxy ${bridge.proxy}`);
+
+  let stopping = false;
+  const stop = () => {
+    // A second Ctrl-C does not wait for the relay to acknowledge the close.
+    if (stopping) process.exit(0);
+    stopping = true;
+    void bridge.close().finally(() => {
+      printer.endLine();
+      process.exit(0);
+    });
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
+function parseTransport(value: string | undefined): TransportName | undefined {
+  if (value === undefined) return undefined;
+  if (!(TRANSPORT_NAMES as readonly string[]).includes(value)) {
+    throw new UsageError(`--transport: "${value}" is not a transport (expected ${TRANSPORT_NAMES.join(' or ')})`);
+  }
+  return value as TransportName;
+}
+
+function parseMs(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value)) throw new UsageError(`${flag}: "${value}" is not a whole number of milliseconds`);
+  return Number(value);
+}
+
+/** Proxy variables exist in both cases; like curl, the lower-case one wins. */
+function envValue(lowerName: string): string | undefined {
+  return process.env[lowerName] ?? process.env[lowerName.toUpperCase()];
+}
+
+function usageExit(message: string, withHint = true): void {
+  process.stderr.write(`ctll-bridge: ${message}\n${withHint ? 'Run ctll-bridge --help for the flags.\n' : ''}`);
+  process.exit(2);
+}
+
+main(process.argv.slice(2));

@@ -1,0 +1,206 @@
+/**
+ * One relayed request, played against the local LLM server.
+ *
+ * The forwarder owns the local HTTP request of one stream. The request body arrives in pieces
+ * (`writeBody`) and each piece is reported as taken (`onTaken`) only once the local request has
+ * accepted it, which is when the tunnel may grant the relay more credit. The answer goes out
+ * through a ResponseSink as it arrives, chunk by chunk; when the sink runs out of credit the local
+ * response is paused until it says it is ready again, so a slow web client slows the model's
+ * reading here instead of filling memory. The forwarder knows nothing about the transport: the
+ * WebSocket tunnel (and later the polling one) provides the sink.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import { endToEndHeaders, TunnelErrorCode, type Headers } from '@ctll/protocol';
+
+/** The head of a request as the relay sent it. */
+export interface RequestHead {
+  method: string;
+  path: string;
+  headers: Headers;
+  /** true when no body follows. */
+  end: boolean;
+}
+
+/** Where the answer goes. A transport implements it for one stream. */
+export interface ResponseSink {
+  head(status: number, headers: Headers, end: boolean): void;
+  /** Sends one body chunk at once; false means: send no more until `whenReady` calls back. */
+  data(chunk: Buffer): boolean;
+  whenReady(resume: () => void): void;
+  end(): void;
+  fail(code: string, message: string): void;
+}
+
+/** How a stream ended, for the counters. */
+export type Outcome = 'served' | 'failed' | 'aborted';
+
+/** The local LLM server: its base URL and one keep-alive pool shared by every stream. */
+export interface LocalTarget {
+  readonly url: URL;
+  /** The target as a person wrote it, for messages. */
+  readonly label: string;
+  readonly agent: http.Agent;
+}
+
+export function createLocalTarget(url: URL): LocalTarget {
+  // Keep-alive saves a TCP handshake per request; the pool is unbounded because the relay
+  // already limits how many streams one tunnel may run at once.
+  const agentOptions = { keepAlive: true, keepAliveMsecs: 1_000, maxSockets: Infinity, maxFreeSockets: 16 };
+  const agent = url.protocol === 'https:' ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
+  return { url, label: url.origin + url.pathname.replace(/\/$/, ''), agent };
+}
+
+/**
+ * Headers the bridge does not pass on besides the hop-by-hop ones: the relay has already answered
+ * any `expect: 100-continue` itself and the body is on its way.
+ */
+const NOT_FORWARDED = ['expect'];
+
+export class LocalForwarder {
+  private readonly request: http.ClientRequest | undefined;
+  private response: http.IncomingMessage | undefined;
+  private done = false;
+  /** Bytes written to the local request that wait for its 'drain' before they count as taken. */
+  private waitingForDrain = 0;
+
+  constructor(
+    head: RequestHead,
+    private readonly target: LocalTarget,
+    private readonly sink: ResponseSink,
+    private readonly onTaken: (bytes: number) => void,
+    private readonly onDone: (outcome: Outcome) => void,
+  ) {
+    const isHead = head.method === 'HEAD';
+    try {
+      this.request = (target.url.protocol === 'https:' ? https : http).request({
+        protocol: target.url.protocol,
+        hostname: target.url.hostname.replace(/^\[(.*)\]$/, '$1'),
+        port: target.url.port || undefined,
+        method: head.method,
+        path: joinPath(target.url.pathname, head.path),
+        headers: { ...endToEndHeaders(head.headers, NOT_FORWARDED), host: target.url.host },
+        agent: target.agent,
+      });
+    } catch (error) {
+      // http.request refuses some heads synchronously (a bad header value, a space in the path).
+      this.request = undefined;
+      this.fail(TunnelErrorCode.BadMessage, `the local request could not be made: ${(error as Error).message}`);
+      return;
+    }
+    const request = this.request;
+    request.on('socket', (socket) => socket.setNoDelay(true));
+    request.on('response', (res) => this.onResponse(res, isHead));
+    request.on('error', (error) => this.onRequestError(error));
+    if (head.end) request.end();
+  }
+
+  /** True once the stream has ended, however it ended (possibly already inside the constructor). */
+  get finished(): boolean {
+    return this.done;
+  }
+
+  /** One piece of the request body; counted as taken once the local request accepted it. */
+  writeBody(chunk: Buffer): void {
+    if (this.done || !this.request) return;
+    if (this.request.write(chunk)) {
+      this.onTaken(chunk.byteLength);
+      return;
+    }
+    if (this.waitingForDrain === 0) {
+      this.request.once('drain', () => {
+        const bytes = this.waitingForDrain;
+        this.waitingForDrain = 0;
+        if (!this.done) this.onTaken(bytes);
+      });
+    }
+    this.waitingForDrain += chunk.byteLength;
+  }
+
+  endBody(): void {
+    if (this.done || !this.request) return;
+    this.request.end();
+  }
+
+  /** Stops at once: the local server sees its connection close, so the model stops generating. */
+  abort(): void {
+    if (this.done) return;
+    this.done = true;
+    this.request?.destroy();
+    this.onDone('aborted');
+  }
+
+  private onResponse(res: http.IncomingMessage, isHead: boolean): void {
+    if (this.done) {
+      res.destroy();
+      return;
+    }
+    this.response = res;
+    const status = res.statusCode ?? 502;
+    const noBody = isHead || status === 204 || status === 304 || res.headers['content-length'] === '0';
+    try {
+      this.sink.head(status, endToEndHeaders(res.headers), noBody);
+    } catch (error) {
+      this.fail(TunnelErrorCode.TargetFailed, `the answer of ${this.target.label} cannot be relayed: ${(error as Error).message}`);
+      return;
+    }
+    if (noBody) {
+      res.resume();
+      this.finish();
+      return;
+    }
+    // Each chunk goes out the moment it arrives: a token must never wait for the next one.
+    res.on('data', (chunk: Buffer) => this.onChunk(res, chunk));
+    res.on('end', () => {
+      if (this.done) return;
+      this.sink.end();
+      this.finish();
+    });
+    res.on('error', (error) => this.onResponseFailed((error as NodeJS.ErrnoException).code ?? error.message));
+    res.on('close', () => {
+      if (!res.complete) this.onResponseFailed('connection closed');
+    });
+  }
+
+  private onChunk(res: http.IncomingMessage, chunk: Buffer): void {
+    if (this.done) return;
+    if (this.sink.data(chunk)) return;
+    res.pause();
+    this.sink.whenReady(() => {
+      if (!this.done) res.resume();
+    });
+  }
+
+  private onRequestError(error: NodeJS.ErrnoException): void {
+    if (this.done) return;
+    const reason = error.code ?? error.message;
+    if (this.response) this.onResponseFailed(reason);
+    else this.fail(TunnelErrorCode.TargetUnreachable, `could not reach ${this.target.label}: ${reason}`);
+  }
+
+  private onResponseFailed(reason: string): void {
+    if (this.done) return;
+    this.fail(TunnelErrorCode.TargetFailed, `${this.target.label} failed mid-answer: ${reason}`);
+  }
+
+  private finish(): void {
+    this.done = true;
+    // The server answered before taking the whole body (an early 413, say): the socket cannot be reused.
+    if (this.request && !this.request.writableEnded) this.request.destroy();
+    this.onDone('served');
+  }
+
+  private fail(code: string, message: string): void {
+    this.done = true;
+    this.request?.destroy();
+    this.response?.destroy();
+    this.sink.fail(code, message);
+    this.onDone('failed');
+  }
+}
+
+/** The target's base path joined with the relayed path: `/v1` + `/chat?x=1` is `/v1/chat?x=1`. */
+export function joinPath(basePath: string, path: string): string {
+  const base = basePath.replace(/\/+$/, '');
+  return `${base}${path}`;
+}

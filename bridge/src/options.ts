@@ -1,0 +1,133 @@
+/**
+ * The bridge's options: every default written out in one frozen object, then one function that
+ * checks what the caller gave and turns it into the URLs and numbers the rest of the bridge uses.
+ * A bad value throws an OptionError naming the flag it came from.
+ */
+import type { BackoffOptions } from './backoff';
+import { OptionError } from './errors';
+import { chooseProxy, type ProxyEnv } from './proxy';
+import type { BridgeStatus } from './status';
+import { TRANSPORT_NAMES, type TransportName } from './transport';
+
+export interface BridgeOptions {
+  /** The relay, e.g. https://relay.example.com (ws: and wss: work too; /ws/tunnel is added unless present). */
+  server: string;
+  /** The JWT the relay verifies; sent as `Authorization: Bearer`. */
+  token: string;
+  /** The local LLM server; may carry a base path (http://127.0.0.1:8080/v1). */
+  target?: string;
+  transport?: TransportName;
+  /** Proxy for the relay connection; wins over `proxyEnv`. */
+  proxy?: string;
+  /** HTTPS_PROXY and friends, as read by the CLI. */
+  proxyEnv?: ProxyEnv;
+  pingTimeoutMs?: number;
+  handshakeTimeoutMs?: number;
+  closeTimeoutMs?: number;
+  /** How long a connection must stay up before the reconnect schedule starts again from its first step. */
+  stableAfterMs?: number;
+  backoff?: BackoffOptions;
+  /** Extra headers on the upgrade request. Internal: tests use it to reach a streaming-proxy directly. */
+  upgradeHeaders?: Record<string, string>;
+  /** Called on every change of state, and when the served counter moves. */
+  onStatus?: (status: BridgeStatus) => void;
+  /** Things worth a log line that change nothing (the relay rejected one of our messages, say). */
+  onNotice?: (message: string) => void;
+}
+
+export const DEFAULT_OPTIONS = Object.freeze({
+  target: 'http://127.0.0.1:11434', // Ollama's default address
+  transport: 'ws' as TransportName,
+  // The relay pings every 15 s; three missed pings' worth of silence means the connection is gone.
+  pingTimeoutMs: 45_000,
+  handshakeTimeoutMs: 10_000,
+  closeTimeoutMs: 2_000,
+  stableAfterMs: 10_000,
+  upgradeHeaders: Object.freeze({}) as Readonly<Record<string, string>>,
+});
+
+export interface ResolvedOptions {
+  /** The relay as the person gave it, for the status line. */
+  server: string;
+  tunnelUrl: URL;
+  token: string;
+  targetUrl: URL;
+  transport: TransportName;
+  proxyUrl: URL | undefined;
+  pingTimeoutMs: number;
+  handshakeTimeoutMs: number;
+  closeTimeoutMs: number;
+  stableAfterMs: number;
+  backoff: BackoffOptions;
+  upgradeHeaders: Readonly<Record<string, string>>;
+  onStatus: ((status: BridgeStatus) => void) | undefined;
+  onNotice: ((message: string) => void) | undefined;
+}
+
+export function resolveOptions(options: BridgeOptions): ResolvedOptions {
+  const given = Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined));
+  const merged = { ...DEFAULT_OPTIONS, ...given } as typeof DEFAULT_OPTIONS & BridgeOptions;
+  if (!TRANSPORT_NAMES.includes(merged.transport)) {
+    throw new OptionError('--transport', `"${String(merged.transport)}" is not a transport (expected ${TRANSPORT_NAMES.join(' or ')})`);
+  }
+  const tunnelUrl = tunnelUrlFor(merged.server);
+  return {
+    server: merged.server.replace(/\/+$/, ''),
+    tunnelUrl,
+    token: checkToken(merged.token),
+    targetUrl: targetUrlFor(merged.target),
+    transport: merged.transport,
+    proxyUrl: chooseProxy(tunnelUrl, merged.proxy, merged.proxyEnv),
+    pingTimeoutMs: checkMs('--ping-timeout-ms', merged.pingTimeoutMs, 100),
+    handshakeTimeoutMs: checkMs('handshakeTimeoutMs', merged.handshakeTimeoutMs, 1),
+    closeTimeoutMs: checkMs('closeTimeoutMs', merged.closeTimeoutMs, 1),
+    stableAfterMs: checkMs('stableAfterMs', merged.stableAfterMs, 0),
+    backoff: merged.backoff ?? {},
+    upgradeHeaders: merged.upgradeHeaders,
+    onStatus: merged.onStatus,
+    onNotice: merged.onNotice,
+  };
+}
+
+/** https://relay.example.com becomes wss://relay.example.com/ws/tunnel; a base path is kept. */
+export function tunnelUrlFor(server: string | undefined): URL {
+  if (!server) throw new OptionError('--server', 'is required (the relay, e.g. https://relay.example.com)');
+  const url = parseUrl('--server', server);
+  const schemes: Record<string, string> = { 'http:': 'ws:', 'https:': 'wss:', 'ws:': 'ws:', 'wss:': 'wss:' };
+  const scheme = schemes[url.protocol];
+  if (!scheme) throw new OptionError('--server', `"${server}" must be an http:, https:, ws: or wss: URL`);
+  const tunnel = new URL(url.href.replace(/^[a-z]+:/, scheme));
+  tunnel.hash = '';
+  if (!/\/ws\/tunnel\/?$/.test(tunnel.pathname)) tunnel.pathname = `${tunnel.pathname.replace(/\/+$/, '')}/ws/tunnel`;
+  return tunnel;
+}
+
+function targetUrlFor(target: string): URL {
+  const url = parseUrl('--target', target);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new OptionError('--target', `"${target}" must be an http: or https: URL (e.g. http://127.0.0.1:11434)`);
+  }
+  if (url.search || url.hash) throw new OptionError('--target', `"${target}" must not have a query or fragment`);
+  if (url.username || url.password) throw new OptionError('--target', 'credentials in the URL are not supported');
+  return url;
+}
+
+function checkToken(token: string | undefined): string {
+  if (!token) throw new OptionError('--token', 'is required (or set CTLL_TOKEN); get one with `npm run token -- <user>`');
+  // It goes into a header: anything but visible ASCII is a copy-and-paste accident.
+  if (!/^[\x21-\x7e]+$/.test(token)) throw new OptionError('--token', 'contains spaces or characters a token cannot have');
+  return token;
+}
+
+function checkMs(name: string, value: number, min: number): number {
+  if (!Number.isInteger(value) || value < min) throw new OptionError(name, `${value} must be a whole number of milliseconds ≥ ${min}`);
+  return value;
+}
+
+function parseUrl(name: string, value: string): URL {
+  try {
+    return new URL(value);
+  } catch {
+    throw new OptionError(name, `"${value}" is not a URL`);
+  }
+}

@@ -1,0 +1,116 @@
+/**
+ * What the bridge tells the person running it: one status line, printed when something changes.
+ *
+ * The bridge reports every change as a BridgeStatus; the printer decides what is worth a line.
+ * On a terminal the line is rewritten in place, so even the request counter can follow along.
+ * Anywhere else (a log file, systemd) each line stays, so a failure that repeats on every retry
+ * (an expired token, a relay that is down) is printed once until something else happens.
+ * `--json-logs` prints the same decisions as JSON lines.
+ */
+
+export type BridgeState = 'connecting' | 'connected' | 'retrying' | 'closed';
+
+export interface BridgeStatus {
+  state: BridgeState;
+  /** The relay as the person gave it. */
+  server: string;
+  /** The token's `sub`, when the token is a readable JWT. */
+  user: string | undefined;
+  target: string;
+  transport: string;
+  /** Requests answered to their end since the bridge started. */
+  served: number;
+  /** Local requests running now. */
+  active: number;
+  /** Why the last connection ended or failed (retrying, closed). */
+  reason?: string;
+  /** When retrying: how long until the next attempt. */
+  retryInMs?: number;
+}
+
+export function formatStatus(status: BridgeStatus): string {
+  const served = `${status.served} request${status.served === 1 ? '' : 's'} served`;
+  switch (status.state) {
+    case 'connecting':
+      return `connecting to ${status.server} (${status.transport}) · target ${status.target}`;
+    case 'connected':
+      return `connected to ${status.server}${status.user ? ` as ${status.user}` : ''} · target ${status.target} · ${served}`;
+    case 'retrying':
+      return `disconnected (${status.reason ?? 'unknown reason'}); retrying in ${formatDelay(status.retryInMs ?? 0)}`;
+    case 'closed':
+      return `stopped · ${served}`;
+  }
+}
+
+/** 800 ms is "0.8 s", 4 123 ms is "4.1 s", 30 000 ms is "30 s". */
+export function formatDelay(ms: number): string {
+  const seconds = Math.round(ms / 100) / 10;
+  return `${seconds} s`;
+}
+
+export type StatusMode = 'text' | 'json' | 'quiet';
+
+/** Where lines go: process.stdout in the CLI, a collector in tests. */
+export interface StatusOutput {
+  write(text: string): unknown;
+  readonly isTTY?: boolean;
+}
+
+const PREFIX = 'ctll-bridge: ';
+
+export class StatusPrinter {
+  private lastLine: string | undefined;
+  /** The state and reason of the last line printed, to recognise a failure repeating itself. */
+  private lastKey: string | undefined;
+  private lineOpen = false;
+
+  constructor(
+    private readonly mode: StatusMode,
+    private readonly out: StatusOutput,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  status(status: BridgeStatus): void {
+    if (this.mode === 'quiet') return;
+    const line = formatStatus(status);
+    if (this.mode === 'text' && this.out.isTTY) {
+      if (line === this.lastLine) return;
+      this.lastLine = line;
+      // \r plus "erase line" redraws in place; the line stays open until something else is printed.
+      this.out.write(`\r\x1b[2K${PREFIX}${line}`);
+      this.lineOpen = true;
+      return;
+    }
+    const key = statusKey(status);
+    if (key === this.lastKey) return;
+    // While retrying, each attempt's "connecting" is noise: only the outcome of the attempt matters.
+    if (status.state === 'connecting' && this.lastKey?.startsWith('retrying')) return;
+    this.lastKey = key;
+    if (this.mode === 'json') this.out.write(`${JSON.stringify({ time: this.now().toISOString(), ...status, message: line })}\n`);
+    else this.out.write(`${PREFIX}${line}\n`);
+  }
+
+  /** A line that is not a status (a relay notice); printed in every mode but quiet. */
+  notice(message: string): void {
+    if (this.mode === 'quiet') return;
+    if (this.mode === 'json') {
+      this.out.write(`${JSON.stringify({ time: this.now().toISOString(), state: 'notice', message })}\n`);
+      return;
+    }
+    this.endLine();
+    this.out.write(`${PREFIX}${message}\n`);
+    this.lastLine = undefined;
+  }
+
+  /** Ends a line being rewritten in place, so the shell prompt starts on a new one. */
+  endLine(): void {
+    if (!this.lineOpen) return;
+    this.out.write('\n');
+    this.lineOpen = false;
+  }
+}
+
+/** What makes two statuses the same for a log: the state and reason, not counters or delays. */
+function statusKey(status: BridgeStatus): string {
+  return status.state === 'retrying' ? `retrying:${status.reason ?? ''}` : status.state;
+}

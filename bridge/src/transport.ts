@@ -1,0 +1,60 @@
+/**
+ * The seam between the bridge's connection loop and the ways of reaching the relay.
+ *
+ * A transport makes one connection attempt and, while it lasts, serves the relay's requests
+ * against the local target. It reports what happened through ConnectionEvents; the loop in
+ * bridge.ts decides about status, counters and retries. The WebSocket transport (ws-transport.ts)
+ * is the only one so far; HTTP long-polling will implement the same two interfaces beside it.
+ */
+import type http from 'node:http';
+import type { LocalTarget } from './local-forwarder';
+
+export const TRANSPORT_NAMES = ['ws', 'poll'] as const;
+export type TransportName = (typeof TRANSPORT_NAMES)[number];
+
+/** Why a connection ended, or why it never started. */
+export interface Disconnect {
+  /** For people: the same text for the same failure, so repeats can be recognised and not printed twice. */
+  reason: string;
+  /** True when the connection was up before it ended. */
+  wasOpen: boolean;
+  /** True when the bridge itself closed it (shutting down). */
+  byUs: boolean;
+  error?: Error;
+}
+
+export interface ConnectionEvents {
+  /** The relay accepted the connection; requests may arrive from now on. */
+  opened(): void;
+  /** Called exactly once per connection, after every local request on it was aborted. */
+  closed(disconnect: Disconnect): void;
+  /** One request was answered to its end (whatever its HTTP status). */
+  served(): void;
+  /** Something worth a line in the log that changes nothing (e.g. the relay rejected one of our messages). */
+  notice(message: string): void;
+}
+
+/** What every transport needs to know; built once by the bridge. */
+export interface TransportSetup {
+  /** The relay's tunnel endpoint (ws: or wss: for the WebSocket transport). */
+  tunnelUrl: URL;
+  token: string;
+  userAgent: string;
+  /** Extra headers on the connection request (tests use it to talk to a streaming-proxy directly). */
+  upgradeHeaders: Readonly<Record<string, string>>;
+  /** Carries the relay connection through a corporate proxy; undefined goes direct. */
+  relayAgent: http.Agent | undefined;
+  pingTimeoutMs: number;
+  handshakeTimeoutMs: number;
+  closeTimeoutMs: number;
+  target: LocalTarget;
+}
+
+export interface TunnelConnection {
+  /** Local requests in flight on this connection. */
+  readonly activeStreams: number;
+  /** Ends the connection and aborts every local request on it; resolves once it is gone. */
+  close(code: number, reason: string): Promise<void>;
+}
+
+export type Transport = (setup: TransportSetup, events: ConnectionEvents) => TunnelConnection;

@@ -1,0 +1,227 @@
+/**
+ * The WebSocket tunnel: one connection to `<server>/ws/tunnel`, from handshake to close.
+ *
+ * Frames are validated here and only here (text: a control message; binary: a data frame), then
+ * handed to the connection's StreamTable. A bad frame is answered with `bad_message` and the
+ * tunnel stays up. Liveness: the relay pings every 15 s and `ws` answers those pings itself; a
+ * watchdog also probes with a ping of its own after a third of the timeout in silence, and once
+ * nothing at all (no frame, no ping, no pong) has arrived for `pingTimeoutMs` the connection is
+ * taken for dead and terminated, so the bridge's loop reconnects instead of waiting on a socket
+ * that a NAT box or a sleeping laptop silently dropped.
+ */
+import type http from 'node:http';
+import WebSocket, { type RawData } from 'ws';
+import {
+  decodeData,
+  encodeControl,
+  encodeData,
+  MAX_FRAME_BYTES,
+  parseControl,
+  TunnelErrorCode,
+  type ControlMessage,
+} from '@ctll/protocol';
+import { UpgradeRejectedError } from './errors';
+import { StreamTable, type TunnelSender } from './stream-table';
+import type { ConnectionEvents, Transport, TransportSetup, TunnelConnection } from './transport';
+
+/** The most of a refused upgrade's body we read: enough for the relay's `{error: {code, message}}`. */
+const MAX_REJECTION_BODY = 8 * 1024;
+
+export const connectWebSocket: Transport = (setup, events) => new WsConnection(setup, events);
+
+class WsConnection implements TunnelConnection, TunnelSender {
+  private readonly ws: WebSocket;
+  private readonly streams: StreamTable;
+  private readonly closedPromise: Promise<void>;
+  private resolveClosed!: () => void;
+  private isOpen = false;
+  private ended = false;
+  private closingByUs = false;
+  /** Why we ended it ourselves (watchdog), or why the relay refused it; wins over the socket's own story. */
+  private failure: string | undefined;
+  private rejection: UpgradeRejectedError | undefined;
+  private lastError: Error | undefined;
+  private lastSeen = Date.now();
+  private probed = false;
+  private watchdog: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly setup: TransportSetup,
+    private readonly events: ConnectionEvents,
+  ) {
+    this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
+    this.streams = new StreamTable(setup.target, this, (outcome) => {
+      if (outcome === 'served') events.served();
+    });
+    this.ws = new WebSocket(setup.tunnelUrl, {
+      headers: {
+        ...setup.upgradeHeaders,
+        authorization: `Bearer ${setup.token}`,
+        'user-agent': setup.userAgent,
+      },
+      // Tokens are small and latency matters more than bytes; the relay does not offer it either.
+      perMessageDeflate: false,
+      maxPayload: MAX_FRAME_BYTES,
+      handshakeTimeout: setup.handshakeTimeoutMs,
+      // A redirect would carry the token to wherever it points; the relay never sends one.
+      followRedirects: false,
+      agent: setup.relayAgent,
+    });
+    this.ws.on('unexpected-response', (_req, res) => this.onRejected(res));
+    this.ws.on('open', () => this.onOpen());
+    this.ws.on('message', (data, isBinary) => this.receive(data, isBinary));
+    this.ws.on('ping', () => this.seen());
+    this.ws.on('pong', () => this.seen());
+    this.ws.on('error', (error) => {
+      this.lastError ??= error;
+    });
+    this.ws.on('close', (code, reason) => this.onClose(code, reason.toString()));
+  }
+
+  get activeStreams(): number {
+    return this.streams.size;
+  }
+
+  sendControl(message: ControlMessage): void {
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(encodeControl(message));
+  }
+
+  sendData(id: string, payload: Buffer): void {
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(encodeData(id, payload), { binary: true });
+  }
+
+  close(code: number, reason: string): Promise<void> {
+    if (this.ended) return Promise.resolve();
+    this.closingByUs = true;
+    this.streams.abortAll();
+    if (this.ws.readyState === WebSocket.CONNECTING) this.ws.terminate();
+    else this.ws.close(code, reason);
+    // A relay that does not finish the closing handshake must not hold up a shutdown.
+    const timer = setTimeout(() => this.ws.terminate(), this.setup.closeTimeoutMs);
+    return this.closedPromise.finally(() => clearTimeout(timer));
+  }
+
+  private onOpen(): void {
+    this.isOpen = true;
+    this.seen();
+    this.armWatchdog();
+    this.events.opened();
+  }
+
+  private receive(data: RawData, isBinary: boolean): void {
+    this.seen();
+    // ws hands over a single Buffer unless the peer fragmented the message.
+    const buffer = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
+    try {
+      if (isBinary) {
+        const frame = decodeData(buffer);
+        if (!frame.ok) return this.rejectFrame(frame.error);
+        this.streams.handleData(frame.value.id, frame.value.payload);
+        return;
+      }
+      const message = parseControl(buffer.toString('utf8'));
+      if (!message.ok) return this.rejectFrame(message.error);
+      if (message.value.type === 'error' && message.value.id === undefined) {
+        this.events.notice(`the relay reported ${message.value.code}: ${message.value.message}`);
+      }
+      this.streams.handleControl(message.value);
+    } catch (error) {
+      // A fault of ours in one message must not take down the tunnel and every stream on it.
+      this.events.notice(`internal error while handling a relay message: ${(error as Error).message}`);
+    }
+  }
+
+  private rejectFrame(reason: string): void {
+    this.events.notice(`rejected a malformed message from the relay: ${reason}`);
+    this.sendControl({ type: 'error', code: TunnelErrorCode.BadMessage, message: reason });
+  }
+
+  /** The relay answered the upgrade with an HTTP status; read its JSON error body, then give up. */
+  private onRejected(res: http.IncomingMessage): void {
+    const status = res.statusCode ?? 0;
+    const statusText = res.statusMessage ?? '';
+    this.rejection = new UpgradeRejectedError(status, statusText);
+    const chunks: Buffer[] = [];
+    let size = 0;
+    res.on('data', (chunk: Buffer) => {
+      if (size >= MAX_REJECTION_BODY) return;
+      chunks.push(chunk);
+      size += chunk.byteLength;
+    });
+    res.on('end', () => {
+      const body = readErrorBody(Buffer.concat(chunks).subarray(0, MAX_REJECTION_BODY).toString('utf8'));
+      if (body) this.rejection = new UpgradeRejectedError(status, statusText, body.code, body.message);
+      this.ws.terminate();
+    });
+    res.on('error', () => this.ws.terminate());
+  }
+
+  private seen(): void {
+    this.lastSeen = Date.now();
+    this.probed = false;
+  }
+
+  private armWatchdog(): void {
+    const timeout = this.setup.pingTimeoutMs;
+    const probeAfter = Math.floor(timeout / 3);
+    const silent = Date.now() - this.lastSeen;
+    if (silent >= timeout) {
+      this.failure = `no sign of life from the relay for ${formatSeconds(timeout)}`;
+      this.ws.terminate();
+      return;
+    }
+    if (silent >= probeAfter && !this.probed) {
+      this.probed = true;
+      this.ws.ping();
+    }
+    const nextCheck = this.probed ? timeout - silent : probeAfter - silent;
+    this.watchdog = setTimeout(() => this.armWatchdog(), Math.max(nextCheck, 10));
+    this.watchdog.unref();
+  }
+
+  private onClose(code: number, reason: string): void {
+    if (this.ended) return;
+    this.ended = true;
+    clearTimeout(this.watchdog);
+    this.streams.abortAll();
+    this.events.closed({
+      reason: this.describeClose(code, reason),
+      wasOpen: this.isOpen,
+      byUs: this.closingByUs,
+      error: this.rejection ?? this.lastError,
+    });
+    this.resolveClosed();
+  }
+
+  private describeClose(code: number, reason: string): string {
+    if (this.closingByUs) return 'closed by the bridge';
+    if (this.rejection) return this.rejection.message;
+    if (this.failure) return this.failure;
+    if (this.isOpen) return `relay closed ${code}${reason ? ` ${reason}` : ''}`;
+    const error = this.lastError as NodeJS.ErrnoException | undefined;
+    if (error?.message === 'Opening handshake has timed out') {
+      return `the relay did not answer within ${formatSeconds(this.setup.handshakeTimeoutMs)}`;
+    }
+    return `could not reach the relay at ${this.setup.tunnelUrl.host}: ${error?.code ?? error?.message ?? `closed ${code}`}`;
+  }
+}
+
+/** The relay's `{error: {code, message}}`, when the body is one. */
+function readErrorBody(text: string): { code?: string; message?: string } | undefined {
+  try {
+    const parsed: unknown = JSON.parse(text);
+    const error = (parsed as { error?: unknown } | null)?.error;
+    if (typeof error !== 'object' || error === null) return undefined;
+    const { code, message } = error as Record<string, unknown>;
+    return {
+      code: typeof code === 'string' ? code.slice(0, 64) : undefined,
+      message: typeof message === 'string' ? message.slice(0, 300) : undefined,
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+function formatSeconds(ms: number): string {
+  return `${Math.round(ms / 100) / 10} s`;
+}

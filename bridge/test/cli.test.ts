@@ -1,0 +1,76 @@
+/**
+ * The `ctll-bridge` command as a person runs it: the bundled CLI in a child process.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import { startFakeRelay, type FakeRelay } from './fake-relay';
+import { bundle, eventually } from './helpers';
+
+let cli: string;
+let dir: string;
+let relay: FakeRelay;
+
+beforeAll(async () => {
+  ({ file: cli, dir } = await bundle('bridge/src/cli.ts', 'cli.js'));
+  relay = await startFakeRelay();
+});
+
+afterAll(async () => {
+  await relay.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+function run(args: string[], env: Record<string, string> = {}) {
+  return spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', ...env }, timeout: 10_000 });
+}
+
+describe('ctll-bridge command line', () => {
+  it('prints help and version', () => {
+    expect(run(['--help'])).toMatchObject({ status: 0, stdout: expect.stringContaining('--server <url>') });
+    expect(run(['--version']).stdout).toMatch(/^ctll-bridge \d+\.\d+\.\d+\n$/);
+  });
+
+  it('exits 2 naming the bad flag', () => {
+    const unknown = run(['--sever', 'x']);
+    expect(unknown.status).toBe(2);
+    expect(unknown.stderr).toMatch(/Unknown option '--sever'/);
+    const missing = run(['--token', 'abc']);
+    expect(missing.status).toBe(2);
+    expect(missing.stderr).toMatch(/^ctll-bridge: --server: is required/);
+    const noToken = run(['--server', relay.url]);
+    expect(noToken.stderr).toMatch(/--token: is required \(or set CTLL_TOKEN\)/);
+    const badMs = run(['--server', relay.url, '--token', 'a', '--ping-timeout-ms', '10s']);
+    expect(badMs).toMatchObject({ status: 2, stderr: expect.stringMatching(/--ping-timeout-ms: "10s"/) });
+    const badTransport = run(['--server', relay.url, '--token', 'a', '--transport', 'carrier-pigeon']);
+    expect(badTransport).toMatchObject({ status: 2, stderr: expect.stringMatching(/--transport: "carrier-pigeon"/) });
+  });
+
+  it('accepts --transport poll but says it is not available yet', () => {
+    const poll = run(['--server', relay.url, '--token', 'a', '--transport', 'poll']);
+    expect(poll.status).toBe(2);
+    expect(poll.stderr).toBe('ctll-bridge: poll transport: not yet available\n');
+  });
+
+  it('connects with CTLL_TOKEN, prints its status, and stops cleanly on SIGTERM', async () => {
+    const payload = Buffer.from(JSON.stringify({ sub: 'bob' })).toString('base64url');
+    const child = spawn(process.execPath, [cli, '--server', relay.url, '--target', 'http://127.0.0.1:9/base'], {
+      env: { PATH: process.env.PATH ?? '', CTLL_TOKEN: `e30.${payload}.sig` },
+    });
+    let stdout = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    const peer = await relay.nextPeer();
+    expect(peer.request.headers.authorization).toBe(`Bearer e30.${payload}.sig`);
+    await eventually(() => stdout.includes('connected'));
+    const closeCode = new Promise<number>((resolve) => peer.ws.once('close', (code) => resolve(code)));
+    const exitCode = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.kill('SIGTERM');
+    expect(await exitCode).toBe(0);
+    expect(await closeCode).toBe(1000);
+    expect(stdout.split('\n')).toEqual([
+      `ctll-bridge: connecting to ${relay.url} (ws) · target http://127.0.0.1:9/base`,
+      `ctll-bridge: connected to ${relay.url} as bob · target http://127.0.0.1:9/base · 0 requests served`,
+      'ctll-bridge: stopped · 0 requests served',
+      '',
+    ]);
+  });
+});
