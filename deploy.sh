@@ -215,7 +215,8 @@ build_proxy_image() {
 # Production dependencies of api-backend, installed from the root lockfile into a scratch copy of
 # the workspace manifests (the checkout's own node_modules keeps its dev dependencies), then put
 # in api-backend/dist/image/ (see api-backend/Dockerfile). Skipped when the manifests have not changed, so an unchanged
-# checkout gives a byte-identical build context and the same image.
+# checkout gives a byte-identical build context and the same image. The audit schema migrations
+# (postgres/migrations, read by api-backend at start-up) are copied every time.
 stage_api_backend() {
     local stamp ws
     local -a workspaces manifests=(package.json package-lock.json)
@@ -224,6 +225,10 @@ stage_api_backend() {
     stamp="$(cat "${manifests[@]}" | sha256sum | cut -d' ' -f1)"
     mkdir -p "$STAGE_DIR/data"
     touch "$STAGE_DIR/data/.keep"
+    [[ -d postgres/migrations ]] || die "postgres/migrations is missing: api-backend cannot create its audit tables without it"
+    rm -rf "$STAGE_DIR/postgres"
+    mkdir -p "$STAGE_DIR/postgres"
+    cp -a postgres/migrations "$STAGE_DIR/postgres/"
     if [[ -d "$STAGE_DIR/node_modules" && -d "$STAGE_DIR/api-backend/node_modules" && "$(cat "$STAGE_DIR/.deps-stamp" 2>/dev/null)" == "$stamp" ]]; then
         log "api-backend production dependencies unchanged"
         return 0

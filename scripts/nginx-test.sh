@@ -11,8 +11,9 @@
 #       top-level nginx.conf. Start it in the foreground with
 #           /usr/sbin/nginx -p OUTDIR -e OUTDIR/logs/error.log -c OUTDIR/nginx.conf
 #       and stop it with SIGQUIT (graceful) or SIGTERM. Everything nginx writes (pid, logs, temp
-#       files) stays in OUTDIR. The certificate is for relay.test, so clients use SNI relay.test
-#       and skip verification (or trust OUTDIR/certs/fullchain.pem).
+#       files) stays in OUTDIR. The certificate is for relay.test, localhost and 127.0.0.1: a
+#       client that trusts OUTDIR/certs/fullchain.pem (NODE_EXTRA_CA_CERTS, curl --cacert)
+#       verifies https://127.0.0.1:HTTPS_PORT without any SNI or --resolve trick.
 #
 # Environment: NGINX_BIN (default /usr/sbin/nginx, Debian's), MAX_BODY_BYTES (default 104857600).
 # Needs nginx, openssl and envsubst (Debian: nginx, openssl, gettext-base).
@@ -60,7 +61,7 @@ make_certificate() {
     [[ -s "$dir/fullchain.pem" && -s "$dir/privkey.pem" ]] && return 0
     mkdir -p "$dir"
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 7 \
-        -subj "/CN=$TEST_DOMAIN" -addext "subjectAltName=DNS:$TEST_DOMAIN" \
+        -subj "/CN=$TEST_DOMAIN" -addext "subjectAltName=DNS:$TEST_DOMAIN,DNS:localhost,IP:127.0.0.1" \
         -keyout "$dir/privkey.pem" -out "$dir/fullchain.pem" 2>/dev/null \
         || die "openssl could not make a test certificate in $dir"
 }

@@ -13,6 +13,9 @@ import { Authenticator } from './auth/authenticator';
 import { loadOrCreateDevKeys, type DevKeys } from './auth/dev-keys';
 import { Metrics } from './metrics';
 import { ProcessDriver } from './proxy/process-driver';
+import { DockerDriver } from './proxy/docker-driver';
+import { PROXY_PORT } from './proxy/docker-spec';
+import { backendUrlAt } from './proxy/docker-networks';
 import type { ProxyDriver } from './proxy/driver';
 import { StreamingProxyManager } from './proxy/manager';
 import { ProxyClient } from './proxy/proxy-client';
@@ -24,11 +27,18 @@ import { proxyRoutes } from './routes/proxy-routes';
 import { tunnelRoutes } from './routes/tunnel-routes';
 import { bridgeRoutes } from './routes/bridge-routes';
 import { tunnelUpgradeHandler, TUNNEL_PATH } from './routes/tunnel-upgrade';
+import { ShareRegistry } from './zrok/registry';
+import { zrokRoutes } from './zrok/routes';
+import { proxyDiscoverRoutes } from './zrok/proxy-discover';
+import { Audit, auditOptions } from './audit/audit';
+import { securityEvents } from './audit/security';
+import { auditRoutes } from './routes/audit-routes';
 
 export interface Relay {
   url: string;
   port: number;
   manager: StreamingProxyManager;
+  audit: Audit;
   devKeys?: DevKeys;
   close(): Promise<void>;
 }
@@ -38,12 +48,29 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   const devKeys = config.auth.mode === 'dev' ? loadOrCreateDevKeys(config.auth.keyDir) : undefined;
 
   // The driver reports deaths to the manager, which is made just below; the callback runs later.
-  const driver = createDriver(config, log('StreamingProxyManager'), (ownerHash, detail) =>
-    manager.proxyDied(ownerHash, detail),
+  // Proxies call api-backend back (zrok discovery) at `url`, known once we listen; no proxy starts before that.
+  const driver = createDriver(
+    config,
+    log('StreamingProxyManager'),
+    (ownerHash, detail) => manager.proxyDied(ownerHash, detail),
+    () => config.proxy.apiBackendUrl ?? url,
   );
   const client = new ProxyClient();
-  const manager = new StreamingProxyManager(driver, client, { idleTimeoutMs: config.proxy.idleTimeoutMs }, log('StreamingProxyManager'));
   const metrics = new Metrics(async () => (await driver.list()).length);
+  // The audit first: its migrations must have run before any proxy starts, and a bad DATABASE_URL
+  // stops start-up here, before there is anything else to undo.
+  const audit = await Audit.start(auditOptions(config), { driver, client, metrics, logger: log('audit') });
+  const manager = new StreamingProxyManager(
+    driver,
+    client,
+    // Before a proxy goes, the audit reads its tunnel journal one last time.
+    { idleTimeoutMs: config.proxy.idleTimeoutMs, beforeRemove: (handle, reason) => audit.beforeRemove(handle, reason) },
+    log('StreamingProxyManager'),
+  );
+  audit.watch(manager);
+  // Adopts the proxies a previous process left and starts following Docker events; after the
+  // manager exists, since it may report proxies that died meanwhile.
+  if (driver instanceof DockerDriver) await driver.start();
   manager.on('started', (event) => metrics.proxyStarts.observe({ driver: event.driver }, event.durationMs / 1000));
   manager.on('stopped', (event) => metrics.proxyStops.inc({ reason: event.reason }));
 
@@ -57,6 +84,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     });
   });
   const port = (server.address() as AddressInfo).port;
+  const shares = new ShareRegistry({ ttlMs: config.zrok.shareTtlMs }, log('zrok')).start();
 
   // Dev auth verifies through our own JWKS endpoint, so its URI is known only now.
   const auth = new Authenticator({
@@ -64,7 +92,10 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     audience: config.auth.audience,
     jwksUri: config.auth.mode === 'dev' ? `http://127.0.0.1:${port}/.well-known/jwks.json` : config.auth.jwksUri,
     queryTokenPaths: [TUNNEL_PATH],
-    onFailure: (reason) => metrics.authFailures.inc({ reason }),
+    onFailure: (reason) => {
+      metrics.authFailures.inc({ reason });
+      audit.security({ kind: 'auth_failure', reason });
+    },
   });
 
   const app = express();
@@ -74,9 +105,13 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     res.on('finish', () => metrics.httpRequests.inc({ route: routeLabel(req.route?.path, req.path), status: res.statusCode }));
     next();
   });
-  app.use(healthRoutes(driver, metrics, devKeys?.jwks));
+  app.use(securityEvents((fact) => audit.security(fact)));
+  app.use(healthRoutes(driver, metrics, devKeys?.jwks, () => audit.health()));
+  // Before the JWT middleware: a user's proxy proves itself with its own secret, never a user token.
+  app.use(proxyDiscoverRoutes(shares, driver));
   app.use('/api', auth.middleware());
   app.use(proxyRoutes(manager));
+  app.use(auditRoutes(audit));
   app.use(bridgeRoutes(manager, client, metrics, { pollTimeoutMs: config.bridge.pollTimeoutMs, requestTimeoutMs: config.requestTimeoutMs }));
   app.use(
     tunnelRoutes(manager, client, metrics, {
@@ -84,6 +119,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
       requestTimeoutMs: config.requestTimeoutMs,
     }),
   );
+  app.use(zrokRoutes({ registry: shares, manager, client, policy: { allowInsecure: config.zrok.allowInsecure } }));
   app.use((req, _res, next) => next(new NotFoundError(`no route ${req.method} ${req.path}`)));
   app.use(errorHandler(log('http')));
 
@@ -98,25 +134,55 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   const close = () =>
     (closing ??= (async () => {
       culler.stop();
+      shares.close();
       server.close();
       await manager.close();
       server.closeAllConnections();
       client.close();
+      // Last, as it started first: it records the manager's final stops, then flushes.
+      await audit.close();
       logger.info('api-backend stopped', { component: 'api-backend' });
     })());
 
-  return { url, port, manager, devKeys, close };
+  return { url, port, manager, audit, devKeys, close };
 }
 
-function createDriver(config: Config, logger: Logger, onExit: (ownerHash: string, detail: string) => void): ProxyDriver {
+function createDriver(
+  config: Config,
+  logger: Logger,
+  onExit: (ownerHash: string, detail: string) => void,
+  apiBackendUrl: () => string | undefined,
+): ProxyDriver {
   if (config.proxy.driver === 'docker') {
-    throw new Error('PROXY_DRIVER=docker is not available in this build yet; use PROXY_DRIVER=process');
+    return new DockerDriver({
+      image: config.proxy.image,
+      memoryMb: config.proxy.memoryMb,
+      cpus: config.proxy.cpus,
+      subnetPool: config.proxy.subnetPool,
+      subnetPrefix: config.proxy.subnetPrefix,
+      networkMode: config.proxy.networkMode,
+      selfContainer: config.proxy.selfContainer,
+      egress: config.proxy.egress,
+      scope: config.proxy.scope,
+      startTimeoutMs: config.proxy.startTimeoutMs,
+      // A proxy calls api-backend back on our listening port, at our address on the proxy's own network.
+      env: (ownerHash, secret, backendAddress) =>
+        proxyEnv(config, {
+          ownerHash,
+          secret,
+          host: '0.0.0.0',
+          port: PROXY_PORT,
+          apiBackendUrl: config.proxy.apiBackendUrl ?? backendUrlAt(apiBackendUrl(), backendAddress),
+        }),
+      logger,
+      onExit,
+    });
   }
   return new ProcessDriver({
     script: config.proxy.script,
     memoryMb: config.proxy.memoryMb,
     startTimeoutMs: config.proxy.startTimeoutMs,
-    env: (ownerHash, secret) => proxyEnv(config, { ownerHash, secret, host: '127.0.0.1', port: 0 }),
+    env: (ownerHash, secret) => proxyEnv(config, { ownerHash, secret, host: '127.0.0.1', port: 0, apiBackendUrl: apiBackendUrl() }),
     logger,
     onExit,
   });

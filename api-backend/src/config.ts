@@ -6,6 +6,7 @@
 import path from 'node:path';
 import cron from 'node-cron';
 import { z } from 'zod';
+import { SubnetPool } from './proxy/subnet-pool';
 
 const optionalString = z.string().trim().min(1).optional().or(z.literal('').transform(() => undefined));
 
@@ -24,7 +25,33 @@ const schema = z.object({
   JWT_AUDIENCE: optionalString,
   JWT_JWKS_URI: z.string().url().optional().or(z.literal('').transform(() => undefined)),
 
-  DATABASE_URL: optionalString,
+  /** Postgres for the audit trail; unset: PGlite (embedded Postgres) in DATA_DIR/pglite. */
+  DATABASE_URL: z
+    .string()
+    .trim()
+    .refine(isPostgresUrl, 'must be a postgres:// or postgresql:// URL, e.g. postgres://user:password@host:5432/db')
+    .optional()
+    .or(z.literal('').transform(() => undefined)),
+  /** Most connections the audit keeps open to DATABASE_URL. */
+  DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(100).default(5),
+  /** Longest wait for a new connection to DATABASE_URL; past it the attempt counts as "unavailable". */
+  DATABASE_CONNECT_TIMEOUT_MS: z.coerce.number().int().positive().default(5_000),
+  /** Start-up retries an unreachable database this long, then stops with an error naming DATABASE_URL. */
+  DATABASE_STARTUP_TIMEOUT_MS: z.coerce.number().int().nonnegative().default(30_000),
+  /** Folder of the schema migrations (NNNN_name.sql); unset: postgres/migrations of this checkout or image. */
+  AUDIT_MIGRATIONS_DIR: optionalString,
+  /** Audit writes: most records per transaction (a full batch is written at once). */
+  AUDIT_BATCH_SIZE: z.coerce.number().int().min(1).max(10_000).default(100),
+  /** Audit writes: how often waiting records are written when fewer than a batch wait. */
+  AUDIT_FLUSH_INTERVAL_MS: z.coerce.number().int().min(10).default(250),
+  /** Audit writes: records held while the database is away; beyond this new ones are dropped and counted. */
+  AUDIT_QUEUE_MAX: z.coerce.number().int().min(1).default(100_000),
+  /** Audit writes: longest pause between retries while the database is away (starts at 250 ms, doubles). */
+  AUDIT_RETRY_MAX_MS: z.coerce.number().int().min(10).default(5_000),
+  /** How often every proxy's tunnel journal is pulled into the audit (also pulled right before a proxy is removed). */
+  AUDIT_PULL_INTERVAL_MS: z.coerce.number().int().min(50).default(3_000),
+  /** On shutdown, how long queued audit records may take to reach the database before they count as dropped. */
+  AUDIT_SHUTDOWN_FLUSH_MS: z.coerce.number().int().nonnegative().default(5_000),
 
   PROXY_DRIVER: z.enum(['process', 'docker']).default('process'),
   PROXY_IMAGE: z.string().min(1).default('ctll/streaming-proxy:latest'),
@@ -33,6 +60,16 @@ const schema = z.object({
   PROXY_IDLE_TIMEOUT_MS: z.coerce.number().int().positive().default(600_000),
   PROXY_CLEANUP_CRON: z.string().min(1).refine((v) => cron.validate(v), 'must be a cron expression').default('* * * * *'),
   PROXY_SUBNET_POOL: z.string().regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, 'must be a CIDR like 10.200.0.0/16').default('10.200.0.0/16'),
+  /** docker driver: each user network is one /PROXY_SUBNET_PREFIX block of PROXY_SUBNET_POOL (/28 of a /16: 4096 users). */
+  PROXY_SUBNET_PREFIX: z.coerce.number().int().min(8).max(29).default(28),
+  /** docker driver: `host` when api-backend runs on the Docker host (reaches proxies by address), `container` when it runs in a container (joins each user network), `auto` asks the engine. */
+  PROXY_NETWORK_MODE: z.enum(['auto', 'host', 'container']).default('auto'),
+  /** docker driver: api-backend's own container name or id (implies container mode); unset: found by hostname, which Docker sets to the container id. */
+  PROXY_SELF_CONTAINER: optionalString,
+  /** docker driver: `internet` lets proxies reach beyond their network (zrok shares need it); `none` makes user networks internal. */
+  PROXY_EGRESS: z.enum(['internet', 'none']).default('internet'),
+  /** docker driver: labels this deployment's containers and networks, so api-backends sharing one engine never touch each other's. */
+  PROXY_SCOPE: z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, 'must be 1-63 lower-case letters, digits, ".", "_" or "-"').default('default'),
   PROXY_START_TIMEOUT_MS: z.coerce.number().int().positive().default(15_000),
   PROXY_PING_INTERVAL_MS: z.coerce.number().int().positive().default(15_000),
   /** Path of the bundled streaming-proxy the process driver runs. */
@@ -50,6 +87,15 @@ const schema = z.object({
   /** Express `trust proxy`: which hops may set X-Forwarded-For (e.g. nginx's network). */
   TRUST_PROXY: z.string().default('loopback'),
   SHUTDOWN_GRACE_MS: z.coerce.number().int().nonnegative().default(10_000),
+
+  /** zrok shares: a registered share expires this long after its last heartbeat (bridges beat at a third of it). */
+  ZROK_SHARE_TTL_MS: z.coerce.number().int().min(1000).default(90_000),
+  /** zrok shares: how often each proxy pulls its user's shares from api-backend and health-checks them. */
+  ZROK_DISCOVERY_INTERVAL_MS: z.coerce.number().int().min(100).default(10_000),
+  /** Development only: accept plain-http shares and private, loopback or link-local addresses. */
+  ZROK_ALLOW_INSECURE: z.enum(['true', 'false'], { message: 'must be true or false' }).default('false'),
+  /** How a streaming-proxy reaches api-backend (zrok discovery); unset: http://127.0.0.1:<PORT>, right for the process driver. */
+  PROXY_API_BACKEND_URL: z.string().url().optional().or(z.literal('').transform(() => undefined)),
 });
 
 export type AuthConfig =
@@ -65,6 +111,18 @@ export interface Config {
   logLevel: string;
   auth: AuthConfig;
   databaseUrl?: string;
+  audit: {
+    poolSize: number;
+    connectTimeoutMs: number;
+    startupTimeoutMs: number;
+    migrationsDir: string;
+    batchSize: number;
+    flushIntervalMs: number;
+    queueMax: number;
+    retryMaxMs: number;
+    pullIntervalMs: number;
+    shutdownFlushMs: number;
+  };
   proxy: {
     driver: 'process' | 'docker';
     image: string;
@@ -73,15 +131,23 @@ export interface Config {
     idleTimeoutMs: number;
     cleanupCron: string;
     subnetPool: string;
+    subnetPrefix: number;
+    networkMode: 'auto' | 'host' | 'container';
+    selfContainer?: string;
+    egress: 'internet' | 'none';
+    scope: string;
     startTimeoutMs: number;
     pingIntervalMs: number;
     script: string;
+    /** Where proxies reach api-backend; undefined: derived from the listening port (process driver). */
+    apiBackendUrl?: string;
   };
   bridge: { pollTimeoutMs: number; graceMs: number; maxQueue: number };
   requestTimeoutMs: number;
   maxBodyBytes: number;
   trustProxy: string;
   shutdownGraceMs: number;
+  zrok: { shareTtlMs: number; discoveryIntervalMs: number; allowInsecure: boolean };
 }
 
 export class ConfigError extends Error {}
@@ -94,7 +160,8 @@ export function loadConfig(env: Record<string, string | undefined>, defaults: { 
   if (!parsed.success) {
     const lines = parsed.error.issues.map((issue) => {
       const name = issue.path.join('.');
-      return `  ${name}=${JSON.stringify(env[name] ?? '')}: ${issue.message}`;
+      const shown = name === 'DATABASE_URL' ? withoutPassword(env[name] ?? '') : (env[name] ?? '');
+      return `  ${name}=${JSON.stringify(shown)}: ${issue.message}`;
     });
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
@@ -109,6 +176,20 @@ export function loadConfig(env: Record<string, string | undefined>, defaults: { 
     logLevel: c.LOG_LEVEL,
     auth: authConfig(c, dataDir),
     databaseUrl: c.DATABASE_URL,
+    audit: {
+      poolSize: c.DATABASE_POOL_SIZE,
+      connectTimeoutMs: c.DATABASE_CONNECT_TIMEOUT_MS,
+      startupTimeoutMs: c.DATABASE_STARTUP_TIMEOUT_MS,
+      // Two levels above this file both in the sources (api-backend/src) and in the bundle
+      // (api-backend/dist) is the repository root, or /app in the image.
+      migrationsDir: path.resolve(c.AUDIT_MIGRATIONS_DIR ?? path.join(__dirname, '../../postgres/migrations')),
+      batchSize: c.AUDIT_BATCH_SIZE,
+      flushIntervalMs: c.AUDIT_FLUSH_INTERVAL_MS,
+      queueMax: c.AUDIT_QUEUE_MAX,
+      retryMaxMs: c.AUDIT_RETRY_MAX_MS,
+      pullIntervalMs: c.AUDIT_PULL_INTERVAL_MS,
+      shutdownFlushMs: c.AUDIT_SHUTDOWN_FLUSH_MS,
+    },
     proxy: {
       driver: c.PROXY_DRIVER,
       image: c.PROXY_IMAGE,
@@ -116,17 +197,57 @@ export function loadConfig(env: Record<string, string | undefined>, defaults: { 
       cpus: c.PROXY_CPUS,
       idleTimeoutMs: c.PROXY_IDLE_TIMEOUT_MS,
       cleanupCron: c.PROXY_CLEANUP_CRON,
-      subnetPool: c.PROXY_SUBNET_POOL,
+      subnetPool: checkedSubnetPool(c.PROXY_SUBNET_POOL, c.PROXY_SUBNET_PREFIX),
+      subnetPrefix: c.PROXY_SUBNET_PREFIX,
+      networkMode: c.PROXY_NETWORK_MODE,
+      selfContainer: c.PROXY_SELF_CONTAINER,
+      egress: c.PROXY_EGRESS,
+      scope: c.PROXY_SCOPE,
       startTimeoutMs: c.PROXY_START_TIMEOUT_MS,
       pingIntervalMs: c.PROXY_PING_INTERVAL_MS,
       script: path.resolve(c.PROXY_SCRIPT ?? defaults.proxyScript),
+      apiBackendUrl: c.PROXY_API_BACKEND_URL?.replace(/\/+$/, ''),
     },
     bridge: { pollTimeoutMs: c.BRIDGE_POLL_TIMEOUT_MS, graceMs: c.BRIDGE_GRACE_MS, maxQueue: c.BRIDGE_MAX_QUEUE },
     requestTimeoutMs: c.REQUEST_TIMEOUT_MS,
     maxBodyBytes: c.MAX_BODY_BYTES,
     trustProxy: c.TRUST_PROXY,
     shutdownGraceMs: c.SHUTDOWN_GRACE_MS,
+    zrok: zrokConfig(c),
   };
+}
+
+function isPostgresUrl(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return url.protocol === 'postgres:' || url.protocol === 'postgresql:';
+  } catch {
+    return false;
+  }
+}
+
+/** A bad DATABASE_URL is shown back without its password. */
+function withoutPassword(value: string): string {
+  return value.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*):[^@/]*@/i, '$1:***@');
+}
+
+function zrokConfig(c: z.infer<typeof schema>): Config['zrok'] {
+  const allowInsecure = c.ZROK_ALLOW_INSECURE === 'true';
+  if (allowInsecure && c.NODE_ENV === 'production') {
+    throw new ConfigError(
+      'ZROK_ALLOW_INSECURE=true is refused when NODE_ENV=production: it lets the relay forward to plain-http shares and to private, loopback and link-local addresses',
+    );
+  }
+  return { shareTtlMs: c.ZROK_SHARE_TTL_MS, discoveryIntervalMs: c.ZROK_DISCOVERY_INTERVAL_MS, allowInsecure };
+}
+
+function checkedSubnetPool(pool: string, prefix: number): string {
+  try {
+    new SubnetPool(pool, prefix);
+  } catch (error) {
+    throw new ConfigError(`PROXY_SUBNET_POOL=${JSON.stringify(pool)} with PROXY_SUBNET_PREFIX=${prefix}: ${(error as Error).message}`);
+  }
+  return pool;
 }
 
 function authConfig(c: z.infer<typeof schema>, dataDir: string): AuthConfig {

@@ -43,9 +43,34 @@ export class Metrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  readonly auditWritten = new client.Counter({
+    name: 'ctll_audit_written_total',
+    help: 'Audit records written to the database',
+    registers: [this.registry],
+  });
+  /** Should stay 0: overflow = queue full during an outage, rejected = refused by the database, shutdown = not flushed in time. */
+  readonly auditDropped = new client.Counter({
+    name: 'ctll_audit_dropped_total',
+    help: 'Audit records lost, by reason',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  /** Set by the audit once it runs: how many records wait for the database. */
+  auditQueueLength: () => number = () => 0;
 
   constructor(countProxies: () => Promise<number>) {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'ctll_' });
+    // Every reason shows from the start, as 0, so an alert on any increase needs no special case.
+    for (const reason of ['overflow', 'rejected', 'shutdown']) this.auditDropped.inc({ reason }, 0);
+    const queueLength = () => this.auditQueueLength();
+    new client.Gauge({
+      name: 'ctll_audit_queued',
+      help: 'Audit records waiting to be written',
+      registers: [this.registry],
+      collect() {
+        this.set(queueLength());
+      },
+    });
     new client.Gauge({
       name: 'ctll_proxies',
       help: 'Streaming proxies that exist now',

@@ -3,25 +3,35 @@
  *
  * It owns the connection loop (connect, serve until the connection ends, wait the backoff,
  * connect again), the shared pieces every connection uses (the local target's keep-alive pool,
- * the proxy agent), and the counters and status people and tests look at. Each connection itself
+ * the relay agents), and the counters and status people and tests look at. Each connection itself
  * belongs to a transport (transport.ts); the bridge only hears its events.
+ *
+ * It also decides which transport the loop uses. With `ws` (the default) and fallback on, a
+ * WebSocket attempt that fails the way blocked WebSockets fail (fallback.ts) switches the loop to
+ * long-polling at once; while it polls, a WebSocket is tried every `wsRetryMs` beside it, and the
+ * first one that opens takes over: new requests go to it (the relay prefers WebSockets), and the
+ * polling connection finishes the requests it has, then closes.
  */
-import type http from 'node:http';
+import { randomUUID } from 'node:crypto';
+import http from 'node:http';
+import https from 'node:https';
 import { HttpsProxyAgent } from 'https-proxy-agent';
 import { Backoff } from './backoff';
-import { BridgeClosedError, ConnectTimeoutError, TransportUnavailableError } from './errors';
+import { BridgeClosedError, ConnectTimeoutError } from './errors';
+import { suggestsBlockedWebSocket } from './fallback';
 import { createLocalTarget, type LocalTarget } from './local-forwarder';
 import { resolveOptions, type BridgeOptions, type ResolvedOptions } from './options';
-import type { BridgeState, BridgeStatus } from './status';
+import { connectPolling } from './poll-transport';
+import { formatDelay, type BridgeState, type BridgeStatus } from './status';
 import { tokenSubject } from './token';
 import type { ConnectionEvents, Disconnect, Transport, TransportName, TransportSetup, TunnelConnection } from './transport';
 import { userAgent } from './version';
 import { connectWebSocket } from './ws-transport';
 
-/** Every transport by name; `poll` slots in here once it exists. */
-const TRANSPORTS: Record<TransportName, Transport | undefined> = {
+/** Every transport by name. */
+const TRANSPORTS: Record<TransportName, Transport> = {
   ws: connectWebSocket,
-  poll: undefined,
+  poll: connectPolling,
 };
 
 export interface BridgeStats {
@@ -38,35 +48,50 @@ interface Waiter {
 
 export class Bridge {
   private readonly options: ResolvedOptions;
-  private readonly transport: Transport;
   private readonly backoff: Backoff;
   private readonly target: LocalTarget;
   private readonly relayAgent: http.Agent | undefined;
+  private readonly httpAgent: http.Agent;
   private readonly user: string | undefined;
+  private readonly clientId = randomUUID();
   private readonly waiters = new Set<Waiter>();
+  /** The transport the connection loop uses now. */
+  private active: TransportName;
   private connection: TunnelConnection | undefined;
+  /** Connections replaced by a better one, finishing the requests they had. */
+  private readonly draining = new Set<TunnelConnection>();
+  /** While fallen back to polling: the WebSocket being tried beside it, and the timer for the next try. */
+  private probe: TunnelConnection | undefined;
+  private probeTimer: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
   private state: BridgeState = 'connecting';
   private served = 0;
   private openedAt = 0;
   private lastReason: string | undefined;
   private retryInMs: number | undefined;
+  /** Set the moment close() is called: connections closing during the shutdown must not schedule retries. */
+  private stopping = false;
   private closing: Promise<void> | undefined;
 
   constructor(options: BridgeOptions) {
     this.options = resolveOptions(options);
-    const transport = TRANSPORTS[this.options.transport];
-    if (!transport) throw new TransportUnavailableError(this.options.transport);
-    this.transport = transport;
+    this.active = this.options.transport;
     this.backoff = new Backoff(this.options.backoff);
     this.target = createLocalTarget(this.options.targetUrl);
     this.relayAgent = this.options.proxyUrl ? new HttpsProxyAgent(this.options.proxyUrl) : undefined;
+    // Polls follow each other on one warm connection; answers stream on connections of their own.
+    const pool = { keepAlive: true, keepAliveMsecs: 1_000, maxSockets: Infinity, scheduling: 'lifo' as const };
+    this.httpAgent = this.options.proxyUrl
+      ? new HttpsProxyAgent(this.options.proxyUrl, pool)
+      : this.options.relayUrl.protocol === 'https:'
+        ? new https.Agent(pool)
+        : new http.Agent(pool);
     this.user = tokenSubject(this.options.token);
   }
 
   /** Starts the connection loop; returns the bridge for chaining. */
   start(): this {
-    if (!this.closing && !this.connection && !this.retryTimer) this.connect();
+    if (!this.stopping && !this.connection && !this.retryTimer) this.connect();
     return this;
   }
 
@@ -74,8 +99,13 @@ export class Bridge {
     return this.state === 'connected';
   }
 
+  /** The transport in use now (after a fallback, `poll` although `ws` was asked for). */
+  get transport(): TransportName {
+    return this.active;
+  }
+
   get stats(): BridgeStats {
-    return { served: this.served, active: this.connection?.activeStreams ?? 0 };
+    return { served: this.served, active: this.activeStreams() };
   }
 
   /** The proxy the relay connection goes through, if any (shown at start-up). */
@@ -89,9 +119,9 @@ export class Bridge {
       server: this.options.server,
       user: this.user,
       target: this.target.label,
-      transport: this.options.transport,
+      transport: this.active,
       served: this.served,
-      active: this.connection?.activeStreams ?? 0,
+      active: this.activeStreams(),
       reason: this.state === 'retrying' || this.state === 'closed' ? this.lastReason : undefined,
       retryInMs: this.state === 'retrying' ? this.retryInMs : undefined,
     };
@@ -100,7 +130,7 @@ export class Bridge {
   /** Resolves once the tunnel is up (at once if it is); rejects after `timeoutMs` or when the bridge closes. */
   waitConnected(timeoutMs = 10_000): Promise<void> {
     if (this.state === 'connected') return Promise.resolve();
-    if (this.closing) return Promise.reject(new BridgeClosedError());
+    if (this.stopping) return Promise.reject(new BridgeClosedError());
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiters.delete(waiter);
@@ -122,50 +152,87 @@ export class Bridge {
 
   /** Closes the tunnel (WebSocket close 1000), aborts every local request, and stops reconnecting. */
   close(): Promise<void> {
+    this.stopping = true;
     this.closing ??= this.shutDown();
     return this.closing;
   }
 
   private async shutDown(): Promise<void> {
     clearTimeout(this.retryTimer);
+    clearTimeout(this.probeTimer);
     this.retryTimer = undefined;
-    const connection = this.connection;
-    if (connection) await connection.close(1000, 'bridge shutting down');
+    const connections = [this.connection, this.probe, ...this.draining].filter((c): c is TunnelConnection => c !== undefined);
+    await Promise.all(connections.map((connection) => connection.close(1000, 'bridge shutting down')));
     this.connection = undefined;
+    this.probe = undefined;
+    this.draining.clear();
     this.target.agent.destroy();
     this.relayAgent?.destroy();
+    this.httpAgent.destroy();
     for (const waiter of this.waiters) waiter.reject(new BridgeClosedError());
     this.waiters.clear();
     this.setState('closed');
   }
 
+  private activeStreams(): number {
+    let active = this.connection?.activeStreams ?? 0;
+    for (const connection of this.draining) active += connection.activeStreams;
+    return active;
+  }
+
   private connect(): void {
     this.retryTimer = undefined;
     this.setState('connecting');
-    const events: ConnectionEvents = {
+    let connection: TunnelConnection | undefined;
+    const events = this.eventsFor(() => connection, {
       opened: () => this.onOpened(),
       closed: (disconnect) => this.onClosed(disconnect),
-      served: () => {
-        this.served += 1;
-        this.emitStatus();
-      },
-      notice: (message) => this.options.onNotice?.(message),
-    };
+    });
     try {
-      this.connection = this.transport(this.setup(), events);
+      connection = TRANSPORTS[this.active](this.setup(), events);
+      this.connection = connection;
     } catch (error) {
       // A transport that cannot even start (a bad proxy URL, say) is retried like a failed attempt.
       this.onClosed({ reason: (error as Error).message, wasOpen: false, byUs: false, error: error as Error });
     }
   }
 
+  /**
+   * Events for one connection. What `opened` and `closed` mean depends on the role the connection
+   * has by then (the loop's own, a WebSocket being tried, or one draining), so the role is looked
+   * up when the event comes, never remembered from when it was made.
+   */
+  private eventsFor(self: () => TunnelConnection | undefined, own: Pick<ConnectionEvents, 'opened' | 'closed'>): ConnectionEvents {
+    return {
+      opened: () => {
+        const connection = self();
+        if (connection && connection === this.probe) this.promoteProbe(connection);
+        else if (connection === undefined || connection === this.connection) own.opened();
+      },
+      closed: (disconnect) => {
+        const connection = self();
+        if (connection && this.draining.delete(connection)) return this.emitStatus();
+        if (connection && connection === this.probe) return this.onProbeFailed(disconnect);
+        if (connection === undefined || connection === this.connection) own.closed(disconnect);
+      },
+      served: () => {
+        this.served += 1;
+        this.emitStatus();
+      },
+      notice: (message) => this.options.onNotice?.(message),
+    };
+  }
+
   private setup(): TransportSetup {
     return {
       tunnelUrl: this.options.tunnelUrl,
+      relayUrl: this.options.relayUrl,
       token: this.options.token,
       userAgent: userAgent(),
+      clientId: this.clientId,
       upgradeHeaders: this.options.upgradeHeaders,
       relayAgent: this.relayAgent,
+      httpAgent: this.httpAgent,
       pingTimeoutMs: this.options.pingTimeoutMs,
       handshakeTimeoutMs: this.options.handshakeTimeoutMs,
       closeTimeoutMs: this.options.closeTimeoutMs,
@@ -183,12 +250,72 @@ export class Bridge {
   private onClosed(disconnect: Disconnect): void {
     this.connection = undefined;
     this.lastReason = disconnect.reason;
-    if (this.closing) return;
+    if (this.stopping) return;
+    if (this.shouldFallBack(disconnect)) {
+      this.active = 'poll';
+      this.options.onNotice?.(
+        `WebSockets seem to be blocked on this network (${disconnect.reason}): using HTTP long-polling, ` +
+          `and trying WebSocket again every ${describeInterval(this.options.wsRetryMs)}`,
+      );
+      this.scheduleProbe();
+      // A different way in, not a retry of the same one: no reason to wait.
+      this.backoff.reset();
+      this.connect();
+      return;
+    }
     // Only a connection that stayed up earns a fresh start; one the relay drops at once keeps backing off.
     if (disconnect.wasOpen && Date.now() - this.openedAt >= this.options.stableAfterMs) this.backoff.reset();
     this.retryInMs = this.backoff.next();
     this.retryTimer = setTimeout(() => this.connect(), this.retryInMs);
     this.setState('retrying');
+  }
+
+  private shouldFallBack(disconnect: Disconnect): boolean {
+    return this.active === 'ws' && this.options.fallback && suggestsBlockedWebSocket(disconnect);
+  }
+
+  private scheduleProbe(): void {
+    clearTimeout(this.probeTimer);
+    this.probeTimer = setTimeout(() => this.startProbe(), this.options.wsRetryMs);
+    this.probeTimer.unref();
+  }
+
+  /** While polling after a fallback: try a WebSocket beside the polling connection. */
+  private startProbe(): void {
+    this.probeTimer = undefined;
+    if (this.stopping || this.active !== 'poll' || this.probe) return;
+    let probe: TunnelConnection | undefined;
+    const events = this.eventsFor(() => probe, { opened: () => undefined, closed: () => undefined });
+    try {
+      probe = TRANSPORTS.ws(this.setup(), events);
+      this.probe = probe;
+    } catch {
+      this.scheduleProbe();
+    }
+  }
+
+  private onProbeFailed(disconnect: Disconnect): void {
+    this.probe = undefined;
+    if (this.stopping) return;
+    this.options.onNotice?.(`WebSocket still does not get through (${disconnect.reason}); staying on long-polling`);
+    this.scheduleProbe();
+  }
+
+  /** A WebSocket opened while we polled: it becomes the loop's connection, and polling winds down. */
+  private promoteProbe(probe: TunnelConnection): void {
+    this.probe = undefined;
+    const previous = this.connection;
+    this.connection = probe;
+    this.active = 'ws';
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    if (previous) {
+      this.draining.add(previous);
+      previous.drain();
+    }
+    this.backoff.reset();
+    this.options.onNotice?.('WebSocket gets through again: switched back from long-polling');
+    this.onOpened();
   }
 
   private setState(state: BridgeState): void {
@@ -201,7 +328,12 @@ export class Bridge {
   }
 }
 
-/** Creates a bridge and starts connecting. Throws an OptionError (or TransportUnavailableError) on bad options. */
+/** 300 000 ms is "5 min"; anything not in whole minutes reads as seconds. */
+function describeInterval(ms: number): string {
+  return ms >= 60_000 && ms % 60_000 === 0 ? `${ms / 60_000} min` : formatDelay(ms);
+}
+
+/** Creates a bridge and starts connecting. Throws an OptionError on bad options. */
 export function startBridge(options: BridgeOptions): Bridge {
   return new Bridge(options).start();
 }

@@ -5,18 +5,21 @@
  */
 import { parseArgs } from 'node:util';
 import { startBridge, type Bridge } from './bridge';
-import { OptionError, TransportUnavailableError } from './errors';
-import { DEFAULT_OPTIONS } from './options';
+import { OptionError } from './errors';
+import { DEFAULT_OPTIONS, type BridgeOptions } from './options';
 import { StatusPrinter, type StatusMode } from './status';
 import { TRANSPORT_NAMES, type TransportName } from './transport';
 import { VERSION } from './version';
+import { ZrokShare } from './zrok';
 
 const FLAGS = {
   server: { type: 'string' },
   token: { type: 'string' },
   target: { type: 'string' },
   transport: { type: 'string' },
+  'no-fallback': { type: 'boolean' },
   proxy: { type: 'string' },
+  'zrok-url': { type: 'string' },
   'ping-timeout-ms': { type: 'string' },
   quiet: { type: 'boolean', short: 'q' },
   'json-logs': { type: 'boolean' },
@@ -31,7 +34,12 @@ Connects this computer's LLM server to your CloudToLocalLLM relay, without openi
   --server <url>           the relay, e.g. https://relay.example.com (required)
   --token <jwt>            your access token (or set CTLL_TOKEN)
   --target <url>           the local LLM server (default ${DEFAULT_OPTIONS.target})
-  --transport ws|poll      how to reach the relay (default ${DEFAULT_OPTIONS.transport})
+  --transport ws|poll      how to reach the relay (default ${DEFAULT_OPTIONS.transport}); poll uses plain
+                           HTTP requests only, for networks that block WebSockets
+  --no-fallback            with ws: never switch to polling (by default the bridge polls
+                           while WebSockets seem blocked, and tries them again every ${DEFAULT_OPTIONS.wsRetryMs / 60_000} min)
+  --zrok-url <url>         also offer this zrok share of --target (https://<token>.share.zrok.io):
+                           the relay uses it while no tunnel is connected
   --proxy <url>            HTTP proxy for the relay connection
                            (default: HTTPS_PROXY / HTTP_PROXY / ALL_PROXY, minus NO_PROXY)
   --ping-timeout-ms <ms>   silence after which the tunnel counts as dead (default ${DEFAULT_OPTIONS.pingTimeoutMs})
@@ -63,12 +71,14 @@ function main(argv: string[]): void {
   const mode: StatusMode = values.quiet ? 'quiet' : values['json-logs'] ? 'json' : 'text';
   const printer = new StatusPrinter(mode, process.stdout);
   let bridge: Bridge;
+  let share: ZrokShare | undefined;
   try {
-    bridge = startBridge({
+    const options: BridgeOptions = {
       server: values.server ?? '',
       token: values.token ?? process.env.CTLL_TOKEN ?? '',
       target: values.target,
       transport: parseTransport(values.transport),
+      fallback: !values['no-fallback'],
       proxy: values.proxy,
       proxyEnv: {
         httpsProxy: envValue('https_proxy'),
@@ -79,10 +89,13 @@ function main(argv: string[]): void {
       pingTimeoutMs: parseMs('--ping-timeout-ms', values['ping-timeout-ms']),
       onStatus: (status) => printer.status(status),
       onNotice: (message) => printer.notice(message),
-    });
+    };
+    const zrokUrl = values['zrok-url'];
+    share = zrokUrl === undefined ? undefined : new ZrokShare({ ...options, publicUrl: zrokUrl });
+    bridge = startBridge(options);
+    share?.start();
   } catch (error) {
     if (error instanceof UsageError || error instanceof OptionError) return usageExit(error.message);
-    if (error instanceof TransportUnavailableError) return usageExit(error.message, false);
     throw error;
   }
   if (bridge.proxy) printer.notice(`reaching the relay through the proxy ${bridge.proxy}`);
@@ -92,7 +105,7 @@ function main(argv: string[]): void {
     // A second Ctrl-C does not wait for the relay to acknowledge the close.
     if (stopping) process.exit(0);
     stopping = true;
-    void bridge.close().finally(() => {
+    void Promise.all([bridge.close(), share?.close()]).finally(() => {
       printer.endLine();
       process.exit(0);
     });
@@ -120,8 +133,8 @@ function envValue(lowerName: string): string | undefined {
   return process.env[lowerName] ?? process.env[lowerName.toUpperCase()];
 }
 
-function usageExit(message: string, withHint = true): void {
-  process.stderr.write(`ctll-bridge: ${message}\n${withHint ? 'Run ctll-bridge --help for the flags.\n' : ''}`);
+function usageExit(message: string): void {
+  process.stderr.write(`ctll-bridge: ${message}\nRun ctll-bridge --help for the flags.\n`);
   process.exit(2);
 }
 

@@ -24,14 +24,6 @@ export class OptionError extends BridgeError {
   }
 }
 
-/** A transport that this build does not provide yet. */
-export class TransportUnavailableError extends BridgeError {
-  readonly code = 'transport_unavailable';
-  constructor(readonly transport: string) {
-    super(`${transport} transport: not yet available`);
-  }
-}
-
 /**
  * The relay answered the WebSocket upgrade with an HTTP status instead of switching protocols.
  * `relayCode` and `relayMessage` come from its JSON body `{error: {code, message}}` when it sent one.
@@ -53,9 +45,53 @@ export class UpgradeRejectedError extends BridgeError {
   }
 }
 
+/**
+ * The relay (or something in its place) answered a long-poll request with an unexpected status:
+ * the same reading as UpgradeRejectedError, for the polling transport's register, poll and heartbeat.
+ */
+export class PollRejectedError extends BridgeError {
+  readonly code = 'poll_rejected';
+  constructor(
+    readonly status: number,
+    readonly statusText: string,
+    readonly relayCode?: string,
+    readonly relayMessage?: string,
+  ) {
+    super(describeRejection(status, statusText, relayCode, relayMessage));
+  }
+
+  get isAuthFailure(): boolean {
+    return this.status === 401 || this.status === 403;
+  }
+}
+
+/** A poll or heartbeat answered 404: the relay no longer knows this bridge (it restarted, or dropped us after its grace period). */
+export class UnknownBridgeError extends BridgeError {
+  readonly code = 'unknown_bridge';
+  constructor() {
+    super('the relay no longer knows this bridge (restarted, or no poll reached it in time); registering again');
+  }
+}
+
+/**
+ * The relay did not answer the WebSocket upgrade (or the polling registration) in time.
+ * `connected` says whether a TCP (and TLS) connection to the relay, or to the proxy in front of
+ * it, was made first: a handshake swallowed after connecting points at something in the way.
+ */
+export class HandshakeTimeoutError extends BridgeError {
+  readonly code = 'handshake_timeout';
+  constructor(
+    readonly timeoutMs: number,
+    readonly connected: boolean,
+  ) {
+    super(`the relay did not answer within ${Math.round(timeoutMs / 100) / 10} s`);
+  }
+}
+
 function describeRejection(status: number, statusText: string, code?: string, message?: string): string {
   const detail = [code, message].filter((part) => part !== undefined && part !== '').join(': ') || statusText;
-  const what = status === 401 || status === 403 ? 'the relay refused the token' : 'the relay refused the tunnel';
+  // Only the relay's own JSON error says it was the token; a bare 403 may be a proxy's block page.
+  const what = (status === 401 || status === 403) && code !== undefined ? 'the relay refused the token' : 'the relay refused the tunnel';
   return `${what}: ${status} ${detail}`.trim();
 }
 
@@ -77,5 +113,21 @@ export class BridgeClosedError extends BridgeError {
   readonly code = 'bridge_closed';
   constructor() {
     super('the bridge was closed');
+  }
+}
+
+/** The relay's `{error: {code, message}}` in a refusal's body, when the body is one (trimmed for a log line). */
+export function parseRelayError(text: string): { code?: string; message?: string } | undefined {
+  try {
+    const parsed: unknown = JSON.parse(text);
+    const error = (parsed as { error?: unknown } | null)?.error;
+    if (typeof error !== 'object' || error === null) return undefined;
+    const { code, message } = error as Record<string, unknown>;
+    return {
+      code: typeof code === 'string' ? code.slice(0, 64) : undefined,
+      message: typeof message === 'string' ? message.slice(0, 300) : undefined,
+    };
+  } catch {
+    return undefined;
   }
 }

@@ -3,17 +3,20 @@
  * in-process.
  */
 export { Bridge, startBridge, type BridgeStats } from './bridge';
-export { DEFAULT_OPTIONS, resolveOptions, tunnelUrlFor, type BridgeOptions, type ResolvedOptions } from './options';
-export { formatStatus, StatusPrinter, type BridgeState, type BridgeStatus, type StatusMode } from './status';
+export { DEFAULT_OPTIONS, relayUrlFor, resolveOptions, tunnelUrlFor, type BridgeOptions, type ResolvedOptions } from './options';
+export { formatStatus, StatusPrinter, TRANSPORT_LABELS, type BridgeState, type BridgeStatus, type StatusMode } from './status';
 export { Backoff, DEFAULT_BACKOFF, type BackoffOptions } from './backoff';
 export type { ProxyEnv } from './proxy';
-export { TRANSPORT_NAMES, type TransportName } from './transport';
+export { TRANSPORT_NAMES, type Disconnect, type TransportName } from './transport';
+export { suggestsBlockedWebSocket } from './fallback';
 export {
   BridgeClosedError,
   BridgeError,
   ConnectTimeoutError,
+  HandshakeTimeoutError,
   OptionError,
-  TransportUnavailableError,
+  PollRejectedError,
+  UnknownBridgeError,
   UpgradeRejectedError,
 } from './errors';
 export { VERSION } from './version';

@@ -16,7 +16,12 @@ export interface BridgeOptions {
   token: string;
   /** The local LLM server; may carry a base path (http://127.0.0.1:8080/v1). */
   target?: string;
+  /** How to reach the relay; `ws` falls back to `poll` where WebSockets are blocked (fallback.ts). */
   transport?: TransportName;
+  /** With `transport: 'ws'`: poll instead while the network seems to block WebSockets (`--no-fallback` turns it off). */
+  fallback?: boolean;
+  /** While fallen back to polling: how often a WebSocket is tried again. */
+  wsRetryMs?: number;
   /** Proxy for the relay connection; wins over `proxyEnv`. */
   proxy?: string;
   /** HTTPS_PROXY and friends, as read by the CLI. */
@@ -38,6 +43,9 @@ export interface BridgeOptions {
 export const DEFAULT_OPTIONS = Object.freeze({
   target: 'http://127.0.0.1:11434', // Ollama's default address
   transport: 'ws' as TransportName,
+  fallback: true,
+  // Often enough to leave polling soon after a network change, rare enough to cost nothing.
+  wsRetryMs: 5 * 60_000,
   // The relay pings every 15 s; three missed pings' worth of silence means the connection is gone.
   pingTimeoutMs: 45_000,
   handshakeTimeoutMs: 10_000,
@@ -50,9 +58,12 @@ export interface ResolvedOptions {
   /** The relay as the person gave it, for the status line. */
   server: string;
   tunnelUrl: URL;
+  relayUrl: URL;
   token: string;
   targetUrl: URL;
   transport: TransportName;
+  fallback: boolean;
+  wsRetryMs: number;
   proxyUrl: URL | undefined;
   pingTimeoutMs: number;
   handshakeTimeoutMs: number;
@@ -74,9 +85,12 @@ export function resolveOptions(options: BridgeOptions): ResolvedOptions {
   return {
     server: merged.server.replace(/\/+$/, ''),
     tunnelUrl,
+    relayUrl: relayUrlFor(tunnelUrl),
     token: checkToken(merged.token),
     targetUrl: targetUrlFor(merged.target),
     transport: merged.transport,
+    fallback: merged.fallback === true,
+    wsRetryMs: checkMs('wsRetryMs', merged.wsRetryMs, 1),
     proxyUrl: chooseProxy(tunnelUrl, merged.proxy, merged.proxyEnv),
     pingTimeoutMs: checkMs('--ping-timeout-ms', merged.pingTimeoutMs, 100),
     handshakeTimeoutMs: checkMs('handshakeTimeoutMs', merged.handshakeTimeoutMs, 1),
@@ -100,6 +114,14 @@ export function tunnelUrlFor(server: string | undefined): URL {
   tunnel.hash = '';
   if (!/\/ws\/tunnel\/?$/.test(tunnel.pathname)) tunnel.pathname = `${tunnel.pathname.replace(/\/+$/, '')}/ws/tunnel`;
   return tunnel;
+}
+
+/** The tunnel endpoint back to the relay's base for plain requests: wss://relay.example.com/ws/tunnel is https://relay.example.com. */
+export function relayUrlFor(tunnelUrl: URL): URL {
+  const url = new URL(tunnelUrl.href.replace(/^ws/, 'http'));
+  url.pathname = url.pathname.replace(/\/ws\/tunnel\/?$/, '').replace(/\/+$/, '');
+  url.search = '';
+  return url;
 }
 
 function targetUrlFor(target: string): URL {

@@ -7,6 +7,7 @@
  * (an expired token, a relay that is down) is printed once until something else happens.
  * `--json-logs` prints the same decisions as JSON lines.
  */
+import type { TransportName } from './transport';
 
 export type BridgeState = 'connecting' | 'connected' | 'retrying' | 'closed';
 
@@ -17,7 +18,8 @@ export interface BridgeStatus {
   /** The token's `sub`, when the token is a readable JWT. */
   user: string | undefined;
   target: string;
-  transport: string;
+  /** The transport in use: after a fallback, `poll` although `ws` was asked for. */
+  transport: TransportName;
   /** Requests answered to their end since the bridge started. */
   served: number;
   /** Local requests running now. */
@@ -28,13 +30,16 @@ export interface BridgeStatus {
   retryInMs?: number;
 }
 
+/** How the status line names each transport. */
+export const TRANSPORT_LABELS: Readonly<Record<TransportName, string>> = Object.freeze({ ws: 'WebSocket', poll: 'long-poll' });
+
 export function formatStatus(status: BridgeStatus): string {
   const served = `${status.served} request${status.served === 1 ? '' : 's'} served`;
   switch (status.state) {
     case 'connecting':
-      return `connecting to ${status.server} (${status.transport}) · target ${status.target}`;
+      return `connecting to ${status.server} via ${TRANSPORT_LABELS[status.transport]} · target ${status.target}`;
     case 'connected':
-      return `connected to ${status.server}${status.user ? ` as ${status.user}` : ''} · target ${status.target} · ${served}`;
+      return `connected to ${status.server}${status.user ? ` as ${status.user}` : ''} via ${TRANSPORT_LABELS[status.transport]} · target ${status.target} · ${served}`;
     case 'retrying':
       return `disconnected (${status.reason ?? 'unknown reason'}); retrying in ${formatDelay(status.retryInMs ?? 0)}`;
     case 'closed':
@@ -110,7 +115,7 @@ export class StatusPrinter {
   }
 }
 
-/** What makes two statuses the same for a log: the state and reason, not counters or delays. */
+/** What makes two statuses the same for a log: the state and reason (or transport), not counters or delays. */
 function statusKey(status: BridgeStatus): string {
-  return status.state === 'retrying' ? `retrying:${status.reason ?? ''}` : status.state;
+  return status.state === 'retrying' ? `retrying:${status.reason ?? ''}` : `${status.state}:${status.transport}`;
 }

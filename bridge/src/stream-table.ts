@@ -1,38 +1,40 @@
 /**
  * The streams of one tunnel connection, by id, and the protocol's per-stream rules.
  *
- * Each `http_request` opens a stream: a LocalForwarder plus the two flow-control counters of the
- * protocol. SendCredit limits the answer we send (the relay grants more with `window`);
- * ReceiveCredit gives the relay credit for the request body once the local request has taken it.
- * Messages for a stream we no longer know are dropped: they may cross a cancel or our own error
- * in flight. The table knows nothing of sockets; the transport hands it parsed messages and a
- * sender.
+ * Each `http_request` opens a stream: a LocalForwarder playing the request against the local
+ * server, and a StreamPort through which its answer goes back. The port is the transport's part:
+ * on the WebSocket it sends frames and keeps the protocol's two flow-control counters; on the
+ * long-poll transport it is one streamed POST. Messages for a stream we no longer know are
+ * dropped: they may cross a cancel or our own error in flight. The table knows nothing of
+ * sockets; the transport hands it parsed messages and provides the ports.
  */
-import {
-  chunkSlices,
-  httpResponseSchema,
-  ReceiveCredit,
-  SendCredit,
-  TunnelErrorCode,
-  type ControlMessage,
-  type HttpRequestMessage,
-  type HttpResponseMessage,
-} from '@ctll/protocol';
-import { UnsendableHeadError } from './errors';
+import { TunnelErrorCode, type ControlMessage, type HttpRequestMessage } from '@ctll/protocol';
 import { LocalForwarder, type LocalTarget, type Outcome, type ResponseSink } from './local-forwarder';
 
-export interface TunnelSender {
-  sendControl(message: ControlMessage): void;
-  sendData(id: string, payload: Buffer): void;
+/** One stream's way back to the relay, as a transport provides it. */
+export interface StreamPort extends ResponseSink {
+  /** The local server took `bytes` more of the request body (the relay may send more). */
+  taken(bytes: number): void;
+  /** The relay lets us send `bytes` more of the answer (a `window` message). */
+  grant(bytes: number): void;
+  /** The stream is over, however it ended: release whatever the port holds. */
+  dispose(): void;
 }
 
-/** Longest `message` an error may carry (errorSchema); a longer one would itself be rejected. */
-const MAX_ERROR_MESSAGE = 2048;
+export interface TunnelSender {
+  /** A control message that belongs to no answer: a pong, or an error about a bad message. */
+  sendControl(message: ControlMessage): void;
+  /** Where stream `id`'s answer goes. */
+  openStream(id: string): StreamPort;
+}
+
+interface Stream {
+  forwarder: LocalForwarder;
+  port: StreamPort;
+}
 
 export class StreamTable {
-  private readonly streams = new Map<string, LocalForwarder>();
-  /** Each stream's credit for sending its answer. */
-  private readonly credits = new Map<string, SendCredit>();
+  private readonly streams = new Map<string, Stream>();
 
   constructor(
     private readonly target: LocalTarget,
@@ -44,19 +46,23 @@ export class StreamTable {
     return this.streams.size;
   }
 
+  has(id: string): boolean {
+    return this.streams.has(id);
+  }
+
   handleControl(message: ControlMessage): void {
     switch (message.type) {
       case 'http_request':
         this.open(message);
         return;
       case 'end':
-        this.streams.get(message.id)?.endBody();
+        this.streams.get(message.id)?.forwarder.endBody();
         return;
       case 'cancel':
-        this.streams.get(message.id)?.abort();
+        this.abort(message.id);
         return;
       case 'window':
-        this.credits.get(message.id)?.grant(message.bytes);
+        this.streams.get(message.id)?.port.grant(message.bytes);
         return;
       case 'ping':
         this.sender.sendControl({ type: 'pong', ts: message.ts });
@@ -65,7 +71,7 @@ export class StreamTable {
         return;
       case 'error':
         // The relay gave up on one of our streams (it could not use what we sent): stop its work.
-        if (message.id !== undefined) this.streams.get(message.id)?.abort();
+        if (message.id !== undefined) this.abort(message.id);
         return;
       case 'http_response':
         this.sender.sendControl({
@@ -79,12 +85,17 @@ export class StreamTable {
   }
 
   handleData(id: string, payload: Buffer): void {
-    this.streams.get(id)?.writeBody(payload);
+    this.streams.get(id)?.forwarder.writeBody(payload);
+  }
+
+  /** Aborts one local request (the local server sees its connection close). */
+  abort(id: string): void {
+    this.streams.get(id)?.forwarder.abort();
   }
 
   /** Aborts every local request, e.g. because the tunnel closed. */
   abortAll(): void {
-    for (const forwarder of [...this.streams.values()]) forwarder.abort();
+    for (const { forwarder } of [...this.streams.values()]) forwarder.abort();
   }
 
   private open(request: HttpRequestMessage): void {
@@ -93,46 +104,20 @@ export class StreamTable {
       this.sender.sendControl({ type: 'error', id, code: TunnelErrorCode.BadMessage, message: `stream ${id} is already open` });
       return;
     }
-    const sendCredit = new SendCredit();
-    const receiveCredit = new ReceiveCredit((bytes) => this.sender.sendControl({ type: 'window', id, bytes }));
+    const port = this.sender.openStream(id);
     const forwarder = new LocalForwarder(
       request,
       this.target,
-      this.sinkFor(id, sendCredit),
-      (bytes) => receiveCredit.consumed(bytes),
+      port,
+      (bytes) => port.taken(bytes),
       (outcome) => {
         this.streams.delete(id);
-        this.credits.delete(id);
-        sendCredit.clear();
+        port.dispose();
         this.onOutcome(outcome);
       },
     );
     // A request that could not even be made has already failed and reported itself.
     if (forwarder.finished) return;
-    this.streams.set(id, forwarder);
-    this.credits.set(id, sendCredit);
-  }
-
-  private sinkFor(id: string, credit: SendCredit): ResponseSink {
-    const sender = this.sender;
-    return {
-      head: (status, headers, end) => {
-        const message: HttpResponseMessage = { type: 'http_response', id, status, headers, end };
-        // The relay would reject a head it cannot carry (too many or too long headers) and leave the
-        // caller waiting; the forwarder turns this throw into a target_failed error instead.
-        const checked = httpResponseSchema.safeParse(message);
-        if (!checked.success) throw new UnsendableHeadError(checked.error.issues[0]?.message ?? 'invalid response head');
-        sender.sendControl(message);
-      },
-      data: (chunk) => {
-        for (const slice of chunkSlices(chunk)) sender.sendData(id, slice);
-        credit.spend(chunk.byteLength);
-        return credit.open;
-      },
-      whenReady: (resume) => credit.whenOpen(resume),
-      end: () => sender.sendControl({ type: 'end', id }),
-      fail: (code, message) =>
-        sender.sendControl({ type: 'error', id, code, message: message.slice(0, MAX_ERROR_MESSAGE) }),
-    };
+    this.streams.set(id, { forwarder, port });
   }
 }

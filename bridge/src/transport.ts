@@ -3,8 +3,10 @@
  *
  * A transport makes one connection attempt and, while it lasts, serves the relay's requests
  * against the local target. It reports what happened through ConnectionEvents; the loop in
- * bridge.ts decides about status, counters and retries. The WebSocket transport (ws-transport.ts)
- * is the only one so far; HTTP long-polling will implement the same two interfaces beside it.
+ * bridge.ts decides about status, counters and retries, and about falling back from one transport
+ * to the other (fallback.ts). The WebSocket transport (ws-transport.ts) and the HTTP long-poll
+ * transport (poll-transport.ts) implement the same interfaces and share the stream table and the
+ * local forwarder; only how frames travel differs.
  */
 import type http from 'node:http';
 import type { LocalTarget } from './local-forwarder';
@@ -36,14 +38,23 @@ export interface ConnectionEvents {
 
 /** What every transport needs to know; built once by the bridge. */
 export interface TransportSetup {
-  /** The relay's tunnel endpoint (ws: or wss: for the WebSocket transport). */
+  /** The relay's WebSocket tunnel endpoint (ws: or wss:). */
   tunnelUrl: URL;
+  /** The relay's base URL for plain HTTP requests (http: or https:, its base path kept, no trailing slash). */
+  relayUrl: URL;
   token: string;
   userAgent: string;
+  /**
+   * This bridge's random id, the same for every connection it makes: a registration that carries
+   * it tells the relay that the bridge's earlier registrations are abandoned.
+   */
+  clientId: string;
   /** Extra headers on the connection request (tests use it to talk to a streaming-proxy directly). */
   upgradeHeaders: Readonly<Record<string, string>>;
-  /** Carries the relay connection through a corporate proxy; undefined goes direct. */
+  /** Carries the WebSocket through a corporate proxy; undefined goes direct. */
   relayAgent: http.Agent | undefined;
+  /** Keep-alive pool (through the proxy, if any) for the long-poll transport's requests. */
+  httpAgent: http.Agent;
   pingTimeoutMs: number;
   handshakeTimeoutMs: number;
   closeTimeoutMs: number;
@@ -55,6 +66,8 @@ export interface TunnelConnection {
   readonly activeStreams: number;
   /** Ends the connection and aborts every local request on it; resolves once it is gone. */
   close(code: number, reason: string): Promise<void>;
+  /** Lets the requests in flight finish, then closes (the bridge switched to another connection). */
+  drain(): void;
 }
 
 export type Transport = (setup: TransportSetup, events: ConnectionEvents) => TunnelConnection;

@@ -10,6 +10,8 @@
  * that a NAT box or a sleeping laptop silently dropped.
  */
 import type http from 'node:http';
+import net from 'node:net';
+import tls from 'node:tls';
 import WebSocket, { type RawData } from 'ws';
 import {
   decodeData,
@@ -20,16 +22,17 @@ import {
   TunnelErrorCode,
   type ControlMessage,
 } from '@ctll/protocol';
-import { UpgradeRejectedError } from './errors';
-import { StreamTable, type TunnelSender } from './stream-table';
+import { HandshakeTimeoutError, parseRelayError, UpgradeRejectedError } from './errors';
+import { StreamTable, type StreamPort, type TunnelSender } from './stream-table';
 import type { ConnectionEvents, Transport, TransportSetup, TunnelConnection } from './transport';
+import { wsStreamPort, type FrameSender } from './ws-stream';
 
 /** The most of a refused upgrade's body we read: enough for the relay's `{error: {code, message}}`. */
 const MAX_REJECTION_BODY = 8 * 1024;
 
 export const connectWebSocket: Transport = (setup, events) => new WsConnection(setup, events);
 
-class WsConnection implements TunnelConnection, TunnelSender {
+class WsConnection implements TunnelConnection, TunnelSender, FrameSender {
   private readonly ws: WebSocket;
   private readonly streams: StreamTable;
   private readonly closedPromise: Promise<void>;
@@ -44,6 +47,9 @@ class WsConnection implements TunnelConnection, TunnelSender {
   private lastSeen = Date.now();
   private probed = false;
   private watchdog: NodeJS.Timeout | undefined;
+  /** True once a TCP (and TLS) connection to the relay was made: tells a blocked handshake from an unreachable relay. */
+  private reachedRelay = false;
+  private draining = false;
 
   constructor(
     private readonly setup: TransportSetup,
@@ -52,6 +58,7 @@ class WsConnection implements TunnelConnection, TunnelSender {
     this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
     this.streams = new StreamTable(setup.target, this, (outcome) => {
       if (outcome === 'served') events.served();
+      this.closeIfDrained();
     });
     this.ws = new WebSocket(setup.tunnelUrl, {
       headers: {
@@ -66,6 +73,8 @@ class WsConnection implements TunnelConnection, TunnelSender {
       // A redirect would carry the token to wherever it points; the relay never sends one.
       followRedirects: false,
       agent: setup.relayAgent,
+      // Through a proxy the agent makes the socket; direct, we make it, to notice when it connects.
+      createConnection: setup.relayAgent ? undefined : (this.connectDirect.bind(this) as typeof net.createConnection),
     });
     this.ws.on('unexpected-response', (_req, res) => this.onRejected(res));
     this.ws.on('open', () => this.onOpen());
@@ -80,6 +89,10 @@ class WsConnection implements TunnelConnection, TunnelSender {
 
   get activeStreams(): number {
     return this.streams.size;
+  }
+
+  openStream(id: string): StreamPort {
+    return wsStreamPort(id, this);
   }
 
   sendControl(message: ControlMessage): void {
@@ -99,6 +112,27 @@ class WsConnection implements TunnelConnection, TunnelSender {
     // A relay that does not finish the closing handshake must not hold up a shutdown.
     const timer = setTimeout(() => this.ws.terminate(), this.setup.closeTimeoutMs);
     return this.closedPromise.finally(() => clearTimeout(timer));
+  }
+
+  /** Finishes the streams in flight, then closes: the bridge switched to another connection. */
+  drain(): void {
+    this.draining = true;
+    this.closeIfDrained();
+  }
+
+  private closeIfDrained(): void {
+    if (this.draining && this.streams.size === 0) void this.close(1000, 'bridge switched connections');
+  }
+
+  /** What ws would do (net or TLS connect, with SNI for host names), plus noting when the connection is made. */
+  private connectDirect(options: net.NetConnectOpts & tls.ConnectionOptions & { host?: string }): net.Socket {
+    const secure = this.setup.tunnelUrl.protocol === 'wss:';
+    const host = options.host ?? '';
+    const socket = secure
+      ? tls.connect({ ...options, path: undefined, servername: options.servername ?? (net.isIP(host) ? '' : host) } as tls.ConnectionOptions)
+      : net.connect(options);
+    socket.once(secure ? 'secureConnect' : 'connect', () => (this.reachedRelay = true));
+    return socket;
   }
 
   private onOpen(): void {
@@ -149,7 +183,7 @@ class WsConnection implements TunnelConnection, TunnelSender {
       size += chunk.byteLength;
     });
     res.on('end', () => {
-      const body = readErrorBody(Buffer.concat(chunks).subarray(0, MAX_REJECTION_BODY).toString('utf8'));
+      const body = parseRelayError(Buffer.concat(chunks).subarray(0, MAX_REJECTION_BODY).toString('utf8'));
       if (body) this.rejection = new UpgradeRejectedError(status, statusText, body.code, body.message);
       this.ws.terminate();
     });
@@ -188,9 +222,16 @@ class WsConnection implements TunnelConnection, TunnelSender {
       reason: this.describeClose(code, reason),
       wasOpen: this.isOpen,
       byUs: this.closingByUs,
-      error: this.rejection ?? this.lastError,
+      error: this.rejection ?? this.handshakeTimeout() ?? this.lastError,
     });
     this.resolveClosed();
+  }
+
+  /** ws reports a handshake that took too long as a plain Error; ours says whether the relay was reached. */
+  private handshakeTimeout(): HandshakeTimeoutError | undefined {
+    if (this.isOpen || this.lastError?.message !== 'Opening handshake has timed out') return undefined;
+    // Through a proxy, the socket to the proxy is made at once; what times out is what lies behind it.
+    return new HandshakeTimeoutError(this.setup.handshakeTimeoutMs, this.reachedRelay || this.setup.relayAgent !== undefined);
   }
 
   private describeClose(code: number, reason: string): string {
@@ -198,27 +239,10 @@ class WsConnection implements TunnelConnection, TunnelSender {
     if (this.rejection) return this.rejection.message;
     if (this.failure) return this.failure;
     if (this.isOpen) return `relay closed ${code}${reason ? ` ${reason}` : ''}`;
+    const timeout = this.handshakeTimeout();
+    if (timeout) return timeout.message;
     const error = this.lastError as NodeJS.ErrnoException | undefined;
-    if (error?.message === 'Opening handshake has timed out') {
-      return `the relay did not answer within ${formatSeconds(this.setup.handshakeTimeoutMs)}`;
-    }
     return `could not reach the relay at ${this.setup.tunnelUrl.host}: ${error?.code ?? error?.message ?? `closed ${code}`}`;
-  }
-}
-
-/** The relay's `{error: {code, message}}`, when the body is one. */
-function readErrorBody(text: string): { code?: string; message?: string } | undefined {
-  try {
-    const parsed: unknown = JSON.parse(text);
-    const error = (parsed as { error?: unknown } | null)?.error;
-    if (typeof error !== 'object' || error === null) return undefined;
-    const { code, message } = error as Record<string, unknown>;
-    return {
-      code: typeof code === 'string' ? code.slice(0, 64) : undefined,
-      message: typeof message === 'string' ? message.slice(0, 300) : undefined,
-    };
-  } catch {
-    return undefined;
   }
 }
 

@@ -45,10 +45,25 @@ describe('ctll-bridge command line', () => {
     expect(badTransport).toMatchObject({ status: 2, stderr: expect.stringMatching(/--transport: "carrier-pigeon"/) });
   });
 
-  it('accepts --transport poll but says it is not available yet', () => {
-    const poll = run(['--server', relay.url, '--token', 'a', '--transport', 'poll']);
-    expect(poll.status).toBe(2);
-    expect(poll.stderr).toBe('ctll-bridge: poll transport: not yet available\n');
+  it('polls with --transport poll, and reports a relay without the polling routes', async () => {
+    const child = spawn(process.execPath, [cli, '--server', relay.url, '--token', 'a', '--transport', 'poll', '--no-fallback'], {
+      env: { PATH: process.env.PATH ?? '' },
+    });
+    let stdout = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    try {
+      await eventually(() => stdout.includes('retrying'));
+      expect(stdout).toMatch(
+        new RegExp(
+          `^ctll-bridge: connecting to ${relay.url} via long-poll · target http://127\\.0\\.0\\.1:11434\n` +
+            'ctll-bridge: disconnected \\(the relay refused the tunnel: 404 Not Found\\); retrying in ',
+        ),
+      );
+    } finally {
+      child.kill('SIGTERM');
+      await exited;
+    }
   });
 
   it('connects with CTLL_TOKEN, prints its status, and stops cleanly on SIGTERM', async () => {
@@ -67,8 +82,8 @@ describe('ctll-bridge command line', () => {
     expect(await exitCode).toBe(0);
     expect(await closeCode).toBe(1000);
     expect(stdout.split('\n')).toEqual([
-      `ctll-bridge: connecting to ${relay.url} (ws) · target http://127.0.0.1:9/base`,
-      `ctll-bridge: connected to ${relay.url} as bob · target http://127.0.0.1:9/base · 0 requests served`,
+      `ctll-bridge: connecting to ${relay.url} via WebSocket · target http://127.0.0.1:9/base`,
+      `ctll-bridge: connected to ${relay.url} as bob via WebSocket · target http://127.0.0.1:9/base · 0 requests served`,
       'ctll-bridge: stopped · 0 requests served',
       '',
     ]);

@@ -1,4 +1,4 @@
-import { DEFAULT_OPTIONS, OptionError, resolveOptions, tunnelUrlFor } from '../src';
+import { DEFAULT_OPTIONS, OptionError, relayUrlFor, resolveOptions, tunnelUrlFor } from '../src';
 import { bypassesProxy, chooseProxy } from '../src/proxy';
 import { tokenSubject } from '../src/token';
 import { joinPath } from '../src/local-forwarder';
@@ -9,6 +9,14 @@ describe('where the bridge dials', () => {
     expect(tunnelUrlFor('http://127.0.0.1:8080/').href).toBe('ws://127.0.0.1:8080/ws/tunnel');
     expect(tunnelUrlFor('https://example.com/ctll').href).toBe('wss://example.com/ctll/ws/tunnel');
     expect(tunnelUrlFor('ws://127.0.0.1:9/ws/tunnel').href).toBe('ws://127.0.0.1:9/ws/tunnel');
+  });
+
+  it('polls the same relay over plain HTTP, base path kept', () => {
+    const relay = (server: string) => relayUrlFor(tunnelUrlFor(server)).href.replace(/\/$/, '');
+    expect(relay('https://relay.example.com')).toBe('https://relay.example.com');
+    expect(relay('https://example.com/ctll/')).toBe('https://example.com/ctll');
+    expect(relay('ws://127.0.0.1:9/ws/tunnel')).toBe('http://127.0.0.1:9');
+    expect(relay('wss://relay.example.com:8443/base/ws/tunnel')).toBe('https://relay.example.com:8443/base');
   });
 
   it('names the flag of a bad value', () => {
@@ -27,6 +35,9 @@ describe('where the bridge dials', () => {
     expect(resolved.targetUrl.href).toBe(`${DEFAULT_OPTIONS.target}/`);
     expect(resolved.pingTimeoutMs).toBe(45_000);
     expect(resolved.transport).toBe('ws');
+    expect(resolved.fallback).toBe(true);
+    expect(resolved.wsRetryMs).toBe(5 * 60_000);
+    expect(resolveOptions({ server: 'https://relay.example.com', token: 'abc', fallback: false }).fallback).toBe(false);
     expect(Object.isFrozen(DEFAULT_OPTIONS)).toBe(true);
   });
 

@@ -18,7 +18,10 @@ function collector(isTTY = false) {
 describe('status line', () => {
   it('reads like a sentence', () => {
     expect(formatStatus(base)).toBe(
-      'connected to https://relay.example.com as alice · target http://127.0.0.1:11434 · 12 requests served',
+      'connected to https://relay.example.com as alice via WebSocket · target http://127.0.0.1:11434 · 12 requests served',
+    );
+    expect(formatStatus({ ...base, transport: 'poll', user: undefined })).toBe(
+      'connected to https://relay.example.com via long-poll · target http://127.0.0.1:11434 · 12 requests served',
     );
     expect(formatStatus({ ...base, state: 'retrying', reason: 'relay closed 1006', retryInMs: 4000 })).toBe(
       'disconnected (relay closed 1006); retrying in 4 s',
@@ -38,9 +41,20 @@ describe('status line', () => {
     printer.status({ ...base, served: 0 });
     printer.status({ ...base, served: 1 }); // a counter is not a change worth a log line
     expect(written).toEqual([
-      'ctll-bridge: connecting to https://relay.example.com (ws) · target http://127.0.0.1:11434\n',
+      'ctll-bridge: connecting to https://relay.example.com via WebSocket · target http://127.0.0.1:11434\n',
       'ctll-bridge: disconnected (the relay refused the token: 401 unauthorized); retrying in 1 s\n',
-      'ctll-bridge: connected to https://relay.example.com as alice · target http://127.0.0.1:11434 · 0 requests served\n',
+      'ctll-bridge: connected to https://relay.example.com as alice via WebSocket · target http://127.0.0.1:11434 · 0 requests served\n',
+    ]);
+  });
+
+  it('prints a new line when the transport changes', () => {
+    const { written, out } = collector();
+    const printer = new StatusPrinter('text', out);
+    printer.status(base);
+    printer.status({ ...base, transport: 'poll' });
+    expect(written).toEqual([
+      'ctll-bridge: connected to https://relay.example.com as alice via WebSocket · target http://127.0.0.1:11434 · 12 requests served\n',
+      'ctll-bridge: connected to https://relay.example.com as alice via long-poll · target http://127.0.0.1:11434 · 12 requests served\n',
     ]);
   });
 

@@ -3,12 +3,10 @@
  * real local HTTP server: bad frames, flow control both ways, cancel, liveness, refused upgrades,
  * and a corporate proxy in the way.
  */
-import net from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { INITIAL_WINDOW, MAX_CHUNK_BYTES, type ControlMessage } from '@ctll/protocol';
 import { StatusPrinter, startBridge, type Bridge, type BridgeOptions, type BridgeStatus } from '../src';
 import { startFakeRelay, type FakeRelay, type Peer } from './fake-relay';
-import { eventually, startTarget, type Target } from './helpers';
+import { eventually, startConnectProxy, startTarget, type Target } from './helpers';
 
 let target: Target;
 let relay: FakeRelay;
@@ -173,30 +171,11 @@ describe('tunnel protocol, bridge side', () => {
   });
 
   it('reaches the relay through an HTTP CONNECT proxy', async () => {
-    const connects: string[] = [];
-    const proxy = net.createServer((client) => {
-      client.once('data', (head) => {
-        const [, authority] = /^CONNECT (\S+) HTTP\/1\.[01]\r\n/.exec(head.toString('latin1')) ?? [];
-        if (!authority) {
-          client.destroy();
-          return;
-        }
-        connects.push(authority);
-        const [host, port] = authority.split(':');
-        const upstream = net.connect(Number(port), host, () => {
-          client.write('HTTP/1.1 200 Connection established\r\n\r\n');
-          upstream.pipe(client).pipe(upstream);
-        });
-        upstream.on('error', () => client.destroy());
-        client.on('error', () => upstream.destroy());
-      });
-    });
-    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const proxy = await startConnectProxy();
     try {
-      const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
-      const { bridge, peer } = await connectedPeer({ proxyEnv: { httpProxy: proxyUrl } });
-      expect(bridge.proxy).toBe(proxyUrl);
-      expect(connects).toEqual([new URL(relay.url).host]);
+      const { bridge, peer } = await connectedPeer({ proxyEnv: { httpProxy: proxy.url } });
+      expect(bridge.proxy).toBe(proxy.url);
+      expect(proxy.connects).toEqual([new URL(relay.url).host]);
       peer.send({ type: 'http_request', id: 'px', method: 'GET', path: '/json/3', headers: {}, end: true });
       await peer.waitFor(isType('end', 'px'));
       await bridge.close();

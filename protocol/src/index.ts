@@ -4,3 +4,4 @@ export * from './flow';
 export * from './headers';
 export * from './errors';
 export * from './poll';
+export * from './public-address';

@@ -22,6 +22,12 @@ const schema = z.object({
   POLL_GRACE_MS: z.coerce.number().int().positive().default(30_000),
   /** Long-poll: requests queued for one bridge before new ones are refused with 503. */
   POLL_MAX_QUEUED: z.coerce.number().int().positive().default(64),
+  /** zrok shares: where to ask api-backend for the user's shares; unset turns share discovery off. */
+  API_BACKEND_URL: z.string().url().optional().or(z.literal('').transform(() => undefined)),
+  /** zrok shares: how often to pull the user's shares and health-check them. */
+  ZROK_DISCOVERY_INTERVAL_MS: z.coerce.number().int().min(100).default(10_000),
+  /** zrok shares: also connect over plain http and to non-public addresses (api-backend refuses it in production). */
+  ZROK_ALLOW_INSECURE: z.enum(['true', 'false'], { message: 'must be true or false' }).default('false'),
 });
 
 export interface ProxyConfig {
@@ -36,6 +42,7 @@ export interface ProxyConfig {
   pollTimeoutMs: number;
   pollGraceMs: number;
   pollMaxQueued: number;
+  zrok: { apiBackendUrl?: string; discoveryIntervalMs: number; allowInsecure: boolean };
 }
 
 export function loadConfig(env: Record<string, string | undefined>): ProxyConfig {
@@ -57,5 +64,10 @@ export function loadConfig(env: Record<string, string | undefined>): ProxyConfig
     pollTimeoutMs: c.POLL_TIMEOUT_MS,
     pollGraceMs: c.POLL_GRACE_MS,
     pollMaxQueued: c.POLL_MAX_QUEUED,
+    zrok: {
+      apiBackendUrl: c.API_BACKEND_URL?.replace(/\/+$/, ''),
+      discoveryIntervalMs: c.ZROK_DISCOVERY_INTERVAL_MS,
+      allowInsecure: c.ZROK_ALLOW_INSECURE === 'true',
+    },
   };
 }

@@ -8,6 +8,7 @@ import { ProxyStats } from './stats';
 import { TunnelHub } from './tunnel/hub';
 import { Journal } from './tunnel/journal';
 import { createProxyServer } from './http/server';
+import { ZrokPath } from './zrok/zrok-path';
 
 function main(): void {
   let config;
@@ -21,7 +22,8 @@ function main(): void {
   const stats = new ProxyStats();
   const journal = new Journal();
   const hub = new TunnelHub(stats, logger, journal);
-  const server = createProxyServer({ config, logger, stats, hub, journal });
+  const zrok = ZrokPath.fromConfig(config, stats, logger);
+  const server = createProxyServer({ config, logger, stats, hub, journal, zrok });
 
   server.listen(config.port, config.host, () => {
     const address = server.address();
@@ -29,6 +31,7 @@ function main(): void {
     logger.info('streaming-proxy listening', { host: config.host, port });
     // The process driver learns the ephemeral port over IPC; in a container the port is fixed.
     process.send?.({ type: 'listening', port });
+    zrok?.start();
   });
 
   let closing = false;
@@ -37,6 +40,7 @@ function main(): void {
     closing = true;
     logger.info('streaming-proxy shutting down', { signal });
     hub.closeAll(1001, 'proxy shutting down');
+    zrok?.close();
     server.close(() => process.exit(0));
     server.closeAllConnections();
     setTimeout(() => process.exit(0), 3000).unref();

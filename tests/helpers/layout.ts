@@ -8,6 +8,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { startRelay, type Relay } from '../../api-backend/src/app';
 import { loadConfig } from '../../api-backend/src/config';
 import { createLogger } from '../../api-backend/src/logger';
@@ -60,7 +61,9 @@ export async function startLayout(options: LayoutOptions = {}): Promise<Layout> 
   const driver = options.driver ?? 'process';
   const transport = options.transport ?? 'ws';
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ctll-e2e-'));
-  const env = { PROXY_DRIVER: driver, ...(options.env ?? {}) };
+  // Docker resources carry a scope label: this run touches only its own containers and networks.
+  const dockerEnv: Record<string, string> = driver === 'docker' ? { PROXY_SCOPE: `test-${randomBytes(4).toString('hex')}`, PROXY_MEMORY_MB: '128' } : {};
+  const env = { PROXY_DRIVER: driver, ...dockerEnv, ...(options.env ?? {}) };
   const logger = createLogger(process.env.CTLL_TEST_LOG_LEVEL ?? 'error');
   const llm = await startLlmServer(options.llm);
   let relay = await startRelay(loadConfig(relayEnv(env, dataDir), { proxyScript: PROXY_SCRIPT }), logger);

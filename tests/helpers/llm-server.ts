@@ -43,6 +43,8 @@ export function patternBytes(offset: number, length: number, seed = 1): Buffer {
   return out;
 }
 
+const BLOB_BLOCK = patternBytes(0, 64 * 1024, 7);
+
 export function sha256(data: Buffer): string {
   return createHash('sha256').update(data).digest('hex');
 }
@@ -91,6 +93,10 @@ export async function startLlmServer(options: LlmServerOptions = {}): Promise<Ll
         const body = JSON.parse((await readBody(req)).toString('utf8') || '{}');
         const count = body.options?.num_predict ?? defaultTokens;
         const chat = url.pathname === '/api/chat';
+        // Benchmarks: `?delayMs=` sets this request's token gap; `?stamp=1` adds `written_ns`, the
+        // moment each line was written (process.hrtime, the machine's monotonic clock).
+        const delayMs = url.searchParams.has('delayMs') ? Number(url.searchParams.get('delayMs')) : tokenDelayMs;
+        const stamp = url.searchParams.get('stamp') === '1';
         const piece = (i: number) => `tok${i} `;
         const frame = (i: number, done: boolean) => ({
           model: body.model ?? 'test-model',
@@ -110,8 +116,9 @@ export async function startLlmServer(options: LlmServerOptions = {}): Promise<Ll
         res.writeHead(200, { 'content-type': 'application/x-ndjson' });
         for (let i = 0; i < count; i++) {
           if (res.destroyed) return;
-          res.write(`${JSON.stringify(frame(i, false))}\n`);
-          await sleep(tokenDelayMs);
+          const line = stamp ? { ...frame(i, false), written_ns: process.hrtime.bigint().toString() } : frame(i, false);
+          res.write(`${JSON.stringify(line)}\n`);
+          await sleep(delayMs);
         }
         finishedAt.set(testId, Date.now());
         res.end(`${JSON.stringify(frame(count, true))}\n`);
@@ -155,6 +162,45 @@ export async function startLlmServer(options: LlmServerOptions = {}): Promise<Ll
           res.end();
         };
         pump();
+        return;
+      }
+      case 'GET /blob': {
+        // Benchmarks: n bytes at memory speed (one cached 64 KiB block, repeated), so the sender
+        // is never what limits a bulk transfer.
+        const total = Number(url.searchParams.get('n') ?? 1024);
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': total });
+        let offset = 0;
+        const pump = () => {
+          while (offset < total) {
+            const length = Math.min(BLOB_BLOCK.byteLength, total - offset);
+            const ok = res.write(length === BLOB_BLOCK.byteLength ? BLOB_BLOCK : BLOB_BLOCK.subarray(0, length));
+            offset += length;
+            if (!ok) {
+              res.once('drain', pump);
+              return;
+            }
+          }
+          res.end();
+        };
+        pump();
+        return;
+      }
+      case 'POST /discard': {
+        // Benchmarks: counts an upload's bytes and drops them.
+        let bytes = 0;
+        req.on('data', (chunk: Buffer) => {
+          bytes += chunk.byteLength;
+        });
+        await new Promise((resolve) => req.on('end', resolve));
+        json(res, 200, { bytes });
+        return;
+      }
+      case 'POST /echo/whole': {
+        // Benchmarks: like /echo, but read whole and answered with a content-length, the shape
+        // of an ordinary JSON API reply.
+        const body = await readBody(req);
+        res.writeHead(200, { 'content-type': req.headers['content-type'] ?? 'application/octet-stream', 'content-length': body.byteLength });
+        res.end(body);
         return;
       }
       case 'POST /echo':

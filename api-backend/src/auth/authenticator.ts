@@ -25,8 +25,19 @@ export interface AuthenticatorOptions {
 
 const MAX_SUBJECT_LENGTH = 256;
 
+/**
+ * Tokens already verified, so a client sending the same token with every request pays for one
+ * RS256 verification (a KeyObject built from PEM plus an RSA check, most of api-backend's CPU per
+ * small request) instead of one per request. An entry lives until the token expires or for
+ * VERIFIED_TTL_MS, whichever comes first: a signing key removed from the JWKS stops being
+ * accepted within that time, well inside jwks-rsa's own 10-minute key cache.
+ */
+const VERIFIED_TTL_MS = 60_000;
+const MAX_VERIFIED = 4096;
+
 export class Authenticator {
   private readonly verify: (req: JwtRequest, res: Response, next: NextFunction) => Promise<void>;
+  private readonly verified = new Map<string, { userId: string; until: number }>();
 
   constructor(private readonly options: AuthenticatorOptions) {
     this.verify = expressjwt({
@@ -48,6 +59,10 @@ export class Authenticator {
   /** Verifies the request's token; resolves to the caller or rejects with a RelayError. */
   authenticate(req: IncomingMessage): Promise<Caller> {
     const request = req as JwtRequest;
+    const token = tokenOf(req, this.options.queryTokenPaths);
+    const known = token === undefined ? undefined : this.verified.get(token);
+    if (known && known.until > Date.now()) return Promise.resolve({ userId: known.userId });
+    if (known) this.verified.delete(token!);
     return new Promise((resolve, reject) => {
       this.verify(request, undefined as unknown as Response, (error?: unknown) => {
         if (error) return reject(this.translate(error));
@@ -56,6 +71,7 @@ export class Authenticator {
           this.options.onFailure?.('no_subject');
           return reject(new UnauthorizedError('the token has no usable subject (sub) claim'));
         }
+        if (token !== undefined) this.remember(token, sub, request.auth?.exp);
         resolve({ userId: sub });
       }).catch((error: unknown) => reject(this.translate(error)));
     });
@@ -72,6 +88,13 @@ export class Authenticator {
         (error: unknown) => next(error),
       );
     };
+  }
+
+  private remember(token: string, userId: string, exp: number | undefined): void {
+    const until = Math.min(Date.now() + VERIFIED_TTL_MS, typeof exp === 'number' ? exp * 1000 : Infinity);
+    // A Map iterates in insertion order: when full, forget the oldest entry.
+    if (this.verified.size >= MAX_VERIFIED) this.verified.delete(this.verified.keys().next().value!);
+    this.verified.set(token, { userId, until });
   }
 
   private translate(error: unknown): Error {

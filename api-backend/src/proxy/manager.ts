@@ -17,6 +17,12 @@ import type { Logger } from '../logger';
 
 export interface ManagerOptions {
   idleTimeoutMs: number;
+  /**
+   * Runs right before a proxy is removed (stop, idle cull, shutdown) while it still answers: the
+   * audit reads its session journal one last time. Default: none. A failure is logged and the
+   * stop goes on.
+   */
+  beforeRemove?: (handle: ProxyHandle, reason: StopReason) => Promise<void>;
 }
 
 export interface ProxyStatusView {
@@ -24,15 +30,16 @@ export interface ProxyStatusView {
   driver: string;
   owner: string;
   startedAt?: string;
-  desktop?: { connected: boolean; transport: 'ws' | 'poll' | null; clients: string[] };
+  desktop?: { connected: boolean; transport: 'ws' | 'poll' | 'zrok' | null; clients: string[] };
   activeRequests?: number;
   requests?: number;
   lastActivityAt?: string;
 }
 
 export interface ManagerEvents {
-  started: [{ ownerHash: string; proxyId: string; driver: string; durationMs: number }];
-  stopped: [{ ownerHash: string; proxyId: string; driver: string; reason: StopReason; stats?: ProxyStatus }];
+  started: [{ ownerHash: string; proxyId: string; driver: string; durationMs: number; startedAt: Date }];
+  /** startedAt is unset only for a proxy that died on its own (the driver no longer knows it). */
+  stopped: [{ ownerHash: string; proxyId: string; driver: string; reason: StopReason; startedAt?: Date; stats?: ProxyStatus }];
 }
 
 export class StreamingProxyManager extends EventEmitter<ManagerEvents> {
@@ -60,7 +67,7 @@ export class StreamingProxyManager extends EventEmitter<ManagerEvents> {
         const handle = await this.driver.create(ownerHash);
         const durationMs = Date.now() - began;
         this.logger.info('StreamingProxy started', { owner: ownerHash, proxy: handle.id, durationMs });
-        this.emit('started', { ownerHash, proxyId: handle.id, driver: this.driver.name, durationMs });
+        this.emit('started', { ownerHash, proxyId: handle.id, driver: this.driver.name, durationMs, startedAt: handle.createdAt });
         return { handle, created: true };
       } catch (error) {
         this.logger.error('StreamingProxy failed to start', { owner: ownerHash, error: (error as Error).message });
@@ -139,9 +146,12 @@ export class StreamingProxyManager extends EventEmitter<ManagerEvents> {
       const stats = handle.endpoint ? await this.client.status(handle.endpoint, 1000).catch(() => undefined) : undefined;
       // A desktop may have connected between the sweep's look and now.
       if (onlyIfIdle && stats && (stats.desktops.length > 0 || stats.activeRequests > 0)) return false;
+      await this.options.beforeRemove?.(handle, reason).catch((error: Error) =>
+        this.logger.warn('StreamingProxy pre-removal hook failed', { owner: ownerHash, error: error.message }),
+      );
       await this.driver.remove(ownerHash);
       this.logger.info('StreamingProxy stopped', { owner: ownerHash, proxy: handle.id, reason });
-      this.emit('stopped', { ownerHash, proxyId: handle.id, driver: this.driver.name, reason, stats });
+      this.emit('stopped', { ownerHash, proxyId: handle.id, driver: this.driver.name, reason, startedAt: handle.createdAt, stats });
       return true;
     });
   }

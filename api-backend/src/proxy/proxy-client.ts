@@ -11,13 +11,45 @@ export const SECRET_HEADER = 'x-ctll-proxy-secret';
 export interface ProxyStatus {
   status: string;
   startedAt: string;
-  transport: 'ws' | 'poll' | null;
-  desktops: Array<{ id: string; transport: string; connectedAt: string; client: string; activeStreams: number }>;
+  transport: 'ws' | 'poll' | 'zrok' | null;
+  desktops: Array<{
+    id: string;
+    transport: string;
+    connectedAt: string;
+    client: string;
+    activeStreams: number;
+    /** Per-connection counts, when the proxy reports them: the audit closes a connection cut by a stop with these. */
+    requests?: number;
+    bytesToDesktop?: number;
+    bytesFromDesktop?: number;
+  }>;
   activeRequests: number;
   requests: number;
   bytesToDesktop: number;
   bytesFromDesktop: number;
   lastActivityAt: string;
+}
+
+/** The proxy's session journal as GET /events answers it (streaming-proxy/src/tunnel/journal.ts). */
+export type JournalEvent =
+  | { seq: number; type: 'tunnel_opened'; at: string; link: string; transport: 'ws' | 'poll'; client: string }
+  | {
+      seq: number;
+      type: 'tunnel_closed';
+      at: string;
+      link: string;
+      transport: 'ws' | 'poll';
+      requests: number;
+      bytesToDesktop: number;
+      bytesFromDesktop: number;
+      reason: string;
+    };
+
+export interface JournalPage {
+  events: JournalEvent[];
+  lastSeq: number;
+  /** Events the journal discarded unread since the proxy started (its ring overflowed). */
+  dropped: number;
 }
 
 export class ProxyClient {
@@ -47,18 +79,29 @@ export class ProxyClient {
   }
 
   status(endpoint: ProxyEndpoint, timeoutMs = 3000): Promise<ProxyStatus> {
+    return this.getJson<ProxyStatus>(endpoint, '/status', timeoutMs);
+  }
+
+  /** The proxy's journal after sequence number `after`, oldest first (the audit collector's pull). */
+  async events(endpoint: ProxyEndpoint, after: number, timeoutMs = 3000): Promise<JournalPage> {
+    const page = (await this.getJson<Partial<JournalPage> | null>(endpoint, `/events?after=${after}`, timeoutMs)) ?? {};
+    return { events: Array.isArray(page.events) ? page.events : [], lastSeq: Number(page.lastSeq) || 0, dropped: Number(page.dropped) || 0 };
+  }
+
+  private getJson<T>(endpoint: ProxyEndpoint, path: string, timeoutMs: number): Promise<T> {
+    const what = path.split('?')[0].slice(1);
     return new Promise((resolve, reject) => {
-      const req = this.request(endpoint, { method: 'GET', path: '/status', timeout: timeoutMs });
-      req.on('timeout', () => req.destroy(new Error(`proxy status timed out after ${timeoutMs} ms`)));
+      const req = this.request(endpoint, { method: 'GET', path, timeout: timeoutMs });
+      req.on('timeout', () => req.destroy(new Error(`proxy ${what} timed out after ${timeoutMs} ms`)));
       req.on('error', reject);
       req.on('response', (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (chunk: Buffer) => chunks.push(chunk));
         res.on('error', reject);
         res.on('end', () => {
-          if (res.statusCode !== 200) return reject(new Error(`proxy status answered ${res.statusCode}`));
+          if (res.statusCode !== 200) return reject(new Error(`proxy ${what} answered ${res.statusCode}`));
           try {
-            resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')) as ProxyStatus);
+            resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')) as T);
           } catch (error) {
             reject(error as Error);
           }

@@ -9,6 +9,8 @@ export interface ProxyEnvInput {
   secret: string;
   host: string;
   port: number;
+  /** How this proxy reaches api-backend (zrok discovery); wins over PROXY_API_BACKEND_URL. With neither, the proxy never looks for shares. */
+  apiBackendUrl?: string;
 }
 
 export function proxyEnv(config: Config, input: ProxyEnvInput): Record<string, string> {
@@ -24,5 +26,12 @@ export function proxyEnv(config: Config, input: ProxyEnvInput): Record<string, s
     POLL_TIMEOUT_MS: String(config.bridge.pollTimeoutMs),
     POLL_GRACE_MS: String(config.bridge.graceMs),
     POLL_MAX_QUEUED: String(config.bridge.maxQueue),
+    ...apiBackend(input.apiBackendUrl ?? config.proxy.apiBackendUrl),
+    ZROK_DISCOVERY_INTERVAL_MS: String(config.zrok.discoveryIntervalMs),
+    ZROK_ALLOW_INSECURE: String(config.zrok.allowInsecure),
   };
+}
+
+function apiBackend(url: string | undefined): Record<string, string> {
+  return url ? { API_BACKEND_URL: url } : {};
 }

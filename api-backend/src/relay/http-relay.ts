@@ -6,7 +6,6 @@
  * destroyed, which the proxy turns into a `cancel` for the desktop.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream';
 import { CALLER_ONLY_HEADERS, endToEndHeaders, PayloadTooLargeError, ServiceUnavailableError } from '@ctll/protocol';
 import type { ProxyEndpoint } from '../proxy/driver';
 import type { ProxyClient } from '../proxy/proxy-client';
@@ -88,13 +87,32 @@ export function relayHttp(
     const answerHeaders: Record<string, string | string[]> = endToEndHeaders(answer.headers);
     if (answer.headers['content-length'] !== undefined) answerHeaders['content-length'] = answer.headers['content-length'];
     res.writeHead(status, answerHeaders);
-    res.flushHeaders();
-    answer.on('data', (chunk: Buffer) => options.onBytes('down', chunk.byteLength));
-    pipeline(answer, res, (error) => {
+    // The head goes out at once, but not in a write of its own when the first body bytes are
+    // already here: piping starts on the next tick, so a check after it finds them written.
+    let bodyStarted = false;
+    process.nextTick(() => {
+      if (!bodyStarted && !res.writableEnded && !res.destroyed) res.flushHeaders();
+    });
+    answer.on('data', (chunk: Buffer) => {
+      bodyStarted = true;
+      options.onBytes('down', chunk.byteLength);
+    });
+    // pipe with explicit endings rather than stream.pipeline: pipeline makes an AbortController
+    // per call and aborts it at the end (a DOMException with a stack trace), a measurable share
+    // of a small request's CPU here.
+    const settle = (cutOff: boolean) => {
+      if (finished) return;
       finished = true;
       // An answer cut off upstream must reach the client as a broken stream, never a clean end.
-      if (error) res.destroy();
+      if (cutOff) res.destroy();
       options.onDone(status);
+    };
+    answer.pipe(res);
+    answer.on('error', () => settle(true));
+    answer.on('close', () => {
+      if (!answer.complete) settle(true);
     });
+    res.on('finish', () => settle(false));
+    res.on('close', () => settle(!res.writableFinished));
   });
 }

@@ -3,15 +3,29 @@ import { Router } from 'express';
 import type { ProxyDriver } from '../proxy/driver';
 import type { Metrics } from '../metrics';
 
-export function healthRoutes(driver: ProxyDriver, metrics: Metrics, jwks?: object): Router {
+/** The audit's state as /health shows it: `queued` records wait for the database, `dropped` were lost. */
+export interface DatabaseHealth {
+  ok: boolean;
+  detail: string;
+  queued: number;
+  dropped: number;
+}
+
+export function healthRoutes(driver: ProxyDriver, metrics: Metrics, jwks?: object, database?: () => Promise<DatabaseHealth>): Router {
   const router = Router();
 
   router.get('/health', async (_req, res) => {
-    const proxies = await driver.health().catch((error: Error) => ({ ok: false, detail: error.message }));
+    const [proxies, audit] = await Promise.all([
+      driver.health().catch((error: Error) => ({ ok: false, detail: error.message })),
+      database?.(),
+    ]);
+    // Only the proxies decide the status code. A database outage degrades the audit, not the
+    // relay: its records wait in the queue and tunnels keep working, so an orchestrator must not
+    // restart api-backend over it (that would lose the queue). It shows as status "degraded".
     const ok = proxies.ok;
     res.status(ok ? 200 : 503).json({
-      status: ok ? 'ok' : 'degraded',
-      checks: { [driver.name === 'docker' ? 'docker' : 'proxies']: proxies },
+      status: ok && (audit?.ok ?? true) ? 'ok' : 'degraded',
+      checks: { [driver.name === 'docker' ? 'docker' : 'proxies']: proxies, ...(audit ? { database: audit } : {}) },
     });
   });
 

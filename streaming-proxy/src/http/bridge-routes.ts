@@ -1,7 +1,8 @@
 /**
  * The polling transport's routes on the proxy (api-backend authenticates the user and forwards
  * `/api/bridge/...` here as `/bridge/...`). A bridge id is the id of its PollLink: random and
- * known only to the user who registered it, whose proxy this is.
+ * known only to the user who registered it, whose proxy this is. A registration carrying the
+ * `clientId` of an earlier one replaces it: the bridge gave the old one up.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomBytes } from 'node:crypto';
@@ -47,8 +48,17 @@ export function bridgeRoutes(config: ProxyConfig, hub: TunnelHub, logger: Logger
         return true;
       }
       const { clientId, platform, version } = body.data;
+      // A bridge registering again (its poll failed, it lost the relay for a moment) has given up
+      // on what its old registration held: fail those requests now, not after the grace period.
+      if (clientId) {
+        for (const { id } of hub.info()) {
+          const old = hub.find(id);
+          if (old instanceof PollLink && old.clientId === clientId) old.close(1000, 'registered again');
+        }
+      }
       const link: PollLink = new PollLink({
         id: `p${randomBytes(12).toString('hex')}`,
+        clientId,
         client: [`ctll-bridge/${version ?? 'unknown'}`, platform && `(${platform})`, clientId && `id=${clientId}`]
           .filter(Boolean)
           .join(' ')

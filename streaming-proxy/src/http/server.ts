@@ -4,7 +4,9 @@
  *   GET  /health       liveness for the container's HEALTHCHECK; says nothing about the user
  *   GET  /status       desktops connected, active requests, counters, last activity
  *   GET  /events       the session journal after a sequence number (?after=N), for the audit
- *   ANY  /relay/<path> relay <path> to the desktop
+ *   POST /zrok/refresh pull the user's zrok shares and check them now (api-backend, on register)
+ *   ANY  /relay/<path> relay <path> to the desktop: its tunnel (WebSocket, then polling), else
+ *                      a healthy zrok share it registered (zrok/zrok-path.ts), else 503
  *   GET  /ws/tunnel    WebSocket upgrade: a desktop's tunnel, forwarded by api-backend
  *   /bridge/...        the long-poll transport (register, poll, respond, heartbeat)
  */
@@ -22,6 +24,7 @@ import { Exchange } from '../relay/exchange';
 import { secretChecker } from './secret';
 import { bridgeRoutes } from './bridge-routes';
 import { sendError, sendJson } from './respond';
+import type { ZrokPath } from '../zrok/zrok-path';
 
 export interface ProxyServerDeps {
   config: ProxyConfig;
@@ -29,11 +32,13 @@ export interface ProxyServerDeps {
   stats: ProxyStats;
   hub: TunnelHub;
   journal: Journal;
+  /** The fallback to the user's zrok shares; absent when api-backend's address is not known. */
+  zrok?: ZrokPath;
 }
 
 const RELAY_PREFIX = '/relay';
 
-export function createProxyServer({ config, logger, stats, hub, journal }: ProxyServerDeps): http.Server {
+export function createProxyServer({ config, logger, stats, hub, journal, zrok }: ProxyServerDeps): http.Server {
   const isApiBackend = secretChecker(config.secret);
   const startedAt = Date.now();
   const wss = new WebSocketServer({
@@ -68,8 +73,10 @@ export function createProxyServer({ config, logger, stats, hub, journal }: Proxy
       sendJson(res, 200, {
         status: 'running',
         startedAt: new Date(startedAt).toISOString(),
-        transport: hub.transport(),
-        desktops: hub.info(),
+        // The path requests take now; desktops lists every way to the desktop, healthy shares included.
+        transport: hub.transport() ?? zrok?.transport() ?? null,
+        desktops: [...hub.info(), ...(zrok?.desktops() ?? [])],
+        zrok: zrok?.status() ?? null,
         activeRequests: stats.activeExchanges,
         requests: stats.requests,
         bytesToDesktop: stats.bytesToDesktop,
@@ -81,6 +88,12 @@ export function createProxyServer({ config, logger, stats, hub, journal }: Proxy
     if (req.method === 'GET' && (url === '/events' || url.startsWith('/events?'))) {
       const after = Number(new URL(url, 'http://proxy').searchParams.get('after') ?? 0);
       sendJson(res, 200, { events: journal.since(Number.isFinite(after) ? after : 0), lastSeq: journal.lastSeq, dropped: journal.dropped });
+      return;
+    }
+    if (req.method === 'POST' && url === '/zrok/refresh') {
+      req.resume();
+      if (zrok) await zrok.refreshNow();
+      sendJson(res, 200, { zrok: zrok?.status() ?? null });
       return;
     }
     if (url.startsWith('/bridge/')) {
@@ -98,8 +111,7 @@ export function createProxyServer({ config, logger, stats, hub, journal }: Proxy
     const path = rest.startsWith('/') ? rest : `/${rest}`;
     const link = hub.current();
     if (!link) {
-      req.resume();
-      sendError(res, 503, 'desktop_offline', 'your desktop bridge is not connected');
+      relayToShare(req, res, path);
       return;
     }
     if (link.queueFull) {
@@ -113,6 +125,24 @@ export function createProxyServer({ config, logger, stats, hub, journal }: Proxy
       return;
     }
     new Exchange(req, res, link, { requestTimeoutMs: config.requestTimeoutMs, stats, logger }).start(path);
+  }
+
+  function relayToShare(req: http.IncomingMessage, res: http.ServerResponse, path: string): void {
+    const offline = () => {
+      req.resume();
+      sendError(res, 503, 'desktop_offline', 'your desktop bridge is not connected');
+    };
+    if (!zrok) return offline();
+    zrok.forward(req, res, path).then(
+      (forwarded) => {
+        if (!forwarded) offline();
+      },
+      (error: Error) => {
+        logger.error('zrok fallback failed', { error: error.message });
+        req.resume();
+        sendError(res, 500, 'internal', 'internal error');
+      },
+    );
   }
 
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {

@@ -45,6 +45,7 @@ export class Exchange implements StreamHandler {
   private readonly receiveCredit: ReceiveCredit;
   private readonly timer: NodeJS.Timeout;
   private started = false;
+  private bodyWritten = false;
   private done = false;
   private undrained = 0;
 
@@ -92,8 +93,12 @@ export class Exchange implements StreamHandler {
     }
     this.started = true;
     this.timer.refresh();
-    // Headers go out now, not with the first chunk: a client sees the status while the model thinks.
-    this.res.flushHeaders();
+    // Headers go out now, not with the first chunk: a client sees the status while the model
+    // thinks. Only when the first chunk is already here (frames read together) do they share its
+    // write: the check runs after the frames of this read are handled.
+    process.nextTick(() => {
+      if (!this.bodyWritten && !this.res.writableEnded && !this.res.destroyed) this.res.flushHeaders();
+    });
     if (message.end) this.finish();
   }
 
@@ -105,6 +110,7 @@ export class Exchange implements StreamHandler {
       return;
     }
     this.timer.refresh();
+    this.bodyWritten = true;
     this.options.stats.bytesFromDesktop += payload.byteLength;
     this.link.counters.bytesFromDesktop += payload.byteLength;
     if (this.res.write(payload)) {

@@ -15,6 +15,10 @@ export interface LinkInfo {
   connectedAt: string;
   client: string;
   activeStreams: number;
+  /** The session's counts so far, so a stop that ends the link still reaches the audit with them. */
+  requests: number;
+  bytesToDesktop: number;
+  bytesFromDesktop: number;
 }
 
 export interface DesktopLink extends StreamSender {

@@ -5,7 +5,9 @@
  * something is queued (on the next tick, so messages queued together travel together), and an
  * idle poll is answered empty after the poll timeout. Flow control follows the transport: request
  * body data is credited back to its exchange once a poll has carried it away, and an answer's body
- * (a streamed POST) is paused while its exchange has not drained what it already got. A desktop
+ * (a streamed POST) is paused while its exchange has not drained what it already got. A request
+ * given up on before any poll took it (timed out, its caller gone) is withdrawn from the queue
+ * rather than delivered with its cancel, so it never holds a queue slot. A desktop
  * that neither polls nor heartbeats for the grace period is dropped, and its waiting requests
  * fail at once with 503 instead of waiting for their timeout.
  */
@@ -31,6 +33,8 @@ import { sendError, sendJson } from '../http/respond';
 export interface PollLinkOptions {
   id: string;
   client: string;
+  /** The bridge process's own id (from its registration), if it sent one. */
+  clientId?: string;
   pollTimeoutMs: number;
   graceMs: number;
   maxQueuedRequests: number;
@@ -44,8 +48,9 @@ const MAX_BATCH_BYTES = 4 * 1024 * 1024;
 
 interface Queued {
   record: Buffer;
-  /** Set for data frames: credit to give back once delivered. */
+  /** The stream the record belongs to, if any. */
   stream?: string;
+  /** Body bytes of a data frame: credit to give back once delivered. */
   bytes: number;
   isRequest: boolean;
 }
@@ -59,6 +64,7 @@ export class PollLink implements DesktopLink {
   readonly transport = 'poll' as const;
   readonly id: string;
   readonly client: string;
+  readonly clientId: string | undefined;
   readonly connectedAt = Date.now();
   readonly correlator: Correlator;
   readonly counters = new LinkCounters();
@@ -74,6 +80,7 @@ export class PollLink implements DesktopLink {
   constructor(private readonly options: PollLinkOptions) {
     this.id = options.id;
     this.client = options.client;
+    this.clientId = options.clientId;
     this.correlator = new Correlator(`${options.id}.`, options.maxStreams, (message) =>
       options.logger.warn(message, { link: this.id }),
     );
@@ -100,8 +107,12 @@ export class PollLink implements DesktopLink {
       }
       return;
     }
+    // A request given up on before any poll took it (it timed out, its caller left) is withdrawn
+    // whole: the desktop never needs to hear of it, and it must not hold a queue slot.
+    if (message.type === 'cancel' && this.withdraw(message.id)) return;
     const frame = controlFrame(message);
-    this.enqueue({ record: Buffer.concat([recordHeader(frame.byteLength), frame]), bytes: 0, isRequest: message.type === 'http_request' });
+    const stream = 'id' in message ? message.id : undefined;
+    this.enqueue({ record: Buffer.concat([recordHeader(frame.byteLength), frame]), stream, bytes: 0, isRequest: message.type === 'http_request' });
     if (message.type === 'cancel') this.inbound.get(message.id)?.req.destroy();
   }
 
@@ -223,7 +234,16 @@ export class PollLink implements DesktopLink {
       connectedAt: new Date(this.connectedAt).toISOString(),
       client: this.client,
       activeStreams: this.correlator.size,
+      ...this.counters,
     };
+  }
+
+  /** Drops a stream's records if its `http_request` is still queued; true when it was. */
+  private withdraw(stream: string): boolean {
+    if (!this.queue.some((item) => item.isRequest && item.stream === stream)) return false;
+    this.queue = this.queue.filter((item) => item.stream !== stream);
+    this.queuedRequests -= 1;
+    return true;
   }
 
   private enqueue(item: Queued): void {
@@ -250,7 +270,7 @@ export class PollLink implements DesktopLink {
     while (this.queue.length > 0 && (batch.length === 0 || bytes + this.queue[0].record.byteLength <= MAX_BATCH_BYTES)) {
       const item = this.queue.shift()!;
       if (item.isRequest) this.queuedRequests -= 1;
-      if (item.stream) credits.set(item.stream, (credits.get(item.stream) ?? 0) + item.bytes);
+      if (item.stream && item.bytes > 0) credits.set(item.stream, (credits.get(item.stream) ?? 0) + item.bytes);
       batch.push(item.record);
       bytes += item.record.byteLength;
     }

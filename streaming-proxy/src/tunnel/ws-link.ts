@@ -97,6 +97,7 @@ export class WsLink implements DesktopLink {
       connectedAt: new Date(this.connectedAt).toISOString(),
       client: this.client,
       activeStreams: this.correlator.size,
+      ...this.counters,
     };
   }
 

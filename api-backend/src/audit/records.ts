@@ -1,0 +1,68 @@
+/**
+ * The facts the audit writes, as they wait in the queue. Each carries the moment it happened (an
+ * ISO timestamp), so a row written late, after an outage, still tells the right time. Users appear
+ * only as owner hashes (proxy/naming.ts); no record has room for a token, a body or a raw user id.
+ */
+import type { StopReason } from '../proxy/driver';
+
+export interface ProxyStartedRecord {
+  type: 'proxy_started';
+  ownerHash: string;
+  proxyId: string;
+  driver: string;
+  startedAt: string;
+}
+
+export interface ProxyStoppedRecord {
+  type: 'proxy_stopped';
+  ownerHash: string;
+  /** 'unknown' when a driver saw a proxy die without saying which (then startedAt is unset too). */
+  proxyId: string;
+  driver: string;
+  startedAt?: string;
+  stoppedAt: string;
+  reason: StopReason;
+}
+
+/** Identifies one proxy instance: link ids (t0, t1, ...) start again in every instance. */
+export interface ProxyInstance {
+  ownerHash: string;
+  proxyId: string;
+  proxyStartedAt: string;
+}
+
+export interface TunnelOpenedRecord extends ProxyInstance {
+  type: 'tunnel_opened';
+  link: string;
+  transport: 'ws' | 'poll';
+  client: string;
+  at: string;
+}
+
+export interface TunnelClosedRecord extends ProxyInstance {
+  type: 'tunnel_closed';
+  link: string;
+  transport: 'ws' | 'poll';
+  at: string;
+  /** null: unknown (the proxy stopped before it could count this connection's traffic). */
+  requests: number | null;
+  bytesToDesktop: number | null;
+  bytesFromDesktop: number | null;
+  reason: string;
+}
+
+export type SecurityKind = 'auth_failure' | 'cross_user' | 'rate_limited';
+
+export interface SecurityRecord {
+  type: 'security';
+  /** Made when the event happens (a UUID): the row's key, so a retried batch inserts it once. */
+  id: string;
+  at: string;
+  kind: SecurityKind;
+  reason: string;
+  ownerHash?: string;
+  targetHash?: string;
+  route?: string;
+}
+
+export type AuditRecord = ProxyStartedRecord | ProxyStoppedRecord | TunnelOpenedRecord | TunnelClosedRecord | SecurityRecord;

@@ -1,0 +1,150 @@
+/**
+ * The per-user networks: `ctll-net-<h>`, one bridge per user with an explicit subnet from the
+ * pool, so no proxy ever shares a network with another user's proxy, and Docker's small default
+ * address pools are never used.
+ *
+ * How api-backend reaches a proxy depends on where it runs (docker-placement.ts):
+ * - `host`: api-backend is a process on the Docker host, which has an address (the gateway, .1) on
+ *   every bridge network and so routes straight to each proxy's address. Nothing to join.
+ * - `container`: api-backend is itself a container (docker-compose.production.yml). It joins each
+ *   user's network before the proxy starts, and leaves it before the network is removed.
+ * Either way, `backendAddress` is where the proxy finds api-backend on its network.
+ */
+import type Docker from 'dockerode';
+import type { Logger } from '../logger';
+import { classify, ignoringGone, subnetsExhausted, toRelayError } from './docker-errors';
+import { isOurs, managedFilter, networkSpec, SCOPE_LABEL, type ProxySpecOptions } from './docker-spec';
+import { LABELS, networkName } from './naming';
+import { addressIn, formatCidr, type SubnetPool } from './subnet-pool';
+import type { Placement } from './docker-placement';
+
+export interface UserNetwork {
+  id: string;
+  name: string;
+  subnet: string;
+  /** Where the proxy reaches api-backend on this network. */
+  backendAddress: string;
+}
+
+export interface ProxyNetworksOptions {
+  pool: SubnetPool;
+  spec: ProxySpecOptions;
+  /** Where api-backend runs (docker-placement.ts); asked before each join or leave. */
+  placement: () => Promise<Placement>;
+  logger: Logger;
+  /** How many subnets to try when other creators keep winning the race for them (default 8). */
+  maxSubnetAttempts?: number;
+}
+
+export class ProxyNetworks {
+  constructor(
+    private readonly docker: Docker,
+    private readonly options: ProxyNetworksOptions,
+  ) {}
+
+  /** The owner's network, created with a free subnet when it does not exist yet. */
+  async ensure(ownerHash: string): Promise<UserNetwork> {
+    const existing = await this.inspect(ownerHash);
+    if (existing) return this.attach(existing);
+    const excluded: string[] = [];
+    const attempts = this.options.maxSubnetAttempts ?? 8;
+    for (let attempt = 0; attempt < attempts; attempt += 1) {
+      const used = (await this.docker.listNetworks()).flatMap(subnetsOf);
+      const reservation = this.options.pool.reserve(used, excluded);
+      if (!reservation) {
+        const ours = used.filter((subnet) => this.options.pool.contains(subnet)).length;
+        throw subnetsExhausted(formatCidr(this.options.pool.pool), this.options.pool.blockPrefix, ours);
+      }
+      try {
+        await this.docker.createNetwork(networkSpec(ownerHash, reservation.subnet, this.options.spec));
+      } catch (error) {
+        const failure = classify(error);
+        if (failure === 'pool-overlap') {
+          // Taken since we looked (another replica, a person): pick again without it.
+          excluded.push(reservation.subnet);
+          this.options.logger.info('StreamingProxy subnet taken meanwhile; picking another', { owner: ownerHash, subnet: reservation.subnet });
+          continue;
+        }
+        if (failure !== 'conflict') throw toRelayError(error, { action: `create network ${networkName(ownerHash)}`, image: this.options.spec.image });
+        // Someone made this owner's network since we looked: use theirs.
+      } finally {
+        reservation.release(); // the engine lists the network from now on
+      }
+      const made = await this.inspect(ownerHash);
+      if (made) return this.attach(made);
+    }
+    throw toRelayError(new Error(`no subnet accepted after ${attempts} attempts`), {
+      action: `create network ${networkName(ownerHash)}`,
+      image: this.options.spec.image,
+    });
+  }
+
+  /** The owner's network as the engine has it, or null. */
+  async inspect(ownerHash: string): Promise<Docker.NetworkInspectInfo | null> {
+    const info = (await ignoringGone(() => this.docker.getNetwork(networkName(ownerHash)).inspect())) as Docker.NetworkInspectInfo | undefined;
+    if (!info) return null;
+    if (!isOurs(info.Labels, this.options.spec.scope)) {
+      const scope = info.Labels?.[LABELS.managed] === 'true' ? ` (it belongs to PROXY_SCOPE=${info.Labels[SCOPE_LABEL] ?? '?'})` : '';
+      throw toRelayError(new Error(`a network named ${info.Name} exists but was not made by this api-backend${scope}; remove it`), {
+        action: 'use the proxy network',
+        image: this.options.spec.image,
+      });
+    }
+    return info;
+  }
+
+  /** Every network we made, as the engine lists them. */
+  async list(): Promise<Docker.NetworkInspectInfo[]> {
+    return this.docker.listNetworks({ filters: { label: managedFilter(this.options.spec.scope, 'network') } });
+  }
+
+  /** Removes the owner's network, first detaching api-backend and anything else still on it. */
+  async remove(ownerHash: string): Promise<void> {
+    const network = this.docker.getNetwork(networkName(ownerHash));
+    const found = (await ignoringGone(() => network.inspect())) as Docker.NetworkInspectInfo | undefined;
+    if (!isOurs(found?.Labels, this.options.spec.scope)) return; // gone, or somebody else's: never ours to remove
+    const { self } = await this.options.placement();
+    if (self) await ignoringGone(() => network.disconnect({ Container: self, Force: true }));
+    try {
+      await ignoringGone(() => network.remove());
+    } catch (error) {
+      if (classify(error) !== 'active-endpoints') throw error;
+      const current = (await ignoringGone(() => network.inspect())) as Docker.NetworkInspectInfo | undefined;
+      for (const id of Object.keys(current?.Containers ?? {})) {
+        await ignoringGone(() => network.disconnect({ Container: id, Force: true }));
+      }
+      await ignoringGone(() => network.remove());
+    }
+  }
+
+  /** Joins api-backend to the network when it runs in a container; says where the proxy finds it. */
+  async attach(info: Docker.NetworkInspectInfo): Promise<UserNetwork> {
+    const subnet = subnetsOf(info)[0] ?? info.Labels?.[LABELS.subnet] ?? '';
+    const base = { id: info.Id, name: info.Name, subnet };
+    const { mode, self } = await this.options.placement();
+    if (mode === 'host' || !self) return { ...base, backendAddress: addressIn(subnet, 1) };
+    try {
+      await this.docker.getNetwork(info.Id).connect({ Container: self });
+    } catch (error) {
+      if (classify(error) !== 'conflict') {
+        throw toRelayError(error, { action: `join api-backend (${self}) to ${info.Name}`, image: this.options.spec.image });
+      }
+    }
+    const mine = await this.docker.getContainer(self).inspect();
+    const address = mine.NetworkSettings.Networks[info.Name]?.IPAddress;
+    if (!address) throw new Error(`api-backend (${self}) joined ${info.Name} but has no address on it`);
+    return { ...base, backendAddress: address };
+  }
+}
+
+export function subnetsOf(network: Docker.NetworkInspectInfo): string[] {
+  return (network.IPAM?.Config ?? []).map((config) => config.Subnet).filter((subnet): subnet is string => typeof subnet === 'string');
+}
+
+/** api-backend's own URL (as it listens) moved to its address on a user's network, where that proxy reaches it. */
+export function backendUrlAt(listeningUrl: string | undefined, address: string): string | undefined {
+  if (!listeningUrl) return undefined;
+  const url = new URL(listeningUrl);
+  url.hostname = address;
+  return url.origin;
+}

@@ -1,0 +1,63 @@
+/**
+ * Decides, from what the engine lists, what the docker driver should do with each labelled
+ * resource; the driver then does it. Kept free of engine calls so the rules read in one place:
+ *
+ * - a running proxy container is adopted (it keeps serving; api-backend may need to rejoin its net);
+ * - a container that exited or died is dead: reported (if nobody has yet) and removed with its network;
+ * - a container that never started, or a network with no container, is half-made. It is removed
+ *   once it is older than `halfMadeAfterMs` or older than this driver (a previous process made it
+ *   and will never finish it); younger ones may be another replica's create in flight.
+ * Owners with a create in flight in this process are left alone.
+ */
+import type Docker from 'dockerode';
+import { LABELS } from './naming';
+
+export interface ReconcileInput {
+  containers: Docker.ContainerInfo[];
+  networks: Docker.NetworkInspectInfo[];
+  now: number;
+  /** When this driver started; anything older was made by a previous process. */
+  startedAt: number;
+  halfMadeAfterMs: number;
+  busy: (ownerHash: string) => boolean;
+}
+
+export interface ReconcilePlan {
+  adopt: Array<{ ownerHash: string; containerId: string }>;
+  dead: Array<{ ownerHash: string; containerId: string; status: string }>;
+  /** Owners whose leftover container and/or network go. */
+  halfMade: string[];
+}
+
+export function planReconcile(input: ReconcileInput): ReconcilePlan {
+  const plan: ReconcilePlan = { adopt: [], dead: [], halfMade: [] };
+  const withContainer = new Set<string>();
+  const stale = (createdMs: number) => input.now - createdMs >= input.halfMadeAfterMs || createdMs < input.startedAt;
+
+  for (const container of input.containers) {
+    const ownerHash = container.Labels?.[LABELS.owner];
+    if (!ownerHash) continue;
+    withContainer.add(ownerHash);
+    if (input.busy(ownerHash)) continue;
+    if (container.State === 'running') {
+      plan.adopt.push({ ownerHash, containerId: container.Id });
+    } else if (container.State === 'exited' || container.State === 'dead' || container.State === 'removing') {
+      plan.dead.push({ ownerHash, containerId: container.Id, status: container.Status });
+    } else if (stale(createdAt(container.Labels, container.Created * 1000))) {
+      plan.halfMade.push(ownerHash); // "created" (never started), "paused", "restarting"
+    }
+  }
+
+  for (const network of input.networks) {
+    const ownerHash = network.Labels?.[LABELS.owner];
+    if (!ownerHash || withContainer.has(ownerHash) || input.busy(ownerHash)) continue;
+    if (stale(createdAt(network.Labels, Date.parse(network.Created)))) plan.halfMade.push(ownerHash);
+  }
+  return plan;
+}
+
+/** Our created label, else the engine's own timestamp. */
+function createdAt(labels: Record<string, string> | undefined, engineMs: number): number {
+  const labelled = Date.parse(labels?.[LABELS.created] ?? '');
+  return Number.isFinite(labelled) ? labelled : engineMs;
+}

@@ -1,0 +1,62 @@
+/**
+ * What the user's proxy has seen of a share. The proxy is the only one that connects to shares,
+ * so reachability is its observation, read from its `/status` or from `POST /zrok/refresh`, which
+ * makes it pull the registry and check every share right away (used when a share registers, so
+ * the proxy knows it before the desktop's register call returns).
+ */
+import type { ProxyEndpoint } from '../proxy/driver';
+import type { ProxyClient } from '../proxy/proxy-client';
+
+/** The `zrok` part of a proxy's answers (streaming-proxy/src/zrok/directory.ts, DirectoryStatus). */
+export interface ProxyZrokStatus {
+  inUse: string | null;
+  shares: Array<{ tunnelId: string; healthy: boolean | null; checkedAt: string | null; error?: string }>;
+}
+
+export interface ShareObservation {
+  reachable: boolean | null;
+  checkedAt: string | null;
+  error?: string;
+  inUse: boolean;
+}
+
+/** Its health checks can take a few seconds; past this, the answer is "not known yet". */
+const REFRESH_TIMEOUT_MS = 12_000;
+
+export function observe(zrok: ProxyZrokStatus | null | undefined, tunnelId: string): ShareObservation {
+  const share = zrok?.shares.find((entry) => entry.tunnelId === tunnelId);
+  return {
+    reachable: share?.healthy ?? null,
+    checkedAt: share?.checkedAt ?? null,
+    ...(share?.error ? { error: share.error } : {}),
+    inUse: zrok?.inUse === tunnelId,
+  };
+}
+
+export async function currentView(client: ProxyClient, endpoint: ProxyEndpoint): Promise<ProxyZrokStatus | null> {
+  const status = await client.status(endpoint).catch(() => undefined);
+  return (status as { zrok?: ProxyZrokStatus | null } | undefined)?.zrok ?? null;
+}
+
+/** Asks the proxy to look now; resolves null if it cannot say (old proxy, timeout, error). */
+export function refreshView(client: ProxyClient, endpoint: ProxyEndpoint): Promise<ProxyZrokStatus | null> {
+  return new Promise((resolve) => {
+    const req = client.request(endpoint, { method: 'POST', path: '/zrok/refresh', timeout: REFRESH_TIMEOUT_MS });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(null));
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('error', () => resolve(null));
+      res.on('end', () => {
+        try {
+          const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { zrok?: ProxyZrokStatus | null };
+          resolve(res.statusCode === 200 ? (body.zrok ?? null) : null);
+        } catch {
+          resolve(null);
+        }
+      });
+    });
+    req.end();
+  });
+}

@@ -1,0 +1,45 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { NotHealthyError, waitHealthy } from '../src/proxy/wait-healthy';
+
+describe('waitHealthy', () => {
+  let server: http.Server;
+  let port: number;
+  let healthyAfter = 0;
+  let probes = 0;
+
+  beforeAll(async () => {
+    server = http.createServer((req, res) => {
+      probes += 1;
+      res.statusCode = req.url === '/health' && Date.now() >= healthyAfter ? 200 : 503;
+      res.end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    port = (server.address() as AddressInfo).port;
+  });
+  afterAll(() => new Promise((resolve) => server.close(resolve)));
+
+  it('resolves as soon as GET /health answers 200', async () => {
+    healthyAfter = Date.now() + 150;
+    probes = 0;
+    const began = Date.now();
+    await waitHealthy('127.0.0.1', port, { timeoutMs: 2000 });
+    expect(Date.now() - began).toBeLessThan(1000);
+    expect(probes).toBeGreaterThan(1);
+  });
+
+  it('gives up at the timeout, saying what it last saw', async () => {
+    healthyAfter = Infinity;
+    await expect(waitHealthy('127.0.0.1', port, { timeoutMs: 200 })).rejects.toThrow(/within 200 ms \(last: HTTP 503\)/);
+  });
+
+  it('stops waiting at once when the proxy is known dead', async () => {
+    const closed = http.createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const deadPort = (closed.address() as AddressInfo).port;
+    closed.close();
+    const error = await waitHealthy('127.0.0.1', deadPort, { timeoutMs: 5000, aliveEveryMs: 0, alive: async () => 'container exited (exit code 1)' }).catch((e: Error) => e);
+    expect(error).toBeInstanceOf(NotHealthyError);
+    expect((error as Error).message).toBe('container exited (exit code 1)');
+  });
+});

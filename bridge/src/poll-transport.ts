@@ -1,0 +1,347 @@
+/**
+ * The HTTP long-poll tunnel, for networks that let plain HTTPS through but not WebSockets.
+ *
+ * One connection is one registration (`POST /api/bridge/register` gives a bridgeId) and, while it
+ * lasts, a loop that keeps one `GET /api/bridge/poll/<bridgeId>` waiting at the relay. The relay
+ * answers it the moment it has something, with a batch of records (the WebSocket's frames, each
+ * behind a length), and the next poll leaves as soon as that answer has been read. The frames go
+ * to the same StreamTable and local forwarder as on the WebSocket; each answer goes back as its own
+ * streamed POST (poll-stream.ts). Messages that belong to no answer (an error about a bad frame)
+ * ride on heartbeats (poll-heartbeat.ts), which also keep the bridge alive at the relay whenever no
+ * poll is waiting there.
+ *
+ * Flow control: the relay gives request-body credit back itself when a poll carries the bytes
+ * away, so no `window` travels here; instead the bridge holds back its next poll while its local
+ * requests have more than MAX_UNTAKEN_BYTES of body they have not taken yet. Never for longer than
+ * MAX_POLL_PAUSE_MS, though: the poll is shared, and one local server that stopped reading must
+ * not keep every other stream (and the cancel that would end its own) from arriving. Answers are
+ * paced by their POST's TCP backpressure.
+ *
+ * A poll or heartbeat answered 404 means the relay forgot this bridge (it restarted, or dropped it
+ * after its grace period): the connection ends and the bridge's loop registers again, with its
+ * usual backoff, exactly as after a dropped WebSocket.
+ */
+import type http from 'node:http';
+import {
+  decodeFrame,
+  POLL_BATCH_CONTENT_TYPE,
+  RecordReader,
+  TunnelErrorCode,
+  type ControlMessage,
+  type PollRegistration,
+} from '@ctll/protocol';
+import { HandshakeTimeoutError, parseRelayError, PollRejectedError, UnknownBridgeError } from './errors';
+import { Heartbeats, type HeartbeatHost } from './poll-heartbeat';
+import { readSmall, RelayHttp } from './poll-http';
+import { PollStreamPort, type PollStreamHost } from './poll-stream';
+import { StreamTable, type StreamPort, type TunnelSender } from './stream-table';
+import type { ConnectionEvents, Transport, TransportSetup, TunnelConnection } from './transport';
+import { VERSION } from './version';
+
+/** Request body the local requests may hold untaken before the bridge stops fetching more. */
+export const MAX_UNTAKEN_BYTES = 4 * 1024 * 1024;
+/** Longest the next poll waits for local requests to take their body. */
+export const MAX_POLL_PAUSE_MS = 1_000;
+
+export const connectPolling: Transport = (setup, events) => new PollConnection(setup, events);
+
+class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, HeartbeatHost {
+  readonly http: RelayHttp;
+  bridgeId = '';
+  private readonly streams: StreamTable;
+  private readonly ports = new Map<string, PollStreamPort>();
+  private registration: PollRegistration | undefined;
+  /** The registration, then the poll, in flight. */
+  private pending: http.ClientRequest | undefined;
+  private heartbeats: Heartbeats | undefined;
+  private untaken = 0;
+  /** Set while the next poll waits for local requests to take their body. */
+  private pauseTimer: NodeJS.Timeout | undefined;
+  /** Set once for a poll that failed on a reused keep-alive socket: that one is retried at once. */
+  private retriedStaleSocket = false;
+  private isOpen = false;
+  private ended = false;
+  private draining = false;
+
+  constructor(
+    private readonly setup: TransportSetup,
+    private readonly events: ConnectionEvents,
+  ) {
+    this.http = new RelayHttp(setup.relayUrl, setup.httpAgent, { authorization: `Bearer ${setup.token}`, 'user-agent': setup.userAgent });
+    this.streams = new StreamTable(setup.target, this, (outcome) => {
+      if (outcome === 'served') events.served();
+      this.closeIfDrained();
+    });
+    this.register();
+  }
+
+  get activeStreams(): number {
+    return this.streams.size;
+  }
+
+  openStream(id: string): StreamPort {
+    const port = new PollStreamPort(id, this);
+    this.ports.set(id, port);
+    return port;
+  }
+
+  get polling(): boolean {
+    return this.pending !== undefined;
+  }
+
+  sendControl(message: ControlMessage): void {
+    // The relay returns request-body credit itself on this transport.
+    if (message.type === 'window') return;
+    this.heartbeats?.send(message);
+  }
+
+  notice(message: string): void {
+    this.events.notice(message);
+  }
+
+  abandon(id: string, why?: string): void {
+    if (why && this.streams.has(id)) this.events.notice(why);
+    this.streams.abort(id);
+  }
+
+  bodyTaken(bytes: number): void {
+    this.untaken -= bytes;
+    if (this.pauseTimer && this.untaken <= MAX_UNTAKEN_BYTES) this.poll();
+  }
+
+  released(id: string): void {
+    this.ports.delete(id);
+  }
+
+  close(): Promise<void> {
+    this.end('closed by the bridge', true);
+    return Promise.resolve();
+  }
+
+  drain(): void {
+    this.draining = true;
+    this.closeIfDrained();
+  }
+
+  private closeIfDrained(): void {
+    if (this.draining && this.streams.size === 0) void this.close();
+  }
+
+  private register(): void {
+    const body = JSON.stringify({ clientId: this.setup.clientId, platform: process.platform, version: VERSION });
+    const req = this.http.request('POST', 'register', { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    this.pending = req;
+    let connected = false;
+    let timedOut = false;
+    req.on('socket', (socket) => {
+      if (!socket.connecting) connected = true;
+      else socket.once('connect', () => (connected = true));
+    });
+    req.setTimeout(this.setup.handshakeTimeoutMs, () => {
+      timedOut = true;
+      req.destroy(new Error('registration timed out'));
+    });
+    req.on('error', (error: NodeJS.ErrnoException) => {
+      if (timedOut) {
+        const timeout = new HandshakeTimeoutError(this.setup.handshakeTimeoutMs, connected);
+        this.fail(timeout.message, timeout);
+      } else {
+        this.fail(`could not reach the relay at ${this.http.host}: ${error.code ?? error.message}`, error);
+      }
+    });
+    req.on('response', (res) => {
+      void readSmall(res).then((text) => {
+        if (this.pending !== req) return;
+        this.pending = undefined;
+        if (res.statusCode !== 201) return this.refused(res, text);
+        const registration = readRegistration(text);
+        if (!registration) return this.fail(`the relay's answer to register is not a registration (${text.slice(0, 80)})`);
+        this.opened(registration);
+      });
+    });
+    req.end(body);
+  }
+
+  private opened(registration: PollRegistration): void {
+    if (this.ended) return;
+    this.registration = registration;
+    this.bridgeId = registration.bridgeId;
+    this.isOpen = true;
+    this.heartbeats = new Heartbeats(this, registration.heartbeatIntervalMs, this.setup.handshakeTimeoutMs);
+    this.events.opened();
+    this.poll();
+  }
+
+  /** Sends the next poll, unless one is out; `force` sends it even while local requests lag behind. */
+  private poll(force = false): void {
+    if (this.ended || this.pending || !this.registration) return;
+    if (!force && this.untaken > MAX_UNTAKEN_BYTES) {
+      this.pauseTimer ??= setTimeout(() => {
+        this.pauseTimer = undefined;
+        this.poll(true);
+      }, MAX_POLL_PAUSE_MS);
+      return;
+    }
+    clearTimeout(this.pauseTimer);
+    this.pauseTimer = undefined;
+    const req = this.http.request('GET', `poll/${this.bridgeId}`);
+    this.pending = req;
+    // The relay answers within pollTimeoutMs; pingTimeoutMs of silence beyond that means it is gone.
+    const silenceMs = this.registration.pollTimeoutMs + this.setup.pingTimeoutMs;
+    let silent = false;
+    req.setTimeout(silenceMs, () => {
+      silent = true;
+      req.destroy(new Error('poll timed out'));
+    });
+    req.on('response', (res) => this.onPollAnswer(req, res));
+    req.on('error', (error: NodeJS.ErrnoException) => {
+      if (this.pending !== req) return;
+      this.pending = undefined;
+      // A keep-alive socket the relay closed just as we reused it: the poll never reached the relay.
+      if (!silent && req.reusedSocket && error.code === 'ECONNRESET' && !this.retriedStaleSocket) {
+        this.retriedStaleSocket = true;
+        this.poll();
+        return;
+      }
+      if (silent) this.fail(`no answer to a poll from the relay for ${formatSeconds(silenceMs)}`);
+      else this.fail(`lost the relay at ${this.http.host}: ${error.code ?? error.message}`, error);
+    });
+    req.end();
+  }
+
+  private onPollAnswer(req: http.ClientRequest, res: http.IncomingMessage): void {
+    const status = res.statusCode ?? 0;
+    const contentType = res.headers['content-type'] ?? '';
+    res.on('error', () => this.pollCutOff(req));
+    res.on('aborted', () => this.pollCutOff(req));
+    if (status === 204) {
+      res.resume();
+      res.on('end', () => this.pollAnswered(req));
+      return;
+    }
+    if (status === 200 && contentType.startsWith(POLL_BATCH_CONTENT_TYPE)) {
+      this.readBatch(req, res);
+      return;
+    }
+    void readSmall(res).then((text) => {
+      if (status === 200) {
+        // Something between us and the relay (a captive portal, a filtering proxy) answered instead.
+        this.fail(`a poll was answered with ${contentType || 'no content type'} instead of frames: something in between answers for the relay`);
+        return;
+      }
+      this.refused(res, text);
+    });
+  }
+
+  private readBatch(req: http.ClientRequest, res: http.IncomingMessage): void {
+    const reader = new RecordReader();
+    let broken = false;
+    res.on('data', (chunk: Buffer) => {
+      if (broken) return;
+      const records = reader.push(chunk);
+      if (!records.ok) {
+        // The rest of this answer cannot be framed; its streams fail at the relay by timeout.
+        broken = true;
+        this.rejectFrame(records.error);
+        return;
+      }
+      for (const record of records.value) this.dispatch(record);
+    });
+    res.on('end', () => {
+      if (!broken && reader.buffered > 0) this.rejectFrame('a poll answer ended inside a record');
+      this.pollAnswered(req);
+    });
+  }
+
+  /** Frames of a cut-off answer are lost, and with them the streams they belonged to: start over. */
+  private pollCutOff(req: http.ClientRequest): void {
+    if (this.pending !== req) return;
+    this.pending = undefined;
+    this.fail(`lost the relay at ${this.http.host}: a poll answer was cut off`);
+  }
+
+  private pollAnswered(req: http.ClientRequest): void {
+    if (this.pending !== req) return;
+    this.pending = undefined;
+    this.retriedStaleSocket = false;
+    this.poll();
+  }
+
+  /** One frame of a poll answer, validated here and only here, then handed to the stream table. */
+  private dispatch(record: Buffer): void {
+    const frame = decodeFrame(record);
+    if (!frame.ok) return this.rejectFrame(frame.error);
+    try {
+      if (frame.value.kind === 'data') {
+        const { id, payload } = frame.value.data;
+        const port = this.ports.get(id);
+        if (port) {
+          port.received(payload.byteLength);
+          this.untaken += payload.byteLength;
+        }
+        this.streams.handleData(id, payload);
+        return;
+      }
+      const message = frame.value.message;
+      if (message.type === 'error' && message.id === undefined) {
+        this.events.notice(`the relay reported ${message.code}: ${message.message}`);
+      }
+      this.streams.handleControl(message);
+    } catch (error) {
+      // A fault of ours in one message must not take down the tunnel and every stream on it.
+      this.events.notice(`internal error while handling a relay message: ${(error as Error).message}`);
+    }
+  }
+
+  private rejectFrame(reason: string): void {
+    this.events.notice(`rejected a malformed message from the relay: ${reason}`);
+    this.sendControl({ type: 'error', code: TunnelErrorCode.BadMessage, message: reason });
+  }
+
+  /** The relay (or something in its place) answered with a status we cannot go on with. */
+  refused(res: http.IncomingMessage, text: string): void {
+    const status = res.statusCode ?? 0;
+    if (status === 404 && this.isOpen) {
+      const error = new UnknownBridgeError();
+      this.fail(error.message, error);
+      return;
+    }
+    const body = parseRelayError(text);
+    const error = new PollRejectedError(status, res.statusMessage ?? '', body?.code, body?.message);
+    this.fail(error.message, error);
+  }
+
+  private fail(reason: string, error?: Error): void {
+    this.end(reason, false, error);
+  }
+
+  private end(reason: string, byUs: boolean, error?: Error): void {
+    if (this.ended) return;
+    this.ended = true;
+    clearTimeout(this.pauseTimer);
+    this.heartbeats?.stop();
+    this.pending?.destroy();
+    this.pending = undefined;
+    this.streams.abortAll();
+    this.events.closed({ reason, wasOpen: this.isOpen, byUs, error });
+  }
+}
+
+/** The registration the relay answered, checked: a bad one would make every later request fail. */
+function readRegistration(text: string): PollRegistration | undefined {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const value = raw as Partial<Record<keyof PollRegistration, unknown>> | null;
+  if (typeof value?.bridgeId !== 'string' || !/^[A-Za-z0-9]{1,64}$/.test(value.bridgeId)) return undefined;
+  const timings = [value.pollTimeoutMs, value.heartbeatIntervalMs, value.graceMs, value.maxQueuedRequests];
+  if (!timings.every((n) => typeof n === 'number' && Number.isFinite(n) && n > 0)) return undefined;
+  return value as PollRegistration;
+}
+
+function formatSeconds(ms: number): string {
+  return `${Math.round(ms / 100) / 10} s`;
+}

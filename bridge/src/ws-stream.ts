@@ -1,0 +1,52 @@
+/**
+ * One stream's answer on the WebSocket: `http_response`, data frames, `end` (or `error`), paced by
+ * the protocol's flow control. SendCredit limits the answer we send (the relay grants more with
+ * `window`); ReceiveCredit gives the relay credit for the request body once the local request
+ * has taken it.
+ */
+import {
+  chunkSlices,
+  httpResponseSchema,
+  ReceiveCredit,
+  SendCredit,
+  type ControlMessage,
+  type Headers,
+  type HttpResponseMessage,
+} from '@ctll/protocol';
+import { UnsendableHeadError } from './errors';
+import type { StreamPort } from './stream-table';
+
+/** What a WebSocket port sends through: the connection's two kinds of message. */
+export interface FrameSender {
+  sendControl(message: ControlMessage): void;
+  sendData(id: string, payload: Buffer): void;
+}
+
+/** Longest `message` an error may carry (errorSchema); a longer one would itself be rejected. */
+export const MAX_ERROR_MESSAGE = 2048;
+
+export function wsStreamPort(id: string, sender: FrameSender): StreamPort {
+  const credit = new SendCredit();
+  const receiveCredit = new ReceiveCredit((bytes) => sender.sendControl({ type: 'window', id, bytes }));
+  return {
+    head: (status: number, headers: Headers, end: boolean) => {
+      const message: HttpResponseMessage = { type: 'http_response', id, status, headers, end };
+      // The relay would reject a head it cannot carry (too many or too long headers) and leave the
+      // caller waiting; the forwarder turns this throw into a target_failed error instead.
+      const checked = httpResponseSchema.safeParse(message);
+      if (!checked.success) throw new UnsendableHeadError(checked.error.issues[0]?.message ?? 'invalid response head');
+      sender.sendControl(message);
+    },
+    data: (chunk) => {
+      for (const slice of chunkSlices(chunk)) sender.sendData(id, slice);
+      credit.spend(chunk.byteLength);
+      return credit.open;
+    },
+    whenReady: (resume) => credit.whenOpen(resume),
+    end: () => sender.sendControl({ type: 'end', id }),
+    fail: (code, message) => sender.sendControl({ type: 'error', id, code, message: message.slice(0, MAX_ERROR_MESSAGE) }),
+    taken: (bytes) => receiveCredit.consumed(bytes),
+    grant: (bytes) => credit.grant(bytes),
+    dispose: () => credit.clear(),
+  };
+}

@@ -1,0 +1,261 @@
+#!/usr/bin/env bash
+# Smoke run of the production deployment against this machine's Docker engine, with locally built
+# images only (DESIGN.md §6: no registry). In a temporary copy of the checkout, so no .env, data/ or
+# build output lands in the work tree:
+#
+#   1. docker-compose.production.yml validates (`compose config -q`) with an .env made from
+#      env.template, and fails without POSTGRES_PASSWORD; only nginx publishes ports
+#   2. first `./deploy.sh --no-certbot --domain relay.test` creates .env (mode 600, generated
+#      password) and stops, asking for an identity provider
+#   3. .env gets an OIDC issuer and the local images (stand-ins for nginx, postgres and certbot from
+#      scripts/ci/standin-images.sh; api-backend and streaming-proxy built by deploy.sh on
+#      ctll/node-base:local); `./deploy.sh --no-certbot` brings the stack up
+#   4. through nginx over TLS (the self-signed certificate deploy.sh made, verified with --cacert):
+#      /health answers with every check ok (the audit database is the postgres container), plain
+#      HTTP redirects, an API call and a tunnel upgrade without a token get
+#      api-backend's JSON 401; only nginx publishes ports on the host
+#   5. a second `./deploy.sh --no-certbot` changes nothing: same containers (ids and start times),
+#      same .env, same certificate
+#   6. `down -v`, and every image, container, network, volume and file the run made is removed
+#
+#   scripts/ci/deploy-smoke.sh [--keep]      (--keep: leave the stack and the copy for inspection)
+#
+# Environment: CTLL_SMOKE_PROXY_DRIVER=auto|docker|process (auto: docker when api-backend wires
+# its docker driver, else process, patched into the copy's compose file; with docker the engine
+# must hold no other relay's proxy containers, see below), CTLL_SMOKE_EDGE_SUBNET
+# (default 10.201.77.0/24, apart from a real deployment's 10.201.0.0/24). Needs root, a Docker
+# engine, docker compose (plugin or docker-compose), curl, node/npm with the registry reachable
+# (deploy.sh stages api-backend's production dependencies with npm ci), ports 80 and 443 free.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+readonly REPO
+readonly DOMAIN="relay.test"
+readonly PROJECT="ctllsmoke"
+readonly EDGE_SUBNET="${CTLL_SMOKE_EDGE_SUBNET:-10.201.77.0/24}"
+readonly API_IMAGE="ctll-smoke/api-backend:latest"
+readonly PROXY_IMAGE="ctll-smoke/streaming-proxy:latest"
+readonly BASE_IMAGE="ctll/node-base:local"
+readonly COMPOSE_FILE="docker-compose.production.yml"
+# The label api-backend's docker driver puts on every proxy container and network (api-backend/src/proxy/naming.ts).
+readonly MANAGED_LABEL="io.cloudtolocalllm.managed"
+
+keep=""
+for arg in "$@"; do
+    case "$arg" in
+        --keep) keep=1 ;;
+        -h | --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) printf 'deploy-smoke: unknown argument: %s\n' "$arg" >&2; exit 2 ;;
+    esac
+done
+
+started=$SECONDS
+log() { printf 'deploy-smoke [%3ss]: %s\n' "$((SECONDS - started))" "$*" >&2; }
+die() {
+    log "FAILED: $*"
+    exit 1
+}
+
+[[ "$(id -u)" -eq 0 ]] || die "must run as root (stand-in images, deploy.sh's certificate files, ports 80/443)"
+docker info >/dev/null 2>&1 || die "Docker engine unreachable (run scripts/ci/provision-docker.sh)"
+if docker compose version >/dev/null 2>&1; then
+    COMPOSE=(docker compose)
+elif command -v docker-compose >/dev/null; then
+    COMPOSE=(docker-compose)
+else
+    die "docker compose is missing (plugin or docker-compose)"
+fi
+command -v curl >/dev/null || die "curl is missing"
+if [[ -n "$(docker ps -aq --filter "label=com.docker.compose.project=$PROJECT")" ]]; then
+    die "containers of compose project $PROJECT already exist (an earlier --keep run?): remove them first"
+fi
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/ctll-deploy-smoke.XXXXXX")"
+readonly work
+
+# Compose in the copy, as deploy.sh runs it, but always with the smoke's own project name: a
+# failure before .env names it must never touch a real "ctll" stack on this machine.
+compose() { (cd "$work" && "${COMPOSE[@]}" -p "$PROJECT" -f "$COMPOSE_FILE" --env-file .env "$@"); }
+
+cleanup() {
+    local status=$?
+    if [[ -n "$keep" ]]; then
+        log "--keep: the stack and $work stay; remove with: (cd $work && ${COMPOSE[*]} -f $COMPOSE_FILE --env-file .env down -v) && rm -rf $work"
+        return
+    fi
+    if [[ $status -ne 0 && -f "$work/.env" ]]; then
+        log "state at failure:"
+        compose ps >&2 || true
+        compose logs --tail 30 >&2 || true
+    fi
+    if [[ -f "$work/.env" ]]; then
+        compose down -v --remove-orphans --timeout 10 >/dev/null 2>&1 || log "warning: compose down failed"
+    fi
+    docker image rm "$API_IMAGE" "$PROXY_IMAGE" >/dev/null 2>&1 || true
+    rm -rf "$work"
+    local left
+    left="$(docker ps -aq --filter "label=com.docker.compose.project=$PROJECT"; docker network ls -q --filter "label=com.docker.compose.project=$PROJECT"; docker volume ls -q --filter "label=com.docker.compose.project=$PROJECT")"
+    [[ -z "$left" ]] || log "warning: left behind by project $PROJECT: $(xargs <<<"$left")"
+    if [[ -n "${engine_was_clean:-}" ]]; then
+        left="$(docker ps -aq --filter "label=$MANAGED_LABEL"; docker network ls -q --filter "label=$MANAGED_LABEL")"
+        [[ -z "$left" ]] || log "warning: relay proxy containers or networks remain after api-backend stopped: $(xargs <<<"$left")"
+    fi
+    log "cleaned up"
+}
+trap cleanup EXIT
+
+# set_env KEY VALUE: sets KEY in the copy's .env, replacing the line or its commented-out form.
+set_env() {
+    local file="$work/.env"
+    if grep -qE "^#?$1=" "$file"; then
+        sed -i -E "s|^#?$1=.*|$1=$2|" "$file"
+    else
+        printf '%s=%s\n' "$1" "$2" >>"$file"
+    fi
+}
+
+state() {
+    docker ps -aq --filter "label=com.docker.compose.project=$PROJECT" \
+        | xargs -r docker inspect -f '{{.Name}} {{.Id}} {{.State.StartedAt}} {{.Image}}' | sort
+}
+
+curl_tls() { curl -sS --max-time 10 --cacert "$work/data/letsencrypt/live/$DOMAIN/fullchain.pem" --resolve "$DOMAIN:443:127.0.0.1" "$@"; }
+
+# ----- prerequisites: local images ---------------------------------------------------------------
+
+log "stand-in images and $BASE_IMAGE"
+"$REPO/scripts/ci/standin-images.sh"
+NODE_BASE_IMAGE="$BASE_IMAGE" "$REPO/scripts/docker-base-image.sh"
+
+# ----- the copy ----------------------------------------------------------------------------------
+
+log "copying the checkout (tracked and untracked files, node_modules) to $work"
+if git -C "$REPO" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    # What git would commit (deleted files skipped), so local edits are what gets deployed.
+    (cd "$REPO" && git ls-files -z -c -o --exclude-standard) \
+        | tar -C "$REPO" --null --ignore-failed-read -T - -c 2>/dev/null | tar -C "$work" -x
+else
+    tar -C "$REPO" --exclude=./.git --exclude=node_modules --exclude=./data --exclude=./.env --exclude=dist -c . | tar -C "$work" -x
+fi
+for modules in "$REPO"/node_modules "$REPO"/*/node_modules; do
+    [[ -d "$modules" ]] || continue
+    rel="${modules#"$REPO"/}"
+    mkdir -p "$work/$(dirname "$rel")"
+    cp -a "$modules" "$work/$rel"
+done
+[[ -x "$work/deploy.sh" && -f "$work/$COMPOSE_FILE" ]] || die "the copy lacks deploy.sh or $COMPOSE_FILE"
+
+driver="${CTLL_SMOKE_PROXY_DRIVER:-auto}"
+if [[ "$driver" == auto ]]; then
+    if grep -q "docker-driver" "$work/api-backend/src/app.ts"; then driver=docker; else driver=process; fi
+fi
+case "$driver" in
+    docker) ;;
+    process)
+        sed -i -E 's/^( +PROXY_DRIVER:) docker$/\1 process/' "$work/$COMPOSE_FILE"
+        grep -qE '^ +PROXY_DRIVER: process$' "$work/$COMPOSE_FILE" || die "could not switch the copy's compose file to PROXY_DRIVER=process"
+        if [[ "${CTLL_SMOKE_PROXY_DRIVER:-auto}" == auto ]]; then
+            log "api-backend has no docker driver wired yet: this run uses PROXY_DRIVER=process (copy only)"
+        else
+            log "CTLL_SMOKE_PROXY_DRIVER=process: this run uses PROXY_DRIVER=process (copy only)"
+        fi
+        ;;
+    *) die "CTLL_SMOKE_PROXY_DRIVER must be auto, docker or process, got: $driver" ;;
+esac
+# With the docker driver the deployed api-backend takes charge of every relay proxy container and
+# network on this engine (it reconciles by label, as production must). Others' would be adopted,
+# culled or removed, so the smoke only runs on an engine no other relay or test is using.
+if [[ "$driver" == docker ]]; then
+    foreign="$(docker ps -aq --filter "label=$MANAGED_LABEL"; docker network ls -q --filter "label=$MANAGED_LABEL")"
+    [[ -z "$foreign" ]] || die "this engine holds relay proxy containers or networks (label $MANAGED_LABEL) that the smoke's api-backend would take over: $(xargs <<<"$foreign"). Run it when no other relay or Docker test uses this engine, or with CTLL_SMOKE_PROXY_DRIVER=process"
+    engine_was_clean=1
+fi
+
+# ----- 1. the compose file validates -------------------------------------------------------------
+
+log "validating $COMPOSE_FILE with ${COMPOSE[*]} config"
+sed -e "s|^POSTGRES_PASSWORD=.*|POSTGRES_PASSWORD=$(openssl rand -hex 24)|" -e "s|^DOMAIN=.*|DOMAIN=$DOMAIN|" \
+    "$work/env.template" >"$work/validate.env"
+(cd "$work" && "${COMPOSE[@]}" -f "$COMPOSE_FILE" --env-file validate.env config -q) || die "compose config rejected $COMPOSE_FILE"
+(cd "$work" && "${COMPOSE[@]}" -f "$COMPOSE_FILE" --env-file validate.env --profile build config -q) \
+    || die "compose config rejected $COMPOSE_FILE with --profile build"
+publishing="$(cd "$work" && "${COMPOSE[@]}" -f "$COMPOSE_FILE" --env-file validate.env config \
+    | awk '/^services:/ { s = 1; next } /^[^ ]/ { s = 0 } s && /^  [^ ]/ { svc = $1 } s && /^    ports:/ { print svc }' | tr -d ':' | xargs)"
+[[ "$publishing" == nginx ]] || die "only nginx may publish ports; publishing: ${publishing:-none}"
+grep -v '^POSTGRES_PASSWORD=' "$work/validate.env" >"$work/nopassword.env"
+if out="$(cd "$work" && "${COMPOSE[@]}" -f "$COMPOSE_FILE" --env-file nopassword.env config -q 2>&1)"; then
+    die "compose config accepted an .env without POSTGRES_PASSWORD"
+fi
+grep -q POSTGRES_PASSWORD <<<"$out" || die "compose config failed without naming POSTGRES_PASSWORD: $out"
+rm -f "$work/validate.env" "$work/nopassword.env"
+
+# ----- 2. first run: .env -----------------------------------------------------------------------
+
+log "first run: ./deploy.sh --no-certbot --domain $DOMAIN (expected to stop for an identity provider)"
+if out="$(cd "$work" && ./deploy.sh --no-certbot --domain "$DOMAIN" 2>&1)"; then
+    die "the first run went on without an identity provider in .env: $out"
+fi
+grep -q "no identity provider in .env" <<<"$out" || die "the first run failed for another reason: $out"
+[[ "$(stat -c %a "$work/.env")" == 600 ]] || die ".env is not mode 600"
+grep -qE '^POSTGRES_PASSWORD=[0-9a-f]{48}$' "$work/.env" || die ".env has no generated POSTGRES_PASSWORD"
+grep -qx "DOMAIN=$DOMAIN" "$work/.env" || die ".env does not hold DOMAIN=$DOMAIN"
+
+# ----- 3. configured run -----------------------------------------------------------------------
+
+set_env COMPOSE_PROJECT_NAME "$PROJECT"
+set_env EDGE_SUBNET "$EDGE_SUBNET"
+set_env TRUST_PROXY "$EDGE_SUBNET"
+# An issuer nobody asks during the smoke: /health needs no token, and a request without one is
+# refused before any key is fetched.
+set_env JWT_ISSUER "https://issuer.$DOMAIN/"
+set_env JWT_AUDIENCE "https://$DOMAIN/api"
+set_env JWT_JWKS_URI "https://issuer.$DOMAIN/.well-known/jwks.json"
+set_env BASE_IMAGE "$BASE_IMAGE"
+set_env API_BACKEND_IMAGE "$API_IMAGE"
+set_env PROXY_IMAGE "$PROXY_IMAGE"
+while IFS='=' read -r key value; do set_env "$key" "$value"; done < <("$REPO/scripts/ci/standin-images.sh" --print-env)
+
+log "second run: ./deploy.sh --no-certbot (brings the stack up)"
+t0=$SECONDS
+(cd "$work" && ./deploy.sh --no-certbot) >"$work/deploy-2.log" 2>&1 || { cat "$work/deploy-2.log" >&2; die "deploy.sh failed"; }
+log "stack up in $((SECONDS - t0))s"
+
+# ----- 4. through nginx over TLS ----------------------------------------------------------------
+
+health="$(curl_tls -f "https://$DOMAIN/health")" || die "https://$DOMAIN/health did not answer through nginx"
+# Every dependency api-backend reports (proxy driver, the audit database in the postgres container) is ok.
+node -e 'const h = JSON.parse(process.argv[1]); process.exit(h.status === "ok" && Object.values(h.checks ?? {}).every((c) => c.ok) ? 0 : 1)' "$health" \
+    || die "/health is not ok in every check: $health"
+log "/health through nginx over TLS (certificate verified): $health"
+redirect="$(curl -sS --max-time 10 -o /dev/null -w '%{http_code} %{redirect_url}' --resolve "$DOMAIN:80:127.0.0.1" "http://$DOMAIN/health")"
+[[ "$redirect" == "301 https://$DOMAIN/health" ]] || die "plain HTTP did not redirect to HTTPS: $redirect"
+unauthorised="$(curl_tls -o /dev/null -w '%{http_code} %{content_type}' "https://$DOMAIN/api/proxy/status")"
+[[ "$unauthorised" == "401 application/json"* ]] || die "an API call without a token got: $unauthorised"
+# The tunnel's upgrade reaches api-backend (which refuses it without a token, as JSON).
+upgrade="$(curl_tls --http1.1 -o /dev/null -w '%{http_code} %{content_type}' -H 'Connection: Upgrade' -H 'Upgrade: websocket' \
+    -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: c21va2UtdGVzdC1ub25jZQ==' "https://$DOMAIN/ws/tunnel")"
+[[ "$upgrade" == "401 application/json"* ]] || die "a tunnel upgrade without a token got: $upgrade"
+ports="$(docker ps --filter "label=com.docker.compose.project=$PROJECT" --format '{{.Label "com.docker.compose.service"}}={{.Ports}}' | grep -E '(0\.0\.0\.0|::):' | cut -d= -f1 | sort -u | xargs)"
+[[ "$ports" == nginx ]] || die "only nginx may publish ports on the host; publishing: ${ports:-none}"
+before="$(state)"
+[[ "$(wc -l <<<"$before")" -eq 4 ]] || die "expected 4 containers (nginx, certbot, api-backend, postgres), got: $before"
+env_before="$(sha256sum <"$work/.env")"
+cert_before="$(sha256sum <"$work/data/letsencrypt/live/$DOMAIN/fullchain.pem")"
+
+# ----- 5. a second run changes nothing ------------------------------------------------------------
+
+log "third run: ./deploy.sh --no-certbot (must change nothing)"
+t0=$SECONDS
+(cd "$work" && ./deploy.sh --no-certbot) >"$work/deploy-3.log" 2>&1 || { cat "$work/deploy-3.log" >&2; die "the repeated deploy.sh failed"; }
+log "repeated run took $((SECONDS - t0))s"
+after="$(state)"
+[[ "$after" == "$before" ]] || die "the repeated run changed containers:
+before:
+$before
+after:
+$after"
+[[ "$(sha256sum <"$work/.env")" == "$env_before" ]] || die "the repeated run changed .env"
+[[ "$(sha256sum <"$work/data/letsencrypt/live/$DOMAIN/fullchain.pem")" == "$cert_before" ]] || die "the repeated run changed the certificate"
+curl_tls -fsS -o /dev/null "https://$DOMAIN/health" || die "/health stopped answering after the repeated run"
+
+log "ok: stack up through deploy.sh, /health over TLS through nginx, repeat run changed nothing (driver $driver)"

@@ -1,0 +1,41 @@
+/**
+ * Asks api-backend which zrok shares this proxy's user has registered
+ * (`GET /api/zrok/discover/<user hash>`), proving itself with the proxy's own secret. The proxy
+ * knows only its user's hash, never the raw id; api-backend accepts either.
+ */
+import { z } from 'zod';
+import { SECRET_HEADER } from '../http/secret';
+
+export interface DiscoveredShare {
+  tunnelId: string;
+  publicUrl: string;
+  lastHeartbeatAt: string;
+}
+
+export interface DiscoveryTarget {
+  apiBackendUrl: string;
+  userHash: string;
+  secret: string;
+  timeoutMs?: number;
+}
+
+const answerSchema = z.object({
+  tunnels: z.array(z.object({ tunnelId: z.string().min(1).max(64), publicUrl: z.string().url(), lastHeartbeatAt: z.string() })),
+});
+
+/** A function that fetches the current list; it rejects with a message fit for a log line. */
+export function discoveryClient(target: DiscoveryTarget): () => Promise<DiscoveredShare[]> {
+  const url = `${target.apiBackendUrl}/api/zrok/discover/${target.userHash}`;
+  const timeoutMs = target.timeoutMs ?? 5000;
+  return async () => {
+    const res = await fetch(url, { headers: { [SECRET_HEADER]: target.secret }, signal: AbortSignal.timeout(timeoutMs) });
+    const body: unknown = await res.json().catch(() => undefined);
+    if (!res.ok) {
+      const message = (body as { error?: { message?: string } } | undefined)?.error?.message ?? res.statusText;
+      throw new Error(`discover answered ${res.status}: ${message}`);
+    }
+    const parsed = answerSchema.safeParse(body);
+    if (!parsed.success) throw new Error('discover answered something that is not a share list');
+    return parsed.data.tunnels;
+  };
+}

@@ -1,0 +1,150 @@
+/**
+ * The zrok path as the proxy's HTTP server sees it: the fallback for requests that find no
+ * desktop tunnel (order: WebSocket tunnel, polling tunnel, zrok share, 503). It owns the share
+ * directory, the HTTP client to shares and the count of exchanges running over them, and it
+ * describes itself for `/status`: a healthy share is listed among the desktops (transport
+ * `zrok`), because it is one, and so keeps the proxy from being culled as idle.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ProxyConfig } from '../config';
+import type { Logger } from '../logger';
+import type { ProxyStats } from '../stats';
+import { sendError } from '../http/respond';
+import { ShareDirectory, type DirectoryStatus } from './directory';
+import { discoveryClient } from './discovery';
+import { checkShare } from './health-check';
+import { ShareClient } from './share-client';
+import { ShareExchange } from './share-exchange';
+
+export interface ZrokPathOptions {
+  apiBackendUrl: string;
+  userHash: string;
+  secret: string;
+  allowInsecure: boolean;
+  discoveryIntervalMs: number;
+  requestTimeoutMs: number;
+  maxStreams: number;
+  healthTimeoutMs?: number;
+}
+
+export const DEFAULT_ZROK_PATH_OPTIONS = Object.freeze({
+  // Long enough for a share across the world, short enough that a dead one is noticed within a pull.
+  healthTimeoutMs: 5_000,
+});
+
+export interface ShareDesktopInfo {
+  id: string;
+  transport: 'zrok';
+  connectedAt: string;
+  client: string;
+  activeStreams: number;
+}
+
+export class ZrokPath {
+  private readonly client: ShareClient;
+  private readonly directory: ShareDirectory;
+  private readonly options: Required<ZrokPathOptions>;
+  /** Exchanges running, by tunnel id. */
+  private readonly active = new Map<string, number>();
+  private activeTotal = 0;
+
+  constructor(
+    options: ZrokPathOptions,
+    private readonly stats: ProxyStats,
+    private readonly logger: Logger,
+  ) {
+    this.options = { ...DEFAULT_ZROK_PATH_OPTIONS, ...options };
+    this.client = new ShareClient({ allowInsecure: options.allowInsecure });
+    this.directory = new ShareDirectory(
+      { intervalMs: options.discoveryIntervalMs },
+      discoveryClient({ apiBackendUrl: options.apiBackendUrl, userHash: options.userHash, secret: options.secret }),
+      (url) => checkShare(this.client, url, this.options.healthTimeoutMs),
+      logger,
+    );
+  }
+
+  /** The zrok path for this proxy, or undefined when api-backend's address or the owner is unknown. */
+  static fromConfig(config: ProxyConfig, stats: ProxyStats, logger: Logger): ZrokPath | undefined {
+    if (!config.zrok.apiBackendUrl || config.userHash === 'unknown') return undefined;
+    return new ZrokPath(
+      {
+        apiBackendUrl: config.zrok.apiBackendUrl,
+        userHash: config.userHash,
+        secret: config.secret,
+        allowInsecure: config.zrok.allowInsecure,
+        discoveryIntervalMs: config.zrok.discoveryIntervalMs,
+        requestTimeoutMs: config.requestTimeoutMs,
+        maxStreams: config.maxStreamsPerTunnel,
+      },
+      stats,
+      logger,
+    );
+  }
+
+  start(): this {
+    this.directory.start();
+    return this;
+  }
+
+  /** Pulls the share list and checks every share now (api-backend asks when a share registers). */
+  refresh(): Promise<void> {
+    return this.directory.refresh();
+  }
+
+  /** A pull that starts after this call (see ShareDirectory.refreshNow). */
+  refreshNow(): Promise<void> {
+    return this.directory.refreshNow();
+  }
+
+  /** Relays the request to a healthy share; resolves false, touching nothing, when there is none. */
+  async forward(req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean> {
+    const share = await this.directory.pick();
+    if (!share) return false;
+    if (this.activeTotal >= this.options.maxStreams) {
+      req.resume();
+      sendError(res, 429, 'too_many_streams', `at most ${this.options.maxStreams} requests at once per tunnel`);
+      return true;
+    }
+    this.count(share.tunnelId, +1);
+    new ShareExchange(req, res, share, this.client, {
+      requestTimeoutMs: this.options.requestTimeoutMs,
+      stats: this.stats,
+      logger: this.logger,
+      onUnreachable: (failed, error) => this.directory.markFailed(failed, error),
+      onDone: () => this.count(share.tunnelId, -1),
+    }).start(path);
+    return true;
+  }
+
+  /** `'zrok'` while a healthy share could take requests. */
+  transport(): 'zrok' | null {
+    return this.directory.best() ? 'zrok' : null;
+  }
+
+  /** Healthy shares as desktops for `/status` (never their URLs). */
+  desktops(): ShareDesktopInfo[] {
+    return this.directory.healthyShares().map((share) => ({
+      id: share.tunnelId,
+      transport: 'zrok',
+      connectedAt: new Date(share.healthySince ?? Date.now()).toISOString(),
+      client: 'zrok share',
+      activeStreams: this.active.get(share.tunnelId) ?? 0,
+    }));
+  }
+
+  status(): DirectoryStatus & { activeRequests: number } {
+    return { ...this.directory.status(), activeRequests: this.activeTotal };
+  }
+
+  private count(tunnelId: string, delta: number): void {
+    this.activeTotal += delta;
+    const now = (this.active.get(tunnelId) ?? 0) + delta;
+    if (now === 0) this.active.delete(tunnelId);
+    else this.active.set(tunnelId, now);
+  }
+
+  close(): void {
+    this.directory.close();
+    this.client.close();
+  }
+}

@@ -1,0 +1,56 @@
+/**
+ * The whole relay with PROXY_DRIVER=docker: the HTTP API starts, reports and stops a user's
+ * container, a bridge's tunnel lands in that container and a request relays through it, and
+ * /health reports the engine. (The full end-to-end matrix runs over tests/helpers/layout.ts.)
+ */
+import { containerName, userHash } from '../../api-backend/src/proxy/naming';
+import { startLayout, type Layout } from '../helpers/layout';
+import { describeDocker } from './require-docker';
+import { docker, leftovers, removeOwners, TEST_SCOPE } from './support';
+
+jest.setTimeout(60_000);
+
+describeDocker('relay with PROXY_DRIVER=docker', () => {
+  let layout: Layout;
+  const users = ['dana', 'eli'].map((name) => `${name}-${TEST_SCOPE}`);
+  const owners = users.map(userHash);
+
+  beforeAll(async () => {
+    layout = await startLayout({ driver: 'docker', env: { PROXY_SCOPE: TEST_SCOPE, PROXY_MEMORY_MB: '128' } });
+  });
+  afterAll(async () => {
+    await layout?.close();
+    await removeOwners(owners);
+  });
+
+  const call = async (method: 'GET' | 'POST', route: string, userId: string) => {
+    const res = await fetch(`${layout.relay.url}${route}`, { method, headers: { authorization: `Bearer ${layout.token(userId)}` } });
+    return { status: res.status, body: (await res.json()) as { status: string; driver?: string; created?: boolean } };
+  };
+
+  it('starts, reports and stops the caller’s container through the HTTP API', async () => {
+    const [dana] = users;
+    const started = await call('POST', '/api/proxy/start', dana);
+    expect(started).toMatchObject({ status: 201, body: { status: 'running', driver: 'docker', created: true } });
+    const container = await docker.getContainer(containerName(userHash(dana))).inspect();
+    expect(container.State.Running).toBe(true);
+    expect((await call('GET', '/api/proxy/status', dana)).body).toMatchObject({ status: 'running', driver: 'docker' });
+    expect((await call('POST', '/api/proxy/stop', dana)).body).toMatchObject({ status: 'stopped' });
+    expect(await leftovers([userHash(dana)])).toEqual({ containers: [], networks: [] });
+  });
+
+  it('relays a request through the user’s container to the desktop', async () => {
+    const [, eli] = users;
+    await layout.connectBridge(eli);
+    const res = await layout.fetchAs(eli, '/api/tags');
+    expect(res.status).toBe(200);
+    expect(await res.json()).toHaveProperty('models');
+    expect((await leftovers([userHash(eli)])).containers).toEqual([`/${containerName(userHash(eli))}`]);
+  });
+
+  it('reports the Docker engine under /health', async () => {
+    const res = await fetch(`${layout.relay.url}/health`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ status: 'ok', checks: { docker: { ok: true } } });
+  });
+});

@@ -1,0 +1,125 @@
+/**
+ * What the Docker suites share: random owners (names are fixed by design, so each run uses fresh
+ * owner hashes and never touches anyone else's proxies), a driver with test settings, a cleanup
+ * that removes everything labelled for those owners whatever state a failed test left, and a
+ * short-lived probe container that tries connections from inside a user's network.
+ */
+import { randomBytes } from 'node:crypto';
+import Docker from 'dockerode';
+import { DockerDriver, type DockerDriverOptions } from '../../api-backend/src/proxy/docker-driver';
+import { createLogger } from '../../api-backend/src/logger';
+import { LABELS } from '../../api-backend/src/proxy/naming';
+import { NODE_BASE_IMAGE, PROXY_IMAGE } from './require-docker';
+
+export const docker = new Docker();
+export const logger = createLogger(process.env.CTLL_TEST_LOG_LEVEL ?? 'error');
+
+export const randomOwner = (): string => randomBytes(8).toString('hex');
+
+/**
+ * This test run's PROXY_SCOPE: another api-backend on the same engine (a deploy smoke test, a
+ * developer's instance) never adopts, sweeps or shuts down our proxies, nor we theirs.
+ */
+export const TEST_SCOPE = `test-${randomBytes(4).toString('hex')}`;
+
+export interface Exit {
+  ownerHash: string;
+  detail: string;
+}
+
+/** A driver as production makes it, with a short start timeout; its exits are collected in `exits`. */
+export function testDriver(overrides: Partial<DockerDriverOptions> = {}): { driver: DockerDriver; exits: Exit[] } {
+  const exits: Exit[] = [];
+  const driver = new DockerDriver({
+    image: PROXY_IMAGE,
+    scope: TEST_SCOPE,
+    memoryMb: 128,
+    cpus: 0.5,
+    subnetPool: process.env.PROXY_SUBNET_POOL ?? '10.200.0.0/16',
+    startTimeoutMs: 15_000,
+    env: (ownerHash, secret) => ({ NODE_ENV: 'production', HOST: '0.0.0.0', PROXY_SECRET: secret, PROXY_USER_HASH: ownerHash, LOG_LEVEL: 'warn' }),
+    logger,
+    onExit: (ownerHash, detail) => exits.push({ ownerHash, detail }),
+    ...overrides,
+  });
+  return { driver, exits };
+}
+
+/** Our containers and networks for these owners, as the engine lists them. */
+export async function leftovers(owners: Iterable<string>): Promise<{ containers: string[]; networks: string[] }> {
+  const wanted = new Set(owners);
+  const filters = { label: [`${LABELS.managed}=true`] };
+  const [containers, networks] = await Promise.all([docker.listContainers({ all: true, filters }), docker.listNetworks({ filters })]);
+  return {
+    containers: containers.filter((c) => wanted.has(c.Labels[LABELS.owner])).map((c) => c.Names[0]),
+    networks: networks.filter((n) => wanted.has(n.Labels?.[LABELS.owner] ?? '')).map((n) => n.Name),
+  };
+}
+
+/** Removes every container and network labelled for these owners; safe to call whatever is left. */
+export async function removeOwners(owners: Iterable<string>): Promise<void> {
+  const wanted = new Set(owners);
+  const filters = { label: [`${LABELS.managed}=true`] };
+  const containers = (await docker.listContainers({ all: true, filters })).filter((c) => wanted.has(c.Labels[LABELS.owner]));
+  await Promise.all(containers.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+  const networks = (await docker.listNetworks({ filters })).filter((n) => wanted.has(n.Labels?.[LABELS.owner] ?? ''));
+  for (const network of networks) {
+    const info = await docker.getNetwork(network.Id).inspect().catch(() => undefined);
+    for (const id of Object.keys(info?.Containers ?? {})) await docker.getNetwork(network.Id).disconnect({ Container: id, Force: true }).catch(() => undefined);
+    await docker.getNetwork(network.Id).remove().catch(() => undefined);
+  }
+}
+
+/**
+ * Runs `node -e script` in a throw-away container of the base image on `network` and returns what
+ * it printed. The image has no shell, so this is how a test acts from inside a user's network.
+ */
+export async function probeFrom(network: string, script: string, timeoutMs = 15_000): Promise<string> {
+  const container = await docker.createContainer({
+    name: `ctll-test-probe-${randomBytes(4).toString('hex')}`,
+    Image: NODE_BASE_IMAGE,
+    Cmd: ['node', '-e', script],
+    Tty: true, // plain output, no stream multiplexing
+    User: '1001:1001',
+    Labels: { 'io.cloudtolocalllm.test': 'probe' },
+    HostConfig: { NetworkMode: network },
+  });
+  try {
+    await container.start();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('probe timed out')), timeoutMs)));
+    await Promise.race([container.wait(), timeout]).finally(() => clearTimeout(timer));
+    const output: unknown = await container.logs({ stdout: true, stderr: true });
+    // dockerode hands back output that parses as JSON already parsed.
+    return (Buffer.isBuffer(output) ? output.toString('utf8') : JSON.stringify(output)).trim();
+  } finally {
+    await container.remove({ force: true }).catch(() => undefined);
+  }
+}
+
+/** A node script that tries TCP connections and prints one JSON object {"host:port": "connected" | error code}. */
+export function connectScript(targets: Array<{ host: string; port: number }>, timeoutMs = 2000): string {
+  return `
+    const net = require('net');
+    const results = {};
+    Promise.all(${JSON.stringify(targets)}.map(({ host, port }) => new Promise((done) => {
+      const socket = net.connect({ host, port, timeout: ${timeoutMs} });
+      const finish = (what) => { results[host + ':' + port] = what; socket.destroy(); done(); };
+      socket.on('connect', () => finish('connected'));
+      socket.on('timeout', () => finish('timeout'));
+      socket.on('error', (error) => finish(error.code || error.message));
+    }))).then(() => console.log(JSON.stringify(results)));`;
+}
+
+export async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+export async function health(host: string, port: number): Promise<number> {
+  const res = await fetch(`http://${host}:${port}/health`, { signal: AbortSignal.timeout(3000) });
+  return res.status;
+}
