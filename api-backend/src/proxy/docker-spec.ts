@@ -48,7 +48,7 @@ const MIB = 1024 * 1024;
  * Sets apart the resources of api-backends that share one engine (production and a test run, two
  * stacks on one VPS): each follows, sweeps, adopts and shuts down only its own scope.
  */
-export const SCOPE_LABEL = 'io.cloudtolocalllm.scope';
+export const SCOPE_LABEL = LABELS.scope;
 
 export function proxyLabels(ownerHash: string, role: ProxyRole, subnet: string, spec: Pick<ProxySpecOptions, 'image' | 'scope'>, now = new Date()): Record<string, string> {
   return {

@@ -20,4 +20,6 @@ export const LABELS = {
   created: 'io.cloudtolocalllm.created',
   image: 'io.cloudtolocalllm.image',
   subnet: 'io.cloudtolocalllm.subnet',
+  /** Which api-backend deployment owns the resource (PROXY_SCOPE). */
+  scope: 'io.cloudtolocalllm.scope',
 } as const;
