@@ -14,7 +14,7 @@ describe('proxy lifecycle (process driver)', () => {
   let layout: Layout;
 
   beforeAll(async () => {
-    layout = await startLayout({ env: { PROXY_IDLE_TIMEOUT_MS: '400', PROXY_CLEANUP_CRON: '* * * * * *' } });
+    layout = await startLayout();
   });
   afterAll(() => layout?.close());
 
@@ -38,15 +38,8 @@ describe('proxy lifecycle (process driver)', () => {
     expect(await layout.relay.manager.driver.list()).toHaveLength(0);
   });
 
-  it('culls a proxy with no desktop after the idle timeout, but keeps one whose desktop is connected', async () => {
-    await call('POST', '/api/proxy/start', 'idle-user');
-    await layout.connectBridge('busy-user');
-    await waitFor(async () => (await call('GET', '/api/proxy/status', 'idle-user')).body.status === 'not-found', 5000, 'the idle proxy to be culled');
-    const busy = await call('GET', '/api/proxy/status', 'busy-user');
-    expect(busy.body).toMatchObject({ status: 'running', desktop: { connected: true } });
-  });
-
   it('recovers from a crashed proxy: the bridge reconnects and a new proxy serves it', async () => {
+    await layout.connectBridge('busy-user');
     const [before] = (await layout.relay.manager.driver.list()).filter((h) => h.state === 'running');
     process.kill(Number(before.id), 'SIGKILL');
     await waitFor(async () => (await layout.fetchAs('busy-user', '/api/tags')).status === 200, 15_000, 'a new proxy to serve the bridge');
@@ -65,5 +58,28 @@ describe('proxy lifecycle (process driver)', () => {
     expect(pids.length).toBeGreaterThan(0);
     await layout.relay.close();
     for (const pid of pids) expect(() => process.kill(pid, 0)).toThrow();
+  });
+});
+
+describe('idle culling (process driver)', () => {
+  let layout: Layout;
+
+  beforeAll(async () => {
+    // The sweep runs every second here, and a proxy with no desktop is idle after 400 ms.
+    layout = await startLayout({ env: { PROXY_IDLE_TIMEOUT_MS: '400', PROXY_CLEANUP_CRON: '* * * * * *' } });
+  });
+  afterAll(() => layout?.close());
+
+  const call = async (method: 'GET' | 'POST', route: string, userId: string): Promise<{ status: number; body: StatusBody }> => {
+    const res = await fetch(`${layout.relay.url}${route}`, { method, headers: { authorization: `Bearer ${layout.token(userId)}` } });
+    return { status: res.status, body: (await res.json()) as StatusBody };
+  };
+
+  it('culls a proxy with no desktop after the idle timeout, but keeps one whose desktop is connected', async () => {
+    await call('POST', '/api/proxy/start', 'idle-user');
+    await layout.connectBridge('busy-user');
+    await waitFor(async () => (await call('GET', '/api/proxy/status', 'idle-user')).body.status === 'not-found', 5000, 'the idle proxy to be culled');
+    const busy = await call('GET', '/api/proxy/status', 'busy-user');
+    expect(busy.body).toMatchObject({ status: 'running', desktop: { connected: true } });
   });
 });

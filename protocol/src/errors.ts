@@ -41,6 +41,15 @@ export class NotFoundError extends RelayError {
   readonly code = 'not_found';
 }
 
+/**
+ * A polling bridge the relay does not know (it restarted, or dropped the bridge): the bridge
+ * registers again. The proxy and api-backend answer it alike so a bridge has one code to recognise.
+ */
+export class UnknownBridgeError extends RelayError {
+  readonly status = 404;
+  readonly code = 'unknown_bridge';
+}
+
 export class PayloadTooLargeError extends RelayError {
   readonly status = 413;
   readonly code = 'payload_too_large';

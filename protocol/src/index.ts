@@ -5,3 +5,4 @@ export * from './headers';
 export * from './errors';
 export * from './poll';
 export * from './public-address';
+export * from './proxy-api';

@@ -6,51 +6,10 @@
 import http from 'node:http';
 import type { ProxyEndpoint } from './driver';
 
-export const SECRET_HEADER = 'x-ctll-proxy-secret';
+import { PROXY_SECRET_HEADER, type JournalPage, type ProxyStatus } from '@ctll/protocol';
 
-export interface ProxyStatus {
-  status: string;
-  startedAt: string;
-  transport: 'ws' | 'poll' | 'zrok' | null;
-  desktops: Array<{
-    id: string;
-    transport: string;
-    connectedAt: string;
-    client: string;
-    activeStreams: number;
-    /** Per-connection counts, when the proxy reports them: the audit closes a connection cut by a stop with these. */
-    requests?: number;
-    bytesToDesktop?: number;
-    bytesFromDesktop?: number;
-  }>;
-  activeRequests: number;
-  requests: number;
-  bytesToDesktop: number;
-  bytesFromDesktop: number;
-  lastActivityAt: string;
-}
-
-/** The proxy's session journal as GET /events answers it (streaming-proxy/src/tunnel/journal.ts). */
-export type JournalEvent =
-  | { seq: number; type: 'tunnel_opened'; at: string; link: string; transport: 'ws' | 'poll'; client: string }
-  | {
-      seq: number;
-      type: 'tunnel_closed';
-      at: string;
-      link: string;
-      transport: 'ws' | 'poll';
-      requests: number;
-      bytesToDesktop: number;
-      bytesFromDesktop: number;
-      reason: string;
-    };
-
-export interface JournalPage {
-  events: JournalEvent[];
-  lastSeq: number;
-  /** Events the journal discarded unread since the proxy started (its ring overflowed). */
-  dropped: number;
-}
+export const SECRET_HEADER = PROXY_SECRET_HEADER;
+export type { JournalEvent, JournalPage, ProxyStatus } from '@ctll/protocol';
 
 export class ProxyClient {
   readonly agent = new http.Agent({

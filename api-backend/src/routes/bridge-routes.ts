@@ -4,7 +4,7 @@
  * owner's proxy only, so another user asking for it reaches their own proxy and gets 404.
  */
 import { Router, type Request, type Response, type NextFunction } from 'express';
-import { RelayError } from '@ctll/protocol';
+import { UnknownBridgeError } from '@ctll/protocol';
 import type { StreamingProxyManager } from '../proxy/manager';
 import type { ProxyClient } from '../proxy/proxy-client';
 import type { Caller } from '../auth/authenticator';
@@ -14,16 +14,6 @@ import type { Metrics } from '../metrics';
 export interface BridgeRouteOptions {
   pollTimeoutMs: number;
   requestTimeoutMs: number;
-}
-
-/**
- * No proxy runs for the caller, so no bridge of theirs is registered (the relay restarted, or the
- * proxy was culled): the same 404 `unknown_bridge` the proxy gives for an id it does not know, so
- * a bridge has one answer to recognise and registers again.
- */
-class UnknownBridgeError extends RelayError {
-  readonly status = 404;
-  readonly code = 'unknown_bridge';
 }
 
 /** Registration bodies are tiny; answers (`respond`) stream and are bounded only by the web client's patience. */

@@ -2,7 +2,9 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 
 /** The header api-backend proves itself with. Only api-backend ever learns the secret. */
-export const SECRET_HEADER = 'x-ctll-proxy-secret';
+import { PROXY_SECRET_HEADER as SECRET_HEADER } from '@ctll/protocol';
+
+export { SECRET_HEADER };
 
 /** Constant-time check of the caller's secret (hashing first makes the lengths equal). */
 export function secretChecker(secret: string): (req: IncomingMessage) => boolean {

@@ -3,19 +3,15 @@
  * both ways and owns the correlator of the streams running over it. The hub picks a link for
  * each new exchange; the exchange then talks only to that link.
  */
-import type { ControlMessage } from '@ctll/protocol';
+import type { ControlMessage, DesktopInfo } from '@ctll/protocol';
 import type { Correlator, StreamSender } from './correlator';
 import type { LinkCounters } from './link-counters';
 
 export type Transport = 'ws' | 'poll';
 
-export interface LinkInfo {
-  id: string;
+/** What /status reports of a link (protocol's DesktopInfo), with the counts always present. */
+export interface LinkInfo extends DesktopInfo {
   transport: Transport;
-  connectedAt: string;
-  client: string;
-  activeStreams: number;
-  /** The session's counts so far, so a stop that ends the link still reaches the audit with them. */
   requests: number;
   bytesToDesktop: number;
   bytesFromDesktop: number;

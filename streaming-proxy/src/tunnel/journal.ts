@@ -4,28 +4,8 @@
  * the data plane never writes to a database and never learns where the audit lives. The journal is
  * a bounded ring: if nobody pulls for long, the oldest events go and `dropped` says how many.
  */
-export interface TunnelOpened {
-  seq: number;
-  type: 'tunnel_opened';
-  at: string;
-  link: string;
-  transport: 'ws' | 'poll';
-  client: string;
-}
+import type { JournalEvent, TunnelClosed, TunnelOpened } from '@ctll/protocol';
 
-export interface TunnelClosed {
-  seq: number;
-  type: 'tunnel_closed';
-  at: string;
-  link: string;
-  transport: 'ws' | 'poll';
-  requests: number;
-  bytesToDesktop: number;
-  bytesFromDesktop: number;
-  reason: string;
-}
-
-export type JournalEvent = TunnelOpened | TunnelClosed;
 type NewEvent = Omit<TunnelOpened, 'seq' | 'at'> | Omit<TunnelClosed, 'seq' | 'at'>;
 
 export class Journal {

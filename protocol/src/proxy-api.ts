@@ -1,0 +1,63 @@
+/**
+ * The streaming-proxy's own small HTTP API, as api-backend reads it: `GET /status` and
+ * `GET /events`. Declared once here so the proxy that answers and api-backend that asks cannot
+ * drift apart. (The proxy answers only api-backend, which proves itself with PROXY_SECRET_HEADER.)
+ */
+export const PROXY_SECRET_HEADER = 'x-ctll-proxy-secret';
+
+export type TunnelTransport = 'ws' | 'poll';
+
+export interface DesktopInfo {
+  id: string;
+  transport: string;
+  connectedAt: string;
+  client: string;
+  activeStreams: number;
+  /** The session's counts so far, so a stop that ends the link still reaches the audit with them. */
+  requests?: number;
+  bytesToDesktop?: number;
+  bytesFromDesktop?: number;
+}
+
+export interface ProxyStatus {
+  status: string;
+  startedAt: string;
+  /** The path requests take now: a desktop tunnel, a zrok share, or none. */
+  transport: TunnelTransport | 'zrok' | null;
+  desktops: DesktopInfo[];
+  activeRequests: number;
+  requests: number;
+  bytesToDesktop: number;
+  bytesFromDesktop: number;
+  lastActivityAt: string;
+}
+
+export interface TunnelOpened {
+  seq: number;
+  type: 'tunnel_opened';
+  at: string;
+  link: string;
+  transport: TunnelTransport;
+  client: string;
+}
+
+export interface TunnelClosed {
+  seq: number;
+  type: 'tunnel_closed';
+  at: string;
+  link: string;
+  transport: TunnelTransport;
+  requests: number;
+  bytesToDesktop: number;
+  bytesFromDesktop: number;
+  reason: string;
+}
+
+export type JournalEvent = TunnelOpened | TunnelClosed;
+
+export interface JournalPage {
+  events: JournalEvent[];
+  lastSeq: number;
+  /** Events the journal discarded unread since the proxy started (its ring overflowed). */
+  dropped: number;
+}
