@@ -39,6 +39,11 @@ readonly BASE_IMAGE="ctll/node-base:local"
 readonly COMPOSE_FILE="docker-compose.production.yml"
 # The label api-backend's docker driver puts on every proxy container and network (api-backend/src/proxy/naming.ts).
 readonly MANAGED_LABEL="io.cloudtolocalllm.managed"
+# The smoke's api-backend owns only resources of its own PROXY_SCOPE, so other relays and test
+# runs on the same engine are left alone, and the smoke can tell its own leftovers apart.
+SMOKE_SCOPE="smoke-$(openssl rand -hex 4)"
+readonly SMOKE_SCOPE
+readonly SCOPE_LABEL="io.cloudtolocalllm.scope=$SMOKE_SCOPE"
 
 keep=""
 for arg in "$@"; do
@@ -97,7 +102,7 @@ cleanup() {
     left="$(docker ps -aq --filter "label=com.docker.compose.project=$PROJECT"; docker network ls -q --filter "label=com.docker.compose.project=$PROJECT"; docker volume ls -q --filter "label=com.docker.compose.project=$PROJECT")"
     [[ -z "$left" ]] || log "warning: left behind by project $PROJECT: $(xargs <<<"$left")"
     if [[ -n "${engine_was_clean:-}" ]]; then
-        left="$(docker ps -aq --filter "label=$MANAGED_LABEL"; docker network ls -q --filter "label=$MANAGED_LABEL")"
+        left="$(docker ps -aq --filter "label=$MANAGED_LABEL" --filter "label=$SCOPE_LABEL"; docker network ls -q --filter "label=$MANAGED_LABEL" --filter "label=$SCOPE_LABEL")"
         [[ -z "$left" ]] || log "warning: relay proxy containers or networks remain after api-backend stopped: $(xargs <<<"$left")"
     fi
     log "cleaned up"
@@ -162,14 +167,9 @@ case "$driver" in
         ;;
     *) die "CTLL_SMOKE_PROXY_DRIVER must be auto, docker or process, got: $driver" ;;
 esac
-# With the docker driver the deployed api-backend takes charge of every relay proxy container and
-# network on this engine (it reconciles by label, as production must). Others' would be adopted,
-# culled or removed, so the smoke only runs on an engine no other relay or test is using.
-if [[ "$driver" == docker ]]; then
-    foreign="$(docker ps -aq --filter "label=$MANAGED_LABEL"; docker network ls -q --filter "label=$MANAGED_LABEL")"
-    [[ -z "$foreign" ]] || die "this engine holds relay proxy containers or networks (label $MANAGED_LABEL) that the smoke's api-backend would take over: $(xargs <<<"$foreign"). Run it when no other relay or Docker test uses this engine, or with CTLL_SMOKE_PROXY_DRIVER=process"
-    engine_was_clean=1
-fi
+# With the docker driver the deployed api-backend reconciles the proxies of its PROXY_SCOPE by label,
+# as production does; a fresh scope keeps it away from any other relay's or test's proxies.
+[[ "$driver" == docker ]] && engine_was_clean=1
 
 # ----- 1. the compose file validates -------------------------------------------------------------
 
@@ -213,6 +213,7 @@ set_env JWT_JWKS_URI "https://issuer.$DOMAIN/.well-known/jwks.json"
 set_env BASE_IMAGE "$BASE_IMAGE"
 set_env API_BACKEND_IMAGE "$API_IMAGE"
 set_env PROXY_IMAGE "$PROXY_IMAGE"
+set_env PROXY_SCOPE "$SMOKE_SCOPE"
 while IFS='=' read -r key value; do set_env "$key" "$value"; done < <("$REPO/scripts/ci/standin-images.sh" --print-env)
 
 log "second run: ./deploy.sh --no-certbot (brings the stack up)"

@@ -79,9 +79,13 @@ export class ProxyNetworks {
     });
   }
 
-  /** The owner's network as the engine has it, or null. */
+  /**
+   * The owner's network as the engine has it, or null. Network names are not unique to Docker:
+   * two creates racing (two replicas, a restart overlapping a shutdown) can both succeed, so the
+   * oldest is the owner's network and any later twin of ours is removed here.
+   */
   async inspect(ownerHash: string): Promise<Docker.NetworkInspectInfo | null> {
-    const info = (await ignoringGone(() => this.docker.getNetwork(networkName(ownerHash)).inspect())) as Docker.NetworkInspectInfo | undefined;
+    const [info, ...twins] = await this.byName(ownerHash);
     if (!info) return null;
     if (!isOurs(info.Labels, this.options.spec.scope)) {
       const scope = info.Labels?.[LABELS.managed] === 'true' ? ` (it belongs to PROXY_SCOPE=${info.Labels[SCOPE_LABEL] ?? '?'})` : '';
@@ -90,7 +94,25 @@ export class ProxyNetworks {
         image: this.options.spec.image,
       });
     }
+    for (const twin of twins) {
+      if (!isOurs(twin.Labels, this.options.spec.scope)) continue;
+      this.options.logger.warn('StreamingProxy network made twice; removing the later one', { owner: ownerHash, network: twin.Id });
+      await ignoringGone(() => this.docker.getNetwork(twin.Id).remove()).catch(() => undefined);
+    }
     return info;
+  }
+
+  /** Networks with exactly the owner's network name, oldest first, inspected by id. */
+  private async byName(ownerHash: string): Promise<Docker.NetworkInspectInfo[]> {
+    const name = networkName(ownerHash);
+    // The engine's name filter matches substrings: keep exact names only.
+    const listed = (await this.docker.listNetworks({ filters: { name: [name] } })).filter((n) => n.Name === name);
+    const infos = await Promise.all(
+      listed.map((n) => ignoringGone(() => this.docker.getNetwork(n.Id).inspect()) as Promise<Docker.NetworkInspectInfo | undefined>),
+    );
+    return infos
+      .filter((info): info is Docker.NetworkInspectInfo => info !== undefined)
+      .sort((a, b) => Date.parse(a.Created) - Date.parse(b.Created));
   }
 
   /** Every network we made, as the engine lists them. */
@@ -100,20 +122,21 @@ export class ProxyNetworks {
 
   /** Removes the owner's network, first detaching api-backend and anything else still on it. */
   async remove(ownerHash: string): Promise<void> {
-    const network = this.docker.getNetwork(networkName(ownerHash));
-    const found = (await ignoringGone(() => network.inspect())) as Docker.NetworkInspectInfo | undefined;
-    if (!isOurs(found?.Labels, this.options.spec.scope)) return; // gone, or somebody else's: never ours to remove
     const { self } = await this.options.placement();
-    if (self) await ignoringGone(() => network.disconnect({ Container: self, Force: true }));
-    try {
-      await ignoringGone(() => network.remove());
-    } catch (error) {
-      if (classify(error) !== 'active-endpoints') throw error;
-      const current = (await ignoringGone(() => network.inspect())) as Docker.NetworkInspectInfo | undefined;
-      for (const id of Object.keys(current?.Containers ?? {})) {
-        await ignoringGone(() => network.disconnect({ Container: id, Force: true }));
+    for (const found of await this.byName(ownerHash)) {
+      if (!isOurs(found.Labels, this.options.spec.scope)) continue; // somebody else's: never ours to remove
+      const network = this.docker.getNetwork(found.Id);
+      if (self) await ignoringGone(() => network.disconnect({ Container: self, Force: true }));
+      try {
+        await ignoringGone(() => network.remove());
+      } catch (error) {
+        if (classify(error) !== 'active-endpoints') throw error;
+        const current = (await ignoringGone(() => network.inspect())) as Docker.NetworkInspectInfo | undefined;
+        for (const id of Object.keys(current?.Containers ?? {})) {
+          await ignoringGone(() => network.disconnect({ Container: id, Force: true }));
+        }
+        await ignoringGone(() => network.remove());
       }
-      await ignoringGone(() => network.remove());
     }
   }
 

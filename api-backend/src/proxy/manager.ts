@@ -9,6 +9,7 @@
  * so `docker logs <api-backend> | grep StreamingProxy` tells the story; users appear as hashes.
  */
 import { EventEmitter } from 'node:events';
+import { ServiceUnavailableError } from '@ctll/protocol';
 import type { ProxyDriver, ProxyEndpoint, ProxyHandle, StopReason } from './driver';
 import { KeyedLock } from './keyed-lock';
 import type { ProxyClient, ProxyStatus } from './proxy-client';
@@ -44,6 +45,8 @@ export interface ManagerEvents {
 
 export class StreamingProxyManager extends EventEmitter<ManagerEvents> {
   private readonly lock = new KeyedLock();
+  /** Set by close(): a proxy made during shutdown would outlive it (or race the next api-backend). */
+  private closing = false;
 
   constructor(
     readonly driver: ProxyDriver,
@@ -60,6 +63,7 @@ export class StreamingProxyManager extends EventEmitter<ManagerEvents> {
     return this.lock.run(ownerHash, async () => {
       const existing = await this.driver.inspect(ownerHash);
       if (existing?.state === 'running') return { handle: existing, created: false };
+      if (this.closing) throw new ServiceUnavailableError('the relay is shutting down; try again in a moment', 'shutting_down');
       if (existing) await this.driver.remove(ownerHash); // a half-made or dead one
       const began = Date.now();
       this.logger.info('StreamingProxy starting', { owner: ownerHash, driver: this.driver.name });
@@ -134,6 +138,7 @@ export class StreamingProxyManager extends EventEmitter<ManagerEvents> {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     const handles = await this.driver.list();
     await Promise.all(handles.map((handle) => this.stopOwner(handle.ownerHash, 'shutdown')));
     await this.driver.close();
