@@ -1,0 +1,70 @@
+// `npm run bench [-- --quick] [-- --only small,bulk] [-- --profile]`
+//
+// Bundles the TypeScript bench with esbuild (already a devDependency, so a fresh `npm ci` is all
+// it needs) into bench/.tmp/build and runs it. Our own workspaces (@ctll/*, tests/helpers) are
+// bundled in; npm packages stay external and load from node_modules. The product itself must be
+// built first (`npm run build`), because the bench runs the real bundles as child processes.
+import { build } from 'esbuild';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const outdir = path.join(root, 'bench/.tmp/build');
+
+for (const bundle of ['api-backend/dist/main.js', 'bridge/dist/cli.js', 'streaming-proxy/dist/streaming-proxy.js']) {
+  if (!existsSync(path.join(root, bundle))) {
+    console.error(`bench: ${bundle} is missing; run \`npm run build\` first`);
+    process.exit(1);
+  }
+}
+
+/**
+ * Keeps npm packages external (they load from node_modules at run time, as the product loads
+ * them) and bundles our own code. A package is required by the absolute path it resolves to from
+ * the importing file, since workspaces may keep their own node_modules (api-backend/node_modules).
+ */
+const require = createRequire(import.meta.url);
+const externalPackages = {
+  name: 'external-packages',
+  setup(b) {
+    b.onResolve({ filter: /^[^./]/ }, (args) => {
+      if (args.path.startsWith('@ctll/') || args.path.startsWith('node:')) return undefined;
+      try {
+        return { path: require.resolve(args.path, { paths: [args.resolveDir] }), external: true };
+      } catch {
+        return { path: args.path, external: true };
+      }
+    });
+  },
+};
+
+await build({
+  absWorkingDir: root,
+  entryPoints: {
+    main: 'bench/src/main.ts',
+    'llm-server': 'bench/src/children/llm-server.ts',
+    'bridge-fleet': 'bench/src/children/bridge-fleet.ts',
+    'profiled-proxy': 'bench/src/children/profiled-proxy.ts',
+  },
+  outdir,
+  outExtension: { '.js': '.cjs' },
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  sourcemap: true,
+  logLevel: 'warning',
+  plugins: [externalPackages],
+});
+
+const child = spawn(process.execPath, ['--enable-source-maps', path.join(outdir, 'main.cjs'), ...process.argv.slice(2)], {
+  cwd: root,
+  stdio: 'inherit',
+});
+const forward = (signal) => child.kill(signal);
+process.on('SIGINT', forward);
+process.on('SIGTERM', forward);
+child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
