@@ -111,3 +111,27 @@ describeDocker('a proxy container killed under a live stream (docker driver)', (
     await waitFor(async () => (await layout.fetchAs(user, '/api/tags')).status === 200, 60_000, 'a new proxy to serve the user');
   });
 });
+
+describeDocker('idle culling (docker driver)', () => {
+  let layout: Layout;
+  const idle = `ida-${TEST_SCOPE}`;
+  const busy = `bo-${TEST_SCOPE}`;
+
+  beforeAll(async () => {
+    layout = await startLayout({ driver: 'docker', env: { PROXY_IDLE_TIMEOUT_MS: '500', PROXY_CLEANUP_CRON: '* * * * * *' } });
+  });
+  afterAll(async () => {
+    await layout?.close();
+    await removeOwners([idle, busy].map(userHash));
+  });
+
+  it('removes an idle proxy’s container and network, and keeps one whose desktop is connected', async () => {
+    const res = await fetch(`${layout.relay.url}/api/proxy/start`, { method: 'POST', headers: { authorization: `Bearer ${layout.token(idle)}` } });
+    expect(res.status).toBe(201);
+    await layout.connectBridge(busy);
+    await waitFor(async () => (await leftovers([userHash(idle)])).containers.length === 0, 20_000, 'the idle container to be culled');
+    expect(await leftovers([userHash(idle)])).toEqual({ containers: [], networks: [] });
+    expect((await docker.getContainer(containerName(userHash(busy))).inspect()).State.Running).toBe(true);
+    expect((await layout.fetchAs(busy, '/api/tags')).status).toBe(200);
+  });
+});
