@@ -165,6 +165,7 @@ function createDriver(
       egress: config.proxy.egress,
       scope: config.proxy.scope,
       startTimeoutMs: config.proxy.startTimeoutMs,
+      endpointCacheMs: config.proxy.endpointCacheMs,
       // A proxy calls api-backend back on our listening port, at our address on the proxy's own network.
       env: (ownerHash, secret, backendAddress) =>
         proxyEnv(config, {

@@ -72,6 +72,8 @@ const schema = z.object({
   PROXY_SCOPE: z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, 'must be 1-63 lower-case letters, digits, ".", "_" or "-"').default('default'),
   PROXY_START_TIMEOUT_MS: z.coerce.number().int().positive().default(15_000),
   PROXY_PING_INTERVAL_MS: z.coerce.number().int().positive().default(15_000),
+  /** docker driver: how long a running proxy's address is reused without asking the engine; 0 asks on every request. */
+  PROXY_ENDPOINT_CACHE_MS: z.coerce.number().int().min(0).max(60_000).default(5_000),
   /** Path of the bundled streaming-proxy the process driver runs. */
   PROXY_SCRIPT: z.string().min(1).optional(),
 
@@ -138,6 +140,8 @@ export interface Config {
     scope: string;
     startTimeoutMs: number;
     pingIntervalMs: number;
+    /** docker driver: how long a running proxy's endpoint is reused without asking the engine. */
+    endpointCacheMs: number;
     script: string;
     /** Where proxies reach api-backend; undefined: derived from the listening port (process driver). */
     apiBackendUrl?: string;
@@ -205,6 +209,7 @@ export function loadConfig(env: Record<string, string | undefined>, defaults: { 
       scope: c.PROXY_SCOPE,
       startTimeoutMs: c.PROXY_START_TIMEOUT_MS,
       pingIntervalMs: c.PROXY_PING_INTERVAL_MS,
+      endpointCacheMs: c.PROXY_ENDPOINT_CACHE_MS,
       script: path.resolve(c.PROXY_SCRIPT ?? defaults.proxyScript),
       apiBackendUrl: c.PROXY_API_BACKEND_URL?.replace(/\/+$/, ''),
     },

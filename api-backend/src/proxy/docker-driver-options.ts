@@ -40,6 +40,8 @@ export interface DockerDriverOptions {
   /** Socket idle limit for engine calls, so a hung daemon fails calls instead of hanging them. */
   apiTimeoutMs?: number;
   healthTimeoutMs?: number;
+  /** How long a running proxy's endpoint is served without asking the engine (events drop it sooner); 0 asks every time. */
+  endpointCacheMs?: number;
 }
 
 export const DOCKER_DRIVER_DEFAULTS = Object.freeze({
@@ -56,6 +58,7 @@ export const DOCKER_DRIVER_DEFAULTS = Object.freeze({
   sweepIntervalMs: 60_000,
   apiTimeoutMs: 60_000,
   healthTimeoutMs: 3_000,
+  endpointCacheMs: 5_000,
 });
 
 export type ResolvedDockerOptions = DockerDriverOptions & typeof DOCKER_DRIVER_DEFAULTS;

@@ -2,8 +2,10 @@
  * The production driver: each user's streaming-proxy is a hardened container `ctll-proxy-<h>` on
  * its own network `ctll-net-<h>` (docker-spec.ts, docker-networks.ts), made through dockerode.
  *
- * The engine is the record of what exists. inspect and list read it every time; the driver keeps
- * only what is true of this process alone: which creates are in flight (shown as "starting"),
+ * The engine is the record of what exists. inspect and list read it every time; `endpoint`, asked
+ * on every relayed request, may answer from a cache of it that container events, removes and
+ * failed connections clear (endpoint-cache.ts). Otherwise the driver keeps only what is true of
+ * this process alone: which creates are in flight (shown as "starting"),
  * which exits it caused or already reported (exit-ledger.ts), and a per-owner lock so its own
  * background work (cleaning up a dead proxy, the sweep) never interleaves with a create or remove
  * for the same owner. `start()` reconciles with what a previous process left (docker-reconcile.ts)
@@ -22,7 +24,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import Docker from 'dockerode';
-import type { DriverHealth, ProxyDriver, ProxyHandle } from './driver';
+import type { DriverHealth, ProxyDriver, ProxyEndpoint, ProxyHandle } from './driver';
 import { resolveDockerOptions, specOf, type DockerDriverOptions, type ResolvedDockerOptions } from './docker-driver-options';
 import { KeyedLock } from './keyed-lock';
 import { LABELS, containerName } from './naming';
@@ -33,6 +35,7 @@ import { describePlacement, detectPlacement, type Placement } from './docker-pla
 import { DockerEventFollower, type ContainerEvent } from './docker-events';
 import { planReconcile } from './docker-reconcile';
 import { ExitLedger } from './exit-ledger';
+import { EndpointCache } from './endpoint-cache';
 import { waitHealthy, NotHealthyError } from './wait-healthy';
 import { createdOf, endpointOf, handleOf, removeContainer, whyNotRunning } from './docker-containers';
 import { mapLimit } from './map-limit';
@@ -53,6 +56,7 @@ export class DockerDriver implements ProxyDriver {
   private readonly lock = new KeyedLock();
   private readonly creating = new Set<string>();
   private readonly exits = new ExitLedger();
+  private readonly endpoints: EndpointCache;
   private readonly background = new Set<Promise<unknown>>();
   private placement?: Promise<Placement>;
   private readonly proxyFilter: { label: string[] };
@@ -65,6 +69,7 @@ export class DockerDriver implements ProxyDriver {
     this.docker = new Docker({ ...o.dockerOptions, timeout: o.apiTimeoutMs });
     this.proxyFilter = { label: managedFilter(o.scope, 'proxy') };
     this.spec = specOf(o);
+    this.endpoints = new EndpointCache(o.endpointCacheMs);
     const pool = new SubnetPool(o.subnetPool, o.subnetPrefix);
     this.networks = new ProxyNetworks(this.docker, { pool, spec: this.spec, placement: () => this.where(), logger: o.logger });
     // The event stream has its own client: the API client's idle timeout would cut a quiet stream.
@@ -72,7 +77,11 @@ export class DockerDriver implements ProxyDriver {
       logger: o.logger,
       scope: o.scope,
       onEvent: (event) => this.onContainerEvent(event),
-      onConnect: (gap) => gap && this.inBackground(this.reconcile()),
+      onConnect: (gap) => {
+        // Whatever happened while the stream was away is unknown: nothing cached is trusted.
+        this.endpoints.clear();
+        if (gap) this.inBackground(this.reconcile());
+      },
     });
   }
 
@@ -111,6 +120,20 @@ export class DockerDriver implements ProxyDriver {
     } catch (error) {
       throw toRelayError(error, { action: `inspect ${containerName(ownerHash)}`, image: this.options.image });
     }
+  }
+
+  async endpoint(ownerHash: string): Promise<ProxyEndpoint | null> {
+    // Without the event stream a dead proxy would go unnoticed until the entry expires.
+    const cached = this.events.connected ? this.endpoints.get(ownerHash) : undefined;
+    if (cached) return cached;
+    return this.endpoints.through(ownerHash, async () => {
+      const handle = await this.inspect(ownerHash);
+      return handle?.state === 'running' && handle.endpoint ? handle.endpoint : null;
+    });
+  }
+
+  forgetEndpoint(ownerHash: string): void {
+    this.endpoints.forget(ownerHash);
   }
 
   async list(): Promise<ProxyHandle[]> {
@@ -179,6 +202,7 @@ export class DockerDriver implements ProxyDriver {
 
   private async createLocked(ownerHash: string): Promise<ProxyHandle> {
     this.creating.add(ownerHash);
+    this.endpoints.forget(ownerHash);
     try {
       const existing = await this.inspectContainer(ownerHash);
       if (existing) {
@@ -223,6 +247,7 @@ export class DockerDriver implements ProxyDriver {
   }
 
   private async removeLocked(ownerHash: string, options: { keepNetwork?: boolean } = {}): Promise<void> {
+    this.endpoints.forget(ownerHash);
     const info = await this.inspectContainer(ownerHash);
     if (info) {
       const container = this.docker.getContainer(info.Id);
@@ -241,6 +266,7 @@ export class DockerDriver implements ProxyDriver {
 
   private onContainerEvent(event: ContainerEvent): void {
     const ownerHash = event.ownerHash;
+    if (ownerHash) this.endpoints.forget(ownerHash);
     // A proxy dying while we start it fails that start; its caller hears of it, not onExit.
     if (!ownerHash || this.creating.has(ownerHash) || this.exits.isExpected(event.containerId)) return;
     const detail =

@@ -36,6 +36,13 @@ export interface ProxyDriver {
   /** Stops and removes the owner's proxy and anything made for it; resolves quietly if absent. */
   remove(ownerHash: string): Promise<void>;
   inspect(ownerHash: string): Promise<ProxyHandle | null>;
+  /**
+   * Where the owner's running proxy listens, or null. Asked on every relayed request, so a driver
+   * may answer from a short-lived cache it keeps true (endpoint-cache.ts); inspect never does.
+   */
+  endpoint(ownerHash: string): Promise<ProxyEndpoint | null>;
+  /** A connection to the endpoint failed: the next `endpoint` call asks the record again. */
+  forgetEndpoint(ownerHash: string): void;
   list(): Promise<ProxyHandle[]>;
   health(): Promise<DriverHealth>;
   /** Releases the driver's own resources (event streams, child processes). */

@@ -86,9 +86,13 @@ export class StreamingProxyManager extends EventEmitter<ManagerEvents> {
   }
 
   /** Where to reach the user's running proxy, or null if none runs. Never starts one. */
-  async endpoint(userId: string): Promise<ProxyEndpoint | null> {
-    const handle = await this.driver.inspect(userHash(userId));
-    return handle?.state === 'running' && handle.endpoint ? handle.endpoint : null;
+  endpoint(userId: string): Promise<ProxyEndpoint | null> {
+    return this.driver.endpoint(userHash(userId));
+  }
+
+  /** The user's proxy could not be reached at its endpoint: look it up anew next time. */
+  endpointFailed(userId: string): void {
+    this.driver.forgetEndpoint(userHash(userId));
   }
 
   async status(userId: string): Promise<ProxyStatusView> {

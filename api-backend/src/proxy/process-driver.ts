@@ -8,7 +8,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { ServiceUnavailableError } from '@ctll/protocol';
-import type { DriverHealth, ProxyDriver, ProxyExitListener, ProxyHandle } from './driver';
+import type { DriverHealth, ProxyDriver, ProxyEndpoint, ProxyExitListener, ProxyHandle } from './driver';
 import type { Logger } from '../logger';
 
 export interface ProcessDriverOptions {
@@ -93,6 +93,14 @@ export class ProcessDriver implements ProxyDriver {
   async inspect(ownerHash: string): Promise<ProxyHandle | null> {
     return this.children.get(ownerHash)?.handle ?? null;
   }
+
+  /** The child table is in this process already: nothing to cache. */
+  async endpoint(ownerHash: string): Promise<ProxyEndpoint | null> {
+    const handle = this.children.get(ownerHash)?.handle;
+    return handle?.state === 'running' && handle.endpoint ? handle.endpoint : null;
+  }
+
+  forgetEndpoint(): void {}
 
   async list(): Promise<ProxyHandle[]> {
     return [...this.children.values()].map((entry) => entry.handle);

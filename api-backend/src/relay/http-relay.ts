@@ -17,6 +17,8 @@ export interface RelayOptions {
   socketTimeoutMs: number;
   onBytes: (direction: 'up' | 'down', bytes: number) => void;
   onDone: (status: number) => void;
+  /** The proxy could not be reached at all (refused, reset before answering, silent). */
+  onUnreachable?: () => void;
 }
 
 export function relayHttp(
@@ -70,6 +72,7 @@ export function relayHttp(
   upstream.on('error', (error) => {
     if (finished) return;
     finished = true;
+    options.onUnreachable?.();
     if (res.headersSent) {
       res.destroy();
     } else {

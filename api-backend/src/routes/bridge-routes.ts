@@ -22,18 +22,19 @@ const REGISTER_MAX_BYTES = 64 * 1024;
 export function bridgeRoutes(manager: StreamingProxyManager, client: ProxyClient, metrics: Metrics, options: BridgeRouteOptions): Router {
   const router = Router();
   const socketTimeoutMs = Math.max(options.pollTimeoutMs, options.requestTimeoutMs) + 10_000;
-  const relayOptions = (maxBodyBytes: number) => ({
+  const relayOptions = (maxBodyBytes: number, userId: string) => ({
     maxBodyBytes,
     socketTimeoutMs,
     onBytes: (direction: 'up' | 'down', bytes: number) => metrics.relayBytes.inc({ direction: direction === 'up' ? 'down' : 'up' }, bytes),
     onDone: () => undefined,
+    onUnreachable: () => manager.endpointFailed(userId),
   });
 
   router.post('/api/bridge/register', async (req, res, next) => {
     try {
       const { userId } = res.locals.caller as Caller;
       const { handle } = await manager.ensure(userId);
-      relayHttp(req, res, handle.endpoint!, '/bridge/register', client, relayOptions(REGISTER_MAX_BYTES));
+      relayHttp(req, res, handle.endpoint!, '/bridge/register', client, relayOptions(REGISTER_MAX_BYTES, userId));
     } catch (error) {
       next(error);
     }
@@ -41,10 +42,11 @@ export function bridgeRoutes(manager: StreamingProxyManager, client: ProxyClient
 
   const forward = (maxBodyBytes: number) => async (req: Request, res: Response, next: NextFunction) => {
     try {
-      const endpoint = await manager.endpoint((res.locals.caller as Caller).userId);
+      const { userId } = res.locals.caller as Caller;
+      const endpoint = await manager.endpoint(userId);
       if (!endpoint) throw new UnknownBridgeError('no such bridge: register again');
       const upstreamPath = req.originalUrl.replace(/^\/api/, '').split('?')[0];
-      relayHttp(req, res, endpoint, upstreamPath, client, relayOptions(maxBodyBytes));
+      relayHttp(req, res, endpoint, upstreamPath, client, relayOptions(maxBodyBytes, userId));
     } catch (error) {
       next(error);
     }

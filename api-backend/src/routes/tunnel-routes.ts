@@ -56,6 +56,7 @@ export function tunnelRoutes(
         socketTimeoutMs: options.requestTimeoutMs + 10_000,
         onBytes: (direction, bytes) => metrics.relayBytes.inc({ direction }, bytes),
         onDone: () => undefined,
+        onUnreachable: () => manager.endpointFailed(req.params.userId),
       });
     } catch (error) {
       next(error);
