@@ -26,6 +26,7 @@ import { HandshakeTimeoutError, parseRelayError, UpgradeRejectedError } from './
 import { StreamTable, type StreamPort, type TunnelSender } from './stream-table';
 import type { ConnectionEvents, Transport, TransportSetup, TunnelConnection } from './transport';
 import { wsStreamPort, type FrameSender } from './ws-stream';
+import { maskFor } from './ws-mask';
 
 /** The most of a refused upgrade's body we read: enough for the relay's `{error: {code, message}}`. */
 const MAX_REJECTION_BODY = 8 * 1024;
@@ -69,6 +70,7 @@ class WsConnection implements TunnelConnection, TunnelSender, FrameSender {
       // Tokens are small and latency matters more than bytes; the relay does not offer it either.
       perMessageDeflate: false,
       maxPayload: MAX_FRAME_BYTES,
+      generateMask: maskFor(setup.tunnelUrl),
       handshakeTimeout: setup.handshakeTimeoutMs,
       // A redirect would carry the token to wherever it points; the relay never sends one.
       followRedirects: false,

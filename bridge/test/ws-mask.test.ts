@@ -1,0 +1,82 @@
+/**
+ * Frame masks: the all-zero key where nobody between the bridge and the relay can read the bytes
+ * (TLS, loopback), random keys elsewhere; and on the wire, what a relay on loopback receives.
+ */
+import type { Socket } from 'node:net';
+import { startBridge, type Bridge } from '../src';
+import { maskFor } from '../src/ws-mask';
+import { startFakeRelay, type FakeRelay } from './fake-relay';
+import { startTarget, type Target } from './helpers';
+
+describe('maskFor', () => {
+  it.each(['wss://relay.example.com/ws/tunnel', 'ws://127.0.0.1:8080/ws/tunnel', 'ws://127.8.9.1/ws/tunnel', 'ws://localhost:3000/ws/tunnel', 'ws://[::1]:3000/ws/tunnel'])(
+    'uses the zero key for %s',
+    (url) => {
+      const generate = maskFor(new URL(url));
+      expect(generate).toBeDefined();
+      const mask = Buffer.from([1, 2, 3, 4]);
+      generate!(mask);
+      expect([...mask]).toEqual([0, 0, 0, 0]);
+    },
+  );
+
+  it.each(['ws://relay.example.com/ws/tunnel', 'ws://10.0.0.5:3000/ws/tunnel', 'ws://127.0.0.1.example.com/ws/tunnel', 'ws://[::2]/ws/tunnel'])(
+    'keeps random keys for plain ws: to %s',
+    (url) => {
+      expect(maskFor(new URL(url))).toBeUndefined();
+    },
+  );
+});
+
+/** The masking keys of the client frames in `bytes` (RFC 6455 §5.2), first frame first. */
+function maskKeys(bytes: Buffer): Buffer[] {
+  const keys: Buffer[] = [];
+  let at = 0;
+  while (at + 2 <= bytes.length) {
+    const masked = (bytes[at + 1] & 0x80) !== 0;
+    let length = bytes[at + 1] & 0x7f;
+    let header = 2;
+    if (length === 126) {
+      length = bytes.readUInt16BE(at + 2);
+      header = 4;
+    } else if (length === 127) {
+      length = Number(bytes.readBigUInt64BE(at + 2));
+      header = 10;
+    }
+    if (!masked) throw new Error('a client frame without a mask');
+    if (at + header + 4 + length > bytes.length) break;
+    keys.push(bytes.subarray(at + header, at + header + 4));
+    at += header + 4 + length;
+  }
+  return keys;
+}
+
+describe('frames a relay on loopback receives', () => {
+  let target: Target;
+  let relay: FakeRelay;
+  let bridge: Bridge | undefined;
+
+  beforeAll(async () => {
+    target = await startTarget();
+    relay = await startFakeRelay();
+  });
+  afterAll(async () => {
+    await bridge?.close();
+    await relay.close();
+    await target.close();
+  });
+
+  it('are masked with the zero key and arrive intact', async () => {
+    bridge = startBridge({ server: relay.url, token: 'tok-mask', target: target.url, backoff: { stepsMs: [30], jitter: 0 } });
+    const peer = await relay.nextPeer();
+    await bridge.waitConnected();
+    const raw: Buffer[] = [];
+    (peer.request.socket as Socket).on('data', (chunk: Buffer) => raw.push(chunk));
+    peer.send({ type: 'http_request', id: 'm1', method: 'GET', path: '/json/1', headers: {}, end: true });
+    await peer.waitFor((m) => m.type === 'end' && m.id === 'm1');
+    const keys = maskKeys(Buffer.concat(raw));
+    expect(keys.length).toBeGreaterThanOrEqual(2); // the answer's head, its body and its end
+    for (const key of keys) expect([...key]).toEqual([0, 0, 0, 0]);
+    expect(peer.controls.some((m) => m.type === 'http_response' && m.id === 'm1' && m.status === 200)).toBe(true);
+  });
+});
