@@ -46,15 +46,15 @@ const MEANING: Record<string, string> = {
 const LIMITS: Array<[RegExp, string]> = [
   [
     /^small-throughput/,
-    'CPU-bound: a relayed small request costs api-backend, the proxy and the bridge together about ten times the CPU the test server spends on the direct call (the CPU µs/request column), and the 2 cores are shared with the load generator and, here, with other jobs. OpenSSH forwards the same bytes in C without parsing HTTP. What would move it: fewer HTTP parses per request (api-backend and the proxy each parse and re-serialise it; the proxy hop is the price of per-user isolation), and for the docker driver, dropping its per-request engine lookup (hot spots below). The long-poll transport needs two more HTTP exchanges through api-backend per request (the poll and the streamed answer).',
+    'CPU-bound: a relayed small request costs api-backend, the proxy and the bridge together about ten times the CPU the test server spends on the direct call (the CPU µs/request column), and the 2 cores are shared with the load generator and, here, with other jobs. OpenSSH forwards the same bytes in C without parsing HTTP. What would move it: fewer HTTP parses per request (api-backend and the proxy each parse and re-serialise it; the proxy hop is the price of per-user isolation). The docker driver no longer asks the engine per request (hot spots below), so its rows now track the process driver\'s. The long-poll transport needs two more HTTP exchanges through api-backend per request (the poll and the streamed answer).',
   ],
   [
     /^small-latency/,
-    'About half of the added time is CPU on the path (api-backend about 0.5 ms, the proxy and the bridge about 0.2 ms each, see the CPU column); the rest is three more loopback hops, each waking a process that shares 2 cores with the others. The docker driver adds a Docker-engine lookup per request (hot spot below); polling adds the poll and answer exchanges.',
+    'About half of the added time is CPU on the path (api-backend about 0.5 ms, the proxy and the bridge about 0.2 ms each, see the CPU column); the rest is three more loopback hops, each waking a process that shares 2 cores with the others. Polling adds the poll and answer exchanges.',
   ],
   [
     /^bulk-throughput/,
-    'Every byte is copied by three more Node processes, and on the WebSocket transport also masked by the bridge and unmasked by the proxy in JavaScript: masking alone is about half of those two processes\' CPU in a download (hot spot below, with the measured gain of a fix). The direct figure comes from a server writing one cached block at memory speed, so the ratio is a worst case.',
+    'Every byte is read and written again by three more Node processes, each through its own socket buffers and stream machinery, on 2 cores shared with the load generator and the test server. WebSocket masking, once half of the bridge\'s and the proxy\'s CPU in a download, is gone on loopback and wss: (hot spot below). The direct figure comes from a server writing one cached block at memory speed, so the ratio is a worst case.',
   ],
   [/^bulk-memory/, 'Each hop holds at most its flow-control window per stream plus socket buffers; a larger growth means a hop buffers more than its window.'],
   [
@@ -69,7 +69,7 @@ const LIMITS: Array<[RegExp, string]> = [
   [/^proxy-start process/, 'With 20 users at once, 20 Node runtimes start together on 2 cores (each needs about 150 ms of CPU to load the bundle), so the last waits for the others; one at a time the target is met.'],
   [/^proxy-capacity/, 'The ramp stops at the first start slower than 10 s or failing, or under 1 GiB of free memory.'],
   [/^peer ssh -R: (requests|small|time to first)/, 'OpenSSH forwards bytes in C through two processes without parsing HTTP; our relay authenticates (JWT) and routes every request and carries it through three Node processes with per-request flow control.'],
-  [/^peer ssh -R: bulk/, 'OpenSSH moves bytes in C with one encryption pass; our relay moves them through three Node processes and masks them in JavaScript on the WebSocket (hot spot below).'],
+  [/^peer ssh -R: bulk/, 'OpenSSH moves bytes in C with one encryption pass; our relay moves them through three Node processes, each reading and writing every chunk through its own streams.'],
   [/^peer .*token delay/, 'The tails of token delay are within about a millisecond of each other for every route and follow the machine\'s load; from one run to the next the order changes. The medians are what a reader sees, and the relay\'s stays well under a millisecond.'],
   [/^peer localtunnel: memory/, 'localtunnel keeps a TCP listener and a few idle sockets per tunnel in one process; we keep a WebSocket with its protocol state in the user\'s proxy and two spliced sockets in api-backend.'],
   [/^peer localtunnel/, 'localtunnel forwards raw TCP over connections its client opened in advance, with no authentication and no parsing in its client; it also corrupts binary request bodies (see the bulk notes), which our relay does not.'],

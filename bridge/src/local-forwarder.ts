@@ -45,8 +45,10 @@ export interface LocalTarget {
 
 export function createLocalTarget(url: URL): LocalTarget {
   // Keep-alive saves a TCP handshake per request; the pool is unbounded because the relay
-  // already limits how many streams one tunnel may run at once.
-  const agentOptions = { keepAlive: true, keepAliveMsecs: 1_000, maxSockets: Infinity, maxFreeSockets: 16 };
+  // already limits how many streams one tunnel may run at once (256 by default). As many idle
+  // connections are kept as there were streams at once: with fewer, a burst of parallel requests
+  // closed a connection after most answers and opened a new one for the next request.
+  const agentOptions = { keepAlive: true, keepAliveMsecs: 1_000, maxSockets: Infinity, maxFreeSockets: 256 };
   const agent = url.protocol === 'https:' ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
   return { url, label: url.origin + url.pathname.replace(/\/$/, ''), agent };
 }
