@@ -50,7 +50,7 @@ const LIMITS: Array<[RegExp, string]> = [
   ],
   [
     /^small-latency/,
-    'About half of the added time is CPU on the path (api-backend about 0.5 ms, the proxy and the bridge about 0.2 ms each, see the CPU column); the rest is three more loopback hops, each waking a process that shares 2 cores with the others. Polling adds the poll and answer exchanges.',
+    'About half of the added time is CPU on the path (api-backend about 0.4 ms, the proxy and the bridge about 0.2 ms each, see the CPU column); the rest is three more loopback hops, each waking a process that shares 2 cores with the others. Polling adds the poll and answer exchanges.',
   ],
   [
     /^bulk-throughput/,

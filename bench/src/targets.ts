@@ -125,7 +125,8 @@ export function evaluateTargets(scenarios: ScenarioResult[], routes: RouteStatus
       notMeasured(`peer ${peer.id}`, `${label} on every row where it can be measured`, peer.reason ?? 'unavailable');
       continue;
     }
-    const comparisons: Array<{ row: string; ours: number; theirs: number; lowerIsBetter: boolean; unit: string }> = [];
+    // `floor`: figures below it are within the measurement's noise and compare nothing.
+    const comparisons: Array<{ row: string; ours: number; theirs: number; lowerIsBetter: boolean; unit: string; floor?: number }> = [];
     const pick = (scenario: string, route: string, column: string, filter: (r: Row) => boolean = () => true) =>
       num(rowsOf(scenario, (r) => r.route === route && filter(r))[0]?.[column]);
     comparisons.push({ row: 'small request p50', ours: pick('small', primary, 'p50 ms'), theirs: pick('small', peer.id, 'p50 ms'), lowerIsBetter: true, unit: ' ms' });
@@ -137,9 +138,13 @@ export function evaluateTargets(scenarios: ScenarioResult[], routes: RouteStatus
     comparisons.push({ row: 'bulk upload', ours: pick('bulk', primary, 'MiB/s', (r) => r.direction === 'upload'), theirs: pick('bulk', peer.id, 'MiB/s', (r) => r.direction === 'upload'), lowerIsBetter: false, unit: ' MiB/s' });
     const idleRows = get('idle')?.summary;
     const theirIdle = peer.id === 'ssh -R' ? idleRows?.sshTunnelKiB : idleRows?.localtunnelTunnelKiB;
-    comparisons.push({ row: 'memory per extra idle tunnel', ours: num(idleRows?.relayTunnelKiB), theirs: num(theirIdle), lowerIsBetter: true, unit: ' KiB' });
+    comparisons.push({ row: 'memory per extra idle tunnel', ours: num(idleRows?.relayTunnelKiB), theirs: num(theirIdle), lowerIsBetter: true, unit: ' KiB', floor: 1 });
     for (const c of comparisons) {
       if (!Number.isFinite(c.ours) || !Number.isFinite(c.theirs)) continue;
+      if (c.floor !== undefined && Math.min(c.ours, c.theirs) < c.floor) {
+        notMeasured(`peer ${peer.id}: ${c.row}`, `${label}: ${c.row}`, `ours ${fmt(c.ours, c.unit)} vs ${fmt(c.theirs, c.unit)}; below ${fmt(c.floor, c.unit)} is within this measurement's noise`);
+        continue;
+      }
       const won = c.lowerIsBetter ? c.ours <= c.theirs : c.ours >= c.theirs;
       out.push({ id: `peer ${peer.id}: ${c.row}`, target: `${label}: ${c.row}`, measured: `ours ${fmt(c.ours, c.unit)} vs ${fmt(c.theirs, c.unit)}`, met: won });
     }

@@ -93,6 +93,7 @@ export const idle: Scenario = {
       notes: [
         `Our relay: ${tunnels} extra tunnels for one user, then ${Math.max(3, Math.round(tunnels / 10))} new users, on a fresh api-backend with the process driver. Peers: ${peerTunnels} extra tunnels each.`,
         'No direct counterpart: a direct call holds no tunnel. Compare the relay rows with the peers\'.',
+        'Resident memory is read without forcing garbage collection, so a figure of a few KiB per tunnel, or a negative one, means "too small to see here", not a saving.',
         `For scale: api-backend itself was ${summary.apiBackendBaselineMiB ?? '?'} MiB resident with one tunnel connected (mostly, it seems, the embedded PGlite audit database, Postgres compiled to WebAssembly, used when DATABASE_URL is unset); each user's proxy process is the "new user" row.`,
       ],
       summary,
