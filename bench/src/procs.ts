@@ -104,17 +104,7 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** True once something accepts TCP connections on 127.0.0.1:port. */
-export function portOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
+export { portOpen } from '../../tests/helpers/ports';
 
 export interface Memory {
   /** Resident set now, MiB. */

@@ -25,11 +25,10 @@ export class OptionError extends BridgeError {
 }
 
 /**
- * The relay answered the WebSocket upgrade with an HTTP status instead of switching protocols.
+ * The relay (or something in its place) answered with an HTTP status the bridge did not ask for.
  * `relayCode` and `relayMessage` come from its JSON body `{error: {code, message}}` when it sent one.
  */
-export class UpgradeRejectedError extends BridgeError {
-  readonly code = 'upgrade_rejected';
+export abstract class RelayRejectedError extends BridgeError {
   constructor(
     readonly status: number,
     readonly statusText: string,
@@ -45,24 +44,14 @@ export class UpgradeRejectedError extends BridgeError {
   }
 }
 
-/**
- * The relay (or something in its place) answered a long-poll request with an unexpected status:
- * the same reading as UpgradeRejectedError, for the polling transport's register, poll and heartbeat.
- */
-export class PollRejectedError extends BridgeError {
-  readonly code = 'poll_rejected';
-  constructor(
-    readonly status: number,
-    readonly statusText: string,
-    readonly relayCode?: string,
-    readonly relayMessage?: string,
-  ) {
-    super(describeRejection(status, statusText, relayCode, relayMessage));
-  }
+/** The relay answered the WebSocket upgrade with an HTTP status instead of switching protocols. */
+export class UpgradeRejectedError extends RelayRejectedError {
+  readonly code = 'upgrade_rejected';
+}
 
-  get isAuthFailure(): boolean {
-    return this.status === 401 || this.status === 403;
-  }
+/** The same for the polling transport's register, poll and heartbeat. */
+export class PollRejectedError extends RelayRejectedError {
+  readonly code = 'poll_rejected';
 }
 
 /** A poll or heartbeat answered 404: the relay no longer knows this bridge (it restarted, or dropped us after its grace period). */

@@ -16,6 +16,7 @@ export {
   HandshakeTimeoutError,
   OptionError,
   PollRejectedError,
+  RelayRejectedError,
   UnknownBridgeError,
   UpgradeRejectedError,
 } from './errors';

@@ -10,7 +10,7 @@
  * bridge's and the proxy's CPU (bench/RESULTS.md, hot spots). A plain ws: relay elsewhere keeps
  * random keys.
  */
-import net from 'node:net';
+import { classifyAddress } from '@ctll/protocol';
 
 export type MaskGenerator = (mask: Buffer) => void;
 
@@ -25,8 +25,7 @@ export function maskFor(url: URL): MaskGenerator | undefined {
 }
 
 function isLoopback(hostname: string): boolean {
-  const host = hostname.replace(/^\[|\]$/g, '').toLowerCase();
-  if (host === 'localhost' || host.endsWith('.localhost')) return true;
-  if (net.isIPv4(host)) return host.startsWith('127.');
-  return host === '::1';
+  const host = hostname.toLowerCase();
+  // RFC 6761: localhost names resolve to loopback; anything else is judged as an address.
+  return host === 'localhost' || host.endsWith('.localhost') || classifyAddress(host) === 'loopback';
 }

@@ -148,20 +148,7 @@ export async function startLlmServer(options: LlmServerOptions = {}): Promise<Ll
         const total = Number(url.searchParams.get('n') ?? 1024);
         const seed = Number(url.searchParams.get('seed') ?? 1);
         res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': total });
-        let offset = 0;
-        const pump = () => {
-          while (offset < total) {
-            const length = Math.min(64 * 1024, total - offset);
-            const ok = res.write(patternBytes(offset, length, seed));
-            offset += length;
-            if (!ok) {
-              res.once('drain', pump);
-              return;
-            }
-          }
-          res.end();
-        };
-        pump();
+        writeBlocks(res, total, 64 * 1024, (offset, length) => patternBytes(offset, length, seed));
         return;
       }
       case 'GET /blob': {
@@ -169,20 +156,9 @@ export async function startLlmServer(options: LlmServerOptions = {}): Promise<Ll
         // is never what limits a bulk transfer.
         const total = Number(url.searchParams.get('n') ?? 1024);
         res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': total });
-        let offset = 0;
-        const pump = () => {
-          while (offset < total) {
-            const length = Math.min(BLOB_BLOCK.byteLength, total - offset);
-            const ok = res.write(length === BLOB_BLOCK.byteLength ? BLOB_BLOCK : BLOB_BLOCK.subarray(0, length));
-            offset += length;
-            if (!ok) {
-              res.once('drain', pump);
-              return;
-            }
-          }
-          res.end();
-        };
-        pump();
+        writeBlocks(res, total, BLOB_BLOCK.byteLength, (_offset, length) =>
+          length === BLOB_BLOCK.byteLength ? BLOB_BLOCK : BLOB_BLOCK.subarray(0, length),
+        );
         return;
       }
       case 'POST /discard': {
@@ -280,4 +256,22 @@ function readBody(req: http.IncomingMessage): Promise<Buffer> {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Writes `total` bytes in blocks of at most `blockBytes`, made by `block`, honouring back-pressure. */
+function writeBlocks(res: http.ServerResponse, total: number, blockBytes: number, block: (offset: number, length: number) => Buffer): void {
+  let offset = 0;
+  const pump = () => {
+    while (offset < total) {
+      const length = Math.min(blockBytes, total - offset);
+      const ok = res.write(block(offset, length));
+      offset += length;
+      if (!ok) {
+        res.once('drain', pump);
+        return;
+      }
+    }
+    res.end();
+  };
+  pump();
 }

@@ -17,6 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type tls from 'node:tls';
 import { promisify } from 'node:util';
+import { portOpen } from './ports';
 
 export const NGINX_BIN = process.env.NGINX_BIN ?? '/usr/sbin/nginx';
 export const RENDER_SCRIPT = path.resolve(__dirname, '../../scripts/nginx-test.sh');
@@ -158,21 +159,10 @@ async function freePorts(count: number): Promise<number[]> {
 async function waitUntilListening(port: number, pidFile: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    if (fs.existsSync(pidFile) && (await canConnect(port))) return;
+    if (fs.existsSync(pidFile) && (await portOpen(port))) return;
     if (Date.now() > deadline) throw new Error(`nginx did not listen on 127.0.0.1:${port} within ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
 }
 
 export interface Chunk {

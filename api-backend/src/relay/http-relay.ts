@@ -63,16 +63,20 @@ export function relayHttp(
   });
   req.pipe(upstream);
 
+  let clientLeft = false;
   res.on('close', () => {
     // The web client left before the answer was complete: tell the proxy (and so the desktop).
-    if (!res.writableFinished) upstream.destroy();
+    if (res.writableFinished) return;
+    clientLeft = true;
+    upstream.destroy();
   });
 
   upstream.on('timeout', () => upstream.destroy(new Error('the streaming proxy stopped answering')));
   upstream.on('error', (error) => {
     if (finished) return;
     finished = true;
-    options.onUnreachable?.();
+    // Our own destroy after the client left says nothing about the proxy.
+    if (!clientLeft) options.onUnreachable?.();
     if (res.headersSent) {
       res.destroy();
     } else {

@@ -31,5 +31,16 @@ export interface DesktopLink extends StreamSender {
   sendControl(message: ControlMessage): void;
   sendData(id: string, payload: Buffer): void;
   close(code: number, reason: string): void;
-  info(): LinkInfo;
+}
+
+/** What /status reports of a link; the same for every transport. */
+export function linkInfo(link: DesktopLink): LinkInfo {
+  return {
+    id: link.id,
+    transport: link.transport,
+    connectedAt: new Date(link.connectedAt).toISOString(),
+    client: link.client,
+    activeStreams: link.correlator.size,
+    ...link.counters,
+  };
 }

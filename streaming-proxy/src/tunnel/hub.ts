@@ -3,7 +3,7 @@
  * desktop, or a restart that overlaps the old process); new requests go to the newest live link,
  * and when it leaves the next newest takes over, so two bridges never fight over one slot.
  */
-import type { DesktopLink, LinkInfo, Transport } from './desktop-link';
+import { linkInfo, type DesktopLink, type LinkInfo, type Transport } from './desktop-link';
 import type { ProxyStats } from '../stats';
 import type { Logger } from '../logger';
 import type { Journal } from './journal';
@@ -62,7 +62,7 @@ export class TunnelHub {
   }
 
   info(): LinkInfo[] {
-    return this.links.map((link) => link.info());
+    return this.links.map(linkInfo);
   }
 
   closeAll(code: number, reason: string): void {

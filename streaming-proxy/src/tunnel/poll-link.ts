@@ -26,7 +26,7 @@ import {
 } from '@ctll/protocol';
 import { Correlator } from './correlator';
 import { LinkCounters } from './link-counters';
-import type { DesktopLink, LinkInfo } from './desktop-link';
+import type { DesktopLink } from './desktop-link';
 import type { Logger } from '../logger';
 import { sendError, sendJson } from '../http/respond';
 
@@ -225,17 +225,6 @@ export class PollLink implements DesktopLink {
     this.queue = [];
     this.correlator.failAll('desktop_disconnected', 'the desktop stopped polling before it finished answering');
     this.options.onClose(this, code, reason);
-  }
-
-  info(): LinkInfo {
-    return {
-      id: this.id,
-      transport: this.transport,
-      connectedAt: new Date(this.connectedAt).toISOString(),
-      client: this.client,
-      activeStreams: this.correlator.size,
-      ...this.counters,
-    };
   }
 
   /** Drops a stream's records if its `http_request` is still queued; true when it was. */

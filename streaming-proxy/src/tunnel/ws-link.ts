@@ -17,7 +17,7 @@ import {
 } from '@ctll/protocol';
 import { Correlator } from './correlator';
 import { LinkCounters } from './link-counters';
-import type { DesktopLink, LinkInfo } from './desktop-link';
+import type { DesktopLink } from './desktop-link';
 import type { Logger } from '../logger';
 
 /** Bad frames tolerated on one tunnel before it is closed (1008, policy violation). */
@@ -88,17 +88,6 @@ export class WsLink implements DesktopLink {
     // A peer that does not finish the closing handshake must not hold its streams hostage.
     setTimeout(() => this.ws.terminate(), 2000).unref();
     this.closedBy(code, reason);
-  }
-
-  info(): LinkInfo {
-    return {
-      id: this.id,
-      transport: this.transport,
-      connectedAt: new Date(this.connectedAt).toISOString(),
-      client: this.client,
-      activeStreams: this.correlator.size,
-      ...this.counters,
-    };
   }
 
   private receive(data: RawData, isBinary: boolean): void {
