@@ -119,7 +119,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
       requestTimeoutMs: config.requestTimeoutMs,
     }),
   );
-  app.use(zrokRoutes({ registry: shares, manager, client, policy: { allowInsecure: config.zrok.allowInsecure } }));
+  app.use(zrokRoutes({ registry: shares, manager, client, policy: { allowInsecure: config.zrok.allowInsecure, domains: config.zrok.shareDomains } }));
   app.use((req, _res, next) => next(new NotFoundError(`no route ${req.method} ${req.path}`)));
   app.use(errorHandler(log('http')));
 

@@ -6,6 +6,7 @@
 import path from 'node:path';
 import cron from 'node-cron';
 import { z } from 'zod';
+import { DEFAULT_SHARE_DOMAINS, parseShareDomains } from '@ctll/protocol';
 import { SubnetPool } from './proxy/subnet-pool';
 
 const optionalString = z.string().trim().min(1).optional().or(z.literal('').transform(() => undefined));
@@ -96,6 +97,8 @@ const schema = z.object({
   ZROK_DISCOVERY_INTERVAL_MS: z.coerce.number().int().min(100).default(10_000),
   /** Development only: accept plain-http shares and private, loopback or link-local addresses. */
   ZROK_ALLOW_INSECURE: z.enum(['true', 'false'], { message: 'must be true or false' }).default('false'),
+  /** zrok shares: comma-separated hosts a share URL may be on (each allows its subdomains too). */
+  ZROK_SHARE_DOMAINS: z.string().default(DEFAULT_SHARE_DOMAINS.join(',')),
   /** How a streaming-proxy reaches api-backend (zrok discovery); unset: http://127.0.0.1:<PORT>, right for the process driver. */
   PROXY_API_BACKEND_URL: z.string().url().optional().or(z.literal('').transform(() => undefined)),
 });
@@ -151,7 +154,7 @@ export interface Config {
   maxBodyBytes: number;
   trustProxy: string;
   shutdownGraceMs: number;
-  zrok: { shareTtlMs: number; discoveryIntervalMs: number; allowInsecure: boolean };
+  zrok: { shareTtlMs: number; discoveryIntervalMs: number; allowInsecure: boolean; shareDomains: string[] };
 }
 
 export class ConfigError extends Error {}
@@ -243,7 +246,14 @@ function zrokConfig(c: z.infer<typeof schema>): Config['zrok'] {
       'ZROK_ALLOW_INSECURE=true is refused when NODE_ENV=production: it lets the relay forward to plain-http shares and to private, loopback and link-local addresses',
     );
   }
-  return { shareTtlMs: c.ZROK_SHARE_TTL_MS, discoveryIntervalMs: c.ZROK_DISCOVERY_INTERVAL_MS, allowInsecure };
+  let shareDomains: string[];
+  try {
+    shareDomains = parseShareDomains(c.ZROK_SHARE_DOMAINS);
+  } catch (error) {
+    throw new ConfigError(`ZROK_SHARE_DOMAINS=${JSON.stringify(c.ZROK_SHARE_DOMAINS)}: ${(error as Error).message}`);
+  }
+  if (shareDomains.length === 0) throw new ConfigError('ZROK_SHARE_DOMAINS must name at least one host (e.g. share.zrok.io)');
+  return { shareTtlMs: c.ZROK_SHARE_TTL_MS, discoveryIntervalMs: c.ZROK_DISCOVERY_INTERVAL_MS, allowInsecure, shareDomains };
 }
 
 function checkedSubnetPool(pool: string, prefix: number): string {
