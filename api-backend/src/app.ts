@@ -22,6 +22,7 @@ import { ProxyClient } from './proxy/proxy-client';
 import { startCuller } from './proxy/culler';
 import { proxyEnv } from './proxy/proxy-env';
 import { errorHandler } from './http/error-handler';
+import { requestId } from './http/request-id';
 import { healthRoutes } from './routes/health-routes';
 import { proxyRoutes } from './routes/proxy-routes';
 import { tunnelRoutes } from './routes/tunnel-routes';
@@ -101,6 +102,8 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', config.trustProxy);
+  // Only a trusted hop (nginx) may name the request; its `$request_id` then ties both logs together.
+  app.use(requestId((req) => (req.app.get('trust proxy fn') as (address: string, hop: number) => boolean)(req.socket.remoteAddress ?? '', 0)));
   app.use((req, res, next) => {
     res.on('finish', () => metrics.httpRequests.inc({ route: routeLabel(req.route?.path, req.path), status: res.statusCode }));
     next();

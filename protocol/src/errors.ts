@@ -2,18 +2,30 @@
  * The relay's error catalogue: one class per failure a caller can see, each with a stable `code`
  * and one HTTP status. All three programs throw these; each HTTP server turns them into
  * `{error: {code, message}}` in exactly one place.
+ *
+ * A failure of the relay itself (the container engine, the database, a proxy's address) is
+ * explained in `message` for the operator's log, and answered with `publicMessage`: a caller on
+ * the internet learns what happened to them, never our engine's words, hosts, users or addresses.
  */
+export interface RelayErrorOptions {
+  cause?: unknown;
+  /** What the caller is told when `message` holds internals; unset: the message is fit to show. */
+  publicMessage?: string;
+}
+
 export abstract class RelayError extends Error {
   abstract readonly status: number;
   abstract readonly code: string;
+  readonly publicMessage?: string;
 
-  constructor(message: string, options?: { cause?: unknown }) {
+  constructor(message: string, options?: RelayErrorOptions) {
     super(message, options);
     this.name = new.target.name;
+    this.publicMessage = options?.publicMessage;
   }
 
   toJSON(): { error: { code: string; message: string } } {
-    return { error: { code: this.code, message: this.message } };
+    return { error: { code: this.code, message: this.publicMessage ?? this.message } };
   }
 }
 
@@ -64,7 +76,7 @@ export class RateLimitedError extends RelayError {
 export class BadGatewayError extends RelayError {
   readonly status = 502;
   readonly code: string;
-  constructor(message: string, code = 'bad_gateway', options?: { cause?: unknown }) {
+  constructor(message: string, code = 'bad_gateway', options?: RelayErrorOptions) {
     super(message, options);
     this.code = code;
   }
@@ -78,7 +90,7 @@ export class DesktopOfflineError extends RelayError {
 export class ServiceUnavailableError extends RelayError {
   readonly status = 503;
   readonly code: string;
-  constructor(message: string, code = 'unavailable', options?: { cause?: unknown }) {
+  constructor(message: string, code = 'unavailable', options?: RelayErrorOptions) {
     super(message, options);
     this.code = code;
   }

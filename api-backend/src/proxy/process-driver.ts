@@ -7,7 +7,7 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { ServiceUnavailableError } from '@ctll/protocol';
+import { startFailed } from './docker-errors';
 import type { DriverHealth, ProxyDriver, ProxyEndpoint, ProxyExitListener, ProxyHandle } from './driver';
 import type { Logger } from '../logger';
 
@@ -118,7 +118,7 @@ export class ProcessDriver implements ProxyDriver {
     return new Promise((resolve, reject) => {
       const fail = (message: string) => {
         cleanup();
-        reject(new ServiceUnavailableError(`StreamingProxy failed to start: ${message}`, 'proxy_start_failed'));
+        reject(startFailed(message));
       };
       const onMessage = (message: unknown) => {
         if (isListening(message)) {

@@ -80,7 +80,12 @@ export function relayHttp(
     if (res.headersSent) {
       res.destroy();
     } else {
-      sendError(res, new ServiceUnavailableError(`your streaming proxy is not reachable: ${error.message}`, 'proxy_unreachable'));
+      sendError(
+        res,
+        new ServiceUnavailableError(`your streaming proxy is not reachable: ${error.message}`, 'proxy_unreachable', {
+          publicMessage: 'your streaming proxy is not reachable right now; try again in a moment',
+        }),
+      );
     }
     options.onDone(503);
   });

@@ -89,7 +89,9 @@ async function checkAddresses(hostname: string, field: string, resolve: (host: s
       const code = (error as NodeJS.ErrnoException).code ?? 'error';
       if (NO_SUCH_NAME.has(code)) throw new BadRequestError(`${field}: the host ${host} does not resolve (${code})`, 'share_url_unresolvable');
       // Logged as a 5xx, so no host name here (a zrok host name is the share token) and no cause.
-      throw new ServiceUnavailableError(`cannot resolve the share's host right now (${code}); try again`, 'dns_unavailable');
+      throw new ServiceUnavailableError(`cannot resolve the share's host right now (${code}); try again`, 'dns_unavailable', {
+        publicMessage: "cannot resolve the share's host right now; try again",
+      });
     }
     if (addresses.length === 0) throw new BadRequestError(`${field}: the host ${host} has no addresses`, 'share_url_unresolvable');
   }
