@@ -1,5 +1,5 @@
 /**
- * zrok shares end to end (seed 000): a second Ollama-compatible server on 127.0.0.1 plays the
+ * zrok shares end to end: a second Ollama-compatible server on 127.0.0.1 plays the
  * user's zrok share (the relay runs with ZROK_ALLOW_INSECURE=true so plain http and loopback are
  * allowed), the real relay and per-user proxy forward to it when no tunnel is connected, and a
  * real bridge takes over when it connects. Registration safety without the dev setting is in

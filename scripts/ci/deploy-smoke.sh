@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Smoke run of the production deployment against this machine's Docker engine, with locally built
-# images only (DESIGN.md §6: no registry). In a temporary copy of the checkout, so no .env, data/ or
+# images only (no registry is reachable here). In a temporary copy of the checkout, so no .env, data/ or
 # build output lands in the work tree:
 #
 #   1. docker-compose.production.yml validates (`compose config -q`) with an .env made from
