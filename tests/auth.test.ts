@@ -85,6 +85,8 @@ describe('authentication with a JWKS identity provider', () => {
     ['a token living longer than JWT_MAX_LIFETIME_S (default 7 days)', () => sign({ sub: 'alice', iat: nowS(), exp: nowS() + 8 * 86400 }), 'lifetime_too_long'],
     ['a token without iat that stays valid longer than JWT_MAX_LIFETIME_S', () => sign({ sub: 'alice', exp: nowS() + 8 * 86400 }, { noTimestamp: true }), 'lifetime_too_long'],
     ['a token issued long ago with a far-away expiry', () => sign({ sub: 'alice', iat: nowS() - 30 * 86400, exp: nowS() + 60 }), 'lifetime_too_long'],
+    ['a token naming a key the JWKS does not have', () => sign({ sub: 'alice' }, { keyid: 'made-up' }, keyPair().privateKey), 'unknown_key'],
+    ['a token whose kid is not a string', () => sign({ sub: 'alice' }, { header: { alg: 'RS256', kid: 42 } as unknown as jwt.JwtHeader }), 'unknown_key'],
     ['garbage', () => 'not.a.jwt', 'invalid_token'],
   ])('refuses %s with 401, a generic message and the reason counted', async (_name, token, reason, message = 'invalid or expired token') => {
     const before = await failures(reason);

@@ -57,6 +57,8 @@ export class KeyStore {
 
   /** The key for `kid` (a token without `kid` gets the only key of a one-key set). */
   async resolve(kid: string | undefined): Promise<KeyObject> {
+    // The header is the caller's JSON: a kid that is not a string names no key.
+    if (kid !== undefined && typeof kid !== 'string') throw new UnknownKeyError('the kid is not a string');
     const stale = Date.now() - this.fetchedAt >= this.options.maxAgeMs;
     if ((stale || !this.lookup(kid)) && this.mayFetch()) await this.refresh();
     const key = this.lookup(kid);
@@ -66,7 +68,8 @@ export class KeyStore {
         cause: this.lastError,
       });
     }
-    throw new UnknownKeyError(`no key ${JSON.stringify(kid ?? null)} in the JWKS`);
+    // The kid is the caller's text: only a bounded piece of it reaches the log.
+    throw new UnknownKeyError(`no key ${JSON.stringify(kid?.slice(0, 64) ?? null)} in the JWKS`);
   }
 
   /**
