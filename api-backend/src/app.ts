@@ -92,7 +92,11 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     issuer: config.auth.issuer,
     audience: config.auth.audience,
     jwksUri: config.auth.mode === 'dev' ? `http://127.0.0.1:${port}/.well-known/jwks.json` : config.auth.jwksUri,
+    jwksRefreshIntervalMs: config.auth.jwksRefreshIntervalMs,
+    jwksCacheMaxAgeMs: config.auth.jwksCacheMaxAgeMs,
+    maxLifetimeS: config.auth.maxLifetimeS,
     queryTokenPaths: [TUNNEL_PATH],
+    logger: log('auth'),
     onFailure: (reason) => {
       metrics.authFailures.inc({ reason });
       audit.security({ kind: 'auth_failure', reason });

@@ -25,6 +25,12 @@ const schema = z.object({
   JWT_ISSUER: optionalString,
   JWT_AUDIENCE: optionalString,
   JWT_JWKS_URI: z.string().url().optional().or(z.literal('').transform(() => undefined)),
+  /** Token checks: least time between two JWKS fetches; a token naming a key id (kid) still unknown after the last fetch is refused (401) until the next. */
+  JWKS_REFRESH_INTERVAL_MS: z.coerce.number().int().min(100).default(30_000),
+  /** Token checks: fetched signing keys are used this long, then fetched again: a key removed from the JWKS stops working within it (while the JWKS is unreachable the last keys stay in use). At least JWKS_REFRESH_INTERVAL_MS. */
+  JWKS_CACHE_MAX_AGE_MS: z.coerce.number().int().min(100).default(60_000),
+  /** Token checks: longest lifetime accepted (exp - iat, or exp - now without iat), in seconds; tokens without exp are refused. Dev tokens are signed for this long. */
+  JWT_MAX_LIFETIME_S: z.coerce.number().int().min(60).default(7 * 24 * 3600),
 
   /** Postgres for the audit trail; unset: PGlite (embedded Postgres) in DATA_DIR/pglite. */
   DATABASE_URL: z
@@ -103,9 +109,19 @@ const schema = z.object({
   PROXY_API_BACKEND_URL: z.string().url().optional().or(z.literal('').transform(() => undefined)),
 });
 
-export type AuthConfig =
+/** Who issues the tokens and where their keys are. */
+export type AuthSource =
   | { mode: 'jwks'; issuer: string; audience: string; jwksUri: string }
   | { mode: 'dev'; issuer: string; audience: string; keyDir: string };
+
+export type AuthConfig = AuthSource & AuthLimits;
+
+/** How tokens are checked, whichever the identity provider. */
+export interface AuthLimits {
+  jwksRefreshIntervalMs: number;
+  jwksCacheMaxAgeMs: number;
+  maxLifetimeS: number;
+}
 
 export interface Config {
   env: 'development' | 'production' | 'test';
@@ -181,7 +197,7 @@ export function loadConfig(env: Record<string, string | undefined>, defaults: { 
     publicUrl: c.PUBLIC_URL,
     dataDir,
     logLevel: c.LOG_LEVEL,
-    auth: authConfig(c, dataDir),
+    auth: { ...authConfig(c, dataDir), ...authLimits(c) },
     databaseUrl: c.DATABASE_URL,
     audit: {
       poolSize: c.DATABASE_POOL_SIZE,
@@ -265,7 +281,17 @@ function checkedSubnetPool(pool: string, prefix: number): string {
   return pool;
 }
 
-function authConfig(c: z.infer<typeof schema>, dataDir: string): AuthConfig {
+function authLimits(c: z.infer<typeof schema>): AuthLimits {
+  // A max age below the interval could not be kept: the keys could not be fetched again in time.
+  if (c.JWKS_CACHE_MAX_AGE_MS < c.JWKS_REFRESH_INTERVAL_MS) {
+    throw new ConfigError(
+      `JWKS_CACHE_MAX_AGE_MS=${c.JWKS_CACHE_MAX_AGE_MS} must be at least JWKS_REFRESH_INTERVAL_MS=${c.JWKS_REFRESH_INTERVAL_MS}`,
+    );
+  }
+  return { jwksRefreshIntervalMs: c.JWKS_REFRESH_INTERVAL_MS, jwksCacheMaxAgeMs: c.JWKS_CACHE_MAX_AGE_MS, maxLifetimeS: c.JWT_MAX_LIFETIME_S };
+}
+
+function authConfig(c: z.infer<typeof schema>, dataDir: string): AuthSource {
   if (c.AUTH0_DOMAIN) {
     if (!c.AUTH0_AUDIENCE) throw new ConfigError('AUTH0_AUDIENCE is required when AUTH0_DOMAIN is set');
     const domain = c.AUTH0_DOMAIN.replace(/^https?:\/\//, '').replace(/\/+$/, '');

@@ -18,6 +18,8 @@ describe('loadConfig', () => {
     ['REQUEST_TIMEOUT_MS', '-1'],
     ['PROXY_SUBNET_POOL', '10.0.0.0'],
     ['LOG_LEVEL', 'chatty'],
+    ['JWT_MAX_LIFETIME_S', 'forever'],
+    ['JWKS_REFRESH_INTERVAL_MS', '0'],
   ])('names the bad variable %s', (name, value) => {
     expect(() => loadConfig({ [name]: value }, defaults)).toThrow(new RegExp(`${name}="${value}"`));
   });
@@ -34,7 +36,21 @@ describe('loadConfig', () => {
       issuer: 'https://tenant.eu.auth0.com/',
       audience: 'https://relay',
       jwksUri: 'https://tenant.eu.auth0.com/.well-known/jwks.json',
+      jwksRefreshIntervalMs: 30_000,
+      jwksCacheMaxAgeMs: 60_000,
+      maxLifetimeS: 7 * 24 * 3600,
     });
+  });
+
+  it('reads the token-check settings, for dev auth too', () => {
+    const config = loadConfig({ JWKS_REFRESH_INTERVAL_MS: '5000', JWKS_CACHE_MAX_AGE_MS: '5000', JWT_MAX_LIFETIME_S: '3600' }, defaults);
+    expect(config.auth).toMatchObject({ mode: 'dev', jwksRefreshIntervalMs: 5000, jwksCacheMaxAgeMs: 5000, maxLifetimeS: 3600 });
+  });
+
+  it('refuses a key cache max age shorter than the refresh interval, which could not be kept', () => {
+    expect(() => loadConfig({ JWKS_REFRESH_INTERVAL_MS: '30000', JWKS_CACHE_MAX_AGE_MS: '10000' }, defaults)).toThrow(
+      /JWKS_CACHE_MAX_AGE_MS=10000 must be at least JWKS_REFRESH_INTERVAL_MS=30000/,
+    );
   });
 
   it('wants the JWT_* settings together', () => {
