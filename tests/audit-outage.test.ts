@@ -34,6 +34,8 @@ describeWithPostgres('session audit while PostgreSQL is away', () => {
         AUDIT_RETRY_MAX_MS: '400',
         // Only the test stops proxies here, so the counts are exact.
         PROXY_IDLE_TIMEOUT_MS: '600000',
+        // The database is checked in the background; often, so its outage shows within the wait below.
+        HEALTH_CHECK_INTERVAL_MS: '250',
       },
       llm: { tokenDelayMs: 5, tokens: 6 },
     });
@@ -45,7 +47,7 @@ describeWithPostgres('session audit while PostgreSQL is away', () => {
   }, 30_000);
 
   const health = async (): Promise<{ code: number; body: Health }> => {
-    const res = await fetch(`${layout.relay.url}/health`);
+    const res = await fetch(`${layout.relay.metricsUrl}/health/details`);
     return { code: res.status, body: (await res.json()) as Health };
   };
   const auth = (userId: string) => ({ authorization: `Bearer ${layout.token(userId)}` });
@@ -133,7 +135,7 @@ describeWithPostgres('session audit while PostgreSQL is away', () => {
       { kind: 'auth_failure', reason: 'invalid_token', n: REFUSED_TOKENS },
       { kind: 'cross_user', reason: 'forbidden', n: CROSS_USER },
     ]);
-    const metrics = await (await fetch(`${layout.relay.url}/metrics`)).text();
+    const metrics = await (await fetch(`${layout.relay.metricsUrl}/metrics`)).text();
     expect(metrics).toContain(`ctll_audit_written_total ${expected}`);
   });
 });

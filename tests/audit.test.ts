@@ -54,8 +54,8 @@ function auditSuite(backend: Backend): void {
   const db = () => layout.relay.audit.database;
   const isClosedTunnel = (s: SessionView): s is TunnelSessionView => s.kind === 'tunnel' && s.endedAt !== null;
 
-  it('reports the database in /health', async () => {
-    const res = await fetch(`${layout.relay.url}/health`);
+  it('reports the database in /health/details on the private port', async () => {
+    const res = await fetch(`${layout.relay.metricsUrl}/health/details`);
     expect(res.status).toBe(200);
     const body = (await res.json()) as { status: string; checks: { database: unknown } };
     expect(body.status).toBe('ok');
@@ -212,9 +212,9 @@ function auditSuite(backend: Backend): void {
   });
 
   it('loses nothing: no record dropped, in /health and /metrics', async () => {
-    const health = (await (await fetch(`${layout.relay.url}/health`)).json()) as { checks: { database: { dropped: number } } };
+    const health = (await (await fetch(`${layout.relay.metricsUrl}/health/details`)).json()) as { checks: { database: { dropped: number } } };
     expect(health.checks.database.dropped).toBe(0);
-    const metrics = await (await fetch(`${layout.relay.url}/metrics`)).text();
+    const metrics = await (await fetch(`${layout.relay.metricsUrl}/metrics`)).text();
     for (const reason of ['overflow', 'rejected', 'shutdown']) expect(metrics).toContain(`ctll_audit_dropped_total{reason="${reason}"} 0`);
     expect(metrics).toMatch(/^ctll_audit_written_total [1-9]\d*$/m);
   });

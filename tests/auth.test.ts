@@ -129,9 +129,9 @@ describe('authentication with a JWKS identity provider', () => {
     await expect(relay.manager.driver.list()).resolves.toHaveLength(0);
   });
 
-  it('keeps health and metrics open', async () => {
+  it('keeps /health open without a token, and counts refused tokens in the private /metrics', async () => {
     expect((await fetch(`${relay.url}/health`)).status).toBe(200);
-    const metrics = await (await fetch(`${relay.url}/metrics`)).text();
+    const metrics = await (await fetch(`${relay.metricsUrl}/metrics`)).text();
     expect(metrics).toContain('ctll_auth_failures_total');
   });
 });

@@ -77,6 +77,18 @@ describeWithNginx('relay behind nginx (TLS, WebSocket tunnel, unbuffered streami
     expect(res.headers.server).toBe('nginx');
   });
 
+  it('shows the internet only "ok" on /health, and never the metrics or health details', async () => {
+    expect((await request('/health')).json()).toEqual({ status: 'ok' });
+    for (const pathname of ['/metrics', '/metrics?x=1', '/health/details']) {
+      const res = await request(pathname);
+      expect(res.status).toBe(404);
+      expect(res.json()).toMatchObject({ error: { code: 'not_found' } });
+      expect(res.text()).not.toContain('ctll_');
+    }
+    // They exist, on the relay's private port that nginx does not proxy.
+    expect(await (await fetch(`${layout.relay.metricsUrl}/metrics`)).text()).toContain('ctll_http_requests_total');
+  });
+
   it('redirects plain HTTP to HTTPS, but serves ACME challenges on HTTP', async () => {
     const redirect = await nginxRequest(`${nginx.httpUrl}${tunnel(alice, '/api/tags')}?verbose=1`);
     expect(redirect.status).toBe(301);

@@ -23,7 +23,10 @@ import { startCuller } from './proxy/culler';
 import { proxyEnv } from './proxy/proxy-env';
 import { errorHandler } from './http/error-handler';
 import { requestId } from './http/request-id';
-import { healthRoutes } from './routes/health-routes';
+import { healthRoutes, privateRoutes } from './routes/health-routes';
+import { HealthMonitor } from './health-monitor';
+import { listen, startPrivateListener, type PrivateListener } from './http/private-listener';
+import { ProxySecrets } from './proxy/proxy-secrets';
 import { proxyRoutes } from './routes/proxy-routes';
 import { tunnelRoutes } from './routes/tunnel-routes';
 import { bridgeRoutes } from './routes/bridge-routes';
@@ -41,12 +44,15 @@ export interface Relay {
   manager: StreamingProxyManager;
   audit: Audit;
   devKeys?: DevKeys;
+  /** The private listener's base URL (/metrics, /health/details); undefined with METRICS_PORT=off. */
+  metricsUrl?: string;
   close(): Promise<void>;
 }
 
 export async function startRelay(config: Config, logger: Logger): Promise<Relay> {
   const log = (component: string) => componentLogger(logger, component);
   const devKeys = config.auth.mode === 'dev' ? loadOrCreateDevKeys(config.auth.keyDir) : undefined;
+  const secrets = ProxySecrets.load({ key: config.proxySecretKey, dataDir: config.dataDir });
 
   // The driver reports deaths to the manager, which is made just below; the callback runs later.
   // Proxies call api-backend back (zrok discovery) at `url`, known once we listen; no proxy starts before that.
@@ -55,9 +61,10 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     log('StreamingProxyManager'),
     (ownerHash, detail) => manager.proxyDied(ownerHash, detail),
     () => config.proxy.apiBackendUrl ?? url,
+    secrets,
   );
   const client = new ProxyClient();
-  const metrics = new Metrics(async () => (await driver.list()).length);
+  const metrics = new Metrics(() => driver.running());
   // The audit first: its migrations must have run before any proxy starts, and a bad DATABASE_URL
   // stops start-up here, before there is anything else to undo.
   const audit = await Audit.start(auditOptions(config), { driver, client, metrics, logger: log('audit') });
@@ -74,16 +81,12 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   if (driver instanceof DockerDriver) await driver.start();
   manager.on('started', (event) => metrics.proxyStarts.observe({ driver: event.driver }, event.durationMs / 1000));
   manager.on('stopped', (event) => metrics.proxyStops.inc({ reason: event.reason }));
+  const health = new HealthMonitor({ driver, database: () => audit.health(), intervalMs: config.healthCheckIntervalMs, logger: log('health') });
+  await health.start();
 
   const server = http.createServer();
   server.on('connection', (socket) => socket.setNoDelay(true));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.port, config.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  await listen(server, config.port, config.host);
   const port = (server.address() as AddressInfo).port;
   const shares = new ShareRegistry({ ttlMs: config.zrok.shareTtlMs }, log('zrok')).start();
 
@@ -109,13 +112,13 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   // Only a trusted hop (nginx) may name the request; its `$request_id` then ties both logs together.
   app.use(requestId((req) => (req.app.get('trust proxy fn') as (address: string, hop: number) => boolean)(req.socket.remoteAddress ?? '', 0)));
   app.use((req, res, next) => {
-    res.on('finish', () => metrics.httpRequests.inc({ route: routeLabel(req.route?.path, req.path), status: res.statusCode }));
+    res.on('finish', () => metrics.httpRequests.inc({ route: routeLabel(req.route?.path), status: res.statusCode }));
     next();
   });
   app.use(securityEvents((fact) => audit.security(fact)));
-  app.use(healthRoutes(driver, metrics, devKeys?.jwks, () => audit.health()));
+  app.use(healthRoutes(health, devKeys?.jwks));
   // Before the JWT middleware: a user's proxy proves itself with its own secret, never a user token.
-  app.use(proxyDiscoverRoutes(shares, driver));
+  app.use(proxyDiscoverRoutes(shares, secrets));
   app.use('/api', auth.middleware());
   app.use(proxyRoutes(manager));
   app.use(auditRoutes(audit));
@@ -133,14 +136,20 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   server.on('request', app);
   server.on('upgrade', tunnelUpgradeHandler({ auth, manager, metrics, logger: log('tunnel') }));
   const culler = startCuller(manager, config.proxy.cleanupCron, log('StreamingProxyManager'));
+  let privateListener: PrivateListener | undefined;
+  if (config.metrics.port !== null) {
+    privateListener = await startPrivateListener({ host: config.metrics.host, port: config.metrics.port }, privateRoutes(health, metrics), log('http'));
+  }
 
   const url = `http://127.0.0.1:${port}`;
-  logger.info('api-backend listening', { component: 'api-backend', url, driver: driver.name, auth: config.auth.mode });
+  logger.info('api-backend listening', { component: 'api-backend', url, metrics: privateListener?.url ?? 'off', driver: driver.name, auth: config.auth.mode });
 
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
       culler.stop();
+      health.stop();
+      privateListener?.close();
       shares.close();
       server.close();
       await manager.close();
@@ -151,7 +160,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
       logger.info('api-backend stopped', { component: 'api-backend' });
     })());
 
-  return { url, port, manager, audit, devKeys, close };
+  return { url, port, manager, audit, devKeys, metricsUrl: privateListener?.url, close };
 }
 
 function createDriver(
@@ -159,7 +168,9 @@ function createDriver(
   logger: Logger,
   onExit: (ownerHash: string, detail: string) => void,
   apiBackendUrl: () => string | undefined,
+  secrets: ProxySecrets,
 ): ProxyDriver {
+  const secretFor = (ownerHash: string) => secrets.secretFor(ownerHash);
   if (config.proxy.driver === 'docker') {
     return new DockerDriver({
       image: config.proxy.image,
@@ -173,6 +184,8 @@ function createDriver(
       scope: config.proxy.scope,
       startTimeoutMs: config.proxy.startTimeoutMs,
       endpointCacheMs: config.proxy.endpointCacheMs,
+      sweepIntervalMs: config.sweepIntervalMs,
+      secretFor,
       // A proxy calls api-backend back on our listening port, at our address on the proxy's own network.
       env: (ownerHash, secret, backendAddress) =>
         proxyEnv(config, {
@@ -190,14 +203,16 @@ function createDriver(
     script: config.proxy.script,
     memoryMb: config.proxy.memoryMb,
     startTimeoutMs: config.proxy.startTimeoutMs,
+    secretFor,
     env: (ownerHash, secret) => proxyEnv(config, { ownerHash, secret, host: '127.0.0.1', port: 0, apiBackendUrl: apiBackendUrl() }),
     logger,
     onExit,
   });
 }
 
-function routeLabel(routePath: unknown, path: string): string {
+/** The matched route's template, never the raw path: label values must stay a bounded set. */
+function routeLabel(routePath: unknown): string {
   if (typeof routePath === 'string') return routePath;
   if (Array.isArray(routePath)) return String(routePath[routePath.length - 1]);
-  return path.startsWith('/api/') ? 'unmatched' : path;
+  return 'unmatched';
 }

@@ -107,6 +107,26 @@ const schema = z.object({
   ZROK_SHARE_DOMAINS: z.string().default(DEFAULT_SHARE_DOMAINS.join(',')),
   /** How a streaming-proxy reaches api-backend (zrok discovery); unset: http://127.0.0.1:<PORT>, right for the process driver. */
   PROXY_API_BACKEND_URL: z.string().url().optional().or(z.literal('').transform(() => undefined)),
+
+  // Private listener and engine-free health: what anonymous callers can and cannot reach.
+  /** Port of the private listener for /metrics and /health/details (never publish it): 0 takes any free port, "off" serves neither. */
+  METRICS_PORT: z.preprocess(
+    (value) => (value === '' ? undefined : value),
+    z.union([z.literal('off'), z.coerce.number().int().min(0).max(65535)], { message: 'must be a port number (0: any free port) or "off"' }).default(9464),
+  ),
+  /** Address of the private listener: loopback by default; in compose the container's own address, reached only on its networks. */
+  METRICS_HOST: z.string().min(1).default('127.0.0.1'),
+  /** How often the Docker engine and the database are checked in the background; /health answers from the last check. */
+  HEALTH_CHECK_INTERVAL_MS: z.coerce.number().int().min(100).default(10_000),
+  /** docker driver: how often it compares its proxies with the engine (adopts, reports the dead, removes the half-made). */
+  PROXY_SWEEP_INTERVAL_MS: z.coerce.number().int().min(1000).default(60_000),
+  /** Key the proxies' secrets derive from (HMAC-SHA256 of the owner hash), 64 hex digits; unset: made once in DATA_DIR/proxy-secret.key. */
+  PROXY_SECRET_KEY: z
+    .string()
+    .trim()
+    .regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex digits, e.g. from: openssl rand -hex 32')
+    .optional()
+    .or(z.literal('').transform(() => undefined)),
 });
 
 /** Who issues the tokens and where their keys are. */
@@ -171,6 +191,13 @@ export interface Config {
   trustProxy: string;
   shutdownGraceMs: number;
   zrok: { shareTtlMs: number; discoveryIntervalMs: number; allowInsecure: boolean; shareDomains: string[] };
+  /** The private listener for /metrics and /health/details; port null: none. */
+  metrics: { port: number | null; host: string };
+  healthCheckIntervalMs: number;
+  /** docker driver: how often the driver reconciles with the engine. */
+  sweepIntervalMs: number;
+  /** Hex key of the proxies' secrets; undefined: the one in DATA_DIR. */
+  proxySecretKey?: string;
 }
 
 export class ConfigError extends Error {}
@@ -238,6 +265,10 @@ export function loadConfig(env: Record<string, string | undefined>, defaults: { 
     trustProxy: c.TRUST_PROXY,
     shutdownGraceMs: c.SHUTDOWN_GRACE_MS,
     zrok: zrokConfig(c),
+    metrics: { port: c.METRICS_PORT === 'off' ? null : c.METRICS_PORT, host: c.METRICS_HOST },
+    healthCheckIntervalMs: c.HEALTH_CHECK_INTERVAL_MS,
+    sweepIntervalMs: c.PROXY_SWEEP_INTERVAL_MS,
+    proxySecretKey: c.PROXY_SECRET_KEY,
   };
 }
 

@@ -1,6 +1,7 @@
 /**
  * Prometheus metrics (prom-client), one registry per relay instance so tests can run several.
- * Label values are bounded sets (route patterns, status codes, reasons): never user ids.
+ * Label values are bounded sets (route templates, status codes, reasons): never user ids, never
+ * a raw path (a stranger could make up paths by the million, each a series kept forever).
  */
 import client from 'prom-client';
 
@@ -58,7 +59,8 @@ export class Metrics {
   /** Set by the audit once it runs: how many records wait for the database. */
   auditQueueLength: () => number = () => 0;
 
-  constructor(countProxies: () => Promise<number>) {
+  /** `countProxies` answers from what the driver holds: a scrape must never reach the Docker engine. */
+  constructor(countProxies: () => number) {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'ctll_' });
     // Every reason shows from the start, as 0, so an alert on any increase needs no special case.
     for (const reason of ['overflow', 'rejected', 'shutdown']) this.auditDropped.inc({ reason }, 0);
@@ -73,10 +75,10 @@ export class Metrics {
     });
     new client.Gauge({
       name: 'ctll_proxies',
-      help: 'Streaming proxies that exist now',
+      help: 'Streaming proxies running now',
       registers: [this.registry],
-      async collect() {
-        this.set(await countProxies().catch(() => 0));
+      collect() {
+        this.set(countProxies());
       },
     });
   }

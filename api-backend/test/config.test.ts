@@ -56,4 +56,19 @@ describe('loadConfig', () => {
   it('wants the JWT_* settings together', () => {
     expect(() => loadConfig({ JWT_ISSUER: 'https://idp' }, defaults)).toThrow(/JWT_AUDIENCE, JWT_JWKS_URI/);
   });
+
+  it('puts /metrics on a private listener: loopback port 9464 unless told, any free port with 0, none with "off"', () => {
+    expect(loadConfig({}, defaults).metrics).toEqual({ port: 9464, host: '127.0.0.1' });
+    expect(loadConfig({ METRICS_PORT: '' }, defaults).metrics.port).toBe(9464);
+    expect(loadConfig({ METRICS_PORT: '0' }, defaults).metrics.port).toBe(0);
+    expect(loadConfig({ METRICS_PORT: 'off', METRICS_HOST: '0.0.0.0' }, defaults).metrics).toEqual({ port: null, host: '0.0.0.0' });
+    expect(() => loadConfig({ METRICS_PORT: 'public' }, defaults)).toThrow(/METRICS_PORT="public": must be a port number/);
+  });
+
+  it('takes a proxy secret key of 64 hex digits only', () => {
+    const key = 'ab'.repeat(32);
+    expect(loadConfig({ PROXY_SECRET_KEY: key }, defaults).proxySecretKey).toBe(key);
+    expect(loadConfig({ PROXY_SECRET_KEY: '' }, defaults).proxySecretKey).toBeUndefined();
+    expect(() => loadConfig({ PROXY_SECRET_KEY: 'short' }, defaults)).toThrow(/PROXY_SECRET_KEY="short": must be 64 hex digits/);
+  });
 });

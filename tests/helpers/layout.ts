@@ -53,6 +53,8 @@ export function relayEnv(layoutEnv: Record<string, string>, dataDir: string, por
     DATA_DIR: dataDir,
     LOG_LEVEL: process.env.CTLL_TEST_LOG_LEVEL ?? 'error',
     PROXY_SCRIPT,
+    // Any free port for the private listener (relay.metricsUrl), so relays in parallel never collide.
+    METRICS_PORT: '0',
     ...layoutEnv,
   };
 }
