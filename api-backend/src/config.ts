@@ -98,6 +98,17 @@ const schema = z.object({
   ZROK_ALLOW_INSECURE: z.enum(['true', 'false'], { message: 'must be true or false' }).default('false'),
   /** How a streaming-proxy reaches api-backend (zrok discovery); unset: http://127.0.0.1:<PORT>, right for the process driver. */
   PROXY_API_BACKEND_URL: z.string().url().optional().or(z.literal('').transform(() => undefined)),
+
+  // Per-client-address limits for callers not yet known (http/ip-limits.ts). A client address is
+  // req.ip (TRUST_PROXY decides whether X-Forwarded-For is believed); an IPv6 address counts by its /64.
+  /** `false` turns the per-address limits below off (nginx's own limits stay). */
+  RATE_LIMIT_ENABLED: z.enum(['true', 'false'], { message: 'must be true or false' }).default('true'),
+  /** Failed authentications (401) one address may cause per minute; past it, its /api requests and tunnel upgrades get 429 until that minute is over. */
+  RATE_LIMIT_AUTH_FAILURES: z.coerce.number().int().min(1).default(30),
+  /** Tunnel upgrade attempts (GET /ws/tunnel) per address per minute, valid or not. */
+  RATE_LIMIT_UPGRADES: z.coerce.number().int().min(1).default(60),
+  /** GET /health requests per address per minute. */
+  RATE_LIMIT_HEALTH: z.coerce.number().int().min(1).default(120),
 });
 
 export type AuthConfig =
@@ -152,6 +163,8 @@ export interface Config {
   trustProxy: string;
   shutdownGraceMs: number;
   zrok: { shareTtlMs: number; discoveryIntervalMs: number; allowInsecure: boolean };
+  /** Per-client-address limits, each per minute. */
+  rateLimits: { enabled: boolean; authFailures: number; upgrades: number; health: number };
 }
 
 export class ConfigError extends Error {}
@@ -219,6 +232,12 @@ export function loadConfig(env: Record<string, string | undefined>, defaults: { 
     trustProxy: c.TRUST_PROXY,
     shutdownGraceMs: c.SHUTDOWN_GRACE_MS,
     zrok: zrokConfig(c),
+    rateLimits: {
+      enabled: c.RATE_LIMIT_ENABLED === 'true',
+      authFailures: c.RATE_LIMIT_AUTH_FAILURES,
+      upgrades: c.RATE_LIMIT_UPGRADES,
+      health: c.RATE_LIMIT_HEALTH,
+    },
   };
 }
 

@@ -53,6 +53,9 @@ export function relayEnv(layoutEnv: Record<string, string>, dataDir: string, por
     DATA_DIR: dataDir,
     LOG_LEVEL: process.env.CTLL_TEST_LOG_LEVEL ?? 'error',
     PROXY_SCRIPT,
+    // Every test client is 127.0.0.1 and waitFor polls every 25 ms: the per-address limits are
+    // off unless a test turns them on (tests/edge-limits.e2e.test.ts does).
+    RATE_LIMIT_ENABLED: 'false',
     ...layoutEnv,
   };
 }
