@@ -10,6 +10,7 @@ describe('loadConfig', () => {
     expect(config.proxy).toMatchObject({ driver: 'process', memoryMb: 512, cpus: 0.5, idleTimeoutMs: 600_000 });
     expect(config.requestTimeoutMs).toBe(30_000);
     expect(config.databaseUrl).toBeUndefined();
+    expect(config.rateLimits).toEqual({ enabled: true, authFailures: 30, upgrades: 60, health: 120 });
   });
 
   it.each([
@@ -18,6 +19,9 @@ describe('loadConfig', () => {
     ['REQUEST_TIMEOUT_MS', '-1'],
     ['PROXY_SUBNET_POOL', '10.0.0.0'],
     ['LOG_LEVEL', 'chatty'],
+    ['RATE_LIMIT_ENABLED', 'yes'],
+    ['RATE_LIMIT_AUTH_FAILURES', '0'],
+    ['RATE_LIMIT_HEALTH', 'lots'],
   ])('names the bad variable %s', (name, value) => {
     expect(() => loadConfig({ [name]: value }, defaults)).toThrow(new RegExp(`${name}="${value}"`));
   });
