@@ -143,6 +143,20 @@ describeWithNginx('relay behind nginx (TLS, WebSocket tunnel, unbuffered streami
     expect(res.chunks.length).toBeGreaterThanOrEqual(tokens - 2);
   });
 
+  it('streams /API/TUNNEL/... (upper case, the same route to api-backend) token by token too, not buffered', async () => {
+    const tokens = 12;
+    const res = await request(`/API/TUNNEL/${encodeURIComponent(alice)}/api/chat`, {
+      method: 'POST',
+      headers: { ...auth(alice), 'content-type': 'application/json', 'x-test-id': 'nginx-chat-upper' },
+      body: JSON.stringify({ model: 'test-model', stream: true, messages: [{ role: 'user', content: 'hi' }], options: { num_predict: tokens } }),
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers['content-type']).toBe('application/x-ndjson');
+    const lines = linesWithArrival(res.chunks);
+    expect(lines).toHaveLength(tokens + 1);
+    expectSpreadOut(lines.slice(0, tokens), layout.llm.finishedAt.get('nginx-chat-upper')!, tokens);
+  });
+
   it('streams OpenAI-compatible server-sent events as they are written', async () => {
     const tokens = 10;
     const res = await request(tunnel(alice, '/v1/chat/completions'), {

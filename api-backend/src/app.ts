@@ -6,6 +6,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
+import proxyaddr from 'proxy-addr';
 import { NotFoundError } from '@ctll/protocol';
 import type { Config } from './config';
 import { componentLogger, type Logger } from './logger';
@@ -27,6 +28,7 @@ import { healthRoutes, privateRoutes } from './routes/health-routes';
 import { HealthMonitor } from './health-monitor';
 import { listen, startPrivateListener, type PrivateListener } from './http/private-listener';
 import { ProxySecrets } from './proxy/proxy-secrets';
+import { authFailureLimit, healthLimit, IpLimits } from './http/ip-limits';
 import { proxyRoutes } from './routes/proxy-routes';
 import { tunnelRoutes } from './routes/tunnel-routes';
 import { bridgeRoutes } from './routes/bridge-routes';
@@ -106,6 +108,12 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     },
   });
 
+  // Per-client-address limits; an address going over one is logged and audited once per window.
+  const limits = new IpLimits(config.rateLimits, (limit, key) => {
+    log('http').warn('client address over its limit', { limit, address: key });
+    audit.security({ kind: 'rate_limited', reason: limit });
+  });
+
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', config.trustProxy);
@@ -115,6 +123,9 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     res.on('finish', () => metrics.httpRequests.inc({ route: routeLabel(req.route?.path), status: res.statusCode }));
     next();
   });
+  // Before securityEvents, which would audit every refusal: the limiter reports once per window.
+  app.get('/health', healthLimit(limits));
+  app.use('/api', authFailureLimit(limits));
   app.use(securityEvents((fact) => audit.security(fact)));
   app.use(healthRoutes(health, devKeys?.jwks));
   // Before the JWT middleware: a user's proxy proves itself with its own secret, never a user token.
@@ -134,7 +145,11 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   app.use(errorHandler(log('http')));
 
   server.on('request', app);
-  server.on('upgrade', tunnelUpgradeHandler({ auth, manager, metrics, logger: log('tunnel') }));
+  const trust = app.get('trust proxy fn') as Parameters<typeof proxyaddr>[1];
+  server.on(
+    'upgrade',
+    tunnelUpgradeHandler({ auth, manager, metrics, logger: log('tunnel'), limits, clientAddress: (req) => proxyaddr(req, trust) }),
+  );
   const culler = startCuller(manager, config.proxy.cleanupCron, log('StreamingProxyManager'));
   let privateListener: PrivateListener | undefined;
   if (config.metrics.port !== null) {

@@ -127,6 +127,16 @@ const schema = z.object({
     .regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex digits, e.g. from: openssl rand -hex 32')
     .optional()
     .or(z.literal('').transform(() => undefined)),
+  // Per-client-address limits for callers not yet known (http/ip-limits.ts). A client address is
+  // req.ip (TRUST_PROXY decides whether X-Forwarded-For is believed); an IPv6 address counts by its /64.
+  /** `false` turns the per-address limits below off (nginx's own limits stay). */
+  RATE_LIMIT_ENABLED: z.enum(['true', 'false'], { message: 'must be true or false' }).default('true'),
+  /** Failed authentications (401) one address may cause per minute; past it, its /api requests and tunnel upgrades get 429 until that minute is over. */
+  RATE_LIMIT_AUTH_FAILURES: z.coerce.number().int().min(1).default(30),
+  /** Tunnel upgrade attempts (GET /ws/tunnel) per address per minute, valid or not. */
+  RATE_LIMIT_UPGRADES: z.coerce.number().int().min(1).default(60),
+  /** GET /health requests per address per minute. */
+  RATE_LIMIT_HEALTH: z.coerce.number().int().min(1).default(120),
 });
 
 /** Who issues the tokens and where their keys are. */
@@ -198,6 +208,8 @@ export interface Config {
   sweepIntervalMs: number;
   /** Hex key of the proxies' secrets; undefined: the one in DATA_DIR. */
   proxySecretKey?: string;
+  /** Per-client-address limits, each per minute. */
+  rateLimits: { enabled: boolean; authFailures: number; upgrades: number; health: number };
 }
 
 export class ConfigError extends Error {}
@@ -269,6 +281,12 @@ export function loadConfig(env: Record<string, string | undefined>, defaults: { 
     healthCheckIntervalMs: c.HEALTH_CHECK_INTERVAL_MS,
     sweepIntervalMs: c.PROXY_SWEEP_INTERVAL_MS,
     proxySecretKey: c.PROXY_SECRET_KEY,
+    rateLimits: {
+      enabled: c.RATE_LIMIT_ENABLED === 'true',
+      authFailures: c.RATE_LIMIT_AUTH_FAILURES,
+      upgrades: c.RATE_LIMIT_UPGRADES,
+      health: c.RATE_LIMIT_HEALTH,
+    },
   };
 }
 

@@ -10,6 +10,7 @@ describe('loadConfig', () => {
     expect(config.proxy).toMatchObject({ driver: 'process', memoryMb: 512, cpus: 0.5, idleTimeoutMs: 600_000 });
     expect(config.requestTimeoutMs).toBe(30_000);
     expect(config.databaseUrl).toBeUndefined();
+    expect(config.rateLimits).toEqual({ enabled: true, authFailures: 30, upgrades: 60, health: 120 });
   });
 
   it.each([
@@ -20,6 +21,9 @@ describe('loadConfig', () => {
     ['LOG_LEVEL', 'chatty'],
     ['JWT_MAX_LIFETIME_S', 'forever'],
     ['JWKS_REFRESH_INTERVAL_MS', '0'],
+    ['RATE_LIMIT_ENABLED', 'yes'],
+    ['RATE_LIMIT_AUTH_FAILURES', '0'],
+    ['RATE_LIMIT_HEALTH', 'lots'],
   ])('names the bad variable %s', (name, value) => {
     expect(() => loadConfig({ [name]: value }, defaults)).toThrow(new RegExp(`${name}="${value}"`));
   });

@@ -27,6 +27,11 @@ export abstract class RelayError extends Error {
   toJSON(): { error: { code: string; message: string } } {
     return { error: { code: this.code, message: this.publicMessage ?? this.message } };
   }
+
+  /** Response headers that belong to this answer besides the JSON body (lower-case names). */
+  headers(): Record<string, string> {
+    return {};
+  }
 }
 
 export class BadRequestError extends RelayError {
@@ -67,9 +72,20 @@ export class PayloadTooLargeError extends RelayError {
   readonly code = 'payload_too_large';
 }
 
+/** Too many requests; `retryAfterSeconds`, when known, becomes the Retry-After header. */
 export class RateLimitedError extends RelayError {
   readonly status = 429;
   readonly code = 'rate_limited';
+  readonly retryAfterSeconds?: number;
+
+  constructor(message: string, retryAfterSeconds?: number) {
+    super(message);
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+
+  override headers(): Record<string, string> {
+    return this.retryAfterSeconds === undefined ? {} : { 'retry-after': String(this.retryAfterSeconds) };
+  }
 }
 
 /** The desktop answered, but not with something we can pass on. */
@@ -101,8 +117,12 @@ export class GatewayTimeoutError extends RelayError {
   readonly code = 'desktop_timeout';
 }
 
-/** The JSON body for any error, ours or not; unknown errors never leak their message. */
-export function errorBody(error: unknown): { status: number; body: { error: { code: string; message: string } } } {
-  if (error instanceof RelayError) return { status: error.status, body: error.toJSON() };
-  return { status: 500, body: { error: { code: 'internal', message: 'internal error' } } };
+/** The answer for any error, ours or not; unknown errors never leak their message. */
+export function errorBody(error: unknown): {
+  status: number;
+  body: { error: { code: string; message: string } };
+  headers: Record<string, string>;
+} {
+  if (error instanceof RelayError) return { status: error.status, body: error.toJSON(), headers: error.headers() };
+  return { status: 500, body: { error: { code: 'internal', message: 'internal error' } }, headers: {} };
 }
