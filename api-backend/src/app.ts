@@ -9,7 +9,7 @@ import express from 'express';
 import { NotFoundError } from '@ctll/protocol';
 import type { Config } from './config';
 import { componentLogger, type Logger } from './logger';
-import { Authenticator } from './auth/authenticator';
+import { Authenticator, type Caller } from './auth/authenticator';
 import { loadOrCreateDevKeys, type DevKeys } from './auth/dev-keys';
 import { Metrics } from './metrics';
 import { ProcessDriver } from './proxy/process-driver';
@@ -31,8 +31,9 @@ import { ShareRegistry } from './zrok/registry';
 import { zrokRoutes } from './zrok/routes';
 import { proxyDiscoverRoutes } from './zrok/proxy-discover';
 import { Audit, auditOptions } from './audit/audit';
-import { securityEvents } from './audit/security';
+import { clientAddress, securityEvents } from './audit/security';
 import { auditRoutes } from './routes/audit-routes';
+import { userHash } from './proxy/naming';
 
 export interface Relay {
   url: string;
@@ -92,9 +93,9 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     audience: config.auth.audience,
     jwksUri: config.auth.mode === 'dev' ? `http://127.0.0.1:${port}/.well-known/jwks.json` : config.auth.jwksUri,
     queryTokenPaths: [TUNNEL_PATH],
-    onFailure: (reason) => {
+    onFailure: (reason, req) => {
       metrics.authFailures.inc({ reason });
-      audit.security({ kind: 'auth_failure', reason });
+      audit.security({ kind: 'auth_failure', reason, source: clientAddress(req) });
     },
   });
 
@@ -110,6 +111,11 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   // Before the JWT middleware: a user's proxy proves itself with its own secret, never a user token.
   app.use(proxyDiscoverRoutes(shares, driver));
   app.use('/api', auth.middleware());
+  // Whatever a caller did may have moved their proxy's tunnel journal: the audit reads it soon.
+  app.use('/api', (_req, res, next) => {
+    res.on('finish', () => audit.activity(userHash((res.locals.caller as Caller).userId)));
+    next();
+  });
   app.use(proxyRoutes(manager));
   app.use(auditRoutes(audit));
   app.use(bridgeRoutes(manager, client, metrics, { pollTimeoutMs: config.bridge.pollTimeoutMs, requestTimeoutMs: config.requestTimeoutMs }));
@@ -124,7 +130,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   app.use(errorHandler(log('http')));
 
   server.on('request', app);
-  server.on('upgrade', tunnelUpgradeHandler({ auth, manager, metrics, logger: log('tunnel') }));
+  server.on('upgrade', tunnelUpgradeHandler({ auth, manager, metrics, logger: log('tunnel'), onActivity: (ownerHash) => audit.activity(ownerHash) }));
   const culler = startCuller(manager, config.proxy.cleanupCron, log('StreamingProxyManager'));
 
   const url = `http://127.0.0.1:${port}`;

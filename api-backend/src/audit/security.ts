@@ -5,6 +5,7 @@
  * Authenticator itself (its onFailure hook), since no caller is known then. Only hashes and the
  * route pattern are kept; the raw path may hold a user id and is never recorded.
  */
+import type { IncomingMessage } from 'node:http';
 import type { NextFunction, Request, Response } from 'express';
 import type { Caller } from '../auth/authenticator';
 import { userHash } from '../proxy/naming';
@@ -16,6 +17,8 @@ export interface SecurityFact {
   ownerHash?: string;
   targetHash?: string;
   route?: string;
+  /** The client address (Express's req.ip, so TRUST_PROXY decides whether X-Forwarded-For counts). */
+  source?: string;
 }
 
 const TUNNEL_PREFIX = '/api/tunnel/';
@@ -28,10 +31,10 @@ export function securityEvents(record: (fact: SecurityFact) => void) {
       const ownerHash = caller ? userHash(caller.userId) : undefined;
       const route = routeOf(req);
       if (res.statusCode === 429) {
-        record({ kind: 'rate_limited', reason: 'status 429', ownerHash, route });
+        record({ kind: 'rate_limited', reason: 'status 429', ownerHash, route, source: req.ip });
         return;
       }
-      record({ kind: 'cross_user', reason: 'forbidden', ownerHash, targetHash: tunnelOwnerHash(req.originalUrl), route });
+      record({ kind: 'cross_user', reason: 'forbidden', ownerHash, targetHash: tunnelOwnerHash(req.originalUrl), route, source: req.ip });
     });
     next();
   };
@@ -57,4 +60,12 @@ function tunnelOwnerHash(originalUrl: string): string | undefined {
   } catch {
     return undefined; // not valid percent-encoding: Express refused it too
   }
+}
+
+/**
+ * The client's address: Express's req.ip on routes (so TRUST_PROXY decides whether nginx's
+ * X-Forwarded-For counts), the socket's peer on a raw WebSocket upgrade, which Express never sees.
+ */
+export function clientAddress(req: IncomingMessage): string | undefined {
+  return (req as Partial<Request>).ip ?? req.socket?.remoteAddress;
 }

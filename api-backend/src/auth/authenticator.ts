@@ -20,7 +20,8 @@ export interface AuthenticatorOptions {
   jwksUri: string;
   /** Accept `?token=` as well as the Authorization header (browsers cannot set headers on WebSockets). */
   queryTokenPaths: readonly string[];
-  onFailure?: (reason: string) => void;
+  /** A refused token, with the request that carried it (the audit counts refusals per client address). */
+  onFailure?: (reason: string, req: IncomingMessage) => void;
 }
 
 const MAX_SUBJECT_LENGTH = 256;
@@ -65,15 +66,15 @@ export class Authenticator {
     if (known) this.verified.delete(token!);
     return new Promise((resolve, reject) => {
       this.verify(request, undefined as unknown as Response, (error?: unknown) => {
-        if (error) return reject(this.translate(error));
+        if (error) return reject(this.translate(error, req));
         const sub = request.auth?.sub;
         if (typeof sub !== 'string' || sub.length === 0 || sub.length > MAX_SUBJECT_LENGTH) {
-          this.options.onFailure?.('no_subject');
+          this.options.onFailure?.('no_subject', req);
           return reject(new UnauthorizedError('the token has no usable subject (sub) claim'));
         }
         if (token !== undefined) this.remember(token, sub, request.auth?.exp);
         resolve({ userId: sub });
-      }).catch((error: unknown) => reject(this.translate(error)));
+      }).catch((error: unknown) => reject(this.translate(error, req)));
     });
   }
 
@@ -97,15 +98,15 @@ export class Authenticator {
     this.verified.set(token, { userId, until });
   }
 
-  private translate(error: unknown): Error {
+  private translate(error: unknown, req: IncomingMessage): Error {
     if (error instanceof UnauthorizedError) return error;
     if (error instanceof JwtUnauthorizedError) {
-      this.options.onFailure?.(error.code);
+      this.options.onFailure?.(error.code, req);
       const detail = error.inner?.message ?? error.message;
       return new UnauthorizedError(error.code === 'credentials_required' ? 'a bearer token is required' : `invalid token: ${detail}`);
     }
     // The identity provider's JWKS could not be fetched: our problem, not the caller's.
-    this.options.onFailure?.('jwks_unavailable');
+    this.options.onFailure?.('jwks_unavailable', req);
     return new ServiceUnavailableError('cannot verify tokens right now: the signing keys are unreachable', 'auth_unavailable', {
       cause: error,
     });

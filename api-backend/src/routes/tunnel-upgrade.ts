@@ -20,8 +20,10 @@ export function tunnelUpgradeHandler(deps: {
   manager: StreamingProxyManager;
   metrics: Metrics;
   logger: Logger;
+  /** A desktop's tunnel opened or closed at this owner's proxy (the audit reads its journal soon). */
+  onActivity?: (ownerHash: string) => void;
 }) {
-  const { auth, manager, metrics, logger } = deps;
+  const { auth, manager, metrics, logger, onActivity } = deps;
   return async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
     socket.on('error', () => socket.destroy());
     const pathname = (req.url ?? '/').split('?')[0];
@@ -39,6 +41,9 @@ export function tunnelUpgradeHandler(deps: {
         rejectUpgrade(socket, status, status === 502 ? 'bad_gateway' : 'proxy_unreachable', message);
       });
       metrics.tunnelUpgrades.inc({ result: 'accepted' });
+      const ownerHash = userHash(userId);
+      onActivity?.(ownerHash);
+      socket.once('close', () => onActivity?.(ownerHash));
     } catch (error) {
       const relayError = error instanceof RelayError ? error : undefined;
       metrics.tunnelUpgrades.inc({ result: relayError ? relayError.code : 'error' });
