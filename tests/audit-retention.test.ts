@@ -130,5 +130,5 @@ describe('audit retention settings', () => {
       await db.close();
       fs.rmSync(dir, { recursive: true, force: true });
     }
-  });
+  }, 120_000); // an embedded PGlite takes a while to start on a busy machine
 });
