@@ -48,7 +48,7 @@ export const COLLECTOR_DEFAULTS: Readonly<CollectorOptions> = Object.freeze({
 /** The journal holds 4096 events and answers 1000 per page: five pages always reach its end. */
 const MAX_PAGES_PER_PULL = 8;
 /** After activity, a proxy is read this many rounds: its journal may lag the request that touched it. */
-const HOT_ROUNDS = 3;
+const HOT_ROUNDS = 5;
 
 export interface CollectorHooks {
   /** One proxy could not be read in a round. */
