@@ -61,7 +61,7 @@ export class Metrics {
   /** One proxy's journal or status could not be read by a background loop; the others go on. */
   readonly proxyPullFailures = new client.Counter({
     name: 'ctll_proxy_pull_failures_total',
-    help: 'Failed reads of one proxy by a background loop (audit journal pull, idle sweep), by loop',
+    help: 'Failed reads of one proxy by a background loop (audit_pull: the audit journal pull), by loop',
     labelNames: ['loop'] as const,
     registers: [this.registry],
   });
@@ -72,6 +72,7 @@ export class Metrics {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'ctll_' });
     // Every reason shows from the start, as 0, so an alert on any increase needs no special case.
     for (const reason of ['overflow', 'security_overflow', 'rejected', 'shutdown']) this.auditDropped.inc({ reason }, 0);
+    this.proxyPullFailures.inc({ loop: 'audit_pull' }, 0);
     const queueLength = () => this.auditQueueLength();
     new client.Gauge({
       name: 'ctll_audit_queued',
