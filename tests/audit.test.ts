@@ -194,15 +194,22 @@ function auditSuite(backend: Backend): void {
     expect((await fetch(`${layout.relay.url}/api/proxy/status`, { headers: { authorization: 'Bearer not-a-jwt' } })).status).toBe(401);
     expect((await fetch(`${layout.relay.url}/api/proxy/status`)).status).toBe(401);
     expect((await fetch(`${layout.tunnelUrl('stopper')}/api/tags`, { headers: auth('mallory') })).status).toBe(403);
-    expect(await layout.relay.audit.writer.flush(10_000)).toBe(true);
 
-    const { rows } = await db().query<Record<string, string | null>>(
-      'SELECT kind, reason, owner_hash, target_hash, route FROM security_events ORDER BY at',
+    // Counted per window (half a second here), then written.
+    const query = 'SELECT kind, reason, owner_hash, target_hash, route, source, count FROM security_events ORDER BY at';
+    await waitFor(
+      async () => {
+        const reasons = new Set((await db().query<{ reason: string }>(query)).rows.map((row) => row.reason));
+        return ['invalid_token', 'credentials_required', 'forbidden'].every((reason) => reasons.has(reason));
+      },
+      10_000,
+      'the security counts written',
     );
+    const { rows } = await db().query<Record<string, string | number | null>>(query);
     const plain = rows.map((row) => ({ ...row }));
     expect(plain).toEqual(
       expect.arrayContaining([
-        expect.objectContaining({ kind: 'auth_failure', reason: 'invalid_token', owner_hash: null }),
+        expect.objectContaining({ kind: 'auth_failure', reason: 'invalid_token', owner_hash: null, source: '127.0.0.1', count: 1 }),
         expect.objectContaining({ kind: 'auth_failure', reason: 'credentials_required' }),
         expect.objectContaining({ kind: 'cross_user', reason: 'forbidden', owner_hash: userHash('mallory'), target_hash: userHash('stopper'), route: expect.stringMatching(/^\/api\/tunnel\/:userId/) }),
       ]),

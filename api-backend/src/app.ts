@@ -3,14 +3,14 @@
  * upgrade handler, and owns the lifecycle. `startRelay` resolves once the relay listens;
  * `close` stops everything in reverse order of start.
  */
-import http from 'node:http';
+import http, { type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import proxyaddr from 'proxy-addr';
 import { NotFoundError } from '@ctll/protocol';
 import type { Config } from './config';
 import { componentLogger, type Logger } from './logger';
-import { Authenticator } from './auth/authenticator';
+import { Authenticator, type Caller } from './auth/authenticator';
 import { loadOrCreateDevKeys, type DevKeys } from './auth/dev-keys';
 import { Metrics } from './metrics';
 import { ProcessDriver } from './proxy/process-driver';
@@ -39,6 +39,7 @@ import { proxyDiscoverRoutes } from './zrok/proxy-discover';
 import { Audit, auditOptions } from './audit/audit';
 import { securityEvents } from './audit/security';
 import { auditRoutes } from './routes/audit-routes';
+import { userHash } from './proxy/naming';
 
 export interface Relay {
   url: string;
@@ -102,9 +103,9 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     maxLifetimeS: config.auth.maxLifetimeS,
     queryTokenPaths: [TUNNEL_PATH],
     logger: log('auth'),
-    onFailure: (reason) => {
+    onFailure: (reason, req) => {
       metrics.authFailures.inc({ reason });
-      audit.security({ kind: 'auth_failure', reason });
+      audit.security({ kind: 'auth_failure', reason, source: addressOf(req) });
     },
   });
 
@@ -117,6 +118,8 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', config.trustProxy);
+  /** A caller's address as Express's req.ip gives it (TRUST_PROXY applied), also for raw upgrade requests. */
+  const addressOf = (req: IncomingMessage): string => proxyaddr(req, app.get('trust proxy fn') as Parameters<typeof proxyaddr>[1]);
   // Only a trusted hop (nginx) may name the request; its `$request_id` then ties both logs together.
   app.use(requestId((req) => (req.app.get('trust proxy fn') as (address: string, hop: number) => boolean)(req.socket.remoteAddress ?? '', 0)));
   app.use((req, res, next) => {
@@ -131,6 +134,11 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   // Before the JWT middleware: a user's proxy proves itself with its own secret, never a user token.
   app.use(proxyDiscoverRoutes(shares, secrets));
   app.use('/api', auth.middleware());
+  // Whatever a caller did may have moved their proxy's tunnel journal: the audit reads it soon.
+  app.use('/api', (_req, res, next) => {
+    res.on('finish', () => audit.activity(userHash((res.locals.caller as Caller).userId)));
+    next();
+  });
   app.use(proxyRoutes(manager));
   app.use(auditRoutes(audit));
   app.use(bridgeRoutes(manager, client, metrics, { pollTimeoutMs: config.bridge.pollTimeoutMs, requestTimeoutMs: config.requestTimeoutMs }));
@@ -145,10 +153,17 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   app.use(errorHandler(log('http')));
 
   server.on('request', app);
-  const trust = app.get('trust proxy fn') as Parameters<typeof proxyaddr>[1];
   server.on(
     'upgrade',
-    tunnelUpgradeHandler({ auth, manager, metrics, logger: log('tunnel'), limits, clientAddress: (req) => proxyaddr(req, trust) }),
+    tunnelUpgradeHandler({
+      auth,
+      manager,
+      metrics,
+      logger: log('tunnel'),
+      limits,
+      clientAddress: addressOf,
+      onActivity: (ownerHash) => audit.activity(ownerHash),
+    }),
   );
   const culler = startCuller(manager, config.proxy.cleanupCron, log('StreamingProxyManager'));
   let privateListener: PrivateListener | undefined;

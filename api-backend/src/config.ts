@@ -55,10 +55,25 @@ const schema = z.object({
   AUDIT_QUEUE_MAX: z.coerce.number().int().min(1).default(100_000),
   /** Audit writes: longest pause between retries while the database is away (starts at 250 ms, doubles). */
   AUDIT_RETRY_MAX_MS: z.coerce.number().int().min(10).default(5_000),
-  /** How often every proxy's tunnel journal is pulled into the audit (also pulled right before a proxy is removed). */
+  /** How often the tunnel journals of proxies with recent activity are pulled into the audit (also pulled right before a proxy is removed). */
   AUDIT_PULL_INTERVAL_MS: z.coerce.number().int().min(50).default(3_000),
   /** On shutdown, how long queued audit records may take to reach the database before they count as dropped. */
   AUDIT_SHUTDOWN_FLUSH_MS: z.coerce.number().int().nonnegative().default(5_000),
+  // Audit: security counts, priority, retention, and the journal pull's pace.
+  /** Security events are written as one row per (source address, kind, reason, caller, target, route) per window of this length. */
+  AUDIT_SECURITY_WINDOW_MS: z.coerce.number().int().min(100).default(60_000),
+  /** Most groups counted in one window; events beyond go to one 'other' group per kind and reason (bounded memory). */
+  AUDIT_SECURITY_MAX_KEYS: z.coerce.number().int().min(1).default(1_000),
+  /** Security rows waiting for the database, apart from session records; beyond this they are dropped (reason security_overflow). */
+  AUDIT_SECURITY_QUEUE_MAX: z.coerce.number().int().min(1).default(10_000),
+  /** Audit rows (sessions and security events) that ended more than this many days ago are removed daily; 0 keeps everything. */
+  AUDIT_RETENTION_DAYS: z.coerce.number().int().nonnegative().default(90),
+  /** When the daily audit retention runs (node-cron expression). */
+  AUDIT_RETENTION_CRON: z.string().min(1).refine((v) => cron.validate(v), 'must be a cron expression').default('17 3 * * *'),
+  /** A proxy with no activity seen by api-backend is still read this often (the net for what api-backend cannot see). */
+  AUDIT_IDLE_PULL_INTERVAL_MS: z.coerce.number().int().min(50).default(60_000),
+  /** Proxies read at once by the journal pull. */
+  AUDIT_PULL_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(8),
 
   PROXY_DRIVER: z.enum(['process', 'docker']).default('process'),
   PROXY_IMAGE: z.string().min(1).default('ctll/streaming-proxy:latest'),
@@ -173,6 +188,13 @@ export interface Config {
     retryMaxMs: number;
     pullIntervalMs: number;
     shutdownFlushMs: number;
+    securityWindowMs: number;
+    securityMaxKeys: number;
+    securityQueueMax: number;
+    retentionDays: number;
+    retentionCron: string;
+    idlePullIntervalMs: number;
+    pullConcurrency: number;
   };
   proxy: {
     driver: 'process' | 'docker';
@@ -251,6 +273,13 @@ export function loadConfig(env: Record<string, string | undefined>, defaults: { 
       retryMaxMs: c.AUDIT_RETRY_MAX_MS,
       pullIntervalMs: c.AUDIT_PULL_INTERVAL_MS,
       shutdownFlushMs: c.AUDIT_SHUTDOWN_FLUSH_MS,
+      securityWindowMs: c.AUDIT_SECURITY_WINDOW_MS,
+      securityMaxKeys: c.AUDIT_SECURITY_MAX_KEYS,
+      securityQueueMax: c.AUDIT_SECURITY_QUEUE_MAX,
+      retentionDays: c.AUDIT_RETENTION_DAYS,
+      retentionCron: c.AUDIT_RETENTION_CRON,
+      idlePullIntervalMs: c.AUDIT_IDLE_PULL_INTERVAL_MS,
+      pullConcurrency: c.AUDIT_PULL_CONCURRENCY,
     },
     proxy: {
       driver: c.PROXY_DRIVER,

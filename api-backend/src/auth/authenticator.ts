@@ -33,8 +33,8 @@ export interface AuthenticatorOptions {
   /** Accept `?token=` as well as the Authorization header (browsers cannot set headers on WebSockets). */
   queryTokenPaths: readonly string[];
   logger?: Logger;
-  /** Called with a bounded reason (metrics label, security audit) for every refused token. */
-  onFailure?: (reason: string) => void;
+  /** Called for every refused token, with a bounded reason (metrics label, security audit) and the request that carried it (the audit counts refusals per client address). */
+  onFailure?: (reason: string, req: IncomingMessage) => void;
 }
 
 const ALGORITHMS: Algorithm[] = ['RS256'];
@@ -78,7 +78,7 @@ export class Authenticator {
           res.locals.caller = this.accept(token!, (req as JwtRequest).auth);
           next();
         } catch (refused) {
-          next(this.refuse(refused));
+          next(this.refuse(refused, req));
         }
       });
     };
@@ -97,7 +97,7 @@ export class Authenticator {
       const payload = jwt.verify(token, key, { algorithms: ALGORITHMS, issuer: this.options.issuer, audience: this.options.audience });
       return this.accept(token, payload);
     } catch (error) {
-      throw this.refuse(error);
+      throw this.refuse(error, req);
     }
   }
 
@@ -110,11 +110,11 @@ export class Authenticator {
     return { userId };
   }
 
-  private refuse(error: unknown): Error {
+  private refuse(error: unknown, req: IncomingMessage): Error {
     if (error instanceof RelayError) return error;
     if (error instanceof KeysUnavailableError) {
       // The identity provider's JWKS could not be fetched: our problem, not the caller's.
-      this.options.onFailure?.('jwks_unavailable');
+      this.options.onFailure?.('jwks_unavailable', req);
       return new ServiceUnavailableError('cannot verify tokens right now: the signing keys are unreachable', 'auth_unavailable', {
         cause: error,
       });
@@ -122,7 +122,7 @@ export class Authenticator {
     const refusal = refusalOf(error);
     if (!refusal) return error instanceof Error ? error : new Error(String(error));
     this.options.logger?.debug('token refused', { reason: refusal.reason, detail: refusal.message });
-    this.options.onFailure?.(refusal.reason);
+    this.options.onFailure?.(refusal.reason, req);
     return new UnauthorizedError(publicMessage(refusal.reason));
   }
 }

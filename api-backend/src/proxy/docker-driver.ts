@@ -142,8 +142,19 @@ export class DockerDriver implements ProxyDriver {
       const [containers, networks] = await Promise.all([this.listContainers(), this.networks.list()]);
       const handles = await mapLimit(containers, ENGINE_CONCURRENCY, async (c): Promise<ProxyHandle | null> => {
         const ownerHash = c.Labels[LABELS.owner];
-        // Only a running proxy's secret is needed, and only inspect shows the environment.
-        if (c.State === 'running') return ownerHash ? this.inspect(ownerHash) : null;
+        // Only a running proxy's secret is needed, and only inspect shows the environment. The
+        // listed container itself, by id; one that cannot be inspected is left out of this
+        // listing, so one owner's trouble never fails the list (and every sweep) for everyone.
+        if (c.State === 'running') {
+          if (!ownerHash) return null;
+          try {
+            const info = await ignoringGone(() => this.docker.getContainer(c.Id).inspect());
+            return info ? this.toHandle(info) : null;
+          } catch (error) {
+            this.options.logger.warn('StreamingProxy container not inspectable; left out of this listing', { owner: ownerHash, error: dockerMessage(error) });
+            return null;
+          }
+        }
         return { ownerHash, id: c.Id, state: this.creating.has(ownerHash) ? 'starting' : 'stopped', createdAt: createdOf(c.Labels, c.Created * 1000) };
       });
       const owners = new Set(containers.map((c) => c.Labels[LABELS.owner]));

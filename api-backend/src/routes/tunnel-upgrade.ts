@@ -25,8 +25,10 @@ export function tunnelUpgradeHandler(deps: {
   limits: IpLimits;
   /** The caller's address as Express's req.ip gives it (TRUST_PROXY applied). */
   clientAddress: (req: IncomingMessage) => string;
+  /** A desktop's tunnel opened or closed at this owner's proxy (the audit reads its journal soon). */
+  onActivity?: (ownerHash: string) => void;
 }) {
-  const { auth, manager, metrics, logger, limits, clientAddress } = deps;
+  const { auth, manager, metrics, logger, limits, clientAddress, onActivity } = deps;
   return async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
     socket.on('error', () => socket.destroy());
     const pathname = (req.url ?? '/').split('?')[0];
@@ -50,6 +52,9 @@ export function tunnelUpgradeHandler(deps: {
         rejectUpgrade(socket, status, status === 502 ? 'bad_gateway' : 'proxy_unreachable', message);
       });
       metrics.tunnelUpgrades.inc({ result: 'accepted' });
+      const ownerHash = userHash(userId);
+      onActivity?.(ownerHash);
+      socket.once('close', () => onActivity?.(ownerHash));
     } catch (error) {
       const relayError = error instanceof RelayError ? error : undefined;
       metrics.tunnelUpgrades.inc({ result: relayError ? relayError.code : 'error' });
