@@ -68,7 +68,7 @@ describe('authentication with a JWKS identity provider', () => {
 
   /** Refused tokens so far with this reason, as /metrics counts them for the operator. */
   const failures = async (reason: string) => {
-    const metrics = await (await fetch(`${relay.url}/metrics`)).text();
+    const metrics = await (await fetch(`${relay.metricsUrl}/metrics`)).text();
     const line = metrics.split('\n').find((l) => l.startsWith(`ctll_auth_failures_total{reason="${reason}"}`));
     return line ? Number(line.split(' ').pop()) : 0;
   };

@@ -63,12 +63,9 @@ export function refusalOf(error: unknown): TokenRefused | undefined {
   if (error instanceof TokenRefused) return error;
   if (error instanceof UnknownKeyError) return new TokenRefused('unknown_key', error.message);
   if (error instanceof ExpressJwtError) {
-    // express-jwt wraps jsonwebtoken's error; its own codes are about the Authorization header.
-    if (error.code === 'invalid_token' && error.inner) return refusalOf(error.inner) ?? new TokenRefused('invalid_token', error.inner.message);
-    if (error.code === 'credentials_required' || error.code === 'credentials_bad_scheme' || error.code === 'credentials_bad_format') {
-      return new TokenRefused('credentials_required', error.message);
-    }
-    return new TokenRefused('invalid_token', error.message);
+    // express-jwt wraps jsonwebtoken's error; its only other code here is a missing token.
+    if (error.code === 'credentials_required') return new TokenRefused('credentials_required', error.message);
+    return (error.inner && refusalOf(error.inner)) || new TokenRefused('invalid_token', error.inner?.message ?? error.message);
   }
   if (error instanceof jwt.TokenExpiredError) return new TokenRefused('token_expired', error.message);
   if (error instanceof jwt.NotBeforeError) return new TokenRefused('not_yet_valid', error.message);
