@@ -55,6 +55,8 @@ function slowUpload(transport: string): Promise<{ status: number; answer: { sha2
     });
     req.on('error', reject);
     req.on('response', (res) => {
+      // An answer before the upload ended (a 408, say) ends the writing too.
+      clearInterval(timer);
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
       res.on('error', reject);
@@ -80,7 +82,6 @@ function slowUpload(transport: string): Promise<{ status: number; answer: { sha2
       second += 1;
       req.write(piece);
     }, 1000);
-    req.on('close', () => clearInterval(timer));
   });
 }
 

@@ -252,6 +252,8 @@ export async function startLlmServer(options: LlmServerOptions = {}): Promise<Ll
     }
   }
 
+  // Like Ollama, no clock on a whole request: Node's default would answer a six-minute upload 408.
+  server.requestTimeout = 0;
   server.on('connection', (socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
