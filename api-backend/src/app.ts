@@ -89,6 +89,11 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
 
   const server = http.createServer();
   server.on('connection', (socket) => socket.setNoDelay(true));
+  // Timeouts judge silence, never length: a generation or an upload may stream for hours, and
+  // Node's default requestTimeout cuts every request at 300 s. The head stays bounded
+  // (headersTimeout), and a socket silent for longer than any exchange or poll may be is closed.
+  server.requestTimeout = 0;
+  server.timeout = Math.max(config.requestTimeoutMs, config.bridge.pollTimeoutMs) + 10_000;
   await listen(server, config.port, config.host);
   const port = (server.address() as AddressInfo).port;
   const shares = new ShareRegistry({ ttlMs: config.zrok.shareTtlMs }, log('zrok')).start();

@@ -43,6 +43,12 @@ export class BadRequestError extends RelayError {
   }
 }
 
+/** A request path that climbs above the desktop's root (`..`, `%2e%2e`, `%2F..`). */
+export class BadPathError extends RelayError {
+  readonly status = 400;
+  readonly code = 'bad_path';
+}
+
 export class UnauthorizedError extends RelayError {
   readonly status = 401;
   readonly code = 'unauthorized';

@@ -7,3 +7,4 @@ export * from './poll';
 export * from './public-address';
 export * from './proxy-api';
 export * from './share-domains';
+export * from './paths';

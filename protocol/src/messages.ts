@@ -100,6 +100,8 @@ export const TunnelErrorCode = {
   UnknownStream: 'unknown_stream',
   /** Too many concurrent streams on one tunnel. */
   TooManyStreams: 'too_many_streams',
+  /** The request path climbs above the target's base path; the relay answers 400. */
+  BadPath: 'bad_path',
 } as const;
 
 export type ParseResult<T> = { ok: true; value: T } | { ok: false; error: string };
