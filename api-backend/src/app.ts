@@ -64,7 +64,11 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     driver,
     client,
     // Before a proxy goes, the audit reads its tunnel journal one last time.
-    { idleTimeoutMs: config.proxy.idleTimeoutMs, beforeRemove: (handle, reason) => audit.beforeRemove(handle, reason) },
+    {
+      idleTimeoutMs: config.proxy.idleTimeoutMs,
+      beforeRemove: (handle, reason) => audit.beforeRemove(handle, reason),
+      maxProxies: config.proxyLimits.max,
+    },
     log('StreamingProxyManager'),
   );
   audit.watch(manager);
@@ -110,7 +114,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   // Before the JWT middleware: a user's proxy proves itself with its own secret, never a user token.
   app.use(proxyDiscoverRoutes(shares, driver));
   app.use('/api', auth.middleware());
-  app.use(proxyRoutes(manager));
+  app.use(proxyRoutes(manager, config.proxyLimits));
   app.use(auditRoutes(audit));
   app.use(bridgeRoutes(manager, client, metrics, { pollTimeoutMs: config.bridge.pollTimeoutMs, requestTimeoutMs: config.requestTimeoutMs }));
   app.use(

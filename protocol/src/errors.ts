@@ -55,9 +55,19 @@ export class PayloadTooLargeError extends RelayError {
   readonly code = 'payload_too_large';
 }
 
+/**
+ * A per-user limit was reached (request rate, concurrent streams, desktop links, proxy starts).
+ * `retryAfterSeconds` becomes the answer's Retry-After header.
+ */
 export class RateLimitedError extends RelayError {
   readonly status = 429;
-  readonly code = 'rate_limited';
+  readonly code: string;
+  readonly retryAfterSeconds?: number;
+  constructor(message: string, options: { code?: string; retryAfterSeconds?: number } = {}) {
+    super(message);
+    this.code = options.code ?? 'rate_limited';
+    this.retryAfterSeconds = options.retryAfterSeconds;
+  }
 }
 
 /** The desktop answered, but not with something we can pass on. */
@@ -84,13 +94,33 @@ export class ServiceUnavailableError extends RelayError {
   }
 }
 
+/** The relay runs as many proxies as its operator allows (PROXY_MAX): a new user waits. */
+export class CapacityError extends RelayError {
+  readonly status = 503;
+  readonly code = 'capacity';
+  readonly retryAfterSeconds?: number;
+  constructor(message: string, options: { retryAfterSeconds?: number } = {}) {
+    super(message);
+    this.retryAfterSeconds = options.retryAfterSeconds;
+  }
+}
+
 export class GatewayTimeoutError extends RelayError {
   readonly status = 504;
   readonly code = 'desktop_timeout';
 }
 
-/** The JSON body for any error, ours or not; unknown errors never leak their message. */
-export function errorBody(error: unknown): { status: number; body: { error: { code: string; message: string } } } {
-  if (error instanceof RelayError) return { status: error.status, body: error.toJSON() };
-  return { status: 500, body: { error: { code: 'internal', message: 'internal error' } } };
+/**
+ * The status, JSON body and extra headers for any error, ours or not; unknown errors never leak
+ * their message. An error that knows when to try again says so in Retry-After.
+ */
+export function errorBody(error: unknown): {
+  status: number;
+  body: { error: { code: string; message: string } };
+  headers: Record<string, string>;
+} {
+  if (!(error instanceof RelayError)) return { status: 500, body: { error: { code: 'internal', message: 'internal error' } }, headers: {} };
+  const retryAfter = (error as { retryAfterSeconds?: number }).retryAfterSeconds;
+  const headers: Record<string, string> = retryAfter === undefined ? {} : { 'retry-after': String(Math.max(1, Math.ceil(retryAfter))) };
+  return { status: error.status, body: error.toJSON(), headers };
 }
