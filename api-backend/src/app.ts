@@ -21,6 +21,7 @@ import { StreamingProxyManager } from './proxy/manager';
 import { ProxyClient } from './proxy/proxy-client';
 import { startCuller } from './proxy/culler';
 import { proxyEnv } from './proxy/proxy-env';
+import { StartBudget } from './proxy/start-budget';
 import { errorHandler } from './http/error-handler';
 import { healthRoutes } from './routes/health-routes';
 import { proxyRoutes } from './routes/proxy-routes';
@@ -68,6 +69,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
       idleTimeoutMs: config.proxy.idleTimeoutMs,
       beforeRemove: (handle, reason) => audit.beforeRemove(handle, reason),
       maxProxies: config.proxyLimits.max,
+      startBudget: new StartBudget(config.proxyLimits.startRatePerMinute),
     },
     log('StreamingProxyManager'),
   );
@@ -114,7 +116,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   // Before the JWT middleware: a user's proxy proves itself with its own secret, never a user token.
   app.use(proxyDiscoverRoutes(shares, driver));
   app.use('/api', auth.middleware());
-  app.use(proxyRoutes(manager, config.proxyLimits));
+  app.use(proxyRoutes(manager));
   app.use(auditRoutes(audit));
   app.use(bridgeRoutes(manager, client, metrics, { pollTimeoutMs: config.bridge.pollTimeoutMs, requestTimeoutMs: config.requestTimeoutMs }));
   app.use(

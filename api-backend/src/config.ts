@@ -111,8 +111,8 @@ const schema = z.object({
   USER_MAX_WS_LINKS: z.coerce.number().int().positive().default(4),
   /** Polling bridges one user may have registered at once; one more registration gets 429. */
   USER_MAX_POLL_LINKS: z.coerce.number().int().positive().default(4),
-  /** Calls to /api/proxy/start and /api/proxy/stop one user may make a minute (counted per api-backend replica); more get 429. */
-  PROXY_START_RATE_PER_MINUTE: z.coerce.number().int().positive().default(30),
+  /** Proxies made for one user a minute (an idempotent start is free; counted per api-backend replica); one more start gets 429. */
+  PROXY_START_RATE_PER_MINUTE: z.coerce.number().int().positive().default(10),
   /** Most proxies running at once; one more user gets 503 `capacity`. Unset: 1000 with docker (at most the subnet pool's networks), 200 with process. */
   PROXY_MAX: z.coerce.number().int().positive().optional().or(z.literal('').transform(() => undefined)),
 });
@@ -171,7 +171,7 @@ export interface Config {
   zrok: { shareTtlMs: number; discoveryIntervalMs: number; allowInsecure: boolean };
   /** Enforced by each user's proxy (the same names in its environment). */
   userLimits: { ratePerMinute: number; rateBurst: number; maxStreams: number; maxWsLinks: number; maxPollLinks: number };
-  /** Enforced by api-backend: proxies at once, and proxy start/stop calls per user a minute. */
+  /** Enforced by api-backend: proxies at once, and proxies made for one user a minute. */
   proxyLimits: { max: number; startRatePerMinute: number };
 }
 

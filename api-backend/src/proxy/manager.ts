@@ -9,7 +9,7 @@
  * so `docker logs <api-backend> | grep StreamingProxy` tells the story; users appear as hashes.
  */
 import { EventEmitter } from 'node:events';
-import { CapacityError, ServiceUnavailableError } from '@ctll/protocol';
+import { CapacityError, RateLimitedError, ServiceUnavailableError } from '@ctll/protocol';
 import type { ProxyDriver, ProxyEndpoint, ProxyHandle, StopReason } from './driver';
 import { KeyedLock } from './keyed-lock';
 import type { ProxyClient, ProxyStatus } from './proxy-client';
@@ -26,6 +26,8 @@ export interface ManagerOptions {
   beforeRemove?: (handle: ProxyHandle, reason: StopReason) => Promise<void>;
   /** PROXY_MAX: most proxies at once; a new user past it gets 503 `capacity`. Default: no cap. */
   maxProxies?: number;
+  /** Charged for every proxy made for a user (PROXY_START_RATE_PER_MINUTE); throws 429 when spent. Default: none. */
+  startBudget?: { charge(ownerHash: string): Promise<void> };
 }
 
 /** What a user turned away for capacity is told to wait: proxies free up as users stop or idle out. */
@@ -74,15 +76,16 @@ export class StreamingProxyManager extends EventEmitter<ManagerEvents> {
       if (existing) await this.driver.remove(ownerHash); // a half-made or dead one
       await this.admitNewProxy(ownerHash);
       const began = Date.now();
-      this.logger.info('StreamingProxy starting', { owner: ownerHash, driver: this.driver.name });
       try {
+        await this.options.startBudget?.charge(ownerHash);
+        this.logger.info('StreamingProxy starting', { owner: ownerHash, driver: this.driver.name });
         const handle = await this.driver.create(ownerHash);
         const durationMs = Date.now() - began;
         this.logger.info('StreamingProxy started', { owner: ownerHash, proxy: handle.id, durationMs });
         this.emit('started', { ownerHash, proxyId: handle.id, driver: this.driver.name, durationMs, startedAt: handle.createdAt });
         return { handle, created: true };
       } catch (error) {
-        this.logger.error('StreamingProxy failed to start', { owner: ownerHash, error: (error as Error).message });
+        if (!(error instanceof RateLimitedError)) this.logger.error('StreamingProxy failed to start', { owner: ownerHash, error: (error as Error).message });
         throw error;
       } finally {
         this.creating.delete(ownerHash);

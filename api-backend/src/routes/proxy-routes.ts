@@ -1,18 +1,12 @@
-/**
- * The caller's own proxy: start (idempotent), stop, status. The user is always the token's subject.
- * Start and stop share one per-user budget (PROXY_START_RATE_PER_MINUTE), so a loop of them cannot
- * keep the driver busy.
- */
+/** The caller's own proxy: start (idempotent), stop, status. The user is always the token's subject. */
 import { Router } from 'express';
 import type { StreamingProxyManager } from '../proxy/manager';
 import type { Caller } from '../auth/authenticator';
-import { perUserRate } from '../http/per-user-rate';
 
-export function proxyRoutes(manager: StreamingProxyManager, limits: { startRatePerMinute: number }): Router {
+export function proxyRoutes(manager: StreamingProxyManager): Router {
   const router = Router();
-  const startStopBudget = perUserRate({ perMinute: limits.startRatePerMinute, what: 'proxy starts and stops' });
 
-  router.post('/api/proxy/start', startStopBudget, async (_req, res, next) => {
+  router.post('/api/proxy/start', async (_req, res, next) => {
     try {
       const { userId } = res.locals.caller as Caller;
       const { created } = await manager.ensure(userId);
@@ -22,7 +16,7 @@ export function proxyRoutes(manager: StreamingProxyManager, limits: { startRateP
     }
   });
 
-  router.post('/api/proxy/stop', startStopBudget, async (_req, res, next) => {
+  router.post('/api/proxy/stop', async (_req, res, next) => {
     try {
       const { userId } = res.locals.caller as Caller;
       const stopped = await manager.stop(userId, 'user');
