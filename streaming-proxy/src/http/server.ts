@@ -15,7 +15,7 @@
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
-import { MAX_FRAME_BYTES } from '@ctll/protocol';
+import { MAX_FRAME_BYTES, UnauthorizedError } from '@ctll/protocol';
 import type { ProxyConfig } from '../config';
 import type { Logger } from '../logger';
 import type { ProxyStats } from '../stats';
@@ -162,10 +162,7 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok }:
 
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     if (!isApiBackend(req) || (req.url ?? '').split('?')[0] !== '/ws/tunnel') {
-      const body = JSON.stringify({ error: { code: 'unauthorized', message: 'this proxy answers api-backend only' } });
-      socket.end(
-        `HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-      );
+      refuseUpgrade(socket, new UnauthorizedError('this proxy answers api-backend only'));
       return;
     }
     const refused = limits.admitLink('ws', hub.count('ws'));

@@ -37,11 +37,6 @@ export class UserLimits {
     this.bucket.content = settings.rateBurst;
   }
 
-  /** Requests relayed now, over every link and share. */
-  get activeStreams(): number {
-    return this.streams;
-  }
-
   /**
    * Admits one relayed request, or says why not. An admitted request holds a stream slot until
    * its answer is over (or the caller left).
