@@ -22,6 +22,7 @@ import { StreamingProxyManager } from './proxy/manager';
 import { ProxyClient } from './proxy/proxy-client';
 import { startCuller } from './proxy/culler';
 import { proxyEnv } from './proxy/proxy-env';
+import { StartBudget } from './proxy/start-budget';
 import { errorHandler } from './http/error-handler';
 import { requestId } from './http/request-id';
 import { healthRoutes, privateRoutes } from './routes/health-routes';
@@ -75,7 +76,12 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     driver,
     client,
     // Before a proxy goes, the audit reads its tunnel journal one last time.
-    { idleTimeoutMs: config.proxy.idleTimeoutMs, beforeRemove: (handle, reason) => audit.beforeRemove(handle, reason) },
+    {
+      idleTimeoutMs: config.proxy.idleTimeoutMs,
+      beforeRemove: (handle, reason) => audit.beforeRemove(handle, reason),
+      maxProxies: config.proxyLimits.max,
+      startBudget: new StartBudget(config.proxyLimits.startRatePerMinute),
+    },
     log('StreamingProxyManager'),
   );
   audit.watch(manager);

@@ -152,6 +152,22 @@ const schema = z.object({
   RATE_LIMIT_UPGRADES: z.coerce.number().int().min(1).default(60),
   /** GET /health requests per address per minute. */
   RATE_LIMIT_HEALTH: z.coerce.number().int().min(1).default(120),
+  // Per-user limits. The USER_* ones are passed to each user's own proxy under the same names and
+  // enforced there, so they hold whichever api-backend replica a request comes through.
+  /** Requests (and new desktop links) one user may start a minute, sustained; past it 429 with Retry-After. */
+  USER_RATE_PER_MINUTE: z.coerce.number().int().positive().default(600),
+  /** Requests one user may start at once on top of the sustained rate (the token bucket's size). */
+  USER_RATE_BURST: z.coerce.number().int().positive().default(120),
+  /** Requests relayed at once for one user, over all their desktop links and shares; one more gets 429. */
+  USER_MAX_STREAMS: z.coerce.number().int().positive().default(100),
+  /** WebSocket tunnels one user may hold open at once; one more is refused with 429. */
+  USER_MAX_WS_LINKS: z.coerce.number().int().positive().default(4),
+  /** Polling bridges one user may have registered at once; one more registration gets 429. */
+  USER_MAX_POLL_LINKS: z.coerce.number().int().positive().default(4),
+  /** Proxies made for one user a minute (an idempotent start is free; counted per api-backend replica); one more start gets 429. */
+  PROXY_START_RATE_PER_MINUTE: z.coerce.number().int().positive().default(10),
+  /** Most proxies running at once; one more user gets 503 `capacity`. Unset: 1000 with docker (at most the subnet pool's networks), 200 with process. */
+  PROXY_MAX: z.coerce.number().int().positive().optional().or(z.literal('').transform(() => undefined)),
 });
 
 /** Who issues the tokens and where their keys are. */
@@ -232,6 +248,10 @@ export interface Config {
   proxySecretKey?: string;
   /** Per-client-address limits, each per minute. */
   rateLimits: { enabled: boolean; authFailures: number; upgrades: number; health: number };
+  /** Enforced by each user's proxy (the same names in its environment). */
+  userLimits: { ratePerMinute: number; rateBurst: number; maxStreams: number; maxWsLinks: number; maxPollLinks: number };
+  /** Enforced by api-backend: proxies at once, and proxies made for one user a minute. */
+  proxyLimits: { max: number; startRatePerMinute: number };
 }
 
 export class ConfigError extends Error {}
@@ -316,7 +336,30 @@ export function loadConfig(env: Record<string, string | undefined>, defaults: { 
       upgrades: c.RATE_LIMIT_UPGRADES,
       health: c.RATE_LIMIT_HEALTH,
     },
+    userLimits: {
+      ratePerMinute: c.USER_RATE_PER_MINUTE,
+      rateBurst: c.USER_RATE_BURST,
+      maxStreams: c.USER_MAX_STREAMS,
+      maxWsLinks: c.USER_MAX_WS_LINKS,
+      maxPollLinks: c.USER_MAX_POLL_LINKS,
+    },
+    proxyLimits: { max: proxyMax(c), startRatePerMinute: c.PROXY_START_RATE_PER_MINUTE },
   };
+}
+
+/** Process proxies are Node processes on this host; Docker ones each take a network of the subnet pool. */
+const PROXY_MAX_DEFAULT = { process: 200, docker: 1000 } as const;
+
+function proxyMax(c: z.infer<typeof schema>): number {
+  if (c.PROXY_DRIVER === 'process') return c.PROXY_MAX ?? PROXY_MAX_DEFAULT.process;
+  const networks = new SubnetPool(c.PROXY_SUBNET_POOL, c.PROXY_SUBNET_PREFIX).blocks;
+  if (c.PROXY_MAX === undefined) return Math.min(PROXY_MAX_DEFAULT.docker, networks);
+  if (c.PROXY_MAX > networks) {
+    throw new ConfigError(
+      `PROXY_MAX=${c.PROXY_MAX} is more than the ${networks} networks PROXY_SUBNET_POOL=${c.PROXY_SUBNET_POOL} holds in /${c.PROXY_SUBNET_PREFIX} blocks: lower PROXY_MAX or widen the pool`,
+    );
+  }
+  return c.PROXY_MAX;
 }
 
 function isPostgresUrl(value: string): boolean {

@@ -16,6 +16,7 @@ import {
   ReceiveCredit,
   SendCredit,
   type HttpResponseMessage,
+  type RelayError,
 } from '@ctll/protocol';
 import type { StreamHandler } from '../tunnel/correlator';
 import type { DesktopLink } from '../tunnel/desktop-link';
@@ -151,6 +152,13 @@ export class Exchange implements StreamHandler {
   onError(code: string, message: string): void {
     if (this.done) return;
     this.fail(FAILURE_STATUS[code] ?? 502, code, message);
+  }
+
+  /** Ends the exchange for a reason found outside it (a user limit crossed): the desktop cancels. */
+  abort(error: RelayError): void {
+    if (this.done) return;
+    this.link.sendControl({ type: 'cancel', id: this.id, reason: error.code });
+    this.fail(error.status, error.code, error.message);
   }
 
   private upload(): void {
