@@ -182,6 +182,7 @@ function createDriver(
   return new ProcessDriver({
     script: config.proxy.script,
     memoryMb: config.proxy.memoryMb,
+    memoryCheckMs: config.proxy.memoryCheckMs,
     startTimeoutMs: config.proxy.startTimeoutMs,
     env: (ownerHash, secret) => proxyEnv(config, { ownerHash, secret, host: '127.0.0.1', port: 0, apiBackendUrl: apiBackendUrl() }),
     logger,
