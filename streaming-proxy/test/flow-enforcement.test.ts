@@ -98,6 +98,17 @@ describe('a desktop on the WebSocket tunnel', () => {
     expect(desktop.ws.readyState).toBe(desktop.ws.OPEN);
   });
 
+  it('answers 502 bad_response when the desktop answers with an informational (1xx) status instead of a final one', async () => {
+    const desktop = await connectDesktop(proxy);
+    const response = callRelay(proxy, '/early-hints');
+    const request = await nextOfType(desktop, 'http_request');
+    desktop.ws.send(encodeControl({ type: 'http_response', id: request.id, status: 103, headers: {}, end: false }));
+    const res = await response;
+    expect(res.statusCode).toBe(502);
+    expect(JSON.parse((await readAll(res)).toString())).toMatchObject({ error: { code: 'bad_response' } });
+    expect(await nextOfType(desktop, 'cancel')).toMatchObject({ id: request.id });
+  });
+
   it('streams an answer many windows long to a slow caller when the desktop keeps to its credit', async () => {
     const desktop = await connectDesktop(proxy);
     const response = callRelay(proxy, '/big');

@@ -90,6 +90,8 @@ export class Exchange implements StreamHandler {
   onResponse(message: HttpResponseMessage): void {
     if (this.done || this.started) return;
     try {
+      // An informational status (1xx) is not an answer: Node would send it and wait for a final one.
+      if (message.status < 200) throw new Error(`status ${message.status} is not a final status`);
       this.res.writeHead(message.status, message.headers);
     } catch (error) {
       this.link.sendControl({ type: 'cancel', id: this.id, reason: 'invalid response head' });
