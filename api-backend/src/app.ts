@@ -243,6 +243,7 @@ function createDriver(
   return new ProcessDriver({
     script: config.proxy.script,
     memoryMb: config.proxy.memoryMb,
+    memoryCheckMs: config.proxy.memoryCheckMs,
     startTimeoutMs: config.proxy.startTimeoutMs,
     secretFor,
     env: (ownerHash, secret) => proxyEnv(config, { ownerHash, secret, host: '127.0.0.1', port: 0, apiBackendUrl: apiBackendUrl() }),

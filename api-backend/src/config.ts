@@ -93,6 +93,9 @@ const schema = z.object({
   /** docker driver: labels this deployment's containers and networks, so api-backends sharing one engine never touch each other's. */
   PROXY_SCOPE: z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, 'must be 1-63 lower-case letters, digits, ".", "_" or "-"').default('default'),
   PROXY_START_TIMEOUT_MS: z.coerce.number().int().positive().default(15_000),
+  // Memory watchdog (process driver): the heap cap misses buffers, so resident memory is checked too.
+  /** process driver: how often each proxy's resident memory (/proc VmRSS) is checked against PROXY_MEMORY_MB; one over it is killed. 0 turns the check off. */
+  PROXY_MEMORY_CHECK_MS: z.coerce.number().int().nonnegative().default(1_000),
   PROXY_PING_INTERVAL_MS: z.coerce.number().int().positive().default(15_000),
   /** docker driver: how long a running proxy's address is reused without asking the engine; 0 asks on every request. */
   PROXY_ENDPOINT_CACHE_MS: z.coerce.number().int().min(0).max(60_000).default(5_000),
@@ -226,6 +229,7 @@ export interface Config {
     egress: 'internet' | 'none';
     scope: string;
     startTimeoutMs: number;
+    memoryCheckMs: number;
     pingIntervalMs: number;
     /** docker driver: how long a running proxy's endpoint is reused without asking the engine. */
     endpointCacheMs: number;
@@ -315,6 +319,7 @@ export function loadConfig(env: Record<string, string | undefined>, defaults: { 
       egress: c.PROXY_EGRESS,
       scope: c.PROXY_SCOPE,
       startTimeoutMs: c.PROXY_START_TIMEOUT_MS,
+      memoryCheckMs: c.PROXY_MEMORY_CHECK_MS,
       pingIntervalMs: c.PROXY_PING_INTERVAL_MS,
       endpointCacheMs: c.PROXY_ENDPOINT_CACHE_MS,
       script: path.resolve(c.PROXY_SCRIPT ?? defaults.proxyScript),
