@@ -5,7 +5,7 @@ module.exports = {
   transform: { '^.+\\.ts$': ['ts-jest', { diagnostics: false }] },
   testMatch: ['<rootDir>/**/test/**/*.test.ts', '<rootDir>/tests/**/*.test.ts'],
   testPathIgnorePatterns: ['/node_modules/', '/dist/'],
-  testTimeout: 30000,
+  testTimeout: 60000,
   // Every error body a test receives is recorded, and tests/error-bodies.last.test.ts (run last by
   // the sequencer) checks that none of them carries the relay's internals.
   globalSetup: '<rootDir>/tests/helpers/global-setup.js',
