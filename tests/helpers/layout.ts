@@ -69,7 +69,7 @@ export async function startLayout(options: LayoutOptions = {}): Promise<Layout> 
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ctll-e2e-'));
   // Docker resources carry a scope label: this run touches only its own containers and networks.
   const dockerEnv: Record<string, string> = driver === 'docker' ? { PROXY_SCOPE: `test-${randomBytes(4).toString('hex')}`, PROXY_MEMORY_MB: '128' } : {};
-  const env = { PROXY_DRIVER: driver, ...dockerEnv, ...(options.env ?? {}) };
+  const env: Record<string, string> = { PROXY_DRIVER: driver, ...dockerEnv, ...(options.env ?? {}) };
   const logger = createLogger(process.env.CTLL_TEST_LOG_LEVEL ?? 'error');
   const llm = await startLlmServer(options.llm);
   if (!env.DATABASE_URL) await seedPglite(dataDir);
