@@ -22,6 +22,8 @@ import { ProxyClient } from './proxy/proxy-client';
 import { startCuller } from './proxy/culler';
 import { proxyEnv } from './proxy/proxy-env';
 import { errorHandler } from './http/error-handler';
+import { Drain, DRAINING_MESSAGE } from './http/drain';
+import { rejectUpgrade } from './relay/upgrade-relay';
 import { healthRoutes } from './routes/health-routes';
 import { proxyRoutes } from './routes/proxy-routes';
 import { tunnelRoutes } from './routes/tunnel-routes';
@@ -98,6 +100,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     },
   });
 
+  const drain = new Drain();
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', config.trustProxy);
@@ -105,8 +108,9 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     res.on('finish', () => metrics.httpRequests.inc({ route: routeLabel(req.route?.path, req.path), status: res.statusCode }));
     next();
   });
+  app.use(drain.middleware());
   app.use(securityEvents((fact) => audit.security(fact)));
-  app.use(healthRoutes(driver, metrics, devKeys?.jwks, () => audit.health()));
+  app.use(healthRoutes(driver, metrics, devKeys?.jwks, () => audit.health(), () => drain.active));
   // Before the JWT middleware: a user's proxy proves itself with its own secret, never a user token.
   app.use(proxyDiscoverRoutes(shares, driver));
   app.use('/api', auth.middleware());
@@ -124,23 +128,56 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   app.use(errorHandler(log('http')));
 
   server.on('request', app);
-  server.on('upgrade', tunnelUpgradeHandler({ auth, manager, metrics, logger: log('tunnel') }));
+  const upgrade = tunnelUpgradeHandler({ auth, manager, metrics, logger: log('tunnel'), onTunnel: (socket) => drain.trackTunnel(socket) });
+  server.on('upgrade', (req, socket, head) => {
+    if (drain.active) rejectUpgrade(socket, 503, 'draining', DRAINING_MESSAGE);
+    else void upgrade(req, socket, head);
+  });
   const culler = startCuller(manager, config.proxy.cleanupCron, log('StreamingProxyManager'));
 
   const url = `http://127.0.0.1:${port}`;
   logger.info('api-backend listening', { component: 'api-backend', url, driver: driver.name, auth: config.auth.mode });
 
+  // Shutdown: drain (see http/drain.ts), then stop in reverse order of start. Each step runs
+  // whatever the one before it did: a failure is logged, never a reason to skip the rest, above
+  // all the audit's flush.
+  const step = async (name: string, work: () => unknown): Promise<void> => {
+    try {
+      await work();
+    } catch (error) {
+      logger.error('shutdown step failed', { component: 'api-backend', step: name, error: (error as Error).message });
+    }
+  };
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
+      drain.begin();
       culler.stop();
-      shares.close();
-      server.close();
-      await manager.close();
-      server.closeAllConnections();
-      client.close();
-      // Last, as it started first: it records the manager's final stops, then flushes.
-      await audit.close();
+      try {
+        await step('drain', async () => {
+          const inFlight = drain.pending;
+          if (inFlight > 0) logger.info('draining: waiting for requests in flight', { component: 'api-backend', inFlight, graceMs: config.shutdownGraceMs });
+          if (!(await drain.settle(config.shutdownGraceMs))) {
+            logger.warn('drain grace over; cutting what still runs', { component: 'api-backend', inFlight: drain.pending, graceMs: config.shutdownGraceMs });
+          }
+        });
+        await step('listener', () => {
+          shares.close();
+          server.close();
+        });
+        // Under the docker driver proxies outlive us and the next start adopts them; child processes cannot.
+        await step('proxies', () => manager.close());
+        // Proxies left running keep their journals; one last read leaves less for the next start.
+        await step('audit pull', () => audit.collector.pullAll());
+        await step('connections', () => {
+          server.closeAllConnections();
+          drain.closeTunnels();
+          client.close();
+        });
+      } finally {
+        // Last, as it started first: it records the manager's final stops, then flushes.
+        await step('audit flush', () => audit.close());
+      }
       logger.info('api-backend stopped', { component: 'api-backend' });
     })());
 

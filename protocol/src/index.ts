@@ -6,3 +6,4 @@ export * from './errors';
 export * from './poll';
 export * from './public-address';
 export * from './proxy-api';
+export * from './crash-policy';

@@ -31,6 +31,11 @@ export interface DriverHealth {
 
 export interface ProxyDriver {
   readonly name: 'process' | 'docker';
+  /**
+   * Whether proxies keep running when api-backend stops, for the next start to adopt (containers
+   * do); if not (child processes end with their parent), shutdown stops them itself.
+   */
+  readonly outlivesRelay: boolean;
   /** Creates the owner's proxy and resolves once it answers. Callers serialise per owner. */
   create(ownerHash: string): Promise<ProxyHandle>;
   /** Stops and removes the owner's proxy and anything made for it; resolves quietly if absent. */
@@ -45,7 +50,7 @@ export interface ProxyDriver {
   forgetEndpoint(ownerHash: string): void;
   list(): Promise<ProxyHandle[]>;
   health(): Promise<DriverHealth>;
-  /** Releases the driver's own resources (event streams, child processes). */
+  /** Releases the driver's own resources (event streams, child processes); never removes a proxy that outlives the relay. */
   close(): Promise<void>;
 }
 

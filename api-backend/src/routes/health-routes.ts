@@ -11,10 +11,21 @@ export interface DatabaseHealth {
   dropped: number;
 }
 
-export function healthRoutes(driver: ProxyDriver, metrics: Metrics, jwks?: object, database?: () => Promise<DatabaseHealth>): Router {
+export function healthRoutes(
+  driver: ProxyDriver,
+  metrics: Metrics,
+  jwks?: object,
+  database?: () => Promise<DatabaseHealth>,
+  draining: () => boolean = () => false,
+): Router {
   const router = Router();
 
   router.get('/health', async (_req, res) => {
+    // Shutting down: a load balancer must stop sending here, whatever the dependencies say.
+    if (draining()) {
+      res.status(503).json({ status: 'draining' });
+      return;
+    }
     const [proxies, audit] = await Promise.all([
       driver.health().catch((error: Error) => ({ ok: false, detail: error.message })),
       database?.(),

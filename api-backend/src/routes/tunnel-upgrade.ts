@@ -20,6 +20,8 @@ export function tunnelUpgradeHandler(deps: {
   manager: StreamingProxyManager;
   metrics: Metrics;
   logger: Logger;
+  /** Told of each desktop socket handed to a proxy, so the shutdown can end it after the drain. */
+  onTunnel?: (socket: Duplex) => void;
 }) {
   const { auth, manager, metrics, logger } = deps;
   return async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
@@ -38,6 +40,7 @@ export function tunnelUpgradeHandler(deps: {
         logger.warn('tunnel upgrade failed at the StreamingProxy', { owner: userHash(userId), status, message });
         rejectUpgrade(socket, status, status === 502 ? 'bad_gateway' : 'proxy_unreachable', message);
       });
+      deps.onTunnel?.(socket);
       metrics.tunnelUpgrades.inc({ result: 'accepted' });
     } catch (error) {
       const relayError = error instanceof RelayError ? error : undefined;
