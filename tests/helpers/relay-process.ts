@@ -34,9 +34,9 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** Starts the relay and waits until /health answers 200. */
-export async function startRelayProcess(env: Record<string, string>, dataDir: string, port: number): Promise<RelayProcess> {
-  const child = spawn(process.execPath, [RELAY_MAIN], {
+/** Starts the relay (with `nodeArgs` for node itself, e.g. `-r <file>`) and waits until /health answers 200. */
+export async function startRelayProcess(env: Record<string, string>, dataDir: string, port: number, nodeArgs: string[] = []): Promise<RelayProcess> {
+  const child = spawn(process.execPath, [...nodeArgs, RELAY_MAIN], {
     env: { PATH: process.env.PATH ?? '', ...relayEnv({ LOG_LEVEL: 'info', ...env }, dataDir, port) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
