@@ -140,11 +140,13 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
 
   // Shutdown: drain (see http/drain.ts), then stop in reverse order of start. Each step runs
   // whatever the one before it did: a failure is logged, never a reason to skip the rest, above
-  // all the audit's flush.
+  // all the audit's flush; close() rejects at the very end if any step failed.
+  const failedSteps: string[] = [];
   const step = async (name: string, work: () => unknown): Promise<void> => {
     try {
       await work();
     } catch (error) {
+      failedSteps.push(name);
       logger.error('shutdown step failed', { component: 'api-backend', step: name, error: (error as Error).message });
     }
   };
@@ -178,6 +180,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
         // Last, as it started first: it records the manager's final stops, then flushes.
         await step('audit flush', () => audit.close());
       }
+      if (failedSteps.length > 0) throw new Error(`shutdown incomplete: ${failedSteps.join(', ')} failed (see the log)`);
       logger.info('api-backend stopped', { component: 'api-backend' });
     })());
 

@@ -36,9 +36,13 @@ async function main(): Promise<void> {
       process.exit(1);
     }, config.shutdownGraceMs + config.audit.shutdownFlushMs + 15_000);
     force.unref();
+    // Exit 1 when a step of the shutdown failed (each is logged); the audit was flushed regardless.
     relay.close().then(
       () => process.exit(0),
-      () => process.exit(1),
+      (error: Error) => {
+        logger.error(error.message, { component: 'api-backend' });
+        process.exit(1);
+      },
     );
   };
   process.on('SIGTERM', () => stop('SIGTERM'));

@@ -142,7 +142,7 @@ export class StreamingProxyManager extends EventEmitter<ManagerEvents> {
     this.emit('stopped', { ownerHash, proxyId: 'unknown', driver: this.driver.name, reason: 'error' });
   }
 
-  /** A proxy that fails to stop is logged and the others still stop; the driver is closed whatever happened. */
+  /** A proxy that fails to stop is logged and the others still stop (then close rejects); the driver is closed whatever happened. */
   async close(): Promise<void> {
     this.closing = true;
     try {
@@ -157,6 +157,8 @@ export class StreamingProxyManager extends EventEmitter<ManagerEvents> {
           this.logger.error('StreamingProxy failed to stop at shutdown', { owner: handles[i].ownerHash, error: (result.reason as Error).message });
         }
       });
+      const failed = results.filter((result) => result.status === 'rejected').length;
+      if (failed > 0) throw new Error(`${failed} of ${handles.length} proxies failed to stop`);
     } finally {
       await this.driver.close();
     }
