@@ -9,7 +9,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import WebSocket from 'ws';
-import { startBridge, type Bridge } from '../bridge/src';
+import { startBridge, type Bridge, type BridgeStatus } from '../bridge/src';
 import { startLlmServer, type LlmServer } from './helpers/llm-server';
 import { freePort, startRelayProcess, type RelayProcess } from './helpers/relay-process';
 import { TRANSPORTS } from './helpers/matrix';
@@ -57,12 +57,13 @@ describe.each(TRANSPORTS)('SIGTERM while a desktop streams an answer over %s', (
   let dataDir: string;
   let relay: RelayProcess;
   let bridge: Bridge;
+  const statuses: BridgeStatus[] = [];
 
   beforeAll(async () => {
     llm = await startLlmServer({ tokenDelayMs: TOKEN_DELAY_MS, tokens: TOKENS });
     dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ctll-drain-'));
     relay = await startRelayProcess({ PROXY_DRIVER: 'process', SHUTDOWN_GRACE_MS: '60000' }, dataDir, await freePort());
-    bridge = startBridge({ server: relay.url, token: relay.token(user), target: llm.url, transport, fallback: false });
+    bridge = startBridge({ server: relay.url, token: relay.token(user), target: llm.url, transport, fallback: false, onStatus: (status) => statuses.push(status) });
     await bridge.waitConnected(15_000);
   });
   afterAll(async () => {
@@ -121,6 +122,10 @@ describe.each(TRANSPORTS)('SIGTERM while a desktop streams an answer over %s', (
 
     expect(await relay.exited).toBe(0);
     expect(relay.output()).toMatch(/draining: waiting for requests in flight/);
+    if (transport === 'ws') {
+      // The tunnel was closed with 1012 "relay restarting" (after the answer), so the bridge knew to come back at once.
+      expect(statuses.map((status) => status.reason)).toContain('relay closed 1012 relay restarting');
+    }
     expect(relay.output()).not.toMatch(/drain grace over/);
   });
 });

@@ -21,6 +21,7 @@ import { StreamingProxyManager } from './proxy/manager';
 import { ProxyClient } from './proxy/proxy-client';
 import { startCuller } from './proxy/culler';
 import { proxyEnv } from './proxy/proxy-env';
+import { mapLimit } from './proxy/map-limit';
 import { errorHandler } from './http/error-handler';
 import { Drain, DRAINING_MESSAGE } from './http/drain';
 import { rejectUpgrade } from './relay/upgrade-relay';
@@ -35,6 +36,9 @@ import { proxyDiscoverRoutes } from './zrok/proxy-discover';
 import { Audit, auditOptions } from './audit/audit';
 import { securityEvents } from './audit/security';
 import { auditRoutes } from './routes/audit-routes';
+
+/** How long the proxies' 1012 closes may take to pass through before the tunnels are cut. */
+const TUNNEL_CLOSE_WAIT_MS = 2_000;
 
 export interface Relay {
   url: string;
@@ -162,6 +166,16 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
           if (!(await drain.settle(config.shutdownGraceMs))) {
             logger.warn('drain grace over; cutting what still runs', { component: 'api-backend', inFlight: drain.pending, graceMs: config.shutdownGraceMs });
           }
+        });
+        // The desktops' WebSocket tunnels run through this process. Their proxies close them with
+        // 1012 "relay restarting", so each bridge reconnects at once instead of finding a cut line.
+        await step('tunnels', async () => {
+          if (drain.openTunnels === 0) return;
+          const proxies = (await driver.list()).filter((handle) => handle.state === 'running' && handle.endpoint);
+          let unreachable = 0;
+          await mapLimit(proxies, 16, (handle) => client.reconnectTunnels(handle.endpoint!).catch(() => void (unreachable += 1)));
+          if (unreachable > 0) logger.warn('some proxies could not close their tunnels; cutting them', { component: 'api-backend', unreachable });
+          await drain.tunnelsClosed(TUNNEL_CLOSE_WAIT_MS);
         });
         await step('listener', () => {
           shares.close();

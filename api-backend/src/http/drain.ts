@@ -89,6 +89,18 @@ export class Drain {
     });
   }
 
+  /** Resolves once every tracked tunnel has closed, or after `timeoutMs`. */
+  async tunnelsClosed(timeoutMs: number): Promise<void> {
+    const open = [...this.tunnels].map((socket) => new Promise<void>((resolve) => (socket.destroyed ? resolve() : socket.once('close', () => resolve()))));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(open), new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+    clearTimeout(timer);
+  }
+
+  get openTunnels(): number {
+    return this.tunnels.size;
+  }
+
   /** Cuts the tunnels still spliced through this process; the bridges reconnect on their own. */
   closeTunnels(): number {
     const count = this.tunnels.size;
