@@ -3,12 +3,13 @@
  * deploy does): users' proxy containers are not removed, the next api-backend adopts them (the
  * same containers, nothing new made), and the audit loses nothing: each proxy keeps its one start
  * row, none is recorded as stopped by the shutdown, and the desktop's tunnel is recorded as the
- * disconnect and reconnect it was.
+ * disconnect (1012 "relay restarting") and reconnect it was. Needs the proxy image built from this
+ * tree (scripts/docker-build.sh): the 1012 close is the proxy's.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startBridge, type Bridge } from '../../bridge/src';
+import { startBridge, type Bridge, type BridgeStatus } from '../../bridge/src';
 import { containerName, userHash } from '../../api-backend/src/proxy/naming';
 import { startLlmServer, type LlmServer } from '../helpers/llm-server';
 import { freePort, startRelayProcess, type RelayProcess } from '../helpers/relay-process';
@@ -32,6 +33,7 @@ describeDocker('api-backend stopped with SIGTERM and started again (docker drive
     let relay: RelayProcess | undefined;
     let bridge: Bridge | undefined;
     let env: Record<string, string>;
+    const statuses: BridgeStatus[] = [];
 
     beforeAll(async () => {
       testDb = await createTestDatabase();
@@ -71,7 +73,7 @@ describeDocker('api-backend stopped with SIGTERM and started again (docker drive
     it('leaves the proxies running, adopts them after the restart, and records no stop', async () => {
       relay = await startRelayProcess(env, dataDir, port);
       expect(await call('POST', '/api/proxy/start', quietUser)).toMatchObject({ status: 'running', created: true });
-      bridge = startBridge({ server: relay.url, token: relay.token(desktopUser), target: llm.url, transport: 'ws', fallback: false });
+      bridge = startBridge({ server: relay.url, token: relay.token(desktopUser), target: llm.url, transport: 'ws', fallback: false, onStatus: (status) => statuses.push(status) });
       await bridge.waitConnected(60_000);
       const tags = await fetch(`${relay.url}/api/tunnel/${desktopUser}/api/tags`, { headers: { authorization: `Bearer ${relay.token(desktopUser)}` } });
       expect(tags.status).toBe(200);
@@ -81,6 +83,8 @@ describeDocker('api-backend stopped with SIGTERM and started again (docker drive
       relay.child.kill('SIGTERM');
       expect(await relay.exited).toBe(0);
       expect(relay.output()).toMatch(/StreamingProxy left running for the next api-backend to adopt/);
+      // The proxy (still running) closed the tunnel with 1012, so the bridge came back without backing off.
+      expect(statuses.map((status) => status.reason)).toContain('relay closed 1012 relay restarting');
 
       // Nothing removed: the same containers, still running, their networks still there.
       expect(await containerIds()).toEqual(before);
@@ -115,7 +119,7 @@ describeDocker('api-backend stopped with SIGTERM and started again (docker drive
       const sessions = await tunnels();
       expect(sessions.map((row) => row.proxy_id)).toEqual([before[0], before[0]]);
       expect(sessions[1].disconnected_at).toBeNull();
-      expect(sessions.map((row) => row.close_reason)).not.toContain('proxy stopped (shutdown)');
+      expect(sessions[0].close_reason).toBe('1012 relay restarting');
 
       // Still one start row per proxy, none stopped: the adopted proxies were never recorded as gone.
       expect(await proxyRows()).toEqual(rowsAtStop);
