@@ -378,7 +378,7 @@ summary() {
 
 CloudToLocalLLM relay is running at https://$domain/
   certificate   $(certificate_kind "$domain"), in $LE_DIR/live/$domain/
-  health        https://$domain/health        metrics: https://$domain/metrics
+  health        https://$domain/health        (details and /metrics: private, api-backend:9464 on the compose networks)
   desktop       npm run bridge -- --server https://$domain --token <jwt> --target http://127.0.0.1:11434
   settings      $ROOT/$ENV_FILE (secrets, mode 600; changes apply on the next ./deploy.sh)
   status        $c ps

@@ -6,6 +6,11 @@ module.exports = {
   testMatch: ['<rootDir>/**/test/**/*.test.ts', '<rootDir>/tests/**/*.test.ts'],
   testPathIgnorePatterns: ['/node_modules/', '/dist/'],
   testTimeout: 30000,
+  // Every error body a test receives is recorded, and tests/error-bodies.last.test.ts (run last by
+  // the sequencer) checks that none of them carries the relay's internals.
+  globalSetup: '<rootDir>/tests/helpers/global-setup.js',
+  setupFiles: ['<rootDir>/tests/helpers/error-bodies.setup.ts'],
+  testSequencer: '<rootDir>/tests/helpers/sequencer.js',
   // Every suite tears down what it started, but a few libraries keep handles past that (the
   // Docker events stream's socket, PGlite's worker): end the run when the last test is done
   // instead of hanging CI. `npx jest --detectOpenHandles` lists them when hunting for leaks.

@@ -1,5 +1,5 @@
 // Bundles each program to one JS file. The streaming-proxy bundle is what its Docker image runs,
-// so the image needs no npm install (DESIGN.md §2).
+// so the image needs no npm install.
 import { build } from 'esbuild';
 import { readFileSync } from 'node:fs';
 

@@ -15,7 +15,8 @@
 #       client that trusts OUTDIR/certs/fullchain.pem (NODE_EXTRA_CA_CERTS, curl --cacert)
 #       verifies https://127.0.0.1:HTTPS_PORT without any SNI or --resolve trick.
 #
-# Environment: NGINX_BIN (default /usr/sbin/nginx, Debian's), MAX_BODY_BYTES (default 104857600).
+# Environment: NGINX_BIN (default /usr/sbin/nginx, Debian's), MAX_BODY_BYTES (default 104857600),
+# RATE_LIMIT_AUTH_FAILURES, RATE_LIMIT_UPGRADES, RATE_LIMIT_HEALTH (per minute; default 30, 60, 120).
 # Needs nginx, openssl and envsubst (Debian: nginx, openssl, gettext-base).
 set -euo pipefail
 
@@ -26,7 +27,7 @@ readonly NGINX_BIN="${NGINX_BIN:-/usr/sbin/nginx}"
 readonly TEST_DOMAIN="relay.test"
 # The placeholders the template may use; envsubst replaces these and nothing else.
 # shellcheck disable=SC2016 # literal ${...}: this is envsubst's argument, not a shell expansion
-readonly PLACEHOLDERS='${DOMAIN} ${MAX_BODY_SIZE} ${UPSTREAM} ${CERT_DIR} ${ACME_ROOT} ${HTTP_LISTEN} ${HTTPS_LISTEN} ${ACCESS_LOG}'
+readonly PLACEHOLDERS='${DOMAIN} ${MAX_BODY_SIZE} ${UPSTREAM} ${CERT_DIR} ${ACME_ROOT} ${HTTP_LISTEN} ${HTTPS_LISTEN} ${ACCESS_LOG} ${RATE_LIMIT_AUTH_FAILURES} ${RATE_LIMIT_UPGRADES} ${RATE_LIMIT_HEALTH}'
 
 die() {
     echo "nginx-test: $*" >&2
@@ -73,6 +74,10 @@ render() {
 
     # Paths go into nginx.conf unquoted, so keep them to plain characters.
     [[ "$out" =~ ^[A-Za-z0-9._/-]+$ ]] || die "OUTDIR may hold only letters, digits and . _ / -: $out"
+    local limit
+    for limit in RATE_LIMIT_AUTH_FAILURES RATE_LIMIT_UPGRADES RATE_LIMIT_HEALTH; do
+        [[ "${!limit:-1}" =~ ^[1-9][0-9]*$ ]] || die "$limit must be a whole number of requests per minute, at least 1: ${!limit}"
+    done
     mkdir -p "$out/conf.d" "$out/logs" "$out/tmp" "$out/acme/.well-known/acme-challenge"
     # nginx workers run unprivileged when started as root: they must reach the temp and ACME folders.
     chmod 755 "$out" "$out/tmp" "$out/acme" "$out/acme/.well-known" "$out/acme/.well-known/acme-challenge"
@@ -86,6 +91,9 @@ render() {
     HTTP_LISTEN="$http_listen" \
     HTTPS_LISTEN="$https_listen" \
     ACCESS_LOG="$out/logs/access.log" \
+    RATE_LIMIT_AUTH_FAILURES="${RATE_LIMIT_AUTH_FAILURES:-30}" \
+    RATE_LIMIT_UPGRADES="${RATE_LIMIT_UPGRADES:-60}" \
+    RATE_LIMIT_HEALTH="${RATE_LIMIT_HEALTH:-120}" \
         envsubst "$PLACEHOLDERS" < "$TEMPLATE" > "$site.tmp"
 
     if nginx_needs_listen_http2; then

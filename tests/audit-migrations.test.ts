@@ -50,7 +50,7 @@ function records(): AuditRecord[] {
     { type: 'tunnel_closed', ...instance, link: 't0', transport: 'ws', at: at(5), requests: 3, bytesToDesktop: 300, bytesFromDesktop: 9000, reason: '1000 bye' },
     // A close whose opening was never seen (it fell out of the proxy's journal).
     { type: 'tunnel_closed', ...instance, link: 't1', transport: 'poll', at: at(6), requests: 1, bytesToDesktop: 10, bytesFromDesktop: 20, reason: 'gone' },
-    { type: 'security', id: '6f1c1f44-8d3e-4d4b-9a59-0b1a9d3e2c11', at: at(7), kind: 'auth_failure', reason: 'invalid_token' },
+    { type: 'security', id: '6f1c1f44-8d3e-4d4b-9a59-0b1a9d3e2c11', at: at(7), lastAt: at(7), count: 4, source: '203.0.113.9', kind: 'auth_failure', reason: 'invalid_token' },
     { type: 'proxy_stopped', ownerHash: OWNER, proxyId: '4242', driver: 'process', startedAt: at(0), stoppedAt: at(8), reason: 'user' },
   ];
 }
@@ -62,7 +62,7 @@ async function snapshot(db: Database) {
             bytes_to_desktop::float8 AS bytes_to_desktop, bytes_from_desktop::float8 AS bytes_from_desktop, close_reason
      FROM tunnel_sessions ORDER BY link_id`,
   );
-  const security = await db.query("SELECT id::text AS id, kind, reason FROM security_events WHERE kind = 'auth_failure'");
+  const security = await db.query("SELECT id::text AS id, kind, reason, count, source FROM security_events WHERE kind = 'auth_failure'");
   // Plain copies: PGlite's rows come from another realm.
   return JSON.parse(JSON.stringify({ proxies: proxies.rows, tunnels: tunnels.rows, security: security.rows }));
 }
@@ -76,7 +76,7 @@ function storageSuite(open: () => Promise<Opened>): void {
 
   it('builds the schema from an empty database and records each migration', async () => {
     const result = await migrate(opened.db, migrations);
-    expect(result).toEqual({ applied: ['0001_proxy_and_tunnel_sessions', '0002_security_events'], newer: [] });
+    expect(result).toEqual({ applied: ['0001_proxy_and_tunnel_sessions', '0002_security_events', '0003_security_counts_and_retention'], newer: [] });
     expect(await tables(opened.db)).toEqual(['proxy_sessions', 'schema_migrations', 'security_events', 'tunnel_sessions']);
     const { rows } = await opened.db.query<{ version: string; checksum: string }>('SELECT version, checksum FROM schema_migrations ORDER BY version');
     expect(rows.map((row) => [row.version, row.checksum])).toEqual(migrations.map((m) => [m.version, m.checksum]));
@@ -85,7 +85,7 @@ function storageSuite(open: () => Promise<Opened>): void {
   it('applies nothing when run again', async () => {
     expect(await migrate(opened.db, migrations)).toEqual({ applied: [], newer: [] });
     const { rows } = await opened.db.query<{ n: number }>('SELECT count(*)::int AS n FROM schema_migrations');
-    expect(rows[0].n).toBe(2);
+    expect(rows[0].n).toBe(migrations.length);
   });
 
   it('refuses to start on a migration edited after it was applied', async () => {
@@ -116,7 +116,7 @@ function storageSuite(open: () => Promise<Opened>): void {
       expect.objectContaining({ link_id: 't0', transport: 'ws', client: 'ctll-bridge/0.1.0', connected_at: '2030-01-01T12:00:01.000Z', requests: 3, bytes_to_desktop: 300, bytes_from_desktop: 9000, close_reason: '1000 bye' }),
       expect.objectContaining({ link_id: 't1', transport: 'poll', connected_at: null, disconnected_at: '2030-01-01T12:00:06.000Z', requests: 1 }),
     ]);
-    expect(first.security).toEqual([expect.objectContaining({ kind: 'auth_failure', reason: 'invalid_token' })]);
+    expect(first.security).toEqual([expect.objectContaining({ kind: 'auth_failure', reason: 'invalid_token', count: 4, source: '203.0.113.9' })]);
     expect(writer.status()).toMatchObject({ ok: true, queued: 0, dropped: 0 });
   });
 
@@ -124,10 +124,11 @@ function storageSuite(open: () => Promise<Opened>): void {
     const dropped: string[] = [];
     const writer = new AuditWriter(opened.db, applyRecord, { flushIntervalMs: 20 }, logger, { onDropped: (n, why) => dropped.push(`${n} ${why}`) }).start();
     const at = new Date().toISOString();
-    writer.push({ type: 'security', id: '00000000-0000-4000-8000-0000000000a1', at, kind: 'cross_user', reason: 'forbidden' });
+    const group = { at, lastAt: at, count: 1, source: '127.0.0.1' };
+    writer.push({ type: 'security', id: '00000000-0000-4000-8000-0000000000a1', ...group, kind: 'cross_user', reason: 'forbidden' });
     // Not a hash: the table's CHECK refuses it, as it would refuse a raw user id.
-    writer.push({ type: 'security', id: '00000000-0000-4000-8000-0000000000a2', at, kind: 'cross_user', reason: 'forbidden', ownerHash: 'alice@example.com' });
-    writer.push({ type: 'security', id: '00000000-0000-4000-8000-0000000000a3', at, kind: 'rate_limited', reason: 'status 429' });
+    writer.push({ type: 'security', id: '00000000-0000-4000-8000-0000000000a2', ...group, kind: 'cross_user', reason: 'forbidden', ownerHash: 'alice@example.com' });
+    writer.push({ type: 'security', id: '00000000-0000-4000-8000-0000000000a3', ...group, kind: 'rate_limited', reason: 'status 429' });
     expect(await writer.flush(10_000)).toBe(true);
     await writer.close(1000);
     const { rows } = await opened.db.query<{ id: string }>("SELECT id::text AS id FROM security_events WHERE id::text LIKE '00000000-0000-4000-8000-0000000000a%' ORDER BY id");
@@ -219,7 +220,7 @@ describe('audit queue while the database is away', () => {
       onDropped: (n, why) => dropped.push([n, why]),
     }).start();
     for (let i = 0; i < 8; i++) {
-      writer.push({ type: 'security', id: `00000000-0000-4000-8000-00000000000${i}`, at: new Date().toISOString(), kind: 'rate_limited', reason: 'status 429' });
+      writer.push({ type: 'proxy_started', ownerHash: OWNER, proxyId: String(i), driver: 'process', startedAt: new Date().toISOString() });
     }
     await new Promise((resolve) => setTimeout(resolve, 300));
     const status = writer.status();
@@ -230,6 +231,24 @@ describe('audit queue while the database is away', () => {
     await writer.close(100);
     expect(writer.status().dropped).toBe(8);
     expect(dropped).toEqual([[1, 'overflow'], [1, 'overflow'], [1, 'overflow'], [5, 'shutdown']]);
+    await db.close();
+  });
+
+  it('never drops a session record for security counts: those have their own bound and their own drop reason', async () => {
+    const db = pgOpen(`postgres://ctll:secret@127.0.0.1:${await closedPort()}/nowhere`);
+    const dropped: string[] = [];
+    const writer = new AuditWriter(db, applyRecord, { flushIntervalMs: 20, maxQueue: 5, maxSecurityQueue: 3, retryInitialMs: 20, retryMaxMs: 100 }, logger, {
+      onDropped: (n, why) => dropped.push(`${n} ${why}`),
+    }).start();
+    const at = new Date().toISOString();
+    // A flood of security counts first, then the sessions: the flood must not have taken their room.
+    for (let i = 0; i < 10; i++) {
+      writer.push({ type: 'security', id: `00000000-0000-4000-8000-0000000000b${i}`, at, lastAt: at, count: 50, source: `198.51.100.${i}`, kind: 'auth_failure', reason: 'invalid_token' });
+    }
+    for (let i = 0; i < 5; i++) writer.push({ type: 'proxy_started', ownerHash: OWNER, proxyId: String(i), driver: 'process', startedAt: at });
+    expect(writer.status()).toMatchObject({ queued: 8, securityQueued: 3, dropped: 7 });
+    expect(dropped).toEqual(Array(7).fill('1 security_overflow'));
+    await writer.close(50);
     await db.close();
   });
 });

@@ -1,6 +1,8 @@
-/** The audit's small parts on their own: the retry schedule, page cursors, the bridge's client name, the FIFO. */
+/** The audit's small parts on their own: the retry schedule, page cursors, the bridge's client name, the FIFO, the security counter. */
 import { backoffDelay } from '../api-backend/src/audit/backoff';
 import { Fifo } from '../api-backend/src/audit/fifo';
+import type { SecurityRecord } from '../api-backend/src/audit/records';
+import { SecurityCounter } from '../api-backend/src/audit/security-counter';
 import { describeUrl, mapPgError } from '../api-backend/src/audit/pg-database';
 import { clientName } from '../api-backend/src/audit/record-sql';
 import { decodeCursor, encodeCursor } from '../api-backend/src/audit/sessions';
@@ -77,5 +79,37 @@ describe('audit FIFO', () => {
     expect(fifo.length).toBe(0);
     fifo.push(7);
     expect(fifo.peek(5)).toEqual([7]);
+  });
+});
+
+describe('security event counter', () => {
+  const make = (options: { windowMs: number; maxKeys: number }) => {
+    let now = Date.UTC(2030, 0, 1, 12, 0, 10);
+    const out: SecurityRecord[] = [];
+    const counter = new SecurityCounter((record) => out.push(record), options, () => now);
+    return { counter, out, advance: (ms: number) => (now += ms) };
+  };
+
+  it('turns 300 refusals from one address in one minute into one row with a count', () => {
+    const { counter, out, advance } = make({ windowMs: 60_000, maxKeys: 100 });
+    for (let i = 0; i < 300; i++) counter.count({ kind: 'auth_failure', reason: 'invalid_token', source: '::ffff:203.0.113.7' });
+    expect(out).toEqual([]); // the minute is still open
+    advance(50_000); // 12:01:00: the minute has closed
+    counter.count({ kind: 'auth_failure', reason: 'invalid_token', source: '203.0.113.7' });
+    expect(out).toEqual([
+      expect.objectContaining({ type: 'security', at: '2030-01-01T12:00:00.000Z', count: 300, source: '203.0.113.7', kind: 'auth_failure', reason: 'invalid_token' }),
+    ]);
+    counter.flush();
+    expect(out[1]).toMatchObject({ at: '2030-01-01T12:01:00.000Z', count: 1 });
+  });
+
+  it('keeps its memory bounded when every refusal comes from another address, counting the rest as "other"', () => {
+    const { counter, out } = make({ windowMs: 60_000, maxKeys: 100 });
+    for (let i = 0; i < 5000; i++) counter.count({ kind: 'auth_failure', reason: 'invalid_token', source: `10.${i >> 16}.${(i >> 8) & 255}.${i & 255}` });
+    expect(counter.size).toBe(101);
+    counter.flush();
+    expect(out).toHaveLength(101);
+    expect(out.reduce((sum, record) => sum + record.count, 0)).toBe(5000);
+    expect(out.find((record) => record.source === 'other')).toMatchObject({ count: 4900, kind: 'auth_failure', reason: 'invalid_token' });
   });
 });

@@ -54,8 +54,8 @@ function auditSuite(backend: Backend): void {
   const db = () => layout.relay.audit.database;
   const isClosedTunnel = (s: SessionView): s is TunnelSessionView => s.kind === 'tunnel' && s.endedAt !== null;
 
-  it('reports the database in /health', async () => {
-    const res = await fetch(`${layout.relay.url}/health`);
+  it('reports the database in /health/details on the private port', async () => {
+    const res = await fetch(`${layout.relay.metricsUrl}/health/details`);
     expect(res.status).toBe(200);
     const body = (await res.json()) as { status: string; checks: { database: unknown } };
     expect(body.status).toBe('ok');
@@ -194,15 +194,22 @@ function auditSuite(backend: Backend): void {
     expect((await fetch(`${layout.relay.url}/api/proxy/status`, { headers: { authorization: 'Bearer not-a-jwt' } })).status).toBe(401);
     expect((await fetch(`${layout.relay.url}/api/proxy/status`)).status).toBe(401);
     expect((await fetch(`${layout.tunnelUrl('stopper')}/api/tags`, { headers: auth('mallory') })).status).toBe(403);
-    expect(await layout.relay.audit.writer.flush(10_000)).toBe(true);
 
-    const { rows } = await db().query<Record<string, string | null>>(
-      'SELECT kind, reason, owner_hash, target_hash, route FROM security_events ORDER BY at',
+    // Counted per window (half a second here), then written.
+    const query = 'SELECT kind, reason, owner_hash, target_hash, route, source, count FROM security_events ORDER BY at';
+    await waitFor(
+      async () => {
+        const reasons = new Set((await db().query<{ reason: string }>(query)).rows.map((row) => row.reason));
+        return ['invalid_token', 'credentials_required', 'forbidden'].every((reason) => reasons.has(reason));
+      },
+      10_000,
+      'the security counts written',
     );
+    const { rows } = await db().query<Record<string, string | number | null>>(query);
     const plain = rows.map((row) => ({ ...row }));
     expect(plain).toEqual(
       expect.arrayContaining([
-        expect.objectContaining({ kind: 'auth_failure', reason: 'invalid_token', owner_hash: null }),
+        expect.objectContaining({ kind: 'auth_failure', reason: 'invalid_token', owner_hash: null, source: '127.0.0.1', count: 1 }),
         expect.objectContaining({ kind: 'auth_failure', reason: 'credentials_required' }),
         expect.objectContaining({ kind: 'cross_user', reason: 'forbidden', owner_hash: userHash('mallory'), target_hash: userHash('stopper'), route: expect.stringMatching(/^\/api\/tunnel\/:userId/) }),
       ]),
@@ -212,9 +219,9 @@ function auditSuite(backend: Backend): void {
   });
 
   it('loses nothing: no record dropped, in /health and /metrics', async () => {
-    const health = (await (await fetch(`${layout.relay.url}/health`)).json()) as { checks: { database: { dropped: number } } };
+    const health = (await (await fetch(`${layout.relay.metricsUrl}/health/details`)).json()) as { checks: { database: { dropped: number } } };
     expect(health.checks.database.dropped).toBe(0);
-    const metrics = await (await fetch(`${layout.relay.url}/metrics`)).text();
+    const metrics = await (await fetch(`${layout.relay.metricsUrl}/metrics`)).text();
     for (const reason of ['overflow', 'rejected', 'shutdown']) expect(metrics).toContain(`ctll_audit_dropped_total{reason="${reason}"} 0`);
     expect(metrics).toMatch(/^ctll_audit_written_total [1-9]\d*$/m);
   });

@@ -66,31 +66,56 @@ describe('authentication with a JWKS identity provider', () => {
     expect(jwksHits).toBeGreaterThan(0);
   });
 
+  /** Refused tokens so far with this reason, as /metrics counts them for the operator. */
+  const failures = async (reason: string) => {
+    const metrics = await (await fetch(`${relay.metricsUrl}/metrics`)).text();
+    const line = metrics.split('\n').find((l) => l.startsWith(`ctll_auth_failures_total{reason="${reason}"}`));
+    return line ? Number(line.split(' ').pop()) : 0;
+  };
+  const nowS = () => Math.floor(Date.now() / 1000);
+
   it.each([
-    ['no token at all', undefined, /bearer token is required/],
-    ['a token from another issuer', () => sign({ sub: 'alice' }, { issuer: 'https://evil.test/' }), /issuer/],
-    ['a token for another audience', () => sign({ sub: 'alice' }, { audience: 'https://other' }), /audience/],
-    ['an expired token', () => sign({ sub: 'alice', exp: Math.floor(Date.now() / 1000) - 60 }), /expired/],
-    ['a token signed by a key not in the JWKS', () => sign({ sub: 'alice' }, {}, keyPair().privateKey), /signature/],
-    ['a token with no subject', () => sign({}), /subject/],
-    ['garbage', () => 'not.a.jwt', /invalid token/],
-  ])('refuses %s with 401', async (_name, token, message) => {
+    ['no token at all', undefined, 'credentials_required', 'a bearer token is required'],
+    ['a token from another issuer', () => sign({ sub: 'alice' }, { issuer: 'https://evil.test/' }), 'wrong_issuer'],
+    ['a token for another audience', () => sign({ sub: 'alice' }, { audience: 'https://other' }), 'wrong_audience'],
+    ['an expired token', () => sign({ sub: 'alice', exp: nowS() - 60 }), 'token_expired'],
+    ['a token signed by a key not in the JWKS', () => sign({ sub: 'alice' }, {}, keyPair().privateKey), 'bad_signature'],
+    ['a token with no subject', () => sign({}), 'no_subject'],
+    ['a token without exp', () => jwt.sign({ sub: 'alice' }, idp.privateKey, { algorithm: 'RS256', keyid: 'k1', issuer: ISSUER, audience: AUDIENCE }), 'no_expiry'],
+    ['a token living longer than JWT_MAX_LIFETIME_S (default 7 days)', () => sign({ sub: 'alice', iat: nowS(), exp: nowS() + 8 * 86400 }), 'lifetime_too_long'],
+    ['a token without iat that stays valid longer than JWT_MAX_LIFETIME_S', () => sign({ sub: 'alice', exp: nowS() + 8 * 86400 }, { noTimestamp: true }), 'lifetime_too_long'],
+    ['a token issued long ago with a far-away expiry', () => sign({ sub: 'alice', iat: nowS() - 30 * 86400, exp: nowS() + 60 }), 'lifetime_too_long'],
+    ['a token naming a key the JWKS does not have', () => sign({ sub: 'alice' }, { keyid: 'made-up' }, keyPair().privateKey), 'unknown_key'],
+    ['a token whose kid is not a string', () => sign({ sub: 'alice' }, { header: { alg: 'RS256', kid: 42 } as unknown as jwt.JwtHeader }), 'unknown_key'],
+    ['garbage', () => 'not.a.jwt', 'invalid_token'],
+  ])('refuses %s with 401, a generic message and the reason counted', async (_name, token, reason, message = 'invalid or expired token') => {
+    const before = await failures(reason);
     const result = await status(typeof token === 'function' ? token() : token);
     expect(result.status).toBe(401);
-    expect(result.body.error?.code).toBe('unauthorized');
-    expect(result.body.error?.message).toMatch(message);
+    expect(result.body).toEqual({ error: { code: 'unauthorized', message } });
+    expect(JSON.stringify(result.body)).not.toContain(ISSUER);
+    expect(JSON.stringify(result.body)).not.toContain(AUDIENCE);
+    expect(await failures(reason)).toBe(before + 1);
+  });
+
+  it('accepts a token whose lifetime is just within JWT_MAX_LIFETIME_S', async () => {
+    expect((await status(sign({ sub: 'alice', iat: nowS(), exp: nowS() + 7 * 86400 - 60 }))).status).toBe(200);
   });
 
   it('refuses an HS256 token signed with the public key (algorithm confusion)', async () => {
     const publicPem = createPublicKey(idp.privateKey).export({ type: 'spki', format: 'pem' }).toString();
-    const forged = jwt.sign({ sub: 'alice' }, publicPem, { algorithm: 'HS256', keyid: 'k1', issuer: ISSUER, audience: AUDIENCE });
+    const forged = jwt.sign({ sub: 'alice' }, publicPem, { algorithm: 'HS256', keyid: 'k1', issuer: ISSUER, audience: AUDIENCE, expiresIn: 300 });
+    const before = await failures('wrong_algorithm');
     expect((await status(forged)).status).toBe(401);
+    expect(await failures('wrong_algorithm')).toBe(before + 1);
   });
 
   it('refuses an unsigned token (alg none)', async () => {
     const header = Buffer.from(JSON.stringify({ alg: 'none', typ: 'JWT', kid: 'k1' })).toString('base64url');
     const payload = Buffer.from(JSON.stringify({ sub: 'alice', iss: ISSUER, aud: AUDIENCE, exp: Math.floor(Date.now() / 1000) + 60 })).toString('base64url');
+    const before = await failures('wrong_algorithm');
     expect((await status(`${header}.${payload}.`)).status).toBe(401);
+    expect(await failures('wrong_algorithm')).toBe(before + 1);
   });
 
   it('answers a WebSocket upgrade with a bad token with 401 before any handshake', async () => {
@@ -101,12 +126,12 @@ describe('authentication with a JWKS identity provider', () => {
       ws.on('error', () => undefined);
     });
     expect(statusCode).toBe(401);
-    expect(relay.manager.driver.list()).resolves.toHaveLength(0);
+    await expect(relay.manager.driver.list()).resolves.toHaveLength(0);
   });
 
-  it('keeps health and metrics open', async () => {
+  it('keeps /health open without a token, and counts refused tokens in the private /metrics', async () => {
     expect((await fetch(`${relay.url}/health`)).status).toBe(200);
-    const metrics = await (await fetch(`${relay.url}/metrics`)).text();
+    const metrics = await (await fetch(`${relay.metricsUrl}/metrics`)).text();
     expect(metrics).toContain('ctll_auth_failures_total');
   });
 });

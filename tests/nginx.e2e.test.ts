@@ -77,6 +77,18 @@ describeWithNginx('relay behind nginx (TLS, WebSocket tunnel, unbuffered streami
     expect(res.headers.server).toBe('nginx');
   });
 
+  it('shows the internet only "ok" on /health, and never the metrics or health details', async () => {
+    expect((await request('/health')).json()).toEqual({ status: 'ok' });
+    for (const pathname of ['/metrics', '/metrics?x=1', '/health/details']) {
+      const res = await request(pathname);
+      expect(res.status).toBe(404);
+      expect(res.json()).toMatchObject({ error: { code: 'not_found' } });
+      expect(res.text()).not.toContain('ctll_');
+    }
+    // They exist, on the relay's private port that nginx does not proxy.
+    expect(await (await fetch(`${layout.relay.metricsUrl}/metrics`)).text()).toContain('ctll_http_requests_total');
+  });
+
   it('redirects plain HTTP to HTTPS, but serves ACME challenges on HTTP', async () => {
     const redirect = await nginxRequest(`${nginx.httpUrl}${tunnel(alice, '/api/tags')}?verbose=1`);
     expect(redirect.status).toBe(301);
@@ -129,6 +141,20 @@ describeWithNginx('relay behind nginx (TLS, WebSocket tunnel, unbuffered streami
     expect(frames[frames.length - 1].done).toBe(true);
     expectSpreadOut(lines.slice(0, tokens), layout.llm.finishedAt.get('nginx-chat')!, tokens);
     expect(res.chunks.length).toBeGreaterThanOrEqual(tokens - 2);
+  });
+
+  it('streams /API/TUNNEL/... (upper case, the same route to api-backend) token by token too, not buffered', async () => {
+    const tokens = 12;
+    const res = await request(`/API/TUNNEL/${encodeURIComponent(alice)}/api/chat`, {
+      method: 'POST',
+      headers: { ...auth(alice), 'content-type': 'application/json', 'x-test-id': 'nginx-chat-upper' },
+      body: JSON.stringify({ model: 'test-model', stream: true, messages: [{ role: 'user', content: 'hi' }], options: { num_predict: tokens } }),
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers['content-type']).toBe('application/x-ndjson');
+    const lines = linesWithArrival(res.chunks);
+    expect(lines).toHaveLength(tokens + 1);
+    expectSpreadOut(lines.slice(0, tokens), layout.llm.finishedAt.get('nginx-chat-upper')!, tokens);
   });
 
   it('streams OpenAI-compatible server-sent events as they are written', async () => {

@@ -1,5 +1,5 @@
 /**
- * The error statuses a web client can meet (DESIGN.md §3), each caused for real: a silent desktop,
+ * The error statuses a web client can meet (the README's error table), each caused for real: a silent desktop,
  * a body over the limit, a relay restart under a connected bridge.
  */
 import { startLayout, waitFor, type Layout } from './helpers/layout';

@@ -85,6 +85,32 @@ describe('malformed tunnel messages', () => {
     ws.close();
   });
 
+  it('answers 502 at once, not after the silence timeout, when the desktop sends a 1xx head', async () => {
+    const { ws, next } = await openRawTunnel(layout, 'mallory5');
+    const began = Date.now();
+    const answer = layout.fetchAs('mallory5', '/x');
+    const request = (await next()) as { id: string };
+    ws.send(encodeControl({ type: 'http_response', id: request.id, status: 103, headers: { link: '</a.css>; rel=preload' }, end: false }));
+    const res = await answer;
+    expect(res.status).toBe(502);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('bad_response');
+    expect(await next()).toMatchObject({ type: 'cancel', id: request.id });
+    // REQUEST_TIMEOUT_MS is 30 s here: the 1xx is refused the moment it arrives.
+    expect(Date.now() - began).toBeLessThan(15_000);
+    ws.close();
+  });
+
+  it('answers 400 bad_path when the desktop refuses a path above its target', async () => {
+    const { ws, next } = await openRawTunnel(layout, 'mallory6');
+    const answer = layout.fetchAs('mallory6', '/models');
+    const request = (await next()) as { id: string };
+    ws.send(encodeControl({ type: 'error', id: request.id, code: 'bad_path', message: 'the path climbs above http://127.0.0.1:8000/v1' }));
+    const res = await answer;
+    expect(res.status).toBe(400);
+    expect(await res.json()).toEqual({ error: { code: 'bad_path', message: 'the path climbs above http://127.0.0.1:8000/v1' } });
+    ws.close();
+  });
+
   it('closes a tunnel that keeps sending garbage with 1008', async () => {
     const { ws } = await openRawTunnel(layout, 'mallory3');
     const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));

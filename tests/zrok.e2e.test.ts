@@ -1,5 +1,5 @@
 /**
- * zrok shares end to end (seed 000): a second Ollama-compatible server on 127.0.0.1 plays the
+ * zrok shares end to end: a second Ollama-compatible server on 127.0.0.1 plays the
  * user's zrok share (the relay runs with ZROK_ALLOW_INSECURE=true so plain http and loopback are
  * allowed), the real relay and per-user proxy forward to it when no tunnel is connected, and a
  * real bridge takes over when it connects. Registration safety without the dev setting is in
@@ -78,6 +78,8 @@ describe('zrok shares (ZROK_ALLOW_INSECURE=true)', () => {
     layout = await startLayout({
       env: {
         ZROK_ALLOW_INSECURE: 'true',
+        // The test share is a server on 127.0.0.1: the operator's allow-list names it.
+        ZROK_SHARE_DOMAINS: '127.0.0.1',
         ZROK_SHARE_TTL_MS: String(TTL_MS),
         ZROK_DISCOVERY_INTERVAL_MS: '200',
         REQUEST_TIMEOUT_MS: '1500',
@@ -111,6 +113,23 @@ describe('zrok shares (ZROK_ALLOW_INSECURE=true)', () => {
     expect(again.status).toBe(200);
     expect(((await again.json()) as ShareAnswer).tunnelId).toBe(created.tunnelId);
     expect((await api(layout, 'rita', 'DELETE', '/api/zrok/unregister', { tunnelId: created.tunnelId })).status).toBe(200);
+  });
+
+  it('says a share is unreachable without the low-level reason (no port scanning through registration)', async () => {
+    // A port nothing listens on: the proxy's health check gets a refused connection.
+    const closed = await startLlmServer();
+    const closedUrl = closed.url;
+    await closed.close();
+    const res = await register(layout, 'ursula', closedUrl);
+    expect(res.status).toBe(201);
+    const text = await res.text();
+    expect(JSON.parse(text)).toMatchObject({ reachable: false, reachability: 'unreachable' });
+    expect(text).not.toMatch(/ECONN|EHOST|ETIMEDOUT|refused|no answer within/i);
+    const { tunnelId } = JSON.parse(text) as ShareAnswer;
+    const health = await (await api(layout, 'ursula', 'GET', `/api/zrok/health/${tunnelId}`)).text();
+    expect(JSON.parse(health)).toMatchObject({ status: 'registered', reachable: false, reachability: 'unreachable' });
+    expect(health).not.toMatch(/ECONN|EHOST|ETIMEDOUT|refused|no answer within/i);
+    expect((await api(layout, 'ursula', 'DELETE', '/api/zrok/unregister', { tunnelId })).status).toBe(200);
   });
 
   it('lists shares to their owner only, share token included', async () => {

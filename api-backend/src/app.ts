@@ -3,13 +3,14 @@
  * upgrade handler, and owns the lifecycle. `startRelay` resolves once the relay listens;
  * `close` stops everything in reverse order of start.
  */
-import http from 'node:http';
+import http, { type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
+import proxyaddr from 'proxy-addr';
 import { NotFoundError } from '@ctll/protocol';
 import type { Config } from './config';
 import { componentLogger, type Logger } from './logger';
-import { Authenticator } from './auth/authenticator';
+import { Authenticator, type Caller } from './auth/authenticator';
 import { loadOrCreateDevKeys, type DevKeys } from './auth/dev-keys';
 import { Metrics } from './metrics';
 import { ProcessDriver } from './proxy/process-driver';
@@ -25,7 +26,12 @@ import { mapLimit } from './proxy/map-limit';
 import { errorHandler } from './http/error-handler';
 import { Drain, DRAINING_MESSAGE } from './http/drain';
 import { rejectUpgrade } from './relay/upgrade-relay';
-import { healthRoutes } from './routes/health-routes';
+import { requestId } from './http/request-id';
+import { healthRoutes, privateRoutes } from './routes/health-routes';
+import { HealthMonitor } from './health-monitor';
+import { listen, startPrivateListener, type PrivateListener } from './http/private-listener';
+import { ProxySecrets } from './proxy/proxy-secrets';
+import { authFailureLimit, healthLimit, IpLimits } from './http/ip-limits';
 import { proxyRoutes } from './routes/proxy-routes';
 import { tunnelRoutes } from './routes/tunnel-routes';
 import { bridgeRoutes } from './routes/bridge-routes';
@@ -36,6 +42,7 @@ import { proxyDiscoverRoutes } from './zrok/proxy-discover';
 import { Audit, auditOptions } from './audit/audit';
 import { securityEvents } from './audit/security';
 import { auditRoutes } from './routes/audit-routes';
+import { userHash } from './proxy/naming';
 
 /** How long the proxies' 1012 closes may take to pass through before the tunnels are cut. */
 const TUNNEL_CLOSE_WAIT_MS = 2_000;
@@ -46,12 +53,15 @@ export interface Relay {
   manager: StreamingProxyManager;
   audit: Audit;
   devKeys?: DevKeys;
+  /** The private listener's base URL (/metrics, /health/details); undefined with METRICS_PORT=off. */
+  metricsUrl?: string;
   close(): Promise<void>;
 }
 
 export async function startRelay(config: Config, logger: Logger): Promise<Relay> {
   const log = (component: string) => componentLogger(logger, component);
   const devKeys = config.auth.mode === 'dev' ? loadOrCreateDevKeys(config.auth.keyDir) : undefined;
+  const secrets = ProxySecrets.load({ key: config.proxySecretKey, dataDir: config.dataDir });
 
   // The driver reports deaths to the manager, which is made just below; the callback runs later.
   // Proxies call api-backend back (zrok discovery) at `url`, known once we listen; no proxy starts before that.
@@ -60,9 +70,10 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     log('StreamingProxyManager'),
     (ownerHash, detail) => manager.proxyDied(ownerHash, detail),
     () => config.proxy.apiBackendUrl ?? url,
+    secrets,
   );
   const client = new ProxyClient();
-  const metrics = new Metrics(async () => (await driver.list()).length);
+  const metrics = new Metrics(() => driver.running());
   // The audit first: its migrations must have run before any proxy starts, and a bad DATABASE_URL
   // stops start-up here, before there is anything else to undo.
   const audit = await Audit.start(auditOptions(config), { driver, client, metrics, logger: log('audit') });
@@ -79,16 +90,17 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   if (driver instanceof DockerDriver) await driver.start();
   manager.on('started', (event) => metrics.proxyStarts.observe({ driver: event.driver }, event.durationMs / 1000));
   manager.on('stopped', (event) => metrics.proxyStops.inc({ reason: event.reason }));
+  const health = new HealthMonitor({ driver, database: () => audit.health(), intervalMs: config.healthCheckIntervalMs, logger: log('health') });
+  await health.start();
 
   const server = http.createServer();
   server.on('connection', (socket) => socket.setNoDelay(true));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.port, config.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  // Timeouts judge silence, never length: a generation or an upload may stream for hours, and
+  // Node's default requestTimeout cuts every request at 300 s. The head stays bounded
+  // (headersTimeout), and a socket silent for longer than any exchange or poll may be is closed.
+  server.requestTimeout = 0;
+  server.timeout = Math.max(config.requestTimeoutMs, config.bridge.pollTimeoutMs) + 10_000;
+  await listen(server, config.port, config.host);
   const port = (server.address() as AddressInfo).port;
   const shares = new ShareRegistry({ ttlMs: config.zrok.shareTtlMs }, log('zrok')).start();
 
@@ -97,27 +109,49 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     issuer: config.auth.issuer,
     audience: config.auth.audience,
     jwksUri: config.auth.mode === 'dev' ? `http://127.0.0.1:${port}/.well-known/jwks.json` : config.auth.jwksUri,
+    jwksRefreshIntervalMs: config.auth.jwksRefreshIntervalMs,
+    jwksCacheMaxAgeMs: config.auth.jwksCacheMaxAgeMs,
+    maxLifetimeS: config.auth.maxLifetimeS,
     queryTokenPaths: [TUNNEL_PATH],
-    onFailure: (reason) => {
+    logger: log('auth'),
+    onFailure: (reason, req) => {
       metrics.authFailures.inc({ reason });
-      audit.security({ kind: 'auth_failure', reason });
+      audit.security({ kind: 'auth_failure', reason, source: addressOf(req) });
     },
   });
 
   const drain = new Drain();
+  // Per-client-address limits; an address going over one is logged and audited once per window.
+  const limits = new IpLimits(config.rateLimits, (limit, key) => {
+    log('http').warn('client address over its limit', { limit, address: key });
+    audit.security({ kind: 'rate_limited', reason: limit });
+  });
+
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', config.trustProxy);
+  /** A caller's address as Express's req.ip gives it (TRUST_PROXY applied), also for raw upgrade requests. */
+  const addressOf = (req: IncomingMessage): string => proxyaddr(req, app.get('trust proxy fn') as Parameters<typeof proxyaddr>[1]);
+  // Only a trusted hop (nginx) may name the request; its `$request_id` then ties both logs together.
+  app.use(requestId((req) => (req.app.get('trust proxy fn') as (address: string, hop: number) => boolean)(req.socket.remoteAddress ?? '', 0)));
   app.use((req, res, next) => {
-    res.on('finish', () => metrics.httpRequests.inc({ route: routeLabel(req.route?.path, req.path), status: res.statusCode }));
+    res.on('finish', () => metrics.httpRequests.inc({ route: routeLabel(req.route?.path), status: res.statusCode }));
     next();
   });
   app.use(drain.middleware());
+  // Before securityEvents, which would audit every refusal: the limiter reports once per window.
+  app.get('/health', healthLimit(limits));
+  app.use('/api', authFailureLimit(limits));
   app.use(securityEvents((fact) => audit.security(fact)));
-  app.use(healthRoutes(driver, metrics, devKeys?.jwks, () => audit.health(), () => drain.active));
+  app.use(healthRoutes(health, devKeys?.jwks, () => drain.active));
   // Before the JWT middleware: a user's proxy proves itself with its own secret, never a user token.
-  app.use(proxyDiscoverRoutes(shares, driver));
+  app.use(proxyDiscoverRoutes(shares, secrets));
   app.use('/api', auth.middleware());
+  // Whatever a caller did may have moved their proxy's tunnel journal: the audit reads it soon.
+  app.use('/api', (_req, res, next) => {
+    res.on('finish', () => audit.activity(userHash((res.locals.caller as Caller).userId)));
+    next();
+  });
   app.use(proxyRoutes(manager));
   app.use(auditRoutes(audit));
   app.use(bridgeRoutes(manager, client, metrics, { pollTimeoutMs: config.bridge.pollTimeoutMs, requestTimeoutMs: config.requestTimeoutMs }));
@@ -127,20 +161,33 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
       requestTimeoutMs: config.requestTimeoutMs,
     }),
   );
-  app.use(zrokRoutes({ registry: shares, manager, client, policy: { allowInsecure: config.zrok.allowInsecure } }));
+  app.use(zrokRoutes({ registry: shares, manager, client, policy: { allowInsecure: config.zrok.allowInsecure, domains: config.zrok.shareDomains } }));
   app.use((req, _res, next) => next(new NotFoundError(`no route ${req.method} ${req.path}`)));
   app.use(errorHandler(log('http')));
 
   server.on('request', app);
-  const upgrade = tunnelUpgradeHandler({ auth, manager, metrics, logger: log('tunnel'), onTunnel: (socket) => drain.trackTunnel(socket) });
+  const upgrade = tunnelUpgradeHandler({
+    auth,
+    manager,
+    metrics,
+    logger: log('tunnel'),
+    limits,
+    clientAddress: addressOf,
+    onActivity: (ownerHash) => audit.activity(ownerHash),
+    onTunnel: (socket) => drain.trackTunnel(socket),
+  });
   server.on('upgrade', (req, socket, head) => {
     if (drain.active) rejectUpgrade(socket, 503, 'draining', DRAINING_MESSAGE);
     else void upgrade(req, socket, head);
   });
   const culler = startCuller(manager, config.proxy.cleanupCron, log('StreamingProxyManager'));
+  let privateListener: PrivateListener | undefined;
+  if (config.metrics.port !== null) {
+    privateListener = await startPrivateListener({ host: config.metrics.host, port: config.metrics.port }, privateRoutes(health, metrics), log('http'));
+  }
 
   const url = `http://127.0.0.1:${port}`;
-  logger.info('api-backend listening', { component: 'api-backend', url, driver: driver.name, auth: config.auth.mode });
+  logger.info('api-backend listening', { component: 'api-backend', url, metrics: privateListener?.url ?? 'off', driver: driver.name, auth: config.auth.mode });
 
   // Shutdown: drain (see http/drain.ts), then stop in reverse order of start. Each step runs
   // whatever the one before it did: a failure is logged, never a reason to skip the rest, above
@@ -159,6 +206,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     (closing ??= (async () => {
       drain.begin();
       culler.stop();
+      health.stop();
       try {
         await step('drain', async () => {
           const inFlight = drain.pending;
@@ -178,6 +226,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
           await drain.tunnelsClosed(TUNNEL_CLOSE_WAIT_MS);
         });
         await step('listener', () => {
+          privateListener?.close();
           shares.close();
           server.close();
         });
@@ -198,7 +247,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
       logger.info('api-backend stopped', { component: 'api-backend' });
     })());
 
-  return { url, port, manager, audit, devKeys, close };
+  return { url, port, manager, audit, devKeys, metricsUrl: privateListener?.url, close };
 }
 
 function createDriver(
@@ -206,7 +255,9 @@ function createDriver(
   logger: Logger,
   onExit: (ownerHash: string, detail: string) => void,
   apiBackendUrl: () => string | undefined,
+  secrets: ProxySecrets,
 ): ProxyDriver {
+  const secretFor = (ownerHash: string) => secrets.secretFor(ownerHash);
   if (config.proxy.driver === 'docker') {
     return new DockerDriver({
       image: config.proxy.image,
@@ -220,6 +271,8 @@ function createDriver(
       scope: config.proxy.scope,
       startTimeoutMs: config.proxy.startTimeoutMs,
       endpointCacheMs: config.proxy.endpointCacheMs,
+      sweepIntervalMs: config.sweepIntervalMs,
+      secretFor,
       // A proxy calls api-backend back on our listening port, at our address on the proxy's own network.
       env: (ownerHash, secret, backendAddress) =>
         proxyEnv(config, {
@@ -237,14 +290,16 @@ function createDriver(
     script: config.proxy.script,
     memoryMb: config.proxy.memoryMb,
     startTimeoutMs: config.proxy.startTimeoutMs,
+    secretFor,
     env: (ownerHash, secret) => proxyEnv(config, { ownerHash, secret, host: '127.0.0.1', port: 0, apiBackendUrl: apiBackendUrl() }),
     logger,
     onExit,
   });
 }
 
-function routeLabel(routePath: unknown, path: string): string {
+/** The matched route's template, never the raw path: label values must stay a bounded set. */
+function routeLabel(routePath: unknown): string {
   if (typeof routePath === 'string') return routePath;
   if (Array.isArray(routePath)) return String(routePath[routePath.length - 1]);
-  return path.startsWith('/api/') ? 'unmatched' : path;
+  return 'unmatched';
 }

@@ -6,6 +6,7 @@
 import path from 'node:path';
 import cron from 'node-cron';
 import { z } from 'zod';
+import { DEFAULT_SHARE_DOMAINS, parseShareDomains } from '@ctll/protocol';
 import { SubnetPool } from './proxy/subnet-pool';
 
 const optionalString = z.string().trim().min(1).optional().or(z.literal('').transform(() => undefined));
@@ -24,6 +25,12 @@ const schema = z.object({
   JWT_ISSUER: optionalString,
   JWT_AUDIENCE: optionalString,
   JWT_JWKS_URI: z.string().url().optional().or(z.literal('').transform(() => undefined)),
+  /** Token checks: least time between two JWKS fetches; a token naming a key id (kid) still unknown after the last fetch is refused (401) until the next. */
+  JWKS_REFRESH_INTERVAL_MS: z.coerce.number().int().min(100).default(30_000),
+  /** Token checks: fetched signing keys are used this long, then fetched again: a key removed from the JWKS stops working within it (while the JWKS is unreachable the last keys stay in use). At least JWKS_REFRESH_INTERVAL_MS. */
+  JWKS_CACHE_MAX_AGE_MS: z.coerce.number().int().min(100).default(60_000),
+  /** Token checks: longest lifetime accepted (exp - iat, or exp - now without iat), in seconds; tokens without exp are refused. Dev tokens are signed for this long. */
+  JWT_MAX_LIFETIME_S: z.coerce.number().int().min(60).default(7 * 24 * 3600),
 
   /** Postgres for the audit trail; unset: PGlite (embedded Postgres) in DATA_DIR/pglite. */
   DATABASE_URL: z
@@ -48,10 +55,25 @@ const schema = z.object({
   AUDIT_QUEUE_MAX: z.coerce.number().int().min(1).default(100_000),
   /** Audit writes: longest pause between retries while the database is away (starts at 250 ms, doubles). */
   AUDIT_RETRY_MAX_MS: z.coerce.number().int().min(10).default(5_000),
-  /** How often every proxy's tunnel journal is pulled into the audit (also pulled right before a proxy is removed). */
+  /** How often the tunnel journals of proxies with recent activity are pulled into the audit (also pulled right before a proxy is removed). */
   AUDIT_PULL_INTERVAL_MS: z.coerce.number().int().min(50).default(3_000),
   /** On shutdown, how long queued audit records may take to reach the database before they count as dropped. */
   AUDIT_SHUTDOWN_FLUSH_MS: z.coerce.number().int().nonnegative().default(5_000),
+  // Audit: security counts, priority, retention, and the journal pull's pace.
+  /** Security events are written as one row per (source address, kind, reason, caller, target, route) per window of this length. */
+  AUDIT_SECURITY_WINDOW_MS: z.coerce.number().int().min(100).default(60_000),
+  /** Most groups counted in one window; events beyond go to one 'other' group per kind and reason (bounded memory). */
+  AUDIT_SECURITY_MAX_KEYS: z.coerce.number().int().min(1).default(1_000),
+  /** Security rows waiting for the database, apart from session records; beyond this they are dropped (reason security_overflow). */
+  AUDIT_SECURITY_QUEUE_MAX: z.coerce.number().int().min(1).default(10_000),
+  /** Audit rows (sessions and security events) that ended more than this many days ago are removed daily; 0 keeps everything. */
+  AUDIT_RETENTION_DAYS: z.coerce.number().int().nonnegative().default(90),
+  /** When the daily audit retention runs (node-cron expression). */
+  AUDIT_RETENTION_CRON: z.string().min(1).refine((v) => cron.validate(v), 'must be a cron expression').default('17 3 * * *'),
+  /** A proxy with no activity seen by api-backend is still read this often (the net for what api-backend cannot see). */
+  AUDIT_IDLE_PULL_INTERVAL_MS: z.coerce.number().int().min(50).default(60_000),
+  /** Proxies read at once by the journal pull. */
+  AUDIT_PULL_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(8),
 
   PROXY_DRIVER: z.enum(['process', 'docker']).default('process'),
   PROXY_IMAGE: z.string().min(1).default('ctll/streaming-proxy:latest'),
@@ -100,13 +122,55 @@ const schema = z.object({
   ZROK_DISCOVERY_INTERVAL_MS: z.coerce.number().int().min(100).default(10_000),
   /** Development only: accept plain-http shares and private, loopback or link-local addresses. */
   ZROK_ALLOW_INSECURE: z.enum(['true', 'false'], { message: 'must be true or false' }).default('false'),
+  /** zrok shares: comma-separated hosts a share URL may be on (each allows its subdomains too). */
+  ZROK_SHARE_DOMAINS: z.string().default(DEFAULT_SHARE_DOMAINS.join(',')),
   /** How a streaming-proxy reaches api-backend (zrok discovery); unset: http://127.0.0.1:<PORT>, right for the process driver. */
   PROXY_API_BACKEND_URL: z.string().url().optional().or(z.literal('').transform(() => undefined)),
+
+  // Private listener and engine-free health: what anonymous callers can and cannot reach.
+  /** Port of the private listener for /metrics and /health/details (never publish it): 0 takes any free port, "off" serves neither. */
+  METRICS_PORT: z.preprocess(
+    (value) => (value === '' ? undefined : value),
+    z.union([z.literal('off'), z.coerce.number().int().min(0).max(65535)], { message: 'must be a port number (0: any free port) or "off"' }).default(9464),
+  ),
+  /** Address of the private listener: loopback by default; in compose the container's own address, reached only on its networks. */
+  METRICS_HOST: z.string().min(1).default('127.0.0.1'),
+  /** How often the Docker engine and the database are checked in the background; /health answers from the last check. */
+  HEALTH_CHECK_INTERVAL_MS: z.coerce.number().int().min(100).default(10_000),
+  /** docker driver: how often it compares its proxies with the engine (adopts, reports the dead, removes the half-made). */
+  PROXY_SWEEP_INTERVAL_MS: z.coerce.number().int().min(1000).default(60_000),
+  /** Key the proxies' secrets derive from (HMAC-SHA256 of the owner hash), 64 hex digits; unset: made once in DATA_DIR/proxy-secret.key. */
+  PROXY_SECRET_KEY: z
+    .string()
+    .trim()
+    .regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex digits, e.g. from: openssl rand -hex 32')
+    .optional()
+    .or(z.literal('').transform(() => undefined)),
+  // Per-client-address limits for callers not yet known (http/ip-limits.ts). A client address is
+  // req.ip (TRUST_PROXY decides whether X-Forwarded-For is believed); an IPv6 address counts by its /64.
+  /** `false` turns the per-address limits below off (nginx's own limits stay). */
+  RATE_LIMIT_ENABLED: z.enum(['true', 'false'], { message: 'must be true or false' }).default('true'),
+  /** Failed authentications (401) one address may cause per minute; past it, its /api requests and tunnel upgrades get 429 until that minute is over. */
+  RATE_LIMIT_AUTH_FAILURES: z.coerce.number().int().min(1).default(30),
+  /** Tunnel upgrade attempts (GET /ws/tunnel) per address per minute, valid or not. */
+  RATE_LIMIT_UPGRADES: z.coerce.number().int().min(1).default(60),
+  /** GET /health requests per address per minute. */
+  RATE_LIMIT_HEALTH: z.coerce.number().int().min(1).default(120),
 });
 
-export type AuthConfig =
+/** Who issues the tokens and where their keys are. */
+export type AuthSource =
   | { mode: 'jwks'; issuer: string; audience: string; jwksUri: string }
   | { mode: 'dev'; issuer: string; audience: string; keyDir: string };
+
+export type AuthConfig = AuthSource & AuthLimits;
+
+/** How tokens are checked, whichever the identity provider. */
+export interface AuthLimits {
+  jwksRefreshIntervalMs: number;
+  jwksCacheMaxAgeMs: number;
+  maxLifetimeS: number;
+}
 
 export interface Config {
   env: 'development' | 'production' | 'test';
@@ -128,6 +192,13 @@ export interface Config {
     retryMaxMs: number;
     pullIntervalMs: number;
     shutdownFlushMs: number;
+    securityWindowMs: number;
+    securityMaxKeys: number;
+    securityQueueMax: number;
+    retentionDays: number;
+    retentionCron: string;
+    idlePullIntervalMs: number;
+    pullConcurrency: number;
   };
   proxy: {
     driver: 'process' | 'docker';
@@ -155,7 +226,16 @@ export interface Config {
   maxBodyBytes: number;
   trustProxy: string;
   shutdownGraceMs: number;
-  zrok: { shareTtlMs: number; discoveryIntervalMs: number; allowInsecure: boolean };
+  zrok: { shareTtlMs: number; discoveryIntervalMs: number; allowInsecure: boolean; shareDomains: string[] };
+  /** The private listener for /metrics and /health/details; port null: none. */
+  metrics: { port: number | null; host: string };
+  healthCheckIntervalMs: number;
+  /** docker driver: how often the driver reconciles with the engine. */
+  sweepIntervalMs: number;
+  /** Hex key of the proxies' secrets; undefined: the one in DATA_DIR. */
+  proxySecretKey?: string;
+  /** Per-client-address limits, each per minute. */
+  rateLimits: { enabled: boolean; authFailures: number; upgrades: number; health: number };
 }
 
 export class ConfigError extends Error {}
@@ -182,7 +262,7 @@ export function loadConfig(env: Record<string, string | undefined>, defaults: { 
     publicUrl: c.PUBLIC_URL,
     dataDir,
     logLevel: c.LOG_LEVEL,
-    auth: authConfig(c, dataDir),
+    auth: { ...authConfig(c, dataDir), ...authLimits(c) },
     databaseUrl: c.DATABASE_URL,
     audit: {
       poolSize: c.DATABASE_POOL_SIZE,
@@ -197,6 +277,13 @@ export function loadConfig(env: Record<string, string | undefined>, defaults: { 
       retryMaxMs: c.AUDIT_RETRY_MAX_MS,
       pullIntervalMs: c.AUDIT_PULL_INTERVAL_MS,
       shutdownFlushMs: c.AUDIT_SHUTDOWN_FLUSH_MS,
+      securityWindowMs: c.AUDIT_SECURITY_WINDOW_MS,
+      securityMaxKeys: c.AUDIT_SECURITY_MAX_KEYS,
+      securityQueueMax: c.AUDIT_SECURITY_QUEUE_MAX,
+      retentionDays: c.AUDIT_RETENTION_DAYS,
+      retentionCron: c.AUDIT_RETENTION_CRON,
+      idlePullIntervalMs: c.AUDIT_IDLE_PULL_INTERVAL_MS,
+      pullConcurrency: c.AUDIT_PULL_CONCURRENCY,
     },
     proxy: {
       driver: c.PROXY_DRIVER,
@@ -223,6 +310,16 @@ export function loadConfig(env: Record<string, string | undefined>, defaults: { 
     trustProxy: c.TRUST_PROXY,
     shutdownGraceMs: c.SHUTDOWN_GRACE_MS,
     zrok: zrokConfig(c),
+    metrics: { port: c.METRICS_PORT === 'off' ? null : c.METRICS_PORT, host: c.METRICS_HOST },
+    healthCheckIntervalMs: c.HEALTH_CHECK_INTERVAL_MS,
+    sweepIntervalMs: c.PROXY_SWEEP_INTERVAL_MS,
+    proxySecretKey: c.PROXY_SECRET_KEY,
+    rateLimits: {
+      enabled: c.RATE_LIMIT_ENABLED === 'true',
+      authFailures: c.RATE_LIMIT_AUTH_FAILURES,
+      upgrades: c.RATE_LIMIT_UPGRADES,
+      health: c.RATE_LIMIT_HEALTH,
+    },
   };
 }
 
@@ -247,7 +344,14 @@ function zrokConfig(c: z.infer<typeof schema>): Config['zrok'] {
       'ZROK_ALLOW_INSECURE=true is refused when NODE_ENV=production: it lets the relay forward to plain-http shares and to private, loopback and link-local addresses',
     );
   }
-  return { shareTtlMs: c.ZROK_SHARE_TTL_MS, discoveryIntervalMs: c.ZROK_DISCOVERY_INTERVAL_MS, allowInsecure };
+  let shareDomains: string[];
+  try {
+    shareDomains = parseShareDomains(c.ZROK_SHARE_DOMAINS);
+  } catch (error) {
+    throw new ConfigError(`ZROK_SHARE_DOMAINS=${JSON.stringify(c.ZROK_SHARE_DOMAINS)}: ${(error as Error).message}`);
+  }
+  if (shareDomains.length === 0) throw new ConfigError('ZROK_SHARE_DOMAINS must name at least one host (e.g. share.zrok.io)');
+  return { shareTtlMs: c.ZROK_SHARE_TTL_MS, discoveryIntervalMs: c.ZROK_DISCOVERY_INTERVAL_MS, allowInsecure, shareDomains };
 }
 
 function checkedSubnetPool(pool: string, prefix: number): string {
@@ -259,7 +363,17 @@ function checkedSubnetPool(pool: string, prefix: number): string {
   return pool;
 }
 
-function authConfig(c: z.infer<typeof schema>, dataDir: string): AuthConfig {
+function authLimits(c: z.infer<typeof schema>): AuthLimits {
+  // A max age below the interval could not be kept: the keys could not be fetched again in time.
+  if (c.JWKS_CACHE_MAX_AGE_MS < c.JWKS_REFRESH_INTERVAL_MS) {
+    throw new ConfigError(
+      `JWKS_CACHE_MAX_AGE_MS=${c.JWKS_CACHE_MAX_AGE_MS} must be at least JWKS_REFRESH_INTERVAL_MS=${c.JWKS_REFRESH_INTERVAL_MS}`,
+    );
+  }
+  return { jwksRefreshIntervalMs: c.JWKS_REFRESH_INTERVAL_MS, jwksCacheMaxAgeMs: c.JWKS_CACHE_MAX_AGE_MS, maxLifetimeS: c.JWT_MAX_LIFETIME_S };
+}
+
+function authConfig(c: z.infer<typeof schema>, dataDir: string): AuthSource {
   if (c.AUTH0_DOMAIN) {
     if (!c.AUTH0_AUDIENCE) throw new ConfigError('AUTH0_AUDIENCE is required when AUTH0_DOMAIN is set');
     const domain = c.AUTH0_DOMAIN.replace(/^https?:\/\//, '').replace(/\/+$/, '');

@@ -1,6 +1,7 @@
 /**
  * Prometheus metrics (prom-client), one registry per relay instance so tests can run several.
- * Label values are bounded sets (route patterns, status codes, reasons): never user ids.
+ * Label values are bounded sets (route templates, status codes, reasons): never user ids, never
+ * a raw path (a stranger could make up paths by the million, each a series kept forever).
  */
 import client from 'prom-client';
 
@@ -48,20 +49,32 @@ export class Metrics {
     help: 'Audit records written to the database',
     registers: [this.registry],
   });
-  /** Should stay 0: overflow = queue full during an outage, rejected = refused by the database, shutdown = not flushed in time. */
+  /**
+   * Should stay 0: overflow = session queue full during an outage, security_overflow = security
+   * counts beyond their own small queue, rejected = refused by the database, shutdown = not flushed in time.
+   */
   readonly auditDropped = new client.Counter({
     name: 'ctll_audit_dropped_total',
     help: 'Audit records lost, by reason',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  /** One proxy's journal or status could not be read by a background loop; the others go on. */
+  readonly proxyPullFailures = new client.Counter({
+    name: 'ctll_proxy_pull_failures_total',
+    help: 'Failed reads of one proxy by a background loop (audit_pull: the audit journal pull), by loop',
+    labelNames: ['loop'] as const,
+    registers: [this.registry],
+  });
   /** Set by the audit once it runs: how many records wait for the database. */
   auditQueueLength: () => number = () => 0;
 
-  constructor(countProxies: () => Promise<number>) {
+  /** `countProxies` answers from what the driver holds: a scrape must never reach the Docker engine. */
+  constructor(countProxies: () => number) {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'ctll_' });
     // Every reason shows from the start, as 0, so an alert on any increase needs no special case.
-    for (const reason of ['overflow', 'rejected', 'shutdown']) this.auditDropped.inc({ reason }, 0);
+    for (const reason of ['overflow', 'security_overflow', 'rejected', 'shutdown']) this.auditDropped.inc({ reason }, 0);
+    this.proxyPullFailures.inc({ loop: 'audit_pull' }, 0);
     const queueLength = () => this.auditQueueLength();
     new client.Gauge({
       name: 'ctll_audit_queued',
@@ -73,10 +86,10 @@ export class Metrics {
     });
     new client.Gauge({
       name: 'ctll_proxies',
-      help: 'Streaming proxies that exist now',
+      help: 'Streaming proxies running now',
       registers: [this.registry],
-      async collect() {
-        this.set(await countProxies().catch(() => 0));
+      collect() {
+        this.set(countProxies());
       },
     });
   }

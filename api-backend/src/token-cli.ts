@@ -24,7 +24,13 @@ function main(): void {
     process.exit(2);
   }
   const keys = loadOrCreateDevKeys(config.auth.keyDir);
-  process.stdout.write(`${signDevToken(keys, { sub: userId, issuer: config.auth.issuer, audience: config.auth.audience })}\n`);
+  process.stdout.write(`${signDevToken(keys, {
+      sub: userId,
+      issuer: config.auth.issuer,
+      audience: config.auth.audience,
+      // As long as the relay accepts (JWT_MAX_LIFETIME_S): a desktop bridge keeps one token for days.
+      expiresInSeconds: config.auth.maxLifetimeS,
+    })}\n`);
 }
 
 main();

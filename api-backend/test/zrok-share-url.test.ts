@@ -11,8 +11,12 @@ function resolver(answers: Record<string, string[] | string>): SharePolicy['reso
   };
 }
 
+/** Test hosts stand in for operator-allowed frontends, so the address checks behind the allow-list run. */
+const TEST_DOMAINS = ['share.zrok.io', '8.8.8.8', 'example', '127.0.0.1'];
+
 const secure: SharePolicy = {
   allowInsecure: false,
+  domains: TEST_DOMAINS,
   resolve: resolver({
     'abc.share.zrok.io': ['198.41.200.1', '2606:4700::6810:1'],
     'rebind.example': ['198.41.200.1', '127.0.0.1'],
@@ -62,10 +66,35 @@ describe('validatePublicUrl', () => {
   });
 
   it('with ZROK_ALLOW_INSECURE, accepts http and private addresses but never credentials', async () => {
-    const dev: SharePolicy = { allowInsecure: true, resolve: secure.resolve };
+    const dev: SharePolicy = { allowInsecure: true, domains: TEST_DOMAINS, resolve: secure.resolve };
     await expect(validatePublicUrl('http://127.0.0.1:11434', dev)).resolves.toBe('http://127.0.0.1:11434');
     await expect(validatePublicUrl('https://internal.example', dev)).resolves.toBe('https://internal.example');
     expect(await refusal('http://u:p@127.0.0.1', dev)).toMatchObject({ code: 'share_url_credentials' });
+  });
+});
+
+describe('the zrok frontend allow-list (ZROK_SHARE_DOMAINS)', () => {
+  const zrokOnly: SharePolicy = { allowInsecure: false, domains: ['share.zrok.io'], resolve: secure.resolve };
+
+  it.each(['https://1.1.1.1:22', 'https://example.com', 'https://share.zrok.io.example.com', 'https://notshare.zrok.io'])(
+    'refuses %s: not on an allowed frontend',
+    async (url) => {
+      expect(await refusal(url, zrokOnly)).toMatchObject({ status: 400, code: 'share_url_not_allowed' });
+    },
+  );
+
+  it('refuses before any DNS lookup, so a refused URL sends nothing anywhere', async () => {
+    const asked: string[] = [];
+    const counting: SharePolicy = { ...zrokOnly, resolve: async (host) => (asked.push(host), ['198.41.200.1']) };
+    await refusal('https://example.com', counting);
+    expect(asked).toEqual([]);
+    await expect(validatePublicUrl('https://abc.share.zrok.io', counting)).resolves.toBe('https://abc.share.zrok.io');
+    expect(asked).toEqual(['abc.share.zrok.io']);
+  });
+
+  it('refuses plain http on the zrok domain, and keeps the list in insecure mode too', async () => {
+    expect(await refusal('http://abc.share.zrok.io', zrokOnly)).toMatchObject({ code: 'share_url_insecure' });
+    expect(await refusal('http://127.0.0.1:11434', { ...zrokOnly, allowInsecure: true })).toMatchObject({ code: 'share_url_not_allowed' });
   });
 });
 

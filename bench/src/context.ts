@@ -22,7 +22,7 @@ export const FULL: Sizes = {
   small: { latencyRequests: 2000, rounds: 4, warmup: 200, throughputMs: 6000, connections: 32 },
   streaming: { streams: 5, tokens: 200, delayMs: 5 },
   bulk: { bytes: 100 * 1024 * 1024, repetitions: 2 },
-  // 17/s is seed 003's 1,000 requests per minute; the ladder climbs until errors or latency do.
+  // 17/s is 1,000 requests per minute, the load one busy user's apps make; the ladder climbs until errors or latency do.
   scale: { users: 100, rates: [17, 50, 100, 200, 400, 800, 1200, 1600], stepMs: 5000, tokens: 10, delayMs: 10 },
   polling: { samples: 300 },
   lifecycle: { sequential: 20, concurrent: 20, capacityMax: 300 },

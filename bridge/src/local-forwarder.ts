@@ -11,7 +11,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import { endToEndHeaders, TunnelErrorCode, type Headers } from '@ctll/protocol';
+import { bodyFraming, endToEndHeaders, escapesRoot, TunnelErrorCode, type Headers } from '@ctll/protocol';
 
 /** The head of a request as the relay sent it. */
 export interface RequestHead {
@@ -74,6 +74,12 @@ export class LocalForwarder {
     private readonly onDone: (outcome: Outcome) => void,
   ) {
     const isHead = head.method === 'HEAD';
+    if (escapesRoot(head.path)) {
+      // The relay refuses these already; the desktop does not rely on it to stay inside --target.
+      this.request = undefined;
+      this.fail(TunnelErrorCode.BadPath, `the path climbs above ${target.label}`);
+      return;
+    }
     try {
       this.request = (target.url.protocol === 'https:' ? https : http).request({
         protocol: target.url.protocol,
@@ -81,7 +87,8 @@ export class LocalForwarder {
         port: target.url.port || undefined,
         method: head.method,
         path: joinPath(target.url.pathname, head.path),
-        headers: { ...endToEndHeaders(head.headers, NOT_FORWARDED), host: target.url.host },
+        // Framed as the caller sent it, for every method: Node frames a GET or DELETE body only when told.
+        headers: { ...endToEndHeaders(head.headers, NOT_FORWARDED), ...bodyFraming(head.headers, !head.end), host: target.url.host },
         agent: target.agent,
       });
     } catch (error) {
@@ -93,6 +100,12 @@ export class LocalForwarder {
     const request = this.request;
     request.on('socket', (socket) => socket.setNoDelay(true));
     request.on('response', (res) => this.onResponse(res, isHead));
+    // Node's client passes over other 1xx heads (103 Early Hints) and waits for the final answer;
+    // after a 101 the connection speaks another protocol, which a relayed answer cannot carry.
+    request.on('upgrade', (_res, socket) => {
+      socket.destroy();
+      this.switchingRefused();
+    });
     request.on('error', (error) => this.onRequestError(error));
     if (head.end) request.end();
   }
@@ -137,6 +150,12 @@ export class LocalForwarder {
       res.destroy();
       return;
     }
+    if ((res.statusCode ?? 0) < 200) {
+      // A 101 without `upgrade` in its head arrives here rather than as 'upgrade'.
+      res.destroy();
+      this.switchingRefused();
+      return;
+    }
     this.response = res;
     const status = res.statusCode ?? 502;
     const noBody = isHead || status === 204 || status === 304 || res.headers['content-length'] === '0';
@@ -178,6 +197,11 @@ export class LocalForwarder {
     const reason = error.code ?? error.message;
     if (this.response) this.onResponseFailed(reason);
     else this.fail(TunnelErrorCode.TargetUnreachable, `could not reach ${this.target.label}: ${reason}`);
+  }
+
+  private switchingRefused(): void {
+    if (this.done) return;
+    this.fail(TunnelErrorCode.TargetFailed, `${this.target.label} answered 101 Switching Protocols; only HTTP answers can be relayed`);
   }
 
   private onResponseFailed(reason: string): void {

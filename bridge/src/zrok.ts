@@ -1,5 +1,5 @@
 /**
- * `--zrok-url`: the desktop also offers a zrok share of its LLM server (seed 000). The bridge
+ * `--zrok-url`: the desktop also offers a zrok share of its LLM server. The bridge
  * registers the share with the relay, heartbeats it so the registration stays alive, and
  * unregisters it on exit. It runs beside the tunnel, not inside it: the relay forwards to the
  * share only while no tunnel is connected, so a desktop whose network blocks both tunnel

@@ -2,18 +2,35 @@
  * The relay's error catalogue: one class per failure a caller can see, each with a stable `code`
  * and one HTTP status. All three programs throw these; each HTTP server turns them into
  * `{error: {code, message}}` in exactly one place.
+ *
+ * A failure of the relay itself (the container engine, the database, a proxy's address) is
+ * explained in `message` for the operator's log, and answered with `publicMessage`: a caller on
+ * the internet learns what happened to them, never our engine's words, hosts, users or addresses.
  */
+export interface RelayErrorOptions {
+  cause?: unknown;
+  /** What the caller is told when `message` holds internals; unset: the message is fit to show. */
+  publicMessage?: string;
+}
+
 export abstract class RelayError extends Error {
   abstract readonly status: number;
   abstract readonly code: string;
+  readonly publicMessage?: string;
 
-  constructor(message: string, options?: { cause?: unknown }) {
+  constructor(message: string, options?: RelayErrorOptions) {
     super(message, options);
     this.name = new.target.name;
+    this.publicMessage = options?.publicMessage;
   }
 
   toJSON(): { error: { code: string; message: string } } {
-    return { error: { code: this.code, message: this.message } };
+    return { error: { code: this.code, message: this.publicMessage ?? this.message } };
+  }
+
+  /** Response headers that belong to this answer besides the JSON body (lower-case names). */
+  headers(): Record<string, string> {
+    return {};
   }
 }
 
@@ -24,6 +41,12 @@ export class BadRequestError extends RelayError {
     super(message);
     this.code = code;
   }
+}
+
+/** A request path that climbs above the desktop's root (`..`, `%2e%2e`, `%2F..`). */
+export class BadPathError extends RelayError {
+  readonly status = 400;
+  readonly code = 'bad_path';
 }
 
 export class UnauthorizedError extends RelayError {
@@ -55,16 +78,27 @@ export class PayloadTooLargeError extends RelayError {
   readonly code = 'payload_too_large';
 }
 
+/** Too many requests; `retryAfterSeconds`, when known, becomes the Retry-After header. */
 export class RateLimitedError extends RelayError {
   readonly status = 429;
   readonly code = 'rate_limited';
+  readonly retryAfterSeconds?: number;
+
+  constructor(message: string, retryAfterSeconds?: number) {
+    super(message);
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+
+  override headers(): Record<string, string> {
+    return this.retryAfterSeconds === undefined ? {} : { 'retry-after': String(this.retryAfterSeconds) };
+  }
 }
 
 /** The desktop answered, but not with something we can pass on. */
 export class BadGatewayError extends RelayError {
   readonly status = 502;
   readonly code: string;
-  constructor(message: string, code = 'bad_gateway', options?: { cause?: unknown }) {
+  constructor(message: string, code = 'bad_gateway', options?: RelayErrorOptions) {
     super(message, options);
     this.code = code;
   }
@@ -78,7 +112,7 @@ export class DesktopOfflineError extends RelayError {
 export class ServiceUnavailableError extends RelayError {
   readonly status = 503;
   readonly code: string;
-  constructor(message: string, code = 'unavailable', options?: { cause?: unknown }) {
+  constructor(message: string, code = 'unavailable', options?: RelayErrorOptions) {
     super(message, options);
     this.code = code;
   }
@@ -89,8 +123,12 @@ export class GatewayTimeoutError extends RelayError {
   readonly code = 'desktop_timeout';
 }
 
-/** The JSON body for any error, ours or not; unknown errors never leak their message. */
-export function errorBody(error: unknown): { status: number; body: { error: { code: string; message: string } } } {
-  if (error instanceof RelayError) return { status: error.status, body: error.toJSON() };
-  return { status: 500, body: { error: { code: 'internal', message: 'internal error' } } };
+/** The answer for any error, ours or not; unknown errors never leak their message. */
+export function errorBody(error: unknown): {
+  status: number;
+  body: { error: { code: string; message: string } };
+  headers: Record<string, string>;
+} {
+  if (error instanceof RelayError) return { status: error.status, body: error.toJSON(), headers: error.headers() };
+  return { status: 500, body: { error: { code: 'internal', message: 'internal error' } }, headers: {} };
 }

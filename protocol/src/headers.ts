@@ -49,5 +49,17 @@ export function endToEndHeaders(incoming: IncomingHeaders, drop: readonly string
   return out;
 }
 
+/**
+ * How a forwarded request's body is framed, taken from the request that brought it: its
+ * `content-length`, or `transfer-encoding: chunked` when it had a body of unknown length. Node's
+ * client frames a GET, DELETE or OPTIONS body only when told, and would otherwise send its bytes
+ * raw after the head, where the next server reads them as a second request.
+ */
+export function bodyFraming(incoming: IncomingHeaders, hasBody: boolean): Headers {
+  const length = incoming['content-length'];
+  if (typeof length === 'string') return { 'content-length': length };
+  return hasBody ? { 'transfer-encoding': 'chunked' } : {};
+}
+
 /** Headers that a web client's request never carries to the desktop. */
 export const CALLER_ONLY_HEADERS = ['authorization', 'cookie', 'forwarded', 'x-forwarded-for', 'x-real-ip'] as const;

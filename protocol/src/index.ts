@@ -7,3 +7,5 @@ export * from './poll';
 export * from './public-address';
 export * from './proxy-api';
 export * from './crash-policy';
+export * from './share-domains';
+export * from './paths';

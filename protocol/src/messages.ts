@@ -1,7 +1,7 @@
 /**
  * Control messages of the tunnel protocol (JSON text frames).
  *
- * Seed 003's five messages are the base (`http_request`, `http_response`, `ping`, `pong`, `error`,
+ * The original relay's five messages are the base (`http_request`, `http_response`, `ping`, `pong`, `error`,
  * correlated by `id`). Bodies never travel inside these: they follow as binary data frames
  * (see frames.ts) and close with `end`, so an answer streams and any byte passes untouched.
  * `cancel` and `window` add abort and per-stream flow control. Every message that arrives from
@@ -100,6 +100,8 @@ export const TunnelErrorCode = {
   UnknownStream: 'unknown_stream',
   /** Too many concurrent streams on one tunnel. */
   TooManyStreams: 'too_many_streams',
+  /** The request path climbs above the target's base path; the relay answers 400. */
+  BadPath: 'bad_path',
 } as const;
 
 export type ParseResult<T> = { ok: true; value: T } | { ok: false; error: string };

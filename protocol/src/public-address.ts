@@ -8,6 +8,9 @@
  * Anything not known to be globally routable counts as non-public: IPv6 outside 2000::/3, the
  * special-purpose IPv4 blocks, and addresses that embed an IPv4 address (mapped, NAT64, 6to4) are
  * judged by the address they embed. Pure functions on strings; no sockets, no DNS.
+ *
+ * The same parsers give per-client limits their key (`clientKey`), so the relay has one reading
+ * of an address, not two.
  */
 
 export type AddressKind =
@@ -62,6 +65,21 @@ export function isPublicAddress(address: string): boolean {
 export function isIpLiteral(host: string): boolean {
   const text = host.replace(/^\[(.*)\]$/, '$1');
   return parseIPv4(text) !== undefined || parseIPv6(text) !== undefined;
+}
+
+/**
+ * What a per-client limit counts by: an IPv4 address as it is (also when a dual-stack socket
+ * reports it IPv4-mapped, ::ffff:a.b.c.d), an IPv6 address by its /64, because one subscriber is
+ * handed a whole /64 and could otherwise step around a limit one address at a time. Text that is
+ * not an address is returned unchanged.
+ */
+export function clientKey(address: string): string {
+  const text = address.replace(/^\[(.*)\]$/, '$1');
+  if (parseIPv4(text) !== undefined) return text;
+  const g = parseIPv6(text);
+  if (!g) return address;
+  if (g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff) return [g[6] >> 8, g[6] & 0xff, g[7] >> 8, g[7] & 0xff].join('.');
+  return `${g.slice(0, 4).map((x) => x.toString(16)).join(':')}::/64`;
 }
 
 function classifyIPv4(value: number): AddressKind {

@@ -1,4 +1,4 @@
-import { classifyAddress, isIpLiteral, isPublicAddress } from '../src/public-address';
+import { classifyAddress, clientKey, isIpLiteral, isPublicAddress } from '../src/public-address';
 
 describe('classifyAddress', () => {
   it.each([
@@ -76,5 +76,25 @@ describe('classifyAddress', () => {
     expect(isIpLiteral('[2001:db8::1]')).toBe(true);
     expect(isIpLiteral('10.0.0.1')).toBe(true);
     expect(isIpLiteral('share.zrok.io')).toBe(false);
+  });
+});
+
+describe('clientKey', () => {
+  it.each([
+    ['203.0.113.9', '203.0.113.9'],
+    ['::ffff:203.0.113.9', '203.0.113.9'],
+    ['::FFFF:cb00:7109', '203.0.113.9'],
+    ['2001:db8:aa:bb:1:2:3:4', '2001:db8:aa:bb::/64'],
+    ['2001:db8:aa:bb::99', '2001:db8:aa:bb::/64'],
+    ['[2001:0db8:00aa:00bb:ffff::1]', '2001:db8:aa:bb::/64'],
+    ['::1', '0:0:0:0::/64'],
+    ['not-an-address', 'not-an-address'],
+  ])('counts %s as %s', (address, key) => {
+    expect(clientKey(address)).toBe(key);
+  });
+
+  it('gives every address of one /64 the same key, and the neighbouring /64 another', () => {
+    expect(clientKey('2001:db8:1:2:aaaa::1')).toBe(clientKey('2001:db8:1:2:ffff:ffff:ffff:ffff'));
+    expect(clientKey('2001:db8:1:2::1')).not.toBe(clientKey('2001:db8:1:3::1'));
   });
 });

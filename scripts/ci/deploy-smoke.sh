@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Smoke run of the production deployment against this machine's Docker engine, with locally built
-# images only (DESIGN.md §6: no registry). In a temporary copy of the checkout, so no .env, data/ or
+# images only (no registry is reachable here). In a temporary copy of the checkout, so no .env, data/ or
 # build output lands in the work tree:
 #
 #   1. docker-compose.production.yml validates (`compose config -q`) with an .env made from
@@ -13,7 +13,8 @@
 #   4. through nginx over TLS (the self-signed certificate deploy.sh made, verified with --cacert):
 #      /health answers with every check ok (the audit database is the postgres container), plain
 #      HTTP redirects, an API call and a tunnel upgrade without a token get
-#      api-backend's JSON 401; only nginx publishes ports on the host
+#      api-backend's JSON 401; api-backend runs hardened (uid 1001, read-only root filesystem,
+#      no capabilities, no-new-privileges) with DATA_DIR writable; only nginx publishes ports
 #   5. a second `./deploy.sh --no-certbot` changes nothing: same containers (ids and start times),
 #      same .env, same certificate
 #   6. `down -v`, and every image, container, network, volume and file the run made is removed
@@ -236,6 +237,20 @@ unauthorised="$(curl_tls -o /dev/null -w '%{http_code} %{content_type}' "https:/
 upgrade="$(curl_tls --http1.1 -o /dev/null -w '%{http_code} %{content_type}' -H 'Connection: Upgrade' -H 'Upgrade: websocket' \
     -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: c21va2UtdGVzdC1ub25jZQ==' "https://$DOMAIN/ws/tunnel")"
 [[ "$upgrade" == "401 application/json"* ]] || die "a tunnel upgrade without a token got: $upgrade"
+# api-backend runs hardened as the compose file says, and DATA_DIR (its volume) stays writable.
+api_id="$(compose ps -q api-backend)"
+hardening="$(docker inspect -f '{{.Config.User}} {{.HostConfig.ReadonlyRootfs}} {{join .HostConfig.CapDrop ","}} {{join .HostConfig.SecurityOpt ","}}' "$api_id")"
+[[ "$hardening" == "1001:1001 true ALL no-new-privileges:true" ]] \
+    || die "api-backend is not hardened (want user 1001:1001, read-only root, cap_drop ALL, no-new-privileges): $hardening"
+compose exec -T api-backend node -e '
+    const fs = require("fs");
+    fs.writeFileSync("/app/data/.smoke-write", "x");
+    fs.unlinkSync("/app/data/.smoke-write");
+    fs.writeFileSync("/tmp/.smoke-write", "x");
+    try { fs.writeFileSync("/app/.smoke-write", "x"); } catch (e) { if (e.code === "EROFS") process.exit(0); throw e; }
+    console.error("the root filesystem is writable");
+    process.exit(1);' || die "api-backend: DATA_DIR or /tmp is not writable, or its root filesystem is"
+log "api-backend hardened ($hardening); DATA_DIR and /tmp writable, the rest read-only"
 ports="$(docker ps --filter "label=com.docker.compose.project=$PROJECT" --format '{{.Label "com.docker.compose.service"}}={{.Ports}}' | grep -E '(0\.0\.0\.0|::):' | cut -d= -f1 | sort -u | xargs)"
 [[ "$ports" == nginx ]] || die "only nginx may publish ports on the host; publishing: ${ports:-none}"
 before="$(state)"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds stand-ins for the three third-party images of docker-compose.production.yml (nginx,
-# postgres, certbot) from this machine's own Debian packages, for machines with no registry
-# (DESIGN.md §6): each is the host's binaries plus exactly the libraries ldd lists for them, and a
+# postgres, certbot) from this machine's own Debian packages, for machines with no registry:
+# each is the host's binaries plus exactly the libraries ldd lists for them, and a
 # small POSIX shell entrypoint that behaves like the official image's where the stack relies on it.
 #
 #   scripts/ci/standin-images.sh [--force] [--print-env]

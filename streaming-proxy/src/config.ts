@@ -3,6 +3,7 @@
  * value stops start-up with a message naming the variable.
  */
 import { z } from 'zod';
+import { DEFAULT_SHARE_DOMAINS, parseShareDomains } from '@ctll/protocol';
 
 const schema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
@@ -28,6 +29,18 @@ const schema = z.object({
   ZROK_DISCOVERY_INTERVAL_MS: z.coerce.number().int().min(100).default(10_000),
   /** zrok shares: also connect over plain http and to non-public addresses (api-backend refuses it in production). */
   ZROK_ALLOW_INSECURE: z.enum(['true', 'false'], { message: 'must be true or false' }).default('false'),
+  /** zrok shares: the hosts (and their subdomains) the proxy may connect to; api-backend passes its own list. */
+  ZROK_SHARE_DOMAINS: z
+    .string()
+    .default(DEFAULT_SHARE_DOMAINS.join(','))
+    .transform((list, ctx) => {
+      try {
+        return parseShareDomains(list);
+      } catch (error) {
+        ctx.addIssue({ code: 'custom', message: (error as Error).message });
+        return z.NEVER;
+      }
+    }),
 });
 
 export interface ProxyConfig {
@@ -42,7 +55,7 @@ export interface ProxyConfig {
   pollTimeoutMs: number;
   pollGraceMs: number;
   pollMaxQueued: number;
-  zrok: { apiBackendUrl?: string; discoveryIntervalMs: number; allowInsecure: boolean };
+  zrok: { apiBackendUrl?: string; discoveryIntervalMs: number; allowInsecure: boolean; shareDomains: string[] };
 }
 
 export function loadConfig(env: Record<string, string | undefined>): ProxyConfig {
@@ -68,6 +81,7 @@ export function loadConfig(env: Record<string, string | undefined>): ProxyConfig
       apiBackendUrl: c.API_BACKEND_URL?.replace(/\/+$/, ''),
       discoveryIntervalMs: c.ZROK_DISCOVERY_INTERVAL_MS,
       allowInsecure: c.ZROK_ALLOW_INSECURE === 'true',
+      shareDomains: c.ZROK_SHARE_DOMAINS,
     },
   };
 }

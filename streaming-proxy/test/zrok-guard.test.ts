@@ -50,12 +50,24 @@ describe('guardedLookup (connect-time check)', () => {
 
 describe('checkShareUrl', () => {
   it('refuses non-public literals, http and credentials unless allowed', () => {
-    expect(() => checkShareUrl(new URL('https://10.0.0.1'), false)).toThrow(/a private address/);
-    expect(() => checkShareUrl(new URL('https://[::ffff:127.0.0.1]'), false)).toThrow(ShareAddressError);
-    expect(() => checkShareUrl(new URL('http://share.example'), false)).toThrow(/not https/);
-    expect(() => checkShareUrl(new URL('https://u:p@share.example'), true)).toThrow(/credentials/);
-    expect(() => checkShareUrl(new URL('https://8.8.8.8'), false)).not.toThrow();
-    expect(() => checkShareUrl(new URL('http://10.0.0.1'), true)).not.toThrow();
+    const any = ['10.0.0.1', '::ffff:7f00:1', 'share.example', '8.8.8.8'];
+    expect(() => checkShareUrl(new URL('https://10.0.0.1'), false, any)).toThrow(/a private address/);
+    expect(() => checkShareUrl(new URL('https://[::ffff:127.0.0.1]'), false, any)).toThrow(ShareAddressError);
+    expect(() => checkShareUrl(new URL('http://share.example'), false, any)).toThrow(/not https/);
+    expect(() => checkShareUrl(new URL('https://u:p@share.example'), true, any)).toThrow(/credentials/);
+    expect(() => checkShareUrl(new URL('https://8.8.8.8'), false, any)).not.toThrow();
+    expect(() => checkShareUrl(new URL('http://10.0.0.1'), true, any)).not.toThrow();
+  });
+
+  it('refuses a share outside the allowed zrok frontends before any lookup, even in insecure mode', () => {
+    const zrok = ['share.zrok.io'];
+    expect(() => checkShareUrl(new URL('https://1.1.1.1:22'), false, zrok)).toThrow(/not on an allowed zrok frontend/);
+    expect(() => checkShareUrl(new URL('https://example.com'), false, zrok)).toThrow(ShareAddressError);
+    expect(() => checkShareUrl(new URL('https://share.zrok.io.evil.example'), false, zrok)).toThrow(ShareAddressError);
+    expect(() => checkShareUrl(new URL('https://evilshare.zrok.io'), false, zrok)).toThrow(ShareAddressError);
+    expect(() => checkShareUrl(new URL('http://127.0.0.1:9'), true, zrok)).toThrow(ShareAddressError);
+    expect(() => checkShareUrl(new URL('https://abc123.share.zrok.io'), false, zrok)).not.toThrow();
+    expect(() => checkShareUrl(new URL('https://ABC123.Share.Zrok.IO.'), false, zrok)).not.toThrow();
   });
 });
 
@@ -85,7 +97,7 @@ describe('ShareClient', () => {
     });
 
   it('never opens a socket to an address the policy refuses', async () => {
-    const client = new ShareClient({ allowInsecure: false, resolve: fixed({ 'share.test': [{ address: '127.0.0.1', family: 4 }] }) });
+    const client = new ShareClient({ allowInsecure: false, shareDomains: ['share.test'], resolve: fixed({ 'share.test': [{ address: '127.0.0.1', family: 4 }] }) });
     const before = connections;
     await expect(get(client, `https://share.test:${port}`)).rejects.toBeInstanceOf(ShareAddressError);
     expect(() => client.request(new URL(`https://127.0.0.1:${port}`), { method: 'GET', path: '/', headers: {} })).toThrow(ShareAddressError);
@@ -95,7 +107,7 @@ describe('ShareClient', () => {
 
   it('connects to the address it resolved and checked, not to a second lookup', async () => {
     // share.test exists nowhere but in this resolver: reaching the server proves the address was pinned.
-    const client = new ShareClient({ allowInsecure: true, resolve: fixed({ 'share.test': [{ address: '127.0.0.1', family: 4 }] }) });
+    const client = new ShareClient({ allowInsecure: true, shareDomains: ['share.test'], resolve: fixed({ 'share.test': [{ address: '127.0.0.1', family: 4 }] }) });
     await expect(get(client, `http://share.test:${port}`)).resolves.toBe('ok');
     client.close();
   });

@@ -91,7 +91,7 @@ describeDocker('docker driver: per-user containers and networks', () => {
     expect(ports.filter((p) => p.PublicPort)).toEqual([]);
   });
 
-  it('gives every proxy its own random secret, and the proxy insists on it', async () => {
+  it('gives every proxy its own secret, and the proxy insists on it', async () => {
     const secrets = owners.map((o) => handles.get(o)!.endpoint!.secret);
     expect(new Set(secrets).size).toBe(owners.length);
     expect(secrets.every((s) => s.length >= 32)).toBe(true);

@@ -4,52 +4,17 @@
  * engine has reported dead or that was removed. The driver talks to the engine through a counting
  * relay on a unix socket, so the test sees every request it makes.
  */
-import fs from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
 import type { DockerDriver } from '../../api-backend/src/proxy/docker-driver';
 import { containerName } from '../../api-backend/src/proxy/naming';
 import { describeDocker } from './require-docker';
+import { countingEngine, type CountingEngine } from './counting-engine';
 import { docker, randomOwner, removeOwners, testDriver, waitFor, type Exit } from './support';
 
 jest.setTimeout(60_000);
 
-/** A unix socket that passes everything to the engine's socket and counts inspects of one container. */
-async function countingEngine(): Promise<{ socketPath: string; inspects: (name: string) => number; close: () => Promise<void> }> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ctll-engine-'));
-  const socketPath = path.join(dir, 'docker.sock');
-  // docker-modem may hold a function that finds the default socket (rootless, Docker Desktop).
-  const configured = (docker.modem as unknown as { socketPath?: string | (() => Promise<string>) }).socketPath;
-  const engine = (typeof configured === 'function' ? await configured() : configured) ?? '/var/run/docker.sock';
-  let sent = '';
-  const server = net.createServer((client) => {
-    const upstream = net.connect(engine);
-    client.on('data', (chunk: Buffer) => {
-      sent += chunk.toString('latin1');
-      upstream.write(chunk);
-    });
-    upstream.pipe(client);
-    client.on('close', () => upstream.destroy());
-    upstream.on('close', () => client.destroy());
-    client.on('error', () => upstream.destroy());
-    upstream.on('error', () => client.destroy());
-  });
-  await new Promise<void>((resolve) => server.listen(socketPath, resolve));
-  return {
-    socketPath,
-    inspects: (name) => sent.split(`GET /containers/${name}/json`).length - 1,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        fs.rmSync(dir, { recursive: true, force: true });
-      }),
-  };
-}
-
 describeDocker('docker driver: endpoint lookups for relayed requests', () => {
   const used = new Set<string>();
-  let engine: Awaited<ReturnType<typeof countingEngine>>;
+  let engine: CountingEngine;
   let driver: DockerDriver;
   let exits: Exit[];
 
@@ -95,13 +60,14 @@ describeDocker('docker driver: endpoint lookups for relayed requests', () => {
 
   it('forgets a removed proxy at once, and finds the new one made after it', async () => {
     const owner = await started();
-    const before = await driver.endpoint(owner);
+    const before = await driver.inspect(owner);
+    expect(await driver.endpoint(owner)).toEqual(before!.endpoint);
     await driver.remove(owner);
     expect(await driver.endpoint(owner)).toBeNull();
     const again = await driver.create(owner);
     const after = await driver.endpoint(owner);
     expect(after).toEqual(again.endpoint);
-    expect(after!.secret).not.toBe(before!.secret);
+    expect(again.id).not.toBe(before!.id);
   });
 
   it('asks the engine again after a connection to the proxy failed', async () => {

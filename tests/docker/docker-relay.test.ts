@@ -1,7 +1,7 @@
 /**
  * The whole relay with PROXY_DRIVER=docker: the HTTP API starts, reports and stops a user's
  * container, a bridge's tunnel lands in that container and a request relays through it, and
- * /health reports the engine. (The full end-to-end matrix runs over tests/helpers/layout.ts.)
+ * /health/details reports the engine. (The full end-to-end matrix runs over tests/helpers/layout.ts.)
  */
 import { containerName, userHash } from '../../api-backend/src/proxy/naming';
 import { startLayout, type Layout } from '../helpers/layout';
@@ -48,9 +48,12 @@ describeDocker('relay with PROXY_DRIVER=docker', () => {
     expect((await leftovers([userHash(eli)])).containers).toEqual([`/${containerName(userHash(eli))}`]);
   });
 
-  it('reports the Docker engine under /health', async () => {
-    const res = await fetch(`${layout.relay.url}/health`);
+  it('reports the Docker engine in /health/details on the private port, and only "ok" on the public one', async () => {
+    const res = await fetch(`${layout.relay.metricsUrl}/health/details`);
     expect(res.status).toBe(200);
-    expect(await res.json()).toMatchObject({ status: 'ok', checks: { docker: { ok: true } } });
+    expect(await res.json()).toMatchObject({ status: 'ok', checks: { docker: { ok: true, detail: expect.stringContaining('Docker engine answers') } } });
+    const open = await fetch(`${layout.relay.url}/health`);
+    expect(open.status).toBe(200);
+    expect(await open.json()).toEqual({ status: 'ok' });
   });
 });

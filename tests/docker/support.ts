@@ -9,6 +9,7 @@ import Docker from 'dockerode';
 import { DockerDriver, type DockerDriverOptions } from '../../api-backend/src/proxy/docker-driver';
 import { createLogger } from '../../api-backend/src/logger';
 import { LABELS } from '../../api-backend/src/proxy/naming';
+import { ProxySecrets } from '../../api-backend/src/proxy/proxy-secrets';
 import { NODE_BASE_IMAGE, PROXY_IMAGE } from './require-docker';
 
 export const docker = new Docker();
@@ -21,6 +22,9 @@ export const randomOwner = (): string => randomBytes(8).toString('hex');
  * developer's instance) never adopts, sweeps or shuts down our proxies, nor we theirs.
  */
 export const TEST_SCOPE = `test-${randomBytes(4).toString('hex')}`;
+
+/** The proxies' secrets in driver-level tests, as a relay derives them (its key made for this run). */
+export const TEST_SECRETS = new ProxySecrets(randomBytes(32));
 
 export interface Exit {
   ownerHash: string;
@@ -37,6 +41,7 @@ export function testDriver(overrides: Partial<DockerDriverOptions> = {}): { driv
     cpus: 0.5,
     subnetPool: process.env.PROXY_SUBNET_POOL ?? '10.200.0.0/16',
     startTimeoutMs: 15_000,
+    secretFor: (ownerHash) => TEST_SECRETS.secretFor(ownerHash),
     env: (ownerHash, secret) => ({ NODE_ENV: 'production', HOST: '0.0.0.0', PROXY_SECRET: secret, PROXY_USER_HASH: ownerHash, LOG_LEVEL: 'warn' }),
     logger,
     onExit: (ownerHash, detail) => exits.push({ ownerHash, detail }),

@@ -53,6 +53,11 @@ export function relayEnv(layoutEnv: Record<string, string>, dataDir: string, por
     DATA_DIR: dataDir,
     LOG_LEVEL: process.env.CTLL_TEST_LOG_LEVEL ?? 'error',
     PROXY_SCRIPT,
+    // Any free port for the private listener (relay.metricsUrl), so relays in parallel never collide.
+    METRICS_PORT: '0',
+    // Every test client is 127.0.0.1 and waitFor polls every 25 ms: the per-address limits are
+    // off unless a test turns them on (tests/edge-limits.e2e.test.ts does).
+    RATE_LIMIT_ENABLED: 'false',
     ...layoutEnv,
   };
 }

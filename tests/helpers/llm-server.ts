@@ -30,7 +30,16 @@ export interface LlmServer {
   finishedAt: Map<string, number>;
   /** Requests seen, with the headers they arrived with. */
   seen: Array<{ method: string; path: string; headers: http.IncomingHttpHeaders }>;
+  /** Requests whose bodies were kept (`DELETE /api/delete`, any method on `/request`), as they arrived. */
+  received: ReceivedRequest[];
   close(): Promise<void>;
+}
+
+export interface ReceivedRequest {
+  method: string;
+  path: string;
+  headers: http.IncomingHttpHeaders;
+  body: string;
 }
 
 /** Deterministic bytes for `/bytes`: the same n and seed always give the same body. */
@@ -56,6 +65,7 @@ export async function startLlmServer(options: LlmServerOptions = {}): Promise<Ll
   const aborted: string[] = [];
   const finishedAt = new Map<string, number>();
   const seen: LlmServer['seen'] = [];
+  const received: ReceivedRequest[] = [];
   const sockets = new Set<import('node:net').Socket>();
 
   const server = http.createServer(async (req, res) => {
@@ -78,6 +88,12 @@ export async function startLlmServer(options: LlmServerOptions = {}): Promise<Ll
 
   async function route(req: http.IncomingMessage, res: http.ServerResponse, url: URL, testId: string): Promise<void> {
     const key = `${req.method} ${url.pathname}`;
+    if (url.pathname === '/request') {
+      // Any method: answers with the request as it arrived, body and framing included.
+      const kept = await keep(req, url);
+      json(res, 200, kept);
+      return;
+    }
     switch (key) {
       case 'GET /':
         res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
@@ -124,6 +140,32 @@ export async function startLlmServer(options: LlmServerOptions = {}): Promise<Ll
         res.end(`${JSON.stringify(frame(count, true))}\n`);
         return;
       }
+      case 'DELETE /api/delete': {
+        // Ollama's delete carries its model name in a JSON body, on a DELETE.
+        const body = JSON.parse((await keep(req, url)).body || '{}');
+        if (!body.model && !body.name) {
+          json(res, 400, { error: 'model is required' });
+          return;
+        }
+        res.writeHead(200, { 'content-length': 0 });
+        res.end();
+        return;
+      }
+      case 'GET /early-hints':
+        // 103 first, then the real answer a moment later.
+        res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' });
+        await sleep(50);
+        json(res, 200, { final: true });
+        return;
+      case 'GET /switch':
+        // Switches protocols, and then says nothing: a relayed caller must not wait for more.
+        // `?bare=1` leaves out the upgrade headers, which Node's client reads differently.
+        res.socket?.write(
+          url.searchParams.get('bare') === '1'
+            ? 'HTTP/1.1 101 Switching Protocols\r\n\r\n'
+            : 'HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n',
+        );
+        return;
       case 'POST /api/embed': {
         const body = JSON.parse((await readBody(req)).toString('utf8'));
         const inputs: string[] = Array.isArray(body.input) ? body.input : [body.input];
@@ -210,10 +252,18 @@ export async function startLlmServer(options: LlmServerOptions = {}): Promise<Ll
     }
   }
 
+  // Like Ollama, no clock on a whole request: Node's default would answer a six-minute upload 408.
+  server.requestTimeout = 0;
   server.on('connection', (socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
   });
+  async function keep(req: http.IncomingMessage, url: URL): Promise<ReceivedRequest> {
+    const kept = { method: req.method ?? 'GET', path: url.pathname + url.search, headers: req.headers, body: (await readBody(req)).toString('utf8') };
+    received.push(kept);
+    return kept;
+  }
+
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
 
@@ -223,6 +273,7 @@ export async function startLlmServer(options: LlmServerOptions = {}): Promise<Ll
     aborted,
     finishedAt,
     seen,
+    received,
     nextAbort(timeoutMs = 5000) {
       return new Promise((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`no request was aborted within ${timeoutMs} ms`)), timeoutMs);

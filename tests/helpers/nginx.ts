@@ -43,6 +43,8 @@ export interface NginxOptions {
   upstream: string;
   /** client_max_body_size; default the script's (100 MiB). */
   maxBodyBytes?: number;
+  /** Per-address limits per minute (RATE_LIMIT_* placeholders); default the script's (30, 60, 120). */
+  rateLimits?: { authFailures?: number; upgrades?: number; health?: number };
 }
 
 export interface Nginx {
@@ -82,7 +84,15 @@ async function startOnce(options: NginxOptions): Promise<Nginx> {
   const [httpPort, httpsPort] = await freePorts(2);
   let child: ChildProcess | undefined;
   try {
-    const env = { ...process.env, NGINX_BIN, ...(options.maxBodyBytes ? { MAX_BODY_BYTES: String(options.maxBodyBytes) } : {}) };
+    const limits = options.rateLimits ?? {};
+    const env = {
+      ...process.env,
+      NGINX_BIN,
+      ...(options.maxBodyBytes ? { MAX_BODY_BYTES: String(options.maxBodyBytes) } : {}),
+      ...(limits.authFailures ? { RATE_LIMIT_AUTH_FAILURES: String(limits.authFailures) } : {}),
+      ...(limits.upgrades ? { RATE_LIMIT_UPGRADES: String(limits.upgrades) } : {}),
+      ...(limits.health ? { RATE_LIMIT_HEALTH: String(limits.health) } : {}),
+    };
     const { stdout } = await run('bash', [RENDER_SCRIPT, 'render', dir, options.upstream, String(httpPort), String(httpsPort)], { env });
     const conf = stdout.trim().split('\n').pop()!;
     const errorLogFile = path.join(dir, 'logs/error.log');
@@ -191,6 +201,8 @@ export interface RequestOptions {
   /** Called when the response head has arrived, before its body is read. */
   onResponse?: (res: http.IncomingMessage) => void;
   timeoutMs?: number;
+  /** Client address to connect from (any 127.x.y.z works on Linux): a distinct caller for per-address limits. */
+  localAddress?: string;
 }
 
 /**
@@ -205,6 +217,7 @@ export function nginxRequest(url: string, options: RequestOptions = {}): Promise
       method: options.method ?? 'GET',
       headers: options.headers,
       agent: false,
+      localAddress: options.localAddress,
       ...(secure ? { ca: options.ca } : {}),
       timeout: options.timeoutMs ?? 20_000,
     });

@@ -22,11 +22,13 @@ import pg from 'pg';
 
 const REPO_ROOT = path.resolve(__dirname, '../..');
 
-/** api-backend settings that make the audit quick enough to watch in a test: journals pulled every
- * 200 ms, writes every 50 ms, proxies idle after 1.5 s (swept every second), a silent polling
- * bridge gone after 1 s. */
+/** api-backend settings that make the audit quick enough to watch in a test: journals with activity
+ * pulled every 200 ms (all of them every second), writes every 50 ms, security events counted per
+ * half second, proxies idle after 1.5 s (swept every second), a silent polling bridge gone after 1 s. */
 export const AUDIT_TEST_ENV: Readonly<Record<string, string>> = Object.freeze({
   AUDIT_PULL_INTERVAL_MS: '200',
+  AUDIT_IDLE_PULL_INTERVAL_MS: '1000',
+  AUDIT_SECURITY_WINDOW_MS: '500',
   AUDIT_FLUSH_INTERVAL_MS: '50',
   PROXY_IDLE_TIMEOUT_MS: '1500',
   PROXY_CLEANUP_CRON: '* * * * * *',

@@ -9,7 +9,6 @@
  * after the manager's: the manager's last stops are recorded, then flushed for at most
  * `shutdownFlushMs`, then the database is closed.
  */
-import { randomUUID } from 'node:crypto';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
@@ -23,7 +22,9 @@ import { AuditStartupError, DatabaseUnavailableError } from './errors';
 import { loadMigrations, migrate, type Migration } from './migrations';
 import { applyRecord } from './record-sql';
 import type { AuditRecord } from './records';
+import { startRetention, type PruneResult, type RetentionJob, type RetentionOptions } from './retention';
 import type { SecurityFact } from './security';
+import { SecurityCounter, type SecurityCounterOptions } from './security-counter';
 import { listSessions, type SessionPage, type SessionView } from './sessions';
 import { AuditWriter, type AuditWriterOptions } from './writer';
 
@@ -40,6 +41,8 @@ export interface AuditOptions {
   shutdownFlushMs: number;
   writer: Partial<AuditWriterOptions>;
   collector: Partial<CollectorOptions>;
+  security: Partial<SecurityCounterOptions>;
+  retention: RetentionOptions;
 }
 
 export interface AuditDeps {
@@ -67,6 +70,8 @@ export class Audit {
     readonly database: Database,
     readonly writer: AuditWriter,
     readonly collector: TunnelCollector,
+    private readonly counter: SecurityCounter,
+    private readonly retention: RetentionJob,
     private readonly options: AuditOptions,
     private readonly logger: Logger,
   ) {}
@@ -106,22 +111,27 @@ export class Audit {
       onDropped: (count, reason) => metrics.auditDropped.inc({ reason }, count),
     }).start();
     metrics.auditQueueLength = () => writer.status().queued;
-    const collector = new TunnelCollector(deps.driver, deps.client, (record) => writer.push(record), options.collector, logger).start();
-    logger.info('audit ready', { db: database.description, driver: database.kind });
-    return new Audit(database, writer, collector, options, logger);
+    const collector = new TunnelCollector(deps.driver, deps.client, (record) => writer.push(record), options.collector, logger, {
+      onPullFailed: () => metrics.proxyPullFailures.inc({ loop: 'audit_pull' }),
+    }).start();
+    const counter = new SecurityCounter((record) => writer.push(record), options.security).start();
+    const retention = startRetention(database, options.retention, logger);
+    logger.info('audit ready', { db: database.description, driver: database.kind, retentionDays: options.retention.days });
+    return new Audit(database, writer, collector, counter, retention, options, logger);
   }
 
   /** Records every proxy start and stop the manager makes. */
   watch(manager: StreamingProxyManager): void {
-    manager.on('started', (event) =>
+    manager.on('started', (event) => {
+      this.collector.touch(event.ownerHash);
       this.push({
         type: 'proxy_started',
         ownerHash: event.ownerHash,
         proxyId: event.proxyId,
         driver: event.driver,
         startedAt: event.startedAt.toISOString(),
-      }),
-    );
+      });
+    });
     manager.on('stopped', (event) =>
       this.push({
         type: 'proxy_stopped',
@@ -140,8 +150,19 @@ export class Audit {
     return this.collector.drain(handle, reason);
   }
 
+  /** Counted per minute and source (security-counter.ts): a flood is a few rows, never one per request. */
   security(fact: SecurityFact): void {
-    this.push({ type: 'security', id: randomUUID(), at: new Date().toISOString(), ...fact });
+    this.counter.count(fact);
+  }
+
+  /** api-backend saw this owner's proxy in use: its journal is read soon. */
+  activity(ownerHash: string): void {
+    this.collector.touch(ownerHash);
+  }
+
+  /** The retention job's run, now (the schedule calls the same). */
+  prune(): Promise<PruneResult | undefined> {
+    return this.retention.run();
   }
 
   sessions(ownerHash: string, page: SessionPage): Promise<{ sessions: SessionView[]; next: string | null }> {
@@ -165,6 +186,9 @@ export class Audit {
 
   async close(): Promise<void> {
     this.collector.stop();
+    this.retention.stop();
+    this.counter.stop();
+    this.counter.flush();
     await this.writer.close(this.options.shutdownFlushMs);
     await withTimeout(this.database.close(), CLOSE_TIMEOUT_MS).catch((error: Error) =>
       this.logger.warn('audit database did not close cleanly', { error: error.message }),
@@ -211,7 +235,9 @@ export function auditOptions(config: Config): AuditOptions {
     connectTimeoutMs: a.connectTimeoutMs,
     startupTimeoutMs: a.startupTimeoutMs,
     shutdownFlushMs: a.shutdownFlushMs,
-    writer: { batchSize: a.batchSize, flushIntervalMs: a.flushIntervalMs, maxQueue: a.queueMax, retryMaxMs: a.retryMaxMs },
-    collector: { intervalMs: a.pullIntervalMs },
+    writer: { batchSize: a.batchSize, flushIntervalMs: a.flushIntervalMs, maxQueue: a.queueMax, maxSecurityQueue: a.securityQueueMax, retryMaxMs: a.retryMaxMs },
+    collector: { intervalMs: a.pullIntervalMs, idleIntervalMs: a.idlePullIntervalMs, concurrency: a.pullConcurrency },
+    security: { windowMs: a.securityWindowMs, maxKeys: a.securityMaxKeys },
+    retention: { days: a.retentionDays, cron: a.retentionCron },
   };
 }

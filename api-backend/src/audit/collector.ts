@@ -1,10 +1,18 @@
 /**
  * Tunnel facts come out of the data plane by pull. Each streaming-proxy journals its desktops
  * connecting and leaving, with each connection's request and byte counts
- * (streaming-proxy/src/tunnel/journal.ts, GET /events?after=<seq>); this collector reads every
- * running proxy's journal every `intervalMs`, and once more right before the manager removes a
- * proxy, and hands what it finds to the audit writer. So no request ever causes a database write,
- * and the proxy never learns where the audit lives.
+ * (streaming-proxy/src/tunnel/journal.ts, GET /events?after=<seq>); this collector reads the
+ * journals and hands what it finds to the audit writer, and reads a proxy once more right before
+ * the manager removes it. So no request ever causes a database write, and the proxy never learns
+ * where the audit lives.
+ *
+ * Only proxies with something to tell are read every `intervalMs`: one api-backend saw activity for
+ * (touch(): a request, a tunnel opening or closing, a start), for a few rounds after it, and one
+ * whose last read found events (its journal is moving). Every other proxy is read every
+ * `idleIntervalMs`, the net for what api-backend cannot see (a long-poll desktop timing out inside
+ * its proxy). With no activity anywhere a round does nothing, not even list the proxies. Reads run
+ * at most `concurrency` at once; a proxy that fails is logged (owner hash), counted, and tried
+ * again later, and never holds up the others.
  *
  * The position (`after`) is kept per proxy instance, in memory only: after a restart each journal
  * is read from the start again, which the idempotent upserts make harmless. Pulls of one proxy are
@@ -15,12 +23,15 @@
 import type { Logger } from '../logger';
 import type { ProxyDriver, ProxyHandle, StopReason } from '../proxy/driver';
 import { KeyedLock } from '../proxy/keyed-lock';
+import { mapLimit } from '../proxy/map-limit';
 import type { JournalEvent, ProxyClient } from '../proxy/proxy-client';
 import type { AuditRecord, ProxyInstance } from './records';
 
 export interface CollectorOptions {
-  /** How often every running proxy's journal is read. */
+  /** How often proxies with recent activity are read. */
   intervalMs: number;
+  /** How often every running proxy is read, activity or not. */
+  idleIntervalMs: number;
   /** Longest wait for one proxy's answer; a proxy that does not answer is tried again next round. */
   requestTimeoutMs: number;
   /** Proxies read at once in one round. */
@@ -29,12 +40,20 @@ export interface CollectorOptions {
 
 export const COLLECTOR_DEFAULTS: Readonly<CollectorOptions> = Object.freeze({
   intervalMs: 3_000,
+  idleIntervalMs: 60_000,
   requestTimeoutMs: 2_000,
   concurrency: 8,
 });
 
 /** The journal holds 4096 events and answers 1000 per page: five pages always reach its end. */
 const MAX_PAGES_PER_PULL = 8;
+/** After activity, a proxy is read this many rounds: its journal may lag the request that touched it. */
+const HOT_ROUNDS = 5;
+
+export interface CollectorHooks {
+  /** One proxy could not be read in a round. */
+  onPullFailed?(): void;
+}
 
 interface Cursor {
   after: number;
@@ -42,12 +61,19 @@ interface Cursor {
   dropped: number;
   /** Drained for removal: later rounds leave it alone until it is gone from the driver's list. */
   removed: boolean;
+  /** The last read found events: read it again next round. */
+  moving?: boolean;
+  /** The last read failed (logged once per run of failures). */
+  failing?: boolean;
 }
 
 export class TunnelCollector {
   private readonly options: CollectorOptions;
   private readonly cursors = new Map<string, Cursor>();
   private readonly lock = new KeyedLock();
+  /** Owner hash -> until when its proxy is read every round. */
+  private readonly hot = new Map<string, number>();
+  private lastFullRound = 0;
   private timer?: NodeJS.Timeout;
   private round?: Promise<void>;
 
@@ -57,23 +83,38 @@ export class TunnelCollector {
     private readonly record: (record: AuditRecord) => void,
     options: Partial<CollectorOptions>,
     private readonly logger: Logger,
+    private readonly hooks: CollectorHooks = {},
   ) {
     this.options = { ...COLLECTOR_DEFAULTS, ...options };
   }
 
   start(): this {
-    this.timer = setInterval(() => void this.pullAll(), this.options.intervalMs);
+    this.timer = setInterval(() => void this.pullDue(), this.options.intervalMs);
     this.timer.unref();
     return this;
+  }
+
+  /** api-backend saw activity for this owner's proxy: read it for the next few rounds. */
+  touch(ownerHash: string): void {
+    this.hot.set(ownerHash, Date.now() + HOT_ROUNDS * this.options.intervalMs);
   }
 
   stop(): void {
     clearInterval(this.timer);
   }
 
-  /** One round over every running proxy; a round still running when the next is due is not doubled. */
-  pullAll(): Promise<void> {
-    this.round ??= this.runRound().finally(() => {
+  /** One round over the proxies that are due; a round still running when the next is due is not doubled. */
+  pullDue(): Promise<void> {
+    this.round ??= this.runRound(false).finally(() => {
+      this.round = undefined;
+    });
+    return this.round;
+  }
+
+  /** One round over every running proxy, due or not. */
+  async pullAll(): Promise<void> {
+    await this.round;
+    this.round = this.runRound(true).finally(() => {
       this.round = undefined;
     });
     return this.round;
@@ -115,7 +156,12 @@ export class TunnelCollector {
     });
   }
 
-  private async runRound(): Promise<void> {
+  private async runRound(forceFull: boolean): Promise<void> {
+    const now = Date.now();
+    for (const [owner, until] of this.hot) if (until < now) this.hot.delete(owner);
+    const full = forceFull || now - this.lastFullRound >= this.options.idleIntervalMs;
+    const moving = [...this.cursors.values()].some((cursor) => cursor.moving);
+    if (!full && this.hot.size === 0 && !moving) return;
     let handles: ProxyHandle[];
     try {
       handles = (await this.driver.list()).filter((handle) => handle.state === 'running' && handle.endpoint);
@@ -123,18 +169,31 @@ export class TunnelCollector {
       this.logger.warn('audit collector cannot list proxies', { error: (error as Error).message });
       return;
     }
+    if (full) this.lastFullRound = now;
     const live = new Set(handles.map(keyOf));
     for (const key of this.cursors.keys()) if (!live.has(key)) this.cursors.delete(key);
-    let next = 0;
-    const worker = async () => {
-      while (next < handles.length) {
-        const handle = handles[next++];
-        await this.lock.run(keyOf(handle), () => this.pullLocked(handle)).catch((error: Error) =>
-          this.logger.debug('StreamingProxy journal unreadable this round', { owner: handle.ownerHash, error: error.message }),
-        );
+    const due = full ? handles : handles.filter((handle) => this.hot.has(handle.ownerHash) || this.cursors.get(keyOf(handle))?.moving !== false);
+    await mapLimit(due, this.options.concurrency, (handle) => this.lock.run(keyOf(handle), () => this.pullOne(handle)));
+  }
+
+  /** One proxy's read in a round: its failure is its own. */
+  private async pullOne(handle: ProxyHandle): Promise<void> {
+    const cursor = this.cursors.get(keyOf(handle));
+    try {
+      await this.pullLocked(handle);
+      if (cursor?.failing) this.logger.info('StreamingProxy journal readable again', { owner: handle.ownerHash });
+      if (cursor) cursor.failing = false;
+    } catch (error) {
+      this.hooks.onPullFailed?.();
+      const current = this.cursors.get(keyOf(handle));
+      const details = { owner: handle.ownerHash, error: (error as Error).message };
+      if (current?.failing) this.logger.debug('StreamingProxy journal still unreadable', details);
+      else this.logger.warn('StreamingProxy journal unreadable; the other proxies are read as usual', details);
+      if (current) {
+        current.failing = true;
+        current.moving = false;
       }
-    };
-    await Promise.all(Array.from({ length: Math.min(this.options.concurrency, handles.length) }, worker));
+    }
   }
 
   private async pullLocked(handle: ProxyHandle): Promise<void> {
@@ -143,6 +202,8 @@ export class TunnelCollector {
     if (cursor.removed || !handle.endpoint) return;
     this.cursors.set(key, cursor);
     const instance = instanceOf(handle);
+    const before = cursor.after;
+    cursor.moving = false;
     for (let page = 0; page < MAX_PAGES_PER_PULL; page++) {
       const journal = await this.client.events(handle.endpoint, cursor.after, this.options.requestTimeoutMs);
       if (journal.dropped > cursor.dropped) {
@@ -158,6 +219,7 @@ export class TunnelCollector {
         else this.logger.warn('StreamingProxy journal event ignored: not one we know', { owner: handle.ownerHash });
         if (isCount(event?.seq)) cursor.after = Math.max(cursor.after, event.seq);
       }
+      cursor.moving = cursor.after > before;
       if (journal.events.length === 0 || cursor.after >= journal.lastSeq) return;
     }
   }

@@ -18,7 +18,8 @@ export class DatabaseUnavailableError extends ServiceUnavailableError {
     readonly retryable: boolean,
     options?: { cause?: unknown },
   ) {
-    super(message, 'database_unavailable', options);
+    // The message names the database and the driver's words, for the operator's log only.
+    super(message, 'database_unavailable', { ...options, publicMessage: 'the audit database is unavailable right now; try again later' });
   }
 }
 

@@ -2,7 +2,7 @@
  * How each audit record becomes rows. Every statement is safe to apply twice: a batch whose commit
  * reply was lost is sent again whole, so "none twice" must hold per statement, not per batch.
  * Session rows are upserts on their natural keys, filling in what is still unknown (COALESCE keeps
- * the first value seen); security events are inserts keyed by the id made when they happened.
+ * the first value seen); security events are inserts keyed by the id made when their group was written out.
  * Order within the queue is kept, so a session's opening is applied before its closing, but the
  * statements do not depend on it: a closing whose opening was never seen still makes a full row.
  */
@@ -57,9 +57,21 @@ export async function applyRecord(tx: Queryable, record: AuditRecord): Promise<v
       return;
     case 'security':
       await tx.query(
-        `INSERT INTO security_events (id, at, kind, reason, owner_hash, target_hash, route) VALUES ($1, $2, $3, $4, $5, $6, $7)
+        `INSERT INTO security_events (id, at, last_at, count, source, kind, reason, owner_hash, target_hash, route)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
          ON CONFLICT (id) DO NOTHING`,
-        [record.id, record.at, record.kind, record.reason.slice(0, 100), record.ownerHash ?? null, record.targetHash ?? null, record.route?.slice(0, 200) ?? null],
+        [
+          record.id,
+          record.at,
+          record.lastAt,
+          record.count,
+          record.source.slice(0, 64),
+          record.kind,
+          record.reason.slice(0, 100),
+          record.ownerHash ?? null,
+          record.targetHash ?? null,
+          record.route?.slice(0, 200) ?? null,
+        ],
       );
       return;
   }

@@ -53,11 +53,18 @@ export interface TunnelClosedRecord extends ProxyInstance {
 
 export type SecurityKind = 'auth_failure' | 'cross_user' | 'rate_limited';
 
+/** One group of like security events in one window (security-counter.ts), not one event. */
 export interface SecurityRecord {
   type: 'security';
-  /** Made when the event happens (a UUID): the row's key, so a retried batch inserts it once. */
+  /** Made when the group is written out (a UUID): the row's key, so a retried batch inserts it once. */
   id: string;
+  /** The start of the window. */
   at: string;
+  /** The last event counted. */
+  lastAt: string;
+  count: number;
+  /** The client address, or 'other' for addresses beyond the per-window cap. */
+  source: string;
   kind: SecurityKind;
   reason: string;
   ownerHash?: string;
@@ -65,4 +72,5 @@ export interface SecurityRecord {
   route?: string;
 }
 
-export type AuditRecord = ProxyStartedRecord | ProxyStoppedRecord | TunnelOpenedRecord | TunnelClosedRecord | SecurityRecord;
+export type SessionRecord = ProxyStartedRecord | ProxyStoppedRecord | TunnelOpenedRecord | TunnelClosedRecord;
+export type AuditRecord = SessionRecord | SecurityRecord;

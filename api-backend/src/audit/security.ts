@@ -16,6 +16,8 @@ export interface SecurityFact {
   ownerHash?: string;
   targetHash?: string;
   route?: string;
+  /** The client address (Express's req.ip, so TRUST_PROXY decides whether X-Forwarded-For counts). */
+  source?: string;
 }
 
 const TUNNEL_PREFIX = '/api/tunnel/';
@@ -28,10 +30,10 @@ export function securityEvents(record: (fact: SecurityFact) => void) {
       const ownerHash = caller ? userHash(caller.userId) : undefined;
       const route = routeOf(req);
       if (res.statusCode === 429) {
-        record({ kind: 'rate_limited', reason: 'status 429', ownerHash, route });
+        record({ kind: 'rate_limited', reason: 'status 429', ownerHash, route, source: req.ip });
         return;
       }
-      record({ kind: 'cross_user', reason: 'forbidden', ownerHash, targetHash: tunnelOwnerHash(req.originalUrl), route });
+      record({ kind: 'cross_user', reason: 'forbidden', ownerHash, targetHash: tunnelOwnerHash(req.originalUrl), route, source: req.ip });
     });
     next();
   };

@@ -10,6 +10,11 @@
  * constraint) would block the queue for good: writing that batch one record at a time finds it,
  * and it is logged and dropped. Beyond `maxQueue` waiting records new ones are dropped, and so are
  * records still waiting when close() runs out of time. Every drop is counted by reason.
+ *
+ * Session records and security records wait in two queues. Sessions come first: every batch is
+ * taken from the session queue while it holds anything, and security records never take a
+ * session record's place. Security records (already counted per minute, security-counter.ts) have
+ * their own small bound, `maxSecurityQueue`; beyond it new ones are dropped as 'security_overflow'.
  */
 import type { Logger } from '../logger';
 import { backoffDelay } from './backoff';
@@ -25,6 +30,8 @@ export interface AuditWriterOptions {
   flushIntervalMs: number;
   /** Waiting records beyond this are dropped (and counted): memory stays bounded in a long outage. */
   maxQueue: number;
+  /** Waiting security records beyond this are dropped (and counted), whatever room the session queue has. */
+  maxSecurityQueue: number;
   /** First retry delay after a failed write; it doubles per failure up to retryMaxMs. */
   retryInitialMs: number;
   retryMaxMs: number;
@@ -34,11 +41,13 @@ export const WRITER_DEFAULTS: Readonly<AuditWriterOptions> = Object.freeze({
   batchSize: 100,
   flushIntervalMs: 250,
   maxQueue: 100_000,
+  maxSecurityQueue: 10_000,
   retryInitialMs: 250,
   retryMaxMs: 5_000,
 });
 
-export type DropReason = 'overflow' | 'rejected' | 'shutdown';
+export type DropReason = 'overflow' | 'security_overflow' | 'rejected' | 'shutdown';
+export const DROP_REASONS: readonly DropReason[] = ['overflow', 'security_overflow', 'rejected', 'shutdown'];
 
 export interface WriterHooks {
   onWritten?(count: number): void;
@@ -49,6 +58,8 @@ export interface WriterStatus {
   /** false while writes fail; the queue then holds what waits. */
   ok: boolean;
   queued: number;
+  /** Of `queued`, the security records. */
+  securityQueued: number;
   dropped: number;
   failure?: { since: string; error: string; attempts: number; retryInMs: number };
 }
@@ -58,11 +69,13 @@ type Outcome = { ok: true } | { ok: false; error: unknown };
 
 export class AuditWriter {
   private readonly options: AuditWriterOptions;
-  private readonly queue = new Fifo<AuditRecord>();
+  private readonly sessions = new Fifo<AuditRecord>();
+  private readonly security = new Fifo<AuditRecord>();
   private dropped = 0;
   private writing?: Promise<void>;
   private failure?: { since: number; error: Error; attempts: number; retryAt: number };
   private overflowLogged = false;
+  private securityOverflowLogged = false;
   private timer?: NodeJS.Timeout;
   private closed = false;
 
@@ -84,19 +97,33 @@ export class AuditWriter {
 
   push(record: AuditRecord): void {
     if (this.closed) return this.drop(1, 'shutdown');
-    if (this.queue.length >= this.options.maxQueue) {
+    if (record.type === 'security') {
+      if (this.security.length >= this.options.maxSecurityQueue) {
+        if (!this.securityOverflowLogged) {
+          this.securityOverflowLogged = true;
+          this.logger.error('audit security queue full; dropping new security counts until the database is back', {
+            maxSecurityQueue: this.options.maxSecurityQueue,
+          });
+        }
+        return this.drop(1, 'security_overflow');
+      }
+      this.security.push(record);
+      if (this.security.length >= this.options.batchSize) this.kick();
+      return;
+    }
+    if (this.sessions.length >= this.options.maxQueue) {
       if (!this.overflowLogged) {
         this.overflowLogged = true;
         this.logger.error('audit queue full; dropping new records until the database is back', { maxQueue: this.options.maxQueue });
       }
       return this.drop(1, 'overflow');
     }
-    this.queue.push(record);
-    if (this.queue.length >= this.options.batchSize) this.kick();
+    this.sessions.push(record);
+    if (this.sessions.length >= this.options.batchSize) this.kick();
   }
 
   status(): WriterStatus {
-    const status: WriterStatus = { ok: !this.failure, queued: this.queue.length, dropped: this.dropped };
+    const status: WriterStatus = { ok: !this.failure, queued: this.queued, securityQueued: this.security.length, dropped: this.dropped };
     if (this.failure) {
       status.failure = {
         since: new Date(this.failure.since).toISOString(),
@@ -111,7 +138,7 @@ export class AuditWriter {
   /** Writes everything waiting; resolves true once the queue is empty, false if `timeoutMs` passed first. */
   async flush(timeoutMs: number): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
-    while (this.queue.length > 0 || this.writing) {
+    while (this.queued > 0 || this.writing) {
       const left = deadline - Date.now();
       if (left <= 0) return false;
       this.kick();
@@ -128,32 +155,39 @@ export class AuditWriter {
     const flushed = await this.flush(timeoutMs);
     this.closed = true;
     if (!flushed) {
-      const left = this.queue.length;
-      this.queue.shift(left);
+      const left = this.queued;
+      this.sessions.shift(this.sessions.length);
+      this.security.shift(this.security.length);
       this.logger.error('audit records not written before shutdown', { count: left, error: this.failure?.error.message });
       this.drop(left, 'shutdown');
     }
   }
 
   private kick(): void {
-    if (this.writing || this.queue.length === 0) return;
+    if (this.writing || this.queued === 0) return;
     if (this.failure && Date.now() < this.failure.retryAt) return;
     this.writing = this.drain().finally(() => {
       this.writing = undefined;
     });
   }
 
+  private get queued(): number {
+    return this.sessions.length + this.security.length;
+  }
+
+  /** Sessions first: the security queue is read only while no session record waits. */
   private async drain(): Promise<void> {
-    while (this.queue.length > 0) {
-      const batch = this.queue.peek(this.options.batchSize);
-      const outcome = await this.write(batch);
+    while (this.queued > 0) {
+      const queue = this.sessions.length > 0 ? this.sessions : this.security;
+      const batch = queue.peek(this.options.batchSize);
+      const outcome = await this.write(queue, batch);
       if (outcome.ok) continue;
       if (outcome.error instanceof DatabaseUnavailableError) return this.failed(outcome.error);
-      if (!(await this.writeOneByOne(batch))) return;
+      if (!(await this.writeOneByOne(queue, batch))) return;
     }
   }
 
-  private async write(batch: AuditRecord[]): Promise<Outcome> {
+  private async write(queue: Fifo<AuditRecord>, batch: AuditRecord[]): Promise<Outcome> {
     try {
       await this.db.transaction(async (tx) => {
         for (const record of batch) await this.apply(tx, record);
@@ -161,22 +195,22 @@ export class AuditWriter {
     } catch (error) {
       return { ok: false, error };
     }
-    this.queue.shift(batch.length);
+    queue.shift(batch.length);
     this.hooks.onWritten?.(batch.length);
     this.recovered();
     return { ok: true };
   }
 
   /** Finds the record(s) the database refuses; false when the database went away meanwhile. */
-  private async writeOneByOne(batch: AuditRecord[]): Promise<boolean> {
+  private async writeOneByOne(queue: Fifo<AuditRecord>, batch: AuditRecord[]): Promise<boolean> {
     for (const record of batch) {
-      const outcome = await this.write([record]);
+      const outcome = await this.write(queue, [record]);
       if (outcome.ok) continue;
       if (outcome.error instanceof DatabaseUnavailableError) {
         this.failed(outcome.error);
         return false;
       }
-      this.queue.shift(1);
+      queue.shift(1);
       this.logger.error('audit record refused by the database; dropped', { type: record.type, error: (outcome.error as Error).message });
       this.drop(1, 'rejected');
     }
@@ -186,15 +220,16 @@ export class AuditWriter {
   private failed(error: Error): void {
     const attempts = (this.failure?.attempts ?? 0) + 1;
     const delay = backoffDelay(attempts, { initialMs: this.options.retryInitialMs, maxMs: this.options.retryMaxMs, jitter: 0.2 });
-    if (!this.failure) this.logger.warn('audit database unavailable; records wait in the queue', { error: error.message, queued: this.queue.length });
+    if (!this.failure) this.logger.warn('audit database unavailable; records wait in the queue', { error: error.message, queued: this.queued });
     this.failure = { since: this.failure?.since ?? Date.now(), error, attempts, retryAt: Date.now() + delay };
   }
 
   private recovered(): void {
     if (!this.failure) return;
-    this.logger.info('audit database back; writing the queue', { downForMs: Date.now() - this.failure.since, queued: this.queue.length });
+    this.logger.info('audit database back; writing the queue', { downForMs: Date.now() - this.failure.since, queued: this.queued });
     this.failure = undefined;
     this.overflowLogged = false;
+    this.securityOverflowLogged = false;
   }
 
   private drop(count: number, reason: DropReason): void {

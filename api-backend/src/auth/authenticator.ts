@@ -1,14 +1,20 @@
 /**
- * One verifier for every way a caller proves who they are: HTTP routes and the tunnel's WebSocket
- * upgrade both run the same express-jwt middleware (RS256 only, issuer and audience checked, keys
- * from the JWKS via jwks-rsa). The upgrade path calls the middleware on the raw request before
- * any WebSocket handshake is answered, so a bad token never gets a socket.
+ * One verifier for every way a caller proves who they are, with one policy: RS256 only, issuer and
+ * audience checked, `exp` required and within the maximum lifetime, `sub` required, keys from the
+ * KeyStore (the identity provider's JWKS). HTTP routes run express-jwt; the tunnel's WebSocket
+ * upgrade, which has no Express response, runs jsonwebtoken on the raw request before any
+ * handshake is answered, so a bad token never gets a socket. Both share the key store, the claim
+ * checks, the cache of verified tokens and the translation of refusals into answers.
  */
 import type { IncomingMessage } from 'node:http';
-import { expressjwt, UnauthorizedError as JwtUnauthorizedError, type Request as JwtRequest } from 'express-jwt';
-import jwksRsa from 'jwks-rsa';
-import { ServiceUnavailableError, UnauthorizedError } from '@ctll/protocol';
-import type { NextFunction, Request, Response } from 'express';
+import { expressjwt, type Request as JwtRequest } from 'express-jwt';
+import jwt, { type Algorithm, type JwtPayload } from 'jsonwebtoken';
+import { RelayError, ServiceUnavailableError, UnauthorizedError } from '@ctll/protocol';
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import type { Logger } from '../logger';
+import { KeysUnavailableError, KeyStore } from './key-store';
+import { checkClaims, publicMessage, refusalOf, TokenRefused } from './token-checks';
+import { VerifiedTokens } from './verified-tokens';
 
 export interface Caller {
   userId: string;
@@ -18,97 +24,106 @@ export interface AuthenticatorOptions {
   issuer: string;
   audience: string;
   jwksUri: string;
+  /** Least time between two JWKS fetches (an unknown `kid` waits for the next one). */
+  jwksRefreshIntervalMs: number;
+  /** Fetched keys are used this long; a key removed from the JWKS stops working within it. */
+  jwksCacheMaxAgeMs: number;
+  /** Longest token lifetime accepted, in seconds. */
+  maxLifetimeS: number;
   /** Accept `?token=` as well as the Authorization header (browsers cannot set headers on WebSockets). */
   queryTokenPaths: readonly string[];
-  onFailure?: (reason: string) => void;
+  logger?: Logger;
+  /** Called for every refused token, with a bounded reason (metrics label, security audit) and the request that carried it (the audit counts refusals per client address). */
+  onFailure?: (reason: string, req: IncomingMessage) => void;
 }
 
-const MAX_SUBJECT_LENGTH = 256;
-
-/**
- * Tokens already verified, so a client sending the same token with every request pays for one
- * RS256 verification (a KeyObject built from PEM plus an RSA check, most of api-backend's CPU per
- * small request) instead of one per request. An entry lives until the token expires or for
- * VERIFIED_TTL_MS, whichever comes first: a signing key removed from the JWKS stops being
- * accepted within that time, well inside jwks-rsa's own 10-minute key cache.
- */
-const VERIFIED_TTL_MS = 60_000;
+const ALGORITHMS: Algorithm[] = ['RS256'];
 const MAX_VERIFIED = 4096;
 
 export class Authenticator {
-  private readonly verify: (req: JwtRequest, res: Response, next: NextFunction) => Promise<void>;
-  private readonly verified = new Map<string, { userId: string; until: number }>();
+  private readonly keys: KeyStore;
+  private readonly verified = new VerifiedTokens(MAX_VERIFIED);
+  private readonly verifyHttp: RequestHandler;
 
   constructor(private readonly options: AuthenticatorOptions) {
-    this.verify = expressjwt({
-      secret: jwksRsa.expressJwtSecret({
-        jwksUri: options.jwksUri,
-        cache: true,
-        cacheMaxAge: 10 * 60 * 1000,
-        rateLimit: true,
-        jwksRequestsPerMinute: 10,
-        timeout: 5000,
-      }) as never,
-      algorithms: ['RS256'],
+    this.keys = new KeyStore({
+      jwksUri: options.jwksUri,
+      refreshIntervalMs: options.jwksRefreshIntervalMs,
+      maxAgeMs: options.jwksCacheMaxAgeMs,
+    });
+    this.verifyHttp = expressjwt({
+      secret: (_req, token) => {
+        if (!token) throw new TokenRefused('invalid_token', 'not a JWT');
+        return this.keys.resolve(token.header.kid);
+      },
+      algorithms: ALGORITHMS,
       issuer: options.issuer,
       audience: options.audience,
       getToken: (req) => tokenOf(req, options.queryTokenPaths),
-    }) as never;
-  }
-
-  /** Verifies the request's token; resolves to the caller or rejects with a RelayError. */
-  authenticate(req: IncomingMessage): Promise<Caller> {
-    const request = req as JwtRequest;
-    const token = tokenOf(req, this.options.queryTokenPaths);
-    const known = token === undefined ? undefined : this.verified.get(token);
-    if (known && known.until > Date.now()) return Promise.resolve({ userId: known.userId });
-    if (known) this.verified.delete(token!);
-    return new Promise((resolve, reject) => {
-      this.verify(request, undefined as unknown as Response, (error?: unknown) => {
-        if (error) return reject(this.translate(error));
-        const sub = request.auth?.sub;
-        if (typeof sub !== 'string' || sub.length === 0 || sub.length > MAX_SUBJECT_LENGTH) {
-          this.options.onFailure?.('no_subject');
-          return reject(new UnauthorizedError('the token has no usable subject (sub) claim'));
-        }
-        if (token !== undefined) this.remember(token, sub, request.auth?.exp);
-        resolve({ userId: sub });
-      }).catch((error: unknown) => reject(this.translate(error)));
     });
   }
 
-  /** Express middleware: sets `res.locals.caller`. */
-  middleware() {
+  /** Express middleware: verifies the bearer token and sets `res.locals.caller`. */
+  middleware(): RequestHandler {
     return (req: Request, res: Response, next: NextFunction): void => {
-      this.authenticate(req).then(
-        (caller) => {
-          res.locals.caller = caller;
+      const token = tokenOf(req, this.options.queryTokenPaths);
+      const known = this.verified.get(token);
+      if (known !== undefined) {
+        res.locals.caller = { userId: known } satisfies Caller;
+        return next();
+      }
+      this.verifyHttp(req, res, (error?: unknown) => {
+        try {
+          if (error) throw error;
+          res.locals.caller = this.accept(token!, (req as JwtRequest).auth);
           next();
-        },
-        (error: unknown) => next(error),
-      );
+        } catch (refused) {
+          next(this.refuse(refused, req));
+        }
+      });
     };
   }
 
-  private remember(token: string, userId: string, exp: number | undefined): void {
-    const until = Math.min(Date.now() + VERIFIED_TTL_MS, typeof exp === 'number' ? exp * 1000 : Infinity);
-    // A Map iterates in insertion order: when full, forget the oldest entry.
-    if (this.verified.size >= MAX_VERIFIED) this.verified.delete(this.verified.keys().next().value!);
-    this.verified.set(token, { userId, until });
+  /** Verifies a raw request's token (the WebSocket upgrade); resolves to the caller or rejects with a RelayError. */
+  async authenticate(req: IncomingMessage): Promise<Caller> {
+    const token = tokenOf(req, this.options.queryTokenPaths);
+    const known = this.verified.get(token);
+    if (known !== undefined) return { userId: known };
+    try {
+      if (token === undefined) throw new TokenRefused('credentials_required', 'no bearer token');
+      const decoded = jwt.decode(token, { complete: true });
+      if (!decoded) throw new TokenRefused('invalid_token', 'not a JWT');
+      const key = await this.keys.resolve(decoded.header.kid);
+      const payload = jwt.verify(token, key, { algorithms: ALGORITHMS, issuer: this.options.issuer, audience: this.options.audience });
+      return this.accept(token, payload);
+    } catch (error) {
+      throw this.refuse(error, req);
+    }
   }
 
-  private translate(error: unknown): Error {
-    if (error instanceof UnauthorizedError) return error;
-    if (error instanceof JwtUnauthorizedError) {
-      this.options.onFailure?.(error.code);
-      const detail = error.inner?.message ?? error.message;
-      return new UnauthorizedError(error.code === 'credentials_required' ? 'a bearer token is required' : `invalid token: ${detail}`);
+  /** The claim checks both paths share after the signature is verified; remembers the token. */
+  private accept(token: string, payload: JwtPayload | string | undefined): Caller {
+    const userId = checkClaims(payload, this.options.maxLifetimeS);
+    const exp = (payload as JwtPayload).exp! * 1000;
+    const kid = jwt.decode(token, { complete: true })?.header.kid;
+    this.verified.remember(token, userId, Math.min(exp, this.keys.freshUntil(kid)));
+    return { userId };
+  }
+
+  private refuse(error: unknown, req: IncomingMessage): Error {
+    if (error instanceof RelayError) return error;
+    if (error instanceof KeysUnavailableError) {
+      // The identity provider's JWKS could not be fetched: our problem, not the caller's.
+      this.options.onFailure?.('jwks_unavailable', req);
+      return new ServiceUnavailableError('cannot verify tokens right now: the signing keys are unreachable', 'auth_unavailable', {
+        cause: error,
+      });
     }
-    // The identity provider's JWKS could not be fetched: our problem, not the caller's.
-    this.options.onFailure?.('jwks_unavailable');
-    return new ServiceUnavailableError('cannot verify tokens right now: the signing keys are unreachable', 'auth_unavailable', {
-      cause: error,
-    });
+    const refusal = refusalOf(error);
+    if (!refusal) return error instanceof Error ? error : new Error(String(error));
+    this.options.logger?.debug('token refused', { reason: refusal.reason, detail: refusal.message });
+    this.options.onFailure?.(refusal.reason, req);
+    return new UnauthorizedError(publicMessage(refusal.reason));
   }
 }
 

@@ -1,7 +1,7 @@
 /**
  * Dev auth's signing key: an RSA key pair made in DATA_DIR on first start. The relay serves the
- * public half as a JWKS and validates dev tokens through the same express-jwt + jwks-rsa path as
- * a real identity provider's, so dev mode exercises production's code, not a shortcut.
+ * public half as a JWKS and validates dev tokens through the same key store and checks as a real
+ * identity provider's, so dev mode exercises production's code, not a shortcut.
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type JsonWebKey } from 'node:crypto';
 import fs from 'node:fs';
@@ -48,6 +48,7 @@ export function signDevToken(
     subject: claims.sub,
     issuer: claims.issuer,
     audience: claims.audience,
-    expiresIn: claims.expiresInSeconds ?? 30 * 24 * 3600,
+    // Always an expiry: the relay refuses tokens without one, and longer than JWT_MAX_LIFETIME_S.
+    expiresIn: claims.expiresInSeconds ?? 24 * 3600,
   });
 }

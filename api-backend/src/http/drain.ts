@@ -11,9 +11,10 @@
  *
  * Exceptions, because they belong to work already in flight rather than new work: a bridge's
  * long-poll, heartbeat and answer (`respond`) for a session it already has (an answer streaming
- * over the poll transport needs its heartbeats and polls to live on), and `/metrics` and the dev
- * JWKS. Long polls and heartbeats are not counted as in flight: a poll waits for work that no
- * longer comes, so it would only hold the drain up to its full timeout; it is cut at the end.
+ * over the poll transport needs its heartbeats and polls to live on), and the dev JWKS. (The
+ * private listener, `/metrics` and `/health/details`, is not drained: it stays up until the end.)
+ * Long polls and heartbeats are not counted as in flight: a poll waits for work that no longer
+ * comes, so it would only hold the drain up to its full timeout; it is cut at the end.
  */
 import type { Duplex } from 'node:stream';
 import type { RequestHandler } from 'express';
@@ -21,7 +22,7 @@ import { ServiceUnavailableError } from '@ctll/protocol';
 import { sendError } from './error-handler';
 
 /** Served during the drain, and not counted as work in flight. */
-const PASSIVE = /^\/(health|metrics|\.well-known\/jwks\.json)$|^\/api\/bridge\/(poll|heartbeat)\//;
+const PASSIVE = /^\/(health|\.well-known\/jwks\.json)$|^\/api\/bridge\/(poll|heartbeat)\//;
 /** Served during the drain, and counted: a poll-transport bridge's answer to a stream in flight. */
 const CONTINUING = /^\/api\/bridge\/respond\//;
 

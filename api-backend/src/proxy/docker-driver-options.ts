@@ -18,6 +18,8 @@ export interface DockerDriverOptions {
   startTimeoutMs: number;
   /** The proxy's environment; `backendAddress` is where it reaches api-backend on its network. */
   env: (ownerHash: string, secret: string, backendAddress: string) => Record<string, string>;
+  /** The secret a new proxy gets (proxy-secrets.ts): derived from the owner, so it can be checked without the engine. */
+  secretFor: (ownerHash: string) => string;
   logger: Logger;
   onExit: ProxyExitListener;
   /** dockerode connection; empty means DOCKER_HOST, else /var/run/docker.sock. */

@@ -4,7 +4,9 @@
  *
  * The engine is the record of what exists. inspect and list read it every time; `endpoint`, asked
  * on every relayed request, may answer from a cache of it that container events, removes and
- * failed connections clear (endpoint-cache.ts). Otherwise the driver keeps only what is true of
+ * failed connections clear (endpoint-cache.ts); how many run, for /metrics and /health, comes
+ * from a census of its own creates, removes, events and listings (proxy-census.ts), so no
+ * anonymous request reaches the engine. Otherwise the driver keeps only what is true of
  * this process alone: which creates are in flight (shown as "starting"),
  * which exits it caused or already reported (exit-ledger.ts), and a per-owner lock so its own
  * background work (cleaning up a dead proxy, the sweep) never interleaves with a create or remove
@@ -22,7 +24,6 @@
  * Everything is labelled with PROXY_SCOPE, and every list, event filter and sweep is limited to
  * it, so api-backends sharing one engine (production and a test run) never touch each other's.
  */
-import { randomBytes } from 'node:crypto';
 import Docker from 'dockerode';
 import type { DriverHealth, ProxyDriver, ProxyEndpoint, ProxyHandle } from './driver';
 import { resolveDockerOptions, specOf, type DockerDriverOptions, type ResolvedDockerOptions } from './docker-driver-options';
@@ -36,6 +37,7 @@ import { DockerEventFollower, type ContainerEvent } from './docker-events';
 import { planReconcile } from './docker-reconcile';
 import { ExitLedger } from './exit-ledger';
 import { EndpointCache } from './endpoint-cache';
+import { ProxyCensus } from './proxy-census';
 import { waitHealthy, NotHealthyError } from './wait-healthy';
 import { createdOf, endpointOf, handleOf, removeContainer, whyNotRunning } from './docker-containers';
 import { mapLimit } from './map-limit';
@@ -58,6 +60,7 @@ export class DockerDriver implements ProxyDriver {
   private readonly creating = new Set<string>();
   private readonly exits = new ExitLedger();
   private readonly endpoints: EndpointCache;
+  private readonly census = new ProxyCensus();
   private readonly background = new Set<Promise<unknown>>();
   private placement?: Promise<Placement>;
   private readonly proxyFilter: { label: string[] };
@@ -97,8 +100,6 @@ export class DockerDriver implements ProxyDriver {
     }
     this.sweepTimer = setInterval(() => this.inBackground(this.reconcile()), this.options.sweepIntervalMs);
     this.sweepTimer.unref();
-    const health = await this.health();
-    if (!health.ok) this.options.logger.warn(`StreamingProxy driver not ready: ${health.detail}`);
   }
 
   create(ownerHash: string): Promise<ProxyHandle> {
@@ -139,11 +140,22 @@ export class DockerDriver implements ProxyDriver {
 
   async list(): Promise<ProxyHandle[]> {
     try {
-      const [containers, networks] = await Promise.all([this.docker.listContainers({ all: true, filters: this.proxyFilter }), this.networks.list()]);
+      const [containers, networks] = await Promise.all([this.listContainers(), this.networks.list()]);
       const handles = await mapLimit(containers, ENGINE_CONCURRENCY, async (c): Promise<ProxyHandle | null> => {
         const ownerHash = c.Labels[LABELS.owner];
-        // Only a running proxy's secret is needed, and only inspect shows the environment.
-        if (c.State === 'running') return ownerHash ? this.inspect(ownerHash) : null;
+        // Only a running proxy's secret is needed, and only inspect shows the environment. The
+        // listed container itself, by id; one that cannot be inspected is left out of this
+        // listing, so one owner's trouble never fails the list (and every sweep) for everyone.
+        if (c.State === 'running') {
+          if (!ownerHash) return null;
+          try {
+            const info = await ignoringGone(() => this.docker.getContainer(c.Id).inspect());
+            return info ? this.toHandle(info) : null;
+          } catch (error) {
+            this.options.logger.warn('StreamingProxy container not inspectable; left out of this listing', { owner: ownerHash, error: dockerMessage(error) });
+            return null;
+          }
+        }
         return { ownerHash, id: c.Id, state: this.creating.has(ownerHash) ? 'starting' : 'stopped', createdAt: createdOf(c.Labels, c.Created * 1000) };
       });
       const owners = new Set(containers.map((c) => c.Labels[LABELS.owner]));
@@ -156,6 +168,12 @@ export class DockerDriver implements ProxyDriver {
     }
   }
 
+  /** From what the driver has seen (census), never an engine call: /metrics and /health ask it. */
+  running(): number {
+    return this.census.size;
+  }
+
+  /** Asks the engine (three calls): the relay's health monitor calls it on its own timer, never per request. */
   async health(): Promise<DriverHealth> {
     try {
       await withTimeout(this.docker.ping(), this.options.healthTimeoutMs, `Docker engine did not answer within ${this.options.healthTimeoutMs} ms`);
@@ -164,9 +182,8 @@ export class DockerDriver implements ProxyDriver {
       if (self && !(await ignoringGone(() => this.docker.getContainer(self).inspect()))) {
         return { ok: false, detail: `api-backend runs in a container, but the engine has no container "${self}": set PROXY_SELF_CONTAINER, or PROXY_NETWORK_MODE=host` };
       }
-      const running = await this.docker.listContainers({ filters: this.proxyFilter });
       const events = this.events.connected ? 'events followed' : 'event stream reconnecting';
-      return { ok: true, detail: `Docker engine answers; image ${this.options.image} present; ${running.length} proxy containers running; ${events}` };
+      return { ok: true, detail: `Docker engine answers; image ${this.options.image} present; ${this.census.size} proxy containers running; ${events}` };
     } catch (error) {
       return { ok: false, detail: classify(error) === 'unreachable' ? dockerUnavailable(error).message : dockerMessage(error) };
     }
@@ -180,7 +197,7 @@ export class DockerDriver implements ProxyDriver {
 
   /** Compares the engine with what should be, and fixes the difference (see docker-reconcile.ts). */
   async reconcile(): Promise<void> {
-    const [containers, networks] = await Promise.all([this.docker.listContainers({ all: true, filters: this.proxyFilter }), this.networks.list()]);
+    const [containers, networks] = await Promise.all([this.listContainers(), this.networks.list()]);
     const plan = planReconcile({
       containers,
       networks,
@@ -211,7 +228,7 @@ export class DockerDriver implements ProxyDriver {
         if (adopted) return adopted;
       }
       const network = await this.networks.ensure(ownerHash);
-      const secret = randomBytes(32).toString('hex');
+      const secret = this.options.secretFor(ownerHash);
       const env = this.options.env(ownerHash, secret, network.backendAddress);
       const container = await this.docker.createContainer(containerSpec(ownerHash, network.subnet, env, this.spec));
       await ignoringGone(() => container.start());
@@ -219,6 +236,7 @@ export class DockerDriver implements ProxyDriver {
       const endpoint = endpointOf(info);
       if (!endpoint) throw startFailed((await whyNotRunning(this.docker, info.Id)) ?? `container ${info.Name} has no address on ${network.name}`);
       await waitHealthy(endpoint.host, endpoint.port, { timeoutMs: this.options.startTimeoutMs, alive: () => whyNotRunning(this.docker, info.Id) });
+      this.census.started(ownerHash, info.Id);
       return { ownerHash, id: info.Id, state: 'running', createdAt: createdOf(info.Config.Labels, info.Created), endpoint };
     } catch (error) {
       const mapped = error instanceof NotHealthyError ? startFailed(error.message, error) : toRelayError(error, { action: `create ${containerName(ownerHash)}`, image: this.options.image });
@@ -238,6 +256,7 @@ export class DockerDriver implements ProxyDriver {
       try {
         await this.networks.ensure(ownerHash);
         await waitHealthy(endpoint.host, endpoint.port, { timeoutMs: Math.min(this.options.startTimeoutMs, 3000), alive: () => whyNotRunning(this.docker, info.Id) });
+        this.census.started(ownerHash, info.Id);
         return { ownerHash, id: info.Id, state: 'running', createdAt: createdOf(info.Config.Labels, info.Created), endpoint };
       } catch {
         // not serving: replaced below
@@ -249,6 +268,7 @@ export class DockerDriver implements ProxyDriver {
 
   private async removeLocked(ownerHash: string, options: { keepNetwork?: boolean } = {}): Promise<void> {
     this.endpoints.forget(ownerHash);
+    this.census.ended(ownerHash);
     const info = await this.inspectContainer(ownerHash);
     if (info) {
       const container = this.docker.getContainer(info.Id);
@@ -267,7 +287,10 @@ export class DockerDriver implements ProxyDriver {
 
   private onContainerEvent(event: ContainerEvent): void {
     const ownerHash = event.ownerHash;
-    if (ownerHash) this.endpoints.forget(ownerHash);
+    if (ownerHash) {
+      this.endpoints.forget(ownerHash);
+      this.census.ended(ownerHash, event.containerId);
+    }
     // A proxy dying while we start it fails that start; its caller hears of it, not onExit.
     if (!ownerHash || this.creating.has(ownerHash) || this.exits.isExpected(event.containerId)) return;
     const detail =
@@ -316,6 +339,20 @@ export class DockerDriver implements ProxyDriver {
       },
     );
     return this.placement;
+  }
+
+  /** Every proxy container of this scope; the running ones also tell the census. */
+  private async listContainers(): Promise<Docker.ContainerInfo[]> {
+    const since = this.census.beginListing();
+    try {
+      const containers = await this.docker.listContainers({ all: true, filters: this.proxyFilter });
+      const running = containers.filter((c) => c.State === 'running' && c.Labels[LABELS.owner]);
+      this.census.listed(since, running.map((c) => ({ ownerHash: c.Labels[LABELS.owner], containerId: c.Id })));
+      return containers;
+    } catch (error) {
+      this.census.listingFailed();
+      throw error;
+    }
   }
 
   private toHandle(info: Docker.ContainerInspectInfo): ProxyHandle {

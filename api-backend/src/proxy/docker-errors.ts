@@ -11,6 +11,9 @@
  */
 import { RelayError, ServiceUnavailableError } from '@ctll/protocol';
 
+/** What a caller is told about any engine trouble: the engine's words and our hints are for the log. */
+const CANNOT_START = 'the relay cannot start your streaming proxy right now; try again later (the operator finds the cause in the relay log)';
+
 export type DockerFailure =
   /** No engine answers on the socket (not running, wrong DOCKER_HOST, no permission). */
   | 'unreachable'
@@ -82,7 +85,10 @@ export function toRelayError(error: unknown, context: ErrorContext): RelayError 
     case 'image-missing':
       return imageMissing(context.image, error);
     default:
-      return new ServiceUnavailableError(`Docker could not ${context.action}: ${dockerMessage(error)}`, 'docker_error', { cause: error });
+      return new ServiceUnavailableError(`Docker could not ${context.action}: ${dockerMessage(error)}`, 'docker_error', {
+        cause: error,
+        publicMessage: CANNOT_START,
+      });
   }
 }
 
@@ -92,7 +98,10 @@ export function dockerUnavailable(error: unknown): ServiceUnavailableError {
     code === 'EACCES' || code === 'EPERM'
       ? 'api-backend may not use the Docker socket (add its user to the docker group)'
       : 'start the Docker engine, or point DOCKER_HOST at it';
-  return new ServiceUnavailableError(`Docker engine unreachable (${dockerMessage(error)}): ${hint}`, 'docker_unavailable', { cause: error });
+  return new ServiceUnavailableError(`Docker engine unreachable (${dockerMessage(error)}): ${hint}`, 'docker_unavailable', {
+    cause: error,
+    publicMessage: CANNOT_START,
+  });
 }
 
 export function imageMissing(image: string, cause?: unknown): ServiceUnavailableError {
@@ -101,7 +110,7 @@ export function imageMissing(image: string, cause?: unknown): ServiceUnavailable
       '`npm run docker:build`; on a machine without a registry, first `npm run docker:base-image`, then ' +
       '`BASE_IMAGE=ctll/node-base:local npm run docker:build`. Or set PROXY_IMAGE to an image the engine has.',
     'proxy_image_missing',
-    { cause },
+    { cause, publicMessage: CANNOT_START },
   );
 }
 
@@ -110,9 +119,11 @@ export function subnetsExhausted(pool: string, prefix: number, networks: number)
     `no free /${prefix} subnet left in PROXY_SUBNET_POOL=${pool} (${networks} networks already use it): ` +
       'widen the pool or raise PROXY_SUBNET_PREFIX',
     'proxy_subnets_exhausted',
+    { publicMessage: 'the relay has no room for another streaming proxy right now; try again later' },
   );
 }
 
+/** A proxy that did not come up, under any driver. */
 export function startFailed(detail: string, cause?: unknown): ServiceUnavailableError {
-  return new ServiceUnavailableError(`StreamingProxy failed to start: ${detail}`, 'proxy_start_failed', { cause });
+  return new ServiceUnavailableError(`StreamingProxy failed to start: ${detail}`, 'proxy_start_failed', { cause, publicMessage: CANNOT_START });
 }

@@ -12,7 +12,7 @@
  * The network is a plain bridge of its own. Proxies on different bridges cannot reach each other
  * (Docker's isolation rules), and nothing is published, so a proxy is reachable only from the
  * host and from api-backend. Whether it may open connections beyond that is PROXY_EGRESS:
- * `internet` by default, because a proxy forwards to its user's zrok share (seed 000) on the
+ * `internet` by default, because a proxy forwards to its user's zrok share on the
  * public internet; `none` makes the network internal (no route out) for deployments without zrok.
  * Either way the proxy reaches api-backend on its own network (host mode: the gateway address).
  */

@@ -49,6 +49,9 @@ export interface ProxyDriver {
   /** A connection to the endpoint failed: the next `endpoint` call asks the record again. */
   forgetEndpoint(ownerHash: string): void;
   list(): Promise<ProxyHandle[]>;
+  /** How many proxies run now, from what the driver already holds: never a call to what runs them. */
+  running(): number;
+  /** May be costly (engine calls): the relay's health monitor asks it on a timer, never per request. */
   health(): Promise<DriverHealth>;
   /** Releases the driver's own resources (event streams, child processes); never removes a proxy that outlives the relay. */
   close(): Promise<void>;

@@ -13,6 +13,7 @@ import { EventEmitter } from 'node:events';
 import { ServiceUnavailableError } from '@ctll/protocol';
 import type { ProxyDriver, ProxyEndpoint, ProxyHandle, StopReason } from './driver';
 import { KeyedLock } from './keyed-lock';
+import { mapLimit } from './map-limit';
 import type { ProxyClient, ProxyStatus } from './proxy-client';
 import { userHash } from './naming';
 import type { Logger } from '../logger';
@@ -26,6 +27,9 @@ export interface ManagerOptions {
    */
   beforeRemove?: (handle: ProxyHandle, reason: StopReason) => Promise<void>;
 }
+
+/** Proxies the idle sweep looks at at once. */
+const SWEEP_CONCURRENCY = 8;
 
 export interface ProxyStatusView {
   status: 'running' | 'starting' | 'stopped' | 'not-found';
@@ -120,20 +124,27 @@ export class StreamingProxyManager extends EventEmitter<ManagerEvents> {
     };
   }
 
-  /** Stops every proxy that has been idle past the timeout; returns how many. */
+  /**
+   * Stops every proxy that has been idle past the timeout; returns how many. A few proxies are
+   * looked at at once, and one that fails (its status, inspect or removal) is logged and skipped:
+   * the sweep goes on for everyone after it.
+   */
   async sweep(now = Date.now()): Promise<number> {
-    let culled = 0;
-    for (const handle of await this.driver.list()) {
-      if (handle.state !== 'running' || !handle.endpoint) continue;
-      const stats = await this.client.status(handle.endpoint).catch(() => undefined);
-      if (!stats) continue; // unreachable now; the driver reports real deaths
-      const idleFor = now - Date.parse(stats.lastActivityAt);
-      if (stats.desktops.length === 0 && stats.activeRequests === 0 && idleFor >= this.options.idleTimeoutMs) {
+    const running = (await this.driver.list()).filter((handle) => handle.state === 'running' && handle.endpoint);
+    const culled = await mapLimit(running, SWEEP_CONCURRENCY, async (handle) => {
+      try {
+        const stats = await this.client.status(handle.endpoint!).catch(() => undefined);
+        if (!stats) return false; // unreachable now; the driver reports real deaths
+        const idleFor = now - Date.parse(stats.lastActivityAt);
+        if (stats.desktops.length > 0 || stats.activeRequests > 0 || idleFor < this.options.idleTimeoutMs) return false;
         this.logger.info('StreamingProxy idle; culling', { owner: handle.ownerHash, idleForMs: idleFor });
-        if (await this.stopOwner(handle.ownerHash, 'idle', true)) culled += 1;
+        return await this.stopOwner(handle.ownerHash, 'idle', true);
+      } catch (error) {
+        this.logger.warn('StreamingProxy idle check failed; the sweep goes on', { owner: handle.ownerHash, error: (error as Error).message });
+        return false;
       }
-    }
-    return culled;
+    });
+    return culled.filter(Boolean).length;
   }
 
   /** A driver saw a proxy die on its own. */

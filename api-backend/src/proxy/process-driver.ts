@@ -6,8 +6,7 @@
  * die with us: they exit when the IPC channel to this process closes.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { ServiceUnavailableError } from '@ctll/protocol';
+import { startFailed } from './docker-errors';
 import type { DriverHealth, ProxyDriver, ProxyEndpoint, ProxyExitListener, ProxyHandle } from './driver';
 import type { Logger } from '../logger';
 
@@ -17,6 +16,8 @@ export interface ProcessDriverOptions {
   startTimeoutMs: number;
   /** The proxy's environment for an owner and secret (proxy-env.ts). */
   env: (ownerHash: string, secret: string) => Record<string, string>;
+  /** The secret a new proxy gets (proxy-secrets.ts). */
+  secretFor: (ownerHash: string) => string;
   logger: Logger;
   onExit: ProxyExitListener;
 }
@@ -41,7 +42,7 @@ export class ProcessDriver implements ProxyDriver {
     const existing = this.children.get(ownerHash);
     if (existing && !existing.stopping) return existing.handle;
 
-    const secret = randomBytes(32).toString('hex');
+    const secret = this.options.secretFor(ownerHash);
     const child = fork(this.options.script, [], {
       env: this.options.env(ownerHash, secret),
       execArgv: [`--max-old-space-size=${this.options.memoryMb}`],
@@ -110,6 +111,10 @@ export class ProcessDriver implements ProxyDriver {
     return [...this.children.values()].map((entry) => entry.handle);
   }
 
+  running(): number {
+    return [...this.children.values()].filter((entry) => entry.handle.state === 'running').length;
+  }
+
   async health(): Promise<DriverHealth> {
     return { ok: true, detail: `${this.children.size} proxy processes` };
   }
@@ -122,7 +127,7 @@ export class ProcessDriver implements ProxyDriver {
     return new Promise((resolve, reject) => {
       const fail = (message: string) => {
         cleanup();
-        reject(new ServiceUnavailableError(`StreamingProxy failed to start: ${message}`, 'proxy_start_failed'));
+        reject(startFailed(message));
       };
       const onMessage = (message: unknown) => {
         if (isListening(message)) {

@@ -29,6 +29,7 @@ export function proxyEnv(config: Config, input: ProxyEnvInput): Record<string, s
     ...apiBackend(input.apiBackendUrl ?? config.proxy.apiBackendUrl),
     ZROK_DISCOVERY_INTERVAL_MS: String(config.zrok.discoveryIntervalMs),
     ZROK_ALLOW_INSECURE: String(config.zrok.allowInsecure),
+    ZROK_SHARE_DOMAINS: config.zrok.shareDomains.join(','),
   };
 }
 

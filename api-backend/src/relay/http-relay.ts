@@ -6,7 +6,7 @@
  * destroyed, which the proxy turns into a `cancel` for the desktop.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { CALLER_ONLY_HEADERS, endToEndHeaders, PayloadTooLargeError, ServiceUnavailableError } from '@ctll/protocol';
+import { bodyFraming, CALLER_ONLY_HEADERS, endToEndHeaders, PayloadTooLargeError, ServiceUnavailableError } from '@ctll/protocol';
 import type { ProxyEndpoint } from '../proxy/driver';
 import type { ProxyClient } from '../proxy/proxy-client';
 import { sendError } from '../http/error-handler';
@@ -38,8 +38,12 @@ export function relayHttp(
     return;
   }
 
-  const headers: Record<string, string | string[]> = endToEndHeaders(req.headers, CALLER_ONLY_HEADERS);
-  if (req.headers['content-length'] !== undefined) headers['content-length'] = req.headers['content-length'];
+  // The body goes on framed as it came (length or chunked), whatever the method: a GET or DELETE
+  // body (Ollama's `DELETE /api/delete`) must reach the desktop, not be read as a second request.
+  const headers: Record<string, string | string[]> = {
+    ...endToEndHeaders(req.headers, CALLER_ONLY_HEADERS),
+    ...bodyFraming(req.headers, req.headers['transfer-encoding'] !== undefined),
+  };
   const upstream = client.request(endpoint, {
     method: req.method,
     path: upstreamPath,
@@ -80,7 +84,12 @@ export function relayHttp(
     if (res.headersSent) {
       res.destroy();
     } else {
-      sendError(res, new ServiceUnavailableError(`your streaming proxy is not reachable: ${error.message}`, 'proxy_unreachable'));
+      sendError(
+        res,
+        new ServiceUnavailableError(`your streaming proxy is not reachable: ${error.message}`, 'proxy_unreachable', {
+          publicMessage: 'your streaming proxy is not reachable right now; try again in a moment',
+        }),
+      );
     }
     options.onDone(503);
   });

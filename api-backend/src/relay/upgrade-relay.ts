@@ -64,8 +64,11 @@ export function relayUpgrade(
   upstream.end();
 }
 
-/** Answers a failed upgrade on the raw socket, with the same JSON error body as every route. */
-export function rejectUpgrade(socket: Duplex, status: number, code: string, message: string): void {
+/**
+ * Answers a failed upgrade on the raw socket, with the same JSON error body as every route and any
+ * headers of the error's own (Retry-After).
+ */
+export function rejectUpgrade(socket: Duplex, status: number, code: string, message: string, headers: Record<string, string> = {}): void {
   if (!socket.writable) {
     socket.destroy();
     return;
@@ -73,6 +76,9 @@ export function rejectUpgrade(socket: Duplex, status: number, code: string, mess
   const body = JSON.stringify({ error: { code, message } });
   socket.end(
     `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Error'}\r\n` +
+      Object.entries(headers)
+        .map(([name, value]) => `${name}: ${value}\r\n`)
+        .join('') +
       'Content-Type: application/json; charset=utf-8\r\n' +
       `Content-Length: ${Buffer.byteLength(body)}\r\n` +
       'Connection: close\r\n\r\n' +

@@ -1,5 +1,5 @@
 /**
- * The long-poll transport for desktops behind networks that block WebSockets (seed 001's routes).
+ * The long-poll transport for desktops behind networks that block WebSockets.
  * api-backend authenticates and routes; the user's proxy holds the queue. A bridge id lives in its
  * owner's proxy only, so another user asking for it reaches their own proxy and gets 404.
  */

@@ -1,45 +1,38 @@
-/** Unauthenticated routes: liveness with dependency status, Prometheus metrics, dev JWKS. */
+/**
+ * Health and metrics, split by who may ask.
+ *
+ * Public (the relay's port, reachable through nginx): `/health` says only "ok" or "degraded"
+ * (200 while the proxies can be served, else 503), or "draining" (503) during a shutdown, and the
+ * dev JWKS. Private (METRICS_PORT, never
+ * published): `/metrics` for Prometheus and `/health/details` with each check's detail, which may
+ * name the database host, Docker's messages or internal addresses. Both answer from what the
+ * relay already holds (health-monitor.ts, the driver's census): no request reaches the engine.
+ */
 import { Router } from 'express';
-import type { ProxyDriver } from '../proxy/driver';
+import type { HealthMonitor } from '../health-monitor';
 import type { Metrics } from '../metrics';
 
-/** The audit's state as /health shows it: `queued` records wait for the database, `dropped` were lost. */
-export interface DatabaseHealth {
-  ok: boolean;
-  detail: string;
-  queued: number;
-  dropped: number;
-}
-
-export function healthRoutes(
-  driver: ProxyDriver,
-  metrics: Metrics,
-  jwks?: object,
-  database?: () => Promise<DatabaseHealth>,
-  draining: () => boolean = () => false,
-): Router {
+export function healthRoutes(monitor: HealthMonitor, jwks?: object, draining: () => boolean = () => false): Router {
   const router = Router();
-
-  router.get('/health', async (_req, res) => {
+  router.get('/health', (_req, res) => {
     // Shutting down: a load balancer must stop sending here, whatever the dependencies say.
     if (draining()) {
       res.status(503).json({ status: 'draining' });
       return;
     }
-    const [proxies, audit] = await Promise.all([
-      driver.health().catch((error: Error) => ({ ok: false, detail: error.message })),
-      database?.(),
-    ]);
-    // Only the proxies decide the status code. A database outage degrades the audit, not the
-    // relay: its records wait in the queue and tunnels keep working, so an orchestrator must not
-    // restart api-backend over it (that would lose the queue). It shows as status "degraded".
-    const ok = proxies.ok;
-    res.status(ok ? 200 : 503).json({
-      status: ok && (audit?.ok ?? true) ? 'ok' : 'degraded',
-      checks: { [driver.name === 'docker' ? 'docker' : 'proxies']: proxies, ...(audit ? { database: audit } : {}) },
-    });
+    const report = monitor.report();
+    res.status(report.serving ? 200 : 503).json({ status: report.status });
   });
+  if (jwks) router.get('/.well-known/jwks.json', (_req, res) => res.json(jwks));
+  return router;
+}
 
+export function privateRoutes(monitor: HealthMonitor, metrics: Metrics): Router {
+  const router = Router();
+  router.get('/health/details', (_req, res) => {
+    const { serving, ...report } = monitor.report();
+    res.status(serving ? 200 : 503).json(report);
+  });
   router.get('/metrics', async (_req, res, next) => {
     try {
       res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
@@ -47,7 +40,5 @@ export function healthRoutes(
       next(error);
     }
   });
-
-  if (jwks) router.get('/.well-known/jwks.json', (_req, res) => res.json(jwks));
   return router;
 }

@@ -1,12 +1,14 @@
 /**
- * `GET /ws/tunnel` (upgrade): a desktop bridge dialling in. The token is checked before anything
- * else happens (a bad one gets a 401 on the raw socket and never a WebSocket); then the user's
- * proxy is started if needed and the connection is handed to it.
+ * `GET /ws/tunnel` (upgrade): a desktop bridge dialling in. The caller's address is held to its
+ * per-address limits first (429 on the raw socket), then the token is checked before anything else
+ * happens (a bad one gets a 401 on the raw socket, counted against the address, and never a
+ * WebSocket); then the user's proxy is started if needed and the connection is handed to it.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { RelayError } from '@ctll/protocol';
+import { RelayError, UnauthorizedError } from '@ctll/protocol';
 import type { Authenticator } from '../auth/authenticator';
+import type { IpLimits } from '../http/ip-limits';
 import type { StreamingProxyManager } from '../proxy/manager';
 import { relayUpgrade, rejectUpgrade } from '../relay/upgrade-relay';
 import type { Metrics } from '../metrics';
@@ -20,10 +22,15 @@ export function tunnelUpgradeHandler(deps: {
   manager: StreamingProxyManager;
   metrics: Metrics;
   logger: Logger;
+  limits: IpLimits;
+  /** The caller's address as Express's req.ip gives it (TRUST_PROXY applied). */
+  clientAddress: (req: IncomingMessage) => string;
+  /** A desktop's tunnel opened or closed at this owner's proxy (the audit reads its journal soon). */
+  onActivity?: (ownerHash: string) => void;
   /** Told of each desktop socket handed to a proxy, so the shutdown can end it after the drain. */
   onTunnel?: (socket: Duplex) => void;
 }) {
-  const { auth, manager, metrics, logger } = deps;
+  const { auth, manager, metrics, logger, limits, clientAddress, onActivity } = deps;
   return async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
     socket.on('error', () => socket.destroy());
     const pathname = (req.url ?? '/').split('?')[0];
@@ -32,7 +39,13 @@ export function tunnelUpgradeHandler(deps: {
       return;
     }
     try {
-      const { userId } = await auth.authenticate(req);
+      const address = clientAddress(req);
+      await limits.checkAuthFailures(address);
+      await limits.take('upgrades', address);
+      const { userId } = await auth.authenticate(req).catch((error: unknown) => {
+        if (error instanceof UnauthorizedError) void limits.recordAuthFailure(address);
+        throw error;
+      });
       const { handle } = await manager.ensure(userId);
       if (!handle.endpoint) throw new Error('proxy has no endpoint');
       relayUpgrade(req, socket, head, handle.endpoint, (status, message) => {
@@ -42,11 +55,14 @@ export function tunnelUpgradeHandler(deps: {
       });
       deps.onTunnel?.(socket);
       metrics.tunnelUpgrades.inc({ result: 'accepted' });
+      const ownerHash = userHash(userId);
+      onActivity?.(ownerHash);
+      socket.once('close', () => onActivity?.(ownerHash));
     } catch (error) {
       const relayError = error instanceof RelayError ? error : undefined;
       metrics.tunnelUpgrades.inc({ result: relayError ? relayError.code : 'error' });
       if (!relayError) logger.error('tunnel upgrade failed', { error: (error as Error).message });
-      rejectUpgrade(socket, relayError?.status ?? 500, relayError?.code ?? 'internal', relayError?.message ?? 'internal error');
+      rejectUpgrade(socket, relayError?.status ?? 500, relayError?.code ?? 'internal', relayError?.message ?? 'internal error', relayError?.headers());
     }
   };
 }

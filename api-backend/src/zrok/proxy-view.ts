@@ -13,10 +13,15 @@ export interface ProxyZrokStatus {
   shares: Array<{ tunnelId: string; healthy: boolean | null; checkedAt: string | null; error?: string }>;
 }
 
+/**
+ * What the share's owner is told. `reachability` says unreachable, never why: the proxy's low-level
+ * failure (a refused connection, a timeout) would let a caller map ports and hosts behind any URL
+ * it managed to register. The proxy logs the reason on its side.
+ */
 export interface ShareObservation {
   reachable: boolean | null;
+  reachability: 'reachable' | 'unreachable' | 'unknown';
   checkedAt: string | null;
-  error?: string;
   inUse: boolean;
 }
 
@@ -25,10 +30,11 @@ const REFRESH_TIMEOUT_MS = 12_000;
 
 export function observe(zrok: ProxyZrokStatus | null | undefined, tunnelId: string): ShareObservation {
   const share = zrok?.shares.find((entry) => entry.tunnelId === tunnelId);
+  const reachable = share?.healthy ?? null;
   return {
-    reachable: share?.healthy ?? null,
+    reachable,
+    reachability: reachable === null ? 'unknown' : reachable ? 'reachable' : 'unreachable',
     checkedAt: share?.checkedAt ?? null,
-    ...(share?.error ? { error: share.error } : {}),
     inUse: zrok?.inUse === tunnelId,
   };
 }

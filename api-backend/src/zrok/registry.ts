@@ -1,5 +1,5 @@
 /**
- * The zrok share registry (seed 000): which public share URLs each user's desktop has offered.
+ * The zrok share registry: which public share URLs each user's desktop has offered.
  *
  * A share lives as long as its desktop keeps heartbeating: each heartbeat pushes its expiry
  * ZROK_SHARE_TTL_MS ahead, reads treat an expired share as gone, and a sweep frees the memory.

@@ -1,6 +1,6 @@
 /**
  * The zrok routes a person's desktop (or the person) calls, all behind the JWT middleware, all
- * about the caller's own shares (seed 000): register, discover, heartbeat, unregister, health.
+ * about the caller's own shares: register, discover, heartbeat, unregister, health.
  *
  * Registering or heartbeating also makes sure the user's proxy runs: a desktop that offers only
  * a share still needs the proxy that forwards to it (the tunnel routes never start one). The

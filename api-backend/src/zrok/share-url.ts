@@ -1,18 +1,23 @@
 /**
  * What a registered zrok share may point at. The proxy will send the user's requests to this URL
- * from inside our network, so a URL is accepted only if it is https, carries no credentials, and
- * every address its host resolves to is public (protocol/src/public-address.ts). The proxy checks
- * the addresses again when it connects, because DNS may answer differently by then.
+ * from inside our network, so a URL is accepted only if it is https, carries no credentials, its
+ * host is on one of the zrok frontends the operator allows (ZROK_SHARE_DOMAINS, checked before
+ * any DNS lookup), and every address that host resolves to is public
+ * (protocol/src/public-address.ts). The proxy checks the host and the addresses again when it
+ * connects, because DNS may answer differently by then.
  *
  * ZROK_ALLOW_INSECURE=true (development, refused in production) accepts plain http and
- * non-public addresses, so a share can be played by a server on 127.0.0.1.
+ * non-public addresses, so a share can be played by a server on 127.0.0.1; the domain
+ * allow-list still applies.
  */
 import { lookup } from 'node:dns/promises';
-import { BadRequestError, classifyAddress, isIpLiteral, ServiceUnavailableError } from '@ctll/protocol';
+import { BadRequestError, classifyAddress, isAllowedShareHost, isIpLiteral, ServiceUnavailableError } from '@ctll/protocol';
 
 export interface SharePolicy {
   /** ZROK_ALLOW_INSECURE: accept plain http and private, loopback or link-local addresses. */
   allowInsecure: boolean;
+  /** ZROK_SHARE_DOMAINS: the hosts (and their subdomains) a share may be on. */
+  domains: readonly string[];
   /** Every address a host name resolves to; replaceable in tests. */
   resolve?: (host: string) => Promise<string[]>;
 }
@@ -38,6 +43,13 @@ export async function validatePublicUrl(raw: string, policy: SharePolicy, field 
   }
   if (url.search || url.hash) {
     throw new BadRequestError(`${field} must be the share's base URL, without a query or fragment`, 'share_url_invalid');
+  }
+  if (!isAllowedShareHost(url.hostname, policy.domains)) {
+    // The allowed list is the operator's public configuration, so naming it helps and leaks nothing.
+    throw new BadRequestError(
+      `${field} must be a share on ${policy.domains.join(' or ')} (the zrok frontends this relay allows; the operator sets ZROK_SHARE_DOMAINS)`,
+      'share_url_not_allowed',
+    );
   }
   if (!policy.allowInsecure) await checkAddresses(url.hostname, field, policy.resolve ?? systemResolve);
   return normalise(url);
@@ -77,7 +89,9 @@ async function checkAddresses(hostname: string, field: string, resolve: (host: s
       const code = (error as NodeJS.ErrnoException).code ?? 'error';
       if (NO_SUCH_NAME.has(code)) throw new BadRequestError(`${field}: the host ${host} does not resolve (${code})`, 'share_url_unresolvable');
       // Logged as a 5xx, so no host name here (a zrok host name is the share token) and no cause.
-      throw new ServiceUnavailableError(`cannot resolve the share's host right now (${code}); try again`, 'dns_unavailable');
+      throw new ServiceUnavailableError(`cannot resolve the share's host right now (${code}); try again`, 'dns_unavailable', {
+        publicMessage: "cannot resolve the share's host right now; try again",
+      });
     }
     if (addresses.length === 0) throw new BadRequestError(`${field}: the host ${host} has no addresses`, 'share_url_unresolvable');
   }

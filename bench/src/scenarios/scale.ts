@@ -2,7 +2,7 @@
  * Scenario 4, scale: many users at once. A fresh api-backend (process driver) gets 100 users,
  * each with a real bridge connected (all in one fleet process) and so a streaming-proxy of their
  * own. Then an open-loop load offers short generations (`/api/chat`, 10 tokens 10 ms apart)
- * spread round-robin over the users at a fixed rate, climbing a ladder: 17/s (seed 003's 1,000
+ * spread round-robin over the users at a fixed rate, climbing a ladder: 17/s (1,000
  * requests per minute), then up until a step goes wrong. The same ladder runs against the test
  * server directly, for the ratio.
  *

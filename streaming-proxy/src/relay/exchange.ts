@@ -37,6 +37,7 @@ const FAILURE_STATUS: Record<string, number> = {
   cancelled_by_desktop: 502,
   desktop_disconnected: 503,
   too_many_streams: 429,
+  bad_path: 400,
 };
 
 export class Exchange implements StreamHandler {
@@ -84,6 +85,12 @@ export class Exchange implements StreamHandler {
 
   onResponse(message: HttpResponseMessage): void {
     if (this.done || this.started) return;
+    if (message.status < 200) {
+      // A 1xx is no answer: written as the head, the caller would go on waiting for the real one.
+      this.link.sendControl({ type: 'cancel', id: this.id, reason: 'informational response head' });
+      this.fail(502, 'bad_response', `the desktop answered ${message.status}, which is not a final answer`);
+      return;
+    }
     try {
       this.res.writeHead(message.status, message.headers);
     } catch (error) {

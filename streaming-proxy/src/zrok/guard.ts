@@ -8,7 +8,7 @@
  */
 import dns from 'node:dns';
 import type { LookupFunction } from 'node:net';
-import { classifyAddress, isIpLiteral } from '@ctll/protocol';
+import { classifyAddress, isAllowedShareHost, isIpLiteral } from '@ctll/protocol';
 
 /** A share whose address the relay must not connect to. */
 export class ShareAddressError extends Error {
@@ -43,8 +43,9 @@ export function guardedLookup(allowInsecure: boolean, resolve: Resolve = systemR
 }
 
 /** Throws for a share URL the relay must not connect to before any lookup happens. */
-export function checkShareUrl(url: URL, allowInsecure: boolean): void {
+export function checkShareUrl(url: URL, allowInsecure: boolean, domains: readonly string[]): void {
   if (url.username || url.password) throw new ShareAddressError('the share URL carries credentials');
+  if (!isAllowedShareHost(url.hostname, domains)) throw new ShareAddressError('the share is not on an allowed zrok frontend');
   if (allowInsecure) return;
   if (url.protocol !== 'https:') throw new ShareAddressError('the share URL is not https');
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');

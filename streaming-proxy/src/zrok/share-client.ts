@@ -19,6 +19,8 @@ export interface ShareRequest {
 
 export interface ShareClientOptions {
   allowInsecure: boolean;
+  /** The hosts (and subdomains) a share may be on. */
+  shareDomains: readonly string[];
   resolve?: Resolve;
 }
 
@@ -42,7 +44,7 @@ export class ShareClient {
 
   /** Starts a request to the share; throws ShareAddressError for a URL the policy refuses outright. */
   request(share: URL, request: ShareRequest): http.ClientRequest {
-    checkShareUrl(share, this.options.allowInsecure);
+    checkShareUrl(share, this.options.allowInsecure, this.options.shareDomains);
     const secure = share.protocol === 'https:';
     const req = (secure ? https : http).request({
       method: request.method,

@@ -7,7 +7,7 @@
  * the request to the share, so the model behind it stops generating.
  */
 import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
-import { CALLER_ONLY_HEADERS, endToEndHeaders } from '@ctll/protocol';
+import { bodyFraming, CALLER_ONLY_HEADERS, endToEndHeaders } from '@ctll/protocol';
 import type { ProxyStats } from '../stats';
 import type { Logger } from '../logger';
 import { sendError } from '../http/respond';
@@ -59,7 +59,11 @@ export class ShareExchange {
       this.upstream = this.client.request(this.share.url, {
         method: this.req.method ?? 'GET',
         path,
-        headers: endToEndHeaders(this.req.headers, CALLER_ONLY_HEADERS),
+        // Framed as the caller sent it: Node frames a GET or DELETE body only when told.
+        headers: {
+          ...endToEndHeaders(this.req.headers, CALLER_ONLY_HEADERS),
+          ...bodyFraming(this.req.headers, this.req.headers['transfer-encoding'] !== undefined),
+        },
       });
     } catch (error) {
       this.unreachable(error as Error);
@@ -67,6 +71,11 @@ export class ShareExchange {
     }
     const upstream = this.upstream;
     upstream.on('response', (answer) => this.onResponse(answer));
+    // Other 1xx heads are passed over by Node's client; a 101 would leave the caller waiting.
+    upstream.on('upgrade', (_answer, socket) => {
+      socket.destroy();
+      this.switchingRefused();
+    });
     upstream.on('error', (error) => this.onUpstreamError(error));
     this.req.on('data', (chunk: Buffer) => {
       this.timer.refresh();
@@ -79,6 +88,11 @@ export class ShareExchange {
   private onResponse(answer: IncomingMessage): void {
     if (this.done) {
       answer.resume();
+      return;
+    }
+    if ((answer.statusCode ?? 0) < 200) {
+      answer.destroy();
+      this.switchingRefused();
       return;
     }
     try {
@@ -115,6 +129,12 @@ export class ShareExchange {
       // Cut off before its end: the caller must see a broken stream, never a clean end.
       if (!this.done && !answer.complete) this.fail(502, 'share_failed', 'the zrok share broke off its answer');
     });
+  }
+
+  private switchingRefused(): void {
+    if (this.done) return;
+    this.upstream?.destroy();
+    this.fail(502, 'bad_response', 'the zrok share answered 101 Switching Protocols; only HTTP answers can be relayed');
   }
 
   private onUpstreamError(error: NodeJS.ErrnoException): void {

@@ -21,6 +21,8 @@ export interface ZrokPathOptions {
   userHash: string;
   secret: string;
   allowInsecure: boolean;
+  /** The hosts (and subdomains) a share may be on. */
+  shareDomains: readonly string[];
   discoveryIntervalMs: number;
   requestTimeoutMs: number;
   maxStreams: number;
@@ -54,7 +56,7 @@ export class ZrokPath {
     private readonly logger: Logger,
   ) {
     this.options = { ...DEFAULT_ZROK_PATH_OPTIONS, ...options };
-    this.client = new ShareClient({ allowInsecure: options.allowInsecure });
+    this.client = new ShareClient({ allowInsecure: options.allowInsecure, shareDomains: options.shareDomains });
     this.directory = new ShareDirectory(
       { intervalMs: options.discoveryIntervalMs },
       discoveryClient({ apiBackendUrl: options.apiBackendUrl, userHash: options.userHash, secret: options.secret }),
@@ -72,6 +74,7 @@ export class ZrokPath {
         userHash: config.userHash,
         secret: config.secret,
         allowInsecure: config.zrok.allowInsecure,
+        shareDomains: config.zrok.shareDomains,
         discoveryIntervalMs: config.zrok.discoveryIntervalMs,
         requestTimeoutMs: config.requestTimeoutMs,
         maxStreams: config.maxStreamsPerTunnel,
