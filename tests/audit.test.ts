@@ -226,7 +226,7 @@ function auditSuite(backend: Backend): void {
     expect(metrics).toMatch(/^ctll_audit_written_total [1-9]\d*$/m);
   });
 
-  it('records shutdown: running proxies stop with reason shutdown and connected desktops are closed', async () => {
+  it('records shutdown: running proxies stop with reason shutdown and connected desktops are told the relay restarts', async () => {
     const user = 'stayer';
     bridges.push(await layout.connectBridge(user));
     expect((await layout.fetchAs(user, '/api/tags')).status).toBe(200);
@@ -243,7 +243,8 @@ function auditSuite(backend: Backend): void {
       const proxies = await after.query<{ stop_reason: string }>('SELECT stop_reason FROM proxy_sessions WHERE owner_hash = $1', [userHash(user)]);
       expect(proxies.rows.map((row) => row.stop_reason)).toEqual(['shutdown']);
       const tunnels = await after.query<{ close_reason: string }>('SELECT close_reason FROM tunnel_sessions WHERE owner_hash = $1', [userHash(user)]);
-      expect(tunnels.rows.map((row) => row.close_reason)).toEqual(['proxy stopped (shutdown)']);
+      // The tunnel ended before its proxy did: closed with 1012 for the bridge to reconnect to the next api-backend.
+      expect(tunnels.rows.map((row) => row.close_reason)).toEqual(['1012 relay restarting']);
       const reasons = await after.query<{ stop_reason: string }>('SELECT DISTINCT stop_reason FROM proxy_sessions ORDER BY stop_reason');
       expect(reasons.rows.map((row) => row.stop_reason)).toEqual(expect.arrayContaining(['idle', 'shutdown', 'user']));
     } finally {

@@ -23,7 +23,10 @@ import { ProxyClient } from './proxy/proxy-client';
 import { startCuller } from './proxy/culler';
 import { proxyEnv } from './proxy/proxy-env';
 import { StartBudget } from './proxy/start-budget';
+import { mapLimit } from './proxy/map-limit';
 import { errorHandler } from './http/error-handler';
+import { Drain, DRAINING_MESSAGE } from './http/drain';
+import { rejectUpgrade } from './relay/upgrade-relay';
 import { requestId } from './http/request-id';
 import { healthRoutes, privateRoutes } from './routes/health-routes';
 import { HealthMonitor } from './health-monitor';
@@ -41,6 +44,9 @@ import { Audit, auditOptions } from './audit/audit';
 import { securityEvents } from './audit/security';
 import { auditRoutes } from './routes/audit-routes';
 import { userHash } from './proxy/naming';
+
+/** How long the proxies' 1012 closes may take to pass through before the tunnels are cut. */
+const TUNNEL_CLOSE_WAIT_MS = 2_000;
 
 export interface Relay {
   url: string;
@@ -120,6 +126,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     },
   });
 
+  const drain = new Drain();
   // Per-client-address limits; an address going over one is logged and audited once per window.
   const limits = new IpLimits(config.rateLimits, (limit, key) => {
     log('http').warn('client address over its limit', { limit, address: key });
@@ -137,11 +144,12 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     res.on('finish', () => metrics.httpRequests.inc({ route: routeLabel(req.route?.path), status: res.statusCode }));
     next();
   });
+  app.use(drain.middleware());
   // Before securityEvents, which would audit every refusal: the limiter reports once per window.
   app.get('/health', healthLimit(limits));
   app.use('/api', authFailureLimit(limits));
   app.use(securityEvents((fact) => audit.security(fact)));
-  app.use(healthRoutes(health, devKeys?.jwks));
+  app.use(healthRoutes(health, devKeys?.jwks, () => drain.active));
   // Before the JWT middleware: a user's proxy proves itself with its own secret, never a user token.
   app.use(proxyDiscoverRoutes(shares, secrets));
   app.use('/api', auth.middleware());
@@ -164,18 +172,20 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   app.use(errorHandler(log('http')));
 
   server.on('request', app);
-  server.on(
-    'upgrade',
-    tunnelUpgradeHandler({
-      auth,
-      manager,
-      metrics,
-      logger: log('tunnel'),
-      limits,
-      clientAddress: addressOf,
-      onActivity: (ownerHash) => audit.activity(ownerHash),
-    }),
-  );
+  const upgrade = tunnelUpgradeHandler({
+    auth,
+    manager,
+    metrics,
+    logger: log('tunnel'),
+    limits,
+    clientAddress: addressOf,
+    onActivity: (ownerHash) => audit.activity(ownerHash),
+    onTunnel: (socket) => drain.trackTunnel(socket),
+  });
+  server.on('upgrade', (req, socket, head) => {
+    if (drain.active) rejectUpgrade(socket, 503, 'draining', DRAINING_MESSAGE);
+    else void upgrade(req, socket, head);
+  });
   const culler = startCuller(manager, config.proxy.cleanupCron, log('StreamingProxyManager'));
   let privateListener: PrivateListener | undefined;
   if (config.metrics.port !== null) {
@@ -185,19 +195,61 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   const url = `http://127.0.0.1:${port}`;
   logger.info('api-backend listening', { component: 'api-backend', url, metrics: privateListener?.url ?? 'off', driver: driver.name, auth: config.auth.mode });
 
+  // Shutdown: drain (see http/drain.ts), then stop in reverse order of start. Each step runs
+  // whatever the one before it did: a failure is logged, never a reason to skip the rest, above
+  // all the audit's flush; close() rejects at the very end if any step failed.
+  const failedSteps: string[] = [];
+  const step = async (name: string, work: () => unknown): Promise<void> => {
+    try {
+      await work();
+    } catch (error) {
+      failedSteps.push(name);
+      logger.error('shutdown step failed', { component: 'api-backend', step: name, error: (error as Error).message });
+    }
+  };
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
+      drain.begin();
       culler.stop();
       health.stop();
-      privateListener?.close();
-      shares.close();
-      server.close();
-      await manager.close();
-      server.closeAllConnections();
-      client.close();
-      // Last, as it started first: it records the manager's final stops, then flushes.
-      await audit.close();
+      try {
+        await step('drain', async () => {
+          const inFlight = drain.pending;
+          if (inFlight > 0) logger.info('draining: waiting for requests in flight', { component: 'api-backend', inFlight, graceMs: config.shutdownGraceMs });
+          if (!(await drain.settle(config.shutdownGraceMs))) {
+            logger.warn('drain grace over; cutting what still runs', { component: 'api-backend', inFlight: drain.pending, graceMs: config.shutdownGraceMs });
+          }
+        });
+        // The desktops' WebSocket tunnels run through this process. Their proxies close them with
+        // 1012 "relay restarting", so each bridge reconnects at once instead of finding a cut line.
+        await step('tunnels', async () => {
+          if (drain.openTunnels === 0) return;
+          const proxies = (await driver.list()).filter((handle) => handle.state === 'running' && handle.endpoint);
+          let unreachable = 0;
+          await mapLimit(proxies, 16, (handle) => client.reconnectTunnels(handle.endpoint!).catch(() => void (unreachable += 1)));
+          if (unreachable > 0) logger.warn('some proxies could not close their tunnels; cutting them', { component: 'api-backend', unreachable });
+          await drain.tunnelsClosed(TUNNEL_CLOSE_WAIT_MS);
+        });
+        await step('listener', () => {
+          privateListener?.close();
+          shares.close();
+          server.close();
+        });
+        // Under the docker driver proxies outlive us and the next start adopts them; child processes cannot.
+        await step('proxies', () => manager.close());
+        // Proxies left running keep their journals; one last read leaves less for the next start.
+        await step('audit pull', () => audit.collector.pullAll());
+        await step('connections', () => {
+          server.closeAllConnections();
+          drain.closeTunnels();
+          client.close();
+        });
+      } finally {
+        // Last, as it started first: it records the manager's final stops, then flushes.
+        await step('audit flush', () => audit.close());
+      }
+      if (failedSteps.length > 0) throw new Error(`shutdown incomplete: ${failedSteps.join(', ')} failed (see the log)`);
       logger.info('api-backend stopped', { component: 'api-backend' });
     })());
 

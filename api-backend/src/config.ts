@@ -113,7 +113,11 @@ const schema = z.object({
   MAX_BODY_BYTES: z.coerce.number().int().positive().default(100 * 1024 * 1024),
   /** Express `trust proxy`: which hops may set X-Forwarded-For (e.g. nginx's network). */
   TRUST_PROXY: z.string().default('loopback'),
-  SHUTDOWN_GRACE_MS: z.coerce.number().int().nonnegative().default(10_000),
+  /**
+   * On SIGTERM: how long answers in flight may go on streaming while api-backend drains (new work
+   * gets 503 "draining") before they are cut. See README "Restarts and crashes".
+   */
+  SHUTDOWN_GRACE_MS: z.coerce.number().int().nonnegative().default(30_000),
 
   /** zrok shares: a registered share expires this long after its last heartbeat (bridges beat at a third of it). */
   ZROK_SHARE_TTL_MS: z.coerce.number().int().min(1000).default(90_000),

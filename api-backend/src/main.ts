@@ -1,12 +1,16 @@
 /**
  * Entry point: reads the environment once, starts the relay, prints how to use it, and shuts
- * down cleanly on SIGTERM/SIGINT.
+ * down cleanly on SIGTERM/SIGINT: drains (app.ts, http/drain.ts), then exits 0. An error nobody
+ * caught ends the process with a logged line and exit code 70 (crash-policy.ts in protocol/).
  */
 import path from 'node:path';
+import { installCrashPolicy } from '@ctll/protocol';
 import { ConfigError, loadConfig } from './config';
 import { createLogger } from './logger';
 import { startRelay } from './app';
 import { banner } from './banner';
+
+installCrashPolicy('api-backend');
 
 async function main(): Promise<void> {
   let config;
@@ -26,11 +30,19 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info('shutting down', { component: 'api-backend', signal });
-    const force = setTimeout(() => process.exit(1), config.shutdownGraceMs + 5000);
+    // The drain may take the whole grace; the proxies' stop and the audit's flush come after it.
+    const force = setTimeout(() => {
+      logger.error('shutdown took too long; exiting', { component: 'api-backend' });
+      process.exit(1);
+    }, config.shutdownGraceMs + config.audit.shutdownFlushMs + 15_000);
     force.unref();
+    // Exit 1 when a step of the shutdown failed (each is logged); the audit was flushed regardless.
     relay.close().then(
       () => process.exit(0),
-      () => process.exit(1),
+      (error: Error) => {
+        logger.error(error.message, { component: 'api-backend' });
+        process.exit(1);
+      },
     );
   };
   process.on('SIGTERM', () => stop('SIGTERM'));

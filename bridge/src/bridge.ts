@@ -16,6 +16,7 @@ import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import { HttpsProxyAgent } from 'https-proxy-agent';
+import { RELAY_RESTART_CLOSE } from '@ctll/protocol';
 import { Backoff } from './backoff';
 import { BridgeClosedError, ConnectTimeoutError } from './errors';
 import { suggestsBlockedWebSocket } from './fallback';
@@ -264,7 +265,9 @@ export class Bridge {
       return;
     }
     // Only a connection that stayed up earns a fresh start; one the relay drops at once keeps backing off.
-    if (disconnect.wasOpen && Date.now() - this.openedAt >= this.options.stableAfterMs) this.backoff.reset();
+    // A relay that says it is restarting (1012) will be back in a moment: no reason to wait longer.
+    const restarting = disconnect.closeCode === RELAY_RESTART_CLOSE.code;
+    if (restarting || (disconnect.wasOpen && Date.now() - this.openedAt >= this.options.stableAfterMs)) this.backoff.reset();
     this.retryInMs = this.backoff.next();
     this.retryTimer = setTimeout(() => this.connect(), this.retryInMs);
     this.setState('retrying');

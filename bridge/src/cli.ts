@@ -1,9 +1,11 @@
 /**
  * `ctll-bridge`: flags and environment in, a running bridge and its status line out.
  * This is the only module of the bridge that reads process.env; everything else gets values passed in.
- * Exit codes: 0 after a clean stop (SIGINT/SIGTERM), 2 for a usage error.
+ * Exit codes: 0 after a clean stop (SIGINT/SIGTERM), 2 for a usage error, 70 after an error
+ * nobody caught (logged as one JSON line on stderr; a service manager restarts the bridge).
  */
 import { parseArgs } from 'node:util';
+import { installCrashPolicy } from '@ctll/protocol';
 import { startBridge, type Bridge } from './bridge';
 import { OptionError } from './errors';
 import { DEFAULT_OPTIONS, type BridgeOptions } from './options';
@@ -138,4 +140,5 @@ function usageExit(message: string): void {
   process.exit(2);
 }
 
+installCrashPolicy('ctll-bridge');
 main(process.argv.slice(2));

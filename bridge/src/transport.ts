@@ -22,6 +22,8 @@ export interface Disconnect {
   wasOpen: boolean;
   /** True when the bridge itself closed it (shutting down). */
   byUs: boolean;
+  /** The WebSocket close code the relay sent, when it closed an open tunnel. */
+  closeCode?: number;
   error?: Error;
 }
 

@@ -242,6 +242,7 @@ class WsConnection implements TunnelConnection, TunnelSender, FrameSender {
       reason: this.describeClose(code, reason),
       wasOpen: this.isOpen,
       byUs: this.closingByUs,
+      closeCode: this.isOpen && !this.closingByUs ? code : undefined,
       error: this.rejection ?? this.handshakeTimeout() ?? this.lastError,
     });
     this.resolveClosed();

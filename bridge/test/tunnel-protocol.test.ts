@@ -156,6 +156,24 @@ describe('tunnel protocol, bridge side', () => {
     second.ws.close();
   });
 
+  it('comes back at once when the relay says it is restarting (1012), however short the tunnel lived', async () => {
+    const statuses: BridgeStatus[] = [];
+    // Backoff 30 ms, then a minute; a tunnel counts as stable only after a minute.
+    bridgeTo(relay.url, { backoff: { stepsMs: [30, 60_000], jitter: 0 }, stableAfterMs: 60_000, onStatus: (status) => statuses.push(status) });
+    const first = await relay.nextPeer();
+    first.ws.close(1011, 'internal error');
+    const second = await relay.nextPeer();
+    // Another early close would now wait the full minute; a restarting relay resets the schedule.
+    second.ws.close(1012, 'relay restarting');
+    const third = await relay.nextPeer();
+    const retries = statuses.filter((status) => status.state === 'retrying');
+    expect(retries.map((status) => [status.reason, status.retryInMs])).toEqual([
+      ['relay closed 1011 internal error', 30],
+      ['relay closed 1012 relay restarting', 30],
+    ]);
+    third.ws.close();
+  });
+
   it('explains a refused token once, and keeps retrying', async () => {
     const refusing = await startFakeRelay({
       status: 401,

@@ -6,5 +6,6 @@ export * from './errors';
 export * from './poll';
 export * from './public-address';
 export * from './proxy-api';
+export * from './crash-policy';
 export * from './share-domains';
 export * from './paths';

@@ -5,6 +5,14 @@
  */
 export const PROXY_SECRET_HEADER = 'x-ctll-proxy-secret';
 
+/**
+ * `POST` here when api-backend is about to restart: the proxy closes its WebSocket tunnels (they
+ * all pass through api-backend) with RELAY_RESTART_CLOSE, and each bridge reconnects at once.
+ */
+export const TUNNELS_RECONNECT_PATH = '/tunnels/reconnect';
+/** WebSocket close 1012 "Service Restart" (RFC 6455 registry): come back shortly, no backoff. */
+export const RELAY_RESTART_CLOSE = Object.freeze({ code: 1012, reason: 'relay restarting' });
+
 export type TunnelTransport = 'ws' | 'poll';
 
 export interface DesktopInfo {

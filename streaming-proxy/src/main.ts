@@ -2,6 +2,7 @@
  * Composition root of the streaming-proxy: config, logger, stats, hub, server. The same program
  * runs as a child process (process driver) or as PID 1 of the user's container (docker driver).
  */
+import { installCrashPolicy } from '@ctll/protocol';
 import { loadConfig } from './config';
 import { createLogger } from './logger';
 import { ProxyStats } from './stats';
@@ -18,6 +19,10 @@ function main(): void {
     process.stderr.write(`${(error as Error).message}\n`);
     process.exit(78);
   }
+  // An error nobody caught ends this proxy (exit 70, one logged line); api-backend sees the exit
+  // and the user's next request starts a fresh one.
+  const owner = config.userHash;
+  installCrashPolicy('streaming-proxy', { context: () => ({ owner }) });
   const logger = createLogger(config.logLevel, config.userHash);
   const stats = new ProxyStats();
   const journal = new Journal();

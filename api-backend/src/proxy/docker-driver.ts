@@ -50,6 +50,7 @@ const ENGINE_CONCURRENCY = 16;
 
 export class DockerDriver implements ProxyDriver {
   readonly name = 'docker' as const;
+  readonly outlivesRelay = true;
   readonly docker: Docker;
   private readonly options: ResolvedDockerOptions;
   private readonly spec: ProxySpecOptions;

@@ -31,6 +31,11 @@ export interface DriverHealth {
 
 export interface ProxyDriver {
   readonly name: 'process' | 'docker';
+  /**
+   * Whether proxies keep running when api-backend stops, for the next start to adopt (containers
+   * do); if not (child processes end with their parent), shutdown stops them itself.
+   */
+  readonly outlivesRelay: boolean;
   /** Creates the owner's proxy and resolves once it answers. Callers serialise per owner. */
   create(ownerHash: string): Promise<ProxyHandle>;
   /** Stops and removes the owner's proxy and anything made for it; resolves quietly if absent. */
@@ -48,7 +53,7 @@ export interface ProxyDriver {
   running(): number;
   /** May be costly (engine calls): the relay's health monitor asks it on a timer, never per request. */
   health(): Promise<DriverHealth>;
-  /** Releases the driver's own resources (event streams, child processes). */
+  /** Releases the driver's own resources (event streams, child processes); never removes a proxy that outlives the relay. */
   close(): Promise<void>;
 }
 

@@ -1,6 +1,7 @@
 /**
- * StreamingProxyManager: one proxy per user, started on demand, stopped on request, when idle,
- * or at shutdown.
+ * StreamingProxyManager: one proxy per user, started on demand, stopped on request or when idle.
+ * At shutdown, proxies that outlive api-backend (containers) are left running for the next start
+ * to adopt; those that cannot (child processes) are stopped with reason `shutdown`.
  *
  * The driver is the record of what runs; the manager holds no map of its own. Work for one user
  * is serialised by a keyed lock, so concurrent starts make one proxy and a start during a stop
@@ -184,11 +185,26 @@ export class StreamingProxyManager extends EventEmitter<ManagerEvents> {
     this.emit('stopped', { ownerHash, proxyId: 'unknown', driver: this.driver.name, reason: 'error' });
   }
 
+  /** A proxy that fails to stop is logged and the others still stop (then close rejects); the driver is closed whatever happened. */
   async close(): Promise<void> {
     this.closing = true;
-    const handles = await this.driver.list();
-    await Promise.all(handles.map((handle) => this.stopOwner(handle.ownerHash, 'shutdown')));
-    await this.driver.close();
+    try {
+      const handles = await this.driver.list();
+      if (this.driver.outlivesRelay) {
+        this.logger.info('StreamingProxy left running for the next api-backend to adopt', { proxies: handles.length, driver: this.driver.name });
+        return;
+      }
+      const results = await Promise.allSettled(handles.map((handle) => this.stopOwner(handle.ownerHash, 'shutdown')));
+      results.forEach((result, i) => {
+        if (result.status === 'rejected') {
+          this.logger.error('StreamingProxy failed to stop at shutdown', { owner: handles[i].ownerHash, error: (result.reason as Error).message });
+        }
+      });
+      const failed = results.filter((result) => result.status === 'rejected').length;
+      if (failed > 0) throw new Error(`${failed} of ${handles.length} proxies failed to stop`);
+    } finally {
+      await this.driver.close();
+    }
   }
 
   private stopOwner(ownerHash: string, reason: StopReason, onlyIfIdle = false): Promise<boolean> {

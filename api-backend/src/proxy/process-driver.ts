@@ -42,6 +42,7 @@ const STOP_GRACE_MS = 3000;
 
 export class ProcessDriver implements ProxyDriver {
   readonly name = 'process' as const;
+  readonly outlivesRelay = false;
   private readonly children = new Map<string, Child>();
   private readonly watchdog: MemoryWatchdog | undefined;
 
@@ -83,6 +84,9 @@ export class ProcessDriver implements ProxyDriver {
       exited: new Promise((resolve) => child.once('exit', () => resolve())),
     };
     this.children.set(ownerHash, entry);
+    // For the child's whole life: an 'error' nobody listens to (a failed kill or IPC send, a fork
+    // that could not spawn) would be thrown in api-backend and end it.
+    child.on('error', (error) => this.options.logger.warn('StreamingProxy process error', { owner: ownerHash, pid: child.pid, error: error.message }));
     child.once('exit', (code, signal) => {
       if (this.children.get(ownerHash) === entry) this.children.delete(ownerHash);
       handle.state = 'stopped';

@@ -6,7 +6,7 @@
 import http from 'node:http';
 import type { ProxyEndpoint } from './driver';
 
-import { PROXY_SECRET_HEADER, type JournalPage, type ProxyStatus } from '@ctll/protocol';
+import { PROXY_SECRET_HEADER, TUNNELS_RECONNECT_PATH, type JournalPage, type ProxyStatus } from '@ctll/protocol';
 
 export const SECRET_HEADER = PROXY_SECRET_HEADER;
 export type { JournalEvent, JournalPage, ProxyStatus } from '@ctll/protocol';
@@ -47,10 +47,15 @@ export class ProxyClient {
     return { events: Array.isArray(page.events) ? page.events : [], lastSeq: Number(page.lastSeq) || 0, dropped: Number(page.dropped) || 0 };
   }
 
-  private getJson<T>(endpoint: ProxyEndpoint, path: string, timeoutMs: number): Promise<T> {
+  /** api-backend is restarting: the proxy closes its WebSocket tunnels with 1012 (see TUNNELS_RECONNECT_PATH). */
+  reconnectTunnels(endpoint: ProxyEndpoint, timeoutMs = 2000): Promise<{ closed: number }> {
+    return this.getJson<{ closed: number }>(endpoint, TUNNELS_RECONNECT_PATH, timeoutMs, 'POST');
+  }
+
+  private getJson<T>(endpoint: ProxyEndpoint, path: string, timeoutMs: number, method = 'GET'): Promise<T> {
     const what = path.split('?')[0].slice(1);
     return new Promise((resolve, reject) => {
-      const req = this.request(endpoint, { method: 'GET', path, timeout: timeoutMs });
+      const req = this.request(endpoint, { method, path, timeout: timeoutMs });
       req.on('timeout', () => req.destroy(new Error(`proxy ${what} timed out after ${timeoutMs} ms`)));
       req.on('error', reject);
       req.on('response', (res) => {

@@ -27,6 +27,8 @@ export function tunnelUpgradeHandler(deps: {
   clientAddress: (req: IncomingMessage) => string;
   /** A desktop's tunnel opened or closed at this owner's proxy (the audit reads its journal soon). */
   onActivity?: (ownerHash: string) => void;
+  /** Told of each desktop socket handed to a proxy, so the shutdown can end it after the drain. */
+  onTunnel?: (socket: Duplex) => void;
 }) {
   const { auth, manager, metrics, logger, limits, clientAddress, onActivity } = deps;
   return async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
@@ -52,6 +54,7 @@ export function tunnelUpgradeHandler(deps: {
         if (!limited) logger.warn('tunnel upgrade failed at the StreamingProxy', { owner: userHash(userId), status: failure.status, message: failure.message });
         rejectUpgradeWith(socket, failure);
       });
+      deps.onTunnel?.(socket);
       metrics.tunnelUpgrades.inc({ result: 'accepted' });
       const ownerHash = userHash(userId);
       onActivity?.(ownerHash);

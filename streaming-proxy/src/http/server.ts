@@ -5,6 +5,7 @@
  *   GET  /status       desktops connected, active requests, counters, last activity
  *   GET  /events       the session journal after a sequence number (?after=N), for the audit
  *   POST /zrok/refresh pull the user's zrok shares and check them now (api-backend, on register)
+ *   POST /tunnels/reconnect  api-backend is restarting: close WebSocket tunnels with 1012
  *   ANY  /relay/<path> relay <path> to the desktop: its tunnel (WebSocket, then polling), else
  *                      a healthy zrok share it registered (zrok/zrok-path.ts), else 503
  *   GET  /ws/tunnel    WebSocket upgrade: a desktop's tunnel, forwarded by api-backend
@@ -15,7 +16,7 @@
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
-import { MAX_FRAME_BYTES, UnauthorizedError } from '@ctll/protocol';
+import { MAX_FRAME_BYTES, RELAY_RESTART_CLOSE, TUNNELS_RECONNECT_PATH, UnauthorizedError } from '@ctll/protocol';
 import type { ProxyConfig } from '../config';
 import type { Logger } from '../logger';
 import type { ProxyStats } from '../stats';
@@ -98,6 +99,13 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok }:
       req.resume();
       if (zrok) await zrok.refreshNow();
       sendJson(res, 200, { zrok: zrok?.status() ?? null });
+      return;
+    }
+    if (req.method === 'POST' && url === TUNNELS_RECONNECT_PATH) {
+      req.resume();
+      const closed = hub.closeWebSockets(RELAY_RESTART_CLOSE.code, RELAY_RESTART_CLOSE.reason);
+      logger.info('api-backend restarting: WebSocket tunnels closed for their bridges to reconnect', { closed });
+      sendJson(res, 200, { closed });
       return;
     }
     if (url.startsWith('/bridge/')) {

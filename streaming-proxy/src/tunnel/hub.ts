@@ -70,6 +70,13 @@ export class TunnelHub {
     return this.links.map(linkInfo);
   }
 
+  /** Closes the WebSocket tunnels only; polling bridges come back through api-backend by themselves. */
+  closeWebSockets(code: number, reason: string): number {
+    const ws = this.links.filter((link) => link.transport === 'ws');
+    for (const link of ws) link.close(code, reason);
+    return ws.length;
+  }
+
   closeAll(code: number, reason: string): void {
     for (const link of [...this.links]) link.close(code, reason);
   }
