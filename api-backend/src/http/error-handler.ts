@@ -6,7 +6,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import type { NextFunction, Request, Response } from 'express';
-import { errorBody, RelayError } from '@ctll/protocol';
+import { BadRequestError, errorBody, PayloadTooLargeError, RelayError } from '@ctll/protocol';
 import type { Logger } from '../logger';
 import { requestIdOf } from './request-id';
 
@@ -21,8 +21,23 @@ export function sendError(res: ServerResponse, error: unknown): void {
   res.end(text);
 }
 
+/**
+ * Express and its body parsers refuse bad input with errors of their own that carry a 4xx
+ * `status` (a path segment that is not valid percent-encoding, a JSON body that does not parse):
+ * the caller's mistake, answered as ours, never a 500.
+ */
+function fromFramework(error: unknown): unknown {
+  if (error instanceof RelayError) return error;
+  const status = (error as { status?: unknown } | undefined)?.status;
+  if (typeof status !== 'number' || status < 400 || status > 499) return error;
+  if (status === 413) return new PayloadTooLargeError('the request body is too large');
+  return new BadRequestError('the request is malformed (a path that is not valid percent-encoding, or a body that does not parse)');
+}
+
 export function errorHandler(logger: Logger) {
-  return (error: unknown, req: Request, res: Response, _next: NextFunction): void => {
+  return (raw: unknown, req: Request, res: Response, _next: NextFunction): void => {
+    const error = fromFramework(raw);
+    if (error !== raw) logger.debug('malformed request', { requestId: requestIdOf(res, req), error: (raw as Error).message });
     const requestId = requestIdOf(res, req);
     if (!(error instanceof RelayError)) {
       logger.error('unhandled error', { requestId, method: req.method, route: req.route?.path, error: (error as Error)?.stack ?? String(error) });
