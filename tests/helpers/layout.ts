@@ -68,7 +68,7 @@ export async function startLayout(options: LayoutOptions = {}): Promise<Layout> 
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ctll-e2e-'));
   // Docker resources carry a scope label: this run touches only its own containers and networks.
   const dockerEnv: Record<string, string> = driver === 'docker' ? { PROXY_SCOPE: `test-${randomBytes(4).toString('hex')}`, PROXY_MEMORY_MB: '128' } : {};
-  const env = { PROXY_DRIVER: driver, ...dockerEnv, ...(options.env ?? {}) };
+  const env: Record<string, string> = { PROXY_DRIVER: driver, ...dockerEnv, ...(options.env ?? {}) };
   const logger = createLogger(process.env.CTLL_TEST_LOG_LEVEL ?? 'error');
   const llm = await startLlmServer(options.llm);
   let relay = await startRelay(loadConfig(relayEnv(env, dataDir), { proxyScript: PROXY_SCRIPT }), logger);
@@ -110,6 +110,8 @@ export async function startLayout(options: LayoutOptions = {}): Promise<Layout> 
     async close() {
       await Promise.all(bridges.map((bridge) => bridge.close()));
       await relay.close();
+      // A shutdown leaves docker proxies running for the next api-backend; this one has no next.
+      if (driver === 'docker') await (await import('../docker/support')).removeScope(env.PROXY_SCOPE);
       await llm.close();
       fs.rmSync(dataDir, { recursive: true, force: true });
     },
