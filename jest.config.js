@@ -1,11 +1,15 @@
+// Suites that mostly wait (a six-minute stream): .ci/run runs them in a jest of their own beside
+// the rest (CTLL_SLOW=skip leaves them out of the main run). A plain `npm test` runs everything.
+const SLOW_SUITES = ['/tests/long-streams\\.e2e\\.test\\.ts$'];
+
 /** @type {import('jest').Config} */
 module.exports = {
   testEnvironment: 'node',
   // tsconfig's isolatedModules makes ts-jest transpile only (fast); `npm run typecheck` type-checks.
   transform: { '^.+\\.ts$': ['ts-jest', { diagnostics: false }] },
   testMatch: ['<rootDir>/**/test/**/*.test.ts', '<rootDir>/tests/**/*.test.ts'],
-  testPathIgnorePatterns: ['/node_modules/', '/dist/'],
-  testTimeout: 30000,
+  testPathIgnorePatterns: ['/node_modules/', '/dist/', ...(process.env.CTLL_SLOW === 'skip' ? SLOW_SUITES : [])],
+  testTimeout: 60000,
   // Every error body a test receives is recorded, and tests/error-bodies.last.test.ts (run last by
   // the sequencer) checks that none of them carries the relay's internals.
   globalSetup: '<rootDir>/tests/helpers/global-setup.js',

@@ -22,6 +22,7 @@ import { StreamingProxyManager } from './proxy/manager';
 import { ProxyClient } from './proxy/proxy-client';
 import { startCuller } from './proxy/culler';
 import { proxyEnv } from './proxy/proxy-env';
+import { StartBudget } from './proxy/start-budget';
 import { mapLimit } from './proxy/map-limit';
 import { errorHandler } from './http/error-handler';
 import { Drain, DRAINING_MESSAGE } from './http/drain';
@@ -81,7 +82,12 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     driver,
     client,
     // Before a proxy goes, the audit reads its tunnel journal one last time.
-    { idleTimeoutMs: config.proxy.idleTimeoutMs, beforeRemove: (handle, reason) => audit.beforeRemove(handle, reason) },
+    {
+      idleTimeoutMs: config.proxy.idleTimeoutMs,
+      beforeRemove: (handle, reason) => audit.beforeRemove(handle, reason),
+      maxProxies: config.proxyLimits.max,
+      startBudget: new StartBudget(config.proxyLimits.startRatePerMinute),
+    },
     log('StreamingProxyManager'),
   );
   audit.watch(manager);
@@ -289,6 +295,7 @@ function createDriver(
   return new ProcessDriver({
     script: config.proxy.script,
     memoryMb: config.proxy.memoryMb,
+    memoryCheckMs: config.proxy.memoryCheckMs,
     startTimeoutMs: config.proxy.startTimeoutMs,
     secretFor,
     env: (ownerHash, secret) => proxyEnv(config, { ownerHash, secret, host: '127.0.0.1', port: 0, apiBackendUrl: apiBackendUrl() }),

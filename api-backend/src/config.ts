@@ -93,6 +93,9 @@ const schema = z.object({
   /** docker driver: labels this deployment's containers and networks, so api-backends sharing one engine never touch each other's. */
   PROXY_SCOPE: z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, 'must be 1-63 lower-case letters, digits, ".", "_" or "-"').default('default'),
   PROXY_START_TIMEOUT_MS: z.coerce.number().int().positive().default(15_000),
+  // Memory watchdog (process driver): the heap cap misses buffers, so resident memory is checked too.
+  /** process driver: how often each proxy's resident memory (/proc VmRSS) is checked against PROXY_MEMORY_MB; one over it is killed. 0 turns the check off. */
+  PROXY_MEMORY_CHECK_MS: z.coerce.number().int().nonnegative().default(1_000),
   PROXY_PING_INTERVAL_MS: z.coerce.number().int().positive().default(15_000),
   /** docker driver: how long a running proxy's address is reused without asking the engine; 0 asks on every request. */
   PROXY_ENDPOINT_CACHE_MS: z.coerce.number().int().min(0).max(60_000).default(5_000),
@@ -156,6 +159,22 @@ const schema = z.object({
   RATE_LIMIT_UPGRADES: z.coerce.number().int().min(1).default(60),
   /** GET /health requests per address per minute. */
   RATE_LIMIT_HEALTH: z.coerce.number().int().min(1).default(120),
+  // Per-user limits. The USER_* ones are passed to each user's own proxy under the same names and
+  // enforced there, so they hold whichever api-backend replica a request comes through.
+  /** Requests (and new desktop links) one user may start a minute, sustained; past it 429 with Retry-After. */
+  USER_RATE_PER_MINUTE: z.coerce.number().int().positive().default(600),
+  /** Requests one user may start at once on top of the sustained rate (the token bucket's size). */
+  USER_RATE_BURST: z.coerce.number().int().positive().default(120),
+  /** Requests relayed at once for one user, over all their desktop links and shares; one more gets 429. */
+  USER_MAX_STREAMS: z.coerce.number().int().positive().default(100),
+  /** WebSocket tunnels one user may hold open at once; one more is refused with 429. */
+  USER_MAX_WS_LINKS: z.coerce.number().int().positive().default(4),
+  /** Polling bridges one user may have registered at once; one more registration gets 429. */
+  USER_MAX_POLL_LINKS: z.coerce.number().int().positive().default(4),
+  /** Proxies made for one user a minute (an idempotent start is free; counted per api-backend replica); one more start gets 429. */
+  PROXY_START_RATE_PER_MINUTE: z.coerce.number().int().positive().default(10),
+  /** Most proxies running at once; one more user gets 503 `capacity`. Unset: 1000 with docker (at most the subnet pool's networks), 200 with process. */
+  PROXY_MAX: z.coerce.number().int().positive().optional().or(z.literal('').transform(() => undefined)),
 });
 
 /** Who issues the tokens and where their keys are. */
@@ -214,6 +233,7 @@ export interface Config {
     egress: 'internet' | 'none';
     scope: string;
     startTimeoutMs: number;
+    memoryCheckMs: number;
     pingIntervalMs: number;
     /** docker driver: how long a running proxy's endpoint is reused without asking the engine. */
     endpointCacheMs: number;
@@ -236,6 +256,10 @@ export interface Config {
   proxySecretKey?: string;
   /** Per-client-address limits, each per minute. */
   rateLimits: { enabled: boolean; authFailures: number; upgrades: number; health: number };
+  /** Enforced by each user's proxy (the same names in its environment). */
+  userLimits: { ratePerMinute: number; rateBurst: number; maxStreams: number; maxWsLinks: number; maxPollLinks: number };
+  /** Enforced by api-backend: proxies at once, and proxies made for one user a minute. */
+  proxyLimits: { max: number; startRatePerMinute: number };
 }
 
 export class ConfigError extends Error {}
@@ -299,6 +323,7 @@ export function loadConfig(env: Record<string, string | undefined>, defaults: { 
       egress: c.PROXY_EGRESS,
       scope: c.PROXY_SCOPE,
       startTimeoutMs: c.PROXY_START_TIMEOUT_MS,
+      memoryCheckMs: c.PROXY_MEMORY_CHECK_MS,
       pingIntervalMs: c.PROXY_PING_INTERVAL_MS,
       endpointCacheMs: c.PROXY_ENDPOINT_CACHE_MS,
       script: path.resolve(c.PROXY_SCRIPT ?? defaults.proxyScript),
@@ -320,7 +345,30 @@ export function loadConfig(env: Record<string, string | undefined>, defaults: { 
       upgrades: c.RATE_LIMIT_UPGRADES,
       health: c.RATE_LIMIT_HEALTH,
     },
+    userLimits: {
+      ratePerMinute: c.USER_RATE_PER_MINUTE,
+      rateBurst: c.USER_RATE_BURST,
+      maxStreams: c.USER_MAX_STREAMS,
+      maxWsLinks: c.USER_MAX_WS_LINKS,
+      maxPollLinks: c.USER_MAX_POLL_LINKS,
+    },
+    proxyLimits: { max: proxyMax(c), startRatePerMinute: c.PROXY_START_RATE_PER_MINUTE },
   };
+}
+
+/** Process proxies are Node processes on this host; Docker ones each take a network of the subnet pool. */
+const PROXY_MAX_DEFAULT = { process: 200, docker: 1000 } as const;
+
+function proxyMax(c: z.infer<typeof schema>): number {
+  if (c.PROXY_DRIVER === 'process') return c.PROXY_MAX ?? PROXY_MAX_DEFAULT.process;
+  const networks = new SubnetPool(c.PROXY_SUBNET_POOL, c.PROXY_SUBNET_PREFIX).blocks;
+  if (c.PROXY_MAX === undefined) return Math.min(PROXY_MAX_DEFAULT.docker, networks);
+  if (c.PROXY_MAX > networks) {
+    throw new ConfigError(
+      `PROXY_MAX=${c.PROXY_MAX} is more than the ${networks} networks PROXY_SUBNET_POOL=${c.PROXY_SUBNET_POOL} holds in /${c.PROXY_SUBNET_PREFIX} blocks: lower PROXY_MAX or widen the pool`,
+    );
+  }
+  return c.PROXY_MAX;
 }
 
 function isPostgresUrl(value: string): boolean {

@@ -63,6 +63,18 @@ export interface RelayStartOptions {
   apiBackend?: string;
 }
 
+/** The bench measures the relay's paths and capacity, not the per-user limits: it lifts them out of its way. */
+const UNLIMITED = {
+  USER_RATE_PER_MINUTE: '100000000',
+  USER_RATE_BURST: '100000000',
+  USER_MAX_STREAMS: '100000',
+  USER_MAX_WS_LINKS: '10000',
+  USER_MAX_POLL_LINKS: '10000',
+  PROXY_START_RATE_PER_MINUTE: '100000',
+  // The most the default subnet pool holds, so the docker driver accepts it too.
+  PROXY_MAX: '4096',
+};
+
 export async function startRelayProcess(options: RelayStartOptions): Promise<RelayProcess> {
   fs.mkdirSync(TMP_DIR, { recursive: true });
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ctll-bench-'));
@@ -74,6 +86,7 @@ export async function startRelayProcess(options: RelayStartOptions): Promise<Rel
         PROXY_DRIVER: options.driver,
         PROXY_SCRIPT: options.proxyScript ?? PROXY_SCRIPT,
         LOG_LEVEL: 'error',
+        ...UNLIMITED,
         ...options.env,
       },
       dataDir,

@@ -92,9 +92,14 @@ export class PollStreamPort implements StreamPort {
     this.post.destroy();
   }
 
-  /** Request body bytes for this stream arrived in a poll answer. */
+  /** Request body bytes for this stream arrived in a poll answer (the connection checks them against the batch). */
   received(bytes: number): void {
     this.untaken += bytes;
+  }
+
+  whenFlushed(done: () => void): void {
+    // The POST's own backpressure paces the answer: nothing waits here.
+    done();
   }
 
   taken(bytes: number): void {

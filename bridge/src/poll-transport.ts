@@ -17,6 +17,11 @@
  * not keep every other stream (and the cancel that would end its own) from arriving. Answers are
  * paced by their POST's TCP backpressure.
  *
+ * Credit is checked all the same: the relay returns a stream's credit only when a poll carries its
+ * bytes away, so one poll answer never holds more than a window plus one frame of any stream's
+ * body. An answer holding more breaks flow control; the connection ends and the bridge registers
+ * again, as after a WebSocket closed with 1008.
+ *
  * A poll or heartbeat answered 404 means the relay forgot this bridge (it restarted, or dropped it
  * after its grace period): the connection ends and the bridge's loop registers again, with its
  * usual backoff, exactly as after a dropped WebSocket.
@@ -24,6 +29,9 @@
 import type http from 'node:http';
 import {
   decodeFrame,
+  FLOW_CONTROL_CLOSE_REASON,
+  INITIAL_WINDOW,
+  MAX_OVERSHOOT_BYTES,
   POLL_BATCH_CONTENT_TYPE,
   RecordReader,
   TunnelErrorCode,
@@ -235,9 +243,11 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
 
   private readBatch(req: http.ClientRequest, res: http.IncomingMessage): void {
     const reader = new RecordReader();
+    /** Body bytes per stream in this answer: more than a window plus one frame breaks flow control. */
+    const perStream = new Map<string, number>();
     let broken = false;
     res.on('data', (chunk: Buffer) => {
-      if (broken) return;
+      if (broken || this.ended) return;
       const records = reader.push(chunk);
       if (!records.ok) {
         // The rest of this answer cannot be framed; its streams fail at the relay by timeout.
@@ -245,7 +255,13 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
         this.rejectFrame(records.error);
         return;
       }
-      for (const record of records.value) this.dispatch(record);
+      for (const record of records.value) {
+        if (!this.dispatch(record, perStream)) {
+          broken = true;
+          res.destroy();
+          return;
+        }
+      }
     });
     res.on('end', () => {
       if (!broken && reader.buffered > 0) this.rejectFrame('a poll answer ended inside a record');
@@ -267,20 +283,25 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
     this.poll();
   }
 
-  /** One frame of a poll answer, validated here and only here, then handed to the stream table. */
-  private dispatch(record: Buffer): void {
+  /** One frame of a poll answer, validated here and only here, then handed to the stream table; false ends the connection. */
+  private dispatch(record: Buffer, perStream: Map<string, number>): boolean {
     const frame = decodeFrame(record);
-    if (!frame.ok) return this.rejectFrame(frame.error);
+    if (!frame.ok) {
+      this.rejectFrame(frame.error);
+      return true;
+    }
     try {
       if (frame.value.kind === 'data') {
         const { id, payload } = frame.value.data;
-        const port = this.ports.get(id);
-        if (port) {
-          port.received(payload.byteLength);
-          this.untaken += payload.byteLength;
+        const inBatch = (perStream.get(id) ?? 0) + payload.byteLength;
+        if (inBatch > INITIAL_WINDOW + MAX_OVERSHOOT_BYTES) {
+          this.fail(`the relay broke flow control (${FLOW_CONTROL_CLOSE_REASON}: ${inBatch} bytes of ${id} in one poll answer)`);
+          return false;
         }
+        perStream.set(id, inBatch);
+        if (this.ports.has(id)) this.untaken += payload.byteLength;
         this.streams.handleData(id, payload);
-        return;
+        return true;
       }
       const message = frame.value.message;
       if (message.type === 'error' && message.id === undefined) {
@@ -291,6 +312,7 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
       // A fault of ours in one message must not take down the tunnel and every stream on it.
       this.events.notice(`internal error while handling a relay message: ${(error as Error).message}`);
     }
+    return true;
   }
 
   private rejectFrame(reason: string): void {

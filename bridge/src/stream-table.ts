@@ -6,17 +6,23 @@
  * on the WebSocket it sends frames and keeps the protocol's two flow-control counters; on the
  * long-poll transport it is one streamed POST. Messages for a stream we no longer know are
  * dropped: they may cross a cancel or our own error in flight. The table knows nothing of
- * sockets; the transport hands it parsed messages and provides the ports.
+ * sockets; the transport hands it parsed messages and provides the ports. A relay that sends a
+ * body past its credit, or grants more than we sent, makes a port throw FlowControlError; the
+ * transport then drops the whole connection and the bridge connects again.
  */
 import { TunnelErrorCode, type ControlMessage, type HttpRequestMessage } from '@ctll/protocol';
 import { LocalForwarder, type LocalTarget, type Outcome, type ResponseSink } from './local-forwarder';
 
 /** One stream's way back to the relay, as a transport provides it. */
 export interface StreamPort extends ResponseSink {
+  /** Request body bytes arrived from the relay; throws FlowControlError past the stream's credit. */
+  received(bytes: number): void;
   /** The local server took `bytes` more of the request body (the relay may send more). */
   taken(bytes: number): void;
-  /** The relay lets us send `bytes` more of the answer (a `window` message). */
+  /** The relay lets us send `bytes` more of the answer (a `window` message); throws FlowControlError for a forged grant. */
   grant(bytes: number): void;
+  /** Calls `done` once the answer's last frames have gone out (they may wait for credit). */
+  whenFlushed(done: () => void): void;
   /** The stream is over, however it ended: release whatever the port holds. */
   dispose(): void;
 }
@@ -31,6 +37,8 @@ export interface TunnelSender {
 interface Stream {
   forwarder: LocalForwarder;
   port: StreamPort;
+  /** Set once the local answer is complete and its last frames wait for credit: ends the stream now. */
+  release?: () => void;
 }
 
 export class StreamTable {
@@ -84,18 +92,24 @@ export class StreamTable {
     }
   }
 
+  /** Throws FlowControlError when the relay sent past the stream's credit: the transport closes. */
   handleData(id: string, payload: Buffer): void {
-    this.streams.get(id)?.forwarder.writeBody(payload);
+    const stream = this.streams.get(id);
+    if (!stream) return;
+    stream.port.received(payload.byteLength);
+    stream.forwarder.writeBody(payload);
   }
 
   /** Aborts one local request (the local server sees its connection close). */
   abort(id: string): void {
-    this.streams.get(id)?.forwarder.abort();
+    const stream = this.streams.get(id);
+    if (stream?.release) stream.release();
+    else stream?.forwarder.abort();
   }
 
   /** Aborts every local request, e.g. because the tunnel closed. */
   abortAll(): void {
-    for (const { forwarder } of [...this.streams.values()]) forwarder.abort();
+    for (const id of [...this.streams.keys()]) this.abort(id);
   }
 
   private open(request: HttpRequestMessage): void {
@@ -111,9 +125,19 @@ export class StreamTable {
       port,
       (bytes) => port.taken(bytes),
       (outcome) => {
-        this.streams.delete(id);
-        port.dispose();
-        this.onOutcome(outcome);
+        let released = false;
+        const release = () => {
+          if (released) return;
+          released = true;
+          this.streams.delete(id);
+          port.dispose();
+          this.onOutcome(outcome);
+        };
+        // A served answer stays in the table until its last frames got credit, so `window` still reaches it.
+        const stream = this.streams.get(id);
+        if (outcome === 'served' && stream) stream.release = release;
+        if (outcome === 'served') port.whenFlushed(release);
+        else release();
       },
     );
     // A request that could not even be made has already failed and reported itself.

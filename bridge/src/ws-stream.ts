@@ -1,14 +1,13 @@
 /**
  * One stream's answer on the WebSocket: `http_response`, data frames, `end` (or `error`), paced by
- * the protocol's flow control. SendCredit limits the answer we send (the relay grants more with
- * `window`); ReceiveCredit gives the relay credit for the request body once the local request
- * has taken it.
+ * the protocol's flow control. BodySender limits the answer we send to our credit (the relay
+ * grants more with `window`); ReceiveCredit checks the request body against the credit we gave
+ * and gives the relay more once the local request has taken it.
  */
 import {
-  chunkSlices,
+  BodySender,
   httpResponseSchema,
   ReceiveCredit,
-  SendCredit,
   type ControlMessage,
   type Headers,
   type HttpResponseMessage,
@@ -26,7 +25,7 @@ export interface FrameSender {
 export const MAX_ERROR_MESSAGE = 2048;
 
 export function wsStreamPort(id: string, sender: FrameSender): StreamPort {
-  const credit = new SendCredit();
+  const body = new BodySender((slice) => sender.sendData(id, slice));
   const receiveCredit = new ReceiveCredit((bytes) => sender.sendControl({ type: 'window', id, bytes }));
   return {
     head: (status: number, headers: Headers, end: boolean) => {
@@ -37,16 +36,17 @@ export function wsStreamPort(id: string, sender: FrameSender): StreamPort {
       if (!checked.success) throw new UnsendableHeadError(checked.error.issues[0]?.message ?? 'invalid response head');
       sender.sendControl(message);
     },
-    data: (chunk) => {
-      for (const slice of chunkSlices(chunk)) sender.sendData(id, slice);
-      credit.spend(chunk.byteLength);
-      return credit.open;
+    data: (chunk) => body.write(chunk),
+    whenReady: (resume) => body.whenReady(resume),
+    end: () => body.end(() => sender.sendControl({ type: 'end', id })),
+    fail: (code, message) => {
+      body.clear();
+      sender.sendControl({ type: 'error', id, code, message: message.slice(0, MAX_ERROR_MESSAGE) });
     },
-    whenReady: (resume) => credit.whenOpen(resume),
-    end: () => sender.sendControl({ type: 'end', id }),
-    fail: (code, message) => sender.sendControl({ type: 'error', id, code, message: message.slice(0, MAX_ERROR_MESSAGE) }),
+    received: (bytes) => receiveCredit.received(bytes),
     taken: (bytes) => receiveCredit.consumed(bytes),
-    grant: (bytes) => credit.grant(bytes),
-    dispose: () => credit.clear(),
+    grant: (bytes) => body.grant(bytes),
+    whenFlushed: (done) => body.whenFlushed(done),
+    dispose: () => body.clear(),
   };
 }

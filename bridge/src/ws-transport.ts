@@ -8,6 +8,10 @@
  * nothing at all (no frame, no ping, no pong) has arrived for `pingTimeoutMs` the connection is
  * taken for dead and terminated, so the bridge's loop reconnects instead of waiting on a socket
  * that a NAT box or a sleeping laptop silently dropped.
+ *
+ * A relay that breaks flow control (request body past the credit we gave, or a `window` granting
+ * more than we sent) gets the connection closed with 1008 "flow control violated": we stop reading
+ * at once, so nothing it floods is buffered, and the bridge's loop connects again.
  */
 import type http from 'node:http';
 import net from 'node:net';
@@ -17,6 +21,9 @@ import {
   decodeData,
   encodeControl,
   encodeData,
+  FLOW_CONTROL_CLOSE_CODE,
+  FLOW_CONTROL_CLOSE_REASON,
+  FlowControlError,
   MAX_FRAME_BYTES,
   parseControl,
   TunnelErrorCode,
@@ -145,6 +152,7 @@ class WsConnection implements TunnelConnection, TunnelSender, FrameSender {
   }
 
   private receive(data: RawData, isBinary: boolean): void {
+    if (this.failure !== undefined) return;
     this.seen();
     // ws hands over a single Buffer unless the peer fragmented the message.
     const buffer = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
@@ -162,9 +170,19 @@ class WsConnection implements TunnelConnection, TunnelSender, FrameSender {
       }
       this.streams.handleControl(message.value);
     } catch (error) {
+      if (error instanceof FlowControlError) return this.violated(error.message);
       // A fault of ours in one message must not take down the tunnel and every stream on it.
       this.events.notice(`internal error while handling a relay message: ${(error as Error).message}`);
     }
+  }
+
+  /** The relay broke flow control: drop the connection (not as our own shutdown, so the loop reconnects). */
+  private violated(detail: string): void {
+    this.failure = `the relay broke flow control (${detail})`;
+    this.streams.abortAll();
+    this.ws.close(FLOW_CONTROL_CLOSE_CODE, FLOW_CONTROL_CLOSE_REASON);
+    this.ws.pause();
+    setTimeout(() => this.ws.terminate(), this.setup.closeTimeoutMs).unref();
   }
 
   private rejectFrame(reason: string): void {

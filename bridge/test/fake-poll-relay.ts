@@ -36,6 +36,8 @@ export interface FakePollRelay {
   heartbeats: number;
   polls: number;
   answers: Map<string, Answer>;
+  /** True while a poll waits for something to carry. */
+  readonly pollWaiting: boolean;
   /** Queues records for the bridge: answered at once if a poll waits. `split` writes the answer in pieces of that many bytes. */
   send(frames: Array<ControlMessage | Buffer>, split?: number): void;
   /** The next poll gets this status and JSON body instead. */
@@ -105,6 +107,9 @@ export async function startFakePollRelay(timing: { pollTimeoutMs?: number; heart
     heartbeats: 0,
     polls: 0,
     answers: new Map(),
+    get pollWaiting() {
+      return waiting !== undefined;
+    },
     send(frames, split) {
       for (const frame of frames) {
         const bytes = Buffer.isBuffer(frame) ? frame : controlFrame(frame);
@@ -179,6 +184,7 @@ export async function startFakePollRelay(timing: { pollTimeoutMs?: number; heart
           res.writeHead(204).end();
         }, timing.pollTimeoutMs ?? 1_000);
         waiting = { res, timer };
+        changed();
         req.on('close', () => {
           if (waiting?.res === res) {
             clearTimeout(timer);

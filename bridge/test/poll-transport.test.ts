@@ -83,7 +83,14 @@ describe('long-poll transport, bridge side', () => {
     await pollingBridge();
     const chunk = Buffer.alloc(MAX_CHUNK_BYTES, 9);
     const frames = Array.from({ length: 48 }, () => data('big', chunk));
-    relay.send([request('big', 'POST', '/echo', false), ...frames, { type: 'end', id: 'big' }]);
+    // As the relay does: one poll answer carries at most a window of one stream's body.
+    relay.send([request('big', 'POST', '/echo', false), ...frames.slice(0, 16)]);
+    for (let next = 16; next < frames.length; next += 16) {
+      const polls = relay.polls;
+      await relay.until(() => relay.polls > polls);
+      relay.send(frames.slice(next, next + 16));
+    }
+    relay.send([{ type: 'end', id: 'big' }]);
     const answer = await relay.answer('big', 10_000);
     expect(body(answer).equals(Buffer.alloc(48 * MAX_CHUNK_BYTES, 9))).toBe(true);
     expect(relay.heartbeatMessages.filter((m) => m.type === 'window')).toEqual([]);
@@ -157,9 +164,16 @@ describe('long-poll transport, bridge side', () => {
   it('holds back polls while the local server is not taking a request body, heartbeating meanwhile', async () => {
     const bridge = await pollingBridge();
     // /hang never reads its request body: after the socket buffers, the bytes wait in the bridge.
+    // A relay sends at most a window of one stream per poll answer: it feeds a window per poll,
+    // more than the bridge may hold untaken.
     const chunk = Buffer.alloc(MAX_CHUNK_BYTES, 1);
-    relay.send([request('slow', 'POST', '/hang/slow', false), ...Array.from({ length: 400 }, () => data('slow', chunk))]);
+    const window = () => Array.from({ length: 16 }, () => data('slow', chunk));
+    relay.send([request('slow', 'POST', '/hang/slow', false), ...window()]);
     await relay.until(() => relay.answers.get('slow')?.head !== undefined);
+    for (let round = 0; round < 12; round++) {
+      await relay.until(() => relay.pollWaiting, 3000);
+      relay.send(window());
+    }
     const polls = relay.polls;
     const heartbeats = relay.heartbeats;
     await relay.until(() => relay.heartbeats >= heartbeats + 2);

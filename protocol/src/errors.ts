@@ -78,19 +78,23 @@ export class PayloadTooLargeError extends RelayError {
   readonly code = 'payload_too_large';
 }
 
-/** Too many requests; `retryAfterSeconds`, when known, becomes the Retry-After header. */
+/**
+ * A limit was reached (a client address's failed logins, a user's request rate, concurrent
+ * streams, desktop links, proxy starts). `retryAfterSeconds` becomes the Retry-After header.
+ */
 export class RateLimitedError extends RelayError {
   readonly status = 429;
-  readonly code = 'rate_limited';
+  readonly code: string;
   readonly retryAfterSeconds?: number;
 
-  constructor(message: string, retryAfterSeconds?: number) {
+  constructor(message: string, options: { code?: string; retryAfterSeconds?: number } = {}) {
     super(message);
-    this.retryAfterSeconds = retryAfterSeconds;
+    this.code = options.code ?? 'rate_limited';
+    this.retryAfterSeconds = options.retryAfterSeconds;
   }
 
   override headers(): Record<string, string> {
-    return this.retryAfterSeconds === undefined ? {} : { 'retry-after': String(this.retryAfterSeconds) };
+    return retryAfter(this.retryAfterSeconds);
   }
 }
 
@@ -118,12 +122,30 @@ export class ServiceUnavailableError extends RelayError {
   }
 }
 
+/** The relay runs as many proxies as its operator allows (PROXY_MAX): a new user waits. */
+export class CapacityError extends RelayError {
+  readonly status = 503;
+  readonly code = 'capacity';
+  readonly retryAfterSeconds?: number;
+  constructor(message: string, options: { retryAfterSeconds?: number } = {}) {
+    super(message);
+    this.retryAfterSeconds = options.retryAfterSeconds;
+  }
+
+  override headers(): Record<string, string> {
+    return retryAfter(this.retryAfterSeconds);
+  }
+}
+
 export class GatewayTimeoutError extends RelayError {
   readonly status = 504;
   readonly code = 'desktop_timeout';
 }
 
-/** The answer for any error, ours or not; unknown errors never leak their message. */
+/**
+ * The status, JSON body and extra headers for any error, ours or not; unknown errors never leak
+ * their message. An error that knows when to try again says so in Retry-After.
+ */
 export function errorBody(error: unknown): {
   status: number;
   body: { error: { code: string; message: string } };
@@ -131,4 +153,9 @@ export function errorBody(error: unknown): {
 } {
   if (error instanceof RelayError) return { status: error.status, body: error.toJSON(), headers: error.headers() };
   return { status: 500, body: { error: { code: 'internal', message: 'internal error' } }, headers: {} };
+}
+
+/** Retry-After in whole seconds, at least 1, when a wait is known. */
+function retryAfter(seconds: number | undefined): Record<string, string> {
+  return seconds === undefined ? {} : { 'retry-after': String(Math.max(1, Math.ceil(seconds))) };
 }

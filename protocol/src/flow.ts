@@ -5,16 +5,40 @@
  * as it sends data frames; the receiver gives credit back (a `window` message) only once its
  * consumer has taken the bytes (an HTTP response drained, a local request written). A slow web
  * client therefore slows the desktop's reading of its local server, one stream at a time, and no
- * hop holds more than about one window per stream. Streams never block each other.
+ * hop holds more than one window plus one frame per stream. Streams never block each other.
+ *
+ * Credit is enforced, not trusted: a receiver that gets more than the window plus one frame
+ * beyond what it granted back, or a sender that is granted more than it ever sent, has a peer
+ * that broke the protocol. Both raise FlowControlError, and the link carrying the stream closes.
  */
+import { chunkSlices, MAX_CHUNK_BYTES } from './frames';
+
 export const INITIAL_WINDOW = 1024 * 1024;
+
+/**
+ * How far past its credit a sender may go: it checks its credit before each frame, and a frame
+ * carries at most MAX_CHUNK_BYTES, so the last frame it sends may overshoot by up to one frame.
+ */
+export const MAX_OVERSHOOT_BYTES = MAX_CHUNK_BYTES;
+
+/** The close code of a link whose peer broke flow control (WebSocket 1008, policy violation). */
+export const FLOW_CONTROL_CLOSE_CODE = 1008;
+export const FLOW_CONTROL_CLOSE_REASON = 'flow control violated';
+
+/** The peer sent past its credit or granted more than was sent: the link must close. */
+export class FlowControlError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'FlowControlError';
+  }
+}
 
 /** The sending side's credit for one stream. */
 export class SendCredit {
   private available: number;
   private waiters: Array<() => void> = [];
 
-  constructor(initial = INITIAL_WINDOW) {
+  constructor(private readonly initial = INITIAL_WINDOW) {
     this.available = initial;
   }
 
@@ -22,7 +46,7 @@ export class SendCredit {
     return this.available;
   }
 
-  /** True while the sender may send; a chunk may overshoot the credit by at most one frame. */
+  /** True while the sender may send; a frame may overshoot the credit by at most its own size. */
   get open(): boolean {
     return this.available > 0;
   }
@@ -31,7 +55,15 @@ export class SendCredit {
     this.available -= bytes;
   }
 
+  /**
+   * More credit from the receiver. An honest receiver grants back only bytes it received, so a
+   * grant that would lift the credit above the initial window is forged (or a replay): it throws
+   * FlowControlError and leaves the credit as it was.
+   */
   grant(bytes: number): void {
+    if (!Number.isSafeInteger(bytes) || bytes <= 0 || this.available + bytes > this.initial) {
+      throw new FlowControlError(`granted ${bytes} bytes, but only ${this.initial - this.available} were sent and not yet granted back`);
+    }
     this.available += bytes;
     if (this.available > 0 && this.waiters.length > 0) {
       const waiters = this.waiters;
@@ -53,23 +85,131 @@ export class SendCredit {
 }
 
 /**
- * The receiving side's count of consumed bytes. Credit goes back in batches (half a window) so a
- * stream of small chunks does not answer each with a message of its own.
+ * The receiving side of one stream: counts what arrived against what was granted back, and gives
+ * credit back in batches (half a window) so a stream of small chunks does not answer each with a
+ * message of its own.
  */
 export class ReceiveCredit {
   private consumedSinceGrant = 0;
+  /** Bytes received and not yet granted back: the sender's spent credit, as far as we know. */
+  private outstanding = 0;
 
   constructor(
     private readonly grant: (bytes: number) => void,
     private readonly window = INITIAL_WINDOW,
   ) {}
 
+  /** Bytes the peer sent and not yet granted back. */
+  get held(): number {
+    return this.outstanding;
+  }
+
+  /** A data frame arrived; throws FlowControlError if the sender went past its credit. */
+  received(bytes: number): void {
+    if (this.outstanding + bytes > this.window + MAX_OVERSHOOT_BYTES) {
+      throw new FlowControlError(
+        `received ${this.outstanding + bytes} bytes on a ${this.window}-byte window (at most one ${MAX_OVERSHOOT_BYTES}-byte frame over)`,
+      );
+    }
+    this.outstanding += bytes;
+  }
+
   consumed(bytes: number): void {
     this.consumedSinceGrant += bytes;
     if (this.consumedSinceGrant >= this.window / 2) {
       const bytesToGrant = this.consumedSinceGrant;
       this.consumedSinceGrant = 0;
+      this.outstanding = Math.max(0, this.outstanding - bytesToGrant);
       this.grant(bytesToGrant);
+    }
+  }
+}
+
+/**
+ * One stream body's sending side: splits each chunk into frames and sends a frame only while
+ * credit lasts, so the receiver never sees more than the window plus one frame. Frames that find
+ * no credit wait here (at most the one chunk the caller already held) until a grant lets them go;
+ * the end of the body waits behind them.
+ */
+export class BodySender {
+  private readonly credit: SendCredit;
+  private backlog: Buffer[] = [];
+  private pendingEnd: (() => void) | undefined;
+  private waiters: Array<() => void> = [];
+  private flushedWaiters: Array<() => void> = [];
+
+  constructor(
+    private readonly sendFrame: (payload: Buffer) => void,
+    initial = INITIAL_WINDOW,
+  ) {
+    this.credit = new SendCredit(initial);
+  }
+
+  /** True while the caller may write more at once. */
+  get ready(): boolean {
+    return this.backlog.length === 0 && this.credit.open;
+  }
+
+  /** Sends what credit allows; false means: write no more until `whenReady` calls back. */
+  write(chunk: Buffer): boolean {
+    for (const slice of chunkSlices(chunk)) this.backlog.push(slice);
+    this.flush();
+    return this.ready;
+  }
+
+  whenReady(wake: () => void): void {
+    if (this.ready) wake();
+    else this.waiters.push(wake);
+  }
+
+  /** Calls `sendEnd` once every frame before it has gone out. */
+  end(sendEnd: () => void): void {
+    if (this.backlog.length === 0) sendEnd();
+    else this.pendingEnd = sendEnd;
+  }
+
+  /** Calls `done` once no frame waits for credit (at once if none does). */
+  whenFlushed(done: () => void): void {
+    if (this.backlog.length === 0) done();
+    else this.flushedWaiters.push(done);
+  }
+
+  /** Credit from the receiver; throws FlowControlError for a forged grant. */
+  grant(bytes: number): void {
+    this.credit.grant(bytes);
+    this.flush();
+    if (this.ready && this.waiters.length > 0) {
+      const waiters = this.waiters;
+      this.waiters = [];
+      for (const wake of waiters) wake();
+    }
+  }
+
+  /** Drops whatever waits: the stream is over. */
+  clear(): void {
+    this.backlog = [];
+    this.pendingEnd = undefined;
+    this.waiters = [];
+    this.flushedWaiters = [];
+    this.credit.clear();
+  }
+
+  private flush(): void {
+    while (this.backlog.length > 0 && this.credit.open) {
+      const slice = this.backlog.shift()!;
+      this.credit.spend(slice.byteLength);
+      this.sendFrame(slice);
+    }
+    if (this.backlog.length > 0) return;
+    if (this.pendingEnd) {
+      const sendEnd = this.pendingEnd;
+      this.pendingEnd = undefined;
+      sendEnd();
+    }
+    if (this.flushedWaiters.length > 0) {
+      const flushed = this.flushedWaiters;
+      this.flushedWaiters = [];
+      for (const done of flushed) done();
     }
   }
 }

@@ -23,6 +23,18 @@ const schema = z.object({
   POLL_GRACE_MS: z.coerce.number().int().positive().default(30_000),
   /** Long-poll: requests queued for one bridge before new ones are refused with 503. */
   POLL_MAX_QUEUED: z.coerce.number().int().positive().default(64),
+  /** Per-user limits (the proxy serves one user): requests and new desktop links a minute, sustained. */
+  USER_RATE_PER_MINUTE: z.coerce.number().int().positive().default(600),
+  /** Per-user limits: requests (and new links) allowed at once on top of the sustained rate. */
+  USER_RATE_BURST: z.coerce.number().int().positive().default(120),
+  /** Per-user limits: requests relayed at once, over all of the user's desktop links and shares. */
+  USER_MAX_STREAMS: z.coerce.number().int().positive().default(100),
+  /** Per-user limits: WebSocket tunnels open at once; one more is refused with 429. */
+  USER_MAX_WS_LINKS: z.coerce.number().int().positive().default(4),
+  /** Per-user limits: polling bridges registered at once; one more is refused with 429. */
+  USER_MAX_POLL_LINKS: z.coerce.number().int().positive().default(4),
+  /** Largest request body relayed to the desktop (api-backend checks the same number first). */
+  MAX_BODY_BYTES: z.coerce.number().int().positive().default(100 * 1024 * 1024),
   /** zrok shares: where to ask api-backend for the user's shares; unset turns share discovery off. */
   API_BACKEND_URL: z.string().url().optional().or(z.literal('').transform(() => undefined)),
   /** zrok shares: how often to pull the user's shares and health-check them. */
@@ -56,6 +68,16 @@ export interface ProxyConfig {
   pollGraceMs: number;
   pollMaxQueued: number;
   zrok: { apiBackendUrl?: string; discoveryIntervalMs: number; allowInsecure: boolean; shareDomains: string[] };
+  limits: UserLimitSettings;
+}
+
+export interface UserLimitSettings {
+  ratePerMinute: number;
+  rateBurst: number;
+  maxStreams: number;
+  maxWsLinks: number;
+  maxPollLinks: number;
+  maxBodyBytes: number;
 }
 
 export function loadConfig(env: Record<string, string | undefined>): ProxyConfig {
@@ -82,6 +104,14 @@ export function loadConfig(env: Record<string, string | undefined>): ProxyConfig
       discoveryIntervalMs: c.ZROK_DISCOVERY_INTERVAL_MS,
       allowInsecure: c.ZROK_ALLOW_INSECURE === 'true',
       shareDomains: c.ZROK_SHARE_DOMAINS,
+    },
+    limits: {
+      ratePerMinute: c.USER_RATE_PER_MINUTE,
+      rateBurst: c.USER_RATE_BURST,
+      maxStreams: c.USER_MAX_STREAMS,
+      maxWsLinks: c.USER_MAX_WS_LINKS,
+      maxPollLinks: c.USER_MAX_POLL_LINKS,
+      maxBodyBytes: c.MAX_BODY_BYTES,
     },
   };
 }

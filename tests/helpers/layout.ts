@@ -15,6 +15,7 @@ import { createLogger } from '../../api-backend/src/logger';
 import { signDevToken } from '../../api-backend/src/auth/dev-keys';
 import { startBridge, type Bridge } from '../../bridge/src';
 import { startLlmServer, type LlmServer, type LlmServerOptions } from './llm-server';
+import { seedPglite } from './pglite-template';
 
 export const PROXY_SCRIPT = path.resolve(__dirname, '../../streaming-proxy/dist/streaming-proxy.js');
 
@@ -71,6 +72,7 @@ export async function startLayout(options: LayoutOptions = {}): Promise<Layout> 
   const env: Record<string, string> = { PROXY_DRIVER: driver, ...dockerEnv, ...(options.env ?? {}) };
   const logger = createLogger(process.env.CTLL_TEST_LOG_LEVEL ?? 'error');
   const llm = await startLlmServer(options.llm);
+  if (!env.DATABASE_URL) await seedPglite(dataDir);
   let relay = await startRelay(loadConfig(relayEnv(env, dataDir), { proxyScript: PROXY_SCRIPT }), logger);
   const bridges: Bridge[] = [];
 

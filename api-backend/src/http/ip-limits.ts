@@ -90,7 +90,7 @@ export class IpLimits {
 
 function refusal(limit: IpLimit, state: RateLimiterRes): RateLimitedError {
   const seconds = Math.max(1, Math.ceil(state.msBeforeNext / 1000));
-  return new RateLimitedError(`${REFUSALS[limit]}: try again in ${seconds} s`, seconds);
+  return new RateLimitedError(`${REFUSALS[limit]}: try again in ${seconds} s`, { retryAfterSeconds: seconds });
 }
 
 function addressOf(req: Request): string {

@@ -10,7 +10,7 @@
  * so `docker logs <api-backend> | grep StreamingProxy` tells the story; users appear as hashes.
  */
 import { EventEmitter } from 'node:events';
-import { ServiceUnavailableError } from '@ctll/protocol';
+import { CapacityError, RateLimitedError, ServiceUnavailableError } from '@ctll/protocol';
 import type { ProxyDriver, ProxyEndpoint, ProxyHandle, StopReason } from './driver';
 import { KeyedLock } from './keyed-lock';
 import { mapLimit } from './map-limit';
@@ -26,10 +26,16 @@ export interface ManagerOptions {
    * stop goes on.
    */
   beforeRemove?: (handle: ProxyHandle, reason: StopReason) => Promise<void>;
+  /** PROXY_MAX: most proxies at once; a new user past it gets 503 `capacity`. Default: no cap. */
+  maxProxies?: number;
+  /** Charged for every proxy made for a user (PROXY_START_RATE_PER_MINUTE); throws 429 when spent. Default: none. */
+  startBudget?: { charge(ownerHash: string): Promise<void> };
 }
 
 /** Proxies the idle sweep looks at at once. */
 const SWEEP_CONCURRENCY = 8;
+/** What a user turned away for capacity is told to wait: proxies free up as users stop or idle out. */
+const CAPACITY_RETRY_AFTER_S = 60;
 
 export interface ProxyStatusView {
   status: 'running' | 'starting' | 'stopped' | 'not-found';
@@ -52,6 +58,8 @@ export class StreamingProxyManager extends EventEmitter<ManagerEvents> {
   private readonly lock = new KeyedLock();
   /** Set by close(): a proxy made during shutdown would outlive it (or race the next api-backend). */
   private closing = false;
+  /** Owners whose proxy this manager is creating now: counted against PROXY_MAX before the driver lists them. */
+  private readonly creating = new Set<string>();
 
   constructor(
     readonly driver: ProxyDriver,
@@ -70,19 +78,43 @@ export class StreamingProxyManager extends EventEmitter<ManagerEvents> {
       if (existing?.state === 'running') return { handle: existing, created: false };
       if (this.closing) throw new ServiceUnavailableError('the relay is shutting down; try again in a moment', 'shutting_down');
       if (existing) await this.driver.remove(ownerHash); // a half-made or dead one
+      await this.admitNewProxy(ownerHash);
       const began = Date.now();
-      this.logger.info('StreamingProxy starting', { owner: ownerHash, driver: this.driver.name });
       try {
+        await this.options.startBudget?.charge(ownerHash);
+        this.logger.info('StreamingProxy starting', { owner: ownerHash, driver: this.driver.name });
         const handle = await this.driver.create(ownerHash);
         const durationMs = Date.now() - began;
         this.logger.info('StreamingProxy started', { owner: ownerHash, proxy: handle.id, durationMs });
         this.emit('started', { ownerHash, proxyId: handle.id, driver: this.driver.name, durationMs, startedAt: handle.createdAt });
         return { handle, created: true };
       } catch (error) {
-        this.logger.error('StreamingProxy failed to start', { owner: ownerHash, error: (error as Error).message });
+        if (!(error instanceof RateLimitedError)) this.logger.error('StreamingProxy failed to start', { owner: ownerHash, error: (error as Error).message });
         throw error;
+      } finally {
+        this.creating.delete(ownerHash);
       }
     });
+  }
+
+  /**
+   * Holds a place for one more proxy, or refuses with `capacity` when PROXY_MAX run or are being
+   * made. Starts of other users run meanwhile (the lock is per user), so the ones in flight count
+   * as well as what the driver lists; the check and the reservation happen in one tick.
+   */
+  private async admitNewProxy(ownerHash: string): Promise<void> {
+    const max = this.options.maxProxies;
+    if (max === undefined) return;
+    const owners = new Set((await this.driver.list()).map((handle) => handle.ownerHash));
+    for (const owner of this.creating) owners.add(owner);
+    owners.delete(ownerHash);
+    if (owners.size >= max) {
+      this.logger.warn('StreamingProxy refused: at capacity', { owner: ownerHash, proxies: owners.size, max });
+      throw new CapacityError(`the relay is at capacity (${max} proxies); try later or ask the operator to raise PROXY_MAX`, {
+        retryAfterSeconds: CAPACITY_RETRY_AFTER_S,
+      });
+    }
+    this.creating.add(ownerHash);
   }
 
   /** Stops the user's proxy; resolves false when there was none. */

@@ -4,15 +4,22 @@
  * record of what runs; a child that exits is gone from it at once. Children get only the
  * environment they need (never our database URL or keys), a heap cap from PROXY_MEMORY_MB, and
  * die with us: they exit when the IPC channel to this process closes.
+ *
+ * The heap cap alone does not bound a child (buffers live outside the heap), so where /proc
+ * exists a MemoryWatchdog samples each child's resident memory and kills one over
+ * PROXY_MEMORY_MB; the exit is reported with reason `memory`.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { startFailed } from './docker-errors';
 import type { DriverHealth, ProxyDriver, ProxyEndpoint, ProxyExitListener, ProxyHandle } from './driver';
 import type { Logger } from '../logger';
+import { canWatchMemory, MemoryWatchdog, type WatchedChild } from './memory-watchdog';
 
 export interface ProcessDriverOptions {
   script: string;
   memoryMb: number;
+  /** How often each child's resident memory is checked against memoryMb; 0 turns the watchdog off. */
+  memoryCheckMs: number;
   startTimeoutMs: number;
   /** The proxy's environment for an owner and secret (proxy-env.ts). */
   env: (ownerHash: string, secret: string) => Record<string, string>;
@@ -26,6 +33,8 @@ interface Child {
   process: ChildProcess;
   handle: ProxyHandle;
   stopping: boolean;
+  /** Set when the watchdog killed it: its exit is reported as such. */
+  overMemory?: string;
   exited: Promise<void>;
 }
 
@@ -35,8 +44,21 @@ export class ProcessDriver implements ProxyDriver {
   readonly name = 'process' as const;
   readonly outlivesRelay = false;
   private readonly children = new Map<string, Child>();
+  private readonly watchdog: MemoryWatchdog | undefined;
 
-  constructor(private readonly options: ProcessDriverOptions) {}
+  constructor(private readonly options: ProcessDriverOptions) {
+    if (options.memoryCheckMs > 0 && canWatchMemory()) {
+      this.watchdog = new MemoryWatchdog({
+        limitBytes: options.memoryMb * 1024 * 1024,
+        intervalMs: options.memoryCheckMs,
+        children: () => this.watched(),
+        onOverLimit: (child, rss) => this.overMemory(child, rss),
+      });
+      this.watchdog.start();
+    } else if (options.memoryCheckMs > 0) {
+      options.logger.warn('StreamingProxy memory watchdog unavailable (no /proc): only the heap is capped');
+    }
+  }
 
   async create(ownerHash: string): Promise<ProxyHandle> {
     const existing = this.children.get(ownerHash);
@@ -68,7 +90,8 @@ export class ProcessDriver implements ProxyDriver {
     child.once('exit', (code, signal) => {
       if (this.children.get(ownerHash) === entry) this.children.delete(ownerHash);
       handle.state = 'stopped';
-      if (!entry.stopping) this.options.onExit(ownerHash, `process exited (${signal ?? `code ${code}`})`);
+      if (entry.overMemory) this.options.onExit(ownerHash, entry.overMemory);
+      else if (!entry.stopping) this.options.onExit(ownerHash, `process exited (${signal ?? `code ${code}`})`);
     });
 
     try {
@@ -120,7 +143,31 @@ export class ProcessDriver implements ProxyDriver {
   }
 
   async close(): Promise<void> {
+    this.watchdog?.stop();
     await Promise.all([...this.children.keys()].map((ownerHash) => this.remove(ownerHash)));
+  }
+
+  private watched(): WatchedChild[] {
+    const list: WatchedChild[] = [];
+    for (const [ownerHash, entry] of this.children) {
+      if (entry.process.pid !== undefined && !entry.overMemory) list.push({ pid: entry.process.pid, ownerHash });
+    }
+    return list;
+  }
+
+  private overMemory(child: WatchedChild, rssBytes: number): void {
+    const entry = this.children.get(child.ownerHash);
+    if (!entry || entry.process.pid !== child.pid) return;
+    const rssMb = Math.round(rssBytes / (1024 * 1024));
+    entry.overMemory = `killed: memory (resident ${rssMb} MiB over PROXY_MEMORY_MB=${this.options.memoryMb})`;
+    this.options.logger.error('StreamingProxy over its memory budget; killing it', {
+      owner: child.ownerHash,
+      pid: child.pid,
+      reason: 'memory',
+      rssMb,
+      limitMb: this.options.memoryMb,
+    });
+    entry.process.kill('SIGKILL');
   }
 
   private waitListening(child: ChildProcess): Promise<number> {

@@ -30,6 +30,13 @@ export function proxyEnv(config: Config, input: ProxyEnvInput): Record<string, s
     ZROK_DISCOVERY_INTERVAL_MS: String(config.zrok.discoveryIntervalMs),
     ZROK_ALLOW_INSECURE: String(config.zrok.allowInsecure),
     ZROK_SHARE_DOMAINS: config.zrok.shareDomains.join(','),
+    // The user's own limits, under the names the proxy reads.
+    USER_RATE_PER_MINUTE: String(config.userLimits.ratePerMinute),
+    USER_RATE_BURST: String(config.userLimits.rateBurst),
+    USER_MAX_STREAMS: String(config.userLimits.maxStreams),
+    USER_MAX_WS_LINKS: String(config.userLimits.maxWsLinks),
+    USER_MAX_POLL_LINKS: String(config.userLimits.maxPollLinks),
+    MAX_BODY_BYTES: String(config.maxBodyBytes),
   };
 }
 

@@ -7,18 +7,20 @@
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
-import { INTERNAL_HEADER_PREFIX } from '@ctll/protocol';
+import { BadGatewayError, errorBody, INTERNAL_HEADER_PREFIX, RateLimitedError, ServiceUnavailableError, type RelayError } from '@ctll/protocol';
 import type { ProxyEndpoint } from '../proxy/driver';
 import { SECRET_HEADER } from '../proxy/proxy-client';
 
 const DROPPED = new Set(['authorization', 'cookie', 'host']);
+/** The most of a refusal's body read from the proxy: its `{error: {code, message}}` is small. */
+const MAX_REFUSAL_BYTES = 8 * 1024;
 
 export function relayUpgrade(
   req: http.IncomingMessage,
   socket: Duplex,
   head: Buffer,
   endpoint: ProxyEndpoint,
-  onFailure: (status: number, message: string) => void,
+  onFailure: (error: RelayError) => void,
 ): void {
   const headers: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(req.headers)) {
@@ -56,18 +58,54 @@ export function relayUpgrade(
   });
 
   upstream.on('response', (answer) => {
-    answer.resume();
-    onFailure(502, `the streaming proxy refused the tunnel (${answer.statusCode})`);
+    // A user limit the proxy enforces (too many tunnels, too many requests) reaches the bridge as
+    // the proxy said it, Retry-After included; any other refusal is the proxy failing us.
+    if (answer.statusCode !== 429) {
+      answer.resume();
+      onFailure(new BadGatewayError(`the streaming proxy refused the tunnel (${answer.statusCode})`));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    answer.on('data', (chunk: Buffer) => {
+      size += chunk.byteLength;
+      if (size <= MAX_REFUSAL_BYTES) chunks.push(chunk);
+    });
+    answer.on('error', () => onFailure(new BadGatewayError('the streaming proxy refused the tunnel (429)')));
+    answer.on('end', () => onFailure(limitRefusal(Buffer.concat(chunks).toString('utf8'), answer.headers['retry-after'])));
   });
   upstream.on('timeout', () => upstream.destroy(new Error('timed out')));
-  upstream.on('error', (error) => onFailure(503, `your streaming proxy is not reachable: ${error.message}`));
+  upstream.on('error', (error) =>
+    onFailure(
+      new ServiceUnavailableError(`your streaming proxy is not reachable: ${error.message}`, 'proxy_unreachable', {
+        publicMessage: 'your streaming proxy is not reachable right now; try again in a moment',
+      }),
+    ),
+  );
   upstream.end();
 }
 
-/**
- * Answers a failed upgrade on the raw socket, with the same JSON error body as every route and any
- * headers of the error's own (Retry-After).
- */
+function limitRefusal(body: string, retryAfter: string | undefined): RateLimitedError {
+  let code: string | undefined;
+  let message = 'a limit of your account was reached';
+  try {
+    const parsed = JSON.parse(body) as { error?: { code?: unknown; message?: unknown } };
+    if (typeof parsed.error?.code === 'string') code = parsed.error.code;
+    if (typeof parsed.error?.message === 'string') message = parsed.error.message;
+  } catch {
+    // Not our JSON: the status alone still says "slow down".
+  }
+  const seconds = Number(retryAfter);
+  return new RateLimitedError(message, { code, retryAfterSeconds: Number.isFinite(seconds) && seconds > 0 ? seconds : undefined });
+}
+
+/** Answers a failed upgrade with an error of the catalogue (Retry-After included); any other error is a 500. */
+export function rejectUpgradeWith(socket: Duplex, error: unknown): void {
+  const { status, body, headers } = errorBody(error);
+  rejectUpgrade(socket, status, body.error.code, body.error.message, headers);
+}
+
+/** Answers a failed upgrade on the raw socket, with the same JSON error body as every route. */
 export function rejectUpgrade(socket: Duplex, status: number, code: string, message: string, headers: Record<string, string> = {}): void {
   if (!socket.writable) {
     socket.destroy();

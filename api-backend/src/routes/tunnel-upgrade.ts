@@ -10,7 +10,7 @@ import { RelayError, UnauthorizedError } from '@ctll/protocol';
 import type { Authenticator } from '../auth/authenticator';
 import type { IpLimits } from '../http/ip-limits';
 import type { StreamingProxyManager } from '../proxy/manager';
-import { relayUpgrade, rejectUpgrade } from '../relay/upgrade-relay';
+import { relayUpgrade, rejectUpgrade, rejectUpgradeWith } from '../relay/upgrade-relay';
 import type { Metrics } from '../metrics';
 import type { Logger } from '../logger';
 import { userHash } from '../proxy/naming';
@@ -48,10 +48,11 @@ export function tunnelUpgradeHandler(deps: {
       });
       const { handle } = await manager.ensure(userId);
       if (!handle.endpoint) throw new Error('proxy has no endpoint');
-      relayUpgrade(req, socket, head, handle.endpoint, (status, message) => {
-        metrics.tunnelUpgrades.inc({ result: 'proxy_failed' });
-        logger.warn('tunnel upgrade failed at the StreamingProxy', { owner: userHash(userId), status, message });
-        rejectUpgrade(socket, status, status === 502 ? 'bad_gateway' : 'proxy_unreachable', message);
+      relayUpgrade(req, socket, head, handle.endpoint, (failure) => {
+        const limited = failure.status === 429;
+        metrics.tunnelUpgrades.inc({ result: limited ? failure.code : 'proxy_failed' });
+        if (!limited) logger.warn('tunnel upgrade failed at the StreamingProxy', { owner: userHash(userId), status: failure.status, message: failure.message });
+        rejectUpgradeWith(socket, failure);
       });
       deps.onTunnel?.(socket);
       metrics.tunnelUpgrades.inc({ result: 'accepted' });
@@ -62,7 +63,8 @@ export function tunnelUpgradeHandler(deps: {
       const relayError = error instanceof RelayError ? error : undefined;
       metrics.tunnelUpgrades.inc({ result: relayError ? relayError.code : 'error' });
       if (!relayError) logger.error('tunnel upgrade failed', { error: (error as Error).message });
-      rejectUpgrade(socket, relayError?.status ?? 500, relayError?.code ?? 'internal', relayError?.message ?? 'internal error', relayError?.headers());
+      else if (relayError.status >= 500) logger.warn('tunnel upgrade refused', { code: relayError.code, detail: relayError.message });
+      rejectUpgradeWith(socket, error);
     }
   };
 }

@@ -2,7 +2,8 @@
  * The polling transport's routes on the proxy (api-backend authenticates the user and forwards
  * `/api/bridge/...` here as `/bridge/...`). A bridge id is the id of its PollLink: random and
  * known only to the user who registered it, whose proxy this is. A registration carrying the
- * `clientId` of an earlier one replaces it: the bridge gave the old one up.
+ * `clientId` of an earlier one replaces it: the bridge gave the old one up. Past the user's limit
+ * of polling bridges (USER_MAX_POLL_LINKS), a new registration is refused with 429.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomBytes } from 'node:crypto';
@@ -10,13 +11,14 @@ import { heartbeatBodySchema, registerBodySchema, type PollRegistration } from '
 import type { ProxyConfig } from '../config';
 import type { Logger } from '../logger';
 import type { TunnelHub } from '../tunnel/hub';
+import type { UserLimits } from '../limits/user-limits';
 import { PollLink } from '../tunnel/poll-link';
-import { sendError, sendJson } from './respond';
+import { sendError, sendJson, sendRelayError } from './respond';
 
 const ROUTE = /^\/bridge\/(register|poll|respond|heartbeat)(?:\/([A-Za-z0-9]{1,64}))?(?:\/([A-Za-z0-9_.-]{1,64}))?$/;
 const MAX_JSON_BYTES = 64 * 1024;
 
-export function bridgeRoutes(config: ProxyConfig, hub: TunnelHub, logger: Logger) {
+export function bridgeRoutes(config: ProxyConfig, hub: TunnelHub, limits: UserLimits, logger: Logger) {
   const registration = (bridgeId: string): PollRegistration => ({
     bridgeId,
     pollTimeoutMs: config.pollTimeoutMs,
@@ -55,6 +57,12 @@ export function bridgeRoutes(config: ProxyConfig, hub: TunnelHub, logger: Logger
           const old = hub.find(id);
           if (old instanceof PollLink && old.clientId === clientId) old.close(1000, 'registered again');
         }
+      }
+      const refused = limits.admitLink('poll', hub.count('poll'));
+      if (refused) {
+        logger.info('polling bridge refused by a user limit', { code: refused.code, open: hub.count('poll') });
+        sendRelayError(res, refused);
+        return true;
       }
       const link: PollLink = new PollLink({
         id: `p${randomBytes(12).toString('hex')}`,

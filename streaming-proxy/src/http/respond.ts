@@ -1,4 +1,6 @@
-import type { ServerResponse } from 'node:http';
+import http, { type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { errorBody, type RelayError } from '@ctll/protocol';
 
 /** Every error the proxy answers has the relay's shape: `{error: {code, message}}`. */
 export function sendError(res: ServerResponse, status: number, code: string, message: string): void {
@@ -9,8 +11,33 @@ export function sendError(res: ServerResponse, status: number, code: string, mes
   sendJson(res, status, { error: { code, message } });
 }
 
-export function sendJson(res: ServerResponse, status: number, body: unknown): void {
+/** An error of the catalogue, with its status and any Retry-After it carries. */
+export function sendRelayError(res: ServerResponse, error: RelayError): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const { status, body, headers } = errorBody(error);
+  sendJson(res, status, body, headers);
+}
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  res.writeHead(status, { ...headers, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
   res.end(text);
+}
+
+/** Answers an upgrade we will not take, on the raw socket, with the same body and headers. */
+export function refuseUpgrade(socket: Duplex, error: RelayError): void {
+  const { status, body, headers } = errorBody(error);
+  const text = JSON.stringify(body);
+  const extra = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`);
+  socket.end(
+    `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Error'}\r\n` +
+      'Content-Type: application/json; charset=utf-8\r\n' +
+      extra.join('') +
+      `Content-Length: ${Buffer.byteLength(text)}\r\n` +
+      'Connection: close\r\n\r\n' +
+      text,
+  );
 }

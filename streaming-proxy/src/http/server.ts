@@ -10,11 +10,13 @@
  *                      a healthy zrok share it registered (zrok/zrok-path.ts), else 503
  *   GET  /ws/tunnel    WebSocket upgrade: a desktop's tunnel, forwarded by api-backend
  *   /bridge/...        the long-poll transport (register, poll, respond, heartbeat)
+ *
+ * Relayed requests and new desktop links pass the user's limits first (limits/user-limits.ts).
  */
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
-import { MAX_FRAME_BYTES, RELAY_RESTART_CLOSE, TUNNELS_RECONNECT_PATH } from '@ctll/protocol';
+import { MAX_FRAME_BYTES, RELAY_RESTART_CLOSE, TUNNELS_RECONNECT_PATH, UnauthorizedError } from '@ctll/protocol';
 import type { ProxyConfig } from '../config';
 import type { Logger } from '../logger';
 import type { ProxyStats } from '../stats';
@@ -24,7 +26,8 @@ import { WsLink } from '../tunnel/ws-link';
 import { Exchange } from '../relay/exchange';
 import { secretChecker } from './secret';
 import { bridgeRoutes } from './bridge-routes';
-import { sendError, sendJson } from './respond';
+import { refuseUpgrade, sendError, sendJson, sendRelayError } from './respond';
+import { UserLimits } from '../limits/user-limits';
 import type { ZrokPath } from '../zrok/zrok-path';
 
 export interface ProxyServerDeps {
@@ -50,7 +53,8 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok }:
     clientTracking: false,
   });
 
-  const bridge = bridgeRoutes(config, hub, logger);
+  const limits = new UserLimits(config.limits, { pingIntervalMs: config.pingIntervalMs, pollGraceMs: config.pollGraceMs });
+  const bridge = bridgeRoutes(config, hub, limits, logger);
 
   const server = http.createServer((req, res) => {
     handle(req, res).catch((error: Error) => {
@@ -117,6 +121,13 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok }:
 
   function relay(req: http.IncomingMessage, res: http.ServerResponse, rest: string): void {
     const path = rest.startsWith('/') ? rest : `/${rest}`;
+    const refused = limits.admitRequest(req, res);
+    if (refused) {
+      logger.debug('request refused by a user limit', { code: refused.code });
+      req.resume();
+      sendRelayError(res, refused);
+      return;
+    }
     const link = hub.current();
     if (!link) {
       relayToShare(req, res, path);
@@ -132,7 +143,11 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok }:
       sendError(res, 429, 'too_many_streams', `at most ${config.maxStreamsPerTunnel} requests at once per tunnel`);
       return;
     }
-    new Exchange(req, res, link, { requestTimeoutMs: config.requestTimeoutMs, stats, logger }).start(path);
+    const exchange = new Exchange(req, res, link, { requestTimeoutMs: config.requestTimeoutMs, stats, logger });
+    // A body without a declared length is counted as it streams; api-backend counts it too, but
+    // the proxy holds the line whichever way a request arrived.
+    limits.watchBody(req, (error) => exchange.abort(error));
+    exchange.start(path);
   }
 
   function relayToShare(req: http.IncomingMessage, res: http.ServerResponse, path: string): void {
@@ -155,10 +170,13 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok }:
 
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     if (!isApiBackend(req) || (req.url ?? '').split('?')[0] !== '/ws/tunnel') {
-      const body = JSON.stringify({ error: { code: 'unauthorized', message: 'this proxy answers api-backend only' } });
-      socket.end(
-        `HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-      );
+      refuseUpgrade(socket, new UnauthorizedError('this proxy answers api-backend only'));
+      return;
+    }
+    const refused = limits.admitLink('ws', hub.count('ws'));
+    if (refused) {
+      logger.info('WebSocket tunnel refused by a user limit', { code: refused.code, open: hub.count('ws') });
+      refuseUpgrade(socket, refused);
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => {

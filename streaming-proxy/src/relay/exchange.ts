@@ -7,15 +7,20 @@
  * the bytes. REQUEST_TIMEOUT_MS measures silence (waiting for the answer to start, or a gap
  * between chunks), never the length of a generation. If the caller goes away, the desktop is told
  * to cancel, so the local model stops generating.
+ *
+ * The desktop's credit is checked, not trusted: an answer chunk past the window (plus the one
+ * frame the protocol allows) or a `window` granting more than was sent throws FlowControlError,
+ * which the link turns into closing itself. So an exchange never holds more than one window plus
+ * one frame of the answer, however the desktop behaves.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
+  BodySender,
   CALLER_ONLY_HEADERS,
-  chunkSlices,
   endToEndHeaders,
   ReceiveCredit,
-  SendCredit,
   type HttpResponseMessage,
+  type RelayError,
 } from '@ctll/protocol';
 import type { StreamHandler } from '../tunnel/correlator';
 import type { DesktopLink } from '../tunnel/desktop-link';
@@ -42,7 +47,7 @@ const FAILURE_STATUS: Record<string, number> = {
 
 export class Exchange implements StreamHandler {
   private readonly id: string;
-  private readonly sendCredit = new SendCredit();
+  private readonly body: BodySender;
   private readonly receiveCredit: ReceiveCredit;
   private readonly timer: NodeJS.Timeout;
   private started = false;
@@ -57,6 +62,7 @@ export class Exchange implements StreamHandler {
     private readonly options: ExchangeOptions,
   ) {
     this.id = link.correlator.open(this);
+    this.body = new BodySender((slice) => this.link.sendData(this.id, slice));
     this.receiveCredit = new ReceiveCredit((bytes) => this.link.sendControl({ type: 'window', id: this.id, bytes }));
     this.timer = setTimeout(() => this.silenceTimeout(), options.requestTimeoutMs);
     options.stats.requests += 1;
@@ -92,6 +98,8 @@ export class Exchange implements StreamHandler {
       return;
     }
     try {
+      // An informational status (1xx) is not an answer: Node would send it and wait for a final one.
+      if (message.status < 200) throw new Error(`status ${message.status} is not a final status`);
       this.res.writeHead(message.status, message.headers);
     } catch (error) {
       this.link.sendControl({ type: 'cancel', id: this.id, reason: 'invalid response head' });
@@ -111,6 +119,8 @@ export class Exchange implements StreamHandler {
 
   onData(payload: Buffer): void {
     if (this.done) return;
+    // Throws past the credit: the link closes, and with it this exchange (failAll).
+    this.receiveCredit.received(payload.byteLength);
     if (!this.started) {
       this.link.sendControl({ type: 'cancel', id: this.id, reason: 'data before http_response' });
       this.fail(502, 'bad_response', 'the desktop sent body data before the response head');
@@ -145,12 +155,20 @@ export class Exchange implements StreamHandler {
   }
 
   onWindow(bytes: number): void {
-    this.sendCredit.grant(bytes);
+    // Throws for a grant beyond what was sent: the link closes.
+    this.body.grant(bytes);
   }
 
   onError(code: string, message: string): void {
     if (this.done) return;
     this.fail(FAILURE_STATUS[code] ?? 502, code, message);
+  }
+
+  /** Ends the exchange for a reason found outside it (a user limit crossed): the desktop cancels. */
+  abort(error: RelayError): void {
+    if (this.done) return;
+    this.link.sendControl({ type: 'cancel', id: this.id, reason: error.code });
+    this.fail(error.status, error.code, error.message);
   }
 
   private upload(): void {
@@ -159,17 +177,15 @@ export class Exchange implements StreamHandler {
       this.timer.refresh();
       this.options.stats.bytesToDesktop += chunk.byteLength;
       this.link.counters.bytesToDesktop += chunk.byteLength;
-      for (const slice of chunkSlices(chunk)) this.link.sendData(this.id, slice);
-      this.sendCredit.spend(chunk.byteLength);
-      if (!this.sendCredit.open) {
+      if (!this.body.write(chunk)) {
         this.req.pause();
-        this.sendCredit.whenOpen(() => {
+        this.body.whenReady(() => {
           if (!this.done) this.req.resume();
         });
       }
     });
     this.req.on('end', () => {
-      if (!this.done) this.link.sendControl({ type: 'end', id: this.id });
+      if (!this.done) this.body.end(() => this.link.sendControl({ type: 'end', id: this.id }));
     });
   }
 
@@ -208,7 +224,7 @@ export class Exchange implements StreamHandler {
   private cleanup(): void {
     this.done = true;
     clearTimeout(this.timer);
-    this.sendCredit.clear();
+    this.body.clear();
     // A request body we stopped reading must still be drained, or its connection stays stuck.
     if (!this.req.complete) this.req.resume();
     this.link.correlator.close(this.id);

@@ -53,6 +53,11 @@ export class TunnelHub {
     return best;
   }
 
+  /** Open links of one transport: what the per-user link limits count. */
+  count(transport: Transport): number {
+    return this.links.filter((link) => link.transport === transport && !link.closed).length;
+  }
+
   get connected(): number {
     return this.links.length;
   }

@@ -10,11 +10,20 @@
  * rather than delivered with its cancel, so it never holds a queue slot. A desktop
  * that neither polls nor heartbeats for the grace period is dropped, and its waiting requests
  * fail at once with 503 instead of waiting for their timeout.
+ *
+ * Credit is enforced here too. The relay grants request-body credit itself, so a `window` a
+ * desktop sends in a heartbeat is ignored (it could only forge credit). An answer POST is paused
+ * once a window of it waits undrained; a body that still arrives past its credit is answered 400
+ * and the whole link is dropped, as a WebSocket would be closed with 1008.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
+  chunkSlices,
   controlFrame,
   encodeData,
+  FLOW_CONTROL_CLOSE_CODE,
+  FLOW_CONTROL_CLOSE_REASON,
+  FlowControlError,
   INITIAL_WINDOW,
   parseControl,
   parseResponseHead,
@@ -145,6 +154,8 @@ export class PollLink implements DesktopLink {
     this.lastSeen = Date.now();
     for (const raw of messages) {
       const parsed = parseControl(JSON.stringify(raw));
+      // This transport returns request-body credit on delivery; a desktop's window could only forge more.
+      if (parsed.ok && parsed.value.type === 'window') continue;
       if (parsed.ok) this.correlator.handleControl(parsed.value, this);
       else this.options.logger.warn('rejected a malformed heartbeat message', { link: this.id, reason: parsed.error });
     }
@@ -162,10 +173,28 @@ export class PollLink implements DesktopLink {
     let headDone = false;
     let finished = false;
     const body: InboundBody = { req, outstanding: 0 };
+    // Registered now, not after the head: a second POST for the same request is refused above.
+    this.inbound.set(requestId, body);
     const deliver = (chunk: Buffer) => {
-      if (chunk.byteLength === 0) return;
-      body.outstanding += chunk.byteLength;
-      this.correlator.handleData(requestId, chunk);
+      try {
+        for (const slice of chunkSlices(chunk)) {
+          if (slice.byteLength === 0) continue;
+          body.outstanding += slice.byteLength;
+          this.correlator.handleData(requestId, slice);
+        }
+      } catch (error) {
+        if (!(error instanceof FlowControlError)) throw error;
+        finished = true;
+        this.inbound.delete(requestId);
+        this.options.logger.warn('desktop broke flow control; dropping its link', { link: this.id, detail: error.message });
+        // Read no more of it; the socket goes once the 400 is out.
+        req.pause();
+        res.setHeader('connection', 'close');
+        sendError(res, 400, 'flow_control', 'the answer went past its flow-control credit');
+        res.once('finish', () => req.destroy());
+        this.close(FLOW_CONTROL_CLOSE_CODE, FLOW_CONTROL_CLOSE_REASON);
+        return;
+      }
       if (body.outstanding >= INITIAL_WINDOW) req.pause();
     };
     const reject = (message: string) => {
@@ -189,13 +218,13 @@ export class PollLink implements DesktopLink {
       if (!head.ok) return reject(head.error);
       headDone = true;
       if ('error' in head.value) {
+        this.inbound.delete(requestId);
         finished = true;
         req.resume();
         this.correlator.handleControl({ type: 'error', id: requestId, code: head.value.error.code, message: head.value.error.message }, this);
         sendJson(res, 200, { ok: true });
         return;
       }
-      this.inbound.set(requestId, body);
       this.correlator.handleControl({ type: 'http_response', id: requestId, status: head.value.status, headers: head.value.headers, end: false }, this);
       deliver(reader.takeRest());
     });

@@ -5,12 +5,19 @@
  * a binary frame a valid data frame. A bad frame is answered with an `error` message and the
  * tunnel stays up; a desktop that keeps sending them is closed with 1008. Liveness is WebSocket
  * ping/pong: a desktop that misses a whole ping interval is dropped, failing its open streams.
+ *
+ * A desktop that breaks flow control (data past a stream's credit, or a `window` granting more
+ * than was sent) is closed at once with 1008 "flow control violated", and the proxy stops reading
+ * its socket: a flood is never buffered, and only this link's streams fail.
  */
 import type { WebSocket, RawData } from 'ws';
 import {
   decodeData,
   encodeControl,
   encodeData,
+  FLOW_CONTROL_CLOSE_CODE,
+  FLOW_CONTROL_CLOSE_REASON,
+  FlowControlError,
   parseControl,
   TunnelErrorCode,
   type ControlMessage,
@@ -22,6 +29,8 @@ import type { Logger } from '../logger';
 
 /** Bad frames tolerated on one tunnel before it is closed (1008, policy violation). */
 const MAX_BAD_FRAMES = 32;
+/** Past this much unsent output a desktop is not reading: its pings go unanswered rather than pile up. */
+const PONG_BUFFER_LIMIT = 256 * 1024;
 
 export interface WsLinkOptions {
   id: string;
@@ -73,6 +82,7 @@ export class WsLink implements DesktopLink {
 
   sendControl(message: ControlMessage): void {
     if (this.isClosed) return;
+    if (message.type === 'pong' && this.ws.bufferedAmount > PONG_BUFFER_LIMIT) return;
     this.ws.send(encodeControl(message));
   }
 
@@ -91,6 +101,16 @@ export class WsLink implements DesktopLink {
   }
 
   private receive(data: RawData, isBinary: boolean): void {
+    if (this.isClosed) return;
+    try {
+      this.dispatch(data, isBinary);
+    } catch (error) {
+      if (!(error instanceof FlowControlError)) throw error;
+      this.violated(error.message);
+    }
+  }
+
+  private dispatch(data: RawData, isBinary: boolean): void {
     // ws hands over a single Buffer unless the peer fragmented the message.
     const buffer = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
     if (isBinary) {
@@ -113,6 +133,13 @@ export class WsLink implements DesktopLink {
       return;
     }
     this.sendControl({ type: 'error', code: TunnelErrorCode.BadMessage, message: reason });
+  }
+
+  /** The desktop broke flow control: close now, and read nothing more of what it floods us with. */
+  private violated(detail: string): void {
+    this.options.logger.warn('desktop broke flow control; closing its tunnel', { link: this.id, detail });
+    this.close(FLOW_CONTROL_CLOSE_CODE, FLOW_CONTROL_CLOSE_REASON);
+    this.ws.pause();
   }
 
   private checkAlive(): void {

@@ -1,0 +1,96 @@
+/**
+ * The real proxy server, in this process, for tests that play the desktop and the caller by hand:
+ * a raw `ws` client stands in for a bridge (honest or not), plain http requests for api-backend.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import WebSocket from 'ws';
+import { PROXY_SECRET_HEADER, parseControl, type ControlMessage } from '@ctll/protocol';
+import { loadConfig } from '../../src/config';
+import { createLogger } from '../../src/logger';
+import { ProxyStats } from '../../src/stats';
+import { TunnelHub } from '../../src/tunnel/hub';
+import { Journal } from '../../src/tunnel/journal';
+import { createProxyServer } from '../../src/http/server';
+
+export const SECRET = 's'.repeat(40);
+
+export interface TestProxy {
+  url: string;
+  hub: TunnelHub;
+  stats: ProxyStats;
+  close(): Promise<void>;
+}
+
+export async function startProxy(env: Record<string, string> = {}): Promise<TestProxy> {
+  const config = loadConfig({ PROXY_SECRET: SECRET, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'error', ...env });
+  const logger = createLogger('error', '0123456789abcdef');
+  const stats = new ProxyStats();
+  const journal = new Journal();
+  const hub = new TunnelHub(stats, logger, journal);
+  const server = createProxyServer({ config, logger, stats, hub, journal });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    hub,
+    stats,
+    close: () =>
+      new Promise((resolve) => {
+        hub.closeAll(1001, 'test over');
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+export interface RawDesktop {
+  ws: WebSocket;
+  /** The next control message from the proxy (data frames are counted, not queued). */
+  next(): Promise<ControlMessage>;
+  /** Resolves with the close code and reason once the proxy closes the tunnel. */
+  closed: Promise<{ code: number; reason: string }>;
+}
+
+/** A hand-driven desktop on the proxy's /ws/tunnel. */
+export function connectDesktop(proxy: TestProxy): Promise<RawDesktop> {
+  const ws = new WebSocket(`${proxy.url.replace('http', 'ws')}/ws/tunnel`, { headers: { [PROXY_SECRET_HEADER]: SECRET } });
+  const queue: ControlMessage[] = [];
+  const waiters: Array<(m: ControlMessage) => void> = [];
+  ws.on('message', (data, isBinary) => {
+    if (isBinary) return;
+    const parsed = parseControl(data.toString());
+    if (!parsed.ok) return;
+    const waiter = waiters.shift();
+    if (waiter) waiter(parsed.value);
+    else queue.push(parsed.value);
+  });
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+  const next = () =>
+    new Promise<ControlMessage>((resolve, reject) => {
+      const queued = queue.shift();
+      if (queued) return resolve(queued);
+      const timer = setTimeout(() => reject(new Error('no message from the proxy')), 5000);
+      waiters.push((m) => {
+        clearTimeout(timer);
+        resolve(m);
+      });
+    });
+  return new Promise((resolve, reject) => {
+    ws.once('open', () => resolve({ ws, next, closed }));
+    ws.once('error', reject);
+  });
+}
+
+/** A caller through the proxy's /relay, as api-backend would make it; the response is not read. */
+export function callRelay(proxy: TestProxy, path: string, body?: Buffer): Promise<http.IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(`${proxy.url}/relay${path}`, {
+      method: body ? 'POST' : 'GET',
+      headers: { [PROXY_SECRET_HEADER]: SECRET, ...(body ? { 'content-length': body.byteLength } : {}) },
+    });
+    req.on('response', resolve);
+    req.on('error', reject);
+    req.end(body);
+  });
+}
