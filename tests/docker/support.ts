@@ -128,3 +128,15 @@ export async function health(host: string, port: number): Promise<number> {
   const res = await fetch(`http://${host}:${port}/health`, { signal: AbortSignal.timeout(3000) });
   return res.status;
 }
+
+/**
+ * Removes every container and network of one PROXY_SCOPE: what an operator does after the last
+ * api-backend of a relay is gone for good (a shutdown leaves docker proxies running for the next).
+ */
+export async function removeScope(scope: string): Promise<void> {
+  const filters = { label: [`${LABELS.managed}=true`, `${LABELS.scope}=${scope}`] };
+  const owners = new Set<string>();
+  for (const c of await docker.listContainers({ all: true, filters })) owners.add(c.Labels[LABELS.owner]);
+  for (const n of await docker.listNetworks({ filters })) if (n.Labels?.[LABELS.owner]) owners.add(n.Labels[LABELS.owner]);
+  await removeOwners(owners);
+}

@@ -112,6 +112,8 @@ export async function startLayout(options: LayoutOptions = {}): Promise<Layout> 
     async close() {
       await Promise.all(bridges.map((bridge) => bridge.close()));
       await relay.close();
+      // A shutdown leaves docker proxies running for the next api-backend; this one has no next.
+      if (driver === 'docker') await (await import('../docker/support')).removeScope(env.PROXY_SCOPE);
       await llm.close();
       fs.rmSync(dataDir, { recursive: true, force: true });
     },
