@@ -96,7 +96,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   if (driver instanceof DockerDriver) await driver.start();
   manager.on('started', (event) => metrics.proxyStarts.observe({ driver: event.driver }, event.durationMs / 1000));
   manager.on('stopped', (event) => metrics.proxyStops.inc({ reason: event.reason }));
-  const health = new HealthMonitor({ driver, database: () => audit.health(), intervalMs: config.healthCheckIntervalMs, logger: log('health') });
+  const health = new HealthMonitor({ driver, database: { probe: () => audit.health(), now: () => audit.writerHealth() }, intervalMs: config.healthCheckIntervalMs, logger: log('health') });
   await health.start();
 
   const server = http.createServer();

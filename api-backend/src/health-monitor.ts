@@ -1,9 +1,10 @@
 /**
  * The relay's health, checked in the background: the proxy driver (for Docker: the engine answers,
  * the image is there) and the audit database, every HEALTH_CHECK_INTERVAL_MS. /health and
- * /health/details answer from the last check, so an anonymous caller never costs an engine call
- * or a database query, however often it asks. A check that changes its verdict is logged with
- * its detail, which the public /health never shows.
+ * /health/details answer from the last check plus what this process knows for free (the audit
+ * writer's failures and queue, the driver's proxy count), so an anonymous caller never costs an
+ * engine call or a database query, however often it asks. A check that changes its verdict is
+ * logged with its detail, which the public /health never shows.
  */
 import type { DriverHealth, ProxyDriver } from './proxy/driver';
 import type { Logger } from './logger';
@@ -32,7 +33,8 @@ export interface HealthReport {
 
 export interface HealthMonitorOptions {
   driver: ProxyDriver;
-  database?: () => Promise<DatabaseHealth>;
+  /** `probe` asks the database (in the background only); `now` is what the audit's writer knows, free to ask per request. */
+  database?: { probe: () => Promise<DatabaseHealth>; now: () => DatabaseHealth };
   intervalMs: number;
   logger: Logger;
 }
@@ -59,7 +61,7 @@ export class HealthMonitor {
   report(): HealthReport {
     const { driver } = this.options;
     const proxies: DriverHealth = this.last?.proxies ?? { ok: false, detail: 'not checked yet' };
-    const database = this.last?.database;
+    const database = this.database();
     return {
       serving: proxies.ok,
       status: proxies.ok && (database?.ok ?? true) ? 'ok' : 'degraded',
@@ -77,11 +79,20 @@ export class HealthMonitor {
     return this.running;
   }
 
+  /** A failing writer shows at once; otherwise the last probe's verdict, with the queue as it is now. */
+  private database(): DatabaseHealth | undefined {
+    const now = this.options.database?.now();
+    if (!now) return undefined;
+    const probed = this.last?.database;
+    if (!now.ok || !probed) return now;
+    return { ...probed, queued: now.queued, dropped: now.dropped };
+  }
+
   private async round(): Promise<void> {
     const { driver, database, logger } = this.options;
     const [proxies, audit] = await Promise.all([
       driver.health().catch((error: Error): DriverHealth => ({ ok: false, detail: error.message })),
-      database?.(),
+      database?.probe(),
     ]);
     const before = this.last;
     this.last = { proxies, database: audit, at: new Date() };

@@ -15,14 +15,15 @@ export interface CountingEngine {
   dockerHost: string;
   /** How often a GET of this container's inspect was sent. */
   inspects(name: string): number;
-  /** A point in what was sent so far, for `requestsSince`. */
+  /** A point in the requests sent so far, for `requestsSince`. */
   mark(): number;
   /** The request lines (`GET /v1.41/_ping`, ...) sent after `mark`. */
   requestsSince(mark: number): string[];
   close(): Promise<void>;
 }
 
-const REQUEST_LINE = /(?:^|\r\n)((?:GET|HEAD|POST|PUT|DELETE) \/\S* HTTP\/1\.[01])\r\n/g;
+/** A request line; it may follow the previous request's body directly, so nothing is asked of what precedes it. */
+const REQUEST_LINE = /(?:GET|HEAD|POST|PUT|DELETE) \/\S* HTTP\/1\.[01](?=\r\n)/g;
 
 export async function countingEngine(): Promise<CountingEngine> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ctll-engine-'));
@@ -30,11 +31,20 @@ export async function countingEngine(): Promise<CountingEngine> {
   // docker-modem may hold a function that finds the default socket (rootless, Docker Desktop).
   const configured = (docker.modem as unknown as { socketPath?: string | (() => Promise<string>) }).socketPath;
   const engine = (typeof configured === 'function' ? await configured() : configured) ?? '/var/run/docker.sock';
-  let sent = '';
+  // Each connection's bytes are scanned on their own: chunks of parallel connections interleave.
+  const requests: string[] = [];
   const server = net.createServer((client) => {
     const upstream = net.connect(engine);
+    let sent = '';
+    let scanned = 0;
     client.on('data', (chunk: Buffer) => {
       sent += chunk.toString('latin1');
+      const pattern = new RegExp(REQUEST_LINE.source, 'g');
+      pattern.lastIndex = scanned;
+      for (let match = pattern.exec(sent); match; match = pattern.exec(sent)) {
+        requests.push(match[0]);
+        scanned = pattern.lastIndex;
+      }
       upstream.write(chunk);
     });
     upstream.pipe(client);
@@ -47,9 +57,9 @@ export async function countingEngine(): Promise<CountingEngine> {
   return {
     socketPath,
     dockerHost: `unix://${socketPath}`,
-    inspects: (name) => sent.split(`GET /containers/${name}/json`).length - 1,
-    mark: () => sent.length,
-    requestsSince: (mark) => [...sent.slice(mark).matchAll(REQUEST_LINE)].map((match) => match[1]),
+    inspects: (name) => requests.filter((line) => line.startsWith('GET ') && line.includes(`/containers/${name}/json`)).length,
+    mark: () => requests.length,
+    requestsSince: (mark) => requests.slice(mark),
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -37,7 +37,7 @@ describeDocker('api-backend killed with SIGKILL and restarted (docker driver)', 
 
   const start = async () => {
     child = spawn(process.execPath, [MAIN], {
-      env: { PATH: process.env.PATH, NODE_ENV: 'test', HOST: '127.0.0.1', PORT: String(port), DATA_DIR: dataDir, LOG_LEVEL: 'warn', PROXY_DRIVER: 'docker', PROXY_SCOPE: TEST_SCOPE, PROXY_MEMORY_MB: '128' },
+      env: { PATH: process.env.PATH, NODE_ENV: 'test', HOST: '127.0.0.1', PORT: String(port), DATA_DIR: dataDir, LOG_LEVEL: 'warn', PROXY_DRIVER: 'docker', PROXY_SCOPE: TEST_SCOPE, PROXY_MEMORY_MB: '128', METRICS_PORT: '0' },
       stdio: ['ignore', 'ignore', 'inherit'],
     });
     await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/health`).catch(() => undefined))?.ok === true, 30_000, 'api-backend to answer');
@@ -57,6 +57,13 @@ describeDocker('api-backend killed with SIGKILL and restarted (docker driver)', 
     fs.rmSync(dataDir, { recursive: true, force: true });
   });
 
+  /** Whether the relay takes the secret the owner's container was started with (its zrok discovery call). */
+  const discoverAccepted = async (ownerHash: string) => {
+    const env = (await docker.getContainer(containerName(ownerHash)).inspect()).Config.Env;
+    const secret = env.find((entry) => entry.startsWith('PROXY_SECRET='))!.slice('PROXY_SECRET='.length);
+    return (await fetch(`http://127.0.0.1:${port}/api/zrok/discover/${ownerHash}`, { headers: { 'x-ctll-proxy-secret': secret } })).status === 200;
+  };
+
   it('adopts the running proxies and leaves no orphan', async () => {
     await start();
     for (const user of users) expect(await call('POST', '/api/proxy/start', user)).toMatchObject({ status: 'running', created: true });
@@ -75,6 +82,8 @@ describeDocker('api-backend killed with SIGKILL and restarted (docker driver)', 
     }
     const after = await Promise.all(owners.map(async (h) => (await docker.getContainer(containerName(h)).inspect()).Id));
     expect(after).toEqual(before);
+    // The new process derives the same proxy secrets (key in DATA_DIR): adopted proxies still prove themselves.
+    for (const h of owners) expect(await discoverAccepted(h)).toBe(true);
     const left = await leftovers(owners);
     expect(left.containers).toHaveLength(2);
     expect(left.networks).toHaveLength(2);

@@ -2,7 +2,8 @@
  * The seam between the StreamingProxyManager and whatever runs proxies. A driver creates, finds
  * and removes one proxy per owner; the manager adds locking, idling and auditing on top. Drivers
  * keep their record of what exists where it truly lives (a child process table, the Docker
- * engine), never in a second map that could disagree with it.
+ * engine), never in a second map that could disagree with it; the one exception is a count of
+ * running proxies for /metrics and /health (`running()`), which must not cost an engine call.
  */
 export type ProxyState = 'running' | 'starting' | 'stopped' | 'not-found';
 
