@@ -32,7 +32,7 @@ describeWithPostgres('audit journal pull with many proxies and one that never an
   }, 60_000);
 
   const failures = async () => {
-    const metrics = await (await fetch(`${layout.relay.url}/metrics`)).text();
+    const metrics = await (await fetch(`${layout.relay.metricsUrl}/metrics`)).text();
     return Number(/^ctll_proxy_pull_failures_total\{loop="audit_pull"\} (\d+)$/m.exec(metrics)?.[1] ?? 0);
   };
 

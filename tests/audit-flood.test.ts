@@ -70,7 +70,7 @@ describeWithPostgres('security events under a refused-token flood', () => {
 
   const auth = (userId: string) => ({ authorization: `Bearer ${layout.token(userId)}` });
   const dropped = async (reason: string) => {
-    const metrics = await (await fetch(`${layout.relay.url}/metrics`)).text();
+    const metrics = await (await fetch(`${layout.relay.metricsUrl}/metrics`)).text();
     return Number(new RegExp(`^ctll_audit_dropped_total\\{reason="${reason}"\\} (\\d+)$`, 'm').exec(metrics)?.[1]);
   };
 

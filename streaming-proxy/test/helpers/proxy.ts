@@ -23,7 +23,19 @@ export interface TestProxy {
 }
 
 export async function startProxy(env: Record<string, string> = {}): Promise<TestProxy> {
-  const config = loadConfig({ PROXY_SECRET: SECRET, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'error', ...env });
+  const config = loadConfig({
+    PROXY_SECRET: SECRET,
+    PORT: '0',
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'error',
+    // These tests open link after link on purpose: the per-user limits (tested end to end in
+    // tests/user-limits.e2e.test.ts) are out of their way unless a test sets its own.
+    USER_RATE_PER_MINUTE: '1000000',
+    USER_RATE_BURST: '1000000',
+    USER_MAX_WS_LINKS: '1000',
+    USER_MAX_POLL_LINKS: '1000',
+    ...env,
+  });
   const logger = createLogger('error', '0123456789abcdef');
   const stats = new ProxyStats();
   const journal = new Journal();
