@@ -72,6 +72,15 @@ describe('a desktop that breaks flow control, on a real relay', () => {
     const tunnel = await openRawTunnel(layout, 'mallory');
     const { handle } = await layout.relay.manager.ensure('mallory');
     const pid = Number(handle.id);
+    // The proxy first serves one honest exchange, as a user's proxy has before anything goes
+    // wrong: its start-up and first request are not what this test measures.
+    const warm = layout.fetchAs('mallory', '/warm').then((res) => res.arrayBuffer());
+    const first = await tunnel.next();
+    if (first.type !== 'http_request') throw new Error(`expected a request, got ${first.type}`);
+    tunnel.ws.send(encodeControl({ type: 'http_response', id: first.id, status: 200, headers: {}, end: false }));
+    tunnel.ws.send(encodeData(first.id, Buffer.alloc(MAX_CHUNK_BYTES, 0x61)), { binary: true });
+    tunnel.ws.send(encodeControl({ type: 'end', id: first.id }));
+    expect((await warm).byteLength).toBe(MAX_CHUNK_BYTES);
     const baseline = rssBytes(pid);
     let peak = baseline;
     const sampler = setInterval(() => {

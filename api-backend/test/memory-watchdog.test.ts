@@ -95,6 +95,7 @@ it('the process driver kills a proxy over PROXY_MEMORY_MB and reports the exit a
     memoryCheckMs: 50,
     startTimeoutMs: 10_000,
     env: () => ({}),
+    secretFor: () => 's'.repeat(64),
     logger,
     onExit: (ownerHash, detail) => exits.push({ ownerHash, detail }),
   });
