@@ -59,7 +59,8 @@ describeWithPostgres('audit journal pull with many proxies and one that never an
         );
         return rows.length === others.length;
       },
-      30_000,
+      // A bound on a hang, not a speed: each round also waits out the frozen proxy's read timeout.
+      90_000,
       `closed tunnel sessions of all ${others.length} other users`,
     );
     const recorded = new Set((await testDb.query<{ owner_hash: string }>('SELECT DISTINCT owner_hash FROM tunnel_sessions')).map((row) => row.owner_hash));

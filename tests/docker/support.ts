@@ -40,7 +40,8 @@ export function testDriver(overrides: Partial<DockerDriverOptions> = {}): { driv
     memoryMb: 128,
     cpus: 0.5,
     subnetPool: process.env.PROXY_SUBNET_POOL ?? '10.200.0.0/16',
-    startTimeoutMs: 15_000,
+    // A bound on a hang: twenty containers starting at once on a busy two-core machine take a while.
+    startTimeoutMs: 30_000,
     secretFor: (ownerHash) => TEST_SECRETS.secretFor(ownerHash),
     env: (ownerHash, secret) => ({ NODE_ENV: 'production', HOST: '0.0.0.0', PROXY_SECRET: secret, PROXY_USER_HASH: ownerHash, LOG_LEVEL: 'warn' }),
     logger,
