@@ -73,6 +73,10 @@ const UNLIMITED = {
   PROXY_START_RATE_PER_MINUTE: '100000',
   // The most the default subnet pool holds, so the docker driver accepts it too.
   PROXY_MAX: '4096',
+  // The bench polls /health from 127.0.0.1 while relays start: the per-address limits are for strangers.
+  RATE_LIMIT_ENABLED: 'false',
+  // Several relays may run at once (process and docker rows): each takes its own private port.
+  METRICS_PORT: '0',
 };
 
 export async function startRelayProcess(options: RelayStartOptions): Promise<RelayProcess> {
