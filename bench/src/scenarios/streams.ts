@@ -81,7 +81,14 @@ export const streams: Scenario = {
     const rows: Row[] = [];
     const summary: Record<string, number> = {};
     // An api-backend of its own, whose proxies and bridges answer the garbage-collection hook.
-    const relay = await startRelayProcess({ driver: 'process', proxyScript: path.join(BUILD_DIR, 'gc-proxy.cjs'), nodeArgs: ['--require', GC_HOOK] });
+    // BRIDGE_MAX_QUEUE (64 by default) refuses long-poll requests past a backlog with 503; it bounds
+    // waiting requests, not memory, so it is lifted here like the bench lifts the per-user limits.
+    const relay = await startRelayProcess({
+      driver: 'process',
+      proxyScript: path.join(BUILD_DIR, 'gc-proxy.cjs'),
+      nodeArgs: ['--require', GC_HOOK],
+      env: { BRIDGE_MAX_QUEUE: String(Math.max(...counts) * 2) },
+    });
     try {
       for (const transport of transports) {
         for (const n of counts) {
@@ -105,6 +112,7 @@ export const streams: Scenario = {
         'route',
         'streams',
         'answers started',
+        'refused',
         'settled after s',
         'proxy RSS before MiB',
         'proxy RSS after MiB',
@@ -117,9 +125,9 @@ export const streams: Scenario = {
       ],
       rows,
       notes: [
-        `Each stream is a \`GET /blob\` of ${BLOB_BYTES / MIB} MiB through the relay whose caller reads the answer's head and then nothing: the answer fills the sockets on its way, then the credit window, and stalls. Every count runs as a user of its own (a fresh streaming-proxy process) with a real bridge (\`node bridge/dist/cli.js\`), on an api-backend of the scenario's own with the process driver.`,
-        `RSS (VmRSS) is read just before the streams open and again once the proxy's RSS moved less than ${SETTLE_MIB} MiB over ${SETTLE_MS / 1000} s; "RSS MiB/stream" is the growth divided by the number of streams. It includes garbage not yet collected and memory the allocator keeps after a burst, so it is an upper bound.`,
-        '"held MiB/stream": V8 heap used plus external memory (Buffers) after a full garbage collection (children/gc-hook.ts, through the in-process inspector), at the same two moments, divided by the number of streams: what the process really holds per stalled stream.',
+        `Each stream is a \`GET /blob\` of ${BLOB_BYTES / MIB} MiB through the relay whose caller reads the answer's head and then nothing: the answer fills the sockets on its way, then the credit window, and stalls. Every count runs as a user of its own (a fresh streaming-proxy process) with a real bridge (\`node bridge/dist/cli.js\`), on an api-backend of the scenario's own with the process driver and BRIDGE_MAX_QUEUE raised above the largest count (its default, 64, answers a long-poll request past that backlog 503: a bound on waiting requests, not on memory).`,
+        `RSS (VmRSS) is read just before the streams open and again once the proxy's RSS moved less than ${SETTLE_MIB} MiB over ${SETTLE_MS / 1000} s; "RSS MiB/stream" is the growth divided by the number of streams that started (a refused request holds nothing). It includes garbage not yet collected and memory the allocator keeps after a burst, so it is an upper bound.`,
+        '"held MiB/stream": V8 heap used plus external memory (Buffers) after a full garbage collection (children/gc-hook.ts, through the in-process inspector), at the same two moments, divided by the number of streams that started: what the process really holds per stalled stream.',
         `The bound: per stream and direction a side holds at most one window plus one frame, ${INITIAL_WINDOW / MIB} MiB + ${MAX_OVERSHOOT_BYTES / 1024} KiB = ${round(perDirection, 4)} MiB (protocol/src/flow.ts); a download uses one direction, so the proxy should hold under ${round(perDirection, 3)} MiB per stream here, and under ${round(2 * perDirection, 3)} MiB with a stalled upload beside it.`,
         'Bytes held in kernel socket buffers (between the client and api-backend, api-backend and the proxy, the proxy and the bridge) are in no process\'s RSS and are not counted; the kernel bounds them per socket.',
       ],
@@ -173,16 +181,20 @@ async function measure(ctx: BenchContext, relay: RelayProcess, transport: string
     for (let i = 0; i < n; i++) open.push(openStalled(route, agent, `/blob?n=${BLOB_BYTES}`));
     const statuses = await Promise.all(open.map((s) => s.head));
     const started = statuses.filter((status) => status === 200).length;
+    const refused = statuses.filter((status) => status !== 200);
+    if (started === 0) throw new Error(`no stream started over ${transport}: statuses ${[...new Set(refused)].join(', ')}`);
     const { settled, ms } = await settle(proxyPid);
     // RSS as it stands once settled, then what each holds after a collection.
     const rssAfter = { proxy: rss(pids.proxy), api: rss(pids.api), bridge: rss(pids.bridge) };
     const after = await take();
-    const rssPer = (key: keyof typeof pids) => round((rssAfter[key] - before[key].rssMb) / n, 3);
-    const heldPer = (key: keyof typeof pids) => round((after[key].heldMb - before[key].heldMb) / n, 3);
+    // Per stream that really stalled: a refused request holds nothing.
+    const rssPer = (key: keyof typeof pids) => round((rssAfter[key] - before[key].rssMb) / started, 3);
+    const heldPer = (key: keyof typeof pids) => round((after[key].heldMb - before[key].heldMb) / started, 3);
     return {
       route: `relay ${transport}/process`,
       streams: n,
       'answers started': started,
+      refused: refused.length > 0 ? `${refused.length} (status ${[...new Set(refused)].join(', ')})` : 0,
       'settled after s': settled ? round(ms / 1000, 1) : `not within ${SETTLE_TIMEOUT_MS / 1000}`,
       'proxy RSS before MiB': round(before.proxy.rssMb, 1),
       'proxy RSS after MiB': round(rssAfter.proxy, 1),
