@@ -30,8 +30,8 @@ const BLOB_BYTES = 1024 * MIB;
 /** The proxy's RSS counts as settled once it moved less than this over SETTLE_MS. */
 const SETTLE_MIB = 1;
 const SETTLE_MS = 3000;
-/** Well under the relay's REQUEST_TIMEOUT_MS default (30 s), though a stalled client is not silence to the proxy either way. */
-const SETTLE_TIMEOUT_MS = 25_000;
+/** A stalled client is not silence (REQUEST_TIMEOUT_MS counts only the desktop's silence), so the streams may wait this long; 100 streams sharing one WebSocket take a while to fill on a busy machine. */
+const SETTLE_TIMEOUT_MS = 60_000;
 
 const rss = (pid: number | undefined) => (pid === undefined ? Number.NaN : (memoryOf(pid)?.rssMb ?? Number.NaN));
 
