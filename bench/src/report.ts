@@ -121,12 +121,12 @@ function inShort(results: Results): string[] {
   } else if (life?.processSeqP50Ms !== undefined) {
     lines.push(`A user's proxy (process driver) is ready ${n(life.processSeqP50Ms, 0)} ms after they ask for it (p50, one at a time).`);
   }
-  const streamsSummary = scenario('streams')?.summary;
-  const streamsHeld = Object.entries(streamsSummary ?? {}).filter(([k]) => k.startsWith('proxyHeldMiBPerStream'));
-  if (streamsHeld.length > 0) {
-    const [key, held] = streamsHeld[streamsHeld.length - 1];
+  const streamsRows = scenario('streams')?.rows ?? [];
+  if (streamsRows.length > 0) {
+    const held = streamsRows.map((r) => Number(r['proxy held MiB/stream'])).filter(Number.isFinite);
+    const most = Math.max(...streamsRows.map((r) => Number(r.streams)));
     lines.push(
-      `With ${key.replace('proxyHeldMiBPerStream', '')} requests open whose callers stopped reading, the user's proxy holds ${n(held, 2)} MiB per stream (the protocol's bound: ${n(streamsSummary?.boundMiBPerStreamPerDirection, 3)} MiB per stream and direction).`,
+      `With up to ${most} requests open whose callers stopped reading, the user's proxy held at most ${n(Math.max(...held), 2)} MiB per stream after garbage collection (the protocol's bound: ${n(scenario('streams')?.summary?.boundMiBPerStreamPerDirection, 3)} MiB per stream and direction).`,
     );
   }
   const idleSummary = scenario('idle')?.summary;
