@@ -48,6 +48,8 @@ await build({
     'llm-server': 'bench/src/children/llm-server.ts',
     'bridge-fleet': 'bench/src/children/bridge-fleet.ts',
     'profiled-proxy': 'bench/src/children/profiled-proxy.ts',
+    'gc-hook': 'bench/src/children/gc-hook.ts',
+    'gc-proxy': 'bench/src/children/gc-proxy.ts',
   },
   outdir,
   outExtension: { '.js': '.cjs' },

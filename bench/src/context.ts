@@ -16,6 +16,8 @@ export interface Sizes {
   polling: { samples: number };
   lifecycle: { sequential: number; concurrent: number; capacityMax: number };
   idle: { tunnels: number; peerTunnels: number };
+  /** How many stalled streams to open at once, one measurement per count. */
+  streams: { counts: number[] };
 }
 
 export const FULL: Sizes = {
@@ -27,6 +29,7 @@ export const FULL: Sizes = {
   polling: { samples: 300 },
   lifecycle: { sequential: 20, concurrent: 20, capacityMax: 300 },
   idle: { tunnels: 200, peerTunnels: 50 },
+  streams: { counts: [10, 50, 100] },
 };
 
 /** Every scenario once, small: CI runs this so the bench never rots (figures are not checked). */
@@ -38,6 +41,7 @@ export const QUICK: Sizes = {
   polling: { samples: 30 },
   lifecycle: { sequential: 3, concurrent: 5, capacityMax: 5 },
   idle: { tunnels: 10, peerTunnels: 3 },
+  streams: { counts: [10] },
 };
 
 /** One way through our relay: a transport on a driver, with its bridge running. */

@@ -40,6 +40,8 @@ const MEANING: Record<string, string> = {
     'For desktops behind networks that block WebSockets: how long a request waits before the desktop has it. Directly it would be a fraction of a millisecond.',
   lifecycle: 'How long the first request of a user\'s session waits for their private proxy, and what one proxy costs when nobody uses it.',
   idle: 'What a connected but idle desktop costs the operator: memory is what limits how many users one host keeps connected.',
+  streams:
+    'What an open request costs the operator at worst, when the caller stops reading (a stuck browser tab, a script that never drains its answer): the relay holds at most one flow-control window per stream, so memory grows with the number of open requests, never with the size of the answers.',
 };
 
 /** Why a target may be missed on this machine; shown only for missed targets. */
@@ -56,6 +58,7 @@ const LIMITS: Array<[RegExp, string]> = [
     /^bulk-throughput/,
     'Every byte is read and written again by three more Node processes, each through its own socket buffers and stream machinery, on 2 cores shared with the load generator and the test server. WebSocket masking, once half of the bridge\'s and the proxy\'s CPU in a download, is gone on loopback and wss: (hot spot below). The direct figure comes from a server writing one cached block at memory speed, so the ratio is a worst case.',
   ],
+  [/^streams-memory/, 'A proxy holding more than its window per stalled stream buffers past its credit; RSS alone also counts garbage not yet collected, which is why the target reads heap and external memory after a full collection.'],
   [/^bulk-memory/, 'Each hop holds at most its flow-control window per stream plus socket buffers; a larger growth means a hop buffers more than its window.'],
   [
     /^token-delay/,
@@ -117,6 +120,14 @@ function inShort(results: Results): string[] {
     );
   } else if (life?.processSeqP50Ms !== undefined) {
     lines.push(`A user's proxy (process driver) is ready ${n(life.processSeqP50Ms, 0)} ms after they ask for it (p50, one at a time).`);
+  }
+  const streamsRows = scenario('streams')?.rows ?? [];
+  if (streamsRows.length > 0) {
+    const held = streamsRows.map((r) => Number(r['proxy held MiB/stream'])).filter(Number.isFinite);
+    const most = Math.max(...streamsRows.map((r) => Number(r.streams)));
+    lines.push(
+      `With up to ${most} requests open whose callers stopped reading, the user's proxy held at most ${n(Math.max(...held), 2)} MiB per stream after garbage collection (the protocol's bound: ${n(scenario('streams')?.summary?.boundMiBPerStreamPerDirection, 3)} MiB per stream and direction).`,
+    );
   }
   const idleSummary = scenario('idle')?.summary;
   if (idleSummary?.relayTunnelKiB !== undefined) {

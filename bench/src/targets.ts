@@ -116,6 +116,19 @@ export function evaluateTargets(scenarios: ScenarioResult[], routes: RouteStatus
     }
   }
 
+  // 8. Memory per open stream: what the proxy holds per stalled stream, against the protocol's bound.
+  const streams = get('streams');
+  if (streams?.summary) {
+    const bound = num(streams.summary.boundMiBPerStreamPerDirection);
+    const held = streams.rows.map((r) => [r.route, r.streams, num(r['proxy held MiB/stream'])] as const);
+    out.push({
+      id: 'streams-memory',
+      target: `streaming-proxy holds at most one window plus one frame (${fmt(bound, ' MiB', 3)}) per stalled download`,
+      measured: held.map(([route, n, mib]) => `${route} ×${n}: ${fmt(mib, ' MiB', 2)}`).join(', '),
+      met: held.length > 0 && held.every(([, , mib]) => mib <= bound),
+    });
+  }
+
   // Peers, row by row, against the first relay route (WebSocket, process driver).
   const primary = relayIds[0];
   const peers = routes.filter((r) => r.kind === 'peer');
