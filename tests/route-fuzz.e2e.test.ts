@@ -40,7 +40,12 @@ describe('random requests to every route', () => {
   let layout: Layout;
 
   beforeAll(async () => {
-    layout = await startLayout({ llm: { tokens: TOKENS, tokenDelayMs: 10 } });
+    // A request that waits for a desktop (alice may have registered a polling bridge that never
+    // polls) is answered after REQUEST_TIMEOUT_MS: short here, so the fuzz never waits long.
+    layout = await startLayout({
+      env: { REQUEST_TIMEOUT_MS: '2000', BRIDGE_POLL_TIMEOUT_MS: '1000', BRIDGE_GRACE_MS: '2000' },
+      llm: { tokens: TOKENS, tokenDelayMs: 10 },
+    });
     await layout.connectBridge('carol');
   });
   afterAll(async () => {

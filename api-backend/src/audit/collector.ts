@@ -71,7 +71,7 @@ export class TunnelCollector {
   private readonly options: CollectorOptions;
   private readonly cursors = new Map<string, Cursor>();
   private readonly lock = new KeyedLock();
-  /** Owner hash -> until when its proxy is read every round. */
+  /** Owner hash -> how many more rounds its proxy is read, activity or not. */
   private readonly hot = new Map<string, number>();
   private lastFullRound = 0;
   private timer?: NodeJS.Timeout;
@@ -96,7 +96,9 @@ export class TunnelCollector {
 
   /** api-backend saw activity for this owner's proxy: read it for the next few rounds. */
   touch(ownerHash: string): void {
-    this.hot.set(ownerHash, Date.now() + HOT_ROUNDS * this.options.intervalMs);
+    // Counted in rounds, not time: on a busy machine a round can outlast the interval, and the
+    // journal may only hold the event (a desktop's close) a moment after we heard of it.
+    this.hot.set(ownerHash, HOT_ROUNDS);
   }
 
   stop(): void {
@@ -158,7 +160,6 @@ export class TunnelCollector {
 
   private async runRound(forceFull: boolean): Promise<void> {
     const now = Date.now();
-    for (const [owner, until] of this.hot) if (until < now) this.hot.delete(owner);
     const full = forceFull || now - this.lastFullRound >= this.options.idleIntervalMs;
     const moving = [...this.cursors.values()].some((cursor) => cursor.moving);
     if (!full && this.hot.size === 0 && !moving) return;
@@ -173,6 +174,10 @@ export class TunnelCollector {
     const live = new Set(handles.map(keyOf));
     for (const key of this.cursors.keys()) if (!live.has(key)) this.cursors.delete(key);
     const due = full ? handles : handles.filter((handle) => this.hot.has(handle.ownerHash) || this.cursors.get(keyOf(handle))?.moving !== false);
+    for (const [owner, rounds] of this.hot) {
+      if (rounds <= 1) this.hot.delete(owner);
+      else this.hot.set(owner, rounds - 1);
+    }
     await mapLimit(due, this.options.concurrency, (handle) => this.lock.run(keyOf(handle), () => this.pullOne(handle)));
   }
 
