@@ -113,7 +113,17 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     query: async <R extends pg.QueryResultRow>(sql: string, params: readonly unknown[] = []) => (await pool.query<R>(sql, [...params])).rows,
     async drop() {
       await pool.end();
-      await withClient(postgres.url!, (client) => client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+      // FORCE ends the database's sessions, but not one of another role (an autovacuum worker can
+      // be on it for a moment): then the server refuses with 42501, and a moment later it works.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await withClient(postgres.url!, (client) => client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+          return;
+        } catch (error) {
+          if ((error as { code?: string }).code !== '42501' || attempt >= 10) throw error;
+          await new Promise((resolve) => setTimeout(resolve, 500));
+        }
+      }
     },
   };
 }
