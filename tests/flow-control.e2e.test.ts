@@ -6,45 +6,15 @@
 import fs from 'node:fs';
 import WebSocket from 'ws';
 import fc from 'fast-check';
-import { encodeControl, encodeData, MAX_CHUNK_BYTES, parseControl, type ControlMessage } from '@ctll/protocol';
+import { encodeControl, encodeData, MAX_CHUNK_BYTES } from '@ctll/protocol';
 import { startLayout, type Layout } from './helpers/layout';
+import { openRawDesktop, type RawDesktop } from './helpers/raw-desktop';
 import { binaryFrameArb, FUZZ_SOCKET_RUNS, streamIdArb, textFrameArb } from './helpers/fuzz';
 
 const MIB = 1024 * 1024;
 
-interface RawTunnel {
-  ws: WebSocket;
-  next(): Promise<ControlMessage>;
-  closed: Promise<{ code: number; reason: string }>;
-}
-
-function openRawTunnel(layout: Layout, userId: string): Promise<RawTunnel> {
-  const ws = new WebSocket(`${layout.relay.url.replace('http', 'ws')}/ws/tunnel`, { headers: { authorization: `Bearer ${layout.token(userId)}` } });
-  const queue: ControlMessage[] = [];
-  const waiters: Array<(m: ControlMessage) => void> = [];
-  ws.on('message', (data, isBinary) => {
-    if (isBinary) return;
-    const parsed = parseControl(data.toString());
-    if (!parsed.ok) return;
-    const waiter = waiters.shift();
-    if (waiter) waiter(parsed.value);
-    else queue.push(parsed.value);
-  });
-  const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
-  const next = () =>
-    new Promise<ControlMessage>((resolve, reject) => {
-      const queued = queue.shift();
-      if (queued) return resolve(queued);
-      const timer = setTimeout(() => reject(new Error('no message from the relay')), 10_000);
-      waiters.push((m) => {
-        clearTimeout(timer);
-        resolve(m);
-      });
-    });
-  return new Promise((resolve, reject) => {
-    ws.once('open', () => resolve({ ws, next, closed }));
-    ws.once('error', reject);
-  });
+function openRawTunnel(layout: Layout, userId: string): Promise<RawDesktop> {
+  return openRawDesktop(`${layout.relay.url.replace('http', 'ws')}/ws/tunnel`, { authorization: `Bearer ${layout.token(userId)}` });
 }
 
 /** Resident memory of a process, from /proc (the proxy is a child process under this driver). */

@@ -4,9 +4,11 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import WebSocket from 'ws';
-import { PROXY_SECRET_HEADER, parseControl, type ControlMessage } from '@ctll/protocol';
+import { PROXY_SECRET_HEADER } from '@ctll/protocol';
 import { loadConfig } from '../../src/config';
+import { openRawDesktop, type RawDesktop } from '../../../tests/helpers/raw-desktop';
+
+export type { RawDesktop };
 import { createLogger } from '../../src/logger';
 import { ProxyStats } from '../../src/stats';
 import { TunnelHub } from '../../src/tunnel/hub';
@@ -56,42 +58,10 @@ export async function startProxy(env: Record<string, string> = {}): Promise<Test
   };
 }
 
-export interface RawDesktop {
-  ws: WebSocket;
-  /** The next control message from the proxy (data frames are counted, not queued). */
-  next(): Promise<ControlMessage>;
-  /** Resolves with the close code and reason once the proxy closes the tunnel. */
-  closed: Promise<{ code: number; reason: string }>;
-}
 
 /** A hand-driven desktop on the proxy's /ws/tunnel. */
 export function connectDesktop(proxy: TestProxy): Promise<RawDesktop> {
-  const ws = new WebSocket(`${proxy.url.replace('http', 'ws')}/ws/tunnel`, { headers: { [PROXY_SECRET_HEADER]: SECRET } });
-  const queue: ControlMessage[] = [];
-  const waiters: Array<(m: ControlMessage) => void> = [];
-  ws.on('message', (data, isBinary) => {
-    if (isBinary) return;
-    const parsed = parseControl(data.toString());
-    if (!parsed.ok) return;
-    const waiter = waiters.shift();
-    if (waiter) waiter(parsed.value);
-    else queue.push(parsed.value);
-  });
-  const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
-  const next = () =>
-    new Promise<ControlMessage>((resolve, reject) => {
-      const queued = queue.shift();
-      if (queued) return resolve(queued);
-      const timer = setTimeout(() => reject(new Error('no message from the proxy')), 5000);
-      waiters.push((m) => {
-        clearTimeout(timer);
-        resolve(m);
-      });
-    });
-  return new Promise((resolve, reject) => {
-    ws.once('open', () => resolve({ ws, next, closed }));
-    ws.once('error', reject);
-  });
+  return openRawDesktop(`${proxy.url.replace('http', 'ws')}/ws/tunnel`, { [PROXY_SECRET_HEADER]: SECRET }, 5000);
 }
 
 /** A caller through the proxy's /relay, as api-backend would make it; the response is not read. */
