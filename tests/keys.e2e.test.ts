@@ -80,8 +80,8 @@ describeWithPostgres('relay keys on two api-backends sharing PostgreSQL', () => 
   beforeAll(async () => {
     [jwks, db] = await Promise.all([startJwksServer([idpKey]), createTestDatabase()]);
     const env = { ...AUDIT_TEST_ENV, JWT_ISSUER: ISSUER, JWT_AUDIENCE: AUDIENCE, JWT_JWKS_URI: jwks.uri, DATABASE_URL: db.url };
-    a = await startLayout({ env, llm: { tokenDelayMs: 5, tokens: 8 } });
-    b = await startLayout({ env, llm: { tokenDelayMs: 5, tokens: 8 } });
+    // Started together, as replicas are: the migrations' lock lets one of them build the schema.
+    [a, b] = await Promise.all([startLayout({ env, llm: { tokenDelayMs: 5, tokens: 8 } }), startLayout({ env, llm: { tokenDelayMs: 5, tokens: 8 } })]);
   }, 60_000);
   afterAll(async () => {
     await Promise.all(bridges.map((bridge) => bridge.close()));
