@@ -60,6 +60,8 @@ interface Cached {
 export class RelayKeys {
   private readonly cache = new Map<string, Cached>();
   private readonly lookups = new Map<string, Promise<KeyRecord | undefined>>();
+  /** When this api-backend last reported each key's use, by key id. */
+  private readonly reported = new Map<string, number>();
 
   constructor(
     private readonly db: Queryable,
@@ -76,8 +78,10 @@ export class RelayKeys {
     if (!record) throw new RelayKeyRefused('relay_key_unknown');
     const now = this.now();
     if (record.expiresAt !== undefined && record.expiresAt <= now) throw new RelayKeyRefused('relay_key_expired');
-    if (record.lastUsedAt === undefined || now - record.lastUsedAt >= LAST_USED_PRECISION_MS) {
-      record.lastUsedAt = now;
+    // The database's last use, or ours if later: a report still waiting in the audit's queue counts.
+    const lastUsed = Math.max(record.lastUsedAt ?? -Infinity, this.reported.get(record.id) ?? -Infinity);
+    if (now - lastUsed >= LAST_USED_PRECISION_MS) {
+      this.remember(this.reported, record.id, now);
       this.onUsed(record.id, new Date(now));
     }
     return { id: record.id, userId: record.userId, scope: record.scope };
@@ -128,7 +132,7 @@ export class RelayKeys {
       pending = this.query(() => findByHash(this.db, hash))
         .then((record) => {
           // From when the query began: a revocation committed meanwhile is seen within CACHE_MS.
-          if (record) this.remember(hash, record, startedAt + CACHE_MS);
+          if (record) this.remember(this.cache, hash, { record, until: startedAt + CACHE_MS });
           return record;
         })
         .finally(() => this.lookups.delete(hash));
@@ -137,10 +141,11 @@ export class RelayKeys {
     return pending;
   }
 
-  private remember(hash: string, record: KeyRecord, until: number): void {
+  private remember<V>(map: Map<string, V>, key: string, value: V): void {
     // A Map iterates in insertion order: when full, forget the oldest entry.
-    if (this.cache.size >= MAX_CACHED) this.cache.delete(this.cache.keys().next().value!);
-    this.cache.set(hash, { record, until });
+    map.delete(key);
+    if (map.size >= MAX_CACHED) map.delete(map.keys().next().value!);
+    map.set(key, value);
   }
 
   /** A database that cannot answer is a 503 (its own words, which name hosts, go to the log only). */
