@@ -5,24 +5,18 @@
 # Linux and macOS; Windows steps are in bridge/README.md.
 # Usage: scripts/build-bridge-sea.sh [output file]    (default bridge/dist/sea/ctll-bridge-<os>-<arch>)
 set -euo pipefail
+# An output path given relative to where the script was called from, not to the repository.
+out="${1:-}"
+case "$out" in '' | /*) ;; *) out="$PWD/$out" ;; esac
 cd "$(dirname "$0")/.."
 
 os="$(node -p process.platform)"
 arch="$(node -p process.arch)"
-out="${1:-bridge/dist/sea/ctll-bridge-$os-$arch}"
+out="${out:-bridge/dist/sea/ctll-bridge-$os-$arch}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-node scripts/build.mjs bridge
-# The bundle's #! line is for running it as a script; in the executable that line instead tells ws
-# not to look for its optional native add-ons, which a single executable cannot load (Node would
-# print a warning on every start).
-no_addons="process.env.WS_NO_BUFFER_UTIL = '1';"
-sed "1s/^#!.*/$no_addons/" bridge/dist/cli.js >"$work/cli.js"
-cat >"$work/sea-config.json" <<JSON
-{ "main": "$work/cli.js", "output": "$work/sea-prep.blob", "disableExperimentalSEAWarning": true }
-JSON
-node --experimental-sea-config "$work/sea-config.json"
+node scripts/bridge-sea-blob.mjs "$work"
 
 mkdir -p "$(dirname "$out")"
 cp "$(command -v node)" "$out.tmp"
