@@ -84,6 +84,8 @@ async function connectAndStream(program: string, env: Record<string, string>, te
     bridge.child.kill('SIGTERM');
   }
   expect(await bridge.exited).toBe(0);
+  // No warnings either (a single executable that tried to load ws's native add-on would print one).
+  expect(bridge.stderr()).toBe('');
 }
 
 describe('ctll-bridge installed from its npm tarball', () => {
@@ -96,9 +98,15 @@ describe('ctll-bridge installed from its npm tarball', () => {
     expect(manifest.dependencies).toBeUndefined();
   });
 
-  it('prints its version with only Node on the PATH', () => {
+  it('prints its version with only Node on the PATH, installed or through npx', () => {
     const version = JSON.parse(fs.readFileSync(path.join(ROOT, 'bridge/package.json'), 'utf8')).version;
     expect(execFileSync(installedBin, ['--version'], { cwd: scratch, env: nodeOnlyEnv(), encoding: 'utf8' })).toBe(`ctll-bridge ${version}\n`);
+    const npx = execFileSync('npm', ['exec', '--yes', '--offline', '--package', tarball, '--', 'ctll-bridge', '--version'], {
+      cwd: scratch,
+      env: { ...nodeOnlyEnv(), npm_config_cache: path.join(scratch, 'npm-cache') },
+      encoding: 'utf8',
+    });
+    expect(npx).toBe(`ctll-bridge ${version}\n`);
   });
 
   it('connects to the relay and streams a chat from the model', async () => {

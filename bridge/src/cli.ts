@@ -41,7 +41,7 @@ const FLAGS = {
 const EXIT_AUTH_REFUSED = 77;
 const CLI_AUTH_FAIL_EXIT = 3;
 
-const USAGE = `Usage: ctll-bridge --server <url> --token <jwt> [options]
+const USAGE = `Usage: ctll-bridge --server <url> --token-file <file> [options]
 
 Connects this computer's LLM server to your CloudToLocalLLM relay, without opening a port.
 
