@@ -52,7 +52,7 @@ describe('ctll-bridge service', () => {
     expect(installed.stderr).toBe('');
     expect(installed.status).toBe(0);
     expect(installed.stdout).toContain(`wrote ${unitFile()}`);
-    expect(installed.stdout).toContain('systemctl --user enable --now ctll-bridge');
+    expect(installed.stdout).toContain('systemctl --user enable ctll-bridge\n  systemctl --user restart ctll-bridge\n');
 
     const unit = fs.readFileSync(unitFile(), 'utf8');
     expect(unit).not.toContain(TOKEN);

@@ -175,7 +175,10 @@ function install(platform: NodeJS.Platform, spec: ServiceSpec, enable: boolean, 
   fs.writeFileSync(file, render(platform, spec, context.env), { mode: 0o644 });
   context.stdout.write(`wrote ${file}\n${loginNote}`);
   const steps = platform === 'darwin' ? launchdSteps('install', file) : systemdSteps('install');
-  return enable ? runSteps(steps, context) : suggest(steps, context);
+  if (!enable) return suggest(steps, context);
+  // launchd refuses to bootstrap a label it already has: an earlier install is unloaded first (failing when there was none).
+  if (platform === 'darwin') spawnSync(...launchdSteps('uninstall', file)[0], { stdio: 'ignore' });
+  return runSteps(steps, context);
 }
 
 function uninstall(platform: NodeJS.Platform, enable: boolean, context: ServiceContext): number {
@@ -212,7 +215,8 @@ type Step = [program: string, args: string[]];
 
 function systemdSteps(action: 'install' | 'uninstall'): Step[] {
   return action === 'install'
-    ? [['systemctl', ['--user', 'daemon-reload']], ['systemctl', ['--user', 'enable', '--now', SERVICE_NAME]]]
+    ? // restart, not start: installing again with other flags must replace a bridge already running.
+      [['systemctl', ['--user', 'daemon-reload']], ['systemctl', ['--user', 'enable', SERVICE_NAME]], ['systemctl', ['--user', 'restart', SERVICE_NAME]]]
     : [['systemctl', ['--user', 'disable', '--now', SERVICE_NAME]], ['systemctl', ['--user', 'daemon-reload']]];
 }
 
