@@ -18,7 +18,7 @@ import https from 'node:https';
 import { HttpsProxyAgent } from 'https-proxy-agent';
 import { RELAY_RESTART_CLOSE } from '@ctll/protocol';
 import { Backoff } from './backoff';
-import { BridgeClosedError, ConnectTimeoutError } from './errors';
+import { AuthRefusedError, BridgeClosedError, ConnectTimeoutError, RelayRejectedError } from './errors';
 import { suggestsBlockedWebSocket } from './fallback';
 import { createLocalTarget, type LocalTarget } from './local-forwarder';
 import { resolveOptions, type BridgeOptions, type ResolvedOptions } from './options';
@@ -70,6 +70,8 @@ export class Bridge {
   private openedAt = 0;
   private lastReason: string | undefined;
   private retryInMs: number | undefined;
+  /** Refusals of the credential since the last connection that opened (see `authFailExit`). */
+  private authRefusals = 0;
   /** Set the moment close() is called: connections closing during the shutdown must not schedule retries. */
   private stopping = false;
   private closing: Promise<void> | undefined;
@@ -243,6 +245,7 @@ export class Bridge {
 
   private onOpened(): void {
     this.openedAt = Date.now();
+    this.authRefusals = 0;
     this.setState('connected');
     for (const waiter of this.waiters) waiter.resolve();
     this.waiters.clear();
@@ -252,6 +255,7 @@ export class Bridge {
     this.connection = undefined;
     this.lastReason = disconnect.reason;
     if (this.stopping) return;
+    if (this.refusedTooOften(disconnect)) return;
     if (this.shouldFallBack(disconnect)) {
       this.active = 'poll';
       this.options.onNotice?.(
@@ -271,6 +275,21 @@ export class Bridge {
     this.retryInMs = this.backoff.next();
     this.retryTimer = setTimeout(() => this.connect(), this.retryInMs);
     this.setState('retrying');
+  }
+
+  /**
+   * Counts a refused credential; at `authFailExit` refusals in a row the bridge closes and tells
+   * `onGiveUp`. Network failures in between neither count nor reset: only a tunnel that opens does.
+   */
+  private refusedTooOften(disconnect: Disconnect): boolean {
+    if (!isCredentialRefusal(disconnect.error)) return false;
+    this.authRefusals += 1;
+    if (this.options.authFailExit === 0 || this.authRefusals < this.options.authFailExit) return false;
+    const error = new AuthRefusedError(this.authRefusals, disconnect.reason);
+    for (const waiter of this.waiters) waiter.reject(error);
+    this.waiters.clear();
+    void this.close().then(() => this.options.onGiveUp?.(error));
+    return true;
   }
 
   private shouldFallBack(disconnect: Disconnect): boolean {
@@ -329,6 +348,15 @@ export class Bridge {
   private emitStatus(): void {
     this.options.onStatus?.(this.status());
   }
+}
+
+/**
+ * 401, or 403 in the relay's own JSON error: the relay read the credential and said no. A bare 403
+ * may be a corporate proxy's block page, which a new token would not fix.
+ */
+function isCredentialRefusal(error: Error | undefined): boolean {
+  if (!(error instanceof RelayRejectedError) || !error.isAuthFailure) return false;
+  return error.status === 401 || error.relayCode !== undefined;
 }
 
 /** 300 000 ms is "5 min"; anything not in whole minutes reads as seconds. */

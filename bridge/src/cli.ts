@@ -1,15 +1,19 @@
 /**
  * `ctll-bridge`: flags and environment in, a running bridge and its status line out.
  * This is the only module of the bridge that reads process.env; everything else gets values passed in.
- * Exit codes: 0 after a clean stop (SIGINT/SIGTERM), 2 for a usage error, 70 after an error
- * nobody caught (logged as one JSON line on stderr; a service manager restarts the bridge).
+ * Exit codes: 0 after a clean stop (SIGINT/SIGTERM), 2 for a usage error, 77 when the relay
+ * refused the credential --auth-fail-exit times in a row (restarting will not help: sign in again),
+ * 70 after an error nobody caught (logged as one JSON line on stderr; a service manager restarts
+ * the bridge). `ctll-bridge service ...` is commands/service.ts.
  */
 import { parseArgs } from 'node:util';
 import { installCrashPolicy } from '@ctll/protocol';
 import { startBridge, type Bridge } from './bridge';
+import { runService, runningAsSingleExecutable, SERVICE_USAGE } from './commands/service';
 import { OptionError } from './errors';
 import { DEFAULT_OPTIONS, type BridgeOptions } from './options';
 import { StatusPrinter, type StatusMode } from './status';
+import { readTokenFile } from './token-file';
 import { TRANSPORT_NAMES, type TransportName } from './transport';
 import { VERSION } from './version';
 import { ZrokShare } from './zrok';
@@ -17,24 +21,34 @@ import { ZrokShare } from './zrok';
 const FLAGS = {
   server: { type: 'string' },
   token: { type: 'string' },
+  'token-file': { type: 'string' },
   target: { type: 'string' },
   transport: { type: 'string' },
   'no-fallback': { type: 'boolean' },
   proxy: { type: 'string' },
   'zrok-url': { type: 'string' },
   'ping-timeout-ms': { type: 'string' },
+  'allow-insecure': { type: 'boolean' },
+  'auth-fail-exit': { type: 'string' },
+  'retry-auth-forever': { type: 'boolean' },
   quiet: { type: 'boolean', short: 'q' },
   'json-logs': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
 } as const;
 
-const USAGE = `Usage: ctll-bridge --server <url> --token <jwt> [options]
+/** The relay refused the credential --auth-fail-exit times in a row (sysexits' EX_NOPERM). */
+const EXIT_AUTH_REFUSED = 77;
+const CLI_AUTH_FAIL_EXIT = 3;
+
+const USAGE = `Usage: ctll-bridge --server <url> --token-file <file> [options]
 
 Connects this computer's LLM server to your CloudToLocalLLM relay, without opening a port.
 
   --server <url>           the relay, e.g. https://relay.example.com (required)
-  --token <jwt>            your access token (or set CTLL_TOKEN)
+  --token <jwt>            your access token (or set CTLL_TOKEN); visible to other users
+                           of this computer in the process list: prefer --token-file
+  --token-file <path>      read the token or relay key from this file (or set CTLL_TOKEN_FILE)
   --target <url>           the local LLM server (default ${DEFAULT_OPTIONS.target})
   --transport ws|poll      how to reach the relay (default ${DEFAULT_OPTIONS.transport}); poll uses plain
                            HTTP requests only, for networks that block WebSockets
@@ -45,16 +59,23 @@ Connects this computer's LLM server to your CloudToLocalLLM relay, without openi
   --proxy <url>            HTTP proxy for the relay connection
                            (default: HTTPS_PROXY / HTTP_PROXY / ALL_PROXY, minus NO_PROXY)
   --ping-timeout-ms <ms>   silence after which the tunnel counts as dead (default ${DEFAULT_OPTIONS.pingTimeoutMs})
+  --allow-insecure         accept an http:// relay that is not on this computer (the token
+                           then crosses the network unencrypted)
+  --auth-fail-exit <n>     exit with code ${EXIT_AUTH_REFUSED} after the relay refused the token n times
+                           in a row (default ${CLI_AUTH_FAIL_EXIT}); network failures are always retried
+  --retry-auth-forever     never exit because the token was refused
   -q, --quiet              print nothing
   --json-logs              print JSON lines instead of the status line
   -h, --help               show this help
   -v, --version            show the version
-`;
+
+${SERVICE_USAGE}`;
 
 /** A mistake on the command line: print it and exit 2. */
 class UsageError extends Error {}
 
 function main(argv: string[]): void {
+  if (argv[0] === 'service') return runServiceCommand(argv.slice(1));
   let values;
   try {
     values = parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: false }).values;
@@ -77,7 +98,7 @@ function main(argv: string[]): void {
   try {
     const options: BridgeOptions = {
       server: values.server ?? '',
-      token: values.token ?? process.env.CTLL_TOKEN ?? '',
+      token: readToken(values.token, values['token-file'] ?? process.env.CTLL_TOKEN_FILE, printer) ?? process.env.CTLL_TOKEN ?? '',
       target: values.target,
       transport: parseTransport(values.transport),
       fallback: !values['no-fallback'],
@@ -89,6 +110,18 @@ function main(argv: string[]): void {
         noProxy: envValue('no_proxy'),
       },
       pingTimeoutMs: parseMs('--ping-timeout-ms', values['ping-timeout-ms']),
+      allowInsecure: values['allow-insecure'],
+      authFailExit: values['retry-auth-forever'] ? 0 : (parseCount('--auth-fail-exit', values['auth-fail-exit']) ?? CLI_AUTH_FAIL_EXIT),
+      onGiveUp: (error) => {
+        printer.endLine();
+        process.stderr.write(
+          `ctll-bridge: ${error.message}; stopped.\n` +
+            'Sign in again with `ctll-bridge login`, or give a valid token or relay key (--token-file); ' +
+            '--retry-auth-forever keeps trying instead.\n',
+        );
+        void share?.close();
+        process.exit(EXIT_AUTH_REFUSED);
+      },
       onStatus: (status) => printer.status(status),
       onNotice: (message) => printer.notice(message),
     };
@@ -114,6 +147,35 @@ function main(argv: string[]): void {
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+}
+
+/** The service subcommand gets the environment it needs as values: it reads no process.env itself. */
+function runServiceCommand(argv: string[]): void {
+  const code = runService(argv, {
+    platform: process.platform,
+    env: { HOME: process.env.HOME, XDG_CONFIG_HOME: process.env.XDG_CONFIG_HOME, APPDATA: process.env.APPDATA, USERPROFILE: process.env.USERPROFILE },
+    execPath: process.execPath,
+    script: runningAsSingleExecutable() ? undefined : process.argv[1],
+    cwd: process.cwd(),
+    checkBridgeArgs: (args) => parseArgs({ args, options: FLAGS, strict: true, allowPositionals: false }).values,
+    stdout: process.stdout,
+    stderr: process.stderr,
+  });
+  process.exitCode = code;
+}
+
+/** --token wins over --token-file. */
+function readToken(token: string | undefined, file: string | undefined, printer: StatusPrinter): string | undefined {
+  if (token !== undefined || file === undefined) return token;
+  const read = readTokenFile(file);
+  if (read.warning) printer.notice(read.warning);
+  return read.token;
+}
+
+function parseCount(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value)) throw new UsageError(`${flag}: "${value}" is not a whole number`);
+  return Number(value);
 }
 
 function parseTransport(value: string | undefined): TransportName | undefined {

@@ -97,6 +97,21 @@ export class ConnectTimeoutError extends BridgeError {
   }
 }
 
+/**
+ * The relay refused the credential `attempts` times in a row, and the bridge stopped trying
+ * (`authFailExit`): retrying a refused token only fills the relay's log. The CLI exits with
+ * EXIT_AUTH_REFUSED so a service manager can tell it apart from a crash.
+ */
+export class AuthRefusedError extends BridgeError {
+  readonly code = 'auth_refused';
+  constructor(
+    readonly attempts: number,
+    readonly lastReason: string,
+  ) {
+    super(`${lastReason} (${attempts} times in a row)`);
+  }
+}
+
 /** The bridge was closed while someone still waited for it. */
 export class BridgeClosedError extends BridgeError {
   readonly code = 'bridge_closed';
