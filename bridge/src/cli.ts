@@ -2,11 +2,18 @@
  * `ctll-bridge`: flags and environment in, a running bridge and its status line out.
  * This is the only module of the bridge that reads process.env; everything else gets values passed in.
  * Exit codes: 0 after a clean stop (SIGINT/SIGTERM), 2 for a usage error, 70 after an error
- * nobody caught (logged as one JSON line on stderr; a service manager restarts the bridge).
+ * nobody caught (logged as one JSON line on stderr; a service manager restarts the bridge),
+ * 77 when the identity provider refuses the stored sign-in (run `ctll-bridge login` again),
+ * 78 when `login` meets a relay without device login, 1 when signing in or out failed otherwise.
+ * `login`, `logout` and `whoami` live in commands/.
  */
 import { parseArgs } from 'node:util';
 import { installCrashPolicy } from '@ctll/protocol';
 import { startBridge, type Bridge } from './bridge';
+import type { StoredCredentials } from './auth/credential-store';
+import { signedInTokenSource } from './auth/signed-in';
+import type { TokenSource } from './auth/token-source';
+import { credentialStore, EXIT, isSubcommand, runSubcommand, SUBCOMMAND_USAGE, type CommandContext } from './commands';
 import { OptionError } from './errors';
 import { DEFAULT_OPTIONS, type BridgeOptions } from './options';
 import { StatusPrinter, type StatusMode } from './status';
@@ -30,6 +37,7 @@ const FLAGS = {
 } as const;
 
 const USAGE = `Usage: ctll-bridge --server <url> --token <jwt> [options]
+       ctll-bridge [options]   (after \`ctll-bridge login\`)
 
 Connects this computer's LLM server to your CloudToLocalLLM relay, without opening a port.
 
@@ -49,12 +57,17 @@ Connects this computer's LLM server to your CloudToLocalLLM relay, without openi
   --json-logs              print JSON lines instead of the status line
   -h, --help               show this help
   -v, --version            show the version
-`;
+
+${SUBCOMMAND_USAGE}`;
 
 /** A mistake on the command line: print it and exit 2. */
 class UsageError extends Error {}
 
 function main(argv: string[]): void {
+  if (isSubcommand(argv[0])) {
+    void runSubcommand(argv[0], argv.slice(1), commandContext()).then((code) => process.exit(code));
+    return;
+  }
   let values;
   try {
     values = parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: false }).values;
@@ -72,12 +85,46 @@ function main(argv: string[]): void {
 
   const mode: StatusMode = values.quiet ? 'quiet' : values['json-logs'] ? 'json' : 'text';
   const printer = new StatusPrinter(mode, process.stdout);
+  const token = values.token ?? process.env.CTLL_TOKEN;
+  const signIn = token === undefined ? credentialStore(commandContext()).read() : undefined;
+  if (signIn) return void runSignedIn(values, signIn, printer);
+  run(values, { token: token ?? '' }, printer);
+}
+
+type Values = ReturnType<typeof parseArgs<{ args: string[]; options: typeof FLAGS }>>['values'];
+
+/** No --token and no CTLL_TOKEN, but a stored sign-in (`ctll-bridge login`): its refreshing token source. */
+async function runSignedIn(values: Values, signIn: StoredCredentials, printer: StatusPrinter): Promise<void> {
+  if (values.server !== undefined && values.server.replace(/\/+$/, '') !== signIn.server) {
+    return usageExit(`--server: signed in to ${signIn.server}, not ${values.server}; run ctll-bridge login --server ${values.server}`);
+  }
+  // The bridge starts once the source exists; a refusal may come before or after that.
+  const started: { bridge?: Bridge } = {};
+  let source: TokenSource;
+  try {
+    source = await signedInTokenSource(credentialStore(commandContext()), signIn, {
+      onNotice: (message) => printer.notice(message),
+      onSignedOut: (error) => {
+        printer.endLine();
+        process.stderr.write(`ctll-bridge: ${error.message}\n`);
+        void (started.bridge?.close() ?? Promise.resolve()).finally(() => process.exit(EXIT.SIGNED_OUT));
+      },
+    });
+  } catch (error) {
+    process.stderr.write(`ctll-bridge: cannot reach the identity provider ${signIn.issuer} (${(error as Error).message})\n`);
+    process.exit(EXIT.FAILED);
+  }
+  started.bridge = run({ ...values, server: signIn.server }, { tokenSource: source }, printer);
+}
+
+function run(values: Values, auth: { token: string } | { tokenSource: TokenSource }, printer: StatusPrinter): Bridge | undefined {
   let bridge: Bridge;
   let share: ZrokShare | undefined;
   try {
     const options: BridgeOptions = {
       server: values.server ?? '',
-      token: values.token ?? process.env.CTLL_TOKEN ?? '',
+      token: 'token' in auth ? auth.token : '',
+      tokenSource: 'tokenSource' in auth ? auth.tokenSource : undefined,
       target: values.target,
       transport: parseTransport(values.transport),
       fallback: !values['no-fallback'],
@@ -97,7 +144,7 @@ function main(argv: string[]): void {
     bridge = startBridge(options);
     share?.start();
   } catch (error) {
-    if (error instanceof UsageError || error instanceof OptionError) return usageExit(error.message);
+    if (error instanceof UsageError || error instanceof OptionError) return void usageExit(error.message);
     throw error;
   }
   if (bridge.proxy) printer.notice(`reaching the relay through the proxy ${bridge.proxy}`);
@@ -114,6 +161,11 @@ function main(argv: string[]): void {
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+  return bridge;
+}
+
+function commandContext(): CommandContext {
+  return { env: process.env, stdout: process.stdout, stderr: process.stderr, platform: process.platform };
 }
 
 function parseTransport(value: string | undefined): TransportName | undefined {
