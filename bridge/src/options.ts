@@ -140,7 +140,7 @@ function targetUrlFor(target: string): URL {
 }
 
 function checkToken(token: string | undefined): string {
-  if (!token) throw new OptionError('--token', 'is required (or set CTLL_TOKEN); get one with `npm run token -- <user>`');
+  if (!token) throw new OptionError('--token', 'is required (or set CTLL_TOKEN), unless you sign in once with `ctll-bridge login --server <relay>`; with dev auth get one with `npm run token -- <user>`');
   // It goes into a header: anything but visible ASCII is a copy-and-paste accident.
   if (!/^[\x21-\x7e]+$/.test(token)) throw new OptionError('--token', 'contains spaces or characters a token cannot have');
   return token;

@@ -118,6 +118,9 @@ export class RefreshingTokenSource implements TokenSource {
     if (!this.signedOut) {
       this.signedOut = new SignedOutError(this.credentials.server, { cause });
       clearTimeout(this.timer);
+      // The access token may live on a while, but the sign-in is over: `whoami` must not vouch for it.
+      this.credentials = { ...this.credentials, accessToken: undefined, accessTokenExpiresAt: undefined };
+      if (this.options.store.read()?.refreshToken === this.credentials.refreshToken) this.options.store.write(this.credentials);
       this.options.onSignedOut?.(this.signedOut);
     }
     return this.signedOut;
