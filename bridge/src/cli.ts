@@ -4,7 +4,8 @@
  * Exit codes: 0 after a clean stop (SIGINT/SIGTERM), 2 for a usage error, 70 after an error
  * nobody caught (logged as one JSON line on stderr; a service manager restarts the bridge),
  * 77 when the identity provider refuses the stored sign-in (run `ctll-bridge login` again),
- * 78 when `login` meets a relay without device login, 1 when signing in or out failed otherwise.
+ * 78 when `login` meets a relay without device login, 1 when signing in or out failed otherwise
+ * (or a signed-in bridge cannot reach its identity provider at start).
  * `login`, `logout` and `whoami` live in commands/.
  */
 import { parseArgs } from 'node:util';

@@ -10,7 +10,14 @@ import { SignInUnavailableError } from '../errors';
 /** The relay's sign-in settings; throws when it does not answer with them. */
 export async function fetchAuthConfig(relayUrl: URL): Promise<AuthConfigResponse> {
   const url = new URL(`${relayUrl.pathname.replace(/\/+$/, '')}${AUTH_CONFIG_PATH}`, relayUrl);
-  const res = await fetch(url, { headers: { accept: 'application/json' }, signal: AbortSignal.timeout(15_000) });
+  let res: Response;
+  try {
+    res = await fetch(url, { headers: { accept: 'application/json' }, signal: AbortSignal.timeout(15_000) });
+  } catch (error) {
+    // fetch says only "fetch failed"; the reason (refused, DNS, TLS) is its cause.
+    const reason = ((error as Error).cause as Error | undefined)?.message ?? (error as Error).message;
+    throw new Error(`cannot reach the relay at ${url.origin} (${reason})`, { cause: error });
+  }
   if (!res.ok) throw new Error(`the relay answered ${url.pathname} with ${res.status} ${res.statusText}`);
   const body = (await res.json()) as Partial<AuthConfigResponse>;
   if (typeof body.issuer !== 'string' || typeof body.audience !== 'string' || !Array.isArray(body.scopes)) {

@@ -27,6 +27,10 @@ export const SUBCOMMAND_USAGE = `Sign-in:
 `;
 
 export async function runSubcommand(name: Subcommand, argv: string[], context: CommandContext): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    context.stdout.write(SUBCOMMAND_USAGE);
+    return 0;
+  }
   try {
     switch (name) {
       case 'login': {
