@@ -8,6 +8,7 @@ import cron from 'node-cron';
 import { z } from 'zod';
 import { DEFAULT_SHARE_DOMAINS, parseShareDomains } from '@ctll/protocol';
 import { SubnetPool } from './proxy/subnet-pool';
+import { parseCorsOrigins } from './http/cors';
 
 const optionalString = z.string().trim().min(1).optional().or(z.literal('').transform(() => undefined));
 
@@ -181,6 +182,10 @@ const schema = z.object({
   PROXY_START_RATE_PER_MINUTE: z.coerce.number().int().positive().default(10),
   /** Most proxies running at once; one more user gets 503 `capacity`. Unset: 1000 with docker (at most the subnet pool's networks), 200 with process. */
   PROXY_MAX: z.coerce.number().int().positive().optional().or(z.literal('').transform(() => undefined)),
+
+  // Browser apps on other origins (http/cors.ts).
+  /** Comma-separated origins whose browser apps may call the relay (e.g. https://app.example.com,http://localhost:5173), or * for any; empty: none. */
+  CORS_ORIGINS: z.string().default(''),
 });
 
 /** Who issues the tokens and where their keys are. */
@@ -268,6 +273,8 @@ export interface Config {
   userLimits: { ratePerMinute: number; rateBurst: number; maxStreams: number; maxWsLinks: number; maxPollLinks: number };
   /** Enforced by api-backend: proxies at once, and proxies made for one user a minute. */
   proxyLimits: { max: number; startRatePerMinute: number };
+  /** Origins whose browser apps may call the relay (`*`: any); empty: none. */
+  corsOrigins: string[];
 }
 
 export class ConfigError extends Error {}
@@ -362,7 +369,16 @@ export function loadConfig(env: Record<string, string | undefined>, defaults: { 
       maxPollLinks: c.USER_MAX_POLL_LINKS,
     },
     proxyLimits: { max: proxyMax(c), startRatePerMinute: c.PROXY_START_RATE_PER_MINUTE },
+    corsOrigins: corsOrigins(c.CORS_ORIGINS),
   };
+}
+
+function corsOrigins(text: string): string[] {
+  try {
+    return parseCorsOrigins(text);
+  } catch (error) {
+    throw new ConfigError(`CORS_ORIGINS=${JSON.stringify(text)}: ${(error as Error).message}`);
+  }
 }
 
 /** Process proxies are Node processes on this host; Docker ones each take a network of the subnet pool. */
