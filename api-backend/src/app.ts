@@ -29,6 +29,7 @@ import { Drain, DRAINING_MESSAGE } from './http/drain';
 import { rejectUpgrade } from './relay/upgrade-relay';
 import { requestId } from './http/request-id';
 import { healthRoutes, privateRoutes } from './routes/health-routes';
+import { authConfigRoutes } from './routes/auth-config-routes';
 import { HealthMonitor } from './health-monitor';
 import { listen, startPrivateListener, type PrivateListener } from './http/private-listener';
 import { ProxySecrets } from './proxy/proxy-secrets';
@@ -161,6 +162,8 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   app.use(healthRoutes(health, devKeys?.jwks, () => drain.active));
   // Before the JWT middleware: a user's proxy proves itself with its own secret, never a user token.
   app.use(proxyDiscoverRoutes(shares, secrets));
+  // Public: the sign-in settings a bridge needs before it has any token.
+  app.use(authConfigRoutes(config));
   app.use('/api', auth.middleware());
   // Whatever a caller did may have moved their proxy's tunnel journal: the audit reads it soon.
   app.use('/api', (_req, res, next) => {

@@ -33,6 +33,12 @@ const schema = z.object({
   /** Token checks: longest lifetime accepted (exp - iat, or exp - now without iat), in seconds; tokens without exp are refused. Dev tokens are signed for this long. */
   JWT_MAX_LIFETIME_S: z.coerce.number().int().min(60).default(7 * 24 * 3600),
 
+  // Sign-in: what GET /api/auth/config tells `ctll-bridge login` (issuer and audience come from the settings above).
+  /** Client id of the identity provider's public (native) application with the Device Code grant; unset: no device login is offered. */
+  OIDC_DEVICE_CLIENT_ID: optionalString,
+  /** Space-separated scopes the bridge asks for; offline_access brings the refresh token that keeps a bridge signed in. */
+  OIDC_SCOPES: z.string().trim().min(1).default('openid profile email offline_access'),
+
   /** Postgres for the audit trail; unset: PGlite (embedded Postgres) in DATA_DIR/pglite. */
   DATABASE_URL: z
     .string()
@@ -204,6 +210,8 @@ export interface Config {
   dataDir: string;
   logLevel: string;
   auth: AuthConfig;
+  /** Device login settings served at GET /api/auth/config. */
+  signIn: { deviceClientId?: string; scopes: string[] };
   databaseUrl?: string;
   audit: {
     poolSize: number;
@@ -294,6 +302,7 @@ export function loadConfig(env: Record<string, string | undefined>, defaults: { 
     dataDir,
     logLevel: c.LOG_LEVEL,
     auth: { ...authConfig(c, dataDir), ...authLimits(c) },
+    signIn: { deviceClientId: c.OIDC_DEVICE_CLIENT_ID, scopes: c.OIDC_SCOPES.split(/\s+/) },
     databaseUrl: c.DATABASE_URL,
     audit: {
       poolSize: c.DATABASE_POOL_SIZE,

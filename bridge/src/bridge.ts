@@ -53,7 +53,9 @@ export class Bridge {
   private readonly target: LocalTarget;
   private readonly relayAgent: http.Agent | undefined;
   private readonly httpAgent: http.Agent;
-  private readonly user: string | undefined;
+  private user: string | undefined;
+  /** The token the latest connection was opened with (a WebSocket tried beside polling reuses it). */
+  private token: string;
   private readonly clientId = randomUUID();
   private readonly waiters = new Set<Waiter>();
   /** The transport the connection loop uses now. */
@@ -89,7 +91,8 @@ export class Bridge {
       : this.options.relayUrl.protocol === 'https:'
         ? new https.Agent(pool)
         : new http.Agent(pool);
-    this.user = tokenSubject(this.options.token);
+    this.token = this.options.token;
+    this.user = tokenSubject(this.token);
   }
 
   /** Starts the connection loop; returns the bridge for chaining. */
@@ -186,6 +189,23 @@ export class Bridge {
   private connect(): void {
     this.retryTimer = undefined;
     this.setState('connecting');
+    const source = this.options.tokenSource;
+    if (!source) return this.open();
+    // A failure to get a token (the identity provider unreachable) is retried like a failed attempt.
+    source.get().then(
+      (token) => {
+        if (this.stopping) return;
+        this.token = token;
+        this.user = tokenSubject(token);
+        this.open();
+      },
+      (error: Error) => {
+        if (!this.stopping) this.onClosed({ reason: error.message, wasOpen: false, byUs: false, error });
+      },
+    );
+  }
+
+  private open(): void {
     let connection: TunnelConnection | undefined;
     const events = this.eventsFor(() => connection, {
       opened: () => this.onOpened(),
@@ -230,7 +250,7 @@ export class Bridge {
     return {
       tunnelUrl: this.options.tunnelUrl,
       relayUrl: this.options.relayUrl,
-      token: this.options.token,
+      token: this.token,
       userAgent: userAgent(),
       clientId: this.clientId,
       upgradeHeaders: this.options.upgradeHeaders,

@@ -8,12 +8,15 @@ import { OptionError } from './errors';
 import { chooseProxy, type ProxyEnv } from './proxy';
 import type { BridgeStatus } from './status';
 import { TRANSPORT_NAMES, type TransportName } from './transport';
+import type { TokenSource } from './auth/token-source';
 
 export interface BridgeOptions {
   /** The relay, e.g. https://relay.example.com (ws: and wss: work too; /ws/tunnel is added unless present). */
   server: string;
-  /** The JWT the relay verifies; sent as `Authorization: Bearer`. */
+  /** The JWT the relay verifies; sent as `Authorization: Bearer`. Unused when `tokenSource` is given. */
   token: string;
+  /** Where each connection gets its token instead (a signed-in bridge renews it); unset: the fixed `token`. */
+  tokenSource?: TokenSource;
   /** The local LLM server; may carry a base path (http://127.0.0.1:8080/v1). */
   target?: string;
   /** How to reach the relay; `ws` falls back to `poll` where WebSockets are blocked (fallback.ts). */
@@ -71,6 +74,7 @@ export interface ResolvedOptions {
   tunnelUrl: URL;
   relayUrl: URL;
   token: string;
+  tokenSource: TokenSource | undefined;
   targetUrl: URL;
   transport: TransportName;
   fallback: boolean;
@@ -109,7 +113,8 @@ export function resolveOptions(options: BridgeOptions): ResolvedOptions {
     server: merged.server.replace(/\/+$/, ''),
     tunnelUrl,
     relayUrl: relayUrlFor(tunnelUrl),
-    token: checkToken(merged.token),
+    token: merged.tokenSource ? '' : checkToken(merged.token),
+    tokenSource: merged.tokenSource,
     targetUrl: targetUrlFor(merged.target),
     transport: merged.transport,
     fallback: merged.fallback === true,
@@ -165,7 +170,7 @@ function targetUrlFor(target: string): URL {
 }
 
 function checkToken(token: string | undefined): string {
-  if (!token) throw new OptionError('--token', 'is required (or set CTLL_TOKEN); get one with `npm run token -- <user>`');
+  if (!token) throw new OptionError('--token', 'is required (or set CTLL_TOKEN), unless you sign in once with `ctll-bridge login --server <relay>`; with dev auth get one with `npm run token -- <user>`');
   // It goes into a header: anything but visible ASCII is a copy-and-paste accident.
   if (!/^[\x21-\x7e]+$/.test(token)) throw new OptionError('--token', 'contains spaces or characters a token cannot have');
   return token;
