@@ -32,6 +32,7 @@ import { healthRoutes, privateRoutes } from './routes/health-routes';
 import { HealthMonitor } from './health-monitor';
 import { listen, startPrivateListener, type PrivateListener } from './http/private-listener';
 import { ProxySecrets } from './proxy/proxy-secrets';
+import { renewalRoutes } from './routes/renewal-routes';
 import { authFailureLimit, healthLimit, IpLimits } from './http/ip-limits';
 import { proxyRoutes } from './routes/proxy-routes';
 import { tunnelRoutes } from './routes/tunnel-routes';
@@ -152,6 +153,8 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   app.use(healthRoutes(health, devKeys?.jwks, () => drain.active));
   // Before the JWT middleware: a user's proxy proves itself with its own secret, never a user token.
   app.use(proxyDiscoverRoutes(shares, secrets));
+  // Also the proxy's: is a token a desktop sent in-band a renewal of its tunnel?
+  app.use(renewalRoutes(auth, secrets, log('tunnel')));
   app.use('/api', auth.middleware());
   // Whatever a caller did may have moved their proxy's tunnel journal: the audit reads it soon.
   app.use('/api', (_req, res, next) => {

@@ -18,6 +18,11 @@ import { VerifiedTokens } from './verified-tokens';
 
 export interface Caller {
   userId: string;
+  /**
+   * When the credential expires (ms since the epoch); undefined: never (a relay key without an
+   * expiry date). A desktop link is closed once this has passed unrenewed (TOKEN_EXPIRY_GRACE_MS).
+   */
+  expiresAt?: number;
 }
 
 export interface AuthenticatorOptions {
@@ -69,7 +74,7 @@ export class Authenticator {
       const token = tokenOf(req, this.options.queryTokenPaths);
       const known = this.verified.get(token);
       if (known !== undefined) {
-        res.locals.caller = { userId: known } satisfies Caller;
+        res.locals.caller = known satisfies Caller;
         return next();
       }
       this.verifyHttp(req, res, (error?: unknown) => {
@@ -86,9 +91,16 @@ export class Authenticator {
 
   /** Verifies a raw request's token (the WebSocket upgrade); resolves to the caller or rejects with a RelayError. */
   async authenticate(req: IncomingMessage): Promise<Caller> {
-    const token = tokenOf(req, this.options.queryTokenPaths);
+    return this.verify(tokenOf(req, this.options.queryTokenPaths), req);
+  }
+
+  /**
+   * Verifies a token given apart from its request (a tunnel's renewal, which its proxy passes
+   * on); `req` is what carried it, for the refusal's audit.
+   */
+  async verify(token: string | undefined, req: IncomingMessage): Promise<Caller> {
     const known = this.verified.get(token);
-    if (known !== undefined) return { userId: known };
+    if (known !== undefined) return known;
     try {
       if (token === undefined) throw new TokenRefused('credentials_required', 'no bearer token');
       const decoded = jwt.decode(token, { complete: true });
@@ -106,8 +118,9 @@ export class Authenticator {
     const userId = checkClaims(payload, this.options.maxLifetimeS);
     const exp = (payload as JwtPayload).exp! * 1000;
     const kid = jwt.decode(token, { complete: true })?.header.kid;
-    this.verified.remember(token, userId, Math.min(exp, this.keys.freshUntil(kid)));
-    return { userId };
+    const caller: Caller = { userId, expiresAt: exp };
+    this.verified.remember(token, caller, Math.min(exp, this.keys.freshUntil(kid)));
+    return caller;
   }
 
   private refuse(error: unknown, req: IncomingMessage): Error {
