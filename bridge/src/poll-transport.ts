@@ -25,6 +25,10 @@
  * A poll or heartbeat answered 404 means the relay forgot this bridge (it restarted, or dropped it
  * after its grace period): the connection ends and the bridge's loop registers again, with its
  * usual backoff, exactly as after a dropped WebSocket.
+ *
+ * Each poll asks the token source first, and every request (poll, heartbeat, answer) carries the
+ * token it gave: a renewed token reaches the relay with the next poll, which is how a polling
+ * bridge keeps its registration alive past its first token's expiry.
  */
 import type http from 'node:http';
 import {
@@ -70,12 +74,17 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
   private isOpen = false;
   private ended = false;
   private draining = false;
+  /** The token requests carry: the one the connection opened with, then each poll's. */
+  private token: string;
+  /** Set while the next poll waits for the token source. */
+  private awaitingToken = false;
 
   constructor(
     private readonly setup: TransportSetup,
     private readonly events: ConnectionEvents,
   ) {
-    this.http = new RelayHttp(setup.relayUrl, setup.httpAgent, { authorization: `Bearer ${setup.token}`, 'user-agent': setup.userAgent });
+    this.token = setup.token;
+    this.http = new RelayHttp(setup.relayUrl, setup.httpAgent, { 'user-agent': setup.userAgent }, () => this.token);
     this.streams = new StreamTable(setup.target, this, (outcome) => {
       if (outcome === 'served') events.served();
       this.closeIfDrained();
@@ -94,7 +103,7 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
   }
 
   get polling(): boolean {
-    return this.pending !== undefined;
+    return this.pending !== undefined || this.awaitingToken;
   }
 
   sendControl(message: ControlMessage): void {
@@ -182,7 +191,7 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
 
   /** Sends the next poll, unless one is out; `force` sends it even while local requests lag behind. */
   private poll(force = false): void {
-    if (this.ended || this.pending || !this.registration) return;
+    if (this.ended || this.pending || this.awaitingToken || !this.registration) return;
     if (!force && this.untaken > MAX_UNTAKEN_BYTES) {
       this.pauseTimer ??= setTimeout(() => {
         this.pauseTimer = undefined;
@@ -192,6 +201,22 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
     }
     clearTimeout(this.pauseTimer);
     this.pauseTimer = undefined;
+    this.awaitingToken = true;
+    this.setup.tokens.get().then(
+      (token) => {
+        this.awaitingToken = false;
+        this.token = token;
+        this.sendPoll();
+      },
+      (error: Error) => {
+        this.awaitingToken = false;
+        this.fail(`could not get a token: ${error.message}`, error);
+      },
+    );
+  }
+
+  private sendPoll(): void {
+    if (this.ended || this.pending || !this.registration) return;
     const req = this.http.request('GET', `poll/${this.bridgeId}`);
     this.pending = req;
     // The relay answers within pollTimeoutMs; pingTimeoutMs of silence beyond that means it is gone.
