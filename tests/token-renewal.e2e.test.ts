@@ -65,12 +65,18 @@ class ShortTokens implements TokenSource {
   close(): void {}
 }
 
+/** Starts the user's proxy first, so a short token's life is not spent on a busy machine starting it. */
+async function warm(user: string): Promise<void> {
+  const res = await fetch(`${layout.relay.url}/api/proxy/start`, { method: 'POST', headers: { authorization: `Bearer ${layout.token(user)}` } });
+  expect(res.ok).toBe(true);
+}
+
 /** Starts a bridge on `tokens`, recording every status it reports. */
 async function bridgeWith(tokens: TokenSource, transport: 'ws' | 'poll'): Promise<{ bridge: Bridge; statuses: BridgeStatus[] }> {
   const statuses: BridgeStatus[] = [];
   const bridge = startBridge({ server: layout.relay.url, tokenSource: tokens, target: layout.llm.url, transport, fallback: false, onStatus: (s) => statuses.push(s) });
   bridges.push(bridge);
-  await bridge.waitConnected(15_000);
+  await bridge.waitConnected(30_000);
   return { bridge, statuses };
 }
 
@@ -78,6 +84,7 @@ describe('a bridge with 10 s tokens', () => {
   // Both transports at once: each takes the answer's ~24 s.
   it.concurrent.each(['ws', 'poll'] as const)('on %s stays connected on one link and serves an answer streaming across two renewals', async (transport) => {
     const user = `renewing-${transport}`;
+    await warm(user);
     const tokens = new ShortTokens(user);
     const { statuses } = await bridgeWith(tokens, transport);
     const firstExpiry = tokens.expiresAt()!;
@@ -108,6 +115,7 @@ describe('a bridge with 10 s tokens', () => {
 
 describe('a WebSocket tunnel that is not renewed', () => {
   it('is closed with 4401 and the sign-in hint within expiry plus the grace, never before expiry', async () => {
+    await warm('lapsing');
     const token = shortToken('lapsing', 2);
     const desktop = await openRawDesktop(`${layout.relay.url.replace('http', 'ws')}/ws/tunnel`, { authorization: `Bearer ${token}` });
     const closed = await desktop.closed;
@@ -119,7 +127,8 @@ describe('a WebSocket tunnel that is not renewed', () => {
   }, 30_000);
 
   it("refuses a renewal with another user's token, and one with a forged signature; neither extends the tunnel", async () => {
-    const token = shortToken('owner-a', 3);
+    await warm('owner-a');
+    const token = shortToken('owner-a', 4);
     const desktop = await openRawDesktop(`${layout.relay.url.replace('http', 'ws')}/ws/tunnel`, { authorization: `Bearer ${token}` });
     const errors: ControlMessage[] = [];
     const nextError = async () => {
@@ -142,6 +151,7 @@ describe('a WebSocket tunnel that is not renewed', () => {
   }, 30_000);
 
   it('tells the person running the bridge that the token expired and to run `ctll-bridge login`', async () => {
+    await warm('forgetful');
     const statuses: BridgeStatus[] = [];
     const bridge = startBridge({ server: layout.relay.url, token: shortToken('forgetful', 2), target: layout.llm.url, transport: 'ws', fallback: false, onStatus: (s) => statuses.push(s) });
     bridges.push(bridge);

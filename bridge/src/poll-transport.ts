@@ -27,8 +27,10 @@
  * usual backoff, exactly as after a dropped WebSocket.
  *
  * Each poll asks the token source first, and every request (poll, heartbeat, answer) carries the
- * token it gave: a renewed token reaches the relay with the next poll, which is how a polling
- * bridge keeps its registration alive past its first token's expiry.
+ * token it gave: a renewed token reaches the relay with the next request, which is how a polling
+ * bridge keeps its registration alive past its first token's expiry. A poll may wait at the relay
+ * for longer than a short token has left, so ahead of expiry (as on the WebSocket) the bridge also
+ * takes the new token at once and sends a heartbeat with it.
  */
 import type http from 'node:http';
 import {
@@ -49,6 +51,7 @@ import { PollStreamPort, type PollStreamHost } from './poll-stream';
 import { StreamTable, type StreamPort, type TunnelSender } from './stream-table';
 import type { ConnectionEvents, Transport, TransportSetup, TunnelConnection } from './transport';
 import { VERSION } from './version';
+import { renewalDelay } from './auth/renewal';
 
 /** Request body the local requests may hold untaken before the bridge stops fetching more. */
 export const MAX_UNTAKEN_BYTES = 4 * 1024 * 1024;
@@ -78,6 +81,7 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
   private token: string;
   /** Set while the next poll waits for the token source. */
   private awaitingToken = false;
+  private renewTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly setup: TransportSetup,
@@ -186,7 +190,29 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
     this.isOpen = true;
     this.heartbeats = new Heartbeats(this, registration.heartbeatIntervalMs, this.setup.handshakeTimeoutMs);
     this.events.opened();
+    this.scheduleRenewal();
     this.poll();
+  }
+
+  private scheduleRenewal(): void {
+    const delay = renewalDelay(this.setup.tokens.expiresAt());
+    if (delay === undefined || this.ended) return;
+    this.renewTimer = setTimeout(() => void this.renew(), delay);
+    this.renewTimer.unref();
+  }
+
+  /** Takes the source's current token now and, if it is new, brings it to the relay with a heartbeat. */
+  private async renew(): Promise<void> {
+    try {
+      const token = await this.setup.tokens.get();
+      if (!this.ended && token !== this.token) {
+        this.token = token;
+        this.heartbeats?.beat();
+      }
+    } catch (error) {
+      this.events.notice(`could not renew the token: ${(error as Error).message}`);
+    }
+    this.scheduleRenewal();
   }
 
   /** Sends the next poll, unless one is out; `force` sends it even while local requests lag behind. */
@@ -366,6 +392,7 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
     if (this.ended) return;
     this.ended = true;
     clearTimeout(this.pauseTimer);
+    clearTimeout(this.renewTimer);
     this.heartbeats?.stop();
     this.pending?.destroy();
     this.pending = undefined;
