@@ -9,7 +9,7 @@
  * false, so a refused renewal is neither counted against the proxy's address as a failed sign-in
  * nor confused with the proxy's own credentials failing (a 401 here means the secret is wrong).
  */
-import { Router } from 'express';
+import { Router, type NextFunction, type Request, type Response } from 'express';
 import { z } from 'zod';
 import { BadRequestError, RENEWAL_PATH, RenewalErrorCode, RelayError, UnauthorizedError, type RenewalVerdict } from '@ctll/protocol';
 import type { Authenticator } from '../auth/authenticator';
@@ -24,13 +24,18 @@ const body = z.object({ token: z.string().min(1).max(8192) });
 export function renewalRoutes(auth: Authenticator, secrets: ProxySecrets, logger: Logger): Router {
   const router = Router();
 
-  router.post(`${RENEWAL_PATH}/:ownerHash`, jsonBody(16 * 1024), async (req, res, next) => {
+  // The secret first: a stranger's body is never read.
+  const fromOwnersProxy = (req: Request, _res: Response, next: NextFunction) => {
+    const given = req.headers[SECRET_HEADER];
+    const ownerHash = req.params.ownerHash;
+    if (/^[0-9a-f]{16}$/.test(ownerHash) && typeof given === 'string' && secrets.verify(ownerHash, given)) return next();
+    req.resume();
+    next(new UnauthorizedError("this route answers a user's streaming proxy only"));
+  };
+
+  router.post(`${RENEWAL_PATH}/:ownerHash`, fromOwnersProxy, jsonBody(16 * 1024), async (req, res, next) => {
     try {
       const ownerHash = req.params.ownerHash;
-      const given = req.headers[SECRET_HEADER];
-      if (!/^[0-9a-f]{16}$/.test(ownerHash) || typeof given !== 'string' || !secrets.verify(ownerHash, given)) {
-        throw new UnauthorizedError("this route answers a user's streaming proxy only");
-      }
       const parsed = body.safeParse(req.body);
       if (!parsed.success) throw new BadRequestError('the body must be {"token": "..."}');
       res.json(await verdict(parsed.data.token, ownerHash));
