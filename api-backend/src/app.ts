@@ -33,6 +33,7 @@ import { authConfigRoutes } from './routes/auth-config-routes';
 import { HealthMonitor } from './health-monitor';
 import { listen, startPrivateListener, type PrivateListener } from './http/private-listener';
 import { ProxySecrets } from './proxy/proxy-secrets';
+import { renewalRoutes } from './routes/renewal-routes';
 import { authFailureLimit, healthLimit, IpLimits } from './http/ip-limits';
 import { proxyRoutes } from './routes/proxy-routes';
 import { tunnelRoutes } from './routes/tunnel-routes';
@@ -164,6 +165,8 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   app.use(proxyDiscoverRoutes(shares, secrets));
   // Public: the sign-in settings a bridge needs before it has any token.
   app.use(authConfigRoutes(config));
+  // Also the proxy's: is a token a desktop sent in-band a renewal of its tunnel?
+  app.use(renewalRoutes(auth, secrets, log('tunnel')));
   app.use('/api', auth.middleware());
   // Whatever a caller did may have moved their proxy's tunnel journal: the audit reads it soon.
   app.use('/api', (_req, res, next) => {

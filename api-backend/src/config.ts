@@ -38,6 +38,8 @@ const schema = z.object({
   OIDC_DEVICE_CLIENT_ID: optionalString,
   /** Space-separated scopes the bridge asks for; offline_access brings the refresh token that keeps a bridge signed in. */
   OIDC_SCOPES: z.string().trim().min(1).default('openid profile email offline_access'),
+  /** Tunnel renewal: a desktop link whose token expired and was not renewed (in-band on a WebSocket, by its next request on long-poll) is closed (4401) this long after the expiry. */
+  TOKEN_EXPIRY_GRACE_MS: z.coerce.number().int().min(0).default(30_000),
 
   /** Postgres for the audit trail; unset: PGlite (embedded Postgres) in DATA_DIR/pglite. */
   DATABASE_URL: z
@@ -255,6 +257,8 @@ export interface Config {
     apiBackendUrl?: string;
   };
   bridge: { pollTimeoutMs: number; graceMs: number; maxQueue: number };
+  /** How long a desktop link outlives its expired, unrenewed token (the proxy enforces it). */
+  tokenExpiryGraceMs: number;
   requestTimeoutMs: number;
   maxBodyBytes: number;
   trustProxy: string;
@@ -346,6 +350,7 @@ export function loadConfig(env: Record<string, string | undefined>, defaults: { 
       apiBackendUrl: c.PROXY_API_BACKEND_URL?.replace(/\/+$/, ''),
     },
     bridge: { pollTimeoutMs: c.BRIDGE_POLL_TIMEOUT_MS, graceMs: c.BRIDGE_GRACE_MS, maxQueue: c.BRIDGE_MAX_QUEUE },
+    tokenExpiryGraceMs: c.TOKEN_EXPIRY_GRACE_MS,
     requestTimeoutMs: c.REQUEST_TIMEOUT_MS,
     maxBodyBytes: c.MAX_BODY_BYTES,
     trustProxy: c.TRUST_PROXY,

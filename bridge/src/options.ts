@@ -3,19 +3,20 @@
  * checks what the caller gave and turns it into the URLs and numbers the rest of the bridge uses.
  * A bad value throws an OptionError naming the flag it came from.
  */
+import { FixedTokenSource, type TokenSource } from './auth/token-source';
 import type { BackoffOptions } from './backoff';
 import { OptionError } from './errors';
 import { chooseProxy, type ProxyEnv } from './proxy';
 import type { BridgeStatus } from './status';
+import { tokenExpiry } from './token';
 import { TRANSPORT_NAMES, type TransportName } from './transport';
-import type { TokenSource } from './auth/token-source';
 
 export interface BridgeOptions {
   /** The relay, e.g. https://relay.example.com (ws: and wss: work too; /ws/tunnel is added unless present). */
   server: string;
-  /** The JWT the relay verifies; sent as `Authorization: Bearer`. Unused when `tokenSource` is given. */
-  token: string;
-  /** Where each connection gets its token instead (a signed-in bridge renews it); unset: the fixed `token`. */
+  /** The JWT (or relay key) the relay verifies; sent as `Authorization: Bearer`. Unused with `tokenSource`. */
+  token?: string;
+  /** Where to get the current credential, for a bridge whose token is renewed (`ctll-bridge login`); wins over `token`. */
   tokenSource?: TokenSource;
   /** The local LLM server; may carry a base path (http://127.0.0.1:8080/v1). */
   target?: string;
@@ -73,8 +74,7 @@ export interface ResolvedOptions {
   server: string;
   tunnelUrl: URL;
   relayUrl: URL;
-  token: string;
-  tokenSource: TokenSource | undefined;
+  tokens: TokenSource;
   targetUrl: URL;
   transport: TransportName;
   fallback: boolean;
@@ -113,8 +113,7 @@ export function resolveOptions(options: BridgeOptions): ResolvedOptions {
     server: merged.server.replace(/\/+$/, ''),
     tunnelUrl,
     relayUrl: relayUrlFor(tunnelUrl),
-    token: merged.tokenSource ? '' : checkToken(merged.token),
-    tokenSource: merged.tokenSource,
+    tokens: merged.tokenSource ?? fixedToken(merged.token),
     targetUrl: targetUrlFor(merged.target),
     transport: merged.transport,
     fallback: merged.fallback === true,
@@ -167,6 +166,12 @@ function targetUrlFor(target: string): URL {
   if (url.search || url.hash) throw new OptionError('--target', `"${target}" must not have a query or fragment`);
   if (url.username || url.password) throw new OptionError('--target', 'credentials in the URL are not supported');
   return url;
+}
+
+/** A `--token` never changes; its expiry, when it is a JWT, tells the bridge when it will be refused. */
+function fixedToken(token: string | undefined): TokenSource {
+  const checked = checkToken(token);
+  return new FixedTokenSource(checked, tokenExpiry(checked));
 }
 
 function checkToken(token: string | undefined): string {

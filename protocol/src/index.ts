@@ -11,3 +11,4 @@ export * from './share-domains';
 export * from './paths';
 export * from './auth-config';
 export * from './relay-keys';
+export * from './credentials';
