@@ -16,7 +16,9 @@ const common = {
 };
 
 const results = await Promise.allSettled([
-  build({ ...common, entryPoints: ['streaming-proxy/src/main.ts'], outfile: 'streaming-proxy/dist/streaming-proxy.js',
+  // One proxy runs per user: V8 keeps the whole source in its heap, so the proxy is shipped without
+  // whitespace and comments (about 1.5 MB less per proxy); names stay, for readable stack traces.
+  build({ ...common, minifyWhitespace: true, minifySyntax: true, entryPoints: ['streaming-proxy/src/main.ts'], outfile: 'streaming-proxy/dist/streaming-proxy.js',
     // ws tries these optional native add-ons; the pure-JS fallbacks are what we ship.
     external: ['bufferutil', 'utf-8-validate'] }),
   build({ ...common, entryPoints: ['bridge/src/cli.ts'], outfile: 'bridge/dist/cli.js', banner: { js: '#!/usr/bin/env node' },
