@@ -86,7 +86,7 @@ class WsConnection implements TunnelConnection, TunnelSender, FrameSender {
       // Tokens are small and latency matters more than bytes; the relay does not offer it either.
       perMessageDeflate: false,
       maxPayload: MAX_FRAME_BYTES,
-      generateMask: maskFor(setup.tunnelUrl),
+      generateMask: maskFor(setup.tunnelUrl, setup.relayAgent !== undefined),
       handshakeTimeout: setup.handshakeTimeoutMs,
       // A redirect would carry the token to wherever it points; the relay never sends one.
       followRedirects: false,
