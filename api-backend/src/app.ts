@@ -15,6 +15,7 @@ import { loadOrCreateDevKeys, type DevKeys } from './auth/dev-keys';
 import { Metrics } from './metrics';
 import { ProcessDriver } from './proxy/process-driver';
 import { DockerDriver } from './proxy/docker-driver';
+import { SwarmDriver } from './proxy/swarm-driver';
 import { PROXY_PORT } from './proxy/docker-spec';
 import { backendUrlAt } from './proxy/docker-networks';
 import type { ProxyDriver } from './proxy/driver';
@@ -91,9 +92,9 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     log('StreamingProxyManager'),
   );
   audit.watch(manager);
-  // Adopts the proxies a previous process left and starts following Docker events; after the
+  // Adopts the proxies a previous process left and starts following engine events; after the
   // manager exists, since it may report proxies that died meanwhile.
-  if (driver instanceof DockerDriver) await driver.start();
+  await driver.start();
   manager.on('started', (event) => metrics.proxyStarts.observe({ driver: event.driver }, event.durationMs / 1000));
   manager.on('stopped', (event) => metrics.proxyStops.inc({ reason: event.reason }));
   const health = new HealthMonitor({ driver, database: { probe: () => audit.health(), now: () => audit.writerHealth() }, intervalMs: config.healthCheckIntervalMs, logger: log('health') });
@@ -264,8 +265,9 @@ function createDriver(
   secrets: ProxySecrets,
 ): ProxyDriver {
   const secretFor = (ownerHash: string) => secrets.secretFor(ownerHash);
-  if (config.proxy.driver === 'docker') {
-    return new DockerDriver({
+  if (config.proxy.driver === 'docker' || config.proxy.driver === 'swarm') {
+    const Driver = config.proxy.driver === 'swarm' ? SwarmDriver : DockerDriver;
+    return new Driver({
       image: config.proxy.image,
       memoryMb: config.proxy.memoryMb,
       cpus: config.proxy.cpus,
@@ -276,6 +278,7 @@ function createDriver(
       egress: config.proxy.egress,
       scope: config.proxy.scope,
       startTimeoutMs: config.proxy.startTimeoutMs,
+      placement: config.proxy.placement,
       endpointCacheMs: config.proxy.endpointCacheMs,
       sweepIntervalMs: config.sweepIntervalMs,
       secretFor,

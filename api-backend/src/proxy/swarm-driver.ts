@@ -1,0 +1,468 @@
+/**
+ * PROXY_DRIVER=swarm: each user's streaming-proxy is a swarm service `ctll-proxy-<h>` (one
+ * replica, restart condition none) on an attachable overlay `ctll-net-<h>` with a subnet from the
+ * same pool as the docker driver (swarm-spec.ts). The manager sees no difference: the same
+ * states, the same endpoint cache, the same exit reports, the same reconcile rules
+ * (docker-reconcile.ts over services mapped by swarm-tasks.ts), the same labels and scope.
+ * api-backend talks to a swarm manager's engine.
+ *
+ * How api-backend reaches a task. An overlay's addresses live in the overlay's own namespace:
+ * the host has no interface there and no route to them (a packet for one leaves by the host's
+ * default route, off the machine). So:
+ * - `container` mode (production): api-backend is a plain container (docker compose on a
+ *   manager) and joins each user's overlay, which is attachable for this reason, exactly as the
+ *   docker driver joins each bridge (docker-networks.ts attach). It reaches the task at its overlay
+ *   address on any node. (A swarm *task* cannot join an overlay after it started: the engine
+ *   answers "network not found", so api-backend must not itself be a swarm service.)
+ * - `host` mode (a host process: tests, a one-node swarm): every task on a non-internal overlay
+ *   also has a leg on the node's `docker_gwbridge`, a plain bridge the host is on. api-backend
+ *   reaches the task there, and the proxy reaches api-backend at that bridge's gateway. Only tasks
+ *   on this node have such a leg, so host mode pins proxies to this node (`node.id==` constraint),
+ *   and it needs PROXY_EGRESS=internet (an internal overlay has no gwbridge leg). docker_gwbridge
+ *   keeps inter-container traffic off (enable_icc=false), so users stay apart on it as well.
+ * Publishing the proxy port instead is no option: swarm publishes on every address of every node
+ * (the routing mesh, or host mode on 0.0.0.0), which would put each proxy on the public interface.
+ *
+ * Tasks are started from the local image by id, never pulled: the engine tries a registry pull for
+ * any tag, and skips it only for an image id. Every node that may run proxies needs the image.
+ *
+ * Events: task containers carry the proxy labels, so the docker driver's event follower reports
+ * their deaths on this node; the periodic sweep finds the rest (tasks on other nodes, missed events).
+ */
+import Docker from 'dockerode';
+import type { DriverHealth, ProxyDriver, ProxyEndpoint, ProxyHandle } from './driver';
+import { resolveDockerOptions, specOf, type DockerDriverOptions, type ResolvedDockerOptions } from './docker-driver-options';
+import { KeyedLock } from './keyed-lock';
+import { LABELS, containerName } from './naming';
+import { SubnetPool } from './subnet-pool';
+import { isOurs, managedFilter, PROXY_PORT, SCOPE_LABEL } from './docker-spec';
+import { ProxyNetworks } from './docker-networks';
+import { describePlacement, detectPlacement, type Placement } from './docker-placement';
+import { DockerEventFollower, type ContainerEvent } from './docker-events';
+import { planReconcile } from './docker-reconcile';
+import { ExitLedger } from './exit-ledger';
+import { EndpointCache } from './endpoint-cache';
+import { ProxyCensus } from './proxy-census';
+import { waitHealthy, NotHealthyError } from './wait-healthy';
+import { createdOf } from './docker-containers';
+import { mapLimit } from './map-limit';
+import { withTimeout } from './with-timeout';
+import { classify, dockerMessage, dockerUnavailable, ignoringGone, imageMissing, startFailed, toRelayError } from './docker-errors';
+import { overlaySpec, serviceSpec, type ServiceSpecOptions } from './swarm-spec';
+import { asContainers, containerIdOf, currentTask, overlayAddress, phaseOf, secretOf, whyEnded, type SwarmTask } from './swarm-tasks';
+
+export interface SwarmDriverOptions extends DockerDriverOptions {
+  /** Placement constraints of proxy services (PROXY_PLACEMENT). */
+  placement?: string[];
+}
+
+const ENGINE_CONCURRENCY = 16;
+const GWBRIDGE = 'docker_gwbridge';
+/** How often a starting task is looked at; a task runs some 0.5-2 s after its service is made. */
+const TASK_POLL_MS = 100;
+/** How long a removed service's task may keep its overlay busy before the network remove gives up. */
+const NETWORK_PATIENCE_MS = 30_000;
+
+/** Where api-backend runs, plus the swarm node it runs on (host mode pins proxies there). */
+interface Where extends Placement {
+  nodeId?: string;
+}
+
+export class SwarmDriver implements ProxyDriver {
+  readonly name = 'swarm' as const;
+  readonly outlivesRelay = true;
+  readonly docker: Docker;
+  private readonly options: ResolvedDockerOptions & { placement: string[] };
+  private readonly spec: ServiceSpecOptions;
+  private readonly networks: ProxyNetworks;
+  private readonly events: DockerEventFollower;
+  private readonly lock = new KeyedLock();
+  private readonly creating = new Set<string>();
+  private readonly exits = new ExitLedger();
+  private readonly endpoints: EndpointCache;
+  private readonly census = new ProxyCensus();
+  private readonly background = new Set<Promise<unknown>>();
+  private readonly serviceFilter: { label: string[] };
+  private placement?: Promise<Where>;
+  private startedAt = Date.now();
+  private sweepTimer?: NodeJS.Timeout;
+
+  constructor(options: SwarmDriverOptions) {
+    this.options = { ...resolveDockerOptions(options), placement: options.placement ?? [] };
+    const o = this.options;
+    this.docker = new Docker({ ...o.dockerOptions, timeout: o.apiTimeoutMs });
+    this.spec = { ...specOf(o), constraints: o.placement };
+    this.serviceFilter = { label: managedFilter(o.scope, 'proxy') };
+    this.endpoints = new EndpointCache(o.endpointCacheMs);
+    this.networks = new ProxyNetworks(this.docker, {
+      pool: new SubnetPool(o.subnetPool, o.subnetPrefix),
+      spec: this.spec,
+      placement: () => this.where(),
+      logger: o.logger,
+      body: (ownerHash, subnet) => overlaySpec(ownerHash, subnet, this.spec),
+      hostAddress: () => this.gwbridgeGateway(),
+    });
+    this.events = new DockerEventFollower(new Docker(o.dockerOptions), {
+      logger: o.logger,
+      scope: o.scope,
+      onEvent: (event) => this.onContainerEvent(event),
+      onConnect: (gap) => {
+        this.endpoints.clear();
+        if (gap) this.inBackground(this.reconcile());
+      },
+    });
+  }
+
+  async start(): Promise<void> {
+    this.startedAt = Date.now();
+    this.events.start();
+    try {
+      await this.reconcile();
+    } catch (error) {
+      this.options.logger.warn('StreamingProxy swarm reconcile at start-up failed; will retry when the engine answers', { error: dockerMessage(error) });
+    }
+    this.sweepTimer = setInterval(() => this.inBackground(this.reconcile()), this.options.sweepIntervalMs);
+    this.sweepTimer.unref();
+  }
+
+  create(ownerHash: string): Promise<ProxyHandle> {
+    return this.lock.run(ownerHash, () => this.createLocked(ownerHash));
+  }
+
+  remove(ownerHash: string): Promise<void> {
+    return this.lock.run(ownerHash, () => this.removeLocked(ownerHash)).catch((error) => {
+      throw toRelayError(error, { action: `remove service ${containerName(ownerHash)}`, image: this.options.image });
+    });
+  }
+
+  async inspect(ownerHash: string): Promise<ProxyHandle | null> {
+    try {
+      const service = await this.inspectService(ownerHash);
+      if (service) return await this.toHandle(ownerHash, service, currentTask(await this.tasksOf(service.ID), service.ID));
+      if (this.creating.has(ownerHash)) return { ownerHash, id: '', state: 'starting', createdAt: new Date() };
+      const network = await this.networks.inspect(ownerHash);
+      return network ? { ownerHash, id: network.Id, state: 'stopped', createdAt: createdOf(network.Labels, network.Created) } : null;
+    } catch (error) {
+      throw toRelayError(error, { action: `inspect service ${containerName(ownerHash)}`, image: this.options.image });
+    }
+  }
+
+  async endpoint(ownerHash: string): Promise<ProxyEndpoint | null> {
+    const cached = this.events.connected ? this.endpoints.get(ownerHash) : undefined;
+    if (cached) return cached;
+    return this.endpoints.through(ownerHash, async () => {
+      const handle = await this.inspect(ownerHash);
+      return handle?.state === 'running' && handle.endpoint ? handle.endpoint : null;
+    });
+  }
+
+  forgetEndpoint(ownerHash: string): void {
+    this.endpoints.forget(ownerHash);
+  }
+
+  async list(): Promise<ProxyHandle[]> {
+    try {
+      const [[services, tasks], networks] = await Promise.all([this.servicesAndTasks(), this.networks.list()]);
+      const handles = await mapLimit(services, ENGINE_CONCURRENCY, async (service) => {
+        const ownerHash = service.Spec?.Labels?.[LABELS.owner];
+        if (!ownerHash) return null;
+        try {
+          return await this.toHandle(ownerHash, service, currentTask(tasks, service.ID));
+        } catch (error) {
+          this.options.logger.warn('StreamingProxy service not readable; left out of this listing', { owner: ownerHash, error: dockerMessage(error) });
+          return null;
+        }
+      });
+      const owners = new Set(services.map((s) => s.Spec?.Labels?.[LABELS.owner]));
+      const bare = networks
+        .filter((n) => n.Labels?.[LABELS.owner] && !owners.has(n.Labels[LABELS.owner]))
+        .map((n): ProxyHandle => ({ ownerHash: n.Labels![LABELS.owner], id: n.Id, state: this.creating.has(n.Labels![LABELS.owner]) ? 'starting' : 'stopped', createdAt: createdOf(n.Labels, n.Created) }));
+      return [...handles.filter((h): h is ProxyHandle => h !== null), ...bare];
+    } catch (error) {
+      throw toRelayError(error, { action: 'list proxies', image: this.options.image });
+    }
+  }
+
+  running(): number {
+    return this.census.size;
+  }
+
+  async health(): Promise<DriverHealth> {
+    try {
+      const info = await withTimeout(this.docker.info() as Promise<{ Swarm?: { LocalNodeState?: string; ControlAvailable?: boolean } }>, this.options.healthTimeoutMs, `Docker engine did not answer within ${this.options.healthTimeoutMs} ms`);
+      if (info.Swarm?.LocalNodeState !== 'active' || !info.Swarm.ControlAvailable) {
+        return { ok: false, detail: 'PROXY_DRIVER=swarm needs a swarm manager: run `docker swarm init` (or point DOCKER_HOST at a manager)' };
+      }
+      if (!(await ignoringGone(() => this.docker.getImage(this.options.image).inspect()))) return { ok: false, detail: imageMissing(this.options.image).message };
+      const events = this.events.connected ? 'events followed' : 'event stream reconnecting';
+      return { ok: true, detail: `swarm manager answers; image ${this.options.image} present; ${this.census.size} proxy services running; ${events}` };
+    } catch (error) {
+      return { ok: false, detail: classify(error) === 'unreachable' ? dockerUnavailable(error).message : dockerMessage(error) };
+    }
+  }
+
+  async close(): Promise<void> {
+    this.events.close();
+    clearInterval(this.sweepTimer);
+    await Promise.allSettled([...this.background]);
+  }
+
+  /** The docker driver's rules (docker-reconcile.ts), read from service labels and tasks. */
+  async reconcile(): Promise<void> {
+    const since = this.census.beginListing();
+    let services: Docker.Service[];
+    let tasks: SwarmTask[];
+    let networks: Docker.NetworkInspectInfo[];
+    try {
+      [[services, tasks], networks] = await Promise.all([this.servicesAndTasks(), this.networks.list()]);
+    } catch (error) {
+      this.census.listingFailed();
+      throw error;
+    }
+    const containers = asContainers(services, tasks);
+    this.census.listed(since, containers.filter((c) => c.State === 'running').map((c) => ({ ownerHash: c.Labels[LABELS.owner], containerId: c.Id })));
+    const plan = planReconcile({
+      containers,
+      networks,
+      now: Date.now(),
+      startedAt: this.startedAt,
+      halfMadeAfterMs: this.options.halfMadeAfterMs,
+      busy: (ownerHash) => this.creating.has(ownerHash),
+    });
+    const { self } = await this.where();
+    await mapLimit(plan.adopt, ENGINE_CONCURRENCY, ({ ownerHash }) =>
+      self ? this.lock.run(ownerHash, async () => void (await this.networks.ensure(ownerHash))) : Promise.resolve(),
+    );
+    for (const { ownerHash, containerId, status } of plan.dead) this.reportExit(ownerHash, containerId, `service found with its ${status}`);
+    await mapLimit(plan.halfMade, ENGINE_CONCURRENCY, (ownerHash) => this.lock.run(ownerHash, () => this.removeHalfMade(ownerHash)));
+    if (plan.dead.length + plan.halfMade.length > 0 || plan.adopt.length > 0) {
+      this.options.logger.info('StreamingProxy swarm reconcile', { adopted: plan.adopt.length, dead: plan.dead.length, halfMadeRemoved: plan.halfMade.length });
+    }
+  }
+
+  private async createLocked(ownerHash: string): Promise<ProxyHandle> {
+    this.creating.add(ownerHash);
+    this.endpoints.forget(ownerHash);
+    try {
+      const existing = await this.inspectService(ownerHash);
+      if (existing) {
+        const adopted = await this.adoptOrDiscard(ownerHash, existing);
+        if (adopted) return adopted;
+      }
+      const where = await this.where();
+      if (where.mode === 'host' && this.options.egress === 'none') {
+        throw startFailed('PROXY_EGRESS=none makes user overlays internal, which a host process cannot reach: run api-backend in a container (PROXY_NETWORK_MODE=container) or use PROXY_EGRESS=internet');
+      }
+      // By id: the engine never tries a registry for an image id (see the header).
+      const image = await ignoringGone(() => this.docker.getImage(this.options.image).inspect());
+      if (!image) throw imageMissing(this.options.image);
+      const network = await this.networks.ensure(ownerHash);
+      const secret = this.options.secretFor(ownerHash);
+      const env = this.options.env(ownerHash, secret, network.backendAddress);
+      const constraints = [...this.options.placement, ...(where.mode === 'host' && where.nodeId ? [`node.id==${where.nodeId}`] : [])];
+      const body = serviceSpec(ownerHash, network.subnet, network.id, env, { ...this.spec, constraints });
+      const spec = body as { TaskTemplate: { ContainerSpec: { Image: string } } };
+      spec.TaskTemplate.ContainerSpec.Image = image.Id;
+      const created = (await this.docker.createService(body as unknown as Docker.CreateServiceOptions)) as unknown as { id?: string; ID?: string };
+      const serviceId = created.id ?? created.ID ?? containerName(ownerHash);
+      const task = await this.waitForTask(serviceId);
+      const endpoint = await this.endpointOf(ownerHash, task);
+      if (!endpoint) throw startFailed(`task ${task.ID} of ${containerName(ownerHash)} runs but has no address api-backend can reach`);
+      await waitHealthy(endpoint.host, endpoint.port, { timeoutMs: this.options.startTimeoutMs, alive: () => this.whyNotRunning(serviceId) });
+      this.census.started(ownerHash, containerIdOf(task) ?? task.ID);
+      return { ownerHash, id: serviceId, state: 'running', createdAt: new Date(), endpoint };
+    } catch (error) {
+      const mapped = error instanceof NotHealthyError ? startFailed(error.message, error) : toRelayError(error, { action: `create service ${containerName(ownerHash)}`, image: this.options.image });
+      await this.removeLocked(ownerHash).catch((cleanup: unknown) =>
+        this.options.logger.warn('StreamingProxy could not clean up a failed start; the sweep will', { owner: ownerHash, error: dockerMessage(cleanup) }),
+      );
+      throw mapped;
+    } finally {
+      this.creating.delete(ownerHash);
+    }
+  }
+
+  /** The owner's service exists already (another replica, a previous process): use it if it serves, else clear it away. */
+  private async adoptOrDiscard(ownerHash: string, service: Docker.Service): Promise<ProxyHandle | null> {
+    const task = currentTask(await this.tasksOf(service.ID), service.ID);
+    if (phaseOf(task) === 'running') {
+      try {
+        await this.networks.ensure(ownerHash);
+        const endpoint = await this.endpointOf(ownerHash, task!);
+        if (endpoint) {
+          await waitHealthy(endpoint.host, endpoint.port, { timeoutMs: Math.min(this.options.startTimeoutMs, 3000), alive: () => this.whyNotRunning(service.ID) });
+          this.census.started(ownerHash, containerIdOf(task) ?? task!.ID);
+          return { ownerHash, id: service.ID, state: 'running', createdAt: createdOf(service.Spec?.Labels, service.CreatedAt ?? ''), endpoint };
+        }
+      } catch {
+        // not serving: replaced below
+      }
+    }
+    await this.removeLocked(ownerHash, { keepNetwork: true });
+    return null;
+  }
+
+  private async removeLocked(ownerHash: string, options: { keepNetwork?: boolean } = {}): Promise<void> {
+    this.endpoints.forget(ownerHash);
+    this.census.ended(ownerHash);
+    const service = await this.inspectService(ownerHash);
+    if (service) {
+      for (const task of await this.tasksOf(service.ID)) {
+        const id = containerIdOf(task);
+        if (id) this.exits.expect(id);
+      }
+      await ignoringGone(() => this.docker.getService(service.ID).remove());
+      // The engine stops the task after answering; like a docker remove, ours returns once it is gone.
+      await this.patiently(async () => (await this.docker.listContainers({ all: true, filters: { label: [`com.docker.swarm.service.id=${service.ID}`] } })).length === 0);
+    }
+    if (!options.keepNetwork) await this.patiently(async () => (await this.networks.remove(ownerHash), (await this.networks.inspect(ownerHash)) === null));
+  }
+
+  /**
+   * Retries `done` until it holds: a removed service's task lets go of the overlay, and the node's
+   * copy of a removed overlay goes, a moment after the manager answered. The last failure is thrown.
+   */
+  private async patiently(done: () => Promise<boolean>): Promise<void> {
+    const deadline = Date.now() + NETWORK_PATIENCE_MS;
+    for (;;) {
+      try {
+        if (await done()) return;
+        if (Date.now() > deadline) throw new Error(`still there after ${NETWORK_PATIENCE_MS} ms`);
+      } catch (error) {
+        if (Date.now() > deadline) throw error;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+
+  private async removeHalfMade(ownerHash: string): Promise<void> {
+    const service = await this.inspectService(ownerHash);
+    if (service && phaseOf(currentTask(await this.tasksOf(service.ID), service.ID)) === 'running') return;
+    await this.removeLocked(ownerHash);
+  }
+
+  private onContainerEvent(event: ContainerEvent): void {
+    const ownerHash = event.ownerHash;
+    if (ownerHash) {
+      this.endpoints.forget(ownerHash);
+      this.census.ended(ownerHash, event.containerId);
+    }
+    if (!ownerHash || this.creating.has(ownerHash) || this.exits.isExpected(event.containerId)) return;
+    const detail =
+      event.action === 'oom'
+        ? `killed: out of memory (PROXY_MEMORY_MB=${this.options.memoryMb})`
+        : event.action === 'die'
+          ? `task container exited (code ${event.exitCode ?? 'unknown'})`
+          : 'task container removed outside api-backend';
+    this.reportExit(ownerHash, event.containerId, detail);
+  }
+
+  /** Tells the manager once, then removes the dead service and its network (freeing the subnet). */
+  private reportExit(ownerHash: string, containerId: string, detail: string): void {
+    if (!this.exits.claimReport(containerId)) return;
+    this.options.onExit(ownerHash, detail);
+    this.inBackground(
+      this.lock.run(ownerHash, async () => {
+        const service = await this.inspectService(ownerHash);
+        const task = service ? currentTask(await this.tasksOf(service.ID), service.ID) : undefined;
+        // A newer task means this one's service was replaced already.
+        if (task && phaseOf(task) === 'running' && containerIdOf(task) !== containerId) return;
+        await this.removeLocked(ownerHash);
+      }),
+    );
+  }
+
+  /** Polls the new service's task until it runs, or fails with the engine's reason. */
+  private async waitForTask(serviceId: string): Promise<SwarmTask> {
+    const deadline = Date.now() + this.options.startTimeoutMs;
+    let last: SwarmTask | undefined;
+    for (;;) {
+      last = currentTask(await this.tasksOf(serviceId), serviceId);
+      const phase = phaseOf(last);
+      if (phase === 'running' && containerIdOf(last)) return last!;
+      if (phase === 'ended') throw startFailed(whyEnded(last!));
+      if (Date.now() > deadline) {
+        throw startFailed(`no task running within ${this.options.startTimeoutMs} ms (${last ? `${last.Status.State}${last.Status.Err ? `: ${last.Status.Err}` : ''}` : 'none scheduled: check PROXY_PLACEMENT'})`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, TASK_POLL_MS));
+    }
+  }
+
+  private async whyNotRunning(serviceId: string): Promise<string | null> {
+    const task = currentTask(await this.tasksOf(serviceId), serviceId);
+    if (!task) return 'service vanished during start-up';
+    return phaseOf(task) === 'ended' ? whyEnded(task) : null;
+  }
+
+  /** Where api-backend reaches the task: its overlay address, or on the host its docker_gwbridge leg (see header). */
+  private async endpointOf(ownerHash: string, task: SwarmTask): Promise<ProxyEndpoint | undefined> {
+    const secret = secretOf(task);
+    if (!secret) return undefined;
+    const { mode } = await this.where();
+    if (mode === 'container') {
+      const host = overlayAddress(task, ownerHash);
+      return host ? { host, port: PROXY_PORT, secret } : undefined;
+    }
+    const containerId = containerIdOf(task);
+    const bridge = await ignoringGone(() => this.docker.getNetwork(GWBRIDGE).inspect() as Promise<Docker.NetworkInspectInfo>);
+    const host = containerId ? bridge?.Containers?.[containerId]?.IPv4Address?.split('/')[0] : undefined;
+    return host ? { host, port: PROXY_PORT, secret } : undefined;
+  }
+
+  private async toHandle(ownerHash: string, service: Docker.Service, task: SwarmTask | undefined): Promise<ProxyHandle> {
+    const createdAt = createdOf(service.Spec?.Labels, service.CreatedAt ?? '');
+    const creating = this.creating.has(ownerHash);
+    const endpoint = task && phaseOf(task) === 'running' ? await this.endpointOf(ownerHash, task) : undefined;
+    const state = creating ? 'starting' : endpoint ? 'running' : 'stopped';
+    return { ownerHash, id: service.ID, state, createdAt, ...(state === 'running' ? { endpoint } : {}) };
+  }
+
+  /** The owner's service, if any; one another api-backend made under this name is never touched. */
+  private async inspectService(ownerHash: string): Promise<Docker.Service | undefined> {
+    const service = (await ignoringGone(() => this.docker.getService(containerName(ownerHash)).inspect())) as Docker.Service | undefined;
+    const labels = service?.Spec?.Labels;
+    if (service && !isOurs(labels, this.options.scope)) {
+      throw new Error(`service ${containerName(ownerHash)} exists but was not made by this api-backend (PROXY_SCOPE=${labels?.[SCOPE_LABEL] ?? 'none'}); remove it`);
+    }
+    return service;
+  }
+
+  /** Every proxy service of this scope, and their tasks. */
+  private async servicesAndTasks(): Promise<[Docker.Service[], SwarmTask[]]> {
+    const services = await this.docker.listServices({ filters: this.serviceFilter });
+    if (services.length === 0) return [services, []];
+    const tasks = (await this.docker.listTasks({ filters: { service: services.map((s) => s.ID) } })) as SwarmTask[];
+    return [services, tasks];
+  }
+
+  private async tasksOf(serviceId: string): Promise<SwarmTask[]> {
+    return (await this.docker.listTasks({ filters: { service: [serviceId] } })) as SwarmTask[];
+  }
+
+  /** The host's address on docker_gwbridge, where a proxy reaches a host-mode api-backend. */
+  private async gwbridgeGateway(): Promise<string> {
+    const bridge = await ignoringGone(() => this.docker.getNetwork(GWBRIDGE).inspect() as Promise<Docker.NetworkInspectInfo>);
+    const gateway = bridge?.IPAM?.Config?.[0]?.Gateway;
+    if (!gateway) throw startFailed(`the swarm node has no ${GWBRIDGE} yet (made with the first overlay task, or by hand before \`docker swarm init\`); api-backend on the host cannot reach proxies without it`);
+    return gateway;
+  }
+
+  private where(): Promise<Where> {
+    this.placement ??= (async (): Promise<Where> => {
+      const placement = await detectPlacement(this.docker, this.options.networkMode, this.options.selfContainer);
+      const info = (await this.docker.info()) as { Swarm?: { NodeID?: string } };
+      this.options.logger.info(`StreamingProxy ${describePlacement(placement)} (swarm)`);
+      return { ...placement, nodeId: info.Swarm?.NodeID || undefined };
+    })().catch((error: unknown) => {
+      this.placement = undefined;
+      throw error;
+    });
+    return this.placement;
+  }
+
+  private inBackground(work: Promise<unknown>): void {
+    const tracked = work.catch((error: unknown) => this.options.logger.warn('StreamingProxy swarm background work failed', { error: dockerMessage(error) }));
+    this.background.add(tracked);
+    void tracked.finally(() => this.background.delete(tracked));
+  }
+}
