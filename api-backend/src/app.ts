@@ -75,7 +75,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     secrets,
   );
   const client = new ProxyClient();
-  const metrics = new Metrics(() => driver.running());
+  const metrics = new Metrics(() => driver.running(), config.proxyLimits.max);
   // The audit first: its migrations must have run before any proxy starts, and a bad DATABASE_URL
   // stops start-up here, before there is anything else to undo.
   const audit = await Audit.start(auditOptions(config), { driver, client, metrics, logger: log('audit') });
@@ -97,6 +97,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   await driver.start();
   manager.on('started', (event) => metrics.proxyStarts.observe({ driver: event.driver }, event.durationMs / 1000));
   manager.on('stopped', (event) => metrics.proxyStops.inc({ reason: event.reason }));
+  manager.on('startFailed', () => metrics.proxyStartFailures.inc());
   const health = new HealthMonitor({ driver, database: { probe: () => audit.health(), now: () => audit.writerHealth() }, intervalMs: config.healthCheckIntervalMs, logger: log('health') });
   await health.start();
 
@@ -173,6 +174,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   app.use(errorHandler(log('http')));
 
   server.on('request', app);
+  metrics.openTunnels = () => drain.openTunnels;
   const upgrade = tunnelUpgradeHandler({
     auth,
     manager,
@@ -181,7 +183,10 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     limits,
     clientAddress: addressOf,
     onActivity: (ownerHash) => audit.activity(ownerHash),
-    onTunnel: (socket) => drain.trackTunnel(socket),
+    onTunnel: (socket) => {
+      drain.trackTunnel(socket);
+      socket.once('close', () => metrics.tunnelCloses.inc());
+    },
   });
   server.on('upgrade', (req, socket, head) => {
     if (drain.active) rejectUpgrade(socket, 503, 'draining', DRAINING_MESSAGE);
