@@ -12,6 +12,9 @@ installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install o
 
 PACKAGES=(gettext-base curl openssl openssh-client openssh-server)
 docker compose version >/dev/null 2>&1 || PACKAGES+=(docker-compose)
+# promtool checks the shipped alert rules and scrape config (tests/alert-rules.test.ts); Debian
+# ships it only inside the prometheus server package, whose daemon is stopped again below.
+command -v promtool >/dev/null 2>&1 || PACKAGES+=(prometheus)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -25,3 +28,5 @@ else
 fi
 # The bench starts its own throwaway sshd on a high loopback port; the system one stays off.
 if command -v systemctl >/dev/null 2>&1; then systemctl stop ssh >/dev/null 2>&1 || true; fi
+# Only promtool is wanted: a Prometheus server the package may have started stays off.
+if command -v systemctl >/dev/null 2>&1; then systemctl stop prometheus prometheus-node-exporter >/dev/null 2>&1 || true; fi
