@@ -1,12 +1,15 @@
 /**
  * PROXY_DRIVER=swarm on a real single-node swarm: a user's proxy is a hardened one-replica service
  * on its own attachable overlay, started, reported and removed like a docker proxy; and two
- * users' proxies cannot reach each other. The first suite runs api-backend's way on a host (it
- * reaches tasks on docker_gwbridge); the second plays api-backend as a container joined to each
- * user's internal overlay (production's way), with a stand-in container.
+ * users' proxies cannot reach each other. The first suite runs the driver here on the host (it
+ * reaches tasks on docker_gwbridge); the second runs it in a container joined to each user's
+ * internal overlay, as production does (swarm-container-mode.entry.ts, bundled here).
  */
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import type Docker from 'dockerode';
+import { build } from 'esbuild';
 import { SwarmDriver, type SwarmDriverOptions } from '../../api-backend/src/proxy/swarm-driver';
 import { LABELS, containerName, networkName } from '../../api-backend/src/proxy/naming';
 import { NODE_BASE_IMAGE, PROXY_IMAGE } from './require-docker';
@@ -15,6 +18,8 @@ import { docker, health, logger, randomOwner, TEST_SCOPE, TEST_SECRETS, type Exi
 
 // A bound on a hang: a swarm task on a busy two-core machine takes a while to be scheduled and started.
 jest.setTimeout(240_000);
+
+const REPO = path.resolve(__dirname, '../..');
 
 function swarmDriver(overrides: Partial<SwarmDriverOptions> = {}): { driver: SwarmDriver; exits: Exit[] } {
   const exits: Exit[] = [];
@@ -87,12 +92,6 @@ async function execIn(containerId: string, script: string): Promise<string> {
   await new Promise((resolve) => stream.on('end', resolve));
   return Buffer.concat(chunks).toString('utf8').trim();
 }
-
-/** A node script printing what GET /health on each address answered: a status code or the error code. */
-const healthScript = (hosts: string[]) => `
-  Promise.all(${JSON.stringify(hosts)}.map((host) => fetch('http://' + host + ':8080/health', { signal: AbortSignal.timeout(2000) })
-    .then((r) => r.status, (e) => (e.cause && e.cause.code) || e.name)))
-  .then((results) => process.stdout.write(JSON.stringify(results)));`;
 
 describeSwarm('swarm driver', () => {
   describe('api-backend on the host', () => {
@@ -168,45 +167,67 @@ describeSwarm('swarm driver', () => {
   describe('api-backend in a container, on internal overlays', () => {
     const owners = [randomOwner(), randomOwner()];
     const selfName = `ctll-test-backend-${randomBytes(4).toString('hex')}`;
-    let self: Docker.Container;
+    let bundleDir: string;
 
-    beforeAll(async () => {
-      self = await docker.createContainer({
-        name: selfName,
-        Image: NODE_BASE_IMAGE,
-        Cmd: ['node', '-e', 'setInterval(() => {}, 1 << 30)'],
-        User: '1001:1001',
-        Labels: { 'io.cloudtolocalllm.test': 'backend' },
-      });
-      await self.start();
-    });
     afterAll(async () => {
-      await self?.remove({ force: true }).catch(() => undefined);
+      await docker.getContainer(selfName).remove({ force: true }).catch(() => undefined);
       await removeOwners(owners);
+      if (bundleDir) fs.rmSync(bundleDir, { recursive: true, force: true });
     });
 
     it("two users' proxies cannot reach each other, while api-backend reaches both", async () => {
-      const { driver, exits } = swarmDriver({ networkMode: 'container', selfContainer: selfName, egress: 'none' });
-      try {
-        await driver.start();
-        const a = await driver.create(owners[0]);
-        const b = await driver.create(owners[1]);
-        for (const owner of owners) expect(await docker.getNetwork(networkName(owner)).inspect()).toMatchObject({ Driver: 'overlay', Internal: true });
-        const hosts = [a.endpoint!.host, b.endpoint!.host];
+      // The driver runs in a container of its own, as in production: overlay addresses are not
+      // routable from this host. Bundled where node finds the repository's node_modules.
+      bundleDir = fs.mkdtempSync(path.join(REPO, 'node_modules', '.ctll-swarm-'));
+      const entry = path.join(bundleDir, 'entry.js');
+      const apiDeps = Object.keys(JSON.parse(fs.readFileSync(path.join(REPO, 'api-backend/package.json'), 'utf8')).dependencies as Record<string, string>);
+      await build({
+        entryPoints: [path.join(__dirname, 'swarm-container-mode.entry.ts')],
+        outfile: entry,
+        bundle: true,
+        platform: 'node',
+        target: 'node20',
+        logLevel: 'warning',
+        external: [...apiDeps.filter((name) => !name.startsWith('@ctll/')), 'bufferutil', 'utf-8-validate'],
+      });
+      const self = await docker.createContainer({
+        name: selfName,
+        Image: NODE_BASE_IMAGE,
+        Cmd: ['node', entry],
+        Tty: true, // plain output, no stream multiplexing
+        // root for the engine's socket, as api-backend's docker group gives it in production.
+        User: '0:0',
+        Env: [
+          `CTLL_OWNERS=${owners.join(',')}`,
+          `CTLL_SCOPE=${TEST_SCOPE}`,
+          `CTLL_SELF=${selfName}`,
+          `PROXY_IMAGE=${PROXY_IMAGE}`,
+          `PROXY_SUBNET_POOL=${process.env.PROXY_SUBNET_POOL ?? '10.200.0.0/16'}`,
+        ],
+        Labels: { 'io.cloudtolocalllm.test': 'backend' },
+        HostConfig: { Binds: [`${REPO}:${REPO}:ro`, '/var/run/docker.sock:/var/run/docker.sock'] },
+      });
+      await self.start();
+      const { StatusCode } = (await self.wait()) as { StatusCode: number };
+      const logs: unknown = await self.logs({ stdout: true, stderr: true });
+      // dockerode hands back output that parses as JSON already parsed.
+      const output = (Buffer.isBuffer(logs) ? logs.toString('utf8') : JSON.stringify(logs)).trim();
+      const result = JSON.parse(output.split('\n').filter((line) => line.trim().startsWith('{')).pop() ?? '{}') as Record<string, unknown>;
+      expect({ output, error: result.error }).toEqual({ output, error: undefined });
+      expect(StatusCode).toBe(0);
 
-        // The control: from api-backend's container both answer, so a refusal below is the isolation.
-        expect(JSON.parse(await execIn(selfName, healthScript(hosts)))).toEqual([200, 200]);
-        const [taskA, taskB] = await Promise.all(owners.map(taskContainer));
-        expect(JSON.parse(await execIn(taskA.Id, healthScript([a.endpoint!.host, b.endpoint!.host])))).toEqual([200, expect.any(String)]);
-        expect(JSON.parse(await execIn(taskB.Id, healthScript([a.endpoint!.host, b.endpoint!.host])))).toEqual([expect.any(String), 200]);
-
-        for (const owner of owners) await driver.remove(owner);
-        expect(await waitGone(owners)).toEqual({ services: [], networks: [], containers: [] });
-        expect(Object.keys((await self.inspect()).NetworkSettings.Networks)).not.toEqual(expect.arrayContaining([networkName(owners[0])]));
-        expect(exits).toEqual([]);
-      } finally {
-        await driver.close();
-      }
+      expect(result.states).toEqual(['running', 'running']);
+      expect(result.internal).toEqual([true, true]);
+      // The control: api-backend reaches both, so a failure below is the isolation at work.
+      expect(result.fromBackend).toEqual([200, 200]);
+      const [fromA, fromB] = result.fromTasks as Array<Array<number | string>>;
+      expect(fromA[0]).toBe(200);
+      expect(fromA[1]).not.toBe(200);
+      expect(fromB[1]).toBe(200);
+      expect(fromB[0]).not.toBe(200);
+      // Removed with its proxies: api-backend left both overlays, and nothing of theirs is left.
+      expect(result.joinedAfterRemove).toEqual([]);
+      expect(await waitGone(owners)).toEqual({ services: [], networks: [], containers: [] });
     });
   });
 });
