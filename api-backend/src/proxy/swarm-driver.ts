@@ -35,9 +35,7 @@ import { resolveDockerOptions, specOf, type DockerDriverOptions, type ResolvedDo
 import { KeyedLock } from './keyed-lock';
 import { LABELS, containerName } from './naming';
 import { SubnetPool } from './subnet-pool';
-import { isOurs, managedFilter, PROXY_PORT, SCOPE_LABEL } from './docker-spec';
 import { ProxyNetworks } from './docker-networks';
-import { describePlacement, detectPlacement, type Placement } from './docker-placement';
 import { DockerEventFollower, type ContainerEvent } from './docker-events';
 import { planReconcile } from './docker-reconcile';
 import { ExitLedger } from './exit-ledger';
@@ -49,7 +47,9 @@ import { mapLimit } from './map-limit';
 import { withTimeout } from './with-timeout';
 import { classify, dockerMessage, dockerUnavailable, ignoringGone, imageMissing, startFailed, toRelayError } from './docker-errors';
 import { overlaySpec, serviceSpec, type ServiceSpecOptions } from './swarm-spec';
-import { asContainers, containerIdOf, currentTask, overlayAddress, phaseOf, secretOf, whyEnded, type SwarmTask } from './swarm-tasks';
+import { asContainers, containerIdOf, currentTask, phaseOf, type SwarmTask } from './swarm-tasks';
+import { patiently, ProxyServices } from './swarm-services';
+import { SwarmReach, type EndpointResolver } from './swarm-reach';
 
 export interface SwarmDriverOptions extends DockerDriverOptions {
   /** Placement constraints of proxy services (PROXY_PLACEMENT). */
@@ -57,16 +57,6 @@ export interface SwarmDriverOptions extends DockerDriverOptions {
 }
 
 const ENGINE_CONCURRENCY = 16;
-const GWBRIDGE = 'docker_gwbridge';
-/** How often a starting task is looked at; a task runs some 0.5-2 s after its service is made. */
-const TASK_POLL_MS = 100;
-/** How long a removed service's task may keep its overlay busy before the network remove gives up. */
-const NETWORK_PATIENCE_MS = 30_000;
-
-/** Where api-backend runs, plus the swarm node it runs on (host mode pins proxies there). */
-interface Where extends Placement {
-  nodeId?: string;
-}
 
 export class SwarmDriver implements ProxyDriver {
   readonly name = 'swarm' as const;
@@ -82,8 +72,8 @@ export class SwarmDriver implements ProxyDriver {
   private readonly endpoints: EndpointCache;
   private readonly census = new ProxyCensus();
   private readonly background = new Set<Promise<unknown>>();
-  private readonly serviceFilter: { label: string[] };
-  private placement?: Promise<Where>;
+  private readonly services: ProxyServices;
+  private readonly reach: SwarmReach;
   private startedAt = Date.now();
   private sweepTimer?: NodeJS.Timeout;
 
@@ -92,15 +82,16 @@ export class SwarmDriver implements ProxyDriver {
     const o = this.options;
     this.docker = new Docker({ ...o.dockerOptions, timeout: o.apiTimeoutMs });
     this.spec = { ...specOf(o), constraints: o.placement };
-    this.serviceFilter = { label: managedFilter(o.scope, 'proxy') };
+    this.services = new ProxyServices(this.docker, o.scope);
     this.endpoints = new EndpointCache(o.endpointCacheMs);
+    this.reach = new SwarmReach(this.docker, { networkMode: o.networkMode, selfContainer: o.selfContainer, logger: o.logger });
     this.networks = new ProxyNetworks(this.docker, {
       pool: new SubnetPool(o.subnetPool, o.subnetPrefix),
       spec: this.spec,
-      placement: () => this.where(),
+      placement: () => this.reach.where(),
       logger: o.logger,
       body: (ownerHash, subnet) => overlaySpec(ownerHash, subnet, this.spec),
-      hostAddress: () => this.gwbridgeGateway(),
+      hostAddress: () => this.reach.gwbridgeGateway(),
     });
     this.events = new DockerEventFollower(new Docker(o.dockerOptions), {
       logger: o.logger,
@@ -137,8 +128,8 @@ export class SwarmDriver implements ProxyDriver {
 
   async inspect(ownerHash: string): Promise<ProxyHandle | null> {
     try {
-      const service = await this.inspectService(ownerHash);
-      if (service) return await this.toHandle(ownerHash, service, currentTask(await this.tasksOf(service.ID), service.ID));
+      const service = await this.services.inspect(ownerHash);
+      if (service) return this.toHandle(ownerHash, service, currentTask(await this.services.tasksOf(service.ID), service.ID), await this.reach.resolver());
       if (this.creating.has(ownerHash)) return { ownerHash, id: '', state: 'starting', createdAt: new Date() };
       const network = await this.networks.inspect(ownerHash);
       return network ? { ownerHash, id: network.Id, state: 'stopped', createdAt: createdOf(network.Labels, network.Created) } : null;
@@ -162,16 +153,11 @@ export class SwarmDriver implements ProxyDriver {
 
   async list(): Promise<ProxyHandle[]> {
     try {
-      const [[services, tasks], networks] = await Promise.all([this.servicesAndTasks(), this.networks.list()]);
-      const handles = await mapLimit(services, ENGINE_CONCURRENCY, async (service) => {
+      const [[services, tasks], networks] = await Promise.all([this.services.listWithTasks(), this.networks.list()]);
+      const resolve = services.length > 0 ? await this.reach.resolver() : () => undefined;
+      const handles = services.map((service) => {
         const ownerHash = service.Spec?.Labels?.[LABELS.owner];
-        if (!ownerHash) return null;
-        try {
-          return await this.toHandle(ownerHash, service, currentTask(tasks, service.ID));
-        } catch (error) {
-          this.options.logger.warn('StreamingProxy service not readable; left out of this listing', { owner: ownerHash, error: dockerMessage(error) });
-          return null;
-        }
+        return ownerHash ? this.toHandle(ownerHash, service, currentTask(tasks, service.ID), resolve) : null;
       });
       const owners = new Set(services.map((s) => s.Spec?.Labels?.[LABELS.owner]));
       const bare = networks
@@ -214,7 +200,7 @@ export class SwarmDriver implements ProxyDriver {
     let tasks: SwarmTask[];
     let networks: Docker.NetworkInspectInfo[];
     try {
-      [[services, tasks], networks] = await Promise.all([this.servicesAndTasks(), this.networks.list()]);
+      [[services, tasks], networks] = await Promise.all([this.services.listWithTasks(), this.networks.list()]);
     } catch (error) {
       this.census.listingFailed();
       throw error;
@@ -229,7 +215,7 @@ export class SwarmDriver implements ProxyDriver {
       halfMadeAfterMs: this.options.halfMadeAfterMs,
       busy: (ownerHash) => this.creating.has(ownerHash),
     });
-    const { self } = await this.where();
+    const { self } = await this.reach.where();
     await mapLimit(plan.adopt, ENGINE_CONCURRENCY, ({ ownerHash }) =>
       self ? this.lock.run(ownerHash, async () => void (await this.networks.ensure(ownerHash))) : Promise.resolve(),
     );
@@ -244,12 +230,12 @@ export class SwarmDriver implements ProxyDriver {
     this.creating.add(ownerHash);
     this.endpoints.forget(ownerHash);
     try {
-      const existing = await this.inspectService(ownerHash);
+      const existing = await this.services.inspect(ownerHash);
       if (existing) {
         const adopted = await this.adoptOrDiscard(ownerHash, existing);
         if (adopted) return adopted;
       }
-      const where = await this.where();
+      const where = await this.reach.where();
       if (where.mode === 'host' && this.options.egress === 'none') {
         throw startFailed('PROXY_EGRESS=none makes user overlays internal, which a host process cannot reach: run api-backend in a container (PROXY_NETWORK_MODE=container) or use PROXY_EGRESS=internet');
       }
@@ -260,15 +246,13 @@ export class SwarmDriver implements ProxyDriver {
       const secret = this.options.secretFor(ownerHash);
       const env = this.options.env(ownerHash, secret, network.backendAddress);
       const constraints = [...this.options.placement, ...(where.mode === 'host' && where.nodeId ? [`node.id==${where.nodeId}`] : [])];
-      const body = serviceSpec(ownerHash, network.subnet, network.id, env, { ...this.spec, constraints });
-      const spec = body as { TaskTemplate: { ContainerSpec: { Image: string } } };
-      spec.TaskTemplate.ContainerSpec.Image = image.Id;
+      const body = serviceSpec(ownerHash, { subnet: network.subnet, networkId: network.id, imageId: image.Id }, env, { ...this.spec, constraints });
       const created = (await this.docker.createService(body as unknown as Docker.CreateServiceOptions)) as unknown as { id?: string; ID?: string };
       const serviceId = created.id ?? created.ID ?? containerName(ownerHash);
-      const task = await this.waitForTask(serviceId);
-      const endpoint = await this.endpointOf(ownerHash, task);
+      const task = await this.services.waitForTask(serviceId, this.options.startTimeoutMs);
+      const endpoint = await this.reach.endpointOf(ownerHash, task);
       if (!endpoint) throw startFailed(`task ${task.ID} of ${containerName(ownerHash)} runs but has no address api-backend can reach`);
-      await waitHealthy(endpoint.host, endpoint.port, { timeoutMs: this.options.startTimeoutMs, alive: () => this.whyNotRunning(serviceId) });
+      await waitHealthy(endpoint.host, endpoint.port, { timeoutMs: this.options.startTimeoutMs, alive: () => this.services.whyNotRunning(serviceId) });
       this.census.started(ownerHash, containerIdOf(task) ?? task.ID);
       return { ownerHash, id: serviceId, state: 'running', createdAt: new Date(), endpoint };
     } catch (error) {
@@ -284,13 +268,13 @@ export class SwarmDriver implements ProxyDriver {
 
   /** The owner's service exists already (another replica, a previous process): use it if it serves, else clear it away. */
   private async adoptOrDiscard(ownerHash: string, service: Docker.Service): Promise<ProxyHandle | null> {
-    const task = currentTask(await this.tasksOf(service.ID), service.ID);
+    const task = currentTask(await this.services.tasksOf(service.ID), service.ID);
     if (phaseOf(task) === 'running') {
       try {
         await this.networks.ensure(ownerHash);
-        const endpoint = await this.endpointOf(ownerHash, task!);
+        const endpoint = await this.reach.endpointOf(ownerHash, task!);
         if (endpoint) {
-          await waitHealthy(endpoint.host, endpoint.port, { timeoutMs: Math.min(this.options.startTimeoutMs, 3000), alive: () => this.whyNotRunning(service.ID) });
+          await waitHealthy(endpoint.host, endpoint.port, { timeoutMs: Math.min(this.options.startTimeoutMs, 3000), alive: () => this.services.whyNotRunning(service.ID) });
           this.census.started(ownerHash, containerIdOf(task) ?? task!.ID);
           return { ownerHash, id: service.ID, state: 'running', createdAt: createdOf(service.Spec?.Labels, service.CreatedAt ?? ''), endpoint };
         }
@@ -305,39 +289,20 @@ export class SwarmDriver implements ProxyDriver {
   private async removeLocked(ownerHash: string, options: { keepNetwork?: boolean } = {}): Promise<void> {
     this.endpoints.forget(ownerHash);
     this.census.ended(ownerHash);
-    const service = await this.inspectService(ownerHash);
+    const service = await this.services.inspect(ownerHash);
     if (service) {
-      for (const task of await this.tasksOf(service.ID)) {
+      for (const task of await this.services.tasksOf(service.ID)) {
         const id = containerIdOf(task);
         if (id) this.exits.expect(id);
       }
-      await ignoringGone(() => this.docker.getService(service.ID).remove());
-      // The engine stops the task after answering; like a docker remove, ours returns once it is gone.
-      await this.patiently(async () => (await this.docker.listContainers({ all: true, filters: { label: [`com.docker.swarm.service.id=${service.ID}`] } })).length === 0);
+      await this.services.remove(service.ID);
     }
-    if (!options.keepNetwork) await this.patiently(async () => (await this.networks.remove(ownerHash), (await this.networks.inspect(ownerHash)) === null));
-  }
-
-  /**
-   * Retries `done` until it holds: a removed service's task lets go of the overlay, and the node's
-   * copy of a removed overlay goes, a moment after the manager answered. The last failure is thrown.
-   */
-  private async patiently(done: () => Promise<boolean>): Promise<void> {
-    const deadline = Date.now() + NETWORK_PATIENCE_MS;
-    for (;;) {
-      try {
-        if (await done()) return;
-        if (Date.now() > deadline) throw new Error(`still there after ${NETWORK_PATIENCE_MS} ms`);
-      } catch (error) {
-        if (Date.now() > deadline) throw error;
-      }
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
+    if (!options.keepNetwork) await patiently(async () => (await this.networks.remove(ownerHash), (await this.networks.inspect(ownerHash)) === null));
   }
 
   private async removeHalfMade(ownerHash: string): Promise<void> {
-    const service = await this.inspectService(ownerHash);
-    if (service && phaseOf(currentTask(await this.tasksOf(service.ID), service.ID)) === 'running') return;
+    const service = await this.services.inspect(ownerHash);
+    if (service && phaseOf(currentTask(await this.services.tasksOf(service.ID), service.ID)) === 'running') return;
     await this.removeLocked(ownerHash);
   }
 
@@ -363,8 +328,8 @@ export class SwarmDriver implements ProxyDriver {
     this.options.onExit(ownerHash, detail);
     this.inBackground(
       this.lock.run(ownerHash, async () => {
-        const service = await this.inspectService(ownerHash);
-        const task = service ? currentTask(await this.tasksOf(service.ID), service.ID) : undefined;
+        const service = await this.services.inspect(ownerHash);
+        const task = service ? currentTask(await this.services.tasksOf(service.ID), service.ID) : undefined;
         // A newer task means this one's service was replaced already.
         if (task && phaseOf(task) === 'running' && containerIdOf(task) !== containerId) return;
         await this.removeLocked(ownerHash);
@@ -372,92 +337,12 @@ export class SwarmDriver implements ProxyDriver {
     );
   }
 
-  /** Polls the new service's task until it runs, or fails with the engine's reason. */
-  private async waitForTask(serviceId: string): Promise<SwarmTask> {
-    const deadline = Date.now() + this.options.startTimeoutMs;
-    let last: SwarmTask | undefined;
-    for (;;) {
-      last = currentTask(await this.tasksOf(serviceId), serviceId);
-      const phase = phaseOf(last);
-      if (phase === 'running' && containerIdOf(last)) return last!;
-      if (phase === 'ended') throw startFailed(whyEnded(last!));
-      if (Date.now() > deadline) {
-        throw startFailed(`no task running within ${this.options.startTimeoutMs} ms (${last ? `${last.Status.State}${last.Status.Err ? `: ${last.Status.Err}` : ''}` : 'none scheduled: check PROXY_PLACEMENT'})`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, TASK_POLL_MS));
-    }
-  }
-
-  private async whyNotRunning(serviceId: string): Promise<string | null> {
-    const task = currentTask(await this.tasksOf(serviceId), serviceId);
-    if (!task) return 'service vanished during start-up';
-    return phaseOf(task) === 'ended' ? whyEnded(task) : null;
-  }
-
-  /** Where api-backend reaches the task: its overlay address, or on the host its docker_gwbridge leg (see header). */
-  private async endpointOf(ownerHash: string, task: SwarmTask): Promise<ProxyEndpoint | undefined> {
-    const secret = secretOf(task);
-    if (!secret) return undefined;
-    const { mode } = await this.where();
-    if (mode === 'container') {
-      const host = overlayAddress(task, ownerHash);
-      return host ? { host, port: PROXY_PORT, secret } : undefined;
-    }
-    const containerId = containerIdOf(task);
-    const bridge = await ignoringGone(() => this.docker.getNetwork(GWBRIDGE).inspect() as Promise<Docker.NetworkInspectInfo>);
-    const host = containerId ? bridge?.Containers?.[containerId]?.IPv4Address?.split('/')[0] : undefined;
-    return host ? { host, port: PROXY_PORT, secret } : undefined;
-  }
-
-  private async toHandle(ownerHash: string, service: Docker.Service, task: SwarmTask | undefined): Promise<ProxyHandle> {
+  private toHandle(ownerHash: string, service: Docker.Service, task: SwarmTask | undefined, resolve: EndpointResolver): ProxyHandle {
     const createdAt = createdOf(service.Spec?.Labels, service.CreatedAt ?? '');
     const creating = this.creating.has(ownerHash);
-    const endpoint = task && phaseOf(task) === 'running' ? await this.endpointOf(ownerHash, task) : undefined;
+    const endpoint = task && phaseOf(task) === 'running' ? resolve(ownerHash, task) : undefined;
     const state = creating ? 'starting' : endpoint ? 'running' : 'stopped';
     return { ownerHash, id: service.ID, state, createdAt, ...(state === 'running' ? { endpoint } : {}) };
-  }
-
-  /** The owner's service, if any; one another api-backend made under this name is never touched. */
-  private async inspectService(ownerHash: string): Promise<Docker.Service | undefined> {
-    const service = (await ignoringGone(() => this.docker.getService(containerName(ownerHash)).inspect())) as Docker.Service | undefined;
-    const labels = service?.Spec?.Labels;
-    if (service && !isOurs(labels, this.options.scope)) {
-      throw new Error(`service ${containerName(ownerHash)} exists but was not made by this api-backend (PROXY_SCOPE=${labels?.[SCOPE_LABEL] ?? 'none'}); remove it`);
-    }
-    return service;
-  }
-
-  /** Every proxy service of this scope, and their tasks. */
-  private async servicesAndTasks(): Promise<[Docker.Service[], SwarmTask[]]> {
-    const services = await this.docker.listServices({ filters: this.serviceFilter });
-    if (services.length === 0) return [services, []];
-    const tasks = (await this.docker.listTasks({ filters: { service: services.map((s) => s.ID) } })) as SwarmTask[];
-    return [services, tasks];
-  }
-
-  private async tasksOf(serviceId: string): Promise<SwarmTask[]> {
-    return (await this.docker.listTasks({ filters: { service: [serviceId] } })) as SwarmTask[];
-  }
-
-  /** The host's address on docker_gwbridge, where a proxy reaches a host-mode api-backend. */
-  private async gwbridgeGateway(): Promise<string> {
-    const bridge = await ignoringGone(() => this.docker.getNetwork(GWBRIDGE).inspect() as Promise<Docker.NetworkInspectInfo>);
-    const gateway = bridge?.IPAM?.Config?.[0]?.Gateway;
-    if (!gateway) throw startFailed(`the swarm node has no ${GWBRIDGE} yet (made with the first overlay task, or by hand before \`docker swarm init\`); api-backend on the host cannot reach proxies without it`);
-    return gateway;
-  }
-
-  private where(): Promise<Where> {
-    this.placement ??= (async (): Promise<Where> => {
-      const placement = await detectPlacement(this.docker, this.options.networkMode, this.options.selfContainer);
-      const info = (await this.docker.info()) as { Swarm?: { NodeID?: string } };
-      this.options.logger.info(`StreamingProxy ${describePlacement(placement)} (swarm)`);
-      return { ...placement, nodeId: info.Swarm?.NodeID || undefined };
-    })().catch((error: unknown) => {
-      this.placement = undefined;
-      throw error;
-    });
-    return this.placement;
   }
 
   private inBackground(work: Promise<unknown>): void {

@@ -8,8 +8,9 @@
  *   no healthcheck (the driver probes /health), capped json-file logs, no published ports;
  * - restart condition `none`: a proxy that dies stays dead until the driver notices, reports it
  *   and removes it, exactly like the docker driver; never a crash loop on one node;
- * - the image is used as named, never resolved to a registry digest, so an image built on the
- *   node (no registry at all) runs as it is (`docker service create --no-resolve-image`);
+ * - the image is the node's local image, by id: never resolved to a registry digest (what
+ *   `docker service create --no-resolve-image` avoids) and never pulled (the engine skips the pull
+ *   only for an id); its name stays in the labels;
  * - `no-new-privileges` has no field in the service API this engine speaks (1.41); with every
  *   capability dropped and a non-root user, a setuid binary in the image gains nothing anyway.
  *   Swarm also gives no MemorySwap field: the engine sets swap to the memory limit again.
@@ -44,8 +45,16 @@ export interface ServiceSpecOptions extends ProxySpecOptions {
   constraints: string[];
 }
 
+/** Where the service goes: its overlay, and the local image's id (`options.image` names it in the labels). */
+export interface ServicePlace {
+  subnet: string;
+  networkId: string;
+  imageId: string;
+}
+
 /** The service body; dockerode's types lag the API, so the body is typed loosely where they do. */
-export function serviceSpec(ownerHash: string, subnet: string, networkId: string, env: Record<string, string>, options: ServiceSpecOptions): Record<string, unknown> {
+export function serviceSpec(ownerHash: string, place: ServicePlace, env: Record<string, string>, options: ServiceSpecOptions): Record<string, unknown> {
+  const { subnet, networkId } = place;
   const labels = proxyLabels(ownerHash, 'proxy', subnet, options);
   const memory = options.memoryMb * MIB;
   return {
@@ -53,7 +62,7 @@ export function serviceSpec(ownerHash: string, subnet: string, networkId: string
     Labels: labels,
     TaskTemplate: {
       ContainerSpec: {
-        Image: options.image,
+        Image: place.imageId,
         Labels: labels,
         User: '1001:1001',
         Env: Object.entries({
@@ -67,7 +76,6 @@ export function serviceSpec(ownerHash: string, subnet: string, networkId: string
         Mounts: [{ Type: 'tmpfs', Target: '/tmp', TmpfsOptions: { SizeBytes: options.tmpfsMb * MIB, Mode: 0o1777 } }],
         StopGracePeriod: options.stopGraceSeconds * 1e9,
         Healthcheck: { Test: ['NONE'] },
-        Isolation: 'default',
       },
       Resources: { Limits: { MemoryBytes: memory, NanoCPUs: Math.round(options.cpus * 1e9), Pids: options.pidsLimit } },
       RestartPolicy: { Condition: 'none', MaxAttempts: 0 },
