@@ -59,6 +59,15 @@ export class ForbiddenError extends RelayError {
   readonly code = 'forbidden';
 }
 
+/**
+ * A relay key used outside its scope: a `call` key opening a tunnel, a `bridge` key calling one,
+ * or any key managing keys (only the user's own sign-in may make or revoke them).
+ */
+export class KeyScopeError extends RelayError {
+  readonly status = 403;
+  readonly code = 'key_scope';
+}
+
 export class NotFoundError extends RelayError {
   readonly status = 404;
   readonly code = 'not_found';

@@ -9,3 +9,5 @@ export * from './proxy-api';
 export * from './crash-policy';
 export * from './share-domains';
 export * from './paths';
+export * from './auth-config';
+export * from './relay-keys';
