@@ -84,7 +84,7 @@ const schema = z.object({
   /** Proxies read at once by the journal pull. */
   AUDIT_PULL_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(8),
 
-  PROXY_DRIVER: z.enum(['process', 'docker']).default('process'),
+  PROXY_DRIVER: z.enum(['process', 'docker', 'swarm']).default('process'),
   PROXY_IMAGE: z.string().min(1).default('ctll/streaming-proxy:latest'),
   PROXY_MEMORY_MB: z.coerce.number().int().min(32).max(65536).default(512),
   PROXY_CPUS: z.coerce.number().positive().max(64).default(0.5),
@@ -102,6 +102,13 @@ const schema = z.object({
   /** docker driver: labels this deployment's containers and networks, so api-backends sharing one engine never touch each other's. */
   PROXY_SCOPE: z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, 'must be 1-63 lower-case letters, digits, ".", "_" or "-"').default('default'),
   PROXY_START_TIMEOUT_MS: z.coerce.number().int().positive().default(15_000),
+  // Swarm driver (PROXY_DRIVER=swarm): the docker settings above apply too.
+  /** swarm driver: placement constraints for proxy services, comma-separated (e.g. `node.labels.ctll-proxies==true`); empty: any node. */
+  PROXY_PLACEMENT: z
+    .string()
+    .default('')
+    .transform((v) => v.split(',').map((c) => c.trim()).filter(Boolean))
+    .refine((list) => list.every((c) => /^[A-Za-z0-9_.-]+\s*(==|!=)\s*\S+$/.test(c)), 'must be constraints like node.role==worker, comma-separated'),
   // Memory watchdog (process driver): the heap cap misses buffers, so resident memory is checked too.
   /** process driver: how often each proxy's resident memory (/proc VmRSS) is checked against PROXY_MEMORY_MB; one over it is killed. 0 turns the check off. */
   PROXY_MEMORY_CHECK_MS: z.coerce.number().int().nonnegative().default(1_000),
@@ -235,7 +242,7 @@ export interface Config {
     pullConcurrency: number;
   };
   proxy: {
-    driver: 'process' | 'docker';
+    driver: 'process' | 'docker' | 'swarm';
     image: string;
     memoryMb: number;
     cpus: number;
@@ -248,6 +255,8 @@ export interface Config {
     egress: 'internet' | 'none';
     scope: string;
     startTimeoutMs: number;
+    /** swarm driver: placement constraints of proxy services. */
+    placement: string[];
     memoryCheckMs: number;
     pingIntervalMs: number;
     /** docker driver: how long a running proxy's endpoint is reused without asking the engine. */
@@ -343,6 +352,7 @@ export function loadConfig(env: Record<string, string | undefined>, defaults: { 
       egress: c.PROXY_EGRESS,
       scope: c.PROXY_SCOPE,
       startTimeoutMs: c.PROXY_START_TIMEOUT_MS,
+      placement: c.PROXY_PLACEMENT,
       memoryCheckMs: c.PROXY_MEMORY_CHECK_MS,
       pingIntervalMs: c.PROXY_PING_INTERVAL_MS,
       endpointCacheMs: c.PROXY_ENDPOINT_CACHE_MS,
