@@ -177,6 +177,9 @@ const schema = z.object({
   PROXY_MAX: z.coerce.number().int().positive().optional().or(z.literal('').transform(() => undefined)),
 });
 
+/** Every setting, its default and its doc; scripts/settings.ts checks env.template, README and compose against it. */
+export const settingsSchema = schema;
+
 /** Who issues the tokens and where their keys are. */
 export type AuthSource =
   | { mode: 'jwks'; issuer: string; audience: string; jwksUri: string }
