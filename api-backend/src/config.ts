@@ -108,6 +108,9 @@ const schema = z.object({
   BRIDGE_GRACE_MS: z.coerce.number().int().positive().default(30_000),
   /** Long-poll transport: requests waiting for one bridge before new ones get 503. */
   BRIDGE_MAX_QUEUE: z.coerce.number().int().positive().default(64),
+  // Desktop links: enforced by each user's proxy, passed to it under the same name.
+  /** Requests open at once on one desktop link (a zrok share counts as one); one more gets 429 too_many_streams. */
+  MAX_STREAMS_PER_TUNNEL: z.coerce.number().int().positive().default(256),
 
   REQUEST_TIMEOUT_MS: z.coerce.number().int().positive().default(30_000),
   MAX_BODY_BYTES: z.coerce.number().int().positive().default(100 * 1024 * 1024),
@@ -245,6 +248,8 @@ export interface Config {
     apiBackendUrl?: string;
   };
   bridge: { pollTimeoutMs: number; graceMs: number; maxQueue: number };
+  /** Requests open at once on one desktop link; enforced by the user's proxy. */
+  maxStreamsPerTunnel: number;
   requestTimeoutMs: number;
   maxBodyBytes: number;
   trustProxy: string;
@@ -333,6 +338,7 @@ export function loadConfig(env: Record<string, string | undefined>, defaults: { 
       apiBackendUrl: c.PROXY_API_BACKEND_URL?.replace(/\/+$/, ''),
     },
     bridge: { pollTimeoutMs: c.BRIDGE_POLL_TIMEOUT_MS, graceMs: c.BRIDGE_GRACE_MS, maxQueue: c.BRIDGE_MAX_QUEUE },
+    maxStreamsPerTunnel: c.MAX_STREAMS_PER_TUNNEL,
     requestTimeoutMs: c.REQUEST_TIMEOUT_MS,
     maxBodyBytes: c.MAX_BODY_BYTES,
     trustProxy: c.TRUST_PROXY,

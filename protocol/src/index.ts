@@ -9,3 +9,4 @@ export * from './proxy-api';
 export * from './crash-policy';
 export * from './share-domains';
 export * from './paths';
+export * from './proxy-env';
