@@ -29,6 +29,7 @@ import { bridgeRoutes } from './bridge-routes';
 import { refuseUpgrade, sendError, sendJson, sendRelayError } from './respond';
 import { UserLimits } from '../limits/user-limits';
 import type { ZrokPath } from '../zrok/zrok-path';
+import type { JournalPage, ProxyStatus, ReconnectAnswer, ZrokRefreshAnswer } from '@ctll/protocol';
 
 export interface ProxyServerDeps {
   config: ProxyConfig;
@@ -75,7 +76,7 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok }:
       return;
     }
     if (req.method === 'GET' && url === '/status') {
-      sendJson(res, 200, {
+      const status: ProxyStatus = {
         status: 'running',
         startedAt: new Date(startedAt).toISOString(),
         // The path requests take now; desktops lists every way to the desktop, healthy shares included.
@@ -87,25 +88,29 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok }:
         bytesToDesktop: stats.bytesToDesktop,
         bytesFromDesktop: stats.bytesFromDesktop,
         lastActivityAt: new Date(stats.lastActivityAt).toISOString(),
-      });
+      };
+      sendJson(res, 200, status);
       return;
     }
     if (req.method === 'GET' && (url === '/events' || url.startsWith('/events?'))) {
       const after = Number(new URL(url, 'http://proxy').searchParams.get('after') ?? 0);
-      sendJson(res, 200, { events: journal.since(Number.isFinite(after) ? after : 0), lastSeq: journal.lastSeq, dropped: journal.dropped });
+      const page: JournalPage = { events: journal.since(Number.isFinite(after) ? after : 0), lastSeq: journal.lastSeq, dropped: journal.dropped };
+      sendJson(res, 200, page);
       return;
     }
     if (req.method === 'POST' && url === '/zrok/refresh') {
       req.resume();
       if (zrok) await zrok.refreshNow();
-      sendJson(res, 200, { zrok: zrok?.status() ?? null });
+      const answer: ZrokRefreshAnswer = { zrok: zrok?.status() ?? null };
+      sendJson(res, 200, answer);
       return;
     }
     if (req.method === 'POST' && url === TUNNELS_RECONNECT_PATH) {
       req.resume();
       const closed = hub.closeWebSockets(RELAY_RESTART_CLOSE.code, RELAY_RESTART_CLOSE.reason);
       logger.info('api-backend restarting: WebSocket tunnels closed for their bridges to reconnect', { closed });
-      sendJson(res, 200, { closed });
+      const answer: ReconnectAnswer = { closed };
+      sendJson(res, 200, answer);
       return;
     }
     if (url.startsWith('/bridge/')) {
