@@ -33,6 +33,8 @@ import {
   INITIAL_WINDOW,
   MAX_OVERSHOOT_BYTES,
   POLL_BATCH_CONTENT_TYPE,
+  PROTOCOL_VERSION,
+  PROTOCOL_VERSION_HEADER,
   RecordReader,
   TunnelErrorCode,
   type ControlMessage,
@@ -75,7 +77,12 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
     private readonly setup: TransportSetup,
     private readonly events: ConnectionEvents,
   ) {
-    this.http = new RelayHttp(setup.relayUrl, setup.httpAgent, { authorization: `Bearer ${setup.token}`, 'user-agent': setup.userAgent });
+    this.http = new RelayHttp(setup.relayUrl, setup.httpAgent, {
+      authorization: `Bearer ${setup.token}`,
+      'user-agent': setup.userAgent,
+      // The relay checks it when the bridge registers (protocol-version.ts).
+      [PROTOCOL_VERSION_HEADER]: String(PROTOCOL_VERSION),
+    });
     this.streams = new StreamTable(setup.target, this, (outcome) => {
       if (outcome === 'served') events.served();
       this.closeIfDrained();

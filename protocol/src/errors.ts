@@ -73,6 +73,18 @@ export class UnknownBridgeError extends RelayError {
   readonly code = 'unknown_bridge';
 }
 
+/**
+ * A bridge speaking a tunnel protocol version the relay does not (protocol-version.ts): one of the
+ * two must be upgraded, and the message says which. Permanent until then, so not a 5xx.
+ */
+export class ProtocolVersionError extends RelayError {
+  readonly status = 400;
+  readonly code = PROTOCOL_VERSION_ERROR_CODE;
+}
+
+/** ProtocolVersionError's code, for a bridge that must tell it from other refusals. */
+export const PROTOCOL_VERSION_ERROR_CODE = 'protocol_version';
+
 export class PayloadTooLargeError extends RelayError {
   readonly status = 413;
   readonly code = 'payload_too_large';

@@ -6,7 +6,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { RelayError, UnauthorizedError } from '@ctll/protocol';
+import { checkProtocolVersion, PROTOCOL_VERSION_HEADER, RelayError, UnauthorizedError } from '@ctll/protocol';
 import type { Authenticator } from '../auth/authenticator';
 import type { IpLimits } from '../http/ip-limits';
 import type { StreamingProxyManager } from '../proxy/manager';
@@ -42,6 +42,8 @@ export function tunnelUpgradeHandler(deps: {
       const address = clientAddress(req);
       await limits.checkAuthFailures(address);
       await limits.take('upgrades', address);
+      // Before the token: a bridge too old or too new is told what to upgrade, whatever its token.
+      checkProtocolVersion(req.headers[PROTOCOL_VERSION_HEADER]);
       const { userId } = await auth.authenticate(req).catch((error: unknown) => {
         if (error instanceof UnauthorizedError) void limits.recordAuthFailure(address);
         throw error;
