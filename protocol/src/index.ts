@@ -11,3 +11,4 @@ export * from './share-domains';
 export * from './paths';
 export * from './proxy-env';
 export * from './protocol-version';
+export * from './error-catalogue';
