@@ -60,7 +60,7 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok }:
   const server = http.createServer((req, res) => {
     handle(req, res).catch((error: Error) => {
       logger.error('request failed', { error: error.message });
-      sendError(res, 500, 'internal', 'internal error');
+      sendError(res, 'internal', 'internal error');
     });
   });
 
@@ -71,7 +71,7 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok }:
       return;
     }
     if (!isApiBackend(req)) {
-      sendError(res, 401, 'unauthorized', 'this proxy answers api-backend only');
+      sendError(res, 'unauthorized', 'this proxy answers api-backend only');
       req.resume();
       return;
     }
@@ -120,7 +120,7 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok }:
       relay(req, res, url.slice(RELAY_PREFIX.length));
       return;
     }
-    sendError(res, 404, 'not_found', `no route ${req.method} ${url.split('?')[0]}`);
+    sendError(res, 'not_found', `no route ${req.method} ${url.split('?')[0]}`);
     req.resume();
   }
 
@@ -140,12 +140,12 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok }:
     }
     if (link.queueFull) {
       req.resume();
-      sendError(res, 503, 'queue_full', 'your desktop is not collecting requests fast enough: its queue is full');
+      sendError(res, 'queue_full', 'your desktop is not collecting requests fast enough: its queue is full');
       return;
     }
     if (link.correlator.full) {
       req.resume();
-      sendError(res, 429, 'too_many_streams', `at most ${config.maxStreamsPerTunnel} requests at once per tunnel`);
+      sendError(res, 'too_many_streams', `at most ${config.maxStreamsPerTunnel} requests at once per tunnel`);
       return;
     }
     const exchange = new Exchange(req, res, link, { requestTimeoutMs: config.requestTimeoutMs, stats, logger });
@@ -158,7 +158,7 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok }:
   function relayToShare(req: http.IncomingMessage, res: http.ServerResponse, path: string): void {
     const offline = () => {
       req.resume();
-      sendError(res, 503, 'desktop_offline', 'your desktop bridge is not connected');
+      sendError(res, 'desktop_offline', 'your desktop bridge is not connected');
     };
     if (!zrok) return offline();
     zrok.forward(req, res, path).then(
@@ -168,7 +168,7 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok }:
       (error: Error) => {
         logger.error('zrok fallback failed', { error: error.message });
         req.resume();
-        sendError(res, 500, 'internal', 'internal error');
+        sendError(res, 'internal', 'internal error');
       },
     );
   }

@@ -106,7 +106,7 @@ export class ZrokPath {
     if (!share) return false;
     if (this.activeTotal >= this.options.maxStreams) {
       req.resume();
-      sendError(res, 429, 'too_many_streams', `at most ${this.options.maxStreams} requests at once per tunnel`);
+      sendError(res, 'too_many_streams', `at most ${this.options.maxStreams} requests at once per tunnel`);
       return true;
     }
     this.count(share.tunnelId, +1);
