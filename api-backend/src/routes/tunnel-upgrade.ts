@@ -6,11 +6,11 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { checkProtocolVersion, PROTOCOL_VERSION_HEADER, RelayError, UnauthorizedError } from '@ctll/protocol';
+import { checkProtocolVersion, NotFoundError, PROTOCOL_VERSION_HEADER, RelayError, UnauthorizedError } from '@ctll/protocol';
 import type { Authenticator } from '../auth/authenticator';
 import type { IpLimits } from '../http/ip-limits';
 import type { StreamingProxyManager } from '../proxy/manager';
-import { relayUpgrade, rejectUpgrade, rejectUpgradeWith } from '../relay/upgrade-relay';
+import { relayUpgrade, rejectUpgradeWith } from '../relay/upgrade-relay';
 import type { Metrics } from '../metrics';
 import type { Logger } from '../logger';
 import { userHash } from '../proxy/naming';
@@ -35,7 +35,7 @@ export function tunnelUpgradeHandler(deps: {
     socket.on('error', () => socket.destroy());
     const pathname = (req.url ?? '/').split('?')[0];
     if (pathname !== TUNNEL_PATH) {
-      rejectUpgrade(socket, 404, 'not_found', `no WebSocket endpoint at ${pathname}`);
+      rejectUpgradeWith(socket, new NotFoundError(`no WebSocket endpoint at ${pathname}`));
       return;
     }
     try {
