@@ -10,6 +10,14 @@ export const ERROR_CATALOGUE = {
   protocol_version: 400,
   flow_control: 400,
   malformed_answer: 400,
+  bad_cursor: 400,
+  too_many_shares: 400,
+  share_url_invalid: 400,
+  share_url_insecure: 400,
+  share_url_not_allowed: 400,
+  share_url_credentials: 400,
+  share_url_unresolvable: 400,
+  share_url_private_address: 400,
   unauthorized: 401,
   forbidden: 403,
   not_found: 404,
@@ -19,6 +27,7 @@ export const ERROR_CATALOGUE = {
   payload_too_large: 413,
   rate_limited: 429,
   too_many_streams: 429,
+  too_many_links: 429,
   internal: 500,
   // The desktop (or its zrok share) failed the caller's request.
   bad_gateway: 502,
@@ -37,6 +46,9 @@ export const ERROR_CATALOGUE = {
   queue_full: 503,
   capacity: 503,
   draining: 503,
+  auth_unavailable: 503,
+  proxy_unreachable: 503,
+  proxy_start_failed: 503,
   desktop_timeout: 504,
 } as const satisfies Record<string, number>;
 
