@@ -1,6 +1,7 @@
-// Suites that mostly wait (a six-minute stream): .ci/run runs them in a jest of their own beside
-// the rest (CTLL_SLOW=skip leaves them out of the main run). A plain `npm test` runs everything.
-const SLOW_SUITES = ['/tests/long-streams\\.e2e\\.test\\.ts$'];
+// Suites that mostly wait (a six-minute stream, 200 proxy containers starting): .ci/run runs them
+// in a jest of their own beside the rest (CTLL_SLOW=skip leaves them out of the main run). A plain
+// `npm test` runs everything.
+const SLOW_SUITES = ['/tests/long-streams\\.e2e\\.test\\.ts$', '/tests/docker/docker-sweep\\.test\\.ts$'];
 
 /** @type {import('jest').Config} */
 module.exports = {

@@ -1,5 +1,6 @@
 // Bundles each program to one JS file. The streaming-proxy bundle is what its Docker image runs,
-// so the image needs no npm install.
+// so the image needs no npm install. `node scripts/build.mjs bridge` builds only the programs named
+// (the bridge's npm pack and single executable need only theirs).
 import { build } from 'esbuild';
 import { readFileSync } from 'node:fs';
 
@@ -15,17 +16,20 @@ const common = {
   legalComments: 'none',
 };
 
+const only = process.argv.slice(2);
+const wanted = (program, options) => (only.length === 0 || only.includes(program) ? build(options) : Promise.resolve());
+
 const results = await Promise.allSettled([
-  build({ ...common, entryPoints: ['streaming-proxy/src/main.ts'], outfile: 'streaming-proxy/dist/streaming-proxy.js',
+  wanted('streaming-proxy', { ...common, entryPoints: ['streaming-proxy/src/main.ts'], outfile: 'streaming-proxy/dist/streaming-proxy.js',
     // ws tries these optional native add-ons; the pure-JS fallbacks are what we ship.
     external: ['bufferutil', 'utf-8-validate'] }),
-  build({ ...common, entryPoints: ['bridge/src/cli.ts'], outfile: 'bridge/dist/cli.js', banner: { js: '#!/usr/bin/env node' },
+  wanted('bridge', { ...common, entryPoints: ['bridge/src/cli.ts'], outfile: 'bridge/dist/cli.js', banner: { js: '#!/usr/bin/env node' },
     external: ['bufferutil', 'utf-8-validate'] }),
   // api-backend keeps its npm dependencies in node_modules (dockerode, pg and PGlite load files at run
   // time); our own workspaces are bundled in.
-  build({ ...common, entryPoints: ['api-backend/src/main.ts'], outfile: 'api-backend/dist/main.js',
+  wanted('api-backend', { ...common, entryPoints: ['api-backend/src/main.ts'], outfile: 'api-backend/dist/main.js',
     external: [...apiDeps, 'bufferutil', 'utf-8-validate'] }),
-  build({ ...common, entryPoints: ['api-backend/src/token-cli.ts'], outfile: 'api-backend/dist/token.js',
+  wanted('api-backend', { ...common, entryPoints: ['api-backend/src/token-cli.ts'], outfile: 'api-backend/dist/token.js',
     external: [...apiDeps, 'jsonwebtoken'] }),
 ]);
 

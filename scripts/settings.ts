@@ -46,7 +46,8 @@ export function declaredSettings(): Declared {
   const declared: Declared = {};
   for (const name of Object.keys(settingsSchema.shape)) {
     const value = defaults[name];
-    declared[name] = value === undefined ? undefined : String(value);
+    // An empty default is no value at all, as unset: the documents show it as "—" or leave it empty.
+    declared[name] = value === undefined || value === '' ? undefined : String(value);
   }
   return declared;
 }

@@ -76,8 +76,11 @@ function storageSuite(open: () => Promise<Opened>): void {
 
   it('builds the schema from an empty database and records each migration', async () => {
     const result = await migrate(opened.db, migrations);
-    expect(result).toEqual({ applied: ['0001_proxy_and_tunnel_sessions', '0002_security_events', '0003_security_counts_and_retention'], newer: [] });
-    expect(await tables(opened.db)).toEqual(['proxy_sessions', 'schema_migrations', 'security_events', 'tunnel_sessions']);
+    expect(result).toEqual({
+      applied: ['0001_proxy_and_tunnel_sessions', '0002_security_events', '0003_security_counts_and_retention', '0004_relay_keys'],
+      newer: [],
+    });
+    expect(await tables(opened.db)).toEqual(['proxy_sessions', 'relay_keys', 'schema_migrations', 'security_events', 'tunnel_sessions']);
     const { rows } = await opened.db.query<{ version: string; checksum: string }>('SELECT version, checksum FROM schema_migrations ORDER BY version');
     expect(rows.map((row) => [row.version, row.checksum])).toEqual(migrations.map((m) => [m.version, m.checksum]));
   });

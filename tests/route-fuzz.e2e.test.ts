@@ -25,6 +25,8 @@ const ROUTES = [
   '/api/tunnel/{user}/{x}',
   '/api/tunnel/{user}/health',
   '/api/audit/sessions',
+  '/api/keys',
+  '/api/keys/{x}',
   '/api/zrok/register',
   '/api/zrok/discover',
   '/api/zrok/discover/{user}',
@@ -64,7 +66,7 @@ describe('random requests to every route', () => {
       route: fc.constantFrom(...ROUTES),
       segments: fc.array(segment, { minLength: 3, maxLength: 3 }),
       query: fc.option(fc.stringMatching(/^[A-Za-z0-9=&%._-]{0,40}$/), { nil: undefined }),
-      caller: fc.constantFrom('alice', 'bob', 'broken', 'none'),
+      caller: fc.constantFrom('alice', 'bob', 'broken', 'made-up key', 'none'),
       contentType: fc.constantFrom(undefined, 'application/json', 'text/plain', 'application/vnd.ctll.frames', 'multipart/form-data'),
       body: fc.oneof(
         fc.constant(undefined),
@@ -80,6 +82,7 @@ describe('random requests to every route', () => {
         const headers: Record<string, string> = {};
         if (caller === 'alice' || caller === 'bob') headers.authorization = `Bearer ${layout.token(caller)}`;
         if (caller === 'broken') headers.authorization = 'Bearer eyJhbGciOiJSUzI1NiJ9.e30.AAAA';
+        if (caller === 'made-up key') headers.authorization = `Bearer ctll_${'A'.repeat(43)}`;
         if (contentType) headers['content-type'] = contentType;
         const withBody = body !== undefined && method !== 'GET' && method !== 'HEAD';
         const res = await fetch(`${layout.relay.url}${path}${query === undefined ? '' : `?${query}`}`, {

@@ -29,6 +29,7 @@ import { Drain, DRAINING_MESSAGE } from './http/drain';
 import { rejectUpgradeWith } from './relay/upgrade-relay';
 import { requestId } from './http/request-id';
 import { healthRoutes, privateRoutes } from './routes/health-routes';
+import { authConfigRoutes } from './routes/auth-config-routes';
 import { HealthMonitor } from './health-monitor';
 import { listen, startPrivateListener, type PrivateListener } from './http/private-listener';
 import { ProxySecrets } from './proxy/proxy-secrets';
@@ -44,6 +45,9 @@ import { Audit, auditOptions } from './audit/audit';
 import { securityEvents } from './audit/security';
 import { auditRoutes } from './routes/audit-routes';
 import { userHash } from './proxy/naming';
+import { RelayKeys } from './auth/relay-keys';
+import { keyRoutes } from './routes/key-routes';
+import { corsMiddleware } from './http/cors';
 
 /** How long the proxies' 1012 closes may take to pass through before the tunnels are cut. */
 const TUNNEL_CLOSE_WAIT_MS = 2_000;
@@ -110,6 +114,8 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   const port = (server.address() as AddressInfo).port;
   const shares = new ShareRegistry({ ttlMs: config.zrok.shareTtlMs }, log('zrok')).start();
 
+  // Relay keys live in the audit's database; each use is written by the audit's writer.
+  const relayKeys = new RelayKeys(audit.database, (keyId, at) => audit.keyUsed(keyId, at));
   // Dev auth verifies through our own JWKS endpoint, so its URI is known only now.
   const auth = new Authenticator({
     issuer: config.auth.issuer,
@@ -119,6 +125,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     jwksCacheMaxAgeMs: config.auth.jwksCacheMaxAgeMs,
     maxLifetimeS: config.auth.maxLifetimeS,
     queryTokenPaths: [TUNNEL_PATH],
+    relayKeys,
     logger: log('auth'),
     onFailure: (reason, req) => {
       metrics.authFailures.inc({ reason });
@@ -144,6 +151,9 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     res.on('finish', () => metrics.httpRequests.inc({ route: routeLabel(req.route?.path), status: res.statusCode }));
     next();
   });
+  // Browser apps: preflights are answered before anything asks for a token (CORS_ORIGINS).
+  const allowOrigins = corsMiddleware(config.corsOrigins);
+  if (allowOrigins) app.use(allowOrigins);
   app.use(drain.middleware());
   // Before securityEvents, which would audit every refusal: the limiter reports once per window.
   app.get('/health', healthLimit(limits));
@@ -152,6 +162,8 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   app.use(healthRoutes(health, devKeys?.jwks, () => drain.active));
   // Before the JWT middleware: a user's proxy proves itself with its own secret, never a user token.
   app.use(proxyDiscoverRoutes(shares, secrets));
+  // Public: the sign-in settings a bridge needs before it has any token.
+  app.use(authConfigRoutes(config));
   app.use('/api', auth.middleware());
   // Whatever a caller did may have moved their proxy's tunnel journal: the audit reads it soon.
   app.use('/api', (_req, res, next) => {
@@ -160,6 +172,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   });
   app.use(proxyRoutes(manager));
   app.use(auditRoutes(audit));
+  app.use(keyRoutes(relayKeys));
   app.use(bridgeRoutes(manager, client, metrics, { pollTimeoutMs: config.bridge.pollTimeoutMs, requestTimeoutMs: config.requestTimeoutMs }));
   app.use(
     tunnelRoutes(manager, client, metrics, {

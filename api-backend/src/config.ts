@@ -8,6 +8,7 @@ import cron from 'node-cron';
 import { z } from 'zod';
 import { DEFAULT_SHARE_DOMAINS, parseShareDomains } from '@ctll/protocol';
 import { SubnetPool } from './proxy/subnet-pool';
+import { parseCorsOrigins } from './http/cors';
 
 const optionalString = z.string().trim().min(1).optional().or(z.literal('').transform(() => undefined));
 
@@ -31,6 +32,12 @@ const schema = z.object({
   JWKS_CACHE_MAX_AGE_MS: z.coerce.number().int().min(100).default(60_000),
   /** Token checks: longest lifetime accepted (exp - iat, or exp - now without iat), in seconds; tokens without exp are refused. Dev tokens are signed for this long. */
   JWT_MAX_LIFETIME_S: z.coerce.number().int().min(60).default(7 * 24 * 3600),
+
+  // Sign-in: what GET /api/auth/config tells `ctll-bridge login` (issuer and audience come from the settings above).
+  /** Client id of the identity provider's public (native) application with the Device Code grant; unset: no device login is offered. */
+  OIDC_DEVICE_CLIENT_ID: optionalString,
+  /** Space-separated scopes the bridge asks for; offline_access brings the refresh token that keeps a bridge signed in. */
+  OIDC_SCOPES: z.string().trim().min(1).default('openid profile email offline_access'),
 
   /** Postgres for the audit trail; unset: PGlite (embedded Postgres) in DATA_DIR/pglite. */
   DATABASE_URL: z
@@ -178,6 +185,10 @@ const schema = z.object({
   PROXY_START_RATE_PER_MINUTE: z.coerce.number().int().positive().default(10),
   /** Most proxies running at once; one more user gets 503 `capacity`. Unset: 1000 with docker (at most the subnet pool's networks), 200 with process. */
   PROXY_MAX: z.coerce.number().int().positive().optional().or(z.literal('').transform(() => undefined)),
+
+  // Browser apps on other origins (http/cors.ts).
+  /** Comma-separated origins whose browser apps may call the relay (e.g. https://app.example.com,http://localhost:5173), or * for any; empty: none. */
+  CORS_ORIGINS: z.string().default(''),
 });
 
 /** Every setting, its default and its doc; scripts/settings.ts checks env.template, README and compose against it. */
@@ -205,6 +216,8 @@ export interface Config {
   dataDir: string;
   logLevel: string;
   auth: AuthConfig;
+  /** Device login settings served at GET /api/auth/config. */
+  signIn: { deviceClientId?: string; scopes: string[] };
   databaseUrl?: string;
   audit: {
     poolSize: number;
@@ -268,6 +281,8 @@ export interface Config {
   userLimits: { ratePerMinute: number; rateBurst: number; maxStreams: number; maxWsLinks: number; maxPollLinks: number };
   /** Enforced by api-backend: proxies at once, and proxies made for one user a minute. */
   proxyLimits: { max: number; startRatePerMinute: number };
+  /** Origins whose browser apps may call the relay (`*`: any); empty: none. */
+  corsOrigins: string[];
 }
 
 export class ConfigError extends Error {}
@@ -295,6 +310,7 @@ export function loadConfig(env: Record<string, string | undefined>, defaults: { 
     dataDir,
     logLevel: c.LOG_LEVEL,
     auth: { ...authConfig(c, dataDir), ...authLimits(c) },
+    signIn: { deviceClientId: c.OIDC_DEVICE_CLIENT_ID, scopes: c.OIDC_SCOPES.split(/\s+/) },
     databaseUrl: c.DATABASE_URL,
     audit: {
       poolSize: c.DATABASE_POOL_SIZE,
@@ -362,7 +378,16 @@ export function loadConfig(env: Record<string, string | undefined>, defaults: { 
       maxPollLinks: c.USER_MAX_POLL_LINKS,
     },
     proxyLimits: { max: proxyMax(c), startRatePerMinute: c.PROXY_START_RATE_PER_MINUTE },
+    corsOrigins: corsOrigins(c.CORS_ORIGINS),
   };
+}
+
+function corsOrigins(text: string): string[] {
+  try {
+    return parseCorsOrigins(text);
+  } catch (error) {
+    throw new ConfigError(`CORS_ORIGINS=${JSON.stringify(text)}: ${(error as Error).message}`);
+  }
 }
 
 /** Process proxies are Node processes on this host; Docker ones each take a network of the subnet pool. */

@@ -18,7 +18,7 @@ import https from 'node:https';
 import { HttpsProxyAgent } from 'https-proxy-agent';
 import { RELAY_RESTART_CLOSE } from '@ctll/protocol';
 import { Backoff } from './backoff';
-import { BridgeClosedError, ConnectTimeoutError } from './errors';
+import { AuthRefusedError, BridgeClosedError, ConnectTimeoutError, RelayRejectedError } from './errors';
 import { suggestsBlockedWebSocket } from './fallback';
 import { createLocalTarget, type LocalTarget } from './local-forwarder';
 import { resolveOptions, type BridgeOptions, type ResolvedOptions } from './options';
@@ -53,7 +53,9 @@ export class Bridge {
   private readonly target: LocalTarget;
   private readonly relayAgent: http.Agent | undefined;
   private readonly httpAgent: http.Agent;
-  private readonly user: string | undefined;
+  private user: string | undefined;
+  /** The token the latest connection was opened with (a WebSocket tried beside polling reuses it). */
+  private token: string;
   private readonly clientId = randomUUID();
   private readonly waiters = new Set<Waiter>();
   /** The transport the connection loop uses now. */
@@ -70,6 +72,8 @@ export class Bridge {
   private openedAt = 0;
   private lastReason: string | undefined;
   private retryInMs: number | undefined;
+  /** Refusals of the credential since the last connection that opened (see `authFailExit`). */
+  private authRefusals = 0;
   /** Set the moment close() is called: connections closing during the shutdown must not schedule retries. */
   private stopping = false;
   private closing: Promise<void> | undefined;
@@ -87,7 +91,8 @@ export class Bridge {
       : this.options.relayUrl.protocol === 'https:'
         ? new https.Agent(pool)
         : new http.Agent(pool);
-    this.user = tokenSubject(this.options.token);
+    this.token = this.options.token;
+    this.user = tokenSubject(this.token);
   }
 
   /** Starts the connection loop; returns the bridge for chaining. */
@@ -184,6 +189,23 @@ export class Bridge {
   private connect(): void {
     this.retryTimer = undefined;
     this.setState('connecting');
+    const source = this.options.tokenSource;
+    if (!source) return this.open();
+    // A failure to get a token (the identity provider unreachable) is retried like a failed attempt.
+    source.get().then(
+      (token) => {
+        if (this.stopping) return;
+        this.token = token;
+        this.user = tokenSubject(token);
+        this.open();
+      },
+      (error: Error) => {
+        if (!this.stopping) this.onClosed({ reason: error.message, wasOpen: false, byUs: false, error });
+      },
+    );
+  }
+
+  private open(): void {
     let connection: TunnelConnection | undefined;
     const events = this.eventsFor(() => connection, {
       opened: () => this.onOpened(),
@@ -228,7 +250,7 @@ export class Bridge {
     return {
       tunnelUrl: this.options.tunnelUrl,
       relayUrl: this.options.relayUrl,
-      token: this.options.token,
+      token: this.token,
       userAgent: userAgent(),
       clientId: this.clientId,
       upgradeHeaders: this.options.upgradeHeaders,
@@ -243,6 +265,7 @@ export class Bridge {
 
   private onOpened(): void {
     this.openedAt = Date.now();
+    this.authRefusals = 0;
     this.setState('connected');
     for (const waiter of this.waiters) waiter.resolve();
     this.waiters.clear();
@@ -252,6 +275,7 @@ export class Bridge {
     this.connection = undefined;
     this.lastReason = disconnect.reason;
     if (this.stopping) return;
+    if (this.refusedTooOften(disconnect)) return;
     if (this.shouldFallBack(disconnect)) {
       this.active = 'poll';
       this.options.onNotice?.(
@@ -271,6 +295,21 @@ export class Bridge {
     this.retryInMs = this.backoff.next();
     this.retryTimer = setTimeout(() => this.connect(), this.retryInMs);
     this.setState('retrying');
+  }
+
+  /**
+   * Counts a refused credential; at `authFailExit` refusals in a row the bridge closes and tells
+   * `onGiveUp`. Network failures in between neither count nor reset: only a tunnel that opens does.
+   */
+  private refusedTooOften(disconnect: Disconnect): boolean {
+    if (!isCredentialRefusal(disconnect.error)) return false;
+    this.authRefusals += 1;
+    if (this.options.authFailExit === 0 || this.authRefusals < this.options.authFailExit) return false;
+    const error = new AuthRefusedError(this.authRefusals, disconnect.reason);
+    for (const waiter of this.waiters) waiter.reject(error);
+    this.waiters.clear();
+    void this.close().then(() => this.options.onGiveUp?.(error));
+    return true;
   }
 
   private shouldFallBack(disconnect: Disconnect): boolean {
@@ -329,6 +368,15 @@ export class Bridge {
   private emitStatus(): void {
     this.options.onStatus?.(this.status());
   }
+}
+
+/**
+ * 401, or 403 in the relay's own JSON error: the relay read the credential and said no. A bare 403
+ * may be a corporate proxy's block page, which a new token would not fix.
+ */
+function isCredentialRefusal(error: Error | undefined): boolean {
+  if (!(error instanceof RelayRejectedError) || !error.isAuthFailure) return false;
+  return error.status === 401 || error.relayCode !== undefined;
 }
 
 /** 300 000 ms is "5 min"; anything not in whole minutes reads as seconds. */

@@ -97,6 +97,21 @@ export class ConnectTimeoutError extends BridgeError {
   }
 }
 
+/**
+ * The relay refused the credential `attempts` times in a row, and the bridge stopped trying
+ * (`authFailExit`): retrying a refused token only fills the relay's log. The CLI exits with
+ * EXIT_AUTH_REFUSED so a service manager can tell it apart from a crash.
+ */
+export class AuthRefusedError extends BridgeError {
+  readonly code = 'auth_refused';
+  constructor(
+    readonly attempts: number,
+    readonly lastReason: string,
+  ) {
+    super(`${lastReason} (${attempts} times in a row)`);
+  }
+}
+
 /** The bridge was closed while someone still waited for it. */
 export class BridgeClosedError extends BridgeError {
   readonly code = 'bridge_closed';
@@ -118,5 +133,21 @@ export function parseRelayError(text: string): { code?: string; message?: string
     };
   } catch {
     return undefined;
+  }
+}
+
+/** The relay offers no device login (dev auth, or no device client configured); the message says what to do instead. */
+export class SignInUnavailableError extends BridgeError {
+  readonly code = 'sign_in_unavailable';
+}
+
+/** The identity provider refused the stored refresh token (revoked, expired, or signed out elsewhere): only `ctll-bridge login` helps. */
+export class SignedOutError extends BridgeError {
+  readonly code = 'signed_out';
+  constructor(
+    readonly server: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`your sign-in is no longer valid (the identity provider refused it); run: ctll-bridge login --server ${server}`, options);
   }
 }

@@ -10,6 +10,7 @@ export type { ProxyEnv } from './proxy';
 export { TRANSPORT_NAMES, type Disconnect, type TransportName } from './transport';
 export { suggestsBlockedWebSocket } from './fallback';
 export {
+  AuthRefusedError,
   BridgeClosedError,
   BridgeError,
   ConnectTimeoutError,

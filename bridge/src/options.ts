@@ -8,12 +8,15 @@ import { OptionError } from './errors';
 import { chooseProxy, type ProxyEnv } from './proxy';
 import type { BridgeStatus } from './status';
 import { TRANSPORT_NAMES, type TransportName } from './transport';
+import type { TokenSource } from './auth/token-source';
 
 export interface BridgeOptions {
   /** The relay, e.g. https://relay.example.com (ws: and wss: work too; /ws/tunnel is added unless present). */
   server: string;
-  /** The JWT the relay verifies; sent as `Authorization: Bearer`. */
+  /** The JWT the relay verifies; sent as `Authorization: Bearer`. Unused when `tokenSource` is given. */
   token: string;
+  /** Where each connection gets its token instead (a signed-in bridge renews it); unset: the fixed `token`. */
+  tokenSource?: TokenSource;
   /** The local LLM server; may carry a base path (http://127.0.0.1:8080/v1). */
   target?: string;
   /** How to reach the relay; `ws` falls back to `poll` where WebSockets are blocked (fallback.ts). */
@@ -27,6 +30,15 @@ export interface BridgeOptions {
   /** HTTPS_PROXY and friends, as read by the CLI. */
   proxyEnv?: ProxyEnv;
   pingTimeoutMs?: number;
+  /** Accept an http:/ws: relay that is not on this computer (the token then crosses the network in cleartext). */
+  allowInsecure?: boolean;
+  /**
+   * Give up after the relay refused the credential this many times in a row (401, or 403 with the
+   * relay's own error body); 0 retries for ever. The CLI's default is 3, the library's 0.
+   */
+  authFailExit?: number;
+  /** Called once when the bridge gives up for good (a refused credential, see `authFailExit`); it closes itself first. */
+  onGiveUp?: (error: Error) => void;
   handshakeTimeoutMs?: number;
   closeTimeoutMs?: number;
   /** How long a connection must stay up before the reconnect schedule starts again from its first step. */
@@ -48,6 +60,8 @@ export const DEFAULT_OPTIONS = Object.freeze({
   wsRetryMs: 5 * 60_000,
   // The relay pings every 15 s; three missed pings' worth of silence means the connection is gone.
   pingTimeoutMs: 45_000,
+  allowInsecure: false,
+  authFailExit: 0,
   handshakeTimeoutMs: 10_000,
   closeTimeoutMs: 2_000,
   stableAfterMs: 10_000,
@@ -60,16 +74,19 @@ export interface ResolvedOptions {
   tunnelUrl: URL;
   relayUrl: URL;
   token: string;
+  tokenSource: TokenSource | undefined;
   targetUrl: URL;
   transport: TransportName;
   fallback: boolean;
   wsRetryMs: number;
   proxyUrl: URL | undefined;
   pingTimeoutMs: number;
+  authFailExit: number;
   handshakeTimeoutMs: number;
   closeTimeoutMs: number;
   stableAfterMs: number;
   backoff: BackoffOptions;
+  onGiveUp: ((error: Error) => void) | undefined;
   upgradeHeaders: Readonly<Record<string, string>>;
   onStatus: ((status: BridgeStatus) => void) | undefined;
   onNotice: ((message: string) => void) | undefined;
@@ -82,17 +99,29 @@ export function resolveOptions(options: BridgeOptions): ResolvedOptions {
     throw new OptionError('--transport', `"${String(merged.transport)}" is not a transport (expected ${TRANSPORT_NAMES.join(' or ')})`);
   }
   const tunnelUrl = tunnelUrlFor(merged.server);
+  if (tunnelUrl.protocol === 'ws:' && !merged.allowInsecure && !isLoopback(tunnelUrl.hostname)) {
+    throw new OptionError(
+      '--server',
+      `"${merged.server}" is not encrypted: your token would cross the network in cleartext. ` +
+        'Use https://, or pass --allow-insecure for a relay on a network you trust',
+    );
+  }
+  if (!Number.isInteger(merged.authFailExit) || merged.authFailExit < 0) {
+    throw new OptionError('--auth-fail-exit', `${merged.authFailExit} must be a whole number ≥ 0`);
+  }
   return {
     server: merged.server.replace(/\/+$/, ''),
     tunnelUrl,
     relayUrl: relayUrlFor(tunnelUrl),
-    token: checkToken(merged.token),
+    token: merged.tokenSource ? '' : checkToken(merged.token),
+    tokenSource: merged.tokenSource,
     targetUrl: targetUrlFor(merged.target),
     transport: merged.transport,
     fallback: merged.fallback === true,
     wsRetryMs: checkMs('wsRetryMs', merged.wsRetryMs, 1),
     proxyUrl: chooseProxy(tunnelUrl, merged.proxy, merged.proxyEnv),
     pingTimeoutMs: checkMs('--ping-timeout-ms', merged.pingTimeoutMs, 100),
+    authFailExit: merged.authFailExit,
     handshakeTimeoutMs: checkMs('handshakeTimeoutMs', merged.handshakeTimeoutMs, 1),
     closeTimeoutMs: checkMs('closeTimeoutMs', merged.closeTimeoutMs, 1),
     stableAfterMs: checkMs('stableAfterMs', merged.stableAfterMs, 0),
@@ -100,7 +129,13 @@ export function resolveOptions(options: BridgeOptions): ResolvedOptions {
     upgradeHeaders: merged.upgradeHeaders,
     onStatus: merged.onStatus,
     onNotice: merged.onNotice,
+    onGiveUp: merged.onGiveUp,
   };
+}
+
+/** localhost, 127.0.0.0/8 and ::1: a relay on this computer, where cleartext never leaves it. */
+function isLoopback(hostname: string): boolean {
+  return hostname === 'localhost' || hostname === '[::1]' || /^127(\.\d{1,3}){3}$/.test(hostname);
 }
 
 /** https://relay.example.com becomes wss://relay.example.com/ws/tunnel; a base path is kept. */
@@ -135,7 +170,7 @@ function targetUrlFor(target: string): URL {
 }
 
 function checkToken(token: string | undefined): string {
-  if (!token) throw new OptionError('--token', 'is required (or set CTLL_TOKEN); get one with `npm run token -- <user>`');
+  if (!token) throw new OptionError('--token', 'is required (or set CTLL_TOKEN), unless you sign in once with `ctll-bridge login --server <relay>`; with dev auth get one with `npm run token -- <user>`');
   // It goes into a header: anything but visible ASCII is a copy-and-paste accident.
   if (!/^[\x21-\x7e]+$/.test(token)) throw new OptionError('--token', 'contains spaces or characters a token cannot have');
   return token;

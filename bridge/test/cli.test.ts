@@ -43,6 +43,35 @@ describe('ctll-bridge command line', () => {
     expect(badMs).toMatchObject({ status: 2, stderr: expect.stringMatching(/--ping-timeout-ms: "10s"/) });
     const badTransport = run(['--server', relay.url, '--token', 'a', '--transport', 'carrier-pigeon']);
     expect(badTransport).toMatchObject({ status: 2, stderr: expect.stringMatching(/--transport: "carrier-pigeon"/) });
+    const badCount = run(['--server', relay.url, '--token', 'a', '--auth-fail-exit', 'three']);
+    expect(badCount).toMatchObject({ status: 2, stderr: expect.stringMatching(/--auth-fail-exit: "three" is not a whole number/) });
+  });
+
+  it('refuses an http:// relay that is not on this computer before sending anything, unless --allow-insecure', () => {
+    const refused = run(['--server', 'http://relay.example.com', '--token', 'a']);
+    expect(refused.status).toBe(2);
+    expect(refused.stderr).toMatch(/^ctll-bridge: --server: "http:\/\/relay\.example\.com" is not encrypted: .* pass --allow-insecure/);
+  });
+
+  it('reads the token from --token-file and says when the file cannot be read', async () => {
+    const missing = run(['--server', relay.url, '--token-file', `${dir}/nowhere`]);
+    expect(missing).toMatchObject({ status: 2, stderr: expect.stringMatching(/^ctll-bridge: --token-file: cannot read .*nowhere \(ENOENT\)/) });
+    const file = `${dir}/token`;
+    fs.writeFileSync(file, '  from-a-file\n', { mode: 0o644 });
+    const child = spawn(process.execPath, [cli, '--server', relay.url, '--token-file', file], { env: { PATH: process.env.PATH ?? '' } });
+    let stdout = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    try {
+      const peer = await relay.nextPeer();
+      expect(peer.request.headers.authorization).toBe('Bearer from-a-file');
+      // Not in the process list: only the file's name is.
+      expect(fs.readFileSync(`/proc/${child.pid}/cmdline`, 'utf8')).not.toContain('from-a-file');
+      await eventually(() => stdout.includes('can be read by other users'));
+    } finally {
+      child.kill('SIGTERM');
+      await exited;
+    }
   });
 
   it('polls with --transport poll, and reports a relay without the polling routes', async () => {

@@ -44,6 +44,8 @@ export async function startFakeRelay(refuse?: { status: number; body: string }):
   server.on('upgrade', (req, socket, head) => {
     upgrades.push(req);
     if (refuse) {
+      // A bridge that gives up or closes may reset the connection while the refusal is written.
+      socket.on('error', () => undefined);
       const body = refuse.body;
       socket.end(
         `HTTP/1.1 ${refuse.status} ${http.STATUS_CODES[refuse.status]}\r\ncontent-type: application/json\r\n` +

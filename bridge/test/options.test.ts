@@ -30,6 +30,20 @@ describe('where the bridge dials', () => {
     expect(() => resolveOptions({ ...base, proxy: 'socks5://p:1080' })).toThrow(OptionError);
   });
 
+  it('refuses an unencrypted relay off this computer unless told to allow it', () => {
+    const base = { token: 'abc' };
+    expect(() => resolveOptions({ ...base, server: 'http://relay.example.com' })).toThrow(
+      /^--server: "http:\/\/relay\.example\.com" is not encrypted: your token would cross the network in cleartext/,
+    );
+    expect(() => resolveOptions({ ...base, server: 'ws://10.0.0.5:8080' })).toThrow(/is not encrypted/);
+    expect(resolveOptions({ ...base, server: 'http://relay.example.com', allowInsecure: true }).tunnelUrl.href).toBe('ws://relay.example.com/ws/tunnel');
+    for (const loopback of ['http://127.0.0.1:8080', 'http://127.8.9.10', 'http://localhost:8080', 'http://[::1]:8080']) {
+      expect(resolveOptions({ ...base, server: loopback }).tunnelUrl.protocol).toBe('ws:');
+    }
+    // A host that only starts like a loopback address is not one.
+    expect(() => resolveOptions({ ...base, server: 'http://127.0.0.1.example.com' })).toThrow(/is not encrypted/);
+  });
+
   it('fills in the written-out defaults', () => {
     const resolved = resolveOptions({ server: 'https://relay.example.com', token: 'abc', target: undefined });
     expect(resolved.targetUrl.href).toBe(`${DEFAULT_OPTIONS.target}/`);

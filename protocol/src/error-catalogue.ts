@@ -20,6 +20,7 @@ export const ERROR_CATALOGUE = {
   share_url_private_address: 400,
   unauthorized: 401,
   forbidden: 403,
+  key_scope: 403,
   not_found: 404,
   unknown_bridge: 404,
   unknown_request: 404,

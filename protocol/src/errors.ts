@@ -61,6 +61,15 @@ export class ForbiddenError extends RelayError {
   readonly code = 'forbidden';
 }
 
+/**
+ * A relay key used outside its scope: a `call` key opening a tunnel, a `bridge` key calling one,
+ * or any key managing keys (only the user's own sign-in may make or revoke them).
+ */
+export class KeyScopeError extends RelayError {
+  readonly status: number = ERROR_CATALOGUE.key_scope;
+  readonly code = 'key_scope';
+}
+
 export class NotFoundError extends RelayError {
   readonly status: number = ERROR_CATALOGUE.not_found;
   readonly code = 'not_found';

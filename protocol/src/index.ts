@@ -12,3 +12,5 @@ export * from './paths';
 export * from './proxy-env';
 export * from './protocol-version';
 export * from './error-catalogue';
+export * from './auth-config';
+export * from './relay-keys';

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the command-line tools the deploy smoke and the bench use, when missing (Debian):
 # docker-compose (only when there is no `docker compose` plugin), envsubst for the nginx stand-in,
-# curl and openssl for deploy.sh, and OpenSSH (client and server) for the bench's ssh -R peer.
+# curl and openssl for deploy.sh, OpenSSH (client and server) for the bench's ssh -R peer, and
+# systemd (only when systemd-analyze is missing) to check the unit `ctll-bridge service install` writes.
 # A new CI machine has none of what an earlier session installed by hand, so this list is the truth.
 set -euo pipefail
 export CTLL_CI_COMPONENT=tools
@@ -12,6 +13,7 @@ installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install o
 
 PACKAGES=(gettext-base curl openssl openssh-client openssh-server)
 docker compose version >/dev/null 2>&1 || PACKAGES+=(docker-compose)
+command -v systemd-analyze >/dev/null 2>&1 || PACKAGES+=(systemd)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -155,6 +155,11 @@ export class Audit {
     this.counter.count(fact);
   }
 
+  /** A relay key was used: written as its last use, like any session fact (never on the request's path). */
+  keyUsed(keyId: string, at: Date): void {
+    this.push({ type: 'key_used', keyId, at: at.toISOString() });
+  }
+
   /** api-backend saw this owner's proxy in use: its journal is read soon. */
   activity(ownerHash: string): void {
     this.collector.touch(ownerHash);

@@ -55,6 +55,11 @@ export async function applyRecord(tx: Queryable, record: AuditRecord): Promise<v
         ],
       );
       return;
+    case 'key_used':
+      // Never backwards (GREATEST skips NULL), so a batch applied late or twice is harmless; a
+      // revoked key's row is gone and the update finds nothing.
+      await tx.query('UPDATE relay_keys SET last_used_at = GREATEST(last_used_at, $2::timestamptz) WHERE id = $1::uuid', [record.keyId, record.at]);
+      return;
     case 'security':
       await tx.query(
         `INSERT INTO security_events (id, at, last_at, count, source, kind, reason, owner_hash, target_hash, route)

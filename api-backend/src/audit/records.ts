@@ -72,5 +72,12 @@ export interface SecurityRecord {
   route?: string;
 }
 
-export type SessionRecord = ProxyStartedRecord | ProxyStoppedRecord | TunnelOpenedRecord | TunnelClosedRecord;
+/** A relay key was used (auth/relay-keys.ts reports at most one a minute per key): its `last_used_at`. */
+export interface KeyUsedRecord {
+  type: 'key_used';
+  keyId: string;
+  at: string;
+}
+
+export type SessionRecord = ProxyStartedRecord | ProxyStoppedRecord | TunnelOpenedRecord | TunnelClosedRecord | KeyUsedRecord;
 export type AuditRecord = SessionRecord | SecurityRecord;

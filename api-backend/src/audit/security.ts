@@ -27,6 +27,8 @@ export function securityEvents(record: (fact: SecurityFact) => void) {
     res.on('finish', () => {
       if (res.statusCode !== 403 && res.statusCode !== 429) return;
       const caller = res.locals.caller as Caller | undefined;
+      // A relay key used outside its scope: the Authenticator reported it already.
+      if (res.locals.authReported === true) return;
       const ownerHash = caller ? userHash(caller.userId) : undefined;
       const route = routeOf(req);
       if (res.statusCode === 429) {

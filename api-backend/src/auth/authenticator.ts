@@ -4,20 +4,26 @@
  * KeyStore (the identity provider's JWKS). HTTP routes run express-jwt; the tunnel's WebSocket
  * upgrade, which has no Express response, runs jsonwebtoken on the raw request before any
  * handshake is answered, so a bad token never gets a socket. Both share the key store, the claim
- * checks, the cache of verified tokens and the translation of refusals into answers.
+ * checks, the cache of verified tokens and the translation of refusals into answers. A relay key
+ * (`Bearer ctll_...`) takes the other branch on both paths: relay-keys.ts resolves it to its owner,
+ * key-scopes.ts decides whether its scope allows the path.
  */
 import type { IncomingMessage } from 'node:http';
 import { expressjwt, type Request as JwtRequest } from 'express-jwt';
 import jwt, { type Algorithm, type JwtPayload } from 'jsonwebtoken';
-import { RelayError, ServiceUnavailableError, UnauthorizedError } from '@ctll/protocol';
+import { isRelayKey, KeyScopeError, RelayError, ServiceUnavailableError, UnauthorizedError, type RelayKeyScope } from '@ctll/protocol';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { Logger } from '../logger';
 import { KeysUnavailableError, KeyStore } from './key-store';
 import { checkClaims, publicMessage, refusalOf, TokenRefused } from './token-checks';
 import { VerifiedTokens } from './verified-tokens';
+import { checkKeyScope } from './key-scopes';
+import { RelayKeyRefused, type RelayKeys } from './relay-keys';
 
 export interface Caller {
   userId: string;
+  /** Set when the caller presented a relay key instead of a token: which one, and its scope. */
+  key?: { id: string; scope: RelayKeyScope };
 }
 
 export interface AuthenticatorOptions {
@@ -33,6 +39,8 @@ export interface AuthenticatorOptions {
   /** Accept `?token=` as well as the Authorization header (browsers cannot set headers on WebSockets). */
   queryTokenPaths: readonly string[];
   logger?: Logger;
+  /** Relay keys (`Bearer ctll_...`); unset: only tokens are accepted. */
+  relayKeys?: RelayKeys;
   /** Called for every refused token, with a bounded reason (metrics label, security audit) and the request that carried it (the audit counts refusals per client address). */
   onFailure?: (reason: string, req: IncomingMessage) => void;
 }
@@ -67,6 +75,20 @@ export class Authenticator {
   middleware(): RequestHandler {
     return (req: Request, res: Response, next: NextFunction): void => {
       const token = tokenOf(req, this.options.queryTokenPaths);
+      if (token !== undefined && isRelayKey(token)) {
+        this.acceptKey(token, req).then(
+          (caller) => {
+            res.locals.caller = caller;
+            next();
+          },
+          (error: unknown) => {
+            // Reported through onFailure already: the edge's security events must not count this 403 again.
+            if (error instanceof KeyScopeError) res.locals.authReported = true;
+            next(error);
+          },
+        );
+        return;
+      }
       const known = this.verified.get(token);
       if (known !== undefined) {
         res.locals.caller = { userId: known } satisfies Caller;
@@ -87,6 +109,7 @@ export class Authenticator {
   /** Verifies a raw request's token (the WebSocket upgrade); resolves to the caller or rejects with a RelayError. */
   async authenticate(req: IncomingMessage): Promise<Caller> {
     const token = tokenOf(req, this.options.queryTokenPaths);
+    if (token !== undefined && isRelayKey(token)) return this.acceptKey(token, req);
     const known = this.verified.get(token);
     if (known !== undefined) return { userId: known };
     try {
@@ -108,6 +131,25 @@ export class Authenticator {
     const kid = jwt.decode(token, { complete: true })?.header.kid;
     this.verified.remember(token, userId, Math.min(exp, this.keys.freshUntil(kid)));
     return { userId };
+  }
+
+  /** A relay key instead of a token: its owner is the caller, within the key's scope (key-scopes.ts). */
+  private async acceptKey(key: string, req: IncomingMessage): Promise<Caller> {
+    try {
+      if (!this.options.relayKeys) throw new RelayKeyRefused('relay_key_unknown');
+      const verified = await this.options.relayKeys.verify(key);
+      // Express strips a mount's path from req.url; originalUrl is the whole of it (a raw upgrade has only url).
+      const pathname = ((req as Partial<Request>).originalUrl ?? req.url ?? '/').split('?')[0];
+      checkKeyScope(verified.scope, pathname);
+      return { userId: verified.userId, key: { id: verified.id, scope: verified.scope } };
+    } catch (error) {
+      const reason = error instanceof RelayKeyRefused ? error.reason : error instanceof KeyScopeError ? 'key_scope' : undefined;
+      if (reason) {
+        this.options.logger?.debug('relay key refused', { reason });
+        this.options.onFailure?.(reason, req);
+      }
+      throw error;
+    }
   }
 
   private refuse(error: unknown, req: IncomingMessage): Error {

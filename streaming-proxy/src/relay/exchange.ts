@@ -13,7 +13,7 @@
  * which the link turns into closing itself. So an exchange never holds more than one window plus
  * one frame of the answer, however the desktop behaves.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { validateHeaderName, validateHeaderValue, type IncomingMessage, type ServerResponse } from 'node:http';
 import {
   BodySender,
   CALLER_ONLY_HEADERS,
@@ -88,8 +88,10 @@ export class Exchange implements StreamHandler {
       return;
     }
     try {
-      // An informational status (1xx) is not an answer: Node would send it and wait for a final one.
-      if (message.status < 200) throw new Error(`status ${message.status} is not a final status`);
+      // Checked before writeHead: a writeHead that throws half way leaves the response marked
+      // with the desktop's status (a 204 has no body), and the error sent after it would then
+      // announce a body it never delivers, keeping the caller waiting on a live connection.
+      checkHeaders(message.headers);
       this.res.writeHead(message.status, message.headers);
     } catch (error) {
       this.link.sendControl({ type: 'cancel', id: this.id, reason: 'invalid response head' });
@@ -222,6 +224,13 @@ export class Exchange implements StreamHandler {
     this.link.correlator.close(this.id);
     this.options.stats.activeExchanges -= 1;
     this.options.stats.touch();
+  }
+}
+
+function checkHeaders(headers: HttpResponseMessage['headers']): void {
+  for (const [name, value] of Object.entries(headers)) {
+    validateHeaderName(name);
+    for (const one of Array.isArray(value) ? value : [value]) validateHeaderValue(name, one);
   }
 }
 
