@@ -6,6 +6,7 @@
  * 70 after an error nobody caught (logged as one JSON line on stderr; a service manager restarts
  * the bridge). `ctll-bridge service ...` is commands/service.ts.
  */
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { installCrashPolicy } from '@ctll/protocol';
 import { startBridge, type Bridge } from './bridge';
@@ -17,6 +18,8 @@ import { readTokenFile } from './token-file';
 import { TRANSPORT_NAMES, type TransportName } from './transport';
 import { VERSION } from './version';
 import { ZrokShare } from './zrok';
+import { bridgeConfigDir } from './config-dir';
+import { CONFIG_ENV, CONFIG_FILE_NAME, mergeSettings, readConfigFile, type ConfigFile, type SettingValues } from './settings-sources';
 
 const FLAGS = {
   server: { type: 'string' },
@@ -35,6 +38,7 @@ const FLAGS = {
   'json-logs': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
+  config: { type: 'string' },
 } as const;
 
 /** The relay refused the credential --auth-fail-exit times in a row (sysexits' EX_NOPERM). */
@@ -68,6 +72,12 @@ Connects this computer's LLM server to your CloudToLocalLLM relay, without openi
   --json-logs              print JSON lines instead of the status line
   -h, --help               show this help
   -v, --version            show the version
+  --config <path>          read settings from this JSON file (or set ${CONFIG_ENV}; default
+                           ${CONFIG_FILE_NAME} in the config directory, if it exists)
+
+Every flag also has an environment variable (--ping-timeout-ms is CTLL_PING_TIMEOUT_MS) and,
+but for --token, a key in the config file (pingTimeoutMs); flags win over the environment,
+which wins over the file.
 
 ${SERVICE_USAGE}`;
 
@@ -90,6 +100,12 @@ function main(argv: string[]): void {
     process.stdout.write(`ctll-bridge ${VERSION}\n`);
     return;
   }
+  try {
+    values = withOtherSources(values);
+  } catch (error) {
+    if (error instanceof OptionError) return usageExit(error.message);
+    throw error;
+  }
 
   const mode: StatusMode = values.quiet ? 'quiet' : values['json-logs'] ? 'json' : 'text';
   const printer = new StatusPrinter(mode, process.stdout);
@@ -98,7 +114,7 @@ function main(argv: string[]): void {
   try {
     const options: BridgeOptions = {
       server: values.server ?? '',
-      token: readToken(values.token, values['token-file'] ?? process.env.CTLL_TOKEN_FILE, printer) ?? process.env.CTLL_TOKEN ?? '',
+      token: readToken(values.token, values['token-file'], printer) ?? '',
       target: values.target,
       transport: parseTransport(values.transport),
       fallback: !values['no-fallback'],
@@ -164,7 +180,26 @@ function runServiceCommand(argv: string[]): void {
   process.exitCode = code;
 }
 
-/** --token wins over --token-file. */
+/** The flags completed from CTLL_* variables and the config file (settings-sources.ts). */
+function withOtherSources<T extends SettingValues>(flags: T): T {
+  const env = process.env;
+  const explicit = flags.config ?? (env[CONFIG_ENV] || undefined);
+  const file = typeof explicit === 'string' ? readConfigFile(explicit, true) : defaultConfigFile();
+  return mergeSettings({ flags, env, file }) as T;
+}
+
+/** bridge.json in the config directory, if there is one; without a home directory, none. */
+function defaultConfigFile(): ConfigFile | undefined {
+  let dir: string;
+  try {
+    dir = bridgeConfigDir(process.platform, process.env);
+  } catch {
+    return undefined;
+  }
+  return readConfigFile(path.join(dir, CONFIG_FILE_NAME), false);
+}
+
+/** --token wins over --token-file given in the same place. */
 function readToken(token: string | undefined, file: string | undefined, printer: StatusPrinter): string | undefined {
   if (token !== undefined || file === undefined) return token;
   const read = readTokenFile(file);
