@@ -113,7 +113,9 @@ export class Bridge {
 
   /** The proxy the relay connection goes through, if any (shown at start-up). */
   get proxy(): string | undefined {
-    return this.options.proxyUrl?.origin;
+    // Not .origin: that is "null" for socks5: URLs.
+    const proxy = this.options.proxyUrl;
+    return proxy && `${proxy.protocol}//${proxy.host}`;
   }
 
   status(): BridgeStatus {
