@@ -60,7 +60,8 @@ Connects this computer's LLM server to your CloudToLocalLLM relay, without openi
                            while WebSockets seem blocked, and tries them again every ${DEFAULT_OPTIONS.wsRetryMs / 60_000} min)
   --zrok-url <url>         also offer this zrok share of --target (https://<token>.share.zrok.io):
                            the relay uses it while no tunnel is connected
-  --proxy <url>            HTTP proxy for the relay connection
+  --proxy <url>            HTTP(S) or SOCKS proxy for the relay connection (http://, socks5://,
+                           socks5h://, socks4://)
                            (default: HTTPS_PROXY / HTTP_PROXY / ALL_PROXY, minus NO_PROXY)
   --ping-timeout-ms <ms>   silence after which the tunnel counts as dead (default ${DEFAULT_OPTIONS.pingTimeoutMs})
   --allow-insecure         accept an http:// relay that is not on this computer (the token
