@@ -9,4 +9,6 @@ export * from './proxy-api';
 export * from './crash-policy';
 export * from './share-domains';
 export * from './paths';
+export * from './auth-config';
 export * from './relay-keys';
+export * from './credentials';

@@ -81,6 +81,9 @@ export class Correlator {
         return;
       case 'pong':
         return;
+      case 'token':
+        // A WebSocket link handles renewals before this; a polling bridge's requests carry their token.
+        return;
       case 'http_request':
         // Requests only flow towards the desktop.
         reply.sendControl({
