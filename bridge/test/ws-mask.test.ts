@@ -111,7 +111,8 @@ describe('frames a relay elsewhere receives', () => {
   });
 
   it('carry fresh non-zero masks, one per frame, and arrive intact', async () => {
-    bridge = startBridge({ server: 'ws://relay.example.com:8080', token: 'tok-mask', target: target.url, proxy: proxy.url, backoff: { stepsMs: [30], jitter: 0 } });
+    // Plain ws: so the test relay can read the frames; not loopback, so the bridge must mask them.
+    bridge = startBridge({ server: 'ws://relay.example.com:8080', allowInsecure: true, token: 'tok-mask', target: target.url, proxy: proxy.url, backoff: { stepsMs: [30], jitter: 0 } });
     const peer = await relay.nextPeer();
     await bridge.waitConnected();
     expect(proxy.connects).toEqual(['relay.example.com:8080']);
