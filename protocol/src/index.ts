@@ -10,3 +10,4 @@ export * from './crash-policy';
 export * from './share-domains';
 export * from './paths';
 export * from './relay-keys';
+export * from './target';

@@ -8,6 +8,7 @@
  * the other side goes through `parseControl`, which never throws.
  */
 import { z } from 'zod';
+import { targetReportSchema } from './target';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -75,6 +76,8 @@ export const controlMessageSchema = z.discriminatedUnion('type', [
   pingSchema,
   pongSchema,
   errorSchema,
+  // Desktop → relay: how its local LLM server is doing (target.ts).
+  targetReportSchema,
 ]);
 
 export type HttpRequestMessage = z.infer<typeof httpRequestSchema>;

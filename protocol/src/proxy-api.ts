@@ -3,6 +3,8 @@
  * `GET /events`. Declared once here so the proxy that answers and api-backend that asks cannot
  * drift apart. (The proxy answers only api-backend, which proves itself with PROXY_SECRET_HEADER.)
  */
+import type { TargetHealth } from './target';
+
 export const PROXY_SECRET_HEADER = 'x-ctll-proxy-secret';
 
 /**
@@ -25,6 +27,8 @@ export interface DesktopInfo {
   requests?: number;
   bytesToDesktop?: number;
   bytesFromDesktop?: number;
+  /** The bridge's latest report of its local LLM server; absent until it sends one. */
+  target?: TargetHealth;
 }
 
 export interface ProxyStatus {
@@ -38,6 +42,8 @@ export interface ProxyStatus {
   bytesToDesktop: number;
   bytesFromDesktop: number;
   lastActivityAt: string;
+  /** The target as reported by the desktop requests go to now; null when none has reported. */
+  target?: TargetHealth | null;
 }
 
 export interface TunnelOpened {
