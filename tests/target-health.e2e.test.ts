@@ -25,7 +25,8 @@ describe.each<Transport>(['ws', 'poll'])('target health over %s', (transport) =>
   const lines: string[] = [];
 
   beforeAll(async () => {
-    layout = await startLayout({ transport });
+    // A polling bridge that stops is noticed once it misses the grace period: keep that short.
+    layout = await startLayout({ transport, env: transport === 'poll' ? { BRIDGE_POLL_TIMEOUT_MS: '1000', BRIDGE_GRACE_MS: '2000' } : {} });
   });
 
   afterAll(async () => {
