@@ -353,9 +353,13 @@ export class Bridge {
     this.onOpened();
   }
 
+  /**
+   * The relay hears every change. The status line shows it while connected; while connecting or
+   * retrying, what matters is the relay, and the target shows again with the next connection.
+   */
   private onTargetChange(): void {
     this.reportTarget();
-    this.emitStatus();
+    if (this.state === 'connected') this.emitStatus();
   }
 
   private targetHealth(): BridgeStatus['targetHealth'] {

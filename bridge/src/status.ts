@@ -44,7 +44,7 @@ export function formatStatus(status: BridgeStatus): string {
     case 'connected':
       return `connected to ${status.server}${status.user ? ` as ${status.user}` : ''} via ${TRANSPORT_LABELS[status.transport]} · ${formatTarget(status)} · ${served}`;
     case 'retrying':
-      return `disconnected (${status.reason ?? 'unknown reason'}); retrying in ${formatDelay(status.retryInMs ?? 0)}${targetDown(status)}`;
+      return `disconnected (${status.reason ?? 'unknown reason'}); retrying in ${formatDelay(status.retryInMs ?? 0)}`;
     case 'closed':
       return `stopped · ${served}`;
   }
@@ -56,11 +56,6 @@ function formatTarget(status: BridgeStatus): string {
   if (!health) return `target ${status.target}`;
   if (!health.up) return `${health.name} not reachable at ${status.target} (${health.error ?? 'no answer'})`;
   return `target ${status.target} (${health.name}${health.version ? ` ${health.version}` : ''})`;
-}
-
-/** While the relay is away the target still matters: a line that says both are down saves a second look. */
-function targetDown(status: BridgeStatus): string {
-  return status.targetHealth && !status.targetHealth.up ? ` · ${formatTarget(status)}` : '';
 }
 
 /** 800 ms is "0.8 s", 4 123 ms is "4.1 s", 30 000 ms is "30 s". */
@@ -131,8 +126,9 @@ export class StatusPrinter {
   }
 }
 
-/** What makes two statuses the same for a log: the state and reason (or transport) and the target's health, not counters or delays. */
+/** What makes two statuses the same for a log: the state and reason (or transport and the target's health), not counters or delays. */
 function statusKey(status: BridgeStatus): string {
+  if (status.state === 'retrying') return `retrying:${status.reason ?? ''}`;
   const target = status.targetHealth ? `:${status.targetHealth.up ? 'up' : `down ${status.targetHealth.error ?? ''}`}` : '';
-  return (status.state === 'retrying' ? `retrying:${status.reason ?? ''}` : `${status.state}:${status.transport}`) + target;
+  return `${status.state}:${status.transport}${target}`;
 }

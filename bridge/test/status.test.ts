@@ -34,9 +34,6 @@ describe('status line', () => {
     expect(formatStatus({ ...base, targetHealth: down })).toBe(
       'connected to https://relay.example.com as alice via WebSocket · Ollama not reachable at http://127.0.0.1:11434 (connection refused) · 12 requests served',
     );
-    expect(formatStatus({ ...base, state: 'retrying', reason: 'relay closed 1006', retryInMs: 4000, targetHealth: down })).toBe(
-      'disconnected (relay closed 1006); retrying in 4 s · Ollama not reachable at http://127.0.0.1:11434 (connection refused)',
-    );
     expect(formatStatus({ ...base, targetHealth: { up: true, kind: 'ollama', version: '0.5.1', name: 'Ollama' } })).toBe(
       'connected to https://relay.example.com as alice via WebSocket · target http://127.0.0.1:11434 (Ollama 0.5.1) · 12 requests served',
     );
