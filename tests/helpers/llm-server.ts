@@ -30,7 +30,7 @@ export interface LlmServer {
   nextAbort(timeoutMs?: number): Promise<string>;
   /** Time each streamed answer wrote its last token, by the request's `x-test-id` header. */
   finishedAt: Map<string, number>;
-  /** Requests seen, with the headers they arrived with. */
+  /** Requests seen, with the headers they arrived with (all but the bridge's probes of `/api/version`). */
   seen: Array<{ method: string; path: string; headers: http.IncomingHttpHeaders }>;
   /** Requests whose bodies were kept (`DELETE /api/delete`, any method on `/request`), as they arrived. */
   received: ReceivedRequest[];
@@ -75,7 +75,8 @@ export async function startLlmServer(options: LlmServerOptions = {}): Promise<Ll
 
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://llm');
-    seen.push({ method: req.method ?? 'GET', path: url.pathname + url.search, headers: req.headers });
+    // The bridge's own health probes (every --probe-interval-ms) are not the traffic tests count.
+    if (url.pathname !== '/api/version') seen.push({ method: req.method ?? 'GET', path: url.pathname + url.search, headers: req.headers });
     res.on('close', () => {
       if (!res.writableFinished) {
         aborted.push(url.pathname);
