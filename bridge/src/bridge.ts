@@ -103,7 +103,7 @@ export class Bridge {
   /** Starts the connection loop; returns the bridge for chaining. */
   start(): this {
     if (!this.stopping && !this.connection && !this.retryTimer) this.connect();
-    if (!this.stopping) this.targetProbe.start();
+    if (!this.stopping && this.options.probeIntervalMs > 0) this.targetProbe.start();
     return this;
   }
 

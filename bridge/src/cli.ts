@@ -60,7 +60,7 @@ Connects this computer's LLM server to your CloudToLocalLLM relay, without openi
   --proxy <url>            HTTP proxy for the relay connection
                            (default: HTTPS_PROXY / HTTP_PROXY / ALL_PROXY, minus NO_PROXY)
   --ping-timeout-ms <ms>   silence after which the tunnel counts as dead (default ${DEFAULT_OPTIONS.pingTimeoutMs})
-  --probe-interval-ms <ms> how often to check that the target answers (default ${DEFAULT_OPTIONS.probeIntervalMs})
+  --probe-interval-ms <ms> how often to check that the target answers (default ${DEFAULT_OPTIONS.probeIntervalMs}; 0: never)
   --allow-insecure         accept an http:// relay that is not on this computer (the token
                            then crosses the network unencrypted)
   --auth-fail-exit <n>     exit with code ${EXIT_AUTH_REFUSED} after the relay refused the token n times

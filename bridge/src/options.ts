@@ -41,7 +41,7 @@ export interface BridgeOptions {
   /** How long a connection must stay up before the reconnect schedule starts again from its first step. */
   stableAfterMs?: number;
   backoff?: BackoffOptions;
-  /** How often the local LLM server is asked whether it is there (target-probe.ts). */
+  /** How often the local LLM server is asked whether it is there (target-probe.ts); 0 never asks. */
   probeIntervalMs?: number;
   /** How long one probe request may take before the target counts as not answering. */
   probeTimeoutMs?: number;
@@ -130,7 +130,7 @@ export function resolveOptions(options: BridgeOptions): ResolvedOptions {
     closeTimeoutMs: checkMs('closeTimeoutMs', merged.closeTimeoutMs, 1),
     stableAfterMs: checkMs('stableAfterMs', merged.stableAfterMs, 0),
     backoff: merged.backoff ?? {},
-    probeIntervalMs: checkMs('--probe-interval-ms', merged.probeIntervalMs, 100),
+    probeIntervalMs: merged.probeIntervalMs === 0 ? 0 : checkMs('--probe-interval-ms', merged.probeIntervalMs, 100),
     probeTimeoutMs: checkMs('probeTimeoutMs', merged.probeTimeoutMs, 1),
     upgradeHeaders: merged.upgradeHeaders,
     onStatus: merged.onStatus,
