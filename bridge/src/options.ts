@@ -68,7 +68,7 @@ export const DEFAULT_OPTIONS = Object.freeze({
   stableAfterMs: 10_000,
   upgradeHeaders: Object.freeze({}) as Readonly<Record<string, string>>,
   // Soon enough that the status line is right by the time someone looks; a probe costs the server nothing.
-  probeIntervalMs: 30_000,
+  probeIntervalMs: 30_000 as number,
   probeTimeoutMs: 5_000,
 });
 
