@@ -14,6 +14,12 @@ interface Health {
   target: { up: boolean; kind: string; version?: string; error?: string; checkedAt: string } | null;
 }
 
+interface JsonLine {
+  state: string;
+  message: string;
+  targetHealth?: { up: boolean; error?: string };
+}
+
 // Probes often, so each change shows within a couple of seconds; 15 s bounds are generous.
 const PROBE_INTERVAL_MS = 200;
 const WAIT_MS = 15_000;
@@ -23,6 +29,7 @@ describe.each<Transport>(['ws', 'poll'])('target health over %s', (transport) =>
   let llm: LlmServer | undefined;
   let bridge: Bridge | undefined;
   const lines: string[] = [];
+  const jsonLines: JsonLine[] = [];
 
   beforeAll(async () => {
     // A polling bridge that stops is noticed once it misses the grace period: keep that short.
@@ -51,6 +58,7 @@ describe.each<Transport>(['ws', 'poll'])('target health over %s', (transport) =>
     llm = await startLlmServer();
     const { port, url } = llm;
     const printer = new StatusPrinter('text', { write: (text: string) => lines.push(text.trimEnd()) });
+    const jsonPrinter = new StatusPrinter('json', { write: (text: string) => jsonLines.push(JSON.parse(text) as JsonLine) });
     bridge = startBridge({
       server: layout.relay.url,
       token: layout.token('carol'),
@@ -58,7 +66,10 @@ describe.each<Transport>(['ws', 'poll'])('target health over %s', (transport) =>
       transport,
       fallback: false,
       probeIntervalMs: PROBE_INTERVAL_MS,
-      onStatus: (status) => printer.status(status),
+      onStatus: (status) => {
+        printer.status(status);
+        jsonPrinter.status(status);
+      },
     });
     await bridge.waitConnected(WAIT_MS);
 
@@ -75,6 +86,9 @@ describe.each<Transport>(['ws', 'poll'])('target health over %s', (transport) =>
     const downLine = `Ollama not reachable at ${url} (connection refused)`;
     await waitFor(() => lastLine().includes(downLine), WAIT_MS, 'the status line to say the target is down');
     expect(lastLine()).toContain('connected to');
+    // --json-logs: the same fact for machines.
+    expect(jsonLines.at(-1)).toMatchObject({ state: 'connected', targetHealth: { up: false, error: 'connection refused' } });
+    expect(jsonLines.at(-1)!.message).toContain(downLine);
 
     llm = await startLlmServer({ port });
     await waitFor(async () => (await health('carol')).body.target?.up === true, WAIT_MS, 'the relay to hear the target is back');
