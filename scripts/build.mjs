@@ -20,7 +20,9 @@ const only = process.argv.slice(2);
 const wanted = (program, options) => (only.length === 0 || only.includes(program) ? build(options) : Promise.resolve());
 
 const results = await Promise.allSettled([
-  wanted('streaming-proxy', { ...common, entryPoints: ['streaming-proxy/src/main.ts'], outfile: 'streaming-proxy/dist/streaming-proxy.js',
+  // One proxy runs per user: V8 keeps the whole source in its heap, so the proxy is shipped without
+  // whitespace and comments (about 1.5 MB less per proxy); names stay, for readable stack traces.
+  wanted('streaming-proxy', { ...common, minifyWhitespace: true, minifySyntax: true, entryPoints: ['streaming-proxy/src/main.ts'], outfile: 'streaming-proxy/dist/streaming-proxy.js',
     // ws tries these optional native add-ons; the pure-JS fallbacks are what we ship.
     external: ['bufferutil', 'utf-8-validate'] }),
   wanted('bridge', { ...common, entryPoints: ['bridge/src/cli.ts'], outfile: 'bridge/dist/cli.js', banner: { js: '#!/usr/bin/env node' },

@@ -33,6 +33,7 @@ const ROUTES = [
   '/api/zrok/heartbeat',
   '/api/zrok/unregister',
   '/api/zrok/health/{x}',
+  '/api/renewals/{x}',
   '/health',
   '/.well-known/jwks.json',
   '/{x}',

@@ -15,6 +15,7 @@ import { loadOrCreateDevKeys, type DevKeys } from './auth/dev-keys';
 import { Metrics } from './metrics';
 import { ProcessDriver } from './proxy/process-driver';
 import { DockerDriver } from './proxy/docker-driver';
+import { SwarmDriver } from './proxy/swarm-driver';
 import { PROXY_PORT } from './proxy/docker-spec';
 import { backendUrlAt } from './proxy/docker-networks';
 import type { ProxyDriver } from './proxy/driver';
@@ -29,9 +30,11 @@ import { Drain, DRAINING_MESSAGE } from './http/drain';
 import { rejectUpgrade } from './relay/upgrade-relay';
 import { requestId } from './http/request-id';
 import { healthRoutes, privateRoutes } from './routes/health-routes';
+import { authConfigRoutes } from './routes/auth-config-routes';
 import { HealthMonitor } from './health-monitor';
 import { listen, startPrivateListener, type PrivateListener } from './http/private-listener';
 import { ProxySecrets } from './proxy/proxy-secrets';
+import { renewalRoutes } from './routes/renewal-routes';
 import { authFailureLimit, healthLimit, IpLimits } from './http/ip-limits';
 import { proxyRoutes } from './routes/proxy-routes';
 import { tunnelRoutes } from './routes/tunnel-routes';
@@ -77,7 +80,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     secrets,
   );
   const client = new ProxyClient();
-  const metrics = new Metrics(() => driver.running());
+  const metrics = new Metrics(() => driver.running(), config.proxyLimits.max);
   // The audit first: its migrations must have run before any proxy starts, and a bad DATABASE_URL
   // stops start-up here, before there is anything else to undo.
   const audit = await Audit.start(auditOptions(config), { driver, client, metrics, logger: log('audit') });
@@ -94,11 +97,12 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     log('StreamingProxyManager'),
   );
   audit.watch(manager);
-  // Adopts the proxies a previous process left and starts following Docker events; after the
+  // Adopts the proxies a previous process left and starts following engine events; after the
   // manager exists, since it may report proxies that died meanwhile.
-  if (driver instanceof DockerDriver) await driver.start();
+  await driver.start();
   manager.on('started', (event) => metrics.proxyStarts.observe({ driver: event.driver }, event.durationMs / 1000));
   manager.on('stopped', (event) => metrics.proxyStops.inc({ reason: event.reason }));
+  manager.on('startFailed', () => metrics.proxyStartFailures.inc());
   const health = new HealthMonitor({ driver, database: { probe: () => audit.health(), now: () => audit.writerHealth() }, intervalMs: config.healthCheckIntervalMs, logger: log('health') });
   await health.start();
 
@@ -161,6 +165,10 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   app.use(healthRoutes(health, devKeys?.jwks, () => drain.active));
   // Before the JWT middleware: a user's proxy proves itself with its own secret, never a user token.
   app.use(proxyDiscoverRoutes(shares, secrets));
+  // Public: the sign-in settings a bridge needs before it has any token.
+  app.use(authConfigRoutes(config));
+  // Also the proxy's: is a token a desktop sent in-band a renewal of its tunnel?
+  app.use(renewalRoutes(auth, secrets, log('tunnel')));
   app.use('/api', auth.middleware());
   // Whatever a caller did may have moved their proxy's tunnel journal: the audit reads it soon.
   app.use('/api', (_req, res, next) => {
@@ -182,6 +190,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   app.use(errorHandler(log('http')));
 
   server.on('request', app);
+  metrics.openTunnels = () => drain.openTunnels;
   const upgrade = tunnelUpgradeHandler({
     auth,
     manager,
@@ -190,7 +199,10 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     limits,
     clientAddress: addressOf,
     onActivity: (ownerHash) => audit.activity(ownerHash),
-    onTunnel: (socket) => drain.trackTunnel(socket),
+    onTunnel: (socket) => {
+      drain.trackTunnel(socket);
+      socket.once('close', () => metrics.tunnelCloses.inc());
+    },
   });
   server.on('upgrade', (req, socket, head) => {
     if (drain.active) rejectUpgrade(socket, 503, 'draining', DRAINING_MESSAGE);
@@ -274,8 +286,9 @@ function createDriver(
   secrets: ProxySecrets,
 ): ProxyDriver {
   const secretFor = (ownerHash: string) => secrets.secretFor(ownerHash);
-  if (config.proxy.driver === 'docker') {
-    return new DockerDriver({
+  if (config.proxy.driver === 'docker' || config.proxy.driver === 'swarm') {
+    const Driver = config.proxy.driver === 'swarm' ? SwarmDriver : DockerDriver;
+    return new Driver({
       image: config.proxy.image,
       memoryMb: config.proxy.memoryMb,
       cpus: config.proxy.cpus,
@@ -286,6 +299,7 @@ function createDriver(
       egress: config.proxy.egress,
       scope: config.proxy.scope,
       startTimeoutMs: config.proxy.startTimeoutMs,
+      placement: config.proxy.placement,
       endpointCacheMs: config.proxy.endpointCacheMs,
       sweepIntervalMs: config.sweepIntervalMs,
       secretFor,

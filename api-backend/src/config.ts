@@ -33,6 +33,14 @@ const schema = z.object({
   /** Token checks: longest lifetime accepted (exp - iat, or exp - now without iat), in seconds; tokens without exp are refused. Dev tokens are signed for this long. */
   JWT_MAX_LIFETIME_S: z.coerce.number().int().min(60).default(7 * 24 * 3600),
 
+  // Sign-in: what GET /api/auth/config tells `ctll-bridge login` (issuer and audience come from the settings above).
+  /** Client id of the identity provider's public (native) application with the Device Code grant; unset: no device login is offered. */
+  OIDC_DEVICE_CLIENT_ID: optionalString,
+  /** Space-separated scopes the bridge asks for; offline_access brings the refresh token that keeps a bridge signed in. */
+  OIDC_SCOPES: z.string().trim().min(1).default('openid profile email offline_access'),
+  /** Tunnel renewal: a desktop link whose token expired and was not renewed (in-band on a WebSocket, by its next request on long-poll) is closed (4401) this long after the expiry. */
+  TOKEN_EXPIRY_GRACE_MS: z.coerce.number().int().min(0).default(30_000),
+
   /** Postgres for the audit trail; unset: PGlite (embedded Postgres) in DATA_DIR/pglite. */
   DATABASE_URL: z
     .string()
@@ -76,7 +84,7 @@ const schema = z.object({
   /** Proxies read at once by the journal pull. */
   AUDIT_PULL_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(8),
 
-  PROXY_DRIVER: z.enum(['process', 'docker']).default('process'),
+  PROXY_DRIVER: z.enum(['process', 'docker', 'swarm']).default('process'),
   PROXY_IMAGE: z.string().min(1).default('ctll/streaming-proxy:latest'),
   PROXY_MEMORY_MB: z.coerce.number().int().min(32).max(65536).default(512),
   PROXY_CPUS: z.coerce.number().positive().max(64).default(0.5),
@@ -94,6 +102,13 @@ const schema = z.object({
   /** docker driver: labels this deployment's containers and networks, so api-backends sharing one engine never touch each other's. */
   PROXY_SCOPE: z.string().regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, 'must be 1-63 lower-case letters, digits, ".", "_" or "-"').default('default'),
   PROXY_START_TIMEOUT_MS: z.coerce.number().int().positive().default(15_000),
+  // Swarm driver (PROXY_DRIVER=swarm): the docker settings above apply too.
+  /** swarm driver: placement constraints for proxy services, comma-separated (e.g. `node.labels.ctll-proxies==true`); empty: any node. */
+  PROXY_PLACEMENT: z
+    .string()
+    .default('')
+    .transform((v) => v.split(',').map((c) => c.trim()).filter(Boolean))
+    .refine((list) => list.every((c) => /^[A-Za-z0-9_.-]+\s*(==|!=)\s*\S+$/.test(c)), 'must be constraints like node.role==worker, comma-separated'),
   // Memory watchdog (process driver): the heap cap misses buffers, so resident memory is checked too.
   /** process driver: how often each proxy's resident memory (/proc VmRSS) is checked against PROXY_MEMORY_MB; one over it is killed. 0 turns the check off. */
   PROXY_MEMORY_CHECK_MS: z.coerce.number().int().nonnegative().default(1_000),
@@ -204,6 +219,8 @@ export interface Config {
   dataDir: string;
   logLevel: string;
   auth: AuthConfig;
+  /** Device login settings served at GET /api/auth/config. */
+  signIn: { deviceClientId?: string; scopes: string[] };
   databaseUrl?: string;
   audit: {
     poolSize: number;
@@ -225,7 +242,7 @@ export interface Config {
     pullConcurrency: number;
   };
   proxy: {
-    driver: 'process' | 'docker';
+    driver: 'process' | 'docker' | 'swarm';
     image: string;
     memoryMb: number;
     cpus: number;
@@ -238,6 +255,8 @@ export interface Config {
     egress: 'internet' | 'none';
     scope: string;
     startTimeoutMs: number;
+    /** swarm driver: placement constraints of proxy services. */
+    placement: string[];
     memoryCheckMs: number;
     pingIntervalMs: number;
     /** docker driver: how long a running proxy's endpoint is reused without asking the engine. */
@@ -247,6 +266,8 @@ export interface Config {
     apiBackendUrl?: string;
   };
   bridge: { pollTimeoutMs: number; graceMs: number; maxQueue: number };
+  /** How long a desktop link outlives its expired, unrenewed token (the proxy enforces it). */
+  tokenExpiryGraceMs: number;
   requestTimeoutMs: number;
   maxBodyBytes: number;
   trustProxy: string;
@@ -294,6 +315,7 @@ export function loadConfig(env: Record<string, string | undefined>, defaults: { 
     dataDir,
     logLevel: c.LOG_LEVEL,
     auth: { ...authConfig(c, dataDir), ...authLimits(c) },
+    signIn: { deviceClientId: c.OIDC_DEVICE_CLIENT_ID, scopes: c.OIDC_SCOPES.split(/\s+/) },
     databaseUrl: c.DATABASE_URL,
     audit: {
       poolSize: c.DATABASE_POOL_SIZE,
@@ -330,6 +352,7 @@ export function loadConfig(env: Record<string, string | undefined>, defaults: { 
       egress: c.PROXY_EGRESS,
       scope: c.PROXY_SCOPE,
       startTimeoutMs: c.PROXY_START_TIMEOUT_MS,
+      placement: c.PROXY_PLACEMENT,
       memoryCheckMs: c.PROXY_MEMORY_CHECK_MS,
       pingIntervalMs: c.PROXY_PING_INTERVAL_MS,
       endpointCacheMs: c.PROXY_ENDPOINT_CACHE_MS,
@@ -337,6 +360,7 @@ export function loadConfig(env: Record<string, string | undefined>, defaults: { 
       apiBackendUrl: c.PROXY_API_BACKEND_URL?.replace(/\/+$/, ''),
     },
     bridge: { pollTimeoutMs: c.BRIDGE_POLL_TIMEOUT_MS, graceMs: c.BRIDGE_GRACE_MS, maxQueue: c.BRIDGE_MAX_QUEUE },
+    tokenExpiryGraceMs: c.TOKEN_EXPIRY_GRACE_MS,
     requestTimeoutMs: c.REQUEST_TIMEOUT_MS,
     maxBodyBytes: c.MAX_BODY_BYTES,
     trustProxy: c.TRUST_PROXY,

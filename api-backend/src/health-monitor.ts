@@ -67,7 +67,7 @@ export class HealthMonitor {
       status: proxies.ok && (database?.ok ?? true) ? 'ok' : 'degraded',
       checkedAt: (this.last?.at ?? new Date(0)).toISOString(),
       checks: {
-        [driver.name === 'docker' ? 'docker' : 'proxies']: { ...proxies, running: driver.running() },
+        [driver.name === 'process' ? 'proxies' : 'docker']: { ...proxies, running: driver.running() },
         ...(database ? { database } : {}),
       },
     };

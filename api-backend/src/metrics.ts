@@ -38,6 +38,18 @@ export class Metrics {
     buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10],
     registers: [this.registry],
   });
+  /** Creates that failed (engine trouble, a proxy that never answered); refusals by the start budget are not counted. */
+  readonly proxyStartFailures = new client.Counter({
+    name: 'ctll_proxy_start_failures_total',
+    help: 'Streaming proxy creates that failed',
+    registers: [this.registry],
+  });
+  /** Desktop tunnels spliced through this api-backend that ended, for any reason: a storm of them is an outage. */
+  readonly tunnelCloses = new client.Counter({
+    name: 'ctll_tunnel_closes_total',
+    help: 'Desktop tunnels through this api-backend that closed',
+    registers: [this.registry],
+  });
   readonly proxyStops = new client.Counter({
     name: 'ctll_proxy_stops_total',
     help: 'Streaming proxies stopped, by reason',
@@ -68,14 +80,30 @@ export class Metrics {
   });
   /** Set by the audit once it runs: how many records wait for the database. */
   auditQueueLength: () => number = () => 0;
+  /** Set once the relay listens: desktop tunnels spliced through this process now. */
+  openTunnels: () => number = () => 0;
 
   /** `countProxies` answers from what the driver holds: a scrape must never reach the Docker engine. */
-  constructor(countProxies: () => number) {
+  /** `maxProxies` is PROXY_MAX, exported so that a capacity alert needs no copy of the setting. */
+  constructor(countProxies: () => number, maxProxies?: number) {
     client.collectDefaultMetrics({ register: this.registry, prefix: 'ctll_' });
     // Every reason shows from the start, as 0, so an alert on any increase needs no special case.
     for (const reason of ['overflow', 'security_overflow', 'rejected', 'shutdown']) this.auditDropped.inc({ reason }, 0);
     this.proxyPullFailures.inc({ loop: 'audit_pull' }, 0);
+    this.proxyStartFailures.inc(0);
     const queueLength = () => this.auditQueueLength();
+    const tunnels = () => this.openTunnels();
+    new client.Gauge({
+      name: 'ctll_tunnels_open',
+      help: 'Desktop tunnels spliced through this api-backend now',
+      registers: [this.registry],
+      collect() {
+        this.set(tunnels());
+      },
+    });
+    if (maxProxies !== undefined) {
+      new client.Gauge({ name: 'ctll_proxies_max', help: 'Streaming proxies this api-backend may run at once (PROXY_MAX)', registers: [this.registry] }).set(maxProxies);
+    }
     new client.Gauge({
       name: 'ctll_audit_queued',
       help: 'Audit records waiting to be written',

@@ -56,7 +56,7 @@ const LIMITS: Array<[RegExp, string]> = [
   ],
   [
     /^bulk-throughput/,
-    'Every byte is read and written again by three more Node processes, each through its own socket buffers and stream machinery, on 2 cores shared with the load generator and the test server. WebSocket masking, once half of the bridge\'s and the proxy\'s CPU in a download, is gone on loopback and wss: (hot spot below). The direct figure comes from a server writing one cached block at memory speed, so the ratio is a worst case.',
+    'Every byte is read and written again by three more Node processes, each through its own socket buffers and stream machinery, on 2 cores shared with the load generator and the test server. WebSocket masking, once half of the bridge\'s and the proxy\'s CPU in a download, is gone on loopback (hot spot below). The direct figure comes from a server writing one cached block at memory speed, so the ratio is a worst case.',
   ],
   [/^streams-memory/, 'A proxy holding more than its window per stalled stream buffers past its credit; RSS alone also counts garbage not yet collected, which is why the target reads heap and external memory after a full collection.'],
   [/^bulk-memory/, 'Each hop holds at most its flow-control window per stream plus socket buffers; a larger growth means a hop buffers more than its window.'],

@@ -11,12 +11,17 @@
  * long-polling at once; while it polls, a WebSocket is tried every `wsRetryMs` beside it, and the
  * first one that opens takes over: new requests go to it (the relay prefers WebSockets), and the
  * polling connection finishes the requests it has, then closes.
+ *
+ * Credentials come from a TokenSource, asked before every connection (and by the transports for
+ * each poll request and each in-band renewal), so a renewed token is used from then on. A tunnel
+ * the relay closes because its token expired (TOKEN_EXPIRED_CLOSE) is opened again at once with
+ * the source's current token; when that one has expired too, the status says to sign in again.
  */
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import { HttpsProxyAgent } from 'https-proxy-agent';
-import { RELAY_RESTART_CLOSE, type TargetReportMessage } from '@ctll/protocol';
+import { RELAY_RESTART_CLOSE, TOKEN_EXPIRED_CLOSE, type TargetReportMessage } from '@ctll/protocol';
 import { Backoff } from './backoff';
 import { AuthRefusedError, BridgeClosedError, ConnectTimeoutError, RelayRejectedError } from './errors';
 import { suggestsBlockedWebSocket } from './fallback';
@@ -56,7 +61,7 @@ export class Bridge {
   private readonly targetProbe: TargetProbe;
   private readonly relayAgent: http.Agent | undefined;
   private readonly httpAgent: http.Agent;
-  private readonly user: string | undefined;
+  private user: string | undefined;
   private readonly clientId = randomUUID();
   private readonly waiters = new Set<Waiter>();
   /** The transport the connection loop uses now. */
@@ -68,6 +73,8 @@ export class Bridge {
   private probe: TunnelConnection | undefined;
   private probeTimer: NodeJS.Timeout | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
+  /** Set while the loop waits for the token source before connecting. */
+  private awaitingToken = false;
   private state: BridgeState = 'connecting';
   private served = 0;
   private openedAt = 0;
@@ -92,7 +99,6 @@ export class Bridge {
       : this.options.relayUrl.protocol === 'https:'
         ? new https.Agent(pool)
         : new http.Agent(pool);
-    this.user = tokenSubject(this.options.token);
     this.targetProbe = new TargetProbe(this.target, {
       intervalMs: this.options.probeIntervalMs,
       timeoutMs: this.options.probeTimeoutMs,
@@ -102,7 +108,7 @@ export class Bridge {
 
   /** Starts the connection loop; returns the bridge for chaining. */
   start(): this {
-    if (!this.stopping && !this.connection && !this.retryTimer) this.connect();
+    if (!this.stopping && !this.connection && !this.retryTimer && !this.awaitingToken) this.connect();
     if (!this.stopping && this.options.probeIntervalMs > 0) this.targetProbe.start();
     return this;
   }
@@ -180,6 +186,7 @@ export class Bridge {
     this.connection = undefined;
     this.probe = undefined;
     this.draining.clear();
+    this.options.tokens.close();
     this.target.agent.destroy();
     this.relayAgent?.destroy();
     this.httpAgent.destroy();
@@ -197,13 +204,29 @@ export class Bridge {
   private connect(): void {
     this.retryTimer = undefined;
     this.setState('connecting');
+    this.awaitingToken = true;
+    this.options.tokens.get().then(
+      (token) => {
+        this.awaitingToken = false;
+        // A WebSocket tried beside polling may have taken over meanwhile.
+        if (!this.stopping && !this.connection) this.open(token);
+      },
+      (error: Error) => {
+        this.awaitingToken = false;
+        if (!this.connection) this.onClosed({ reason: `could not get a token: ${error.message}`, wasOpen: false, byUs: false, error });
+      },
+    );
+  }
+
+  private open(token: string): void {
+    this.user = tokenSubject(token) ?? this.user;
     let connection: TunnelConnection | undefined;
     const events = this.eventsFor(() => connection, {
       opened: () => this.onOpened(),
       closed: (disconnect) => this.onClosed(disconnect),
     });
     try {
-      connection = TRANSPORTS[this.active](this.setup(), events);
+      connection = TRANSPORTS[this.active](this.setup(token), events);
       this.connection = connection;
     } catch (error) {
       // A transport that cannot even start (a bad proxy URL, say) is retried like a failed attempt.
@@ -237,11 +260,12 @@ export class Bridge {
     };
   }
 
-  private setup(): TransportSetup {
+  private setup(token: string): TransportSetup {
     return {
       tunnelUrl: this.options.tunnelUrl,
       relayUrl: this.options.relayUrl,
-      token: this.options.token,
+      token,
+      tokens: this.options.tokens,
       userAgent: userAgent(),
       clientId: this.clientId,
       upgradeHeaders: this.options.upgradeHeaders,
@@ -266,7 +290,7 @@ export class Bridge {
 
   private onClosed(disconnect: Disconnect): void {
     this.connection = undefined;
-    this.lastReason = disconnect.reason;
+    this.lastReason = this.expiredTokenReason(disconnect) ?? disconnect.reason;
     if (this.stopping) return;
     if (this.refusedTooOften(disconnect)) return;
     if (this.shouldFallBack(disconnect)) {
@@ -283,7 +307,8 @@ export class Bridge {
     }
     // Only a connection that stayed up earns a fresh start; one the relay drops at once keeps backing off.
     // A relay that says it is restarting (1012) will be back in a moment: no reason to wait longer.
-    const restarting = disconnect.closeCode === RELAY_RESTART_CLOSE.code;
+    // So does one that closed a tunnel for its expired token: the source may have a fresh one by now.
+    const restarting = disconnect.closeCode === RELAY_RESTART_CLOSE.code || disconnect.closeCode === TOKEN_EXPIRED_CLOSE.code;
     if (restarting || (disconnect.wasOpen && Date.now() - this.openedAt >= this.options.stableAfterMs)) this.backoff.reset();
     this.retryInMs = this.backoff.next();
     this.retryTimer = setTimeout(() => this.connect(), this.retryInMs);
@@ -305,6 +330,20 @@ export class Bridge {
     return true;
   }
 
+  /**
+   * The relay ended or refused the tunnel over the token, and the token we have has expired: say
+   * so plainly instead of repeating the relay's words (the bridge keeps trying, in case a fresh
+   * token turns up).
+   */
+  private expiredTokenReason(disconnect: Disconnect): string | undefined {
+    const expiresAt = this.options.tokens.expiresAt();
+    if (expiresAt === undefined || expiresAt > Date.now()) return undefined;
+    const overToken =
+      disconnect.closeCode === TOKEN_EXPIRED_CLOSE.code || (disconnect.error instanceof RelayRejectedError && disconnect.error.isAuthFailure);
+    if (!overToken) return undefined;
+    return `your token expired at ${new Date(expiresAt).toISOString()}; run \`ctll-bridge login\` (or pass a fresh --token)`;
+  }
+
   private shouldFallBack(disconnect: Disconnect): boolean {
     return this.active === 'ws' && this.options.fallback && suggestsBlockedWebSocket(disconnect);
   }
@@ -319,14 +358,20 @@ export class Bridge {
   private startProbe(): void {
     this.probeTimer = undefined;
     if (this.stopping || this.active !== 'poll' || this.probe) return;
-    let probe: TunnelConnection | undefined;
-    const events = this.eventsFor(() => probe, { opened: () => undefined, closed: () => undefined });
-    try {
-      probe = TRANSPORTS.ws(this.setup(), events);
-      this.probe = probe;
-    } catch {
-      this.scheduleProbe();
-    }
+    this.options.tokens.get().then(
+      (token) => {
+        if (this.stopping || this.active !== 'poll' || this.probe) return;
+        let probe: TunnelConnection | undefined;
+        const events = this.eventsFor(() => probe, { opened: () => undefined, closed: () => undefined });
+        try {
+          probe = TRANSPORTS.ws(this.setup(token), events);
+          this.probe = probe;
+        } catch {
+          this.scheduleProbe();
+        }
+      },
+      () => this.scheduleProbe(),
+    );
   }
 
   private onProbeFailed(disconnect: Disconnect): void {

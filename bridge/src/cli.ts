@@ -1,15 +1,22 @@
 /**
  * `ctll-bridge`: flags and environment in, a running bridge and its status line out.
  * This is the only module of the bridge that reads process.env; everything else gets values passed in.
- * Exit codes: 0 after a clean stop (SIGINT/SIGTERM), 2 for a usage error, 77 when the relay
- * refused the credential --auth-fail-exit times in a row (restarting will not help: sign in again),
- * 70 after an error nobody caught (logged as one JSON line on stderr; a service manager restarts
- * the bridge). `ctll-bridge service ...` is commands/service.ts.
+ * Exit codes: 0 after a clean stop (SIGINT/SIGTERM), 2 for a usage error, 70 after an error
+ * nobody caught (logged as one JSON line on stderr; a service manager restarts the bridge),
+ * 77 when restarting will not help until the user signs in again: the relay refused the credential
+ * --auth-fail-exit times in a row, or the identity provider refused the stored sign-in;
+ * 78 when `login` meets a relay without device login, 1 when signing in or out failed otherwise
+ * (or a signed-in bridge cannot reach its identity provider at start).
+ * `login`, `logout` and `whoami` live in commands/, `ctll-bridge service ...` in commands/service.ts.
  */
 import { parseArgs } from 'node:util';
 import { installCrashPolicy } from '@ctll/protocol';
 import { startBridge, type Bridge } from './bridge';
 import { runService, runningAsSingleExecutable, SERVICE_USAGE } from './commands/service';
+import type { StoredCredentials } from './auth/credential-store';
+import { signedInTokenSource } from './auth/signed-in';
+import type { TokenSource } from './auth/token-source';
+import { credentialStore, EXIT, isSubcommand, runSubcommand, SUBCOMMAND_USAGE, type CommandContext } from './commands';
 import { OptionError } from './errors';
 import { DEFAULT_OPTIONS, type BridgeOptions } from './options';
 import { StatusPrinter, type StatusMode } from './status';
@@ -38,11 +45,12 @@ const FLAGS = {
   version: { type: 'boolean', short: 'v' },
 } as const;
 
-/** The relay refused the credential --auth-fail-exit times in a row (sysexits' EX_NOPERM). */
-const EXIT_AUTH_REFUSED = 77;
+/** The relay refused the credential --auth-fail-exit times in a row: the same code as a refused sign-in. */
+const EXIT_AUTH_REFUSED = EXIT.SIGNED_OUT;
 const CLI_AUTH_FAIL_EXIT = 3;
 
 const USAGE = `Usage: ctll-bridge --server <url> --token-file <file> [options]
+       ctll-bridge [options]   (after \`ctll-bridge login\`)
 
 Connects this computer's LLM server to your CloudToLocalLLM relay, without opening a port.
 
@@ -71,6 +79,7 @@ Connects this computer's LLM server to your CloudToLocalLLM relay, without openi
   -h, --help               show this help
   -v, --version            show the version
 
+${SUBCOMMAND_USAGE}
 ${SERVICE_USAGE}`;
 
 /** A mistake on the command line: print it and exit 2. */
@@ -78,6 +87,10 @@ class UsageError extends Error {}
 
 function main(argv: string[]): void {
   if (argv[0] === 'service') return runServiceCommand(argv.slice(1));
+  if (isSubcommand(argv[0])) {
+    void runSubcommand(argv[0], argv.slice(1), commandContext()).then((code) => process.exit(code));
+    return;
+  }
   let values;
   try {
     values = parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: false }).values;
@@ -95,12 +108,53 @@ function main(argv: string[]): void {
 
   const mode: StatusMode = values.quiet ? 'quiet' : values['json-logs'] ? 'json' : 'text';
   const printer = new StatusPrinter(mode, process.stdout);
+  let token: string | undefined;
+  try {
+    // --token, then --token-file (or CTLL_TOKEN_FILE), then CTLL_TOKEN, then the stored sign-in.
+    token = readToken(values.token, values['token-file'] ?? process.env.CTLL_TOKEN_FILE, printer) ?? process.env.CTLL_TOKEN;
+  } catch (error) {
+    if (error instanceof OptionError) return usageExit(error.message);
+    throw error;
+  }
+  const signIn = token === undefined ? credentialStore(commandContext()).read() : undefined;
+  if (signIn) return void runSignedIn(values, signIn, printer);
+  run(values, { token: token ?? '' }, printer);
+}
+
+type Values = ReturnType<typeof parseArgs<{ args: string[]; options: typeof FLAGS }>>['values'];
+
+/** No --token and no CTLL_TOKEN, but a stored sign-in (`ctll-bridge login`): its refreshing token source. */
+async function runSignedIn(values: Values, signIn: StoredCredentials, printer: StatusPrinter): Promise<void> {
+  if (values.server !== undefined && values.server.replace(/\/+$/, '') !== signIn.server) {
+    return usageExit(`--server: signed in to ${signIn.server}, not ${values.server}; run ctll-bridge login --server ${values.server}`);
+  }
+  // The bridge starts once the source exists; a refusal may come before or after that.
+  const started: { bridge?: Bridge } = {};
+  let source: TokenSource;
+  try {
+    source = await signedInTokenSource(credentialStore(commandContext()), signIn, {
+      onNotice: (message) => printer.notice(message),
+      onSignedOut: (error) => {
+        printer.endLine();
+        process.stderr.write(`ctll-bridge: ${error.message}\n`);
+        void (started.bridge?.close() ?? Promise.resolve()).finally(() => process.exit(EXIT.SIGNED_OUT));
+      },
+    });
+  } catch (error) {
+    process.stderr.write(`ctll-bridge: cannot reach the identity provider ${signIn.issuer} (${(error as Error).message})\n`);
+    process.exit(EXIT.FAILED);
+  }
+  started.bridge = run({ ...values, server: signIn.server }, { tokenSource: source }, printer);
+}
+
+function run(values: Values, auth: { token: string } | { tokenSource: TokenSource }, printer: StatusPrinter): Bridge | undefined {
   let bridge: Bridge;
   let share: ZrokShare | undefined;
   try {
     const options: BridgeOptions = {
       server: values.server ?? '',
-      token: readToken(values.token, values['token-file'] ?? process.env.CTLL_TOKEN_FILE, printer) ?? process.env.CTLL_TOKEN ?? '',
+      token: 'token' in auth ? auth.token : '',
+      tokenSource: 'tokenSource' in auth ? auth.tokenSource : undefined,
       target: values.target,
       transport: parseTransport(values.transport),
       fallback: !values['no-fallback'],
@@ -133,7 +187,7 @@ function main(argv: string[]): void {
     bridge = startBridge(options);
     share?.start();
   } catch (error) {
-    if (error instanceof UsageError || error instanceof OptionError) return usageExit(error.message);
+    if (error instanceof UsageError || error instanceof OptionError) return void usageExit(error.message);
     throw error;
   }
   if (bridge.proxy) printer.notice(`reaching the relay through the proxy ${bridge.proxy}`);
@@ -150,6 +204,11 @@ function main(argv: string[]): void {
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
+  return bridge;
+}
+
+function commandContext(): CommandContext {
+  return { env: process.env, stdout: process.stdout, stderr: process.stderr, platform: process.platform };
 }
 
 /** The service subcommand gets the environment it needs as values: it reads no process.env itself. */

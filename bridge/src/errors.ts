@@ -135,3 +135,19 @@ export function parseRelayError(text: string): { code?: string; message?: string
     return undefined;
   }
 }
+
+/** The relay offers no device login (dev auth, or no device client configured); the message says what to do instead. */
+export class SignInUnavailableError extends BridgeError {
+  readonly code = 'sign_in_unavailable';
+}
+
+/** The identity provider refused the stored refresh token (revoked, expired, or signed out elsewhere): only `ctll-bridge login` helps. */
+export class SignedOutError extends BridgeError {
+  readonly code = 'signed_out';
+  constructor(
+    readonly server: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`your sign-in is no longer valid (the identity provider refused it); run: ctll-bridge login --server ${server}`, options);
+  }
+}

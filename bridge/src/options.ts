@@ -3,17 +3,21 @@
  * checks what the caller gave and turns it into the URLs and numbers the rest of the bridge uses.
  * A bad value throws an OptionError naming the flag it came from.
  */
+import { FixedTokenSource, type TokenSource } from './auth/token-source';
 import type { BackoffOptions } from './backoff';
 import { OptionError } from './errors';
 import { chooseProxy, type ProxyEnv } from './proxy';
 import type { BridgeStatus } from './status';
+import { tokenExpiry } from './token';
 import { TRANSPORT_NAMES, type TransportName } from './transport';
 
 export interface BridgeOptions {
   /** The relay, e.g. https://relay.example.com (ws: and wss: work too; /ws/tunnel is added unless present). */
   server: string;
-  /** The JWT the relay verifies; sent as `Authorization: Bearer`. */
-  token: string;
+  /** The JWT (or relay key) the relay verifies; sent as `Authorization: Bearer`. Unused with `tokenSource`. */
+  token?: string;
+  /** Where to get the current credential, for a bridge whose token is renewed (`ctll-bridge login`); wins over `token`. */
+  tokenSource?: TokenSource;
   /** The local LLM server; may carry a base path (http://127.0.0.1:8080/v1). */
   target?: string;
   /** How to reach the relay; `ws` falls back to `poll` where WebSockets are blocked (fallback.ts). */
@@ -77,7 +81,7 @@ export interface ResolvedOptions {
   server: string;
   tunnelUrl: URL;
   relayUrl: URL;
-  token: string;
+  tokens: TokenSource;
   targetUrl: URL;
   transport: TransportName;
   fallback: boolean;
@@ -118,7 +122,7 @@ export function resolveOptions(options: BridgeOptions): ResolvedOptions {
     server: merged.server.replace(/\/+$/, ''),
     tunnelUrl,
     relayUrl: relayUrlFor(tunnelUrl),
-    token: checkToken(merged.token),
+    tokens: merged.tokenSource ?? fixedToken(merged.token),
     targetUrl: targetUrlFor(merged.target),
     transport: merged.transport,
     fallback: merged.fallback === true,
@@ -175,8 +179,14 @@ function targetUrlFor(target: string): URL {
   return url;
 }
 
+/** A `--token` never changes; its expiry, when it is a JWT, tells the bridge when it will be refused. */
+function fixedToken(token: string | undefined): TokenSource {
+  const checked = checkToken(token);
+  return new FixedTokenSource(checked, tokenExpiry(checked));
+}
+
 function checkToken(token: string | undefined): string {
-  if (!token) throw new OptionError('--token', 'is required (or set CTLL_TOKEN); get one with `npm run token -- <user>`');
+  if (!token) throw new OptionError('--token', 'is required (or set CTLL_TOKEN), unless you sign in once with `ctll-bridge login --server <relay>`; with dev auth get one with `npm run token -- <user>`');
   // It goes into a header: anything but visible ASCII is a copy-and-paste accident.
   if (!/^[\x21-\x7e]+$/.test(token)) throw new OptionError('--token', 'contains spaces or characters a token cannot have');
   return token;

@@ -28,6 +28,8 @@ export class Heartbeats {
   private flushScheduled = false;
   private readonly timer: NodeJS.Timeout;
   private stopped = false;
+  /** A beat asked for while another heartbeat was out: sent once that one is over. */
+  private beatPending = false;
 
   constructor(
     private readonly host: HeartbeatHost,
@@ -52,6 +54,12 @@ export class Heartbeats {
     });
   }
 
+  /** Sends a heartbeat now even with nothing queued: it carries a renewed token to the relay. */
+  beat(): void {
+    if (this.inFlight) this.beatPending = true;
+    else this.flush(true);
+  }
+
   stop(): void {
     this.stopped = true;
     clearInterval(this.timer);
@@ -63,6 +71,8 @@ export class Heartbeats {
   /** Sends what is queued; `keepAlive` sends a heartbeat even with nothing queued. */
   private flush(keepAlive = false): void {
     if (this.stopped || this.inFlight) return;
+    keepAlive ||= this.beatPending;
+    this.beatPending = false;
     if (this.outbox.length === 0 && !keepAlive) return;
     const body = JSON.stringify({ messages: this.outbox.splice(0, MAX_HEARTBEAT_MESSAGES) });
     const req = this.host.http.request('POST', `heartbeat/${this.host.bridgeId}`, {

@@ -1,7 +1,7 @@
 /**
  * The long-poll transport's plain HTTP requests to the relay: every request goes through one
- * keep-alive pool (the bridge's, through the corporate proxy if there is one), carries the bearer
- * token and user agent, and sets TCP_NODELAY so a small frame never waits for the next one.
+ * keep-alive pool (the bridge's, through the corporate proxy if there is one), carries the current
+ * bearer token and user agent, and sets TCP_NODELAY so a small frame never waits for the next one.
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -14,6 +14,8 @@ export class RelayHttp {
     relayUrl: URL,
     private readonly agent: http.Agent,
     private readonly headers: Readonly<Record<string, string>>,
+    /** The current token, read for every request: a renewed one is used from the next request on. */
+    private readonly token: () => string,
   ) {
     this.base = relayUrl.href.replace(/\/+$/, '');
     this.secure = relayUrl.protocol === 'https:';
@@ -29,7 +31,7 @@ export class RelayHttp {
     const req = (this.secure ? https : http).request(`${this.base}/api/bridge/${path}`, {
       method,
       agent: this.agent,
-      headers: { ...this.headers, ...headers },
+      headers: { ...this.headers, authorization: `Bearer ${this.token()}`, ...headers },
     });
     req.on('socket', (socket) => socket.setNoDelay(true));
     return req;

@@ -25,6 +25,12 @@
  * A poll or heartbeat answered 404 means the relay forgot this bridge (it restarted, or dropped it
  * after its grace period): the connection ends and the bridge's loop registers again, with its
  * usual backoff, exactly as after a dropped WebSocket.
+ *
+ * Each poll asks the token source first, and every request (poll, heartbeat, answer) carries the
+ * token it gave: a renewed token reaches the relay with the next request, which is how a polling
+ * bridge keeps its registration alive past its first token's expiry. A poll may wait at the relay
+ * for longer than a short token has left, so ahead of expiry (as on the WebSocket) the bridge also
+ * takes the new token at once and sends a heartbeat with it.
  */
 import type http from 'node:http';
 import {
@@ -45,6 +51,7 @@ import { PollStreamPort, type PollStreamHost } from './poll-stream';
 import { StreamTable, type StreamPort, type TunnelSender } from './stream-table';
 import type { ConnectionEvents, Transport, TransportSetup, TunnelConnection } from './transport';
 import { VERSION } from './version';
+import { renewalDelay } from './auth/renewal';
 
 /** Request body the local requests may hold untaken before the bridge stops fetching more. */
 export const MAX_UNTAKEN_BYTES = 4 * 1024 * 1024;
@@ -70,12 +77,18 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
   private isOpen = false;
   private ended = false;
   private draining = false;
+  /** The token requests carry: the one the connection opened with, then each poll's. */
+  private token: string;
+  /** Set while the next poll waits for the token source. */
+  private awaitingToken = false;
+  private renewTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly setup: TransportSetup,
     private readonly events: ConnectionEvents,
   ) {
-    this.http = new RelayHttp(setup.relayUrl, setup.httpAgent, { authorization: `Bearer ${setup.token}`, 'user-agent': setup.userAgent });
+    this.token = setup.token;
+    this.http = new RelayHttp(setup.relayUrl, setup.httpAgent, { 'user-agent': setup.userAgent }, () => this.token);
     this.streams = new StreamTable(setup.target, this, (outcome) => {
       if (outcome === 'served') events.served();
       this.closeIfDrained();
@@ -94,7 +107,7 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
   }
 
   get polling(): boolean {
-    return this.pending !== undefined;
+    return this.pending !== undefined || this.awaitingToken;
   }
 
   sendControl(message: ControlMessage): void {
@@ -177,12 +190,34 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
     this.isOpen = true;
     this.heartbeats = new Heartbeats(this, registration.heartbeatIntervalMs, this.setup.handshakeTimeoutMs);
     this.events.opened();
+    this.scheduleRenewal();
     this.poll();
+  }
+
+  private scheduleRenewal(): void {
+    const delay = renewalDelay(this.setup.tokens.expiresAt());
+    if (delay === undefined || this.ended) return;
+    this.renewTimer = setTimeout(() => void this.renew(), delay);
+    this.renewTimer.unref();
+  }
+
+  /** Takes the source's current token now and, if it is new, brings it to the relay with a heartbeat. */
+  private async renew(): Promise<void> {
+    try {
+      const token = await this.setup.tokens.get();
+      if (!this.ended && token !== this.token) {
+        this.token = token;
+        this.heartbeats?.beat();
+      }
+    } catch (error) {
+      this.events.notice(`could not renew the token: ${(error as Error).message}`);
+    }
+    this.scheduleRenewal();
   }
 
   /** Sends the next poll, unless one is out; `force` sends it even while local requests lag behind. */
   private poll(force = false): void {
-    if (this.ended || this.pending || !this.registration) return;
+    if (this.ended || this.pending || this.awaitingToken || !this.registration) return;
     if (!force && this.untaken > MAX_UNTAKEN_BYTES) {
       this.pauseTimer ??= setTimeout(() => {
         this.pauseTimer = undefined;
@@ -192,6 +227,22 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
     }
     clearTimeout(this.pauseTimer);
     this.pauseTimer = undefined;
+    this.awaitingToken = true;
+    this.setup.tokens.get().then(
+      (token) => {
+        this.awaitingToken = false;
+        this.token = token;
+        this.sendPoll();
+      },
+      (error: Error) => {
+        this.awaitingToken = false;
+        this.fail(`could not get a token: ${error.message}`, error);
+      },
+    );
+  }
+
+  private sendPoll(): void {
+    if (this.ended || this.pending || !this.registration) return;
     const req = this.http.request('GET', `poll/${this.bridgeId}`);
     this.pending = req;
     // The relay answers within pollTimeoutMs; pingTimeoutMs of silence beyond that means it is gone.
@@ -341,6 +392,7 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
     if (this.ended) return;
     this.ended = true;
     clearTimeout(this.pauseTimer);
+    clearTimeout(this.renewTimer);
     this.heartbeats?.stop();
     this.pending?.destroy();
     this.pending = undefined;

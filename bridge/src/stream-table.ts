@@ -82,6 +82,9 @@ export class StreamTable {
         // The relay gave up on one of our streams (it could not use what we sent): stop its work.
         if (message.id !== undefined) this.abort(message.id);
         return;
+      case 'token':
+        this.sender.sendControl({ type: 'error', code: TunnelErrorCode.BadMessage, message: 'token is only sent by the bridge' });
+        return;
       case 'http_response':
         this.sender.sendControl({
           type: 'error',

@@ -10,6 +10,7 @@
  */
 import type http from 'node:http';
 import type { ControlMessage } from '@ctll/protocol';
+import type { TokenSource } from './auth/token-source';
 import type { LocalTarget } from './local-forwarder';
 
 export const TRANSPORT_NAMES = ['ws', 'poll'] as const;
@@ -45,7 +46,10 @@ export interface TransportSetup {
   tunnelUrl: URL;
   /** The relay's base URL for plain HTTP requests (http: or https:, its base path kept, no trailing slash). */
   relayUrl: URL;
+  /** The credential this connection opens with (from `tokens`, just before it was made). */
   token: string;
+  /** Asked again for each long-poll request, and for the WebSocket's in-band renewals. */
+  tokens: TokenSource;
   userAgent: string;
   /**
    * This bridge's random id, the same for every connection it makes: a registration that carries

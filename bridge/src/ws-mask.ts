@@ -1,14 +1,15 @@
 /**
  * Which masks the bridge puts on its WebSocket frames.
  *
- * RFC 6455 has clients mask every frame with a fresh random key so that a script in a browser
- * cannot choose the bytes a plain-text intermediary (a transparent caching proxy) sees, and so
- * poison its cache. Where no intermediary can read the bytes, the mask protects nothing: over TLS
- * (wss:, how a bridge reaches a deployed relay through nginx) and on loopback. There the bridge
- * uses the all-zero key. Frames stay masked frames, which the relay requires, but `ws` then skips
- * the XOR and the copy on both ends: in a streamed download those were about half of the
- * bridge's and the proxy's CPU (bench/RESULTS.md, hot spots). A plain ws: relay elsewhere keeps
- * random keys.
+ * RFC 6455 §5.3 has clients mask every frame with a fresh, unpredictable key so that nobody can
+ * choose the bytes an intermediary sees: a transparent caching proxy, or one that inspects TLS
+ * (corporate networks decrypt wss: and read the frames inside), could otherwise be fed frames
+ * that look like requests to it. So every connection that leaves the machine uses ws's random
+ * keys, wss: included; bufferutil (an optional dependency, which ws loads when installed) does the
+ * XOR natively, which keeps masking a small share of the CPU in a streamed download.
+ *
+ * Only a relay on loopback gets the all-zero key: no intermediary exists there, the frames stay
+ * masked frames (the relay requires that), and ws then skips the XOR and the copy on both ends.
  */
 import { classifyAddress } from '@ctll/protocol';
 
@@ -18,10 +19,12 @@ const zeroMask: MaskGenerator = (mask) => {
   mask.fill(0);
 };
 
-/** The `generateMask` option for a tunnel to `url`, or undefined for ws's random masks. */
-export function maskFor(url: URL): MaskGenerator | undefined {
-  if (url.protocol === 'wss:') return zeroMask;
-  return isLoopback(url.hostname) ? zeroMask : undefined;
+/**
+ * The `generateMask` option for a tunnel to `url`, or undefined for ws's random masks. Through a
+ * proxy the frames pass an intermediary even when the relay's name is a loopback one.
+ */
+export function maskFor(url: URL, throughProxy = false): MaskGenerator | undefined {
+  return !throughProxy && isLoopback(url.hostname) ? zeroMask : undefined;
 }
 
 function isLoopback(hostname: string): boolean {

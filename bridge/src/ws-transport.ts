@@ -12,6 +12,11 @@
  * A relay that breaks flow control (request body past the credit we gave, or a `window` granting
  * more than we sent) gets the connection closed with 1008 "flow control violated": we stop reading
  * at once, so nothing it floods is buffered, and the bridge's loop connects again.
+ *
+ * The token the tunnel opened with is renewed in-band: ahead of its expiry (see renewalDelay) the
+ * connection asks the token source for the current one and, if it is new, sends it as
+ * `{type: 'token'}`. The relay closes a tunnel whose token ran out with TOKEN_EXPIRED_CLOSE; a
+ * refused renewal comes back as an `error` the bridge reports, and is tried again until then.
  */
 import type http from 'node:http';
 import net from 'node:net';
@@ -34,10 +39,10 @@ import { StreamTable, type StreamPort, type TunnelSender } from './stream-table'
 import type { ConnectionEvents, Transport, TransportSetup, TunnelConnection } from './transport';
 import { wsStreamPort, type FrameSender } from './ws-stream';
 import { maskFor } from './ws-mask';
+import { renewalDelay } from './auth/renewal';
 
 /** The most of a refused upgrade's body we read: enough for the relay's `{error: {code, message}}`. */
 const MAX_REJECTION_BODY = 8 * 1024;
-
 export const connectWebSocket: Transport = (setup, events) => new WsConnection(setup, events);
 
 class WsConnection implements TunnelConnection, TunnelSender, FrameSender {
@@ -58,11 +63,15 @@ class WsConnection implements TunnelConnection, TunnelSender, FrameSender {
   /** True once a TCP (and TLS) connection to the relay was made: tells a blocked handshake from an unreachable relay. */
   private reachedRelay = false;
   private draining = false;
+  /** The token the relay holds for this tunnel: the one it opened with, then the last one sent. */
+  private token: string;
+  private renewTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly setup: TransportSetup,
     private readonly events: ConnectionEvents,
   ) {
+    this.token = setup.token;
     this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
     this.streams = new StreamTable(setup.target, this, (outcome) => {
       if (outcome === 'served') events.served();
@@ -77,7 +86,7 @@ class WsConnection implements TunnelConnection, TunnelSender, FrameSender {
       // Tokens are small and latency matters more than bytes; the relay does not offer it either.
       perMessageDeflate: false,
       maxPayload: MAX_FRAME_BYTES,
-      generateMask: maskFor(setup.tunnelUrl),
+      generateMask: maskFor(setup.tunnelUrl, setup.relayAgent !== undefined),
       handshakeTimeout: setup.handshakeTimeoutMs,
       // A redirect would carry the token to wherever it points; the relay never sends one.
       followRedirects: false,
@@ -148,7 +157,29 @@ class WsConnection implements TunnelConnection, TunnelSender, FrameSender {
     this.isOpen = true;
     this.seen();
     this.armWatchdog();
+    this.scheduleRenewal();
     this.events.opened();
+  }
+
+  private scheduleRenewal(): void {
+    const delay = renewalDelay(this.setup.tokens.expiresAt());
+    if (delay === undefined || this.ended) return;
+    this.renewTimer = setTimeout(() => void this.renew(), delay);
+    this.renewTimer.unref();
+  }
+
+  /** Sends the source's current token if it is newer than the relay's; then waits for the next turn. */
+  private async renew(): Promise<void> {
+    try {
+      const token = await this.setup.tokens.get();
+      if (!this.ended && token !== this.token && this.ws.readyState === WebSocket.OPEN) {
+        this.token = token;
+        this.ws.send(encodeControl({ type: 'token', token }));
+      }
+    } catch (error) {
+      this.events.notice(`could not renew the token: ${(error as Error).message}`);
+    }
+    this.scheduleRenewal();
   }
 
   private receive(data: RawData, isBinary: boolean): void {
@@ -237,6 +268,7 @@ class WsConnection implements TunnelConnection, TunnelSender, FrameSender {
     if (this.ended) return;
     this.ended = true;
     clearTimeout(this.watchdog);
+    clearTimeout(this.renewTimer);
     this.streams.abortAll();
     this.events.closed({
       reason: this.describeClose(code, reason),

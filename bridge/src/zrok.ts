@@ -13,12 +13,13 @@
 import http from 'node:http';
 import https from 'node:https';
 import { HttpsProxyAgent } from 'https-proxy-agent';
+import { FixedTokenSource, type TokenSource } from './auth/token-source';
 import { OptionError } from './errors';
 import { DEFAULT_OPTIONS, relayUrlFor, tunnelUrlFor, type BridgeOptions } from './options';
 import { chooseProxy } from './proxy';
 import { userAgent } from './version';
 
-export interface ZrokShareOptions extends Pick<BridgeOptions, 'server' | 'token' | 'target' | 'proxy' | 'proxyEnv' | 'onNotice'> {
+export interface ZrokShareOptions extends Pick<BridgeOptions, 'server' | 'token' | 'tokenSource' | 'target' | 'proxy' | 'proxyEnv' | 'onNotice'> {
   /** The share's public URL, as `zrok share public` printed it. */
   publicUrl: string;
   /** Wait after a failed call before the next attempt. */
@@ -45,7 +46,7 @@ export class ZrokShare {
   private readonly publicUrl: string;
   private readonly localUrl: string;
   private readonly agent: http.Agent;
-  private readonly options: { token: string; retryMs: number; requestTimeoutMs: number; heartbeatIntervalMs: number; onNotice?: (message: string) => void };
+  private readonly options: { tokens: TokenSource; retryMs: number; requestTimeoutMs: number; heartbeatIntervalMs: number; onNotice?: (message: string) => void };
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private inFlight: http.ClientRequest | undefined;
@@ -55,7 +56,7 @@ export class ZrokShare {
 
   /** Checks the options (an OptionError names the flag); nothing is sent before `start()`. */
   constructor(options: ZrokShareOptions) {
-    this.options = { ...DEFAULT_ZROK_OPTIONS, ...withoutUndefined(options), token: options.token };
+    this.options = { ...DEFAULT_ZROK_OPTIONS, ...withoutUndefined(options), tokens: options.tokenSource ?? new FixedTokenSource(options.token ?? '') };
     this.relayUrl = relayUrlFor(tunnelUrlFor(options.server));
     this.publicUrl = checkPublicUrl(options.publicUrl);
     this.localUrl = options.target ?? DEFAULT_OPTIONS.target;
@@ -137,7 +138,8 @@ export class ZrokShare {
     this.options.onNotice?.(message);
   }
 
-  private call(method: 'POST' | 'DELETE', path: string, body: unknown, timeoutMs = this.options.requestTimeoutMs): Promise<Answer> {
+  private async call(method: 'POST' | 'DELETE', path: string, body: unknown, timeoutMs = this.options.requestTimeoutMs): Promise<Answer> {
+    const token = await this.options.tokens.get();
     const text = JSON.stringify(body);
     const url = new URL(`${this.relayUrl.pathname.replace(/\/+$/, '')}${path}`, this.relayUrl);
     return new Promise((resolve, reject) => {
@@ -145,7 +147,7 @@ export class ZrokShare {
         method,
         agent: this.agent,
         headers: {
-          authorization: `Bearer ${this.options.token}`,
+          authorization: `Bearer ${token}`,
           'content-type': 'application/json',
           'content-length': Buffer.byteLength(text),
           'user-agent': userAgent(),

@@ -222,8 +222,12 @@ export interface ConnectProxy {
   close(): void;
 }
 
-/** A corporate HTTP proxy in miniature: it answers CONNECT and pipes bytes, nothing else. */
-export async function startConnectProxy(): Promise<ConnectProxy> {
+/**
+ * A corporate HTTP proxy in miniature: it answers CONNECT and pipes bytes, nothing else. With
+ * `upstream`, every CONNECT goes there whatever host it names (a relay "elsewhere" that is really
+ * on 127.0.0.1, without a name lookup).
+ */
+export async function startConnectProxy(upstream?: { host: string; port: number }): Promise<ConnectProxy> {
   const connects: string[] = [];
   const sockets = new Set<net.Socket>();
   const proxy = net.createServer((client) => {
@@ -237,13 +241,13 @@ export async function startConnectProxy(): Promise<ConnectProxy> {
       }
       connects.push(authority);
       const [host, port] = authority.split(':');
-      const upstream = net.connect(Number(port), host, () => {
+      const upstreamSocket = net.connect(upstream?.port ?? Number(port), upstream?.host ?? host, () => {
         client.write('HTTP/1.1 200 Connection established\r\n\r\n');
-        upstream.pipe(client).pipe(upstream);
+        upstreamSocket.pipe(client).pipe(upstreamSocket);
       });
-      upstream.on('error', () => client.destroy());
-      client.on('error', () => upstream.destroy());
-      client.on('close', () => upstream.destroy());
+      upstreamSocket.on('error', () => client.destroy());
+      client.on('error', () => upstreamSocket.destroy());
+      client.on('close', () => upstreamSocket.destroy());
     });
   });
   await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));

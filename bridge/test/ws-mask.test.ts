@@ -1,15 +1,17 @@
 /**
- * Frame masks: the all-zero key where nobody between the bridge and the relay can read the bytes
- * (TLS, loopback), random keys elsewhere; and on the wire, what a relay on loopback receives.
+ * Frame masks (RFC 6455 §5.3): the all-zero key only for a relay on loopback reached directly,
+ * where nobody between the bridge and the relay can read the bytes; fresh random keys for every
+ * relay elsewhere, wss: included (TLS-inspecting proxies read the frames). On the wire: what a
+ * relay on loopback receives, and what a relay elsewhere receives.
  */
 import type { Socket } from 'node:net';
 import { startBridge, type Bridge } from '../src';
 import { maskFor } from '../src/ws-mask';
 import { startFakeRelay, type FakeRelay } from './fake-relay';
-import { startTarget, type Target } from './helpers';
+import { startConnectProxy, startTarget, type ConnectProxy, type Target } from './helpers';
 
 describe('maskFor', () => {
-  it.each(['wss://relay.example.com/ws/tunnel', 'ws://127.0.0.1:8080/ws/tunnel', 'ws://127.8.9.1/ws/tunnel', 'ws://localhost:3000/ws/tunnel', 'ws://[::1]:3000/ws/tunnel'])(
+  it.each(['ws://127.0.0.1:8080/ws/tunnel', 'wss://127.0.0.1/ws/tunnel', 'ws://127.8.9.1/ws/tunnel', 'ws://localhost:3000/ws/tunnel', 'ws://[::1]:3000/ws/tunnel'])(
     'uses the zero key for %s',
     (url) => {
       const generate = maskFor(new URL(url));
@@ -20,12 +22,20 @@ describe('maskFor', () => {
     },
   );
 
-  it.each(['ws://relay.example.com/ws/tunnel', 'ws://10.0.0.5:3000/ws/tunnel', 'ws://127.0.0.1.example.com/ws/tunnel', 'ws://[::2]/ws/tunnel'])(
-    'keeps random keys for plain ws: to %s',
-    (url) => {
-      expect(maskFor(new URL(url))).toBeUndefined();
-    },
-  );
+  it.each([
+    'wss://relay.example.com/ws/tunnel',
+    'ws://relay.example.com/ws/tunnel',
+    'wss://10.0.0.5/ws/tunnel',
+    'ws://10.0.0.5:3000/ws/tunnel',
+    'ws://127.0.0.1.example.com/ws/tunnel',
+    'ws://[::2]/ws/tunnel',
+  ])('keeps random keys for a relay elsewhere: %s', (url) => {
+    expect(maskFor(new URL(url))).toBeUndefined();
+  });
+
+  it('keeps random keys for a loopback relay reached through a proxy', () => {
+    expect(maskFor(new URL('ws://127.0.0.1:8080/ws/tunnel'), true)).toBeUndefined();
+  });
 });
 
 /** The masking keys of the client frames in `bytes` (RFC 6455 §5.2), first frame first. */
@@ -78,5 +88,44 @@ describe('frames a relay on loopback receives', () => {
     expect(keys.length).toBeGreaterThanOrEqual(2); // the answer's head, its body and its end
     for (const key of keys) expect([...key]).toEqual([0, 0, 0, 0]);
     expect(peer.controls.some((m) => m.type === 'http_response' && m.id === 'm1' && m.status === 200)).toBe(true);
+  });
+});
+
+describe('frames a relay elsewhere receives', () => {
+  let target: Target;
+  let relay: FakeRelay;
+  let proxy: ConnectProxy;
+  let bridge: Bridge | undefined;
+
+  beforeAll(async () => {
+    target = await startTarget();
+    relay = await startFakeRelay();
+    // The relay is named as a host elsewhere; the proxy takes every CONNECT to the fake relay on 127.0.0.1.
+    proxy = await startConnectProxy({ host: '127.0.0.1', port: Number(new URL(relay.url).port) });
+  });
+  afterAll(async () => {
+    await bridge?.close();
+    proxy.close();
+    await relay.close();
+    await target.close();
+  });
+
+  it('carry fresh non-zero masks, one per frame, and arrive intact', async () => {
+    bridge = startBridge({ server: 'ws://relay.example.com:8080', token: 'tok-mask', target: target.url, proxy: proxy.url, backoff: { stepsMs: [30], jitter: 0 } });
+    const peer = await relay.nextPeer();
+    await bridge.waitConnected();
+    expect(proxy.connects).toEqual(['relay.example.com:8080']);
+    const raw: Buffer[] = [];
+    (peer.request.socket as Socket).on('data', (chunk: Buffer) => raw.push(chunk));
+    for (const id of ['r1', 'r2']) {
+      peer.send({ type: 'http_request', id, method: 'GET', path: '/json/1', headers: {}, end: true });
+      await peer.waitFor((m) => m.type === 'end' && m.id === id);
+    }
+    const keys = maskKeys(Buffer.concat(raw)).map((key) => key.toString('hex'));
+    expect(keys.length).toBeGreaterThanOrEqual(4); // each answer's head, body and end
+    expect(keys).not.toContain('00000000');
+    // Random 32-bit keys: a repeat among a handful would mean a fixed or counting key.
+    expect(new Set(keys).size).toBe(keys.length);
+    expect(peer.controls.flatMap((m) => (m.type === 'http_response' && m.status === 200 ? [m.id] : []))).toEqual(['r1', 'r2']);
   });
 });

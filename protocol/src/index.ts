@@ -9,5 +9,7 @@ export * from './proxy-api';
 export * from './crash-policy';
 export * from './share-domains';
 export * from './paths';
+export * from './auth-config';
 export * from './relay-keys';
 export * from './target';
+export * from './credentials';

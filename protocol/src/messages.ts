@@ -67,6 +67,16 @@ export const errorSchema = z.object({
   message: z.string().max(2048),
 });
 
+/**
+ * Bridge to relay on a WebSocket: a fresh credential for the tunnel, sent before the one it
+ * opened with expires. A refusal comes back as an `error` message (RenewalErrorCode).
+ */
+export const tokenSchema = z.object({
+  type: z.literal('token'),
+  /** A JWT or relay key: visible ASCII, as in an Authorization header. */
+  token: z.string().min(1).max(8192).regex(/^[\x21-\x7e]+$/, 'token must be visible ASCII'),
+});
+
 export const controlMessageSchema = z.discriminatedUnion('type', [
   httpRequestSchema,
   httpResponseSchema,
@@ -78,6 +88,7 @@ export const controlMessageSchema = z.discriminatedUnion('type', [
   errorSchema,
   // Desktop → relay: how its local LLM server is doing (target.ts).
   targetReportSchema,
+  tokenSchema,
 ]);
 
 export type HttpRequestMessage = z.infer<typeof httpRequestSchema>;
@@ -88,6 +99,7 @@ export type WindowMessage = z.infer<typeof windowSchema>;
 export type PingMessage = z.infer<typeof pingSchema>;
 export type PongMessage = z.infer<typeof pongSchema>;
 export type ErrorMessage = z.infer<typeof errorSchema>;
+export type TokenMessage = z.infer<typeof tokenSchema>;
 export type ControlMessage = z.infer<typeof controlMessageSchema>;
 export type Headers = HttpRequestMessage['headers'];
 

@@ -26,12 +26,9 @@ export const targetReportSchema = z.object({
 });
 export type TargetReportMessage = z.infer<typeof targetReportSchema>;
 
-/** The latest report the proxy holds for a link, with when it arrived. */
-export interface TargetHealth {
-  up: boolean;
-  kind: TargetKind;
-  version?: string;
-  error?: string;
+/** The latest report the proxy holds for a link, with when it arrived (in the proxy's `/status`). */
+export const targetHealthSchema = targetReportSchema.omit({ type: true }).extend({
   /** When the relay received the report (ISO 8601). */
-  checkedAt: string;
-}
+  checkedAt: z.string().max(64),
+});
+export type TargetHealth = z.infer<typeof targetHealthSchema>;

@@ -7,6 +7,17 @@
 set -euo pipefail
 
 label=io.cloudtolocalllm.scope
+# Swarm proxies (PROXY_DRIVER=swarm) first: their tasks hold the overlays until they have stopped.
+services=""
+if [ "$(docker info --format '{{.Swarm.ControlAvailable}}' 2>/dev/null)" = true ]; then
+  services=$(docker service ls --filter "label=io.cloudtolocalllm.managed=true" --format "{{.ID}} {{.Name}}" | awk '{ print $1 }' |
+    while read -r id; do [[ "$(docker service inspect "$id" --format "{{index .Spec.Labels \"$label\"}}")" == test-* ]] && echo "$id"; done || true)
+  if [ -n "$services" ]; then
+    # shellcheck disable=SC2086  # one id per word
+    docker service rm $services >/dev/null
+    sleep 5 # tasks stop within their grace period; the network removal below needs them gone
+  fi
+fi
 containers=$(docker ps -a --filter "label=io.cloudtolocalllm.managed=true" --format "{{.ID}} {{.Label \"$label\"}}" | awk '$2 ~ /^test-/ { print $1 }')
 if [ -n "$containers" ]; then
   # shellcheck disable=SC2086  # one id per word
@@ -17,4 +28,4 @@ if [ -n "$networks" ]; then
   # shellcheck disable=SC2086
   docker network rm $networks >/dev/null
 fi
-echo "clean-test-leftovers: removed $(printf '%s' "$containers" | grep -c . || true) container(s), $(printf '%s' "$networks" | grep -c . || true) network(s)"
+echo "clean-test-leftovers: removed $(printf '%s' "$services" | grep -c . || true) service(s), $(printf '%s' "$containers" | grep -c . || true) container(s), $(printf '%s' "$networks" | grep -c . || true) network(s)"

@@ -2,7 +2,8 @@
 # Installs the command-line tools the deploy smoke and the bench use, when missing (Debian):
 # docker-compose (only when there is no `docker compose` plugin), envsubst for the nginx stand-in,
 # curl and openssl for deploy.sh, OpenSSH (client and server) for the bench's ssh -R peer, and
-# systemd (only when systemd-analyze is missing) to check the unit `ctll-bridge service install` writes.
+# systemd (only when systemd-analyze is missing) to check the unit `ctll-bridge service install` writes,
+# and promtool (Debian's prometheus package) for the shipped alert rules.
 # A new CI machine has none of what an earlier session installed by hand, so this list is the truth.
 set -euo pipefail
 export CTLL_CI_COMPONENT=tools
@@ -14,6 +15,9 @@ installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install o
 PACKAGES=(gettext-base curl openssl openssh-client openssh-server)
 docker compose version >/dev/null 2>&1 || PACKAGES+=(docker-compose)
 command -v systemd-analyze >/dev/null 2>&1 || PACKAGES+=(systemd)
+# promtool checks the shipped alert rules and scrape config (tests/alert-rules.test.ts); Debian
+# ships it only inside the prometheus server package, whose daemon is stopped again below.
+command -v promtool >/dev/null 2>&1 || PACKAGES+=(prometheus)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -27,3 +31,5 @@ else
 fi
 # The bench starts its own throwaway sshd on a high loopback port; the system one stays off.
 if command -v systemctl >/dev/null 2>&1; then systemctl stop ssh >/dev/null 2>&1 || true; fi
+# Only promtool is wanted: a Prometheus server the package may have started stays off.
+if command -v systemctl >/dev/null 2>&1; then systemctl stop prometheus prometheus-node-exporter >/dev/null 2>&1 || true; fi

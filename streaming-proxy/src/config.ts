@@ -33,6 +33,8 @@ const schema = z.object({
   USER_MAX_WS_LINKS: z.coerce.number().int().positive().default(4),
   /** Per-user limits: polling bridges registered at once; one more is refused with 429. */
   USER_MAX_POLL_LINKS: z.coerce.number().int().positive().default(4),
+  /** A desktop link whose credential expired and was not renewed is closed this long after (4401). */
+  TOKEN_EXPIRY_GRACE_MS: z.coerce.number().int().min(0).default(30_000),
   /** Largest request body relayed to the desktop (api-backend checks the same number first). */
   MAX_BODY_BYTES: z.coerce.number().int().positive().default(100 * 1024 * 1024),
   /** zrok shares: where to ask api-backend for the user's shares; unset turns share discovery off. */
@@ -67,6 +69,7 @@ export interface ProxyConfig {
   pollTimeoutMs: number;
   pollGraceMs: number;
   pollMaxQueued: number;
+  tokenExpiryGraceMs: number;
   zrok: { apiBackendUrl?: string; discoveryIntervalMs: number; allowInsecure: boolean; shareDomains: string[] };
   limits: UserLimitSettings;
 }
@@ -99,6 +102,7 @@ export function loadConfig(env: Record<string, string | undefined>): ProxyConfig
     pollTimeoutMs: c.POLL_TIMEOUT_MS,
     pollGraceMs: c.POLL_GRACE_MS,
     pollMaxQueued: c.POLL_MAX_QUEUED,
+    tokenExpiryGraceMs: c.TOKEN_EXPIRY_GRACE_MS,
     zrok: {
       apiBackendUrl: c.API_BACKEND_URL?.replace(/\/+$/, ''),
       discoveryIntervalMs: c.ZROK_DISCOVERY_INTERVAL_MS,

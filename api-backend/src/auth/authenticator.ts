@@ -24,6 +24,11 @@ export interface Caller {
   userId: string;
   /** Set when the caller presented a relay key instead of a token: which one, and its scope. */
   key?: { id: string; scope: RelayKeyScope };
+  /**
+   * When the credential expires (ms since the epoch); undefined: never (a relay key without an
+   * expiry date). A desktop link is closed once this has passed unrenewed (TOKEN_EXPIRY_GRACE_MS).
+   */
+  expiresAt?: number;
 }
 
 export interface AuthenticatorOptions {
@@ -91,7 +96,7 @@ export class Authenticator {
       }
       const known = this.verified.get(token);
       if (known !== undefined) {
-        res.locals.caller = { userId: known } satisfies Caller;
+        res.locals.caller = known satisfies Caller;
         return next();
       }
       this.verifyHttp(req, res, (error?: unknown) => {
@@ -108,10 +113,17 @@ export class Authenticator {
 
   /** Verifies a raw request's token (the WebSocket upgrade); resolves to the caller or rejects with a RelayError. */
   async authenticate(req: IncomingMessage): Promise<Caller> {
-    const token = tokenOf(req, this.options.queryTokenPaths);
+    return this.verify(tokenOf(req, this.options.queryTokenPaths), req);
+  }
+
+  /**
+   * Verifies a token given apart from its request (a tunnel's renewal, which its proxy passes
+   * on); `req` is what carried it, for the refusal's audit.
+   */
+  async verify(token: string | undefined, req: IncomingMessage): Promise<Caller> {
     if (token !== undefined && isRelayKey(token)) return this.acceptKey(token, req);
     const known = this.verified.get(token);
-    if (known !== undefined) return { userId: known };
+    if (known !== undefined) return known;
     try {
       if (token === undefined) throw new TokenRefused('credentials_required', 'no bearer token');
       const decoded = jwt.decode(token, { complete: true });
@@ -129,8 +141,9 @@ export class Authenticator {
     const userId = checkClaims(payload, this.options.maxLifetimeS);
     const exp = (payload as JwtPayload).exp! * 1000;
     const kid = jwt.decode(token, { complete: true })?.header.kid;
-    this.verified.remember(token, userId, Math.min(exp, this.keys.freshUntil(kid)));
-    return { userId };
+    const caller: Caller = { userId, expiresAt: exp };
+    this.verified.remember(token, caller, Math.min(exp, this.keys.freshUntil(kid)));
+    return caller;
   }
 
   /** A relay key instead of a token: its owner is the caller, within the key's scope (key-scopes.ts). */
@@ -141,7 +154,7 @@ export class Authenticator {
       // Express strips a mount's path from req.url; originalUrl is the whole of it (a raw upgrade has only url).
       const pathname = ((req as Partial<Request>).originalUrl ?? req.url ?? '/').split('?')[0];
       checkKeyScope(verified.scope, pathname);
-      return { userId: verified.userId, key: { id: verified.id, scope: verified.scope } };
+      return { userId: verified.userId, key: { id: verified.id, scope: verified.scope }, expiresAt: verified.expiresAt };
     } catch (error) {
       const reason = error instanceof RelayKeyRefused ? error.reason : error instanceof KeyScopeError ? 'key_scope' : undefined;
       if (reason) {

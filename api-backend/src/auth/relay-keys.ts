@@ -35,6 +35,8 @@ export interface VerifiedKey {
   id: string;
   userId: string;
   scope: RelayKeyScope;
+  /** When the key stops working (ms since the epoch); a tunnel it opened is closed then. */
+  expiresAt?: number;
 }
 
 export interface NewKey {
@@ -84,7 +86,7 @@ export class RelayKeys {
       this.remember(this.reported, record.id, now);
       this.onUsed(record.id, new Date(now));
     }
-    return { id: record.id, userId: record.userId, scope: record.scope };
+    return { id: record.id, userId: record.userId, scope: record.scope, expiresAt: record.expiresAt };
   }
 
   async create(userId: string, key: NewKey): Promise<CreatedRelayKey> {

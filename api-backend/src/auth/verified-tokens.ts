@@ -5,24 +5,26 @@
  * signing key's freshness in the KeyStore: a cached token never outlives its key's removal from
  * the JWKS by more than the key cache's max age.
  */
+import type { Caller } from './authenticator';
+
 export class VerifiedTokens {
-  private readonly entries = new Map<string, { userId: string; until: number }>();
+  private readonly entries = new Map<string, { caller: Caller; until: number }>();
 
   constructor(private readonly maxEntries: number) {}
 
-  get(token: string | undefined): string | undefined {
+  get(token: string | undefined): Caller | undefined {
     if (token === undefined) return undefined;
     const entry = this.entries.get(token);
     if (!entry) return undefined;
-    if (entry.until > Date.now()) return entry.userId;
+    if (entry.until > Date.now()) return entry.caller;
     this.entries.delete(token);
     return undefined;
   }
 
-  remember(token: string, userId: string, until: number): void {
+  remember(token: string, caller: Caller, until: number): void {
     if (until <= Date.now()) return;
     // A Map iterates in insertion order: when full, forget the oldest entry.
     if (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
-    this.entries.set(token, { userId, until });
+    this.entries.set(token, { caller, until });
   }
 }

@@ -41,6 +41,7 @@ import { ProxyCensus } from './proxy-census';
 import { waitHealthy, NotHealthyError } from './wait-healthy';
 import { createdOf, endpointOf, handleOf, removeContainer, whyNotRunning } from './docker-containers';
 import { mapLimit } from './map-limit';
+import { withTimeout } from './with-timeout';
 import { classify, dockerMessage, dockerUnavailable, ignoringGone, imageMissing, startFailed, toRelayError } from './docker-errors';
 
 export { DOCKER_DRIVER_DEFAULTS, type DockerDriverOptions } from './docker-driver-options';
@@ -365,10 +366,4 @@ export class DockerDriver implements ProxyDriver {
     this.background.add(tracked);
     void tracked.finally(() => this.background.delete(tracked));
   }
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)));
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

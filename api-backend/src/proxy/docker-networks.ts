@@ -12,7 +12,7 @@
  */
 import type Docker from 'dockerode';
 import type { Logger } from '../logger';
-import { classify, ignoringGone, subnetsExhausted, toRelayError } from './docker-errors';
+import { classify, dockerMessage, ignoringGone, subnetsExhausted, toRelayError } from './docker-errors';
 import { isOurs, managedFilter, networkSpec, SCOPE_LABEL, type ProxySpecOptions } from './docker-spec';
 import { LABELS, networkName } from './naming';
 import { addressIn, formatCidr, type SubnetPool } from './subnet-pool';
@@ -34,6 +34,10 @@ export interface ProxyNetworksOptions {
   logger: Logger;
   /** How many subnets to try when other creators keep winning the race for them (default 8). */
   maxSubnetAttempts?: number;
+  /** The network's create body; default a bridge (networkSpec). The swarm driver makes overlays. */
+  body?: (ownerHash: string, subnet: string) => Docker.NetworkCreateOptions;
+  /** Where a proxy on this network finds api-backend on the host; default the bridge's gateway (.1). */
+  hostAddress?: (network: Docker.NetworkInspectInfo, subnet: string) => Promise<string>;
 }
 
 export class ProxyNetworks {
@@ -56,7 +60,8 @@ export class ProxyNetworks {
         throw subnetsExhausted(formatCidr(this.options.pool.pool), this.options.pool.blockPrefix, ours);
       }
       try {
-        await this.docker.createNetwork(networkSpec(ownerHash, reservation.subnet, this.options.spec));
+        const body = this.options.body?.(ownerHash, reservation.subnet) ?? networkSpec(ownerHash, reservation.subnet, this.options.spec);
+        await this.docker.createNetwork(body);
       } catch (error) {
         const failure = classify(error);
         if (failure === 'pool-overlap') {
@@ -145,11 +150,17 @@ export class ProxyNetworks {
     const subnet = subnetsOf(info)[0] ?? info.Labels?.[LABELS.subnet] ?? '';
     const base = { id: info.Id, name: info.Name, subnet };
     const { mode, self } = await this.options.placement();
-    if (mode === 'host' || !self) return { ...base, backendAddress: addressIn(subnet, 1) };
-    try {
-      await this.docker.getNetwork(info.Id).connect({ Container: self });
-    } catch (error) {
-      if (classify(error) !== 'conflict') {
+    if (mode === 'host' || !self) {
+      return { ...base, backendAddress: this.options.hostAddress ? await this.options.hostAddress(info, subnet) : addressIn(subnet, 1) };
+    }
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        await this.docker.getNetwork(info.Id).connect({ Container: self });
+        break;
+      } catch (error) {
+        if (classify(error) === 'conflict') break;
+        // Joining an overlay waits on the swarm manager, whose own deadline a busy node can miss.
+        if (attempt < 3 && /attaching to network failed/i.test(dockerMessage(error))) continue;
         throw toRelayError(error, { action: `join api-backend (${self}) to ${info.Name}`, image: this.options.spec.image });
       }
     }

@@ -31,12 +31,19 @@ export interface DriverHealth {
 }
 
 export interface ProxyDriver {
-  readonly name: 'process' | 'docker';
+  readonly name: 'process' | 'docker' | 'swarm';
   /**
    * Whether proxies keep running when api-backend stops, for the next start to adopt (containers
    * do); if not (child processes end with their parent), shutdown stops them itself.
    */
   readonly outlivesRelay: boolean;
+  /**
+   * Called once, after the manager exists (it may hear of proxies that died meanwhile): adopts what
+   * a previous process left and starts following the engine. Never throws for an engine that is away.
+   */
+  start(): Promise<void>;
+  /** Compares what runs with what should, and fixes the difference; also what the periodic sweep runs. */
+  reconcile(): Promise<void>;
   /** Creates the owner's proxy and resolves once it answers. Callers serialise per owner. */
   create(ownerHash: string): Promise<ProxyHandle>;
   /** Stops and removes the owner's proxy and anything made for it; resolves quietly if absent. */

@@ -52,6 +52,8 @@ export interface ManagerEvents {
   started: [{ ownerHash: string; proxyId: string; driver: string; durationMs: number; startedAt: Date }];
   /** startedAt is unset only for a proxy that died on its own (the driver no longer knows it). */
   stopped: [{ ownerHash: string; proxyId: string; driver: string; reason: StopReason; startedAt?: Date; stats?: ProxyStatus }];
+  /** A create that failed (not one refused by the start budget): what the start-failure alert counts. */
+  startFailed: [{ ownerHash: string; driver: string }];
 }
 
 export class StreamingProxyManager extends EventEmitter<ManagerEvents> {
@@ -89,7 +91,10 @@ export class StreamingProxyManager extends EventEmitter<ManagerEvents> {
         this.emit('started', { ownerHash, proxyId: handle.id, driver: this.driver.name, durationMs, startedAt: handle.createdAt });
         return { handle, created: true };
       } catch (error) {
-        if (!(error instanceof RateLimitedError)) this.logger.error('StreamingProxy failed to start', { owner: ownerHash, error: (error as Error).message });
+        if (!(error instanceof RateLimitedError)) {
+          this.logger.error('StreamingProxy failed to start', { owner: ownerHash, error: (error as Error).message });
+          this.emit('startFailed', { ownerHash, driver: this.driver.name });
+        }
         throw error;
       } finally {
         this.creating.delete(ownerHash);

@@ -5,8 +5,18 @@
  */
 import { createHash } from 'node:crypto';
 
+/** Hashes kept: every relayed request needs its caller's hash (its proxy, its audit activity). */
+const MAX_REMEMBERED = 4096;
+const remembered = new Map<string, string>();
+
 export function userHash(userId: string): string {
-  return createHash('sha256').update(userId, 'utf8').digest('hex').slice(0, 16);
+  const known = remembered.get(userId);
+  if (known !== undefined) return known;
+  const hash = createHash('sha256').update(userId, 'utf8').digest('hex').slice(0, 16);
+  // A Map iterates in insertion order: when full, forget the oldest entry.
+  if (remembered.size >= MAX_REMEMBERED) remembered.delete(remembered.keys().next().value!);
+  remembered.set(userId, hash);
+  return hash;
 }
 
 export const networkName = (hash: string): string => `ctll-net-${hash}`;

@@ -67,6 +67,11 @@ export class ProcessDriver implements ProxyDriver {
     }
   }
 
+  /** Child processes end with their parent: a new process has nothing to adopt or reconcile. */
+  async start(): Promise<void> {}
+
+  async reconcile(): Promise<void> {}
+
   async create(ownerHash: string): Promise<ProxyHandle> {
     const existing = this.children.get(ownerHash);
     if (existing && !existing.stopping) return existing.handle;

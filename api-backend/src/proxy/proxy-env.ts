@@ -26,6 +26,7 @@ export function proxyEnv(config: Config, input: ProxyEnvInput): Record<string, s
     POLL_TIMEOUT_MS: String(config.bridge.pollTimeoutMs),
     POLL_GRACE_MS: String(config.bridge.graceMs),
     POLL_MAX_QUEUED: String(config.bridge.maxQueue),
+    TOKEN_EXPIRY_GRACE_MS: String(config.tokenExpiryGraceMs),
     ...apiBackend(input.apiBackendUrl ?? config.proxy.apiBackendUrl),
     ZROK_DISCOVERY_INTERVAL_MS: String(config.zrok.discoveryIntervalMs),
     ZROK_ALLOW_INSECURE: String(config.zrok.allowInsecure),

@@ -19,6 +19,8 @@ export interface RelayOptions {
   onDone: (status: number) => void;
   /** The proxy could not be reached at all (refused, reset before answering, silent). */
   onUnreachable?: () => void;
+  /** Our own headers for the proxy (a bridge request's credential expiry), added after the caller's are filtered. */
+  internalHeaders?: Record<string, string>;
 }
 
 export function relayHttp(
@@ -43,6 +45,7 @@ export function relayHttp(
   const headers: Record<string, string | string[]> = {
     ...endToEndHeaders(req.headers, CALLER_ONLY_HEADERS),
     ...bodyFraming(req.headers, req.headers['transfer-encoding'] !== undefined),
+    ...options.internalHeaders,
   };
   const upstream = client.request(endpoint, {
     method: req.method,

@@ -2,7 +2,7 @@
  * The desktop's tunnel upgrade, passed through to the user's proxy. After the proxy accepts the
  * WebSocket handshake, api-backend only splices the two TCP sockets together: frames are neither
  * parsed nor copied here, and the proxy terminates the WebSocket. The caller's token and the
- * query string stay behind; the per-proxy secret is added.
+ * query string stay behind; the per-proxy secret and the credential's expiry are added.
  */
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -21,12 +21,15 @@ export function relayUpgrade(
   head: Buffer,
   endpoint: ProxyEndpoint,
   onFailure: (error: RelayError) => void,
+  /** Our own headers for the proxy (the credential's expiry), added after the caller's are filtered. */
+  internalHeaders: Record<string, string> = {},
 ): void {
   const headers: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(req.headers)) {
     if (value === undefined || DROPPED.has(name) || name.startsWith(INTERNAL_HEADER_PREFIX)) continue;
     headers[name] = value;
   }
+  Object.assign(headers, internalHeaders);
   headers[SECRET_HEADER] = endpoint.secret;
 
   const upstream = http.request({

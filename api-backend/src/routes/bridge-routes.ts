@@ -9,6 +9,7 @@ import type { StreamingProxyManager } from '../proxy/manager';
 import type { ProxyClient } from '../proxy/proxy-client';
 import type { Caller } from '../auth/authenticator';
 import { relayHttp } from '../relay/http-relay';
+import { credentialHeaders } from './tunnel-upgrade';
 import type { Metrics } from '../metrics';
 
 export interface BridgeRouteOptions {
@@ -22,19 +23,21 @@ const REGISTER_MAX_BYTES = 64 * 1024;
 export function bridgeRoutes(manager: StreamingProxyManager, client: ProxyClient, metrics: Metrics, options: BridgeRouteOptions): Router {
   const router = Router();
   const socketTimeoutMs = Math.max(options.pollTimeoutMs, options.requestTimeoutMs) + 10_000;
-  const relayOptions = (maxBodyBytes: number, userId: string) => ({
+  // Each request carries the bridge's current token: its expiry moves the link's deadline at the proxy.
+  const relayOptions = (maxBodyBytes: number, { userId, expiresAt }: Caller) => ({
     maxBodyBytes,
     socketTimeoutMs,
     onBytes: (direction: 'up' | 'down', bytes: number) => metrics.relayBytes.inc({ direction: direction === 'up' ? 'down' : 'up' }, bytes),
     onDone: () => undefined,
     onUnreachable: () => manager.endpointFailed(userId),
+    internalHeaders: credentialHeaders(expiresAt),
   });
 
   router.post('/api/bridge/register', async (req, res, next) => {
     try {
-      const { userId } = res.locals.caller as Caller;
-      const { handle } = await manager.ensure(userId);
-      relayHttp(req, res, handle.endpoint!, '/bridge/register', client, relayOptions(REGISTER_MAX_BYTES, userId));
+      const caller = res.locals.caller as Caller;
+      const { handle } = await manager.ensure(caller.userId);
+      relayHttp(req, res, handle.endpoint!, '/bridge/register', client, relayOptions(REGISTER_MAX_BYTES, caller));
     } catch (error) {
       next(error);
     }
@@ -42,11 +45,11 @@ export function bridgeRoutes(manager: StreamingProxyManager, client: ProxyClient
 
   const forward = (maxBodyBytes: number) => async (req: Request, res: Response, next: NextFunction) => {
     try {
-      const { userId } = res.locals.caller as Caller;
-      const endpoint = await manager.endpoint(userId);
+      const caller = res.locals.caller as Caller;
+      const endpoint = await manager.endpoint(caller.userId);
       if (!endpoint) throw new UnknownBridgeError('no such bridge: register again');
       const upstreamPath = req.originalUrl.replace(/^\/api/, '').split('?')[0];
-      relayHttp(req, res, endpoint, upstreamPath, client, relayOptions(maxBodyBytes, userId));
+      relayHttp(req, res, endpoint, upstreamPath, client, relayOptions(maxBodyBytes, caller));
     } catch (error) {
       next(error);
     }

@@ -2,11 +2,12 @@
  * `GET /ws/tunnel` (upgrade): a desktop bridge dialling in. The caller's address is held to its
  * per-address limits first (429 on the raw socket), then the token is checked before anything else
  * happens (a bad one gets a 401 on the raw socket, counted against the address, and never a
- * WebSocket); then the user's proxy is started if needed and the connection is handed to it.
+ * WebSocket); then the user's proxy is started if needed and the connection is handed to it,
+ * told when the token expires: the proxy closes the tunnel if it is not renewed in time.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { RelayError, UnauthorizedError } from '@ctll/protocol';
+import { CREDENTIAL_EXPIRES_HEADER, RelayError, UnauthorizedError } from '@ctll/protocol';
 import type { Authenticator } from '../auth/authenticator';
 import type { IpLimits } from '../http/ip-limits';
 import type { StreamingProxyManager } from '../proxy/manager';
@@ -42,7 +43,7 @@ export function tunnelUpgradeHandler(deps: {
       const address = clientAddress(req);
       await limits.checkAuthFailures(address);
       await limits.take('upgrades', address);
-      const { userId } = await auth.authenticate(req).catch((error: unknown) => {
+      const { userId, expiresAt } = await auth.authenticate(req).catch((error: unknown) => {
         if (error instanceof UnauthorizedError) void limits.recordAuthFailure(address);
         throw error;
       });
@@ -53,7 +54,7 @@ export function tunnelUpgradeHandler(deps: {
         metrics.tunnelUpgrades.inc({ result: limited ? failure.code : 'proxy_failed' });
         if (!limited) logger.warn('tunnel upgrade failed at the StreamingProxy', { owner: userHash(userId), status: failure.status, message: failure.message });
         rejectUpgradeWith(socket, failure);
-      });
+      }, credentialHeaders(expiresAt));
       deps.onTunnel?.(socket);
       metrics.tunnelUpgrades.inc({ result: 'accepted' });
       const ownerHash = userHash(userId);
@@ -67,4 +68,9 @@ export function tunnelUpgradeHandler(deps: {
       rejectUpgradeWith(socket, error);
     }
   };
+}
+
+/** The proxy's header for a credential's expiry; none for a credential that never expires. */
+export function credentialHeaders(expiresAt: number | undefined): Record<string, string> {
+  return expiresAt === undefined ? {} : { [CREDENTIAL_EXPIRES_HEADER]: String(expiresAt) };
 }

@@ -7,7 +7,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomBytes } from 'node:crypto';
-import { heartbeatBodySchema, registerBodySchema, type PollRegistration } from '@ctll/protocol';
+import { CREDENTIAL_EXPIRES_HEADER, heartbeatBodySchema, parseCredentialExpiry, registerBodySchema, type PollRegistration } from '@ctll/protocol';
 import type { ProxyConfig } from '../config';
 import type { Logger } from '../logger';
 import type { TunnelHub } from '../tunnel/hub';
@@ -76,6 +76,8 @@ export function bridgeRoutes(config: ProxyConfig, hub: TunnelHub, limits: UserLi
         maxQueuedRequests: config.pollMaxQueued,
         maxStreams: config.maxStreamsPerTunnel,
         logger,
+        credentialExpiresAt: parseCredentialExpiry(req.headers[CREDENTIAL_EXPIRES_HEADER]),
+        tokenGraceMs: config.tokenExpiryGraceMs,
         onClose: (closed, code, reason) => hub.remove(closed, code, reason),
       });
       hub.add(link);
@@ -89,6 +91,7 @@ export function bridgeRoutes(config: ProxyConfig, hub: TunnelHub, limits: UserLi
       sendError(res, 404, 'unknown_bridge', 'no such bridge: register again');
       return true;
     }
+    link.credential(parseCredentialExpiry(req.headers[CREDENTIAL_EXPIRES_HEADER]));
     if (action === 'poll' && !requestId) {
       link.poll(req, res);
     } else if (action === 'respond' && requestId) {

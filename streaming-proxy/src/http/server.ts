@@ -16,7 +16,14 @@
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
-import { MAX_FRAME_BYTES, RELAY_RESTART_CLOSE, TUNNELS_RECONNECT_PATH, UnauthorizedError } from '@ctll/protocol';
+import {
+  CREDENTIAL_EXPIRES_HEADER,
+  MAX_FRAME_BYTES,
+  parseCredentialExpiry,
+  RELAY_RESTART_CLOSE,
+  TUNNELS_RECONNECT_PATH,
+  UnauthorizedError,
+} from '@ctll/protocol';
 import type { ProxyConfig } from '../config';
 import type { Logger } from '../logger';
 import type { ProxyStats } from '../stats';
@@ -29,6 +36,7 @@ import { bridgeRoutes } from './bridge-routes';
 import { refuseUpgrade, sendError, sendJson, sendRelayError } from './respond';
 import { UserLimits } from '../limits/user-limits';
 import type { ZrokPath } from '../zrok/zrok-path';
+import { renewalClient, type VerifyRenewal } from '../credentials/renewal-client';
 
 export interface ProxyServerDeps {
   config: ProxyConfig;
@@ -38,12 +46,15 @@ export interface ProxyServerDeps {
   journal: Journal;
   /** The fallback to the user's zrok shares; absent when api-backend's address is not known. */
   zrok?: ZrokPath;
+  /** Checks a tunnel's renewal token; by default api-backend does, at API_BACKEND_URL. */
+  verifyRenewal?: VerifyRenewal;
 }
 
 const RELAY_PREFIX = '/relay';
 
-export function createProxyServer({ config, logger, stats, hub, journal, zrok }: ProxyServerDeps): http.Server {
+export function createProxyServer({ config, logger, stats, hub, journal, zrok, verifyRenewal }: ProxyServerDeps): http.Server {
   const isApiBackend = secretChecker(config.secret);
+  const verify = verifyRenewal ?? renewalClient({ apiBackendUrl: config.zrok.apiBackendUrl, userHash: config.userHash, secret: config.secret });
   const startedAt = Date.now();
   const wss = new WebSocketServer({
     noServer: true,
@@ -188,6 +199,9 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok }:
         pingIntervalMs: config.pingIntervalMs,
         maxStreams: config.maxStreamsPerTunnel,
         logger,
+        credentialExpiresAt: parseCredentialExpiry(req.headers[CREDENTIAL_EXPIRES_HEADER]),
+        tokenGraceMs: config.tokenExpiryGraceMs,
+        verifyRenewal: verify,
         onClose: (closed, code, reason) => hub.remove(closed, code, reason),
         onTraffic: () => stats.touch(),
       });

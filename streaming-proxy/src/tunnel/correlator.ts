@@ -86,6 +86,9 @@ export class Correlator {
       case 'target':
         this.target = { ...withoutType(message), checkedAt: new Date().toISOString() };
         return;
+      case 'token':
+        // A WebSocket link handles renewals before this; a polling bridge's requests carry their token.
+        return;
       case 'http_request':
         // Requests only flow towards the desktop.
         reply.sendControl({

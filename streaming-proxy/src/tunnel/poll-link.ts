@@ -15,6 +15,11 @@
  * desktop sends in a heartbeat is ignored (it could only forge credit). An answer POST is paused
  * once a window of it waits undrained; a body that still arrives past its credit is answered 400
  * and the whole link is dropped, as a WebSocket would be closed with 1008.
+ *
+ * Every request of a polling bridge carries its current token, which api-backend verifies and
+ * whose expiry it passes on: the link's deadline follows the latest (credentials/deadline.ts). A
+ * bridge that stops renewing is refused by api-backend at its next request; the deadline also
+ * ends an answer still streaming on an old token, closing the link with TOKEN_EXPIRED_CLOSE.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
@@ -30,9 +35,11 @@ import {
   POLL_BATCH_CONTENT_TYPE,
   RecordReader,
   recordHeader,
+  TOKEN_EXPIRED_CLOSE,
   TunnelErrorCode,
   type ControlMessage,
 } from '@ctll/protocol';
+import { CredentialDeadline } from '../credentials/deadline';
 import { Correlator } from './correlator';
 import { LinkCounters } from './link-counters';
 import type { DesktopLink } from './desktop-link';
@@ -49,6 +56,10 @@ export interface PollLinkOptions {
   maxQueuedRequests: number;
   maxStreams: number;
   logger: Logger;
+  /** When the credential of the registration expires (ms since the epoch); undefined: never. */
+  credentialExpiresAt?: number;
+  /** How long past its credential's expiry the link stays without a request bringing a newer one. */
+  tokenGraceMs: number;
   onClose: (link: PollLink, code: number, reason: string) => void;
 }
 
@@ -84,6 +95,7 @@ export class PollLink implements DesktopLink {
   private lastSeen = Date.now();
   private readonly watchdog: NodeJS.Timeout;
   private readonly inbound = new Map<string, InboundBody>();
+  private readonly deadline: CredentialDeadline;
   private isClosed = false;
 
   constructor(private readonly options: PollLinkOptions) {
@@ -95,6 +107,15 @@ export class PollLink implements DesktopLink {
     );
     this.watchdog = setInterval(() => this.checkAlive(), Math.max(100, Math.floor(options.graceMs / 4)));
     this.watchdog.unref();
+    this.deadline = new CredentialDeadline(options.credentialExpiresAt, options.tokenGraceMs, () => {
+      options.logger.info('polling bridge credential expired and was not renewed; dropping it', { link: this.id });
+      this.close(TOKEN_EXPIRED_CLOSE.code, TOKEN_EXPIRED_CLOSE.reason);
+    });
+  }
+
+  /** A request of this bridge carried a credential expiring at `expiresAt` (undefined: never). */
+  credential(expiresAt: number | undefined): void {
+    this.deadline.extend(expiresAt);
   }
 
   get closed(): boolean {
@@ -248,6 +269,7 @@ export class PollLink implements DesktopLink {
     if (this.isClosed) return;
     this.isClosed = true;
     clearInterval(this.watchdog);
+    this.deadline.stop();
     if (this.waiting) this.answerEmpty();
     for (const body of this.inbound.values()) body.req.destroy();
     this.inbound.clear();

@@ -9,6 +9,11 @@
  * A desktop that breaks flow control (data past a stream's credit, or a `window` granting more
  * than was sent) is closed at once with 1008 "flow control violated", and the proxy stops reading
  * its socket: a flood is never buffered, and only this link's streams fail.
+ *
+ * The credential that opened the tunnel has a deadline (credentials/deadline.ts): a `token`
+ * message renews it once api-backend has verified the new token for this same user; a refused
+ * one is answered with an `error` and changes nothing. Past the deadline and its grace the tunnel
+ * is closed with TOKEN_EXPIRED_CLOSE (4401).
  */
 import type { WebSocket, RawData } from 'ws';
 import {
@@ -19,9 +24,13 @@ import {
   FLOW_CONTROL_CLOSE_REASON,
   FlowControlError,
   parseControl,
+  RenewalErrorCode,
+  TOKEN_EXPIRED_CLOSE,
   TunnelErrorCode,
   type ControlMessage,
 } from '@ctll/protocol';
+import { CredentialDeadline } from '../credentials/deadline';
+import type { VerifyRenewal } from '../credentials/renewal-client';
 import { Correlator } from './correlator';
 import { LinkCounters } from './link-counters';
 import type { DesktopLink } from './desktop-link';
@@ -38,6 +47,11 @@ export interface WsLinkOptions {
   pingIntervalMs: number;
   maxStreams: number;
   logger: Logger;
+  /** When the credential that opened the tunnel expires (ms since the epoch); undefined: never. */
+  credentialExpiresAt?: number;
+  /** How long past its credential's expiry a tunnel stays open without a renewal. */
+  tokenGraceMs: number;
+  verifyRenewal: VerifyRenewal;
   onClose: (link: WsLink, code: number, reason: string) => void;
   onTraffic: (direction: 'in' | 'out', bytes: number) => void;
 }
@@ -52,6 +66,9 @@ export class WsLink implements DesktopLink {
   private alive = true;
   private badFrames = 0;
   private readonly pinger: NodeJS.Timeout;
+  private readonly deadline: CredentialDeadline;
+  /** A renewal being checked by api-backend: one at a time, so a flood of them costs one check. */
+  private renewing = false;
   private isClosed = false;
 
   constructor(
@@ -71,6 +88,7 @@ export class WsLink implements DesktopLink {
     ws.on('error', (error) => options.logger.warn('tunnel socket error', { link: this.id, error: error.message }));
     this.pinger = setInterval(() => this.checkAlive(), options.pingIntervalMs);
     this.pinger.unref();
+    this.deadline = new CredentialDeadline(options.credentialExpiresAt, options.tokenGraceMs, () => this.expired());
   }
 
   /** A WebSocket has no queue of its own: flow control bounds each stream. */
@@ -122,7 +140,32 @@ export class WsLink implements DesktopLink {
     }
     const message = parseControl(buffer.toString('utf8'));
     if (!message.ok) return this.rejectFrame(message.error);
+    if (message.value.type === 'token') return this.renew(message.value.token);
     this.correlator.handleControl(message.value, this);
+  }
+
+  private renew(token: string): void {
+    if (this.renewing) {
+      this.sendControl({ type: 'error', code: RenewalErrorCode.Unavailable, message: 'a renewal is already being checked; send the next one after it' });
+      return;
+    }
+    this.renewing = true;
+    void this.options.verifyRenewal(token).then((verdict) => {
+      this.renewing = false;
+      if (this.isClosed) return;
+      if (verdict.accepted) {
+        this.deadline.set(verdict.expiresAt ?? undefined);
+        this.options.logger.debug('tunnel credential renewed', { link: this.id, expiresAt: verdict.expiresAt });
+        return;
+      }
+      this.options.logger.info('refused a tunnel renewal', { link: this.id, code: verdict.code });
+      this.sendControl({ type: 'error', code: verdict.code, message: verdict.message });
+    });
+  }
+
+  private expired(): void {
+    this.options.logger.info('tunnel credential expired and was not renewed; closing it', { link: this.id });
+    this.close(TOKEN_EXPIRED_CLOSE.code, TOKEN_EXPIRED_CLOSE.reason);
   }
 
   private rejectFrame(reason: string): void {
@@ -157,6 +200,7 @@ export class WsLink implements DesktopLink {
     if (this.isClosed) return;
     this.isClosed = true;
     clearInterval(this.pinger);
+    this.deadline.stop();
     this.correlator.failAll('desktop_disconnected', 'the desktop disconnected before it finished answering');
     this.options.onClose(this, code, reason);
   }

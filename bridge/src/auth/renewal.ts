@@ -1,0 +1,18 @@
+/**
+ * When a transport renews its token: a little before it expires, early enough that a renewal the
+ * relay refuses (or that fails on the way) can be tried again before the relay's grace is over.
+ */
+/** Renew this long before expiry at most: a day-long token is renewed a minute ahead, not hours. */
+const RENEW_AHEAD_MAX_MS = 60_000;
+/** ... and at least this share of what is left ahead, so a 10 s token is renewed 2 s before. */
+const RENEW_AHEAD_SHARE = 0.2;
+/** Least wait between two renewal attempts (a source that has nothing newer yet). */
+const MIN_RENEW_INTERVAL_MS = 1_000;
+
+/** How long to wait before renewing a token that expires at `expiresAt`; undefined: no renewal. */
+export function renewalDelay(expiresAt: number | undefined, now = Date.now()): number | undefined {
+  if (expiresAt === undefined) return undefined;
+  const left = expiresAt - now;
+  if (left <= 0) return undefined;
+  return Math.max(MIN_RENEW_INTERVAL_MS, left - Math.min(RENEW_AHEAD_MAX_MS, left * RENEW_AHEAD_SHARE));
+}

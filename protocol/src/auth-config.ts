@@ -1,0 +1,19 @@
+/**
+ * The relay's public sign-in settings (`GET /api/auth/config`): what `ctll-bridge login` needs to
+ * run the identity provider's device flow (RFC 8628) for this relay, without the person having
+ * to know the issuer, client id or audience.
+ */
+export const AUTH_CONFIG_PATH = '/api/auth/config';
+
+export interface AuthConfigResponse {
+  /** `oidc`: tokens come from the identity provider; `dev`: from the relay's dev issuer (`npm run token -- <user>`). */
+  mode: 'oidc' | 'dev';
+  /** The issuer the relay trusts; the bridge discovers its endpoints from it (OpenID Connect discovery). */
+  issuer: string;
+  /** The audience access tokens must carry (Auth0's `audience`, RFC 8707's `resource`). */
+  audience: string;
+  /** The public client the device flow runs as; null when the relay offers no device login. */
+  clientId: string | null;
+  /** The scopes to ask for; `offline_access` among them is what brings a refresh token. */
+  scopes: string[];
+}

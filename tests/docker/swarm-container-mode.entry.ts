@@ -1,0 +1,87 @@
+/**
+ * Runs inside a container, as production's api-backend does under PROXY_DRIVER=swarm: a swarm
+ * driver in container mode (it joins each user's overlay) starts two users' proxies on internal
+ * overlays, then checks who reaches whom: itself both proxies, and each proxy only itself (by
+ * running a probe inside each task). It prints one JSON line for swarm-driver.test.ts, which bundles
+ * and starts it: overlay addresses are reachable only from a container on the overlay, never from
+ * the host the test runs on.
+ */
+import { randomBytes } from 'node:crypto';
+import Docker from 'dockerode';
+import { SwarmDriver } from '../../api-backend/src/proxy/swarm-driver';
+import { createLogger } from '../../api-backend/src/logger';
+import { ProxySecrets } from '../../api-backend/src/proxy/proxy-secrets';
+import { containerName, networkName } from '../../api-backend/src/proxy/naming';
+
+const env = (name: string): string => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+};
+
+const docker = new Docker();
+const owners = env('CTLL_OWNERS').split(',');
+const secrets = new ProxySecrets(randomBytes(32));
+
+/** GET /health on each address from `fetch` here: a status code, or the error's code. */
+async function healthFrom(hosts: string[]): Promise<Array<number | string>> {
+  return Promise.all(
+    hosts.map((host) =>
+      fetch(`http://${host}:8080/health`, { signal: AbortSignal.timeout(3000) }).then(
+        (res) => res.status,
+        (error: { cause?: { code?: string }; name: string }) => error.cause?.code ?? error.name,
+      ),
+    ),
+  );
+}
+
+/** The same probe, run by node inside the owner's running task container. */
+async function healthInTask(owner: string, hosts: string[]): Promise<Array<number | string>> {
+  const [task] = await docker.listContainers({ filters: { label: [`com.docker.swarm.service.name=${containerName(owner)}`], status: ['running'] } });
+  if (!task) throw new Error(`no running task for ${containerName(owner)}`);
+  const script = `Promise.all(${JSON.stringify(hosts)}.map((host) => fetch('http://' + host + ':8080/health', { signal: AbortSignal.timeout(3000) })
+    .then((r) => r.status, (e) => (e.cause && e.cause.code) || e.name))).then((r) => process.stdout.write(JSON.stringify(r)));`;
+  const exec = await docker.getContainer(task.Id).exec({ Cmd: ['node', '-e', script], AttachStdout: true, AttachStderr: true, Tty: true });
+  const stream = await exec.start({ hijack: true, stdin: false, Tty: true });
+  const chunks: Buffer[] = [];
+  stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+  await new Promise((resolve) => stream.on('end', resolve));
+  return JSON.parse(Buffer.concat(chunks).toString('utf8').trim()) as Array<number | string>;
+}
+
+async function main(): Promise<void> {
+  const driver = new SwarmDriver({
+    image: env('PROXY_IMAGE'),
+    scope: env('CTLL_SCOPE'),
+    memoryMb: 128,
+    cpus: 0.5,
+    subnetPool: env('PROXY_SUBNET_POOL'),
+    startTimeoutMs: 90_000,
+    networkMode: 'container',
+    selfContainer: env('CTLL_SELF'),
+    egress: 'none',
+    secretFor: (owner) => secrets.secretFor(owner),
+    env: (owner, secret) => ({ NODE_ENV: 'production', HOST: '0.0.0.0', PROXY_SECRET: secret, PROXY_USER_HASH: owner, LOG_LEVEL: 'warn' }),
+    logger: createLogger('error'),
+    onExit: () => undefined,
+  });
+  await driver.start();
+  try {
+    const handles = [];
+    for (const owner of owners) handles.push(await driver.create(owner));
+    const hosts = handles.map((handle) => handle.endpoint!.host);
+    const internal = await Promise.all(owners.map(async (owner) => (await docker.getNetwork(networkName(owner)).inspect()).Internal as boolean));
+    const fromBackend = await healthFrom(hosts);
+    const fromTasks = await Promise.all(owners.map((owner) => healthInTask(owner, hosts)));
+    for (const owner of owners) await driver.remove(owner);
+    const joined = Object.keys((await docker.getContainer(env('CTLL_SELF')).inspect()).NetworkSettings.Networks);
+    process.stdout.write(`${JSON.stringify({ states: handles.map((h) => h.state), internal, fromBackend, fromTasks, joinedAfterRemove: joined.filter((n) => n.startsWith('ctll-net-')) })}\n`);
+  } finally {
+    await driver.close();
+  }
+}
+
+main().catch((error: Error) => {
+  process.stdout.write(`${JSON.stringify({ error: error.message })}\n`);
+  process.exitCode = 1;
+});
