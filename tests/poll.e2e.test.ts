@@ -268,7 +268,7 @@ describe('long-poll transport', () => {
 
       const notJson = await desktop.respond(first.get('/not-json')!.id, Buffer.concat([recordHeader(8), Buffer.from('not json')]));
       expect(notJson.status).toBe(400);
-      expect(await errorCode(notJson)).toBe('bad_response');
+      expect(await errorCode(notJson)).toBe('malformed_answer');
       expect((await badWeb).status).toBe(502);
 
       const badStatusWeb = layout.fetchAs('dave', '/bad-status');

@@ -7,7 +7,7 @@ import http, { type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import proxyaddr from 'proxy-addr';
-import { NotFoundError } from '@ctll/protocol';
+import { NotFoundError, ServiceUnavailableError } from '@ctll/protocol';
 import type { Config } from './config';
 import { componentLogger, type Logger } from './logger';
 import { Authenticator, type Caller } from './auth/authenticator';
@@ -27,7 +27,7 @@ import { StartBudget } from './proxy/start-budget';
 import { mapLimit } from './proxy/map-limit';
 import { errorHandler } from './http/error-handler';
 import { Drain, DRAINING_MESSAGE } from './http/drain';
-import { rejectUpgrade } from './relay/upgrade-relay';
+import { rejectUpgradeWith } from './relay/upgrade-relay';
 import { requestId } from './http/request-id';
 import { healthRoutes, privateRoutes } from './routes/health-routes';
 import { authConfigRoutes } from './routes/auth-config-routes';
@@ -205,7 +205,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     },
   });
   server.on('upgrade', (req, socket, head) => {
-    if (drain.active) rejectUpgrade(socket, 503, 'draining', DRAINING_MESSAGE);
+    if (drain.active) rejectUpgradeWith(socket, new ServiceUnavailableError(DRAINING_MESSAGE, 'draining'));
     else void upgrade(req, socket, head);
   });
   const culler = startCuller(manager, config.proxy.cleanupCron, log('StreamingProxyManager'));

@@ -124,6 +124,9 @@ const schema = z.object({
   BRIDGE_GRACE_MS: z.coerce.number().int().positive().default(30_000),
   /** Long-poll transport: requests waiting for one bridge before new ones get 503. */
   BRIDGE_MAX_QUEUE: z.coerce.number().int().positive().default(64),
+  // Desktop links: enforced by each user's proxy, passed to it under the same name.
+  /** Requests open at once on one desktop link (a zrok share counts as one); one more gets 429 too_many_streams. */
+  MAX_STREAMS_PER_TUNNEL: z.coerce.number().int().positive().default(256),
 
   REQUEST_TIMEOUT_MS: z.coerce.number().int().positive().default(30_000),
   MAX_BODY_BYTES: z.coerce.number().int().positive().default(100 * 1024 * 1024),
@@ -197,6 +200,9 @@ const schema = z.object({
   CORS_ORIGINS: z.string().default(''),
 });
 
+/** Every setting, its default and its doc; scripts/settings.ts checks env.template, README and compose against it. */
+export const settingsSchema = schema;
+
 /** Who issues the tokens and where their keys are. */
 export type AuthSource =
   | { mode: 'jwks'; issuer: string; audience: string; jwksUri: string }
@@ -268,6 +274,8 @@ export interface Config {
   bridge: { pollTimeoutMs: number; graceMs: number; maxQueue: number };
   /** How long a desktop link outlives its expired, unrenewed token (the proxy enforces it). */
   tokenExpiryGraceMs: number;
+  /** Requests open at once on one desktop link; enforced by the user's proxy. */
+  maxStreamsPerTunnel: number;
   requestTimeoutMs: number;
   maxBodyBytes: number;
   trustProxy: string;
@@ -361,6 +369,7 @@ export function loadConfig(env: Record<string, string | undefined>, defaults: { 
     },
     bridge: { pollTimeoutMs: c.BRIDGE_POLL_TIMEOUT_MS, graceMs: c.BRIDGE_GRACE_MS, maxQueue: c.BRIDGE_MAX_QUEUE },
     tokenExpiryGraceMs: c.TOKEN_EXPIRY_GRACE_MS,
+    maxStreamsPerTunnel: c.MAX_STREAMS_PER_TUNNEL,
     requestTimeoutMs: c.REQUEST_TIMEOUT_MS,
     maxBodyBytes: c.MAX_BODY_BYTES,
     trustProxy: c.TRUST_PROXY,

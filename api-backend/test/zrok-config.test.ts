@@ -39,8 +39,8 @@ describe('zrok settings', () => {
   it('hands every proxy the discovery settings, and api-backend’s address when known', () => {
     const config = loadConfig({ ZROK_DISCOVERY_INTERVAL_MS: '500', PROXY_API_BACKEND_URL: 'http://api-backend:8080/' }, defaults);
     const base = { ownerHash: '0123456789abcdef', secret: 's'.repeat(64), host: '0.0.0.0', port: 8080 };
-    expect(proxyEnv(config, base)).toMatchObject({ API_BACKEND_URL: 'http://api-backend:8080', ZROK_DISCOVERY_INTERVAL_MS: '500', ZROK_ALLOW_INSECURE: 'false', ZROK_SHARE_DOMAINS: 'share.zrok.io' });
-    expect(proxyEnv(config, { ...base, apiBackendUrl: 'http://127.0.0.1:9' }).API_BACKEND_URL).toBe('http://127.0.0.1:9');
-    expect(proxyEnv(loadConfig({}, defaults), base)).not.toHaveProperty('API_BACKEND_URL');
+    expect(proxyEnv(config, base)).toMatchObject({ PROXY_API_BACKEND_URL: 'http://api-backend:8080', ZROK_DISCOVERY_INTERVAL_MS: '500', ZROK_ALLOW_INSECURE: 'false', ZROK_SHARE_DOMAINS: 'share.zrok.io' });
+    expect(proxyEnv(config, { ...base, apiBackendUrl: 'http://127.0.0.1:9' }).PROXY_API_BACKEND_URL).toBe('http://127.0.0.1:9');
+    expect(proxyEnv(loadConfig({}, defaults), base)).not.toHaveProperty('PROXY_API_BACKEND_URL');
   });
 });

@@ -20,7 +20,6 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
-import { HttpsProxyAgent } from 'https-proxy-agent';
 import { RELAY_RESTART_CLOSE, TOKEN_EXPIRED_CLOSE, type TargetReportMessage } from '@ctll/protocol';
 import { Backoff } from './backoff';
 import { AuthRefusedError, BridgeClosedError, ConnectTimeoutError, RelayRejectedError } from './errors';
@@ -28,6 +27,7 @@ import { suggestsBlockedWebSocket } from './fallback';
 import { createLocalTarget, type LocalTarget } from './local-forwarder';
 import { resolveOptions, type BridgeOptions, type ResolvedOptions } from './options';
 import { connectPolling } from './poll-transport';
+import { proxyAgentFor } from './proxy-agent';
 import { formatDelay, type BridgeState, type BridgeStatus } from './status';
 import { TargetProbe, targetName } from './target-probe';
 import { tokenSubject } from './token';
@@ -91,11 +91,11 @@ export class Bridge {
     this.active = this.options.transport;
     this.backoff = new Backoff(this.options.backoff);
     this.target = createLocalTarget(this.options.targetUrl);
-    this.relayAgent = this.options.proxyUrl ? new HttpsProxyAgent(this.options.proxyUrl) : undefined;
+    this.relayAgent = this.options.proxyUrl ? proxyAgentFor(this.options.proxyUrl) : undefined;
     // Polls follow each other on one warm connection; answers stream on connections of their own.
     const pool = { keepAlive: true, keepAliveMsecs: 1_000, maxSockets: Infinity, scheduling: 'lifo' as const };
     this.httpAgent = this.options.proxyUrl
-      ? new HttpsProxyAgent(this.options.proxyUrl, pool)
+      ? proxyAgentFor(this.options.proxyUrl, pool)
       : this.options.relayUrl.protocol === 'https:'
         ? new https.Agent(pool)
         : new http.Agent(pool);
@@ -128,7 +128,9 @@ export class Bridge {
 
   /** The proxy the relay connection goes through, if any (shown at start-up). */
   get proxy(): string | undefined {
-    return this.options.proxyUrl?.origin;
+    // Not .origin: that is "null" for socks5: URLs.
+    const proxy = this.options.proxyUrl;
+    return proxy && `${proxy.protocol}//${proxy.host}`;
   }
 
   status(): BridgeStatus {

@@ -9,6 +9,7 @@
  * (or a signed-in bridge cannot reach its identity provider at start).
  * `login`, `logout` and `whoami` live in commands/, `ctll-bridge service ...` in commands/service.ts.
  */
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { installCrashPolicy } from '@ctll/protocol';
 import { startBridge, type Bridge } from './bridge';
@@ -24,6 +25,8 @@ import { readTokenFile } from './token-file';
 import { TRANSPORT_NAMES, type TransportName } from './transport';
 import { VERSION } from './version';
 import { ZrokShare } from './zrok';
+import { bridgeConfigDir } from './config-dir';
+import { CONFIG_ENV, CONFIG_FILE_NAME, mergeSettings, readConfigFile, type ConfigFile, type SettingValues } from './settings-sources';
 
 const FLAGS = {
   server: { type: 'string' },
@@ -43,6 +46,7 @@ const FLAGS = {
   'json-logs': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
+  config: { type: 'string' },
 } as const;
 
 /** The relay refused the credential --auth-fail-exit times in a row: the same code as a refused sign-in. */
@@ -65,7 +69,8 @@ Connects this computer's LLM server to your CloudToLocalLLM relay, without openi
                            while WebSockets seem blocked, and tries them again every ${DEFAULT_OPTIONS.wsRetryMs / 60_000} min)
   --zrok-url <url>         also offer this zrok share of --target (https://<token>.share.zrok.io):
                            the relay uses it while no tunnel is connected
-  --proxy <url>            HTTP proxy for the relay connection
+  --proxy <url>            HTTP(S) or SOCKS proxy for the relay connection (http://, socks5://,
+                           socks5h://, socks4://)
                            (default: HTTPS_PROXY / HTTP_PROXY / ALL_PROXY, minus NO_PROXY)
   --ping-timeout-ms <ms>   silence after which the tunnel counts as dead (default ${DEFAULT_OPTIONS.pingTimeoutMs})
   --probe-interval-ms <ms> how often to check that the target answers (default ${DEFAULT_OPTIONS.probeIntervalMs}; 0: never)
@@ -78,6 +83,12 @@ Connects this computer's LLM server to your CloudToLocalLLM relay, without openi
   --json-logs              print JSON lines instead of the status line
   -h, --help               show this help
   -v, --version            show the version
+  --config <path>          read settings from this JSON file (or set ${CONFIG_ENV}; default
+                           ${CONFIG_FILE_NAME} in the config directory, if it exists)
+
+Every flag also has an environment variable (--ping-timeout-ms is CTLL_PING_TIMEOUT_MS) and,
+but for --token, a key in the config file (pingTimeoutMs); flags win over the environment,
+which wins over the file.
 
 ${SUBCOMMAND_USAGE}
 ${SERVICE_USAGE}`;
@@ -105,18 +116,24 @@ function main(argv: string[]): void {
     process.stdout.write(`ctll-bridge ${VERSION}\n`);
     return;
   }
+  try {
+    values = withOtherSources(values);
+  } catch (error) {
+    if (error instanceof OptionError) return usageExit(error.message);
+    throw error;
+  }
 
   const mode: StatusMode = values.quiet ? 'quiet' : values['json-logs'] ? 'json' : 'text';
   const printer = new StatusPrinter(mode, process.stdout);
   let token: string | undefined;
   try {
-    // --token, then --token-file (or CTLL_TOKEN_FILE), then CTLL_TOKEN, then the stored sign-in.
-    token = readToken(values.token, values['token-file'] ?? process.env.CTLL_TOKEN_FILE, printer) ?? process.env.CTLL_TOKEN;
+    // The credential from flags, CTLL_* or bridge.json (settings-sources.ts), then the stored sign-in.
+    token = readToken(values.token, values['token-file'], printer);
   } catch (error) {
     if (error instanceof OptionError) return usageExit(error.message);
     throw error;
   }
-  const signIn = token === undefined ? credentialStore(commandContext()).read() : undefined;
+  const signIn = token === undefined ? storedSignIn() : undefined;
   if (signIn) return void runSignedIn(values, signIn, printer);
   run(values, { token: token ?? '' }, printer);
 }
@@ -226,7 +243,37 @@ function runServiceCommand(argv: string[]): void {
   process.exitCode = code;
 }
 
-/** --token wins over --token-file. */
+/** The sign-in `login` stored; without a home directory (a bare service environment) there is none to find. */
+function storedSignIn(): StoredCredentials | undefined {
+  let store;
+  try {
+    store = credentialStore(commandContext());
+  } catch {
+    return undefined;
+  }
+  return store.read();
+}
+
+/** The flags completed from CTLL_* variables and the config file (settings-sources.ts). */
+function withOtherSources<T extends SettingValues>(flags: T): T {
+  const env = process.env;
+  const explicit = flags.config ?? (env[CONFIG_ENV] || undefined);
+  const file = typeof explicit === 'string' ? readConfigFile(explicit, true) : defaultConfigFile();
+  return mergeSettings({ flags, env, file }) as T;
+}
+
+/** bridge.json in the config directory, if there is one; without a home directory, none. */
+function defaultConfigFile(): ConfigFile | undefined {
+  let dir: string;
+  try {
+    dir = bridgeConfigDir(process.platform, process.env);
+  } catch {
+    return undefined;
+  }
+  return readConfigFile(path.join(dir, CONFIG_FILE_NAME), false);
+}
+
+/** --token wins over --token-file given in the same place. */
 function readToken(token: string | undefined, file: string | undefined, printer: StatusPrinter): string | undefined {
   if (token !== undefined || file === undefined) return token;
   const read = readTokenFile(file);

@@ -11,8 +11,9 @@
  *   error body: a proxy's block page, a captive portal, a 200 from a proxy that dropped the
  *   Upgrade header), except 502/503/504, which mean whoever answered could not reach the relay;
  * - or the relay itself answered with its JSON error as to a plain GET (404, 400, 426): the Upgrade
- *   header was stripped on the way. Its 401/403 (a token problem), 429 (rate limited) and 5xx (the
- *   relay in trouble) never count: polling would meet exactly the same;
+ *   header was stripped on the way. Its 401/403 (a token problem), 429 (rate limited), 5xx (the
+ *   relay in trouble) and `protocol_version` (a bridge it does not speak) never count: polling
+ *   would meet exactly the same;
  * - the handshake timed out after the connection was made (something in the way held it);
  * - the connection was reset or cut during the handshake.
  *
@@ -20,6 +21,7 @@
  * down), nor for TLS failures (polling uses the same TLS), nor after a WebSocket had opened: that
  * proves WebSockets pass, and its loss is an ordinary disconnect.
  */
+import { PROTOCOL_VERSION_ERROR_CODE } from '@ctll/protocol';
 import { HandshakeTimeoutError, UpgradeRejectedError } from './errors';
 import type { Disconnect } from './transport';
 
@@ -40,5 +42,7 @@ function answeredByAnotherParty(rejection: UpgradeRejectedError): boolean {
   if (status === 502 || status === 503 || status === 504) return false;
   const fromRelay = rejection.relayCode !== undefined;
   if (!fromRelay) return true;
+  // The relay does not speak this bridge's protocol: polling would be refused the same way.
+  if (rejection.relayCode === PROTOCOL_VERSION_ERROR_CODE) return false;
   return status < 500 && status !== 401 && status !== 403 && status !== 429;
 }

@@ -39,6 +39,8 @@ import {
   INITIAL_WINDOW,
   MAX_OVERSHOOT_BYTES,
   POLL_BATCH_CONTENT_TYPE,
+  PROTOCOL_VERSION,
+  PROTOCOL_VERSION_HEADER,
   RecordReader,
   TunnelErrorCode,
   type ControlMessage,
@@ -88,7 +90,16 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
     private readonly events: ConnectionEvents,
   ) {
     this.token = setup.token;
-    this.http = new RelayHttp(setup.relayUrl, setup.httpAgent, { 'user-agent': setup.userAgent }, () => this.token);
+    this.http = new RelayHttp(
+      setup.relayUrl,
+      setup.httpAgent,
+      {
+        'user-agent': setup.userAgent,
+        // The relay checks it when the bridge registers (protocol-version.ts).
+        [PROTOCOL_VERSION_HEADER]: String(PROTOCOL_VERSION),
+      },
+      () => this.token,
+    );
     this.streams = new StreamTable(setup.target, this, (outcome) => {
       if (outcome === 'served') events.served();
       this.closeIfDrained();

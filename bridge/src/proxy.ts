@@ -1,5 +1,5 @@
 /**
- * Which corporate proxy, if any, carries the connection to the relay. The same rules as curl and
+ * Which corporate proxy (HTTP(S) or SOCKS), if any, carries the connection to the relay. The same rules as curl and
  * most npm tools: an explicit `--proxy` wins; otherwise the scheme's own variable (HTTPS_PROXY for
  * wss, HTTP_PROXY for ws), then ALL_PROXY, unless NO_PROXY names the relay's host. Only the relay
  * connection uses it: the local LLM server is on this machine and always reached directly.
@@ -49,6 +49,9 @@ export function bypassesProxy(url: URL, noProxy: string | undefined): boolean {
   return false;
 }
 
+/** HTTP(S) proxies take a CONNECT; the SOCKS ones (socks5h: the proxy resolves the name) go through proxy-agent.ts. */
+const PROXY_SCHEMES = ['http:', 'https:', 'socks5:', 'socks5h:', 'socks4:', 'socks4a:'];
+
 function parseProxyUrl(value: string, source: string): URL {
   // A bare host:port is common in these variables; it means an HTTP proxy.
   const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? value : `http://${value}`;
@@ -58,8 +61,8 @@ function parseProxyUrl(value: string, source: string): URL {
   } catch {
     throw new OptionError(source, `"${value}" is not a URL (expected e.g. http://proxy.example.com:3128)`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new OptionError(source, `proxy scheme "${url.protocol}" is not supported (expected http: or https:)`);
+  if (!PROXY_SCHEMES.includes(url.protocol)) {
+    throw new OptionError(source, `proxy scheme "${url.protocol}" is not supported (expected ${PROXY_SCHEMES.join(', ')})`);
   }
   return url;
 }

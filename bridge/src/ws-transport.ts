@@ -31,6 +31,8 @@ import {
   FlowControlError,
   MAX_FRAME_BYTES,
   parseControl,
+  PROTOCOL_VERSION,
+  PROTOCOL_VERSION_HEADER,
   TunnelErrorCode,
   type ControlMessage,
 } from '@ctll/protocol';
@@ -82,6 +84,7 @@ class WsConnection implements TunnelConnection, TunnelSender, FrameSender {
         ...setup.upgradeHeaders,
         authorization: `Bearer ${setup.token}`,
         'user-agent': setup.userAgent,
+        [PROTOCOL_VERSION_HEADER]: String(PROTOCOL_VERSION),
       },
       // Tokens are small and latency matters more than bytes; the relay does not offer it either.
       perMessageDeflate: false,

@@ -12,11 +12,11 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import { HttpsProxyAgent } from 'https-proxy-agent';
 import { FixedTokenSource, type TokenSource } from './auth/token-source';
 import { OptionError } from './errors';
 import { DEFAULT_OPTIONS, relayUrlFor, tunnelUrlFor, type BridgeOptions } from './options';
 import { chooseProxy } from './proxy';
+import { proxyAgentFor } from './proxy-agent';
 import { userAgent } from './version';
 
 export interface ZrokShareOptions extends Pick<BridgeOptions, 'server' | 'token' | 'tokenSource' | 'target' | 'proxy' | 'proxyEnv' | 'onNotice'> {
@@ -61,7 +61,7 @@ export class ZrokShare {
     this.publicUrl = checkPublicUrl(options.publicUrl);
     this.localUrl = options.target ?? DEFAULT_OPTIONS.target;
     const proxyUrl = chooseProxy(this.relayUrl, options.proxy, options.proxyEnv);
-    this.agent = proxyUrl ? new HttpsProxyAgent(proxyUrl) : this.relayUrl.protocol === 'https:' ? new https.Agent() : new http.Agent();
+    this.agent = proxyUrl ? proxyAgentFor(proxyUrl) : this.relayUrl.protocol === 'https:' ? new https.Agent() : new http.Agent();
   }
 
   /** The relay's id for the share while it is registered. */

@@ -74,6 +74,29 @@ describe('ctll-bridge command line', () => {
     }
   });
 
+  it('connects with the relay and token file named in bridge.json in its config directory', async () => {
+    const configDir = `${dir}/xdg/ctll`;
+    fs.mkdirSync(configDir, { recursive: true });
+    fs.writeFileSync(`${configDir}/token`, 'token-from-config\n', { mode: 0o600 });
+    fs.writeFileSync(`${configDir}/bridge.json`, JSON.stringify({ server: relay.url, tokenFile: 'token', transport: 'ws' }));
+    const child = spawn(process.execPath, [cli], { env: { PATH: process.env.PATH ?? '', HOME: dir, XDG_CONFIG_HOME: `${dir}/xdg` } });
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    try {
+      const peer = await relay.nextPeer();
+      expect(peer.request.headers.authorization).toBe('Bearer token-from-config');
+    } finally {
+      child.kill('SIGTERM');
+      await exited;
+    }
+  });
+
+  it('exits 2 naming a key of the --config file it does not know', () => {
+    const file = `${dir}/typo.json`;
+    fs.writeFileSync(file, JSON.stringify({ server: relay.url, tokenfile: 'token' }));
+    expect(run(['--config', file])).toMatchObject({ status: 2, stderr: expect.stringMatching(/^ctll-bridge: --config: .*typo\.json: unknown key "tokenfile"/) });
+    expect(run([], { CTLL_CONFIG: file })).toMatchObject({ status: 2, stderr: expect.stringMatching(/unknown key "tokenfile"/) });
+  });
+
   it('polls with --transport poll, and reports a relay without the polling routes', async () => {
     const child = spawn(process.execPath, [cli, '--server', relay.url, '--token', 'a', '--transport', 'poll', '--no-fallback'], {
       env: { PATH: process.env.PATH ?? '' },

@@ -36,6 +36,7 @@ describe('the fallback rule', () => {
     ['the relay refusing the token', new UpgradeRejectedError(401, 'Unauthorized', 'unauthorized', 'jwt expired')],
     ['the relay refusing the user', new UpgradeRejectedError(403, 'Forbidden', 'forbidden', 'not yours')],
     ['the relay rate-limiting', new UpgradeRejectedError(429, 'Too Many Requests', 'rate_limited', 'slow down')],
+    ['the relay not speaking this bridge’s protocol version', new UpgradeRejectedError(400, 'Bad Request', 'protocol_version', 'upgrade ctll-bridge')],
     ['the relay in trouble', new UpgradeRejectedError(503, 'Service Unavailable', 'unavailable', 'Docker is not reachable')],
     ['a gateway that cannot reach the relay', new UpgradeRejectedError(502, 'Bad Gateway')],
     ['a relay that is down (connection refused)', errno('ECONNREFUSED')],

@@ -27,7 +27,9 @@ describe('where the bridge dials', () => {
     expect(() => resolveOptions({ ...base, token: 'two words' })).toThrow(/^--token:/);
     expect(() => resolveOptions({ ...base, target: 'localhost:11434' })).toThrow(/^--target:/);
     expect(() => resolveOptions({ ...base, pingTimeoutMs: 1.5 })).toThrow(/^--ping-timeout-ms:/);
-    expect(() => resolveOptions({ ...base, proxy: 'socks5://p:1080' })).toThrow(OptionError);
+    expect(() => resolveOptions({ ...base, proxy: 'ftp://p:21' })).toThrow(OptionError);
+    expect(() => resolveOptions({ ...base, proxy: 'ftp://p:21' })).toThrow(/^--proxy: proxy scheme "ftp:" is not supported/);
+    expect(resolveOptions({ ...base, proxy: 'socks5h://p:1080' }).proxyUrl?.href).toBe('socks5h://p:1080');
   });
 
   it('refuses an unencrypted relay off this computer unless told to allow it', () => {

@@ -7,6 +7,8 @@
  * explained in `message` for the operator's log, and answered with `publicMessage`: a caller on
  * the internet learns what happened to them, never our engine's words, hosts, users or addresses.
  */
+import { ERROR_CATALOGUE, isErrorCode, type ErrorCode } from './error-catalogue';
+
 export interface RelayErrorOptions {
   cause?: unknown;
   /** What the caller is told when `message` holds internals; unset: the message is fit to show. */
@@ -35,7 +37,7 @@ export abstract class RelayError extends Error {
 }
 
 export class BadRequestError extends RelayError {
-  readonly status = 400;
+  readonly status: number = ERROR_CATALOGUE.bad_request;
   readonly code: string;
   constructor(message: string, code = 'bad_request') {
     super(message);
@@ -45,17 +47,17 @@ export class BadRequestError extends RelayError {
 
 /** A request path that climbs above the desktop's root (`..`, `%2e%2e`, `%2F..`). */
 export class BadPathError extends RelayError {
-  readonly status = 400;
+  readonly status: number = ERROR_CATALOGUE.bad_path;
   readonly code = 'bad_path';
 }
 
 export class UnauthorizedError extends RelayError {
-  readonly status = 401;
+  readonly status: number = ERROR_CATALOGUE.unauthorized;
   readonly code = 'unauthorized';
 }
 
 export class ForbiddenError extends RelayError {
-  readonly status = 403;
+  readonly status: number = ERROR_CATALOGUE.forbidden;
   readonly code = 'forbidden';
 }
 
@@ -64,12 +66,12 @@ export class ForbiddenError extends RelayError {
  * or any key managing keys (only the user's own sign-in may make or revoke them).
  */
 export class KeyScopeError extends RelayError {
-  readonly status = 403;
+  readonly status: number = ERROR_CATALOGUE.key_scope;
   readonly code = 'key_scope';
 }
 
 export class NotFoundError extends RelayError {
-  readonly status = 404;
+  readonly status: number = ERROR_CATALOGUE.not_found;
   readonly code = 'not_found';
 }
 
@@ -78,12 +80,24 @@ export class NotFoundError extends RelayError {
  * registers again. The proxy and api-backend answer it alike so a bridge has one code to recognise.
  */
 export class UnknownBridgeError extends RelayError {
-  readonly status = 404;
+  readonly status: number = ERROR_CATALOGUE.unknown_bridge;
   readonly code = 'unknown_bridge';
 }
 
+/**
+ * A bridge speaking a tunnel protocol version the relay does not (protocol-version.ts): one of the
+ * two must be upgraded, and the message says which. Permanent until then, so not a 5xx.
+ */
+export class ProtocolVersionError extends RelayError {
+  readonly status: number = ERROR_CATALOGUE.protocol_version;
+  readonly code = PROTOCOL_VERSION_ERROR_CODE;
+}
+
+/** ProtocolVersionError's code, for a bridge that must tell it from other refusals. */
+export const PROTOCOL_VERSION_ERROR_CODE = 'protocol_version';
+
 export class PayloadTooLargeError extends RelayError {
-  readonly status = 413;
+  readonly status: number = ERROR_CATALOGUE.payload_too_large;
   readonly code = 'payload_too_large';
 }
 
@@ -92,7 +106,7 @@ export class PayloadTooLargeError extends RelayError {
  * streams, desktop links, proxy starts). `retryAfterSeconds` becomes the Retry-After header.
  */
 export class RateLimitedError extends RelayError {
-  readonly status = 429;
+  readonly status: number = ERROR_CATALOGUE.rate_limited;
   readonly code: string;
   readonly retryAfterSeconds?: number;
 
@@ -109,7 +123,7 @@ export class RateLimitedError extends RelayError {
 
 /** The desktop answered, but not with something we can pass on. */
 export class BadGatewayError extends RelayError {
-  readonly status = 502;
+  readonly status: number = ERROR_CATALOGUE.bad_gateway;
   readonly code: string;
   constructor(message: string, code = 'bad_gateway', options?: RelayErrorOptions) {
     super(message, options);
@@ -118,12 +132,12 @@ export class BadGatewayError extends RelayError {
 }
 
 export class DesktopOfflineError extends RelayError {
-  readonly status = 503;
+  readonly status: number = ERROR_CATALOGUE.desktop_offline;
   readonly code = 'desktop_offline';
 }
 
 export class ServiceUnavailableError extends RelayError {
-  readonly status = 503;
+  readonly status: number = ERROR_CATALOGUE.unavailable;
   readonly code: string;
   constructor(message: string, code = 'unavailable', options?: RelayErrorOptions) {
     super(message, options);
@@ -133,7 +147,7 @@ export class ServiceUnavailableError extends RelayError {
 
 /** The relay runs as many proxies as its operator allows (PROXY_MAX): a new user waits. */
 export class CapacityError extends RelayError {
-  readonly status = 503;
+  readonly status: number = ERROR_CATALOGUE.capacity;
   readonly code = 'capacity';
   readonly retryAfterSeconds?: number;
   constructor(message: string, options: { retryAfterSeconds?: number } = {}) {
@@ -147,8 +161,22 @@ export class CapacityError extends RelayError {
 }
 
 export class GatewayTimeoutError extends RelayError {
-  readonly status = 504;
+  readonly status: number = ERROR_CATALOGUE.desktop_timeout;
   readonly code = 'desktop_timeout';
+}
+
+/**
+ * An error named by its catalogue code alone; its status is the catalogue's. A failure a desktop
+ * names with a code of its own is the desktop failing the caller: 502.
+ */
+export class CatalogueError extends RelayError {
+  readonly status: number;
+  readonly code: string;
+  constructor(code: ErrorCode | string, message: string, options?: RelayErrorOptions) {
+    super(message, options);
+    this.code = code;
+    this.status = isErrorCode(code) ? ERROR_CATALOGUE[code] : ERROR_CATALOGUE.bad_gateway;
+  }
 }
 
 /**
@@ -161,7 +189,7 @@ export function errorBody(error: unknown): {
   headers: Record<string, string>;
 } {
   if (error instanceof RelayError) return { status: error.status, body: error.toJSON(), headers: error.headers() };
-  return { status: 500, body: { error: { code: 'internal', message: 'internal error' } }, headers: {} };
+  return { status: ERROR_CATALOGUE.internal, body: { error: { code: 'internal', message: 'internal error' } }, headers: {} };
 }
 
 /** Retry-After in whole seconds, at least 1, when a wait is known. */

@@ -1,9 +1,11 @@
+import { z } from 'zod';
+import { targetHealthSchema } from './target';
+
 /**
  * The streaming-proxy's own small HTTP API, as api-backend reads it: `GET /status` and
  * `GET /events`. Declared once here so the proxy that answers and api-backend that asks cannot
  * drift apart. (The proxy answers only api-backend, which proves itself with PROXY_SECRET_HEADER.)
  */
-import type { TargetHealth } from './target';
 
 export const PROXY_SECRET_HEADER = 'x-ctll-proxy-secret';
 
@@ -17,61 +19,117 @@ export const RELAY_RESTART_CLOSE = Object.freeze({ code: 1012, reason: 'relay re
 
 export type TunnelTransport = 'ws' | 'poll';
 
-export interface DesktopInfo {
-  id: string;
-  transport: string;
-  connectedAt: string;
-  client: string;
-  activeStreams: number;
+// The answers below are zod schemas: the proxy builds them as these types, api-backend parses
+// them (parseProxyAnswer), so a proxy that drifted is an error naming the field, never a cast.
+
+const tunnelTransport = z.enum(['ws', 'poll']);
+const isoTime = z.string();
+
+export const desktopInfoSchema = z.object({
+  id: z.string(),
+  /** `ws` or `poll` for a desktop tunnel, `zrok` for a healthy share. */
+  transport: z.enum(['ws', 'poll', 'zrok']),
+  connectedAt: isoTime,
+  client: z.string(),
+  activeStreams: z.number(),
   /** The session's counts so far, so a stop that ends the link still reaches the audit with them. */
-  requests?: number;
-  bytesToDesktop?: number;
-  bytesFromDesktop?: number;
+  requests: z.number().optional(),
+  bytesToDesktop: z.number().optional(),
+  bytesFromDesktop: z.number().optional(),
   /** The bridge's latest report of its local LLM server; absent until it sends one. */
-  target?: TargetHealth;
-}
+  target: targetHealthSchema.optional(),
+});
+export type DesktopInfo = z.infer<typeof desktopInfoSchema>;
 
-export interface ProxyStatus {
-  status: string;
-  startedAt: string;
+/** What the proxy has seen of the user's zrok shares (never their URLs). */
+export const proxyZrokStatusSchema = z.object({
+  /** The share requests go to when no desktop tunnel is connected, if any is healthy. */
+  inUse: z.string().nullable(),
+  shares: z.array(
+    z.object({ tunnelId: z.string(), healthy: z.boolean().nullable(), checkedAt: isoTime.nullable(), error: z.string().optional() }),
+  ),
+  lastDiscoveryAt: isoTime.nullable(),
+  discoveryError: z.string().optional(),
+  activeRequests: z.number(),
+});
+export type ProxyZrokStatus = z.infer<typeof proxyZrokStatusSchema>;
+
+/** `GET /status`. */
+export const proxyStatusSchema = z.object({
+  status: z.string(),
+  startedAt: isoTime,
   /** The path requests take now: a desktop tunnel, a zrok share, or none. */
-  transport: TunnelTransport | 'zrok' | null;
-  desktops: DesktopInfo[];
-  activeRequests: number;
-  requests: number;
-  bytesToDesktop: number;
-  bytesFromDesktop: number;
-  lastActivityAt: string;
+  transport: z.enum(['ws', 'poll', 'zrok']).nullable(),
+  desktops: z.array(desktopInfoSchema),
+  /** null: the proxy does not look for shares (api-backend's address is not known to it). */
+  zrok: proxyZrokStatusSchema.nullable(),
+  activeRequests: z.number(),
+  requests: z.number(),
+  bytesToDesktop: z.number(),
+  bytesFromDesktop: z.number(),
+  lastActivityAt: isoTime,
   /** The target as reported by the desktop requests go to now; null when none has reported. */
-  target?: TargetHealth | null;
-}
+  target: targetHealthSchema.nullable().optional(),
+});
+export type ProxyStatus = z.infer<typeof proxyStatusSchema>;
 
-export interface TunnelOpened {
-  seq: number;
-  type: 'tunnel_opened';
-  at: string;
-  link: string;
-  transport: TunnelTransport;
-  client: string;
-}
+export const tunnelOpenedSchema = z.object({
+  seq: z.number(),
+  type: z.literal('tunnel_opened'),
+  at: isoTime,
+  link: z.string(),
+  transport: tunnelTransport,
+  client: z.string(),
+});
+export type TunnelOpened = z.infer<typeof tunnelOpenedSchema>;
 
-export interface TunnelClosed {
-  seq: number;
-  type: 'tunnel_closed';
-  at: string;
-  link: string;
-  transport: TunnelTransport;
-  requests: number;
-  bytesToDesktop: number;
-  bytesFromDesktop: number;
-  reason: string;
-}
+export const tunnelClosedSchema = z.object({
+  seq: z.number(),
+  type: z.literal('tunnel_closed'),
+  at: isoTime,
+  link: z.string(),
+  transport: tunnelTransport,
+  requests: z.number(),
+  bytesToDesktop: z.number(),
+  bytesFromDesktop: z.number(),
+  reason: z.string(),
+});
+export type TunnelClosed = z.infer<typeof tunnelClosedSchema>;
 
-export type JournalEvent = TunnelOpened | TunnelClosed;
+export const journalEventSchema = z.discriminatedUnion('type', [tunnelOpenedSchema, tunnelClosedSchema]);
+export type JournalEvent = z.infer<typeof journalEventSchema>;
 
-export interface JournalPage {
-  events: JournalEvent[];
-  lastSeq: number;
+/** `GET /events?after=N`. */
+export const journalPageSchema = z.object({
+  events: z.array(journalEventSchema),
+  lastSeq: z.number(),
   /** Events the journal discarded unread since the proxy started (its ring overflowed). */
-  dropped: number;
+  dropped: z.number(),
+});
+export type JournalPage = z.infer<typeof journalPageSchema>;
+
+/** `POST /zrok/refresh`: the zrok part of the status, after a pull and a check of every share. */
+export const zrokRefreshAnswerSchema = z.object({ zrok: proxyZrokStatusSchema.nullable() });
+export type ZrokRefreshAnswer = z.infer<typeof zrokRefreshAnswerSchema>;
+
+/** `POST /tunnels/reconnect`: how many WebSocket tunnels were closed. */
+export const reconnectAnswerSchema = z.object({ closed: z.number() });
+export type ReconnectAnswer = z.infer<typeof reconnectAnswerSchema>;
+
+export class ProxyAnswerError extends Error {}
+
+/** A proxy's JSON answer, checked against its schema; a mismatch names the route and the fields. */
+export function parseProxyAnswer<T>(schema: z.ZodType<T>, what: string, text: string): T {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new ProxyAnswerError(`proxy ${what} answered with something other than JSON`);
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) {
+    const fields = parsed.error.issues.map((issue) => `${issue.path.join('.') || '(answer)'}: ${issue.message}`).join('; ');
+    throw new ProxyAnswerError(`proxy ${what} answered an unexpected shape: ${fields}`);
+  }
+  return parsed.data;
 }

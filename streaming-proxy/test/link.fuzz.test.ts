@@ -13,7 +13,7 @@ import { callRelay, connectDesktop, SECRET, startProxy, type TestProxy } from '.
 
 let proxy: TestProxy;
 beforeAll(async () => {
-  proxy = await startProxy({ REQUEST_TIMEOUT_MS: '5000', POLL_TIMEOUT_MS: '200' });
+  proxy = await startProxy({ REQUEST_TIMEOUT_MS: '5000', BRIDGE_POLL_TIMEOUT_MS: '200' });
 });
 afterAll(() => proxy.close());
 

@@ -42,7 +42,7 @@ describeDocker('docker driver in container mode', () => {
       selfContainer: selfName,
       env: (ownerHash, secret, backendAddress) => {
         addresses.push(backendAddress);
-        return { HOST: '0.0.0.0', PROXY_SECRET: secret, PROXY_USER_HASH: ownerHash, API_BACKEND_URL: `http://${backendAddress}:8080` };
+        return { HOST: '0.0.0.0', PROXY_SECRET: secret, PROXY_USER_HASH: ownerHash, PROXY_API_BACKEND_URL: `http://${backendAddress}:8080` };
       },
     });
     try {

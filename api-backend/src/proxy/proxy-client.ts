@@ -6,7 +6,18 @@
 import http from 'node:http';
 import type { ProxyEndpoint } from './driver';
 
-import { PROXY_SECRET_HEADER, TUNNELS_RECONNECT_PATH, type JournalPage, type ProxyStatus } from '@ctll/protocol';
+import type { z } from 'zod';
+import {
+  journalPageSchema,
+  parseProxyAnswer,
+  PROXY_SECRET_HEADER,
+  proxyStatusSchema,
+  reconnectAnswerSchema,
+  TUNNELS_RECONNECT_PATH,
+  type JournalPage,
+  type ProxyStatus,
+  type ReconnectAnswer,
+} from '@ctll/protocol';
 
 export const SECRET_HEADER = PROXY_SECRET_HEADER;
 export type { JournalEvent, JournalPage, ProxyStatus } from '@ctll/protocol';
@@ -38,21 +49,21 @@ export class ProxyClient {
   }
 
   status(endpoint: ProxyEndpoint, timeoutMs = 3000): Promise<ProxyStatus> {
-    return this.getJson<ProxyStatus>(endpoint, '/status', timeoutMs);
+    return this.getJson(proxyStatusSchema, endpoint, '/status', timeoutMs);
   }
 
   /** The proxy's journal after sequence number `after`, oldest first (the audit collector's pull). */
-  async events(endpoint: ProxyEndpoint, after: number, timeoutMs = 3000): Promise<JournalPage> {
-    const page = (await this.getJson<Partial<JournalPage> | null>(endpoint, `/events?after=${after}`, timeoutMs)) ?? {};
-    return { events: Array.isArray(page.events) ? page.events : [], lastSeq: Number(page.lastSeq) || 0, dropped: Number(page.dropped) || 0 };
+  events(endpoint: ProxyEndpoint, after: number, timeoutMs = 3000): Promise<JournalPage> {
+    return this.getJson(journalPageSchema, endpoint, `/events?after=${after}`, timeoutMs);
   }
 
   /** api-backend is restarting: the proxy closes its WebSocket tunnels with 1012 (see TUNNELS_RECONNECT_PATH). */
-  reconnectTunnels(endpoint: ProxyEndpoint, timeoutMs = 2000): Promise<{ closed: number }> {
-    return this.getJson<{ closed: number }>(endpoint, TUNNELS_RECONNECT_PATH, timeoutMs, 'POST');
+  reconnectTunnels(endpoint: ProxyEndpoint, timeoutMs = 2000): Promise<ReconnectAnswer> {
+    return this.getJson(reconnectAnswerSchema, endpoint, TUNNELS_RECONNECT_PATH, timeoutMs, 'POST');
   }
 
-  private getJson<T>(endpoint: ProxyEndpoint, path: string, timeoutMs: number, method = 'GET'): Promise<T> {
+  /** A JSON answer of the proxy, parsed with its protocol schema (a drifted proxy is an error, not a cast). */
+  private getJson<T>(schema: z.ZodType<T>, endpoint: ProxyEndpoint, path: string, timeoutMs: number, method = 'GET'): Promise<T> {
     const what = path.split('?')[0].slice(1);
     return new Promise((resolve, reject) => {
       const req = this.request(endpoint, { method, path, timeout: timeoutMs });
@@ -65,7 +76,7 @@ export class ProxyClient {
         res.on('end', () => {
           if (res.statusCode !== 200) return reject(new Error(`proxy ${what} answered ${res.statusCode}`));
           try {
-            resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')) as T);
+            resolve(parseProxyAnswer(schema, what, Buffer.concat(chunks).toString('utf8')));
           } catch (error) {
             reject(error as Error);
           }

@@ -1,7 +1,9 @@
 /**
- * The environment a streaming-proxy starts with, the same for every driver. It holds only what
+ * The environment a streaming-proxy starts with, the same for every driver: the contract of
+ * protocol/src/proxy-env.ts, under the names of api-backend's own settings. It holds only what
  * the proxy needs: never the database URL, identity-provider settings or any other secret of ours.
  */
+import { writeProxyEnv } from '@ctll/protocol';
 import type { Config } from '../config';
 
 export interface ProxyEnvInput {
@@ -16,31 +18,29 @@ export interface ProxyEnvInput {
 export function proxyEnv(config: Config, input: ProxyEnvInput): Record<string, string> {
   return {
     NODE_ENV: 'production',
-    HOST: input.host,
-    PORT: String(input.port),
-    PROXY_SECRET: input.secret,
-    PROXY_USER_HASH: input.ownerHash,
-    LOG_LEVEL: config.logLevel === 'http' ? 'info' : config.logLevel,
-    REQUEST_TIMEOUT_MS: String(config.requestTimeoutMs),
-    PING_INTERVAL_MS: String(config.proxy.pingIntervalMs),
-    POLL_TIMEOUT_MS: String(config.bridge.pollTimeoutMs),
-    POLL_GRACE_MS: String(config.bridge.graceMs),
-    POLL_MAX_QUEUED: String(config.bridge.maxQueue),
-    TOKEN_EXPIRY_GRACE_MS: String(config.tokenExpiryGraceMs),
-    ...apiBackend(input.apiBackendUrl ?? config.proxy.apiBackendUrl),
-    ZROK_DISCOVERY_INTERVAL_MS: String(config.zrok.discoveryIntervalMs),
-    ZROK_ALLOW_INSECURE: String(config.zrok.allowInsecure),
-    ZROK_SHARE_DOMAINS: config.zrok.shareDomains.join(','),
-    // The user's own limits, under the names the proxy reads.
-    USER_RATE_PER_MINUTE: String(config.userLimits.ratePerMinute),
-    USER_RATE_BURST: String(config.userLimits.rateBurst),
-    USER_MAX_STREAMS: String(config.userLimits.maxStreams),
-    USER_MAX_WS_LINKS: String(config.userLimits.maxWsLinks),
-    USER_MAX_POLL_LINKS: String(config.userLimits.maxPollLinks),
-    MAX_BODY_BYTES: String(config.maxBodyBytes),
+    ...writeProxyEnv({
+      HOST: input.host,
+      PORT: input.port,
+      PROXY_SECRET: input.secret,
+      PROXY_USER_HASH: input.ownerHash,
+      LOG_LEVEL: config.logLevel === 'http' ? 'info' : (config.logLevel as 'error' | 'warn' | 'info' | 'debug'),
+      REQUEST_TIMEOUT_MS: config.requestTimeoutMs,
+      PROXY_PING_INTERVAL_MS: config.proxy.pingIntervalMs,
+      MAX_STREAMS_PER_TUNNEL: config.maxStreamsPerTunnel,
+      BRIDGE_POLL_TIMEOUT_MS: config.bridge.pollTimeoutMs,
+      BRIDGE_GRACE_MS: config.bridge.graceMs,
+      BRIDGE_MAX_QUEUE: config.bridge.maxQueue,
+      PROXY_API_BACKEND_URL: input.apiBackendUrl ?? config.proxy.apiBackendUrl,
+      ZROK_DISCOVERY_INTERVAL_MS: config.zrok.discoveryIntervalMs,
+      ZROK_ALLOW_INSECURE: config.zrok.allowInsecure,
+      ZROK_SHARE_DOMAINS: config.zrok.shareDomains,
+      USER_RATE_PER_MINUTE: config.userLimits.ratePerMinute,
+      USER_RATE_BURST: config.userLimits.rateBurst,
+      USER_MAX_STREAMS: config.userLimits.maxStreams,
+      USER_MAX_WS_LINKS: config.userLimits.maxWsLinks,
+      USER_MAX_POLL_LINKS: config.userLimits.maxPollLinks,
+      MAX_BODY_BYTES: config.maxBodyBytes,
+      TOKEN_EXPIRY_GRACE_MS: config.tokenExpiryGraceMs,
+    }),
   };
-}
-
-function apiBackend(url: string | undefined): Record<string, string> {
-  return url ? { API_BACKEND_URL: url } : {};
 }

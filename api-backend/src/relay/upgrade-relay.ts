@@ -109,7 +109,7 @@ export function rejectUpgradeWith(socket: Duplex, error: unknown): void {
 }
 
 /** Answers a failed upgrade on the raw socket, with the same JSON error body as every route. */
-export function rejectUpgrade(socket: Duplex, status: number, code: string, message: string, headers: Record<string, string> = {}): void {
+function rejectUpgrade(socket: Duplex, status: number, code: string, message: string, headers: Record<string, string> = {}): void {
   if (!socket.writable) {
     socket.destroy();
     return;

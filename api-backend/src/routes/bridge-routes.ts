@@ -4,7 +4,7 @@
  * owner's proxy only, so another user asking for it reaches their own proxy and gets 404.
  */
 import { Router, type Request, type Response, type NextFunction } from 'express';
-import { UnknownBridgeError } from '@ctll/protocol';
+import { checkProtocolVersion, PROTOCOL_VERSION_HEADER, UnknownBridgeError } from '@ctll/protocol';
 import type { StreamingProxyManager } from '../proxy/manager';
 import type { ProxyClient } from '../proxy/proxy-client';
 import type { Caller } from '../auth/authenticator';
@@ -35,6 +35,7 @@ export function bridgeRoutes(manager: StreamingProxyManager, client: ProxyClient
 
   router.post('/api/bridge/register', async (req, res, next) => {
     try {
+      checkProtocolVersion(req.headers[PROTOCOL_VERSION_HEADER]);
       const caller = res.locals.caller as Caller;
       const { handle } = await manager.ensure(caller.userId);
       relayHttp(req, res, handle.endpoint!, '/bridge/register', client, relayOptions(REGISTER_MAX_BYTES, caller));

@@ -7,11 +7,11 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { CREDENTIAL_EXPIRES_HEADER, RelayError, UnauthorizedError } from '@ctll/protocol';
+import { checkProtocolVersion, CREDENTIAL_EXPIRES_HEADER, NotFoundError, PROTOCOL_VERSION_HEADER, RelayError, UnauthorizedError } from '@ctll/protocol';
 import type { Authenticator } from '../auth/authenticator';
 import type { IpLimits } from '../http/ip-limits';
 import type { StreamingProxyManager } from '../proxy/manager';
-import { relayUpgrade, rejectUpgrade, rejectUpgradeWith } from '../relay/upgrade-relay';
+import { relayUpgrade, rejectUpgradeWith } from '../relay/upgrade-relay';
 import type { Metrics } from '../metrics';
 import type { Logger } from '../logger';
 import { userHash } from '../proxy/naming';
@@ -36,13 +36,15 @@ export function tunnelUpgradeHandler(deps: {
     socket.on('error', () => socket.destroy());
     const pathname = (req.url ?? '/').split('?')[0];
     if (pathname !== TUNNEL_PATH) {
-      rejectUpgrade(socket, 404, 'not_found', `no WebSocket endpoint at ${pathname}`);
+      rejectUpgradeWith(socket, new NotFoundError(`no WebSocket endpoint at ${pathname}`));
       return;
     }
     try {
       const address = clientAddress(req);
       await limits.checkAuthFailures(address);
       await limits.take('upgrades', address);
+      // Before the token: a bridge too old or too new is told what to upgrade, whatever its token.
+      checkProtocolVersion(req.headers[PROTOCOL_VERSION_HEADER]);
       const { userId, expiresAt } = await auth.authenticate(req).catch((error: unknown) => {
         if (error instanceof UnauthorizedError) void limits.recordAuthFailure(address);
         throw error;

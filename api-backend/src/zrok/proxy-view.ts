@@ -4,14 +4,9 @@
  * makes it pull the registry and check every share right away (used when a share registers, so
  * the proxy knows it before the desktop's register call returns).
  */
+import { parseProxyAnswer, zrokRefreshAnswerSchema, type ProxyZrokStatus } from '@ctll/protocol';
 import type { ProxyEndpoint } from '../proxy/driver';
 import type { ProxyClient } from '../proxy/proxy-client';
-
-/** The `zrok` part of a proxy's answers (streaming-proxy/src/zrok/directory.ts, DirectoryStatus). */
-export interface ProxyZrokStatus {
-  inUse: string | null;
-  shares: Array<{ tunnelId: string; healthy: boolean | null; checkedAt: string | null; error?: string }>;
-}
 
 /**
  * What the share's owner is told. `reachability` says unreachable, never why: the proxy's low-level
@@ -41,7 +36,7 @@ export function observe(zrok: ProxyZrokStatus | null | undefined, tunnelId: stri
 
 export async function currentView(client: ProxyClient, endpoint: ProxyEndpoint): Promise<ProxyZrokStatus | null> {
   const status = await client.status(endpoint).catch(() => undefined);
-  return (status as { zrok?: ProxyZrokStatus | null } | undefined)?.zrok ?? null;
+  return status?.zrok ?? null;
 }
 
 /** Asks the proxy to look now; resolves null if it cannot say (old proxy, timeout, error). */
@@ -55,9 +50,9 @@ export function refreshView(client: ProxyClient, endpoint: ProxyEndpoint): Promi
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
       res.on('error', () => resolve(null));
       res.on('end', () => {
+        if (res.statusCode !== 200) return resolve(null);
         try {
-          const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { zrok?: ProxyZrokStatus | null };
-          resolve(res.statusCode === 200 ? (body.zrok ?? null) : null);
+          resolve(parseProxyAnswer(zrokRefreshAnswerSchema, 'zrok/refresh', Buffer.concat(chunks).toString('utf8')).zrok);
         } catch {
           resolve(null);
         }

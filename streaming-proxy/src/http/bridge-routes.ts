@@ -36,7 +36,7 @@ export function bridgeRoutes(config: ProxyConfig, hub: TunnelHub, limits: UserLi
     const method = action === 'poll' ? 'GET' : 'POST';
     if (req.method !== method) {
       req.resume();
-      sendError(res, 405, 'method_not_allowed', `use ${method} for /api/bridge/${action}`);
+      sendError(res, 'method_not_allowed', `use ${method} for /api/bridge/${action}`);
       return true;
     }
 
@@ -46,7 +46,7 @@ export function bridgeRoutes(config: ProxyConfig, hub: TunnelHub, limits: UserLi
       if (res.headersSent) return true;
       const body = registerBodySchema.safeParse(raw);
       if (!body.success) {
-        sendError(res, 400, 'bad_request', `register: ${body.error.issues[0]?.path.join('.')} ${body.error.issues[0]?.message}`);
+        sendError(res, 'bad_request', `register: ${body.error.issues[0]?.path.join('.')} ${body.error.issues[0]?.message}`);
         return true;
       }
       const { clientId, platform, version } = body.data;
@@ -88,7 +88,7 @@ export function bridgeRoutes(config: ProxyConfig, hub: TunnelHub, limits: UserLi
     const link = bridgeId ? hub.find(bridgeId) : undefined;
     if (!(link instanceof PollLink) || link.closed) {
       req.resume();
-      sendError(res, 404, 'unknown_bridge', 'no such bridge: register again');
+      sendError(res, 'unknown_bridge', 'no such bridge: register again');
       return true;
     }
     link.credential(parseCredentialExpiry(req.headers[CREDENTIAL_EXPIRES_HEADER]));
@@ -101,7 +101,7 @@ export function bridgeRoutes(config: ProxyConfig, hub: TunnelHub, limits: UserLi
       if (res.headersSent) return true;
       const body = heartbeatBodySchema.safeParse(raw);
       if (!body.success) {
-        sendError(res, 400, 'bad_request', 'heartbeat body must be {"messages": [...]}');
+        sendError(res, 'bad_request', 'heartbeat body must be {"messages": [...]}');
         return true;
       }
       link.heartbeat(body.data.messages ?? []);
@@ -115,7 +115,7 @@ export function bridgeRoutes(config: ProxyConfig, hub: TunnelHub, limits: UserLi
 
 function notFound(req: IncomingMessage, res: ServerResponse, pathname: string): true {
   req.resume();
-  sendError(res, 404, 'not_found', `no route ${pathname}`);
+  sendError(res, 'not_found', `no route ${pathname}`);
   return true;
 }
 
@@ -126,7 +126,7 @@ async function readJson(req: IncomingMessage, res: ServerResponse): Promise<unkn
   for await (const chunk of req) {
     size += (chunk as Buffer).byteLength;
     if (size > MAX_JSON_BYTES) {
-      sendError(res, 413, 'payload_too_large', `at most ${MAX_JSON_BYTES} bytes`);
+      sendError(res, 'payload_too_large', `at most ${MAX_JSON_BYTES} bytes`);
       return undefined;
     }
     chunks.push(chunk as Buffer);
@@ -135,7 +135,7 @@ async function readJson(req: IncomingMessage, res: ServerResponse): Promise<unkn
   try {
     return JSON.parse(Buffer.concat(chunks).toString('utf8'));
   } catch {
-    sendError(res, 400, 'bad_request', 'the body is not valid JSON');
+    sendError(res, 'bad_request', 'the body is not valid JSON');
     return undefined;
   }
 }

@@ -1,14 +1,10 @@
 import http, { type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { errorBody, type RelayError } from '@ctll/protocol';
+import { CatalogueError, errorBody, type ErrorCode, type RelayError } from '@ctll/protocol';
 
-/** Every error the proxy answers has the relay's shape: `{error: {code, message}}`. */
-export function sendError(res: ServerResponse, status: number, code: string, message: string): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  sendJson(res, status, { error: { code, message } });
+/** Every error the proxy answers has the relay's shape, `{error: {code, message}}`, and the catalogue's status for its code. */
+export function sendError(res: ServerResponse, code: ErrorCode, message: string): void {
+  sendRelayError(res, new CatalogueError(code, message));
 }
 
 /** An error of the catalogue, with its status and any Retry-After it carries. */

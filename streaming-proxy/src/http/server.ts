@@ -37,6 +37,7 @@ import { refuseUpgrade, sendError, sendJson, sendRelayError } from './respond';
 import { UserLimits } from '../limits/user-limits';
 import type { ZrokPath } from '../zrok/zrok-path';
 import { renewalClient, type VerifyRenewal } from '../credentials/renewal-client';
+import type { JournalPage, ProxyStatus, ReconnectAnswer, ZrokRefreshAnswer } from '@ctll/protocol';
 
 export interface ProxyServerDeps {
   config: ProxyConfig;
@@ -70,7 +71,7 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
   const server = http.createServer((req, res) => {
     handle(req, res).catch((error: Error) => {
       logger.error('request failed', { error: error.message });
-      sendError(res, 500, 'internal', 'internal error');
+      sendError(res, 'internal', 'internal error');
     });
   });
 
@@ -81,12 +82,12 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
       return;
     }
     if (!isApiBackend(req)) {
-      sendError(res, 401, 'unauthorized', 'this proxy answers api-backend only');
+      sendError(res, 'unauthorized', 'this proxy answers api-backend only');
       req.resume();
       return;
     }
     if (req.method === 'GET' && url === '/status') {
-      sendJson(res, 200, {
+      const status: ProxyStatus = {
         status: 'running',
         startedAt: new Date(startedAt).toISOString(),
         // The path requests take now; desktops lists every way to the desktop, healthy shares included.
@@ -100,25 +101,29 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
         lastActivityAt: new Date(stats.lastActivityAt).toISOString(),
         // How the local LLM server of the desktop requests go to is doing, as its bridge last said.
         target: hub.current()?.correlator.target ?? null,
-      });
+      };
+      sendJson(res, 200, status);
       return;
     }
     if (req.method === 'GET' && (url === '/events' || url.startsWith('/events?'))) {
       const after = Number(new URL(url, 'http://proxy').searchParams.get('after') ?? 0);
-      sendJson(res, 200, { events: journal.since(Number.isFinite(after) ? after : 0), lastSeq: journal.lastSeq, dropped: journal.dropped });
+      const page: JournalPage = { events: journal.since(Number.isFinite(after) ? after : 0), lastSeq: journal.lastSeq, dropped: journal.dropped };
+      sendJson(res, 200, page);
       return;
     }
     if (req.method === 'POST' && url === '/zrok/refresh') {
       req.resume();
       if (zrok) await zrok.refreshNow();
-      sendJson(res, 200, { zrok: zrok?.status() ?? null });
+      const answer: ZrokRefreshAnswer = { zrok: zrok?.status() ?? null };
+      sendJson(res, 200, answer);
       return;
     }
     if (req.method === 'POST' && url === TUNNELS_RECONNECT_PATH) {
       req.resume();
       const closed = hub.closeWebSockets(RELAY_RESTART_CLOSE.code, RELAY_RESTART_CLOSE.reason);
       logger.info('api-backend restarting: WebSocket tunnels closed for their bridges to reconnect', { closed });
-      sendJson(res, 200, { closed });
+      const answer: ReconnectAnswer = { closed };
+      sendJson(res, 200, answer);
       return;
     }
     if (url.startsWith('/bridge/')) {
@@ -128,7 +133,7 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
       relay(req, res, url.slice(RELAY_PREFIX.length));
       return;
     }
-    sendError(res, 404, 'not_found', `no route ${req.method} ${url.split('?')[0]}`);
+    sendError(res, 'not_found', `no route ${req.method} ${url.split('?')[0]}`);
     req.resume();
   }
 
@@ -148,12 +153,12 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
     }
     if (link.queueFull) {
       req.resume();
-      sendError(res, 503, 'queue_full', 'your desktop is not collecting requests fast enough: its queue is full');
+      sendError(res, 'queue_full', 'your desktop is not collecting requests fast enough: its queue is full');
       return;
     }
     if (link.correlator.full) {
       req.resume();
-      sendError(res, 429, 'too_many_streams', `at most ${config.maxStreamsPerTunnel} requests at once per tunnel`);
+      sendError(res, 'too_many_streams', `at most ${config.maxStreamsPerTunnel} requests at once per tunnel`);
       return;
     }
     const exchange = new Exchange(req, res, link, { requestTimeoutMs: config.requestTimeoutMs, stats, logger });
@@ -166,7 +171,7 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
   function relayToShare(req: http.IncomingMessage, res: http.ServerResponse, path: string): void {
     const offline = () => {
       req.resume();
-      sendError(res, 503, 'desktop_offline', 'your desktop bridge is not connected');
+      sendError(res, 'desktop_offline', 'your desktop bridge is not connected');
     };
     if (!zrok) return offline();
     zrok.forward(req, res, path).then(
@@ -176,7 +181,7 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
       (error: Error) => {
         logger.error('zrok fallback failed', { error: error.message });
         req.resume();
-        sendError(res, 500, 'internal', 'internal error');
+        sendError(res, 'internal', 'internal error');
       },
     );
   }

@@ -20,30 +20,20 @@ import {
   endToEndHeaders,
   ReceiveCredit,
   type HttpResponseMessage,
+  CatalogueError,
   type RelayError,
 } from '@ctll/protocol';
 import type { StreamHandler } from '../tunnel/correlator';
 import type { DesktopLink } from '../tunnel/desktop-link';
 import type { ProxyStats } from '../stats';
 import type { Logger } from '../logger';
-import { sendError } from '../http/respond';
+import { sendRelayError } from '../http/respond';
 
 export interface ExchangeOptions {
   requestTimeoutMs: number;
   stats: ProxyStats;
   logger: Logger;
 }
-
-/** How a stream failure the desktop reports reaches the caller, when no answer has started yet. */
-const FAILURE_STATUS: Record<string, number> = {
-  target_unreachable: 502,
-  target_failed: 502,
-  bad_message: 502,
-  cancelled_by_desktop: 502,
-  desktop_disconnected: 503,
-  too_many_streams: 429,
-  bad_path: 400,
-};
 
 export class Exchange implements StreamHandler {
   private readonly id: string;
@@ -94,7 +84,7 @@ export class Exchange implements StreamHandler {
     if (message.status < 200) {
       // A 1xx is no answer: written as the head, the caller would go on waiting for the real one.
       this.link.sendControl({ type: 'cancel', id: this.id, reason: 'informational response head' });
-      this.fail(502, 'bad_response', `the desktop answered ${message.status}, which is not a final answer`);
+      this.fail('bad_response', `the desktop answered ${message.status}, which is not a final answer`);
       return;
     }
     try {
@@ -105,7 +95,7 @@ export class Exchange implements StreamHandler {
       this.res.writeHead(message.status, message.headers);
     } catch (error) {
       this.link.sendControl({ type: 'cancel', id: this.id, reason: 'invalid response head' });
-      this.fail(502, 'bad_response', `the desktop sent an invalid response head: ${(error as Error).message}`);
+      this.fail('bad_response', `the desktop sent an invalid response head: ${(error as Error).message}`);
       return;
     }
     this.started = true;
@@ -125,7 +115,7 @@ export class Exchange implements StreamHandler {
     this.receiveCredit.received(payload.byteLength);
     if (!this.started) {
       this.link.sendControl({ type: 'cancel', id: this.id, reason: 'data before http_response' });
-      this.fail(502, 'bad_response', 'the desktop sent body data before the response head');
+      this.fail('bad_response', 'the desktop sent body data before the response head');
       return;
     }
     this.timer.refresh();
@@ -150,7 +140,7 @@ export class Exchange implements StreamHandler {
   onEnd(): void {
     if (this.done) return;
     if (!this.started) {
-      this.fail(502, 'bad_response', 'the desktop ended the stream without a response');
+      this.fail('bad_response', 'the desktop ended the stream without a response');
       return;
     }
     this.finish();
@@ -163,14 +153,15 @@ export class Exchange implements StreamHandler {
 
   onError(code: string, message: string): void {
     if (this.done) return;
-    this.fail(FAILURE_STATUS[code] ?? 502, code, message);
+    // The catalogue gives the desktop's code its status; a code of the desktop's own is a 502.
+    this.fail(code, message);
   }
 
   /** Ends the exchange for a reason found outside it (a user limit crossed): the desktop cancels. */
   abort(error: RelayError): void {
     if (this.done) return;
     this.link.sendControl({ type: 'cancel', id: this.id, reason: error.code });
-    this.fail(error.status, error.code, error.message);
+    this.fail(error.code, error.message, error);
   }
 
   private upload(): void {
@@ -202,7 +193,7 @@ export class Exchange implements StreamHandler {
     const waited = `${this.options.requestTimeoutMs} ms`;
     this.link.sendControl({ type: 'cancel', id: this.id, reason: 'timeout' });
     if (this.started) this.options.logger.info('answer stalled; ending the stream', { stream: this.id, waited });
-    this.fail(504, 'desktop_timeout', `the desktop did not answer within ${waited}`);
+    this.fail('desktop_timeout', `the desktop did not answer within ${waited}`);
   }
 
   private callerGone(): void {
@@ -216,11 +207,12 @@ export class Exchange implements StreamHandler {
   }
 
   /** Ends the exchange with an error: a JSON error before the answer started, an aborted stream after. */
-  private fail(status: number, code: string, message: string): void {
+  /** Ends the exchange: a caller still waiting for the head gets the catalogue's answer for `code`. */
+  private fail(code: string, message: string, error: RelayError = new CatalogueError(code, message)): void {
     const started = this.started;
     this.cleanup();
     if (started) this.res.destroy();
-    else sendError(this.res, status, code, message);
+    else sendRelayError(this.res, error);
   }
 
   private cleanup(): void {

@@ -187,7 +187,7 @@ export class PollLink implements DesktopLink {
     this.lastSeen = Date.now();
     if (!this.correlator.has(requestId) || this.inbound.has(requestId)) {
       req.resume();
-      sendError(res, 404, 'unknown_request', `no request ${requestId} is waiting for an answer`);
+      sendError(res, 'unknown_request', `no request ${requestId} is waiting for an answer`);
       return;
     }
     const reader = new RecordReader();
@@ -211,7 +211,7 @@ export class PollLink implements DesktopLink {
         // Read no more of it; the socket goes once the 400 is out.
         req.pause();
         res.setHeader('connection', 'close');
-        sendError(res, 400, 'flow_control', 'the answer went past its flow-control credit');
+        sendError(res, 'flow_control', 'the answer went past its flow-control credit');
         res.once('finish', () => req.destroy());
         this.close(FLOW_CONTROL_CLOSE_CODE, FLOW_CONTROL_CLOSE_REASON);
         return;
@@ -221,7 +221,7 @@ export class PollLink implements DesktopLink {
     const reject = (message: string) => {
       finished = true;
       req.resume();
-      sendError(res, 400, 'bad_response', message);
+      sendError(res, 'malformed_answer', message);
       this.correlator.handleControl({ type: 'error', id: requestId, code: TunnelErrorCode.BadMessage, message: `the desktop sent a malformed answer: ${message}` }, this);
     };
 

@@ -8,6 +8,7 @@
  * and checked again on the next pull. Requests go to the healthy share heard from most recently.
  * Logs name shares by tunnel id only: their URLs embed zrok share tokens.
  */
+import type { ProxyZrokStatus } from '@ctll/protocol';
 import type { Logger } from '../logger';
 import type { DiscoveredShare } from './discovery';
 import type { HealthResult } from './health-check';
@@ -36,13 +37,8 @@ export const DEFAULT_DIRECTORY_OPTIONS = Object.freeze({
   now: Date.now,
 });
 
-export interface DirectoryStatus {
-  /** The share requests go to when no desktop tunnel is connected, if any is healthy. */
-  inUse: string | null;
-  shares: Array<{ tunnelId: string; healthy: boolean | null; checkedAt: string | null; error?: string }>;
-  lastDiscoveryAt: string | null;
-  discoveryError?: string;
-}
+/** The directory's part of the zrok status in `/status` (protocol's ProxyZrokStatus). */
+export type DirectoryStatus = Omit<ProxyZrokStatus, 'activeRequests'>;
 
 export class ShareDirectory {
   private readonly options: Required<DirectoryOptions>;

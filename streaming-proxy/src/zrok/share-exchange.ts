@@ -7,10 +7,10 @@
  * the request to the share, so the model behind it stops generating.
  */
 import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http';
-import { bodyFraming, CALLER_ONLY_HEADERS, endToEndHeaders } from '@ctll/protocol';
+import { bodyFraming, CALLER_ONLY_HEADERS, CatalogueError, endToEndHeaders, type RelayError } from '@ctll/protocol';
 import type { ProxyStats } from '../stats';
 import type { Logger } from '../logger';
-import { sendError } from '../http/respond';
+import { sendRelayError } from '../http/respond';
 import type { KnownShare } from './directory';
 import { ShareAddressError } from './guard';
 import { describeFailure } from './health-check';
@@ -99,7 +99,7 @@ export class ShareExchange {
       this.res.writeHead(answer.statusCode ?? 502, endToEndHeaders(answer.headers));
     } catch (error) {
       this.upstream?.destroy();
-      this.fail(502, 'bad_response', `the zrok share sent an invalid response head: ${(error as Error).message}`);
+      this.fail('bad_response', `the zrok share sent an invalid response head: ${(error as Error).message}`);
       return;
     }
     this.started = true;
@@ -127,20 +127,20 @@ export class ShareExchange {
     answer.on('error', () => undefined);
     answer.on('close', () => {
       // Cut off before its end: the caller must see a broken stream, never a clean end.
-      if (!this.done && !answer.complete) this.fail(502, 'share_failed', 'the zrok share broke off its answer');
+      if (!this.done && !answer.complete) this.fail('share_failed', 'the zrok share broke off its answer');
     });
   }
 
   private switchingRefused(): void {
     if (this.done) return;
     this.upstream?.destroy();
-    this.fail(502, 'bad_response', 'the zrok share answered 101 Switching Protocols; only HTTP answers can be relayed');
+    this.fail('bad_response', 'the zrok share answered 101 Switching Protocols; only HTTP answers can be relayed');
   }
 
   private onUpstreamError(error: NodeJS.ErrnoException): void {
     if (this.done) return;
     if (this.started) {
-      this.fail(502, 'share_failed', 'the zrok share broke off its answer');
+      this.fail('share_failed', 'the zrok share broke off its answer');
       return;
     }
     this.unreachable(error);
@@ -152,9 +152,7 @@ export class ShareExchange {
     this.options.onUnreachable(this.share, detail);
     this.options.logger.info('zrok share did not answer', { tunnel: this.share.tunnelId, error: detail });
     const refused = error instanceof ShareAddressError;
-    this.fail(
-      502,
-      refused ? 'share_address_refused' : 'share_unreachable',
+    this.fail(refused ? 'share_address_refused' : 'share_unreachable',
       refused ? `the relay refused to connect to your zrok share: ${detail}` : `your zrok share did not answer: ${detail}`,
     );
   }
@@ -169,7 +167,7 @@ export class ShareExchange {
     const waited = `${this.options.requestTimeoutMs} ms`;
     this.upstream?.destroy();
     if (this.started) this.options.logger.info('zrok answer stalled; ending the stream', { tunnel: this.share.tunnelId, waited });
-    this.fail(504, 'desktop_timeout', `your zrok share did not answer within ${waited}`);
+    this.fail('desktop_timeout', `your zrok share did not answer within ${waited}`);
   }
 
   private callerGone(): void {
@@ -178,12 +176,13 @@ export class ShareExchange {
   }
 
   /** Ends the exchange with an error: a JSON error before the answer started, an aborted stream after. */
-  private fail(status: number, code: string, message: string): void {
+  /** Ends the exchange: a caller still waiting for the head gets the catalogue's answer for `code`. */
+  private fail(code: string, message: string, error: RelayError = new CatalogueError(code, message)): void {
     const started = this.started;
     this.cleanup();
     this.upstream?.destroy();
     if (started) this.res.destroy();
-    else sendError(this.res, status, code, message);
+    else sendRelayError(this.res, error);
   }
 
   private cleanup(): void {

@@ -6,11 +6,12 @@
  * `zrok`), because it is one, and so keeps the proxy from being culled as idle.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ProxyZrokStatus } from '@ctll/protocol';
 import type { ProxyConfig } from '../config';
 import type { Logger } from '../logger';
 import type { ProxyStats } from '../stats';
 import { sendError } from '../http/respond';
-import { ShareDirectory, type DirectoryStatus } from './directory';
+import { ShareDirectory } from './directory';
 import { discoveryClient } from './discovery';
 import { checkShare } from './health-check';
 import { ShareClient } from './share-client';
@@ -105,7 +106,7 @@ export class ZrokPath {
     if (!share) return false;
     if (this.activeTotal >= this.options.maxStreams) {
       req.resume();
-      sendError(res, 429, 'too_many_streams', `at most ${this.options.maxStreams} requests at once per tunnel`);
+      sendError(res, 'too_many_streams', `at most ${this.options.maxStreams} requests at once per tunnel`);
       return true;
     }
     this.count(share.tunnelId, +1);
@@ -135,7 +136,7 @@ export class ZrokPath {
     }));
   }
 
-  status(): DirectoryStatus & { activeRequests: number } {
+  status(): ProxyZrokStatus {
     return { ...this.directory.status(), activeRequests: this.activeTotal };
   }
 

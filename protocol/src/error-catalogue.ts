@@ -1,0 +1,60 @@
+/**
+ * The error catalogue: every code an error answer of the relay carries, with its one HTTP status.
+ * errors.ts's classes take their status from here and CatalogueError looks it up, so one code
+ * never means two statuses, and no sender writes a status next to a code.
+ */
+export const ERROR_CATALOGUE = {
+  // The request, or a desktop's answer handed to the proxy, is malformed.
+  bad_request: 400,
+  bad_path: 400,
+  protocol_version: 400,
+  flow_control: 400,
+  malformed_answer: 400,
+  bad_cursor: 400,
+  too_many_shares: 400,
+  share_url_invalid: 400,
+  share_url_insecure: 400,
+  share_url_not_allowed: 400,
+  share_url_credentials: 400,
+  share_url_unresolvable: 400,
+  share_url_private_address: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  key_scope: 403,
+  not_found: 404,
+  unknown_bridge: 404,
+  unknown_request: 404,
+  method_not_allowed: 405,
+  payload_too_large: 413,
+  rate_limited: 429,
+  too_many_streams: 429,
+  too_many_links: 429,
+  internal: 500,
+  // The desktop (or its zrok share) failed the caller's request.
+  bad_gateway: 502,
+  bad_response: 502,
+  bad_message: 502,
+  target_unreachable: 502,
+  target_failed: 502,
+  unknown_stream: 502,
+  cancelled_by_desktop: 502,
+  share_failed: 502,
+  share_unreachable: 502,
+  share_address_refused: 502,
+  unavailable: 503,
+  desktop_offline: 503,
+  desktop_disconnected: 503,
+  queue_full: 503,
+  capacity: 503,
+  draining: 503,
+  auth_unavailable: 503,
+  proxy_unreachable: 503,
+  proxy_start_failed: 503,
+  desktop_timeout: 504,
+} as const satisfies Record<string, number>;
+
+export type ErrorCode = keyof typeof ERROR_CATALOGUE;
+
+export function isErrorCode(code: string): code is ErrorCode {
+  return Object.prototype.hasOwnProperty.call(ERROR_CATALOGUE, code);
+}
