@@ -20,7 +20,7 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
-import { RELAY_RESTART_CLOSE, TOKEN_EXPIRED_CLOSE } from '@ctll/protocol';
+import { RELAY_RESTART_CLOSE, TOKEN_EXPIRED_CLOSE, type TargetReportMessage } from '@ctll/protocol';
 import { Backoff } from './backoff';
 import { AuthRefusedError, BridgeClosedError, ConnectTimeoutError, RelayRejectedError } from './errors';
 import { suggestsBlockedWebSocket } from './fallback';
@@ -29,6 +29,7 @@ import { resolveOptions, type BridgeOptions, type ResolvedOptions } from './opti
 import { connectPolling } from './poll-transport';
 import { proxyAgentFor } from './proxy-agent';
 import { formatDelay, type BridgeState, type BridgeStatus } from './status';
+import { TargetProbe, targetName } from './target-probe';
 import { tokenSubject } from './token';
 import type { ConnectionEvents, Disconnect, Transport, TransportName, TransportSetup, TunnelConnection } from './transport';
 import { userAgent } from './version';
@@ -56,6 +57,8 @@ export class Bridge {
   private readonly options: ResolvedOptions;
   private readonly backoff: Backoff;
   private readonly target: LocalTarget;
+  /** Asks the local LLM server whether it is there; each change goes to the status and the relay. */
+  private readonly targetProbe: TargetProbe;
   private readonly relayAgent: http.Agent | undefined;
   private readonly httpAgent: http.Agent;
   private user: string | undefined;
@@ -96,11 +99,17 @@ export class Bridge {
       : this.options.relayUrl.protocol === 'https:'
         ? new https.Agent(pool)
         : new http.Agent(pool);
+    this.targetProbe = new TargetProbe(this.target, {
+      intervalMs: this.options.probeIntervalMs,
+      timeoutMs: this.options.probeTimeoutMs,
+      onChange: () => this.onTargetChange(),
+    });
   }
 
   /** Starts the connection loop; returns the bridge for chaining. */
   start(): this {
     if (!this.stopping && !this.connection && !this.retryTimer && !this.awaitingToken) this.connect();
+    if (!this.stopping && this.options.probeIntervalMs > 0) this.targetProbe.start();
     return this;
   }
 
@@ -135,6 +144,7 @@ export class Bridge {
       active: this.activeStreams(),
       reason: this.state === 'retrying' || this.state === 'closed' ? this.lastReason : undefined,
       retryInMs: this.state === 'retrying' ? this.retryInMs : undefined,
+      targetHealth: this.targetHealth(),
     };
   }
 
@@ -169,6 +179,7 @@ export class Bridge {
   }
 
   private async shutDown(): Promise<void> {
+    this.targetProbe.stop();
     clearTimeout(this.retryTimer);
     clearTimeout(this.probeTimer);
     this.retryTimer = undefined;
@@ -271,6 +282,8 @@ export class Bridge {
 
   private onOpened(): void {
     this.openedAt = Date.now();
+    // A new connection is a new link at the relay: it knows nothing of the target yet.
+    this.reportTarget();
     this.authRefusals = 0;
     this.setState('connected');
     for (const waiter of this.waiters) waiter.resolve();
@@ -385,6 +398,30 @@ export class Bridge {
     this.backoff.reset();
     this.options.onNotice?.('WebSocket gets through again: switched back from long-polling');
     this.onOpened();
+  }
+
+  /**
+   * The relay hears every change. The status line shows it while connected; while connecting or
+   * retrying, what matters is the relay, and the target shows again with the next connection.
+   */
+  private onTargetChange(): void {
+    this.reportTarget();
+    if (this.state === 'connected') this.emitStatus();
+  }
+
+  private targetHealth(): BridgeStatus['targetHealth'] {
+    const state = this.targetProbe.state;
+    return state && { ...state, name: targetName(state.kind, this.target.url) };
+  }
+
+  /** Tells the relay how the target is doing, on the connection requests use now. */
+  private reportTarget(): void {
+    const state = this.targetProbe.state;
+    if (!state || !this.connection) return;
+    const message: TargetReportMessage = { type: 'target', up: state.up, kind: state.kind };
+    if (state.version) message.version = state.version;
+    if (state.error) message.error = state.error.slice(0, 512);
+    this.connection.sendControl(message);
   }
 
   private setState(state: BridgeState): void {

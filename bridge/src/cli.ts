@@ -38,6 +38,7 @@ const FLAGS = {
   proxy: { type: 'string' },
   'zrok-url': { type: 'string' },
   'ping-timeout-ms': { type: 'string' },
+  'probe-interval-ms': { type: 'string' },
   'allow-insecure': { type: 'boolean' },
   'auth-fail-exit': { type: 'string' },
   'retry-auth-forever': { type: 'boolean' },
@@ -72,6 +73,7 @@ Connects this computer's LLM server to your CloudToLocalLLM relay, without openi
                            socks5h://, socks4://)
                            (default: HTTPS_PROXY / HTTP_PROXY / ALL_PROXY, minus NO_PROXY)
   --ping-timeout-ms <ms>   silence after which the tunnel counts as dead (default ${DEFAULT_OPTIONS.pingTimeoutMs})
+  --probe-interval-ms <ms> how often to check that the target answers (default ${DEFAULT_OPTIONS.probeIntervalMs}; 0: never)
   --allow-insecure         accept an http:// relay that is not on this computer (the token
                            then crosses the network unencrypted)
   --auth-fail-exit <n>     exit with code ${EXIT_AUTH_REFUSED} after the relay refused the token n times
@@ -181,6 +183,7 @@ function run(values: Values, auth: { token: string } | { tokenSource: TokenSourc
         noProxy: envValue('no_proxy'),
       },
       pingTimeoutMs: parseMs('--ping-timeout-ms', values['ping-timeout-ms']),
+      probeIntervalMs: parseMs('--probe-interval-ms', values['probe-interval-ms']),
       allowInsecure: values['allow-insecure'],
       authFailExit: values['retry-auth-forever'] ? 0 : (parseCount('--auth-fail-exit', values['auth-fail-exit']) ?? CLI_AUTH_FAIL_EXIT),
       onGiveUp: (error) => {

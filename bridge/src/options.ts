@@ -45,6 +45,10 @@ export interface BridgeOptions {
   /** How long a connection must stay up before the reconnect schedule starts again from its first step. */
   stableAfterMs?: number;
   backoff?: BackoffOptions;
+  /** How often the local LLM server is asked whether it is there (target-probe.ts); 0 never asks. */
+  probeIntervalMs?: number;
+  /** How long one probe request may take before the target counts as not answering. */
+  probeTimeoutMs?: number;
   /** Extra headers on the upgrade request. Internal: tests use it to reach a streaming-proxy directly. */
   upgradeHeaders?: Record<string, string>;
   /** Called on every change of state, and when the served counter moves. */
@@ -67,6 +71,9 @@ export const DEFAULT_OPTIONS = Object.freeze({
   closeTimeoutMs: 2_000,
   stableAfterMs: 10_000,
   upgradeHeaders: Object.freeze({}) as Readonly<Record<string, string>>,
+  // Soon enough that the status line is right by the time someone looks; a probe costs the server nothing.
+  probeIntervalMs: 30_000 as number,
+  probeTimeoutMs: 5_000,
 });
 
 export interface ResolvedOptions {
@@ -86,6 +93,8 @@ export interface ResolvedOptions {
   closeTimeoutMs: number;
   stableAfterMs: number;
   backoff: BackoffOptions;
+  probeIntervalMs: number;
+  probeTimeoutMs: number;
   onGiveUp: ((error: Error) => void) | undefined;
   upgradeHeaders: Readonly<Record<string, string>>;
   onStatus: ((status: BridgeStatus) => void) | undefined;
@@ -125,6 +134,8 @@ export function resolveOptions(options: BridgeOptions): ResolvedOptions {
     closeTimeoutMs: checkMs('closeTimeoutMs', merged.closeTimeoutMs, 1),
     stableAfterMs: checkMs('stableAfterMs', merged.stableAfterMs, 0),
     backoff: merged.backoff ?? {},
+    probeIntervalMs: merged.probeIntervalMs === 0 ? 0 : checkMs('--probe-interval-ms', merged.probeIntervalMs, 100),
+    probeTimeoutMs: checkMs('probeTimeoutMs', merged.probeTimeoutMs, 1),
     upgradeHeaders: merged.upgradeHeaders,
     onStatus: merged.onStatus,
     onNotice: merged.onNotice,

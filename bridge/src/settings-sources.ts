@@ -34,6 +34,7 @@ export const SETTINGS: readonly Setting[] = Object.freeze([
   { flag: 'proxy', env: 'CTLL_PROXY', key: 'proxy', kind: 'string' },
   { flag: 'zrok-url', env: 'CTLL_ZROK_URL', key: 'zrokUrl', kind: 'string' },
   { flag: 'ping-timeout-ms', env: 'CTLL_PING_TIMEOUT_MS', key: 'pingTimeoutMs', kind: 'count' },
+  { flag: 'probe-interval-ms', env: 'CTLL_PROBE_INTERVAL_MS', key: 'probeIntervalMs', kind: 'count' },
   { flag: 'allow-insecure', env: 'CTLL_ALLOW_INSECURE', key: 'allowInsecure', kind: 'boolean' },
   { flag: 'auth-fail-exit', env: 'CTLL_AUTH_FAIL_EXIT', key: 'authFailExit', kind: 'count' },
   { flag: 'retry-auth-forever', env: 'CTLL_RETRY_AUTH_FOREVER', key: 'retryAuthForever', kind: 'boolean' },

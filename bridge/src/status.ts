@@ -7,6 +7,7 @@
  * (an expired token, a relay that is down) is printed once until something else happens.
  * `--json-logs` prints the same decisions as JSON lines.
  */
+import type { TargetState } from './target-probe';
 import type { TransportName } from './transport';
 
 export type BridgeState = 'connecting' | 'connected' | 'retrying' | 'closed';
@@ -28,6 +29,8 @@ export interface BridgeStatus {
   reason?: string;
   /** When retrying: how long until the next attempt. */
   retryInMs?: number;
+  /** The local LLM server as the last probe found it; absent until the first probe ends. */
+  targetHealth?: TargetState & { name: string };
 }
 
 /** How the status line names each transport. */
@@ -37,14 +40,22 @@ export function formatStatus(status: BridgeStatus): string {
   const served = `${status.served} request${status.served === 1 ? '' : 's'} served`;
   switch (status.state) {
     case 'connecting':
-      return `connecting to ${status.server} via ${TRANSPORT_LABELS[status.transport]} · target ${status.target}`;
+      return `connecting to ${status.server} via ${TRANSPORT_LABELS[status.transport]} · ${formatTarget(status)}`;
     case 'connected':
-      return `connected to ${status.server}${status.user ? ` as ${status.user}` : ''} via ${TRANSPORT_LABELS[status.transport]} · target ${status.target} · ${served}`;
+      return `connected to ${status.server}${status.user ? ` as ${status.user}` : ''} via ${TRANSPORT_LABELS[status.transport]} · ${formatTarget(status)} · ${served}`;
     case 'retrying':
       return `disconnected (${status.reason ?? 'unknown reason'}); retrying in ${formatDelay(status.retryInMs ?? 0)}`;
     case 'closed':
       return `stopped · ${served}`;
   }
+}
+
+/** "target http://127.0.0.1:11434 (Ollama 0.5.1)", or "Ollama not reachable at http://127.0.0.1:11434 (connection refused)". */
+function formatTarget(status: BridgeStatus): string {
+  const health = status.targetHealth;
+  if (!health) return `target ${status.target}`;
+  if (!health.up) return `${health.name} not reachable at ${status.target} (${health.error ?? 'no answer'})`;
+  return `target ${status.target} (${health.name}${health.version ? ` ${health.version}` : ''})`;
 }
 
 /** 800 ms is "0.8 s", 4 123 ms is "4.1 s", 30 000 ms is "30 s". */
@@ -115,7 +126,9 @@ export class StatusPrinter {
   }
 }
 
-/** What makes two statuses the same for a log: the state and reason (or transport), not counters or delays. */
+/** What makes two statuses the same for a log: the state and reason (or transport and the target's health), not counters or delays. */
 function statusKey(status: BridgeStatus): string {
-  return status.state === 'retrying' ? `retrying:${status.reason ?? ''}` : `${status.state}:${status.transport}`;
+  if (status.state === 'retrying') return `retrying:${status.reason ?? ''}`;
+  const target = status.targetHealth ? `:${status.targetHealth.up ? 'up' : `down ${status.targetHealth.error ?? ''}`}` : '';
+  return `${status.state}:${status.transport}${target}`;
 }

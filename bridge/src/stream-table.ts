@@ -76,6 +76,7 @@ export class StreamTable {
         this.sender.sendControl({ type: 'pong', ts: message.ts });
         return;
       case 'pong':
+      case 'target': // only the bridge reports a target; nothing to do with one from the relay
         return;
       case 'error':
         // The relay gave up on one of our streams (it could not use what we sent): stop its work.

@@ -9,6 +9,7 @@
  * local forwarder; only how frames travel differs.
  */
 import type http from 'node:http';
+import type { ControlMessage } from '@ctll/protocol';
 import type { TokenSource } from './auth/token-source';
 import type { LocalTarget } from './local-forwarder';
 
@@ -70,6 +71,8 @@ export interface TransportSetup {
 export interface TunnelConnection {
   /** Local requests in flight on this connection. */
   readonly activeStreams: number;
+  /** Sends a message that belongs to no stream (the target's health); dropped while not open. */
+  sendControl(message: ControlMessage): void;
   /** Ends the connection and aborts every local request on it; resolves once it is gone. */
   close(code: number, reason: string): Promise<void>;
   /** Lets the requests in flight finish, then closes (the bridge switched to another connection). */

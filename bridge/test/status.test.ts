@@ -29,6 +29,27 @@ describe('status line', () => {
     expect(formatStatus({ ...base, state: 'closed', served: 1 })).toBe('stopped · 1 request served');
   });
 
+  it('says when the target does not answer, and names it when it does', () => {
+    const down = { up: false, kind: 'unknown' as const, name: 'Ollama', error: 'connection refused' };
+    expect(formatStatus({ ...base, targetHealth: down })).toBe(
+      'connected to https://relay.example.com as alice via WebSocket · Ollama not reachable at http://127.0.0.1:11434 (connection refused) · 12 requests served',
+    );
+    expect(formatStatus({ ...base, targetHealth: { up: true, kind: 'ollama', version: '0.5.1', name: 'Ollama' } })).toBe(
+      'connected to https://relay.example.com as alice via WebSocket · target http://127.0.0.1:11434 (Ollama 0.5.1) · 12 requests served',
+    );
+  });
+
+  it('prints a line in a log when the target goes down or comes back, not on every probe', () => {
+    const { written, out } = collector();
+    const printer = new StatusPrinter('text', out);
+    const up = { up: true, kind: 'ollama' as const, version: '0.5.1', name: 'Ollama' };
+    const down = { up: false, kind: 'ollama' as const, name: 'Ollama', error: 'connection refused' };
+    for (const targetHealth of [up, up, down, down, up]) printer.status({ ...base, targetHealth });
+    expect(written).toHaveLength(3);
+    expect(written[1]).toContain('Ollama not reachable at http://127.0.0.1:11434 (connection refused)');
+    expect(written[2]).toContain('(Ollama 0.5.1)');
+  });
+
   it('prints a repeating failure once in a log, and the next change again', () => {
     const { written, out } = collector();
     const printer = new StatusPrinter('text', out);

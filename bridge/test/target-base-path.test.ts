@@ -24,7 +24,8 @@ describe('a bridge with --target http://127.0.0.1:PORT/v1', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     relay = await startFakeRelay();
     const target = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
-    bridge = startBridge({ server: relay.url, token: 'tok-base', target, backoff: { stepsMs: [30], jitter: 0 } });
+    // No target probe: this test counts every request the local server gets.
+    bridge = startBridge({ server: relay.url, token: 'tok-base', target, backoff: { stepsMs: [30], jitter: 0 }, probeIntervalMs: 0 });
     peer = await relay.nextPeer();
     await bridge.waitConnected();
   });

@@ -14,4 +14,5 @@ export * from './protocol-version';
 export * from './error-catalogue';
 export * from './auth-config';
 export * from './relay-keys';
+export * from './target';
 export * from './credentials';

@@ -8,6 +8,7 @@
  * the other side goes through `parseControl`, which never throws.
  */
 import { z } from 'zod';
+import { targetReportSchema } from './target';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -85,6 +86,8 @@ export const controlMessageSchema = z.discriminatedUnion('type', [
   pingSchema,
   pongSchema,
   errorSchema,
+  // Desktop → relay: how its local LLM server is doing (target.ts).
+  targetReportSchema,
   tokenSchema,
 ]);
 

@@ -1,10 +1,12 @@
 import { z } from 'zod';
+import { targetHealthSchema } from './target';
 
 /**
  * The streaming-proxy's own small HTTP API, as api-backend reads it: `GET /status` and
  * `GET /events`. Declared once here so the proxy that answers and api-backend that asks cannot
  * drift apart. (The proxy answers only api-backend, which proves itself with PROXY_SECRET_HEADER.)
  */
+
 export const PROXY_SECRET_HEADER = 'x-ctll-proxy-secret';
 
 /**
@@ -34,6 +36,8 @@ export const desktopInfoSchema = z.object({
   requests: z.number().optional(),
   bytesToDesktop: z.number().optional(),
   bytesFromDesktop: z.number().optional(),
+  /** The bridge's latest report of its local LLM server; absent until it sends one. */
+  target: targetHealthSchema.optional(),
 });
 export type DesktopInfo = z.infer<typeof desktopInfoSchema>;
 
@@ -64,6 +68,8 @@ export const proxyStatusSchema = z.object({
   bytesToDesktop: z.number(),
   bytesFromDesktop: z.number(),
   lastActivityAt: isoTime,
+  /** The target as reported by the desktop requests go to now; null when none has reported. */
+  target: targetHealthSchema.nullable().optional(),
 });
 export type ProxyStatus = z.infer<typeof proxyStatusSchema>;
 

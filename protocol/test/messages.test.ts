@@ -11,6 +11,8 @@ describe('parseControl accepts every well-formed message', () => {
     { type: 'pong', ts: 1 },
     { type: 'error', code: 'bad_message', message: 'x' },
     { type: 'error', id: 'a', code: 'target_unreachable', message: 'ECONNREFUSED' },
+    { type: 'target', up: true, kind: 'ollama', version: '0.5.1' },
+    { type: 'target', up: false, kind: 'unknown', error: 'connection refused' },
   ];
   it.each(messages.map((m) => [m.type, m] as const))('%s round-trips', (_type, message) => {
     expect(parseControl(encodeControl(message))).toEqual({ ok: true, value: message });
@@ -31,6 +33,9 @@ describe('parseControl rejects malformed input without throwing', () => {
     ['header value not a string', '{"type":"http_response","id":"a","status":200,"headers":{"a":1},"end":true}', /headers/],
     ['negative window', '{"type":"window","id":"a","bytes":-5}', /bytes/],
     ['null', 'null', /.+/],
+    ['target kind not known', '{"type":"target","up":true,"kind":"shell"}', /kind/],
+    ['target without up', '{"type":"target","kind":"ollama"}', /up/],
+    ['target error too long', JSON.stringify({ type: 'target', up: false, kind: 'ollama', error: 'x'.repeat(513) }), /error/],
   ];
   it.each(cases)('%s', (_name, text, reason) => {
     const result = parseControl(text);

@@ -17,6 +17,8 @@ export interface LlmServerOptions {
   tokenDelayMs?: number;
   /** Tokens per streamed answer unless the request says `options.num_predict`. */
   tokens?: number;
+  /** Listen on this port (to come back where a bridge expects it after close()); any free one by default. */
+  port?: number;
 }
 
 export interface LlmServer {
@@ -28,7 +30,7 @@ export interface LlmServer {
   nextAbort(timeoutMs?: number): Promise<string>;
   /** Time each streamed answer wrote its last token, by the request's `x-test-id` header. */
   finishedAt: Map<string, number>;
-  /** Requests seen, with the headers they arrived with. */
+  /** Requests seen, with the headers they arrived with (all but the bridge's probes of `/api/version`). */
   seen: Array<{ method: string; path: string; headers: http.IncomingHttpHeaders }>;
   /** Requests whose bodies were kept (`DELETE /api/delete`, any method on `/request`), as they arrived. */
   received: ReceivedRequest[];
@@ -41,6 +43,9 @@ export interface ReceivedRequest {
   headers: http.IncomingHttpHeaders;
   body: string;
 }
+
+/** What `GET /api/version` answers, as Ollama does. */
+export const OLLAMA_TEST_VERSION = '0.0.0-test';
 
 /** Deterministic bytes for `/bytes`: the same n and seed always give the same body. */
 export function patternBytes(offset: number, length: number, seed = 1): Buffer {
@@ -70,7 +75,8 @@ export async function startLlmServer(options: LlmServerOptions = {}): Promise<Ll
 
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://llm');
-    seen.push({ method: req.method ?? 'GET', path: url.pathname + url.search, headers: req.headers });
+    // The bridge's own health probes (every --probe-interval-ms) are not the traffic tests count.
+    if (url.pathname !== '/api/version') seen.push({ method: req.method ?? 'GET', path: url.pathname + url.search, headers: req.headers });
     res.on('close', () => {
       if (!res.writableFinished) {
         aborted.push(url.pathname);
@@ -98,6 +104,9 @@ export async function startLlmServer(options: LlmServerOptions = {}): Promise<Ll
       case 'GET /':
         res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
         res.end('Ollama is running');
+        return;
+      case 'GET /api/version':
+        json(res, 200, { version: OLLAMA_TEST_VERSION });
         return;
       case 'GET /api/tags':
         json(res, 200, {
@@ -264,7 +273,7 @@ export async function startLlmServer(options: LlmServerOptions = {}): Promise<Ll
     return kept;
   }
 
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
 
   return {

@@ -10,7 +10,7 @@
  * so `docker logs <api-backend> | grep StreamingProxy` tells the story; users appear as hashes.
  */
 import { EventEmitter } from 'node:events';
-import { CapacityError, RateLimitedError, ServiceUnavailableError } from '@ctll/protocol';
+import { CapacityError, RateLimitedError, ServiceUnavailableError, type TargetHealth } from '@ctll/protocol';
 import type { ProxyDriver, ProxyEndpoint, ProxyHandle, StopReason } from './driver';
 import { KeyedLock } from './keyed-lock';
 import { mapLimit } from './map-limit';
@@ -42,7 +42,7 @@ export interface ProxyStatusView {
   driver: string;
   owner: string;
   startedAt?: string;
-  desktop?: { connected: boolean; transport: 'ws' | 'poll' | 'zrok' | null; clients: string[] };
+  desktop?: { connected: boolean; transport: 'ws' | 'poll' | 'zrok' | null; clients: string[]; target?: TargetHealth | null };
   activeRequests?: number;
   requests?: number;
   lastActivityAt?: string;
@@ -154,6 +154,7 @@ export class StreamingProxyManager extends EventEmitter<ManagerEvents> {
         connected: (stats?.desktops.length ?? 0) > 0,
         transport: stats?.transport ?? null,
         clients: stats?.desktops.map((d) => d.client) ?? [],
+        target: stats?.target ?? null,
       },
       activeRequests: stats?.activeRequests,
       requests: stats?.requests,

@@ -37,6 +37,9 @@ export function tunnelRoutes(
       const status = await manager.status(req.params.userId);
       const connected = status.desktop?.connected ?? false;
       res.json({
+        // "Your PC is offline" versus "your PC is online but its model server is not running".
+        desktop: connected ? 'online' : 'offline',
+        target: connected ? (status.desktop?.target ?? null) : null,
         connected,
         transport: status.desktop?.transport ?? null,
         proxy: status.status,

@@ -99,6 +99,8 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
         bytesToDesktop: stats.bytesToDesktop,
         bytesFromDesktop: stats.bytesFromDesktop,
         lastActivityAt: new Date(stats.lastActivityAt).toISOString(),
+        // How the local LLM server of the desktop requests go to is doing, as its bridge last said.
+        target: hub.current()?.correlator.target ?? null,
       };
       sendJson(res, 200, status);
       return;

@@ -6,7 +6,7 @@
  * to, and when the connection ends it fails every exchange still open on it. It does not know
  * about HTTP or sockets; exchanges and links plug in through the interfaces below.
  */
-import { TunnelErrorCode, type ControlMessage, type HttpResponseMessage } from '@ctll/protocol';
+import { TunnelErrorCode, type ControlMessage, type HttpResponseMessage, type TargetHealth, type TargetReportMessage } from '@ctll/protocol';
 
 /** What one exchange hears from the desktop. */
 export interface StreamHandler {
@@ -28,6 +28,8 @@ export interface StreamSender {
 export class Correlator {
   private readonly streams = new Map<string, StreamHandler>();
   private nextId = 0;
+  /** The desktop's latest report of its local LLM server. */
+  target: TargetHealth | undefined;
 
   constructor(
     private readonly prefix: string,
@@ -81,6 +83,9 @@ export class Correlator {
         return;
       case 'pong':
         return;
+      case 'target':
+        this.target = { ...withoutType(message), checkedAt: new Date().toISOString() };
+        return;
       case 'token':
         // A WebSocket link handles renewals before this; a polling bridge's requests carry their token.
         return;
@@ -106,4 +111,8 @@ export class Correlator {
     this.streams.clear();
     for (const handler of handlers) handler.onError(code, message);
   }
+}
+
+function withoutType({ type: _type, ...rest }: TargetReportMessage): Omit<TargetReportMessage, 'type'> {
+  return rest;
 }

@@ -42,5 +42,6 @@ export function linkInfo(link: DesktopLink): LinkInfo {
     client: link.client,
     activeStreams: link.correlator.size,
     ...link.counters,
+    ...(link.correlator.target ? { target: link.correlator.target } : {}),
   };
 }
