@@ -1,6 +1,6 @@
-// Suites that mostly wait (a six-minute stream, 200 proxy containers starting): .ci/run runs them
-// in a jest of their own beside the rest (CTLL_SLOW=skip leaves them out of the main run). A plain
-// `npm test` runs everything.
+// Suites .ci/run runs in a jest of their own (CTLL_SLOW=skip leaves them out of the main run): the
+// six-minute streams beside the rest, the idle sweep with 200 proxy containers alone at the end.
+// A plain `npm test` runs everything (the sweep with 25 proxies).
 const SLOW_SUITES = ['/tests/long-streams\\.e2e\\.test\\.ts$', '/tests/docker/docker-sweep\\.test\\.ts$'];
 
 /** @type {import('jest').Config} */
