@@ -53,7 +53,7 @@ import { PollStreamPort, type PollStreamHost } from './poll-stream';
 import { StreamTable, type StreamPort, type TunnelSender } from './stream-table';
 import type { ConnectionEvents, Transport, TransportSetup, TunnelConnection } from './transport';
 import { VERSION } from './version';
-import { renewalDelay } from './auth/renewal';
+import { RenewalTimer } from './auth/renewal';
 
 /** Request body the local requests may hold untaken before the bridge stops fetching more. */
 export const MAX_UNTAKEN_BYTES = 4 * 1024 * 1024;
@@ -83,13 +83,23 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
   private token: string;
   /** Set while the next poll waits for the token source. */
   private awaitingToken = false;
-  private renewTimer: NodeJS.Timeout | undefined;
+  private readonly renewal: RenewalTimer;
 
   constructor(
     private readonly setup: TransportSetup,
     private readonly events: ConnectionEvents,
   ) {
     this.token = setup.token;
+    // A new token reaches the relay with a heartbeat at once: a held poll may outlast a short token.
+    this.renewal = new RenewalTimer(
+      setup.tokens,
+      () => this.token,
+      (token) => {
+        this.token = token;
+        this.heartbeats?.beat();
+      },
+      (message) => this.events.notice(message),
+    );
     this.http = new RelayHttp(
       setup.relayUrl,
       setup.httpAgent,
@@ -201,29 +211,8 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
     this.isOpen = true;
     this.heartbeats = new Heartbeats(this, registration.heartbeatIntervalMs, this.setup.handshakeTimeoutMs);
     this.events.opened();
-    this.scheduleRenewal();
+    this.renewal.start();
     this.poll();
-  }
-
-  private scheduleRenewal(): void {
-    const delay = renewalDelay(this.setup.tokens.expiresAt());
-    if (delay === undefined || this.ended) return;
-    this.renewTimer = setTimeout(() => void this.renew(), delay);
-    this.renewTimer.unref();
-  }
-
-  /** Takes the source's current token now and, if it is new, brings it to the relay with a heartbeat. */
-  private async renew(): Promise<void> {
-    try {
-      const token = await this.setup.tokens.get();
-      if (!this.ended && token !== this.token) {
-        this.token = token;
-        this.heartbeats?.beat();
-      }
-    } catch (error) {
-      this.events.notice(`could not renew the token: ${(error as Error).message}`);
-    }
-    this.scheduleRenewal();
   }
 
   /** Sends the next poll, unless one is out; `force` sends it even while local requests lag behind. */
@@ -403,7 +392,7 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
     if (this.ended) return;
     this.ended = true;
     clearTimeout(this.pauseTimer);
-    clearTimeout(this.renewTimer);
+    this.renewal.stop();
     this.heartbeats?.stop();
     this.pending?.destroy();
     this.pending = undefined;

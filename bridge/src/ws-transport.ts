@@ -41,7 +41,7 @@ import { StreamTable, type StreamPort, type TunnelSender } from './stream-table'
 import type { ConnectionEvents, Transport, TransportSetup, TunnelConnection } from './transport';
 import { wsStreamPort, type FrameSender } from './ws-stream';
 import { maskFor } from './ws-mask';
-import { renewalDelay } from './auth/renewal';
+import { RenewalTimer } from './auth/renewal';
 
 /** The most of a refused upgrade's body we read: enough for the relay's `{error: {code, message}}`. */
 const MAX_REJECTION_BODY = 8 * 1024;
@@ -67,13 +67,23 @@ class WsConnection implements TunnelConnection, TunnelSender, FrameSender {
   private draining = false;
   /** The token the relay holds for this tunnel: the one it opened with, then the last one sent. */
   private token: string;
-  private renewTimer: NodeJS.Timeout | undefined;
+  private readonly renewal: RenewalTimer;
 
   constructor(
     private readonly setup: TransportSetup,
     private readonly events: ConnectionEvents,
   ) {
     this.token = setup.token;
+    this.renewal = new RenewalTimer(
+      setup.tokens,
+      () => this.token,
+      (token) => {
+        if (this.ws.readyState !== WebSocket.OPEN) return;
+        this.token = token;
+        this.ws.send(encodeControl({ type: 'token', token }));
+      },
+      (message) => this.events.notice(message),
+    );
     this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
     this.streams = new StreamTable(setup.target, this, (outcome) => {
       if (outcome === 'served') events.served();
@@ -160,29 +170,8 @@ class WsConnection implements TunnelConnection, TunnelSender, FrameSender {
     this.isOpen = true;
     this.seen();
     this.armWatchdog();
-    this.scheduleRenewal();
+    this.renewal.start();
     this.events.opened();
-  }
-
-  private scheduleRenewal(): void {
-    const delay = renewalDelay(this.setup.tokens.expiresAt());
-    if (delay === undefined || this.ended) return;
-    this.renewTimer = setTimeout(() => void this.renew(), delay);
-    this.renewTimer.unref();
-  }
-
-  /** Sends the source's current token if it is newer than the relay's; then waits for the next turn. */
-  private async renew(): Promise<void> {
-    try {
-      const token = await this.setup.tokens.get();
-      if (!this.ended && token !== this.token && this.ws.readyState === WebSocket.OPEN) {
-        this.token = token;
-        this.ws.send(encodeControl({ type: 'token', token }));
-      }
-    } catch (error) {
-      this.events.notice(`could not renew the token: ${(error as Error).message}`);
-    }
-    this.scheduleRenewal();
   }
 
   private receive(data: RawData, isBinary: boolean): void {
@@ -271,7 +260,7 @@ class WsConnection implements TunnelConnection, TunnelSender, FrameSender {
     if (this.ended) return;
     this.ended = true;
     clearTimeout(this.watchdog);
-    clearTimeout(this.renewTimer);
+    this.renewal.stop();
     this.streams.abortAll();
     this.events.closed({
       reason: this.describeClose(code, reason),

@@ -2,6 +2,8 @@
  * When a transport renews its token: a little before it expires, early enough that a renewal the
  * relay refuses (or that fails on the way) can be tried again before the relay's grace is over.
  */
+import type { TokenSource } from './token-source';
+
 /** Renew this long before expiry at most: a day-long token is renewed a minute ahead, not hours. */
 const RENEW_AHEAD_MAX_MS = 60_000;
 /** ... and at least this share of what is left ahead, so a 10 s token is renewed 2 s before. */
@@ -15,4 +17,45 @@ export function renewalDelay(expiresAt: number | undefined, now = Date.now()): n
   const left = expiresAt - now;
   if (left <= 0) return undefined;
   return Math.max(MIN_RENEW_INTERVAL_MS, left - Math.min(RENEW_AHEAD_MAX_MS, left * RENEW_AHEAD_SHARE));
+}
+
+/**
+ * One transport's renewal turns: ahead of each expiry it takes the source's current token and, when
+ * the source has a newer one than the relay holds, hands it to `deliver` (the WebSocket sends it
+ * in-band, long-poll sends a heartbeat with it). Both transports share this; only delivery differs.
+ */
+export class RenewalTimer {
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly tokens: TokenSource,
+    /** The token the relay holds now. */
+    private readonly current: () => string,
+    private readonly deliver: (token: string) => void,
+    private readonly notice: (message: string) => void,
+  ) {}
+
+  start(): void {
+    if (this.stopped) return;
+    const delay = renewalDelay(this.tokens.expiresAt());
+    if (delay === undefined) return;
+    this.timer = setTimeout(() => void this.renew(), delay);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+  }
+
+  private async renew(): Promise<void> {
+    try {
+      const token = await this.tokens.get();
+      if (!this.stopped && token !== this.current()) this.deliver(token);
+    } catch (error) {
+      this.notice(`could not renew the token: ${(error as Error).message}`);
+    }
+    this.start();
+  }
 }
