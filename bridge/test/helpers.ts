@@ -12,6 +12,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { build } from 'esbuild';
+import { parseProxyAnswer, proxyStatusSchema, type ProxyStatus } from '@ctll/protocol';
 
 export const PROXY_SECRET = randomBytes(24).toString('hex');
 export const SECRET_HEADERS = { 'x-ctll-proxy-secret': PROXY_SECRET };
@@ -32,10 +33,6 @@ export async function bundle(entry: string, name: string): Promise<{ file: strin
     external: ['bufferutil', 'utf-8-validate'],
   });
   return { file, dir };
-}
-
-interface ProxyStatus {
-  desktops: Array<{ client: string; activeStreams: number }>;
 }
 
 export interface RunningProxy {
@@ -61,7 +58,7 @@ export function startProxy(file: string, port = 0, env: Record<string, string> =
         port: message.port,
         url,
         child,
-        status: async () => (await (await fetch(`${url}/status`, { headers: SECRET_HEADERS })).json()) as ProxyStatus,
+        status: async () => parseProxyAnswer(proxyStatusSchema, 'status', await (await fetch(`${url}/status`, { headers: SECRET_HEADERS })).text()),
         stop: () =>
           new Promise<void>((done) => {
             if (child.exitCode !== null || child.signalCode !== null) return done();
