@@ -49,6 +49,7 @@ import { auditRoutes } from './routes/audit-routes';
 import { userHash } from './proxy/naming';
 import { RelayKeys } from './auth/relay-keys';
 import { keyRoutes } from './routes/key-routes';
+import { closeLinksOfRevokedKeys } from './auth/revoked-key-links';
 import { corsMiddleware } from './http/cors';
 
 /** How long the proxies' 1012 closes may take to pass through before the tunnels are cut. */
@@ -177,7 +178,8 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   });
   app.use(proxyRoutes(manager));
   app.use(auditRoutes(audit));
-  app.use(keyRoutes(relayKeys));
+  // Revoking a key also closes the tunnels it opened, at the user's proxy.
+  app.use(keyRoutes(relayKeys, closeLinksOfRevokedKeys(manager, client, log('auth'))));
   app.use(bridgeRoutes(manager, client, metrics, { pollTimeoutMs: config.bridge.pollTimeoutMs, requestTimeoutMs: config.requestTimeoutMs }));
   app.use(
     tunnelRoutes(manager, client, metrics, {
