@@ -3,7 +3,8 @@
  * `ctll-bridge` (its own process, `--token-file` with a `bridge` key) is serving a streamed answer
  * when its owner revokes the key; within 5 s its tunnel is gone (WebSocket and long-poll alike),
  * the answer in flight ends unfinished, and the bridge exits 77 saying how to get a credential
- * again. A tunnel opened with the user's own token is left alone. Real relay (process driver,
+ * again. A tunnel opened with the user's own token is left alone, and the user's session history
+ * shows which tunnel a key opened (by id and name, never the key). Real relay (process driver,
  * dev auth, PGlite), real bridge program, the official ollama client as the script.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -127,7 +128,7 @@ describe('revoking a bridge key', () => {
     expect(await desktopConnected(user)).toBe(false);
   });
 
-  it("leaves a tunnel opened with the user's own token alone, and only the revoked key's tunnel goes", async () => {
+  it("leaves a tunnel opened with the user's own token alone, only the revoked key's tunnel goes, and the session history shows which key opened it", async () => {
     const user = 'revoked-other';
     // The user's desktop at home runs on their own token; a second machine on a bridge key.
     const home = startBridge({ server: layout.relay.url, token: layout.token(user), target: layout.llm.url, transport: 'ws', fallback: false });
@@ -139,6 +140,20 @@ describe('revoking a bridge key', () => {
     const clients = async () =>
       ((await (await api('GET', '/api/proxy/status', user)).json()) as { desktop: { clients: string[] } }).desktop.clients.length;
     expect(await clients()).toBe(2);
+    type Tunnel = { kind: string; transport: string; endedAt: string | null; reason: string | null; key: { id: string; name: string | null } | null };
+    const tunnels = async () => {
+      const res = await api('GET', '/api/audit/sessions', user);
+      const text = await res.text();
+      expect(text).not.toContain(bridgeKey.key);
+      return (JSON.parse(text) as { sessions: Tunnel[] }).sessions.filter((s) => s.kind === 'tunnel');
+    };
+    await waitFor(async () => (await tunnels()).length === 2, 20_000, 'the audit to record both tunnel sessions');
+    expect(await tunnels()).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ transport: 'ws', endedAt: null, key: null }),
+        expect.objectContaining({ transport: 'poll', endedAt: null, key: { id: bridgeKey.id, name: 'bridge key' } }),
+      ]),
+    );
 
     expect((await api('DELETE', `/api/keys/${bridgeKey.id}`, user)).status).toBe(204);
     await waitFor(async () => (await clients()) === 1, REVOCATION_BOUND_MS, 'the key’s tunnel to be closed');
@@ -147,5 +162,8 @@ describe('revoking a bridge key', () => {
     expect(home.status().state).toBe('connected');
     const tags = await layout.fetchAs(user, '/api/tags');
     expect(tags.status).toBe(200);
+    // The history keeps the key's id after its revocation (its name went with it), and why the tunnel ended.
+    await waitFor(async () => (await tunnels()).some((s) => s.transport === 'poll' && s.endedAt !== null), 20_000, 'the audit to record the end of the key’s tunnel');
+    expect((await tunnels()).find((s) => s.transport === 'poll')).toMatchObject({ key: { id: bridgeKey.id, name: null }, reason: '4401 relay key revoked; make a new `bridge` key or run `ctll-bridge login`' });
   });
 });

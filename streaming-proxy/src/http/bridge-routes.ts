@@ -99,7 +99,7 @@ export function bridgeRoutes(config: ProxyConfig, hub: TunnelHub, limits: UserLi
         tokenGraceMs: config.tokenExpiryGraceMs,
         onClose: (closed, code, reason) => hub.remove(closed, code, reason),
       });
-      hub.add(link);
+      hub.add(link, keyId);
       keyLinks.track(link, keyId);
       sendJson(res, 201, registration(link.id));
       return true;

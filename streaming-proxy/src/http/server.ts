@@ -225,7 +225,7 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
         onClose: (closed, code, reason) => hub.remove(closed, code, reason),
         onTraffic: () => stats.touch(),
       });
-      hub.add(link);
+      hub.add(link, keyId);
       keyLinks.track(link, keyId);
     });
   });
