@@ -122,7 +122,9 @@ describe('ctll-bridge installed from its npm tarball', () => {
     const bridge = run(installedBin, ['--server', layout.relay.url, '--token-file', badToken, '--target', layout.llm.url], nodeOnlyEnv());
     const code = await bridge.exited;
     expect(code).toBe(77);
-    expect(bridge.stderr()).toMatch(/^ctll-bridge: the relay refused the token: 401 .*\(3 times in a row\); stopped\.\n/);
+    // After the status lines (stderr too), the reason it stopped; stdout stays empty.
+    expect(bridge.stderr()).toMatch(/\nctll-bridge: the relay refused the token: 401 .*\(3 times in a row\); stopped\.\n/);
+    expect(bridge.stdout()).toBe('');
     expect(bridge.stderr()).toContain('Sign in again with `ctll-bridge login`');
   }, 30_000);
 });

@@ -148,6 +148,15 @@ describe('signing a bridge in with a real OpenID provider', () => {
     const result = await runCli(['whoami'], configHome);
     expect(result.status).toBe(0);
     expect(result.stdout).toMatch(new RegExp(`^Alice Example \\(alice\\) at ${layout.relay.url}\naccess token expires \\d{4}-\\d\\d-\\d\\dT`));
+    // The same for machines, on stdout as well.
+    const json = await runCli(['whoami', '--json'], configHome);
+    expect(json.status).toBe(0);
+    expect(JSON.parse(json.stdout)).toEqual({
+      server: layout.relay.url,
+      subject: 'alice',
+      displayName: 'Alice Example',
+      accessTokenExpiresAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+    });
   });
 
   it('a refresh token revoked at the provider ends the bridge with exit 77 and says to log in again', async () => {
