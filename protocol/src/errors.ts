@@ -76,15 +76,6 @@ export class NotFoundError extends RelayError {
 }
 
 /**
- * A request's `/t/<name>/` prefix names no target of the user's bridge. The bridge decides (only
- * it knows its targets) and says so with this code; the relay answers with the catalogue's 404.
- */
-export class UnknownTargetError extends RelayError {
-  readonly status: number = ERROR_CATALOGUE.unknown_target;
-  readonly code = 'unknown_target';
-}
-
-/**
  * A polling bridge the relay does not know (it restarted, or dropped the bridge): the bridge
  * registers again. The proxy and api-backend answer it alike so a bridge has one code to recognise.
  */
