@@ -91,7 +91,7 @@ describe('revoking a bridge key', () => {
     const bridgeKey = await createKey(user, 'bridge');
     const callKey = await createKey(user, 'call');
     const bridge = startHeadlessBridge(bridgeKey.key, transport);
-    await waitFor(() => bridge.stdout().includes('"state":"connected"'), 30_000, 'the headless bridge to connect');
+    await waitFor(() => bridge.stderr().includes('"state":"connected"'), 30_000, 'the headless bridge to connect');
 
     // A script's answer is streaming through the tunnel.
     const ollama = new Ollama({ host: layout.tunnelUrl(user), headers: { authorization: `Bearer ${callKey.key}` } });
@@ -136,7 +136,7 @@ describe('revoking a bridge key', () => {
     await home.waitConnected(15_000);
     const bridgeKey = await createKey(user, 'bridge');
     const headless = startHeadlessBridge(bridgeKey.key, 'poll');
-    await waitFor(() => headless.stdout().includes('"state":"connected"'), 30_000, 'the headless bridge to connect');
+    await waitFor(() => headless.stderr().includes('"state":"connected"'), 30_000, 'the headless bridge to connect');
     const clients = async () =>
       ((await (await api('GET', '/api/proxy/status', user)).json()) as { desktop: { clients: string[] } }).desktop.clients.length;
     expect(await clients()).toBe(2);

@@ -51,10 +51,10 @@ interface StoredCredentials {
   accessTokenExpiresAt: number;
 }
 
-/** The bridge's JSON status lines (`--json-logs`), in order. */
+/** The bridge's JSON status lines (`--json-logs`, on stderr: stdout is for data only), in order. */
 function statusLines(cli: Cli): Array<{ state: string; message: string }> {
   return cli
-    .stdout()
+    .stderr()
     .split('\n')
     .filter((line) => line.startsWith('{'))
     .map((line) => JSON.parse(line) as { state: string; message: string });
@@ -149,7 +149,10 @@ describe('a bridge signed in with a real OpenID provider, over a minute', () => 
     };
     await waitFor(async () => (await tunnelSessions()).length > 0, 20_000, 'the audit to record the tunnel session');
     expect(await tunnelSessions()).toEqual([expect.objectContaining({ kind: 'tunnel', endedAt: null, key: null })]);
-    expect(running.stderr()).toBe('');
+    // Nothing but status lines so far, and none of them an error; no data on stdout.
+    expect(running.stderr().split('\n').filter((line) => line !== '' && !line.startsWith('{'))).toEqual([]);
+    expect(statusLines(running).filter((line) => line.state === 'error')).toEqual([]);
+    expect(running.stdout()).toBe('');
 
     // The person's sign-in is revoked at the provider: no renewal succeeds from here on.
     const { refreshToken, accessTokenExpiresAt: lastExpiry } = credentials();
