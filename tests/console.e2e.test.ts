@@ -8,7 +8,7 @@
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import type { Bridge } from '../bridge/src';
 import { startLayout, waitFor, type Layout } from './helpers/layout';
-import { launchChromium, screenshot, seriousAxeViolations } from './helpers/browser';
+import { launchChromium, localContext, screenshot, seriousAxeViolations } from './helpers/browser';
 import { OLLAMA_TEST_VERSION } from './helpers/llm-server';
 
 jest.setTimeout(60_000);
@@ -26,7 +26,7 @@ beforeAll(async () => {
   // history shows the tunnel session within a second or two.
   layout = await startLayout({ llm: { tokenDelayMs: 80, tokens: TOKENS }, env: { AUDIT_PULL_INTERVAL_MS: '300' } });
   browser = await launchChromium();
-  context = await browser.newContext({ viewport: { width: 1024, height: 720 } });
+  context = await localContext(browser, { viewport: { width: 1024, height: 720 } });
   page = await context.newPage();
   page.on('request', (request) => requested.push(request.url()));
 });
