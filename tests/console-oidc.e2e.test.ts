@@ -93,6 +93,12 @@ test('the access token is renewed in the background, and the pages keep working 
   expect(await page.locator('#sign-in-oidc').count()).toBe(0);
 });
 
+test('with a real identity provider the relay signs no dev token', async () => {
+  const res = await fetch(`${layout.relay.url}/api/auth/dev-token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ userId: 'alice' }) });
+  expect(res.status).toBe(404);
+  expect(((await res.json()) as { token?: string }).token).toBeUndefined();
+});
+
 test("the console's pages called only the relay and the identity provider", () => {
   const allowed = new Set([new URL(layout.relay.url).origin, new URL(provider.issuer).origin]);
   expect(requested.some((address) => address.startsWith(provider.issuer))).toBe(true);

@@ -89,6 +89,19 @@ test('dev sign-in with the keyboard alone lands on My PC, which says the PC is o
   await page.waitForURL(/#\/chat$/);
 });
 
+test("dev sign-in hands no token to a browser that is not on the relay's machine", async () => {
+  // Through a trusted proxy (TRUST_PROXY=loopback), for a client elsewhere on the network.
+  const res = await fetch(`${layout.relay.url}/api/auth/dev-token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-forwarded-for': '203.0.113.9' },
+    body: JSON.stringify({ userId: 'mallory' }),
+  });
+  expect(res.status).toBe(403);
+  const body = (await res.json()) as { error: { code: string }; token?: string };
+  expect(body.error.code).toBe('forbidden');
+  expect(body.token).toBeUndefined();
+});
+
 test('My PC shows "Connected" when the bridge connects and "Offline" when it stops, without a reload', async () => {
   await page.goto(url('#/pc'));
   await page.locator('#pc-state', { hasText: 'Offline' }).waitFor();
