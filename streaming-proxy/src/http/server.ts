@@ -4,6 +4,7 @@
  *   GET  /health       liveness for the container's HEALTHCHECK; says nothing about the user
  *   GET  /status       desktops connected, active requests, counters, last activity
  *   GET  /events       the session journal after a sequence number (?after=N), for the audit
+ *   GET  /usage        the user's requests and bytes today and per minute over the last hour
  *   POST /zrok/refresh pull the user's zrok shares and check them now (api-backend, on register)
  *   POST /tunnels/reconnect  api-backend is restarting: close WebSocket tunnels with 1012
  *   ANY  /relay/<path> relay <path> to the desktop: its tunnel (WebSocket, then polling), else
@@ -19,6 +20,7 @@ import { WebSocketServer } from 'ws';
 import {
   CREDENTIAL_EXPIRES_HEADER,
   MAX_FRAME_BYTES,
+  PROXY_USAGE_PATH,
   parseCredentialExpiry,
   RELAY_RESTART_CLOSE,
   TUNNELS_RECONNECT_PATH,
@@ -37,7 +39,7 @@ import { refuseUpgrade, sendError, sendJson, sendRelayError } from './respond';
 import { UserLimits } from '../limits/user-limits';
 import type { ZrokPath } from '../zrok/zrok-path';
 import { renewalClient, type VerifyRenewal } from '../credentials/renewal-client';
-import type { JournalPage, ProxyStatus, ReconnectAnswer, ZrokRefreshAnswer } from '@ctll/protocol';
+import type { JournalPage, ProxyStatus, ProxyUsage, ReconnectAnswer, ZrokRefreshAnswer } from '@ctll/protocol';
 
 export interface ProxyServerDeps {
   config: ProxyConfig;
@@ -101,8 +103,14 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
         lastActivityAt: new Date(stats.lastActivityAt).toISOString(),
         // How the local LLM server of the desktop requests go to is doing, as its bridge last said.
         target: hub.current()?.correlator.target ?? null,
+        memoryBytes: process.memoryUsage.rss(),
       };
       sendJson(res, 200, status);
+      return;
+    }
+    if (req.method === 'GET' && url === PROXY_USAGE_PATH) {
+      const usage: ProxyUsage = stats.usage.snapshot();
+      sendJson(res, 200, usage);
       return;
     }
     if (req.method === 'GET' && (url === '/events' || url.startsWith('/events?'))) {
