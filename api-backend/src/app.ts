@@ -50,6 +50,9 @@ import { userHash } from './proxy/naming';
 import { RelayKeys } from './auth/relay-keys';
 import { keyRoutes } from './routes/key-routes';
 import { corsMiddleware } from './http/cors';
+import { operatorRoutes } from './routes/operator-routes';
+import { meRoutes } from './routes/me-routes';
+import { RecentErrors } from './operator/recent-errors';
 
 /** How long the proxies' 1012 closes may take to pass through before the tunnels are cut. */
 const TUNNEL_CLOSE_WAIT_MS = 2_000;
@@ -129,6 +132,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     maxLifetimeS: config.auth.maxLifetimeS,
     queryTokenPaths: [TUNNEL_PATH],
     relayKeys,
+    operatorClaim: config.operatorClaim,
     logger: log('auth'),
     onFailure: (reason, req) => {
       metrics.authFailures.inc({ reason });
@@ -178,6 +182,10 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   app.use(proxyRoutes(manager));
   app.use(auditRoutes(audit));
   app.use(keyRoutes(relayKeys));
+  // The web console's: the caller's own usage, and the operator's view (ADMIN_CLAIM).
+  const recentErrors = new RecentErrors();
+  app.use(meRoutes(manager, client));
+  app.use(operatorRoutes({ manager, client, maxProxies: config.proxyLimits.max, errors: recentErrors, logger: log('StreamingProxyManager') }));
   app.use(bridgeRoutes(manager, client, metrics, { pollTimeoutMs: config.bridge.pollTimeoutMs, requestTimeoutMs: config.requestTimeoutMs }));
   app.use(
     tunnelRoutes(manager, client, metrics, {
@@ -187,7 +195,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   );
   app.use(zrokRoutes({ registry: shares, manager, client, policy: { allowInsecure: config.zrok.allowInsecure, domains: config.zrok.shareDomains } }));
   app.use((req, _res, next) => next(new NotFoundError(`no route ${req.method} ${req.path}`)));
-  app.use(errorHandler(log('http')));
+  app.use(errorHandler(log('http'), (code, status) => recentErrors.record(code, status)));
 
   server.on('request', app);
   metrics.openTunnels = () => drain.openTunnels;

@@ -17,3 +17,4 @@ export * from './relay-keys';
 export * from './target';
 export * from './credentials';
 export * from './minute-ring';
+export * from './operator-api';
