@@ -102,6 +102,7 @@ describe('signing a bridge in with a real OpenID provider', () => {
       audience: provider.audience,
       clientId: provider.clientId,
       scopes: ['openid', 'profile', 'email', 'offline_access'],
+      webClientId: null,
     });
   });
 
@@ -193,7 +194,7 @@ describe('signing in against a relay with dev auth', () => {
 
   it('serves the same settings shape, and login prints the one-line alternative', async () => {
     const res = await fetch(`${layout.relay.url}/api/auth/config`);
-    expect(await res.json()).toEqual({ mode: 'dev', issuer: 'urn:ctll:dev', audience: 'ctll-relay', clientId: null, scopes: ['openid', 'profile', 'email', 'offline_access'] });
+    expect(await res.json()).toEqual({ mode: 'dev', issuer: 'urn:ctll:dev', audience: 'ctll-relay', clientId: null, scopes: ['openid', 'profile', 'email', 'offline_access'], webClientId: null });
     const login = await runCli(['login', '--server', layout.relay.url], configHome);
     expect(login.status).toBe(SIGN_IN_UNAVAILABLE_EXIT);
     expect(login.stderr).toContain('npm run --silent token -- <your user name>');
