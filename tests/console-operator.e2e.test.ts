@@ -3,7 +3,8 @@
  * against a real relay with ADMIN_CLAIM=roles=ctll-admin and real bridges: an operator signs in
  * with a token of the relay's dev issuer carrying the role, sees every proxy by owner hash, the
  * desktops and the chart, and stops a proxy after confirming; a user without the role never sees
- * the page, not even at its address. axe-core finds no serious violation on it.
+ * the page, not even at its address. axe-core finds no serious violation on it. And a user's own
+ * usage on My PC: the requests they made through their tunnel, counted today and charted per minute.
  */
 import jwt from 'jsonwebtoken';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
@@ -99,4 +100,22 @@ test('an operator sees every proxy by owner hash, the desktops and the chart, an
   await page.locator(`#operator-proxies tr[data-owner="${bob}"]`).waitFor({ state: 'detached' });
   expect((await layout.relay.manager.status('bob')).status).toBe('not-found');
   expect((await layout.relay.manager.status('alice')).status).toBe('running');
+});
+
+test("My PC shows the user's requests and bytes today, counted by their proxy, and charts them per minute", async () => {
+  await layout.connectBridge('carol');
+  let answered = 0;
+  for (let i = 0; i < 3; i += 1) {
+    const res = await layout.fetchAs('carol', '/api/tags');
+    expect(res.status).toBe(200);
+    answered += Buffer.byteLength(await res.text());
+  }
+  await signInWith(tokenWith('carol'), 'carol');
+  await page.locator('#usage-today', { hasText: 'Requests today' }).waitFor();
+  const today = await page.locator('#usage-today').innerText();
+  expect(today).toMatch(/Requests today\s+3\b/);
+  expect(today).toContain(`${answered} B from your PC`);
+  expect(await page.locator('#usage-chart svg').count()).toBe(2);
+  await screenshot(page, 'my-pc-usage');
+  expect(await seriousAxeViolations(page)).toEqual([]);
 });
