@@ -8,10 +8,18 @@
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import type { Bridge } from '../bridge/src';
 import { startLayout, waitFor, type Layout } from './helpers/layout';
-import { launchChromium, screenshot, seriousAxeViolations } from './helpers/browser';
+import { launchChromium, localContext, screenshot, seriousAxeViolations } from './helpers/browser';
 import { OLLAMA_TEST_VERSION } from './helpers/llm-server';
+import { nginxMissing, startNginx } from './helpers/nginx';
 
 jest.setTimeout(60_000);
+
+// One test goes through nginx, as production does; it needs Debian's nginx (CI requires it).
+const nginxMissingReason = nginxMissing();
+if (nginxMissingReason && process.env.CTLL_REQUIRE_NGINX !== '1') {
+  process.stderr.write(`console through nginx skipped: ${nginxMissingReason} (CTLL_REQUIRE_NGINX=1 makes this a failure)\n`);
+}
+const testWithNginx = nginxMissingReason && process.env.CTLL_REQUIRE_NGINX !== '1' ? test.skip : test;
 
 const TOKENS = 16;
 let layout: Layout;
@@ -26,7 +34,7 @@ beforeAll(async () => {
   // history shows the tunnel session within a second or two.
   layout = await startLayout({ llm: { tokenDelayMs: 80, tokens: TOKENS }, env: { AUDIT_PULL_INTERVAL_MS: '300' } });
   browser = await launchChromium();
-  context = await browser.newContext({ viewport: { width: 1024, height: 720 } });
+  context = await localContext(browser, { viewport: { width: 1024, height: 720 } });
   page = await context.newPage();
   page.on('request', (request) => requested.push(request.url()));
 });
@@ -81,6 +89,19 @@ test('dev sign-in with the keyboard alone lands on My PC, which says the PC is o
   await page.waitForURL(/#\/chat$/);
 });
 
+test("dev sign-in hands no token to a browser that is not on the relay's machine", async () => {
+  // Through a trusted proxy (TRUST_PROXY=loopback), for a client elsewhere on the network.
+  const res = await fetch(`${layout.relay.url}/api/auth/dev-token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-forwarded-for': '203.0.113.9' },
+    body: JSON.stringify({ userId: 'mallory' }),
+  });
+  expect(res.status).toBe(403);
+  const body = (await res.json()) as { error: { code: string }; token?: string };
+  expect(body.error.code).toBe('forbidden');
+  expect(body.token).toBeUndefined();
+});
+
 test('My PC shows "Connected" when the bridge connects and "Offline" when it stops, without a reload', async () => {
   await page.goto(url('#/pc'));
   await page.locator('#pc-state', { hasText: 'Offline' }).waitFor();
@@ -111,11 +132,13 @@ test('on a phone-sized screen My PC fits the width (no sideways scrolling)', asy
   await page.setViewportSize({ width: 1024, height: 720 });
 });
 
-test('chat: the answer appears token by token as the model on the PC generates it', async () => {
-  await page.goto(url('#/chat'));
-  await page.locator('#chat-model option[value="test-model:latest"]').waitFor({ state: 'attached' });
-  // Every change of the answer's text, as the browser made it.
-  await inBrowser(`(() => {
+/**
+ * Sends a prompt on the Chat page and returns every text the answer showed, as the browser's DOM
+ * changed, until the answer was complete.
+ */
+async function chatAndWatch(target: Page, prompt: string): Promise<string[]> {
+  await target.locator('#chat-model option[value="test-model:latest"]').waitFor({ state: 'attached' });
+  await target.evaluate(`(() => {
     const seen = (window.answerTexts = []);
     new MutationObserver(() => {
       const answers = document.querySelectorAll('#chat-transcript .message.assistant');
@@ -123,23 +146,51 @@ test('chat: the answer appears token by token as the model on the PC generates i
       if (last && seen[seen.length - 1] !== last.textContent) seen.push(last.textContent);
     }).observe(document.getElementById('chat-transcript'), { childList: true, subtree: true, characterData: true });
   })()`);
-  await page.locator('#chat-prompt').fill('Hello from the browser');
-  await page.locator('#chat-send').click();
-  await page.locator('#chat-status', { hasText: 'Answer complete.' }).waitFor({ timeout: 20_000 });
+  await target.locator('#chat-prompt').fill(prompt);
+  await target.locator('#chat-send').click();
+  await target.locator('#chat-status', { hasText: 'Answer complete.' }).waitFor({ timeout: 20_000 });
+  return target.evaluate<string[]>('window.answerTexts');
+}
 
-  const full = Array.from({ length: TOKENS }, (_, i) => `tok${i} `).join('');
-  expect(await page.locator('#chat-transcript .message.assistant').last().textContent()).toBe(full);
-  const texts = await inBrowser<string[]>('window.answerTexts');
-  const beforeLast = texts.filter((t) => t.length > 0 && t !== full);
-  // Several distinct partial answers were on screen before the last token arrived, each one
-  // growing the one before.
+const FULL_ANSWER = Array.from({ length: TOKENS }, (_, i) => `tok${i} `).join('');
+
+/** Several distinct partial answers were on screen before the last token arrived, each growing the one before. */
+function expectTokenByToken(texts: string[]): void {
+  expect(texts[texts.length - 1]).toBe(FULL_ANSWER);
+  const beforeLast = texts.filter((t) => t.length > 0 && t !== FULL_ANSWER);
   expect(beforeLast.length).toBeGreaterThanOrEqual(5);
   for (let i = 1; i < beforeLast.length; i++) expect(beforeLast[i].startsWith(beforeLast[i - 1])).toBe(true);
-  expect(full.startsWith(beforeLast[beforeLast.length - 1])).toBe(true);
-  const userMessage = layout.llm.seen.filter((r) => r.path === '/api/chat').length;
-  expect(userMessage).toBe(1);
+  expect(FULL_ANSWER.startsWith(beforeLast[beforeLast.length - 1])).toBe(true);
+}
+
+test('chat: the answer appears token by token as the model on the PC generates it', async () => {
+  await page.goto(url('#/chat'));
+  expectTokenByToken(await chatAndWatch(page, 'Hello from the browser'));
+  expect(await page.locator('#chat-transcript .message.assistant').last().textContent()).toBe(FULL_ANSWER);
+  expect(layout.llm.seen.filter((r) => r.path === '/api/chat')).toHaveLength(1);
   await screenshot(page, 'chat');
   await expectNoSeriousAxeViolations();
+});
+
+testWithNginx('through nginx (TLS) the console loads under its CSP, signs in and streams a chat token by token', async () => {
+  if (nginxMissingReason) throw new Error(`CTLL_REQUIRE_NGINX=1 but nginx cannot run: ${nginxMissingReason}`);
+  const nginx = await startNginx({ upstream: `127.0.0.1:${layout.relay.port}` });
+  // The test certificate is self-signed; nginx.e2e.test.ts checks TLS itself.
+  const viaNginx = await localContext(browser, { ignoreHTTPSErrors: true });
+  try {
+    const tab = await viaNginx.newPage();
+    const response = await tab.goto(`${nginx.url}/`);
+    expect(response?.headers()['content-security-policy']).toContain("default-src 'self'");
+    expect(response?.headers()['strict-transport-security']).toBeDefined();
+    await tab.locator('#dev-user').fill('alice');
+    await tab.locator('#dev-sign-in').click();
+    await tab.locator('#pc-state', { hasText: 'Connected' }).waitFor();
+    await tab.goto(`${nginx.url}/#/chat`);
+    expectTokenByToken(await chatAndWatch(tab, 'Hello through nginx'));
+  } finally {
+    await viaNginx.close();
+    await nginx.close();
+  }
 });
 
 test('chat: Stop cancels the generation on the PC (the test server sees its request aborted)', async () => {

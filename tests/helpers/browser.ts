@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 
 export const CHROMIUM_PATH = process.env.CTLL_CHROMIUM ?? '/usr/bin/chromium';
 /** Where every run leaves its screenshots (gitignored; CI keeps them as artefacts). */
@@ -21,6 +21,20 @@ export async function launchChromium(): Promise<Browser> {
   // Chromium's sandbox refuses to run as root, which CI and these machines are.
   const args = process.getuid?.() === 0 ? ['--no-sandbox'] : [];
   return chromium.launch({ executablePath: CHROMIUM_PATH, headless: true, args });
+}
+
+/**
+ * A browser context whose pages reach 127.0.0.1 only: anything else is aborted before it leaves
+ * the machine (oidc-provider's development sign-in pages, for one, ask for a web font). Pages
+ * still report such requests (page.on('request')), so a test can tell that one was attempted.
+ */
+export async function localContext(browser: Browser, options: Parameters<Browser['newContext']>[0] = {}): Promise<BrowserContext> {
+  const context = await browser.newContext(options);
+  await context.route(
+    (address) => address.hostname !== '127.0.0.1',
+    (route) => route.abort('blockedbyclient'),
+  );
+  return context;
 }
 
 export interface AxeViolation {

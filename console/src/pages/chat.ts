@@ -91,7 +91,7 @@ export const chatPage: Page = {
       answerElement.setAttribute('aria-busy', 'true');
       transcript.append(answerElement);
       // Tokens go into one text node as they come: no re-render, no markup from the model.
-      const text$ = answerElement.appendChild(document.createTextNode(''));
+      const answerText = answerElement.appendChild(document.createTextNode(''));
       controller = new AbortController();
       setBusy(true);
       status.textContent = 'Answering…';
@@ -107,7 +107,7 @@ export const chatPage: Page = {
           const piece = line.message?.content ?? '';
           if (piece) {
             answer.content += piece;
-            text$.appendData(piece);
+            answerText.appendData(piece);
           }
           if (line.done) break;
         }
