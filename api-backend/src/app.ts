@@ -52,6 +52,9 @@ import { RelayKeys } from './auth/relay-keys';
 import { keyRoutes } from './routes/key-routes';
 import { closeLinksOfRevokedKeys } from './auth/revoked-key-links';
 import { corsMiddleware } from './http/cors';
+import { operatorRoutes } from './routes/operator-routes';
+import { meRoutes } from './routes/me-routes';
+import { RecentErrors } from './operator/recent-errors';
 import { consoleRoutes } from './routes/console-routes';
 import { devSignInRoutes } from './routes/dev-sign-in-routes';
 
@@ -133,6 +136,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     maxLifetimeS: config.auth.maxLifetimeS,
     queryTokenPaths: [TUNNEL_PATH],
     relayKeys,
+    operatorClaim: config.operatorClaim,
     logger: log('auth'),
     onFailure: (reason, req) => {
       metrics.authFailures.inc({ reason });
@@ -185,6 +189,10 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   app.use(auditRoutes(audit));
   // Revoking a key also closes the tunnels it opened, at the user's proxy.
   app.use(keyRoutes(relayKeys, closeLinksOfRevokedKeys(manager, client, log('auth'))));
+  // The web console's: the caller's own usage, and the operator's view (ADMIN_CLAIM).
+  const recentErrors = new RecentErrors();
+  app.use(meRoutes(manager, client));
+  app.use(operatorRoutes({ manager, client, maxProxies: config.proxyLimits.max, errors: recentErrors, logger: log('StreamingProxyManager') }));
   app.use(bridgeRoutes(manager, client, metrics, { pollTimeoutMs: config.bridge.pollTimeoutMs, requestTimeoutMs: config.requestTimeoutMs }));
   app.use(
     tunnelRoutes(manager, client, metrics, {
@@ -201,7 +209,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     }),
   );
   app.use((req, _res, next) => next(new NotFoundError(`no route ${req.method} ${req.path}`)));
-  app.use(errorHandler(log('http')));
+  app.use(errorHandler(log('http'), (code, status) => recentErrors.record(code, status)));
 
   server.on('request', app);
   metrics.openTunnels = () => drain.openTunnels;

@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { DEFAULT_SHARE_DOMAINS, parseShareDomains } from '@ctll/protocol';
 import { SubnetPool } from './proxy/subnet-pool';
 import { parseCorsOrigins } from './http/cors';
+import { parseOperatorClaim, type OperatorClaim } from './auth/operator-claim';
 
 const optionalString = z.string().trim().min(1).optional().or(z.literal('').transform(() => undefined));
 
@@ -200,6 +201,10 @@ const schema = z.object({
   // Browser apps on other origins (http/cors.ts).
   /** Comma-separated origins whose browser apps may call the relay (e.g. https://app.example.com,http://localhost:5173), or * for any; empty: none. */
   CORS_ORIGINS: z.string().default(''),
+
+  // The operator's view (routes/operator-routes.ts).
+  /** The token claim that makes a caller an operator, as claim=value (e.g. roles=ctll-admin); the claim may be a string or a list of strings, and a dotted name reaches a nested one (realm_access.roles=ctll-admin). Empty: nobody is an operator. Relay keys never are. */
+  ADMIN_CLAIM: z.string().trim().default(''),
 });
 
 /** Every setting, its default and its doc; scripts/settings.ts checks env.template, README and compose against it. */
@@ -298,6 +303,8 @@ export interface Config {
   proxyLimits: { max: number; startRatePerMinute: number };
   /** Origins whose browser apps may call the relay (`*`: any); empty: none. */
   corsOrigins: string[];
+  /** ADMIN_CLAIM parsed; undefined: nobody is an operator. */
+  operatorClaim?: OperatorClaim;
 }
 
 export class ConfigError extends Error {}
@@ -396,7 +403,16 @@ export function loadConfig(env: Record<string, string | undefined>, defaults: { 
     },
     proxyLimits: { max: proxyMax(c), startRatePerMinute: c.PROXY_START_RATE_PER_MINUTE },
     corsOrigins: corsOrigins(c.CORS_ORIGINS),
+    operatorClaim: operatorClaim(c.ADMIN_CLAIM),
   };
+}
+
+function operatorClaim(text: string): OperatorClaim | undefined {
+  try {
+    return parseOperatorClaim(text);
+  } catch (error) {
+    throw new ConfigError(`ADMIN_CLAIM=${JSON.stringify(text)}: ${(error as Error).message}`);
+  }
 }
 
 function corsOrigins(text: string): string[] {

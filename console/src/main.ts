@@ -11,6 +11,7 @@ import { h, replace } from './dom';
 import { PAGES } from './pages';
 import { forgetConversations } from './pages/chat';
 import type { PageView } from './pages/page';
+import type { Me } from '@ctll/protocol/src/operator-api';
 import { signInView } from './pages/sign-in';
 
 const store = new SessionStore();
@@ -79,6 +80,28 @@ function signOut(message: string | null): void {
   store.set(null);
 }
 
+/** What GET /api/me said of the session's token: whether it is an operator's. */
+let operatorOf: { token: string; operator: boolean } | undefined;
+
+/**
+ * Whether the session is an operator's, as the relay decides (ADMIN_CLAIM); false until it has
+ * said so, then `redraw` adds the operator's pages.
+ */
+function isOperator(session: Session, redraw: () => void): boolean {
+  if (operatorOf?.token === session.token) return operatorOf.operator;
+  const asked: { token: string; operator: boolean } = { token: session.token, operator: false };
+  operatorOf = asked;
+  api.json<Me>('/api/me').then(
+    (me) => {
+      if (operatorOf !== asked || !me.operator) return;
+      asked.operator = true;
+      redraw();
+    },
+    () => undefined, // Not an operator's view then; the other pages work as before.
+  );
+  return false;
+}
+
 function render(config: AuthConfigResponse, web: WebSignIn | null): void {
   view?.dispose?.();
   view = undefined;
@@ -100,8 +123,9 @@ function render(config: AuthConfigResponse, web: WebSignIn | null): void {
     return;
   }
   const wanted = location.hash.replace(/^#\/?/, '');
-  const page = PAGES.find((p) => p.path === wanted) ?? PAGES[0];
-  replace(nav, ...PAGES.map((p) => h('a', { href: `#/${p.path}`, 'aria-current': p === page ? 'page' : null }, p.title)));
+  const pages = PAGES.filter((p) => !p.forOperators || isOperator(session, () => render(config, web)));
+  const page = pages.find((p) => p.path === wanted) ?? pages[0];
+  replace(nav, ...pages.map((p) => h('a', { href: `#/${p.path}`, 'aria-current': p === page ? 'page' : null }, p.title)));
   const signOutButton = h('button', { type: 'button', class: 'secondary', id: 'sign-out' }, 'Sign out');
   signOutButton.addEventListener('click', () => signOut(null));
   replace(who, h('span', { id: 'who-user' }, session.userId), signOutButton);

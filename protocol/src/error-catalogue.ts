@@ -21,6 +21,7 @@ export const ERROR_CATALOGUE = {
   unauthorized: 401,
   forbidden: 403,
   key_scope: 403,
+  not_operator: 403,
   not_found: 404,
   unknown_bridge: 404,
   unknown_request: 404,

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { targetHealthSchema } from './target';
+import { WINDOW_MINUTES } from './minute-ring';
 
 /**
  * The streaming-proxy's own small HTTP API, as api-backend reads it: `GET /status` and
@@ -70,8 +71,41 @@ export const proxyStatusSchema = z.object({
   lastActivityAt: isoTime,
   /** The target as reported by the desktop requests go to now; null when none has reported. */
   target: targetHealthSchema.nullable().optional(),
+  /** The proxy's resident memory in bytes, as it measures itself (absent from proxies older than this field). */
+  memoryBytes: z.number().optional(),
 });
 export type ProxyStatus = z.infer<typeof proxyStatusSchema>;
+
+/** `GET` here: the user's traffic today and per minute over the last hour, as the proxy counted it. */
+export const PROXY_USAGE_PATH = '/usage';
+const usageCounts = {
+  /** Relayed requests (through the tunnel or a zrok share). */
+  requests: z.number(),
+  /** Body bytes sent to the desktop (uploads, prompts). */
+  bytesToDesktop: z.number(),
+  /** Body bytes the desktop answered (generations). */
+  bytesFromDesktop: z.number(),
+};
+
+export const usageMinuteSchema = z.object({ at: isoTime, ...usageCounts });
+export type UsageMinute = z.infer<typeof usageMinuteSchema>;
+
+/**
+ * `GET /usage`. The user's proxy is the one place every api-backend replica's traffic for that
+ * user passes, so the counts live there; a proxy that stopped (idle, or by request) took its
+ * counts with it, which `today.since` says.
+ */
+export const proxyUsageSchema = z.object({
+  /** Since midnight UTC, or since the proxy started if that was later (`since`). */
+  today: z.object({ since: isoTime, ...usageCounts }),
+  /** The last WINDOW_MINUTES minutes, oldest first, the current one last, each from its start (`at`); quiet minutes are zeros. */
+  minutes: z.array(usageMinuteSchema).max(WINDOW_MINUTES),
+});
+export type ProxyUsage = z.infer<typeof proxyUsageSchema>;
+
+/** `GET /api/me/usage` (api-backend): the caller's proxy's usage; `running: false`, and no counts, when none runs. */
+export const meUsageSchema = z.discriminatedUnion('running', [proxyUsageSchema.extend({ running: z.literal(true) }), z.object({ running: z.literal(false) })]);
+export type MeUsage = z.infer<typeof meUsageSchema>;
 
 export const tunnelOpenedSchema = z.object({
   seq: z.number(),

@@ -13,12 +13,15 @@ import {
   keyRevokedAnswerSchema,
   parseProxyAnswer,
   PROXY_SECRET_HEADER,
+  PROXY_USAGE_PATH,
   proxyStatusSchema,
+  proxyUsageSchema,
   reconnectAnswerSchema,
   TUNNELS_RECONNECT_PATH,
   type JournalPage,
   type KeyRevokedAnswer,
   type ProxyStatus,
+  type ProxyUsage,
   type ReconnectAnswer,
 } from '@ctll/protocol';
 
@@ -53,6 +56,11 @@ export class ProxyClient {
 
   status(endpoint: ProxyEndpoint, timeoutMs = 3000): Promise<ProxyStatus> {
     return this.getJson(proxyStatusSchema, endpoint, '/status', timeoutMs);
+  }
+
+  /** The user's traffic today and per minute over the last hour (GET /api/me/usage). */
+  usage(endpoint: ProxyEndpoint, timeoutMs = 3000): Promise<ProxyUsage> {
+    return this.getJson(proxyUsageSchema, endpoint, PROXY_USAGE_PATH, timeoutMs);
   }
 
   /** The proxy's journal after sequence number `after`, oldest first (the audit collector's pull). */

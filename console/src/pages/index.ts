@@ -7,5 +7,6 @@ import { pcPage } from './pc';
 import { chatPage } from './chat';
 import { sessionsPage } from './sessions';
 import { keysPage } from './keys';
+import { operatorPage } from './operator';
 
-export const PAGES: Page[] = [pcPage, chatPage, sessionsPage, keysPage];
+export const PAGES: Page[] = [pcPage, chatPage, sessionsPage, keysPage, operatorPage];

@@ -19,6 +19,8 @@ export interface Page {
   /** The navigation label and the heading. */
   title: string;
   render(context: PageContext): PageView;
+  /** Shown only to callers the relay calls operators (GET /api/me); everyone else never sees it. */
+  forOperators?: boolean;
 }
 
 /** The base of the signed-in user's own tunnel. */

@@ -12,6 +12,7 @@ import type { TargetHealth } from '@ctll/protocol';
 import { describeError } from '../api';
 import { formatTime, h, replace } from '../dom';
 import { tunnelBase, type Page, type PageContext } from './page';
+import { usageCard } from './usage-card';
 
 const POLL_MS = 2_000;
 
@@ -34,7 +35,8 @@ export const pcPage: Page = {
     const state = h('p', { class: 'state', id: 'pc-state', role: 'status', 'aria-live': 'polite' }, 'Checking…');
     const facts = h('dl', { class: 'facts' });
     const help = h('div');
-    const element = h('section', { 'aria-labelledby': 'page-title' }, h('h1', { id: 'page-title' }, 'My PC'), h('div', { class: 'card' }, state, facts), help);
+    const usage = usageCard(context.api);
+    const element = h('section', { 'aria-labelledby': 'page-title' }, h('h1', { id: 'page-title' }, 'My PC'), h('div', { class: 'card' }, state, facts), help, usage.element);
 
     let timer: number | undefined;
     let controller: AbortController | undefined;
@@ -87,6 +89,7 @@ export const pcPage: Page = {
         stopped = true;
         window.clearTimeout(timer);
         controller?.abort();
+        usage.dispose();
         document.removeEventListener('visibilitychange', onVisibility);
       },
     };

@@ -4,6 +4,7 @@
  *   GET  /health       liveness for the container's HEALTHCHECK; says nothing about the user
  *   GET  /status       desktops connected, active requests, counters, last activity
  *   GET  /events       the session journal after a sequence number (?after=N), for the audit
+ *   GET  /usage        the user's requests and bytes today and per minute over the last hour
  *   POST /zrok/refresh pull the user's zrok shares and check them now (api-backend, on register)
  *   POST /tunnels/reconnect  api-backend is restarting: close WebSocket tunnels with 1012
  *   POST /credentials/revoked  a relay key was revoked: close the links it opened (credentials/key-links.ts)
@@ -22,6 +23,7 @@ import {
   CREDENTIAL_KEY_HEADER,
   KEY_REVOKED_PATH,
   MAX_FRAME_BYTES,
+  PROXY_USAGE_PATH,
   parseCredentialExpiry,
   RELAY_RESTART_CLOSE,
   TUNNELS_RECONNECT_PATH,
@@ -42,7 +44,7 @@ import type { ZrokPath } from '../zrok/zrok-path';
 import { renewalClient, type VerifyRenewal } from '../credentials/renewal-client';
 import { KeyLinks } from '../credentials/key-links';
 import { keyRevoked } from '../credentials/key-revoked-route';
-import type { JournalPage, ProxyStatus, ReconnectAnswer, ZrokRefreshAnswer } from '@ctll/protocol';
+import type { JournalPage, ProxyStatus, ProxyUsage, ReconnectAnswer, ZrokRefreshAnswer } from '@ctll/protocol';
 
 export interface ProxyServerDeps {
   config: ProxyConfig;
@@ -107,8 +109,14 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
         lastActivityAt: new Date(stats.lastActivityAt).toISOString(),
         // How the local LLM server of the desktop requests go to is doing, as its bridge last said.
         target: hub.current()?.correlator.target ?? null,
+        memoryBytes: process.memoryUsage.rss(),
       };
       sendJson(res, 200, status);
+      return;
+    }
+    if (req.method === 'GET' && url === PROXY_USAGE_PATH) {
+      const usage: ProxyUsage = stats.usage.snapshot();
+      sendJson(res, 200, usage);
       return;
     }
     if (req.method === 'GET' && (url === '/events' || url.startsWith('/events?'))) {

@@ -40,7 +40,7 @@ export class ShareExchange {
     private readonly options: ShareExchangeOptions,
   ) {
     this.timer = setTimeout(() => this.silenceTimeout(), options.requestTimeoutMs);
-    options.stats.requests += 1;
+    options.stats.countRequest();
     options.stats.activeExchanges += 1;
     options.stats.touch();
   }
@@ -79,7 +79,7 @@ export class ShareExchange {
     upstream.on('error', (error) => this.onUpstreamError(error));
     this.req.on('data', (chunk: Buffer) => {
       this.timer.refresh();
-      this.options.stats.bytesToDesktop += chunk.byteLength;
+      this.options.stats.countBytes('bytesToDesktop', chunk.byteLength);
     });
     // pipe pauses the caller's upload while the share is slow to take it.
     this.req.pipe(upstream);
@@ -109,7 +109,7 @@ export class ShareExchange {
     answer.on('data', (chunk: Buffer) => {
       if (this.done) return;
       this.timer.refresh();
-      this.options.stats.bytesFromDesktop += chunk.byteLength;
+      this.options.stats.countBytes('bytesFromDesktop', chunk.byteLength);
       if (this.res.write(chunk)) return;
       answer.pause();
       this.waitingForDrain = true;
