@@ -6,7 +6,7 @@
 import http from 'node:http';
 import { decodeData, encodeControl, encodeData, INITIAL_WINDOW, MAX_OVERSHOOT_BYTES, PROXY_SECRET_HEADER, type ControlMessage } from '@ctll/protocol';
 import { callRelay, connectDesktop, SECRET, startProxy, type RawDesktop, type TestProxy } from './helpers/proxy';
-import { waitUntil } from './helpers/wait';
+import { waitUntil, within } from './helpers/wait';
 
 let proxy: TestProxy;
 beforeAll(async () => {
@@ -112,7 +112,7 @@ describe('a desktop that misbehaves on one stream', () => {
     const res = await caller;
     const ended = outcome(res);
     desktop.ws.send(encodeControl({ type: 'error', id: request.id, code: 'target_failed', message: 'the model crashed' }));
-    expect(await ended).toBe('aborted');
+    expect(await within(ended, 5000, 'still streaming')).toBe('aborted');
     desktop.ws.close();
   });
 });
