@@ -16,3 +16,5 @@ export * from './auth-config';
 export * from './relay-keys';
 export * from './target';
 export * from './credentials';
+export * from './with-timeout';
+export * from './backoff';
