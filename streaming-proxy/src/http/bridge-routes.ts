@@ -7,7 +7,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomBytes } from 'node:crypto';
-import { CREDENTIAL_EXPIRES_HEADER, heartbeatBodySchema, parseCredentialExpiry, registerBodySchema, type PollRegistration } from '@ctll/protocol';
+import { CREDENTIAL_EXPIRES_HEADER, errorMessage, heartbeatBodySchema, parseCredentialExpiry, registerBodySchema, type PollRegistration } from '@ctll/protocol';
 import type { ProxyConfig } from '../config';
 import type { Logger } from '../logger';
 import type { TunnelHub } from '../tunnel/hub';
@@ -88,7 +88,7 @@ export function bridgeRoutes(config: ProxyConfig, hub: TunnelHub, limits: UserLi
     const link = bridgeId ? hub.find(bridgeId) : undefined;
     if (!(link instanceof PollLink) || link.closed) {
       req.resume();
-      sendError(res, 'unknown_bridge', 'no such bridge: register again');
+      sendError(res, 'unknown_bridge', errorMessage('unknown_bridge'));
       return true;
     }
     link.credential(parseCredentialExpiry(req.headers[CREDENTIAL_EXPIRES_HEADER]));

@@ -18,6 +18,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import {
   CREDENTIAL_EXPIRES_HEADER,
+  errorMessage,
   MAX_FRAME_BYTES,
   parseCredentialExpiry,
   RELAY_RESTART_CLOSE,
@@ -153,12 +154,12 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
     }
     if (link.queueFull) {
       req.resume();
-      sendError(res, 'queue_full', 'your desktop is not collecting requests fast enough: its queue is full');
+      sendError(res, 'queue_full', errorMessage('queue_full'));
       return;
     }
     if (link.correlator.full) {
       req.resume();
-      sendError(res, 'too_many_streams', `at most ${config.maxStreamsPerTunnel} requests at once per tunnel`);
+      sendError(res, 'too_many_streams', errorMessage('too_many_streams', { max: config.maxStreamsPerTunnel }));
       return;
     }
     const exchange = new Exchange(req, res, link, { requestTimeoutMs: config.requestTimeoutMs, stats, logger });
@@ -171,7 +172,7 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
   function relayToShare(req: http.IncomingMessage, res: http.ServerResponse, path: string): void {
     const offline = () => {
       req.resume();
-      sendError(res, 'desktop_offline', 'your desktop bridge is not connected');
+      sendError(res, 'desktop_offline', errorMessage('desktop_offline'));
     };
     if (!zrok) return offline();
     zrok.forward(req, res, path).then(

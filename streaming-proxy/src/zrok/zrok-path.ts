@@ -6,7 +6,7 @@
  * `zrok`), because it is one, and so keeps the proxy from being culled as idle.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { ProxyZrokStatus } from '@ctll/protocol';
+import { errorMessage, type ProxyZrokStatus } from '@ctll/protocol';
 import type { ProxyConfig } from '../config';
 import type { Logger } from '../logger';
 import type { ProxyStats } from '../stats';
@@ -101,7 +101,7 @@ export class ZrokPath {
     if (!share) return false;
     if (this.activeTotal >= this.options.maxStreams) {
       req.resume();
-      sendError(res, 'too_many_streams', `at most ${this.options.maxStreams} requests at once per tunnel`);
+      sendError(res, 'too_many_streams', errorMessage('too_many_streams', { max: this.options.maxStreams }));
       return true;
     }
     this.count(share.shareId, +1);
