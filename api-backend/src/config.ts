@@ -38,6 +38,8 @@ const schema = z.object({
   OIDC_DEVICE_CLIENT_ID: optionalString,
   /** Space-separated scopes the bridge asks for; offline_access brings the refresh token that keeps a bridge signed in. */
   OIDC_SCOPES: z.string().trim().min(1).default('openid profile email offline_access'),
+  /** Client id of the identity provider's public single-page application (authorization code with PKCE, redirect URI: the relay's own `/`) that the web console signs in as; unset: the console offers no sign-in with a real identity provider. */
+  OIDC_WEB_CLIENT_ID: optionalString,
   /** Tunnel renewal: a desktop link whose token expired and was not renewed (in-band on a WebSocket, by its next request on long-poll) is closed (4401) this long after the expiry. */
   TOKEN_EXPIRY_GRACE_MS: z.coerce.number().int().min(0).default(30_000),
 
@@ -225,8 +227,8 @@ export interface Config {
   dataDir: string;
   logLevel: string;
   auth: AuthConfig;
-  /** Device login settings served at GET /api/auth/config. */
-  signIn: { deviceClientId?: string; scopes: string[] };
+  /** Device login and web console sign-in settings served at GET /api/auth/config. */
+  signIn: { deviceClientId?: string; scopes: string[]; webClientId?: string };
   databaseUrl?: string;
   audit: {
     poolSize: number;
@@ -323,7 +325,7 @@ export function loadConfig(env: Record<string, string | undefined>, defaults: { 
     dataDir,
     logLevel: c.LOG_LEVEL,
     auth: { ...authConfig(c, dataDir), ...authLimits(c) },
-    signIn: { deviceClientId: c.OIDC_DEVICE_CLIENT_ID, scopes: c.OIDC_SCOPES.split(/\s+/) },
+    signIn: { deviceClientId: c.OIDC_DEVICE_CLIENT_ID, scopes: c.OIDC_SCOPES.split(/\s+/), webClientId: c.OIDC_WEB_CLIENT_ID },
     databaseUrl: c.DATABASE_URL,
     audit: {
       poolSize: c.DATABASE_POOL_SIZE,

@@ -110,7 +110,7 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
       },
       () => this.token,
     );
-    this.streams = new StreamTable(setup.target, this, (outcome) => {
+    this.streams = new StreamTable(setup.targets, this, (outcome) => {
       if (outcome === 'served') events.served();
       this.closeIfDrained();
     });

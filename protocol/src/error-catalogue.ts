@@ -24,6 +24,9 @@ export const ERROR_CATALOGUE = {
   not_found: 404,
   unknown_bridge: 404,
   unknown_request: 404,
+  // A `/t/<name>/` prefix naming no target of the desktop's bridge (`--target name=url`): the bridge
+  // says so with this code (TunnelErrorCode.UnknownTarget) and the proxy answers it as a CatalogueError.
+  unknown_target: 404,
   method_not_allowed: 405,
   payload_too_large: 413,
   rate_limited: 429,

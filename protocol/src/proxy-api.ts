@@ -80,6 +80,8 @@ export const tunnelOpenedSchema = z.object({
   link: z.string(),
   transport: tunnelTransport,
   client: z.string(),
+  /** The id of the relay key that opened the tunnel; absent: the user's own token. */
+  keyId: z.string().optional(),
 });
 export type TunnelOpened = z.infer<typeof tunnelOpenedSchema>;
 

@@ -9,12 +9,15 @@ import type { ProxyEndpoint } from './driver';
 import type { z } from 'zod';
 import {
   journalPageSchema,
+  KEY_REVOKED_PATH,
+  keyRevokedAnswerSchema,
   parseProxyAnswer,
   PROXY_SECRET_HEADER,
   proxyStatusSchema,
   reconnectAnswerSchema,
   TUNNELS_RECONNECT_PATH,
   type JournalPage,
+  type KeyRevokedAnswer,
   type ProxyStatus,
   type ReconnectAnswer,
 } from '@ctll/protocol';
@@ -62,11 +65,17 @@ export class ProxyClient {
     return this.getJson(reconnectAnswerSchema, endpoint, TUNNELS_RECONNECT_PATH, timeoutMs, 'POST');
   }
 
+  /** A relay key of the proxy's owner was revoked: the proxy closes the links it opened (see KEY_REVOKED_PATH). */
+  keyRevoked(endpoint: ProxyEndpoint, keyId: string, timeoutMs = 2000): Promise<KeyRevokedAnswer> {
+    return this.getJson(keyRevokedAnswerSchema, endpoint, KEY_REVOKED_PATH, timeoutMs, 'POST', JSON.stringify({ keyId }));
+  }
+
   /** A JSON answer of the proxy, parsed with its protocol schema (a drifted proxy is an error, not a cast). */
-  private getJson<T>(schema: z.ZodType<T>, endpoint: ProxyEndpoint, path: string, timeoutMs: number, method = 'GET'): Promise<T> {
+  private getJson<T>(schema: z.ZodType<T>, endpoint: ProxyEndpoint, path: string, timeoutMs: number, method = 'GET', body?: string): Promise<T> {
     const what = path.split('?')[0].slice(1);
     return new Promise((resolve, reject) => {
-      const req = this.request(endpoint, { method, path, timeout: timeoutMs });
+      const headers = body === undefined ? {} : { 'content-type': 'application/json' };
+      const req = this.request(endpoint, { method, path, timeout: timeoutMs, headers });
       req.on('timeout', () => req.destroy(new Error(`proxy ${what} timed out after ${timeoutMs} ms`)));
       req.on('error', reject);
       req.on('response', (res) => {
@@ -82,7 +91,7 @@ export class ProxyClient {
           }
         });
       });
-      req.end();
+      req.end(body);
     });
   }
 

@@ -4,7 +4,7 @@
  * proxy means no desktop, which is a 503 the caller can act on.
  */
 import { Router, type Request, type Response, type NextFunction } from 'express';
-import { BadPathError, DesktopOfflineError, errorMessage, escapesRoot, ForbiddenError } from '@ctll/protocol';
+import { BadPathError, DesktopOfflineError, errorMessage, escapesRoot, ForbiddenError, type TargetHealth } from '@ctll/protocol';
 import type { StreamingProxyManager } from '../proxy/manager';
 import type { ProxyClient } from '../proxy/proxy-client';
 import type { Caller } from '../auth/authenticator';
@@ -39,7 +39,7 @@ export function tunnelRoutes(
       res.json({
         // "Your PC is offline" versus "your PC is online but its model server is not running".
         desktop: connected ? 'online' : 'offline',
-        target: connected ? (status.desktop?.target ?? null) : null,
+        ...targetsHealth(connected ? status.desktop?.target : undefined),
         connected,
         transport: status.desktop?.transport ?? null,
         proxy: status.status,
@@ -79,4 +79,14 @@ export function desktopPath(originalUrl: string): string {
   if (cut === -1) return '/';
   const rest = afterPrefix.slice(cut);
   return rest.startsWith('?') ? `/${rest}` : rest;
+}
+
+/**
+ * `target`: the default (unnamed) target, shaped as before there were several; `targets`: every
+ * target, the default first with `name: null`, then each `--target name=url` the bridge reported.
+ */
+function targetsHealth(report: TargetHealth | null | undefined): { target: Omit<TargetHealth, 'targets'> | null; targets: Array<Record<string, unknown>> } {
+  if (!report) return { target: null, targets: [] };
+  const { targets: named = [], ...target } = report;
+  return { target, targets: [{ name: null, ...target }, ...named.map((one) => ({ ...one, checkedAt: target.checkedAt }))] };
 }

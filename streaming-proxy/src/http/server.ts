@@ -6,6 +6,7 @@
  *   GET  /events       the session journal after a sequence number (?after=N), for the audit
  *   POST /zrok/refresh pull the user's zrok shares and check them now (api-backend, on register)
  *   POST /tunnels/reconnect  api-backend is restarting: close WebSocket tunnels with 1012
+ *   POST /credentials/revoked  a relay key was revoked: close the links it opened (credentials/key-links.ts)
  *   ANY  /relay/<path> relay <path> to the desktop: its tunnel (WebSocket, then polling), else
  *                      a healthy zrok share it registered (zrok/zrok-path.ts), else 503
  *   GET  /ws/tunnel    WebSocket upgrade: a desktop's tunnel, forwarded by api-backend
@@ -18,7 +19,9 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import {
   CREDENTIAL_EXPIRES_HEADER,
+  CREDENTIAL_KEY_HEADER,
   errorMessage,
+  KEY_REVOKED_PATH,
   MAX_FRAME_BYTES,
   parseCredentialExpiry,
   RELAY_RESTART_CLOSE,
@@ -38,6 +41,8 @@ import { refuseUpgrade, sendError, sendJson, sendRelayError } from './respond';
 import { UserLimits } from '../limits/user-limits';
 import type { ZrokPath } from '../zrok/zrok-path';
 import { renewalClient, type VerifyRenewal } from '../credentials/renewal-client';
+import { KeyLinks } from '../credentials/key-links';
+import { keyRevoked } from '../credentials/key-revoked-route';
 import type { JournalPage, ProxyStatus, ReconnectAnswer, ZrokRefreshAnswer } from '@ctll/protocol';
 
 export interface ProxyServerDeps {
@@ -67,7 +72,8 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
   });
 
   const limits = new UserLimits(config.limits, { pingIntervalMs: config.pingIntervalMs, pollGraceMs: config.pollGraceMs });
-  const bridge = bridgeRoutes(config, hub, limits, logger);
+  const keyLinks = new KeyLinks();
+  const bridge = bridgeRoutes(config, hub, limits, logger, keyLinks);
 
   const server = http.createServer((req, res) => {
     handle(req, res).catch((error: Error) => {
@@ -125,6 +131,10 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
       logger.info('api-backend restarting: WebSocket tunnels closed for their bridges to reconnect', { closed });
       const answer: ReconnectAnswer = { closed };
       sendJson(res, 200, answer);
+      return;
+    }
+    if (req.method === 'POST' && url === KEY_REVOKED_PATH) {
+      await keyRevoked(req, res, keyLinks, logger);
       return;
     }
     if (url.startsWith('/bridge/')) {
@@ -192,6 +202,11 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
       refuseUpgrade(socket, new UnauthorizedError('this proxy answers api-backend only'));
       return;
     }
+    const keyId = headerValue(req.headers[CREDENTIAL_KEY_HEADER]);
+    if (keyLinks.isRevoked(keyId)) {
+      refuseUpgrade(socket, new UnauthorizedError('invalid, revoked or expired relay key'));
+      return;
+    }
     const refused = limits.admitLink('ws', hub.count('ws'));
     if (refused) {
       logger.info('WebSocket tunnel refused by a user limit', { code: refused.code, open: hub.count('ws') });
@@ -211,7 +226,8 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
         onClose: (closed, code, reason) => hub.remove(closed, code, reason),
         onTraffic: () => stats.touch(),
       });
-      hub.add(link);
+      hub.add(link, keyId);
+      keyLinks.track(link, keyId);
     });
   });
 
@@ -222,6 +238,11 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
   server.requestTimeout = 0;
   server.on('connection', (socket) => socket.setNoDelay(true));
   return server;
+}
+
+/** A single header's value (a repeated one is nobody's). */
+function headerValue(value: string | string[] | undefined): string | undefined {
+  return typeof value === 'string' ? value : undefined;
 }
 
 function describeClient(req: http.IncomingMessage): string {
