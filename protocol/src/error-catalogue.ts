@@ -62,3 +62,20 @@ export type ErrorCode = keyof typeof ERROR_CATALOGUE;
 export function isErrorCode(code: string): code is ErrorCode {
   return Object.prototype.hasOwnProperty.call(ERROR_CATALOGUE, code);
 }
+
+/**
+ * The message of each answer that two places send alike, as a template: `{name}` is filled from
+ * the values given. One wording per code, so the proxy's answer and api-backend's never drift
+ * apart and a bridge or client that shows them shows one sentence.
+ */
+export const ERROR_MESSAGES = {
+  desktop_offline: 'your desktop bridge is not connected',
+  unknown_bridge: 'no such bridge: register again',
+  queue_full: 'your desktop is not collecting requests fast enough: its queue is full',
+  too_many_streams: 'at most {max} requests at once per tunnel',
+} as const satisfies Partial<Record<ErrorCode, string>>;
+
+/** The catalogue's message for `code`, with its `{name}` placeholders filled from `values`. */
+export function errorMessage(code: keyof typeof ERROR_MESSAGES, values: Record<string, string | number> = {}): string {
+  return ERROR_MESSAGES[code].replace(/\{(\w+)\}/g, (placeholder, name: string) => (name in values ? String(values[name]) : placeholder));
+}

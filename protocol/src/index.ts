@@ -18,3 +18,5 @@ export * from './target';
 export * from './credentials';
 export * from './minute-ring';
 export * from './operator-api';
+export * from './with-timeout';
+export * from './backoff';

@@ -47,7 +47,7 @@ export const proxyZrokStatusSchema = z.object({
   /** The share requests go to when no desktop tunnel is connected, if any is healthy. */
   inUse: z.string().nullable(),
   shares: z.array(
-    z.object({ tunnelId: z.string(), healthy: z.boolean().nullable(), checkedAt: isoTime.nullable(), error: z.string().optional() }),
+    z.object({ shareId: z.string(), healthy: z.boolean().nullable(), checkedAt: isoTime.nullable(), error: z.string().optional() }),
   ),
   lastDiscoveryAt: isoTime.nullable(),
   discoveryError: z.string().optional(),

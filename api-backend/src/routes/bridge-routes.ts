@@ -4,7 +4,7 @@
  * owner's proxy only, so another user asking for it reaches their own proxy and gets 404.
  */
 import { Router, type Request, type Response, type NextFunction } from 'express';
-import { checkProtocolVersion, PROTOCOL_VERSION_HEADER, UnknownBridgeError } from '@ctll/protocol';
+import { checkProtocolVersion, errorMessage, PROTOCOL_VERSION_HEADER, UnknownBridgeError } from '@ctll/protocol';
 import type { StreamingProxyManager } from '../proxy/manager';
 import type { ProxyClient } from '../proxy/proxy-client';
 import type { Caller } from '../auth/authenticator';
@@ -48,7 +48,7 @@ export function bridgeRoutes(manager: StreamingProxyManager, client: ProxyClient
     try {
       const caller = res.locals.caller as Caller;
       const endpoint = await manager.endpoint(caller.userId);
-      if (!endpoint) throw new UnknownBridgeError('no such bridge: register again');
+      if (!endpoint) throw new UnknownBridgeError(errorMessage('unknown_bridge'));
       const upstreamPath = req.originalUrl.replace(/^\/api/, '').split('?')[0];
       relayHttp(req, res, endpoint, upstreamPath, client, relayOptions(maxBodyBytes, caller));
     } catch (error) {

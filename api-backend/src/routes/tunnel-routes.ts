@@ -4,7 +4,7 @@
  * proxy means no desktop, which is a 503 the caller can act on.
  */
 import { Router, type Request, type Response, type NextFunction } from 'express';
-import { BadPathError, DesktopOfflineError, escapesRoot, ForbiddenError, type TargetHealth } from '@ctll/protocol';
+import { BadPathError, DesktopOfflineError, errorMessage, escapesRoot, ForbiddenError, type TargetHealth } from '@ctll/protocol';
 import type { StreamingProxyManager } from '../proxy/manager';
 import type { ProxyClient } from '../proxy/proxy-client';
 import type { Caller } from '../auth/authenticator';
@@ -56,7 +56,7 @@ export function tunnelRoutes(
       // Before anything starts: a path that climbs out of the desktop's root never leaves here.
       if (escapesRoot(path)) throw new BadPathError('the path climbs above the root of your desktop (`..` segments are not allowed)');
       const endpoint = await manager.endpoint(req.params.userId);
-      if (!endpoint) throw new DesktopOfflineError('your desktop bridge is not connected');
+      if (!endpoint) throw new DesktopOfflineError(errorMessage('desktop_offline'));
       relayHttp(req, res, endpoint, `/relay${path}`, client, {
         maxBodyBytes: options.maxBodyBytes,
         socketTimeoutMs: options.requestTimeoutMs + 10_000,

@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import {
   CREDENTIAL_EXPIRES_HEADER,
   CREDENTIAL_KEY_HEADER,
+  errorMessage,
   heartbeatBodySchema,
   KEY_REVOKED_CLOSE,
   parseCredentialExpiry,
@@ -108,7 +109,7 @@ export function bridgeRoutes(config: ProxyConfig, hub: TunnelHub, limits: UserLi
     const link = bridgeId ? hub.find(bridgeId) : undefined;
     if (!(link instanceof PollLink) || link.closed) {
       req.resume();
-      sendError(res, 'unknown_bridge', 'no such bridge: register again');
+      sendError(res, 'unknown_bridge', errorMessage('unknown_bridge'));
       return true;
     }
     link.credential(parseCredentialExpiry(req.headers[CREDENTIAL_EXPIRES_HEADER]));

@@ -21,6 +21,7 @@ import { WebSocketServer } from 'ws';
 import {
   CREDENTIAL_EXPIRES_HEADER,
   CREDENTIAL_KEY_HEADER,
+  errorMessage,
   KEY_REVOKED_PATH,
   MAX_FRAME_BYTES,
   PROXY_USAGE_PATH,
@@ -171,12 +172,12 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
     }
     if (link.queueFull) {
       req.resume();
-      sendError(res, 'queue_full', 'your desktop is not collecting requests fast enough: its queue is full');
+      sendError(res, 'queue_full', errorMessage('queue_full'));
       return;
     }
     if (link.correlator.full) {
       req.resume();
-      sendError(res, 'too_many_streams', `at most ${config.maxStreamsPerTunnel} requests at once per tunnel`);
+      sendError(res, 'too_many_streams', errorMessage('too_many_streams', { max: config.maxStreamsPerTunnel }));
       return;
     }
     const exchange = new Exchange(req, res, link, { requestTimeoutMs: config.requestTimeoutMs, stats, logger });
@@ -189,7 +190,7 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
   function relayToShare(req: http.IncomingMessage, res: http.ServerResponse, path: string): void {
     const offline = () => {
       req.resume();
-      sendError(res, 'desktop_offline', 'your desktop bridge is not connected');
+      sendError(res, 'desktop_offline', errorMessage('desktop_offline'));
     };
     if (!zrok) return offline();
     zrok.forward(req, res, path).then(

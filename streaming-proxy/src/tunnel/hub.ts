@@ -59,10 +59,6 @@ export class TunnelHub {
     return this.links.filter((link) => link.transport === transport && !link.closed).length;
   }
 
-  get connected(): number {
-    return this.links.length;
-  }
-
   transport(): Transport | null {
     return this.current()?.transport ?? null;
   }

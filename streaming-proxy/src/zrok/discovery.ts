@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { SECRET_HEADER } from '../http/secret';
 
 export interface DiscoveredShare {
-  tunnelId: string;
+  shareId: string;
   publicUrl: string;
   lastHeartbeatAt: string;
 }
@@ -36,6 +36,7 @@ export function discoveryClient(target: DiscoveryTarget): () => Promise<Discover
     }
     const parsed = answerSchema.safeParse(body);
     if (!parsed.success) throw new Error('discover answered something that is not a share list');
-    return parsed.data.tunnels;
+    // api-backend's public zrok API calls a share's id `tunnelId`; inside the relay it is a share.
+    return parsed.data.tunnels.map(({ tunnelId, ...rest }) => ({ shareId: tunnelId, ...rest }));
   };
 }

@@ -150,7 +150,7 @@ export class ShareExchange {
   private unreachable(error: NodeJS.ErrnoException): void {
     const detail = describeFailure(error);
     this.options.onUnreachable(this.share, detail);
-    this.options.logger.info('zrok share did not answer', { tunnel: this.share.tunnelId, error: detail });
+    this.options.logger.info('zrok share did not answer', { share: this.share.shareId, error: detail });
     const refused = error instanceof ShareAddressError;
     this.fail(refused ? 'share_address_refused' : 'share_unreachable',
       refused ? `the relay refused to connect to your zrok share: ${detail}` : `your zrok share did not answer: ${detail}`,
@@ -166,7 +166,7 @@ export class ShareExchange {
     }
     const waited = `${this.options.requestTimeoutMs} ms`;
     this.upstream?.destroy();
-    if (this.started) this.options.logger.info('zrok answer stalled; ending the stream', { tunnel: this.share.tunnelId, waited });
+    if (this.started) this.options.logger.info('zrok answer stalled; ending the stream', { share: this.share.shareId, waited });
     this.fail('desktop_timeout', `your zrok share did not answer within ${waited}`);
   }
 
