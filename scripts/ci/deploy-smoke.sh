@@ -17,9 +17,10 @@
 #      no capabilities, no-new-privileges) with DATA_DIR writable; only nginx publishes ports
 #   5. a second `./deploy.sh --no-certbot` changes nothing: same containers (ids and start times),
 #      same .env, same certificate
-#   6. on a swarm manager (CI: scripts/ci/provision-swarm.sh): the compose stack goes down, `./deploy.sh --swarm --no-certbot` deploys stack ctllsmoke with the
+#   6. with CTLL_SMOKE_SWARM=1, on a swarm manager: the compose stack goes down, `./deploy.sh --swarm --no-certbot` deploys stack ctllsmoke with the
 #      same images and .env, /health answers through nginx with both api-backend replicas running,
-#      then `docker stack rm` (CTLL_SMOKE_SWARM=0 skips this step, with a line saying so)
+#      then `docker stack rm`. Off by default (a line says so): the stack's nginx reaches api-backend
+#      at the swarm's service VIP, which needs the kernel's IPVS (ip_vs), and CI's machine has none
 #   7. `down -v`, and every image, container, network, volume and file the run made is removed
 #
 #   scripts/ci/deploy-smoke.sh [--keep]      (--keep: leave the stack and the copy for inspection)
@@ -296,10 +297,10 @@ curl_tls -fsS -o /dev/null "https://$DOMAIN/health" || die "/health stopped answ
 # ----- 6. the same relay as a swarm stack ----------------------------------------------------------
 
 swarm_result="swarm stack not tried"
-if [[ "${CTLL_SMOKE_SWARM:-1}" == 0 ]]; then
-    log "CTLL_SMOKE_SWARM=0: the swarm stack step is skipped"
+if [[ "${CTLL_SMOKE_SWARM:-0}" != 1 ]]; then
+    log "swarm stack step not run: set CTLL_SMOKE_SWARM=1 on a swarm manager whose kernel has IPVS (service VIPs)"
 elif [[ "$(docker info -f '{{.Swarm.ControlAvailable}}' 2>/dev/null)" != true ]]; then
-    die "this engine is no swarm manager (run scripts/ci/provision-swarm.sh, or CTLL_SMOKE_SWARM=0 to skip the stack step)"
+    die "CTLL_SMOKE_SWARM=1 but this engine is no swarm manager (run scripts/ci/provision-swarm.sh)"
 else
     compose down --timeout 10 >/dev/null 2>&1 || die "compose down before the stack step failed"
     set_env PROXY_SECRET_KEY "$(openssl rand -hex 32)"
