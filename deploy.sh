@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Deploys (or updates) the CloudToLocalLLM relay on this host with docker-compose.production.yml.
+# Deploys (or updates) the CloudToLocalLLM relay on this host with docker-compose.production.yml,
+# or with --swarm as stack "ctll" (docker-stack.yml) on a swarm manager.
 #
 #   ./deploy.sh --domain relay.example.com --email admin@example.com     first run
 #   ./deploy.sh                                                           later runs (reads .env)
+#   ./deploy.sh --swarm ...                                               the same, on a swarm manager
 #
 # Options:
 #   --domain NAME   public DNS name of the relay (first run: written to .env)
@@ -10,6 +12,10 @@
 #   --no-certbot    do not ask Let's Encrypt: keep the certificate in data/letsencrypt/live/NAME/
 #                   (a self-signed one is made if there is none) and skip the DNS check
 #   --staging       use Let's Encrypt's staging CA (untrusted certificates, generous rate limits)
+#   --swarm         deploy docker-stack.yml with `docker stack deploy` (api-backend replicated,
+#                   PROXY_DRIVER=swarm); this node must be a swarm manager, and is labelled
+#                   ctll-edge=true: nginx, certbot and postgres run here. Needs PROXY_SECRET_KEY
+#                   in .env (generated on the first run) so every replica derives the same proxy secrets
 #   -h, --help      show this help
 #
 # What it does, in order, and safe to repeat (a second run with nothing changed changes nothing):
@@ -35,11 +41,15 @@ readonly ACME_DIR="data/acme"
 readonly STAGE_DIR="api-backend/dist/image"
 readonly NPM_WORK_DIR="data/deploy/api-backend-deps"
 readonly HEALTH_TIMEOUT_S=180
+readonly STACK_FILE="docker-stack.yml"
+STACK_NAME="${CTLL_STACK_NAME:-ctll}"
+readonly STACK_NAME
 
 opt_domain=""
 opt_email=""
 opt_certbot=1
 opt_staging=0
+opt_swarm=0
 COMPOSE=()
 
 log() { printf '[deploy] %s\n' "$*"; }
@@ -62,6 +72,7 @@ parse_args() {
             --email=*) opt_email="${1#*=}" ;;
             --no-certbot) opt_certbot=0 ;;
             --staging) opt_staging=1 ;;
+            --swarm) opt_swarm=1 ;;
             -h | --help) usage; exit 0 ;;
             *) die "unknown argument: $1 (see --help)" ;;
         esac
@@ -113,10 +124,19 @@ check_domain_resolves() {
         || die "$domain does not resolve: point its DNS A/AAAA record at this server first (or use --no-certbot)"
 }
 
+# The running nginx container of the stack (swarm: its task on this node), or nothing.
+nginx_container() {
+    if [[ $opt_swarm -eq 1 ]]; then
+        docker ps -q --filter "label=com.docker.swarm.service.name=${STACK_NAME}_nginx" | head -n 1
+    else
+        compose ps -q nginx 2>/dev/null || true
+    fi
+}
+
 # True when the stack's nginx container is running (then it is the one holding 80 and 443).
 nginx_running() {
     local id
-    id="$(compose ps -q nginx 2>/dev/null || true)"
+    id="$(nginx_container)"
     [[ -n "$id" && "$(docker inspect -f '{{.State.Running}}' "$id" 2>/dev/null)" == true ]]
 }
 
@@ -145,6 +165,14 @@ check_docker_gid() {
     gid="$(stat -c %g "$socket")"
     [[ "$(env_get DOCKER_GID)" == "$gid" ]] \
         || die "DOCKER_GID in .env is '$(env_get DOCKER_GID)' but $socket belongs to group $gid: set DOCKER_GID=$gid in .env"
+}
+
+check_swarm_manager() {
+    [[ $opt_swarm -eq 1 ]] || return 0
+    [[ "$(docker info -f '{{.Swarm.ControlAvailable}}' 2>/dev/null)" == true ]] \
+        || die "--swarm needs a swarm manager: run 'docker swarm init' here (or run deploy.sh on a manager)"
+    [[ -n "$(env_get PROXY_SECRET_KEY)" ]] \
+        || die "--swarm needs PROXY_SECRET_KEY in .env so every replica derives the same proxy secrets: set PROXY_SECRET_KEY=$(openssl rand -hex 32)"
 }
 
 check_auth_configured() {
@@ -188,6 +216,10 @@ ensure_env() {
         "LETSENCRYPT_EMAIL=${opt_email:-admin@$opt_domain}" \
         "DOCKER_GID=$gid" \
         "POSTGRES_PASSWORD=$(openssl rand -hex 24)"
+    if [[ $opt_swarm -eq 1 ]]; then
+        # Replicas on several nodes must derive the same proxy secrets (one host keeps a key file).
+        printf 'PROXY_SECRET_KEY=%s\n' "$(openssl rand -hex 32)" >> "$ENV_FILE"
+    fi
     log "created .env (mode 600) with a generated POSTGRES_PASSWORD; review it, it is yours from now on"
 }
 
@@ -311,11 +343,29 @@ start_stack() {
     fi
 }
 
+# The settings of .env as KEY=value words: `docker stack deploy` reads ${...} from its own
+# environment only, and .env is never sourced (see env_get).
+env_words() { grep -E '^[A-Za-z_][A-Za-z0-9_]*=' "$ENV_FILE" || true; }
+
+start_swarm_stack() {
+    local node words=()
+    node="$(docker info -f '{{.Swarm.NodeID}}')"
+    # nginx, certbot and postgres bind-mount this checkout's files and keep postgres's volume here.
+    docker node update --label-add ctll-edge=true "$node" >/dev/null
+    mapfile -t words < <(env_words)
+    log "deploying stack $STACK_NAME (docker stack deploy)"
+    # --resolve-image never: the images are the ones built here, never pulled from a registry.
+    env "${words[@]}" docker stack deploy --resolve-image never --prune -c "$STACK_FILE" "$STACK_NAME"
+}
+
 reload_nginx() {
     log "reloading nginx"
     # nginx -s reload re-reads the configuration and certificate first; on failure the running
     # nginx keeps serving what it has.
-    compose exec -T nginx nginx -s reload \
+    local id
+    id="$(nginx_container)"
+    [[ -n "$id" ]] || die "nginx is not running here: cannot reload it"
+    docker exec "$id" nginx -s reload \
         || die "nginx rejected its configuration or certificate (see above) and keeps serving the previous one"
 }
 
@@ -326,6 +376,10 @@ wait_for_health() {
     log "waiting for https://$domain/health through nginx"
     until curl -fsS -k -o /dev/null --max-time 5 --resolve "$domain:443:127.0.0.1" "https://$domain/health" 2>/dev/null; do
         if ((SECONDS >= deadline)); then
+            if [[ $opt_swarm -eq 1 ]]; then
+                docker stack ps --no-trunc "$STACK_NAME" >&2 || true
+                die "https://$domain/health did not answer within ${HEALTH_TIMEOUT_S}s; see: docker service logs ${STACK_NAME}_api-backend"
+            fi
             compose ps >&2 || true
             die "https://$domain/health did not answer within ${HEALTH_TIMEOUT_S}s; see: ${COMPOSE[*]} -f $COMPOSE_FILE logs api-backend nginx"
         fi
@@ -379,6 +433,19 @@ certificate_kind() {
 
 summary() {
     local domain="$1" c="${COMPOSE[*]} -f $COMPOSE_FILE"
+    if [[ $opt_swarm -eq 1 ]]; then
+        cat <<EOF
+
+CloudToLocalLLM relay is running at https://$domain/ as swarm stack $STACK_NAME
+  certificate   $(certificate_kind "$domain"), in $LE_DIR/live/$domain/
+  settings      $ROOT/$ENV_FILE (changes apply on the next ./deploy.sh --swarm)
+  status        docker stack ps $STACK_NAME
+  replicas      docker service scale ${STACK_NAME}_api-backend=3
+  logs          docker service logs -f ${STACK_NAME}_api-backend
+  stop          docker stack rm $STACK_NAME   (data stays in volumes and ./data; proxy services stay for the next start to adopt)
+EOF
+        return 0
+    fi
     cat <<EOF
 
 CloudToLocalLLM relay is running at https://$domain/
@@ -395,6 +462,7 @@ EOF
 main() {
     parse_args "$@"
     cd "$ROOT"
+    [[ $opt_swarm -eq 0 || -f "$STACK_FILE" ]] || die "run deploy.sh from a checkout of the relay (missing $STACK_FILE)"
     [[ -f "$TEMPLATE" && -f "$COMPOSE_FILE" ]] || die "run deploy.sh from a checkout of the relay (missing $TEMPLATE or $COMPOSE_FILE)"
 
     check_tools
@@ -403,6 +471,7 @@ main() {
     domain="$(env_get DOMAIN)"
     [[ -n "$domain" ]] || die "DOMAIN is empty in .env"
     check_auth_configured
+    check_swarm_manager
     check_docker_gid
     check_domain_resolves "$domain"
     check_ports_free
@@ -413,7 +482,11 @@ main() {
     build_api_backend_image
 
     ensure_bootstrap_certificate "$domain"
-    start_stack
+    if [[ $opt_swarm -eq 1 ]]; then
+        start_swarm_stack
+    else
+        start_stack
+    fi
     wait_for_health "$domain"
     if [[ $opt_certbot -eq 1 ]]; then
         request_certificate "$domain"

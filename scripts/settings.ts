@@ -10,11 +10,12 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { settingsSchema } from '../api-backend/src/config';
 
-/** The three documents, as text. */
+/** The documents, as text. */
 export interface SettingsDocs {
   envTemplate: string;
   readme: string;
   compose: string;
+  stack: string;
 }
 
 /** A setting's declared default as its text in an env file; undefined: none (unset means unset). */
@@ -39,6 +40,8 @@ export const NOT_IN_COMPOSE: Readonly<Record<string, string>> = {
 const ENV_TEMPLATE = 'env.template';
 const README = 'README.md';
 const COMPOSE = 'docker-compose.production.yml';
+// The swarm stack (./deploy.sh --swarm) passes the same settings as compose.
+const STACK = 'docker-stack.yml';
 
 /** Each setting's default, as the schema declares it. */
 export function declaredSettings(): Declared {
@@ -53,7 +56,12 @@ export function declaredSettings(): Declared {
 }
 
 export function checkSettings(declared: Declared, docs: SettingsDocs): string[] {
-  return [...checkEnvTemplate(declared, docs.envTemplate), ...checkReadme(declared, docs.readme), ...checkCompose(declared, docs.compose)];
+  return [
+    ...checkEnvTemplate(declared, docs.envTemplate),
+    ...checkReadme(declared, docs.readme),
+    ...checkCompose(declared, docs.compose),
+    ...checkCompose(declared, docs.stack, STACK),
+  ];
 }
 
 const SETTING_LINE = /^(#?)([A-Z][A-Z0-9_]*)=(.*)$/;
@@ -129,25 +137,25 @@ export function checkReadme(declared: Declared, text: string): string[] {
   return problems;
 }
 
-/** compose's api-backend environment: every setting passed (or pinned), `${NAME:-default}` as declared. */
-export function checkCompose(declared: Declared, text: string): string[] {
+/** compose's (or the stack file's) api-backend environment: every setting passed (or pinned), `${NAME:-default}` as declared. */
+export function checkCompose(declared: Declared, text: string, file = COMPOSE): string[] {
   const environment = composeEnvironment(text);
-  if (environment === undefined) return [`${COMPOSE}: no environment list under services.api-backend`];
+  if (environment === undefined) return [`${file}: no environment list under services.api-backend`];
   const problems: string[] = [];
   for (const [name, raw] of environment) {
     if (!(name in declared)) {
-      problems.push(`${COMPOSE}: api-backend's environment sets ${name}, which is not a setting of api-backend/src/config.ts`);
+      problems.push(`${file}: api-backend's environment sets ${name}, which is not a setting of api-backend/src/config.ts`);
       continue;
     }
     const passed = /^\$\{([A-Z0-9_]+):-(.*)\}$/.exec(raw);
     if (!passed) continue; // pinned inside the container
-    if (passed[1] !== name) problems.push(`${COMPOSE}: ${name} is read from \${${passed[1]}}: use the same name in .env`);
-    if (passed[2] !== '' || declared[name] === undefined) problems.push(...defaultProblem(declared, name, passed[2], COMPOSE));
-    else problems.push(`${COMPOSE}: ${name} falls back to "" but api-backend/src/config.ts declares "${declared[name]}": write \${${name}:-${declared[name]}}`);
+    if (passed[1] !== name) problems.push(`${file}: ${name} is read from \${${passed[1]}}: use the same name in .env`);
+    if (passed[2] !== '' || declared[name] === undefined) problems.push(...defaultProblem(declared, name, passed[2], file));
+    else problems.push(`${file}: ${name} falls back to "" but api-backend/src/config.ts declares "${declared[name]}": write \${${name}:-${declared[name]}}`);
   }
   for (const name of Object.keys(declared)) {
     if (!environment.has(name) && !(name in NOT_IN_COMPOSE)) {
-      problems.push(`${COMPOSE}: api-backend's environment drops ${name}: add ${name}: "\${${name}:-${declared[name] ?? ''}}"`);
+      problems.push(`${file}: api-backend's environment drops ${name}: add ${name}: "\${${name}:-${declared[name] ?? ''}}"`);
     }
   }
   return problems;
@@ -172,12 +180,12 @@ function composeEnvironment(text: string): Map<string, string> | undefined {
 
 export function readDocs(root: string): SettingsDocs {
   const read = (file: string) => readFileSync(path.join(root, file), 'utf8');
-  return { envTemplate: read(ENV_TEMPLATE), readme: read(README), compose: read(COMPOSE) };
+  return { envTemplate: read(ENV_TEMPLATE), readme: read(README), compose: read(COMPOSE), stack: read(STACK) };
 }
 
 if (require.main === module) {
   const problems = checkSettings(declaredSettings(), readDocs(process.cwd()));
   for (const problem of problems) console.error(problem);
-  console.log(problems.length === 0 ? 'settings: env.template, README and compose agree with api-backend/src/config.ts' : `settings: ${problems.length} problem(s)`);
+  console.log(problems.length === 0 ? 'settings: env.template, README, compose and the stack file agree with api-backend/src/config.ts' : `settings: ${problems.length} problem(s)`);
   process.exit(problems.length === 0 ? 0 : 1);
 }

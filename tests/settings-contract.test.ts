@@ -9,7 +9,7 @@ import { checkCompose, checkEnvTemplate, checkReadme, declaredSettings, readDocs
 const declared = declaredSettings();
 const docs = readDocs(path.join(__dirname, '..'));
 
-describe('settings: one declaration, three documents', () => {
+describe('settings: one declaration, four documents', () => {
   it('env.template lists every setting under a comment, with the declared defaults', () => {
     expect(checkEnvTemplate(declared, docs.envTemplate)).toEqual([]);
   });
@@ -20,6 +20,17 @@ describe('settings: one declaration, three documents', () => {
 
   it("compose passes every setting to api-backend, falling back to the declared defaults", () => {
     expect(checkCompose(declared, docs.compose)).toEqual([]);
+  });
+
+  it('the swarm stack file passes every setting to api-backend too, falling back to the declared defaults', () => {
+    expect(checkCompose(declared, docs.stack, 'docker-stack.yml')).toEqual([]);
+  });
+
+  it('a setting the stack file drops is named with the stack file and the line to add', () => {
+    const dropped = docs.stack.replace(/^ {6}USER_MAX_STREAMS:.*\n/m, '');
+    expect(checkCompose(declared, dropped, 'docker-stack.yml')).toEqual([
+      `docker-stack.yml: api-backend's environment drops USER_MAX_STREAMS: add USER_MAX_STREAMS: "\${USER_MAX_STREAMS:-100}"`,
+    ]);
   });
 
   it('a setting compose drops, or a default that drifted, is named with the line to fix', () => {

@@ -1,6 +1,6 @@
 import Docker from 'dockerode';
 import { ServiceUnavailableError } from '@ctll/protocol';
-import { classify, ignoringGone, imageMissing, toRelayError } from '../src/proxy/docker-errors';
+import { classify, ignoringGone, imageMissing, toRelayError } from '../src/proxy/docker/errors';
 
 /** Errors as dockerode builds them from the engine's answers (docker-modem's buildPayload). */
 const engineError = (statusCode: number, message: string) => Object.assign(new Error(`(HTTP code ${statusCode}) - ${message}`), { statusCode, json: { message } });

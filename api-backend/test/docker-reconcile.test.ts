@@ -1,5 +1,5 @@
 import type Docker from 'dockerode';
-import { planReconcile, type ReconcileInput } from '../src/proxy/docker-reconcile';
+import { planReconcile, type ReconcileInput } from '../src/proxy/docker/reconcile';
 import { LABELS } from '../src/proxy/naming';
 
 const NOW = Date.parse('2030-01-01T12:00:00Z');

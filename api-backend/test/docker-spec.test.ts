@@ -1,4 +1,4 @@
-import { containerSpec, isOurs, managedFilter, networkSpec, SCOPE_LABEL, type ProxySpecOptions } from '../src/proxy/docker-spec';
+import { containerSpec, isOurs, managedFilter, networkSpec, SCOPE_LABEL, type ProxySpecOptions } from '../src/proxy/docker/spec';
 import { LABELS } from '../src/proxy/naming';
 
 const options: ProxySpecOptions = { scope: 'prod', image: 'ctll/streaming-proxy:latest', memoryMb: 512, cpus: 0.5, pidsLimit: 64, tmpfsMb: 16, stopGraceSeconds: 3, logMaxSize: '10m', logMaxFiles: 2, egress: 'internet' };

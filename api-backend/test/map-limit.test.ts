@@ -1,5 +1,5 @@
 import { mapLimit } from '../src/proxy/map-limit';
-import { backendUrlAt } from '../src/proxy/docker-networks';
+import { backendUrlAt } from '../src/proxy/docker/networks';
 
 describe('mapLimit', () => {
   it('keeps at most `limit` calls in flight and the results in order', async () => {

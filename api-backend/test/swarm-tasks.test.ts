@@ -1,6 +1,6 @@
 import type Docker from 'dockerode';
 import { loadConfig } from '../src/config';
-import { planReconcile } from '../src/proxy/docker-reconcile';
+import { planReconcile } from '../src/proxy/docker/reconcile';
 import { LABELS } from '../src/proxy/naming';
 import { asContainers, type SwarmTask } from '../src/proxy/swarm-tasks';
 

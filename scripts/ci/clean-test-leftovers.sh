@@ -7,6 +7,10 @@
 set -euo pipefail
 
 label=io.cloudtolocalllm.scope
+# The deploy smoke's swarm stack (scripts/ci/deploy-smoke.sh), if a killed run left it.
+if docker stack ls --format '{{.Name}}' 2>/dev/null | grep -qx ctllsmoke; then
+  docker stack rm ctllsmoke >/dev/null
+fi
 # Swarm proxies (PROXY_DRIVER=swarm) first: their tasks hold the overlays until they have stopped.
 services=""
 if [ "$(docker info --format '{{.Swarm.ControlAvailable}}' 2>/dev/null)" = true ]; then

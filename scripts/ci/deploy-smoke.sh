@@ -17,7 +17,11 @@
 #      no capabilities, no-new-privileges) with DATA_DIR writable; only nginx publishes ports
 #   5. a second `./deploy.sh --no-certbot` changes nothing: same containers (ids and start times),
 #      same .env, same certificate
-#   6. `down -v`, and every image, container, network, volume and file the run made is removed
+#   6. with CTLL_SMOKE_SWARM=1, on a swarm manager: the compose stack goes down, `./deploy.sh --swarm --no-certbot` deploys stack ctllsmoke with the
+#      same images and .env, /health answers through nginx with both api-backend replicas running,
+#      then `docker stack rm`. Off by default (a line says so): the stack's nginx reaches api-backend
+#      at the swarm's service VIP, which needs the kernel's IPVS (ip_vs), and CI's machine has none
+#   7. `down -v`, and every image, container, network, volume and file the run made is removed
 #
 #   scripts/ci/deploy-smoke.sh [--keep]      (--keep: leave the stack and the copy for inspection)
 #
@@ -33,6 +37,8 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 readonly REPO
 readonly DOMAIN="relay.test"
 readonly PROJECT="ctllsmoke"
+# The swarm step's stack (services ctllsmoke_*); cleanup removes it, as does clean-test-leftovers.sh.
+readonly STACK="ctllsmoke"
 readonly EDGE_SUBNET="${CTLL_SMOKE_EDGE_SUBNET:-10.201.77.0/24}"
 readonly API_IMAGE="ctll-smoke/api-backend:latest"
 readonly PROXY_IMAGE="ctll-smoke/streaming-proxy:latest"
@@ -94,6 +100,9 @@ cleanup() {
         compose ps >&2 || true
         compose logs --tail 30 >&2 || true
     fi
+    if [[ -n "$(docker stack ls --format '{{.Name}}' 2>/dev/null | grep -x "$STACK" || true)" ]]; then
+        remove_stack || log "warning: docker stack rm $STACK failed"
+    fi
     if [[ -f "$work/.env" ]]; then
         compose down -v --remove-orphans --timeout 10 >/dev/null 2>&1 || log "warning: compose down failed"
     fi
@@ -118,6 +127,17 @@ set_env() {
     else
         printf '%s=%s\n' "$1" "$2" >>"$file"
     fi
+}
+
+# Removes the swarm step's stack and waits until its tasks and networks are gone, then its volumes.
+remove_stack() {
+    docker stack rm "$STACK" >/dev/null || return 1
+    local deadline=$((SECONDS + 60))
+    while [[ -n "$(docker ps -aq --filter "label=com.docker.stack.namespace=$STACK"; docker network ls -q --filter "label=com.docker.stack.namespace=$STACK")" ]]; do
+        ((SECONDS < deadline)) || return 1
+        sleep 2
+    done
+    docker volume ls -q --filter "label=com.docker.stack.namespace=$STACK" | xargs -r docker volume rm >/dev/null
 }
 
 state() {
@@ -274,4 +294,30 @@ $after"
 [[ "$(sha256sum <"$work/data/letsencrypt/live/$DOMAIN/fullchain.pem")" == "$cert_before" ]] || die "the repeated run changed the certificate"
 curl_tls -fsS -o /dev/null "https://$DOMAIN/health" || die "/health stopped answering after the repeated run"
 
-log "ok: stack up through deploy.sh, /health over TLS through nginx, repeat run changed nothing (driver $driver)"
+# ----- 6. the same relay as a swarm stack ----------------------------------------------------------
+
+swarm_result="swarm stack not tried"
+if [[ "${CTLL_SMOKE_SWARM:-0}" != 1 ]]; then
+    log "swarm stack step not run: set CTLL_SMOKE_SWARM=1 on a swarm manager whose kernel has IPVS (service VIPs)"
+elif [[ "$(docker info -f '{{.Swarm.ControlAvailable}}' 2>/dev/null)" != true ]]; then
+    die "CTLL_SMOKE_SWARM=1 but this engine is no swarm manager (run scripts/ci/provision-swarm.sh)"
+else
+    compose down --timeout 10 >/dev/null 2>&1 || die "compose down before the stack step failed"
+    set_env PROXY_SECRET_KEY "$(openssl rand -hex 32)"
+    log "./deploy.sh --swarm --no-certbot (stack $STACK)"
+    t0=$SECONDS
+    (cd "$work" && CTLL_STACK_NAME="$STACK" ./deploy.sh --swarm --no-certbot) >"$work/deploy-swarm.log" 2>&1 \
+        || { cat "$work/deploy-swarm.log" >&2; docker stack ps --no-trunc "$STACK" >&2 || true; die "deploy.sh --swarm failed"; }
+    health="$(curl_tls -f "https://$DOMAIN/health")" || die "https://$DOMAIN/health did not answer through nginx in front of the stack"
+    node -e 'const h = JSON.parse(process.argv[1]); process.exit(h.status === "ok" && Object.values(h.checks ?? {}).every((c) => c.ok) ? 0 : 1)' "$health" \
+        || die "/health of the stack is not ok in every check: $health"
+    running="$(docker service ps --filter desired-state=running --format '{{.CurrentState}}' "${STACK}_api-backend" | grep -c '^Running' || true)"
+    [[ "$running" -eq 2 ]] || die "expected 2 running api-backend replicas, got $running: $(docker service ps --no-trunc "${STACK}_api-backend")"
+    log "stack up in $((SECONDS - t0))s: /health through nginx, 2 api-backend replicas running"
+    t0=$SECONDS
+    remove_stack || die "docker stack rm $STACK left tasks or networks behind"
+    log "stack removed in $((SECONDS - t0))s"
+    swarm_result="swarm stack up with 2 replicas and removed"
+fi
+
+log "ok: stack up through deploy.sh, /health over TLS through nginx, repeat run changed nothing (driver $driver); $swarm_result"

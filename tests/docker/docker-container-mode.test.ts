@@ -9,7 +9,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type Docker from 'dockerode';
 import { containerName, networkName } from '../../api-backend/src/proxy/naming';
-import { detectPlacement } from '../../api-backend/src/proxy/docker-placement';
+import { detectPlacement } from '../../api-backend/src/proxy/docker/placement';
 import { describeDocker, NODE_BASE_IMAGE } from './require-docker';
 import { docker, leftovers, randomOwner, removeOwners, testDriver } from './support';
 

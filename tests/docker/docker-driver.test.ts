@@ -8,7 +8,7 @@ import type { ProxyHandle } from '../../api-backend/src/proxy/driver';
 import type { DockerDriver } from '../../api-backend/src/proxy/docker-driver';
 import { LABELS, containerName, networkName } from '../../api-backend/src/proxy/naming';
 import { addressIn } from '../../api-backend/src/proxy/subnet-pool';
-import { SCOPE_LABEL } from '../../api-backend/src/proxy/docker-spec';
+import { SCOPE_LABEL } from '../../api-backend/src/proxy/docker/spec';
 import { describeDocker, PROXY_IMAGE } from './require-docker';
 import { connectScript, docker, health, leftovers, probeFrom, randomOwner, removeOwners, TEST_SCOPE, testDriver } from './support';
 

@@ -10,7 +10,7 @@
  * PROXY_MEMORY_MB; the exit is reported with reason `memory`.
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { startFailed } from './docker-errors';
+import { startFailed } from './docker/errors';
 import type { DriverHealth, ProxyDriver, ProxyEndpoint, ProxyExitListener, ProxyHandle } from './driver';
 import type { Logger } from '../logger';
 import { canWatchMemory, MemoryWatchdog, type WatchedChild } from './memory-watchdog';

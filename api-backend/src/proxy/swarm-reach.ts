@@ -7,9 +7,9 @@
 import type Docker from 'dockerode';
 import type { Logger } from '../logger';
 import type { ProxyEndpoint } from './driver';
-import { ignoringGone, startFailed } from './docker-errors';
-import { describePlacement, detectPlacement, type NetworkModeSetting, type Placement } from './docker-placement';
-import { PROXY_PORT } from './docker-spec';
+import { ignoringGone, startFailed } from './docker/errors';
+import { describePlacement, detectPlacement, type NetworkModeSetting, type Placement } from './docker/placement';
+import { PROXY_PORT } from './docker/spec';
 import { containerIdOf, overlayAddress, secretOf, type SwarmTask } from './swarm-tasks';
 
 const GWBRIDGE = 'docker_gwbridge';

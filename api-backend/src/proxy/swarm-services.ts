@@ -5,8 +5,8 @@
  * a remove of ours, like the docker driver's, returns when the proxy is gone.
  */
 import type Docker from 'dockerode';
-import { ignoringGone, startFailed } from './docker-errors';
-import { isOurs, managedFilter, SCOPE_LABEL } from './docker-spec';
+import { ignoringGone, startFailed } from './docker/errors';
+import { isOurs, managedFilter, SCOPE_LABEL } from './docker/spec';
 import { containerName } from './naming';
 import { containerIdOf, currentTask, phaseOf, whyEnded, type SwarmTask } from './swarm-tasks';
 

@@ -2,7 +2,7 @@
  * What a user's proxy looks like to a swarm manager, as plain create bodies (no engine calls):
  * an attachable overlay network `ctll-net-<h>` with an explicit subnet from the pool, and a
  * service `ctll-proxy-<h>` with one replica on it. Same labels, limits and hardening as the docker
- * driver's container (docker-spec.ts), as far as a service spec can say them:
+ * driver's container (docker/spec.ts), as far as a service spec can say them:
  *
  * - read-only root, a small tmpfs /tmp, no capabilities, uid 1001, hard memory, CPU and pids limits,
  *   no healthcheck (the driver probes /health), capped json-file logs, no published ports;
@@ -16,10 +16,10 @@
  *   Swarm also gives no MemorySwap field: the engine sets swap to the memory limit again.
  *
  * Container labels repeat the service's, so the engine's container events for a task carry the
- * owner (docker-events.ts follows them unchanged).
+ * owner (docker/events.ts follows them unchanged).
  */
 import type Docker from 'dockerode';
-import { PROXY_PORT, proxyLabels, type ProxySpecOptions } from './docker-spec';
+import { proxyEnvList, proxyLabels, type ProxySpecOptions } from './docker/spec';
 import { containerName, networkName } from './naming';
 
 const MIB = 1024 * 1024;
@@ -29,7 +29,7 @@ export function overlaySpec(ownerHash: string, subnet: string, options: ProxySpe
     Name: networkName(ownerHash),
     Driver: 'overlay',
     CheckDuplicate: true,
-    // Attachable: api-backend, a plain container, joins each user's overlay (docker-networks.ts attach).
+    // Attachable: api-backend, a plain container, joins each user's overlay (docker/networks.ts attach).
     Attachable: true,
     // Internal: no route out of the overlay, and no docker_gwbridge leg either (see swarm-driver.ts).
     Internal: options.egress === 'none',
@@ -65,12 +65,7 @@ export function serviceSpec(ownerHash: string, place: ServicePlace, env: Record<
         Image: place.imageId,
         Labels: labels,
         User: '1001:1001',
-        Env: Object.entries({
-          ...env,
-          PORT: String(PROXY_PORT),
-          // As in docker-spec.ts: V8's heap at 3/4 of the cap, the rest for buffers and the runtime.
-          NODE_OPTIONS: `--max-old-space-size=${Math.max(16, Math.floor(options.memoryMb * 0.75))}`,
-        }).map(([name, value]) => `${name}=${value}`),
+        Env: proxyEnvList(env, options.memoryMb),
         ReadOnly: true,
         CapabilityDrop: ['ALL'],
         Mounts: [{ Type: 'tmpfs', Target: '/tmp', TmpfsOptions: { SizeBytes: options.tmpfsMb * MIB, Mode: 0o1777 } }],

@@ -3,7 +3,7 @@
  * whether it runs, why it does not, its address on the user's overlay and the secret it was
  * started with. The engine's task objects are untyped in dockerode; `SwarmTask` names the fields
  * used here. Also the mapping of services onto the docker driver's reconcile rules
- * (docker-reconcile.ts), so both drivers adopt, report and sweep by the same rules.
+ * (docker/reconcile.ts), so both drivers adopt, report and sweep by the same rules.
  */
 import type Docker from 'dockerode';
 import { LABELS, networkName } from './naming';
@@ -59,7 +59,7 @@ export function whyEnded(task: SwarmTask): string {
 }
 
 /**
- * Services and their current tasks, as the container listing docker-reconcile.ts plans from: a
+ * Services and their current tasks, as the container listing docker/reconcile.ts plans from: a
  * running task is a running container, an ended one an exited container, a service whose task is
  * pending (or which has none) a container that never started.
  */

@@ -10,7 +10,7 @@
  * Owners with a create in flight in this process are left alone.
  */
 import type Docker from 'dockerode';
-import { LABELS } from './naming';
+import { LABELS } from '../naming';
 
 export interface ReconcileInput {
   containers: Docker.ContainerInfo[];

@@ -3,7 +3,7 @@
  * pool, so no proxy ever shares a network with another user's proxy, and Docker's small default
  * address pools are never used.
  *
- * How api-backend reaches a proxy depends on where it runs (docker-placement.ts):
+ * How api-backend reaches a proxy depends on where it runs (docker/placement.ts):
  * - `host`: api-backend is a process on the Docker host, which has an address (the gateway, .1) on
  *   every bridge network and so routes straight to each proxy's address. Nothing to join.
  * - `container`: api-backend is itself a container (docker-compose.production.yml). It joins each
@@ -11,12 +11,12 @@
  * Either way, `backendAddress` is where the proxy finds api-backend on its network.
  */
 import type Docker from 'dockerode';
-import type { Logger } from '../logger';
-import { classify, dockerMessage, ignoringGone, subnetsExhausted, toRelayError } from './docker-errors';
-import { isOurs, managedFilter, networkSpec, SCOPE_LABEL, type ProxySpecOptions } from './docker-spec';
-import { LABELS, networkName } from './naming';
-import { addressIn, formatCidr, type SubnetPool } from './subnet-pool';
-import type { Placement } from './docker-placement';
+import type { Logger } from '../../logger';
+import { classify, dockerMessage, ignoringGone, subnetsExhausted, toRelayError } from './errors';
+import { isOurs, managedFilter, networkSpec, SCOPE_LABEL, type ProxySpecOptions } from './spec';
+import { LABELS, networkName } from '../naming';
+import { addressIn, formatCidr, type SubnetPool } from '../subnet-pool';
+import type { Placement } from './placement';
 
 export interface UserNetwork {
   id: string;
@@ -29,7 +29,7 @@ export interface UserNetwork {
 export interface ProxyNetworksOptions {
   pool: SubnetPool;
   spec: ProxySpecOptions;
-  /** Where api-backend runs (docker-placement.ts); asked before each join or leave. */
+  /** Where api-backend runs (docker/placement.ts); asked before each join or leave. */
   placement: () => Promise<Placement>;
   logger: Logger;
   /** How many subnets to try when other creators keep winning the race for them (default 8). */

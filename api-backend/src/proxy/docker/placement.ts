@@ -1,6 +1,6 @@
 /**
  * Where api-backend runs relative to the Docker engine, which decides how it reaches proxies
- * (docker-networks.ts): as a process on the host (it routes to every bridge network's addresses)
+ * (docker/networks.ts): as a process on the host (it routes to every bridge network's addresses)
  * or as a container (it must join each user's network). PROXY_NETWORK_MODE names it, or `auto`
  * asks the engine: we are a container when a container marker file exists *and* the engine has a
  * container whose hostname is ours. The marker alone is not enough: a CI sandbox may carry
@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import type Docker from 'dockerode';
-import { ignoringGone } from './docker-errors';
+import { ignoringGone } from './errors';
 
 export type NetworkMode = 'host' | 'container';
 export type NetworkModeSetting = NetworkMode | 'auto';

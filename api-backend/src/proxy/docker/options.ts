@@ -5,10 +5,10 @@
  * proxy could ever need, a three-second stop grace, two 10 MB log files per proxy.
  */
 import type Docker from 'dockerode';
-import type { Logger } from '../logger';
-import type { ProxyExitListener } from './driver';
-import type { NetworkModeSetting } from './docker-placement';
-import type { ProxyEgress, ProxySpecOptions } from './docker-spec';
+import type { Logger } from '../../logger';
+import type { ProxyExitListener } from '../driver';
+import type { NetworkModeSetting } from './placement';
+import type { ProxyEgress, ProxySpecOptions } from './spec';
 
 export interface DockerDriverOptions {
   image: string;
@@ -27,7 +27,7 @@ export interface DockerDriverOptions {
   /** Which deployment's resources these are, when several api-backends share one engine. */
   scope?: string;
   subnetPrefix?: number;
-  /** How api-backend reaches proxies: `auto` asks the engine whether we run in a container (docker-placement.ts). */
+  /** How api-backend reaches proxies: `auto` asks the engine whether we run in a container (docker/placement.ts). */
   networkMode?: NetworkModeSetting;
   /** api-backend's own container; setting it implies container mode. Default: found by our hostname (Docker sets it to the short id). */
   selfContainer?: string;
@@ -71,7 +71,7 @@ export function resolveDockerOptions(options: DockerDriverOptions): ResolvedDock
   return { ...DOCKER_DRIVER_DEFAULTS, ...given } as ResolvedDockerOptions;
 }
 
-/** What the container and network bodies need (docker-spec.ts). */
+/** What the container and network bodies need (docker/spec.ts). */
 export function specOf(o: ResolvedDockerOptions): ProxySpecOptions {
   return {
     scope: o.scope,

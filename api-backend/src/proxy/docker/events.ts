@@ -10,10 +10,10 @@
  * loses nothing (the driver ignores repeats).
  */
 import type Docker from 'dockerode';
-import type { Logger } from '../logger';
-import { dockerMessage } from './docker-errors';
-import { LABELS } from './naming';
-import { managedFilter } from './docker-spec';
+import type { Logger } from '../../logger';
+import { dockerMessage } from './errors';
+import { LABELS } from '../naming';
+import { managedFilter } from './spec';
 
 export type ContainerAction = 'die' | 'oom' | 'destroy';
 

@@ -17,8 +17,8 @@
  * Either way the proxy reaches api-backend on its own network (host mode: the gateway address).
  */
 import type Docker from 'dockerode';
-import { LABELS, containerName, networkName } from './naming';
-import { addressIn } from './subnet-pool';
+import { LABELS, containerName, networkName } from '../naming';
+import { addressIn } from '../subnet-pool';
 
 /** The port the proxy listens on inside its container (its PORT). */
 export const PROXY_PORT = 8080;
@@ -67,6 +67,17 @@ export function managedFilter(scope: string, role?: ProxyRole): string[] {
   return [`${LABELS.managed}=true`, `${SCOPE_LABEL}=${scope}`, ...(role ? [`${LABELS.role}=${role}`] : [])];
 }
 
+/** The proxy's environment as the engine takes it (NAME=value), for a container or a service task. */
+export function proxyEnvList(env: Record<string, string>, memoryMb: number): string[] {
+  return Object.entries({
+    ...env,
+    PORT: String(PROXY_PORT),
+    // Collect garbage before the cgroup's OOM killer strikes: V8's heap at 3/4 of the cap
+    // leaves the rest for buffers, sockets and the runtime itself.
+    NODE_OPTIONS: `--max-old-space-size=${Math.max(16, Math.floor(memoryMb * 0.75))}`,
+  }).map(([name, value]) => `${name}=${value}`);
+}
+
 /** True when a resource's labels say this scope made it. */
 export function isOurs(labels: Record<string, string> | undefined, scope: string): boolean {
   return labels?.[LABELS.managed] === 'true' && labels[SCOPE_LABEL] === scope;
@@ -100,13 +111,7 @@ export function containerSpec(
     name: containerName(ownerHash),
     Image: options.image,
     User: '1001:1001',
-    Env: Object.entries({
-      ...env,
-      PORT: String(PROXY_PORT),
-      // Collect garbage before the cgroup's OOM killer strikes: V8's heap at 3/4 of the cap
-      // leaves the rest for buffers, sockets and the runtime itself.
-      NODE_OPTIONS: `--max-old-space-size=${Math.max(16, Math.floor(options.memoryMb * 0.75))}`,
-    }).map(([name, value]) => `${name}=${value}`),
+    Env: proxyEnvList(env, options.memoryMb),
     Labels: proxyLabels(ownerHash, 'proxy', subnet, options),
     StopTimeout: options.stopGraceSeconds,
     // The image's HEALTHCHECK runs a node process every 10 s inside each proxy's memory and pids

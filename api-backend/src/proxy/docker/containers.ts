@@ -4,10 +4,10 @@
  * the engine answers "removal already in progress" while someone else removes the same container.
  */
 import type Docker from 'dockerode';
-import type { ProxyEndpoint, ProxyHandle, ProxyState } from './driver';
-import { classify, ignoringGone } from './docker-errors';
-import { PROXY_PORT } from './docker-spec';
-import { LABELS, networkName } from './naming';
+import type { ProxyEndpoint, ProxyHandle, ProxyState } from '../driver';
+import { classify, ignoringGone } from './errors';
+import { PROXY_PORT } from './spec';
+import { LABELS, networkName } from '../naming';
 
 /** The proxy's address on its own network and the secret it was started with (from its environment). */
 export function endpointOf(info: Docker.ContainerInspectInfo): ProxyEndpoint | undefined {
