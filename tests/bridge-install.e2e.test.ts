@@ -4,12 +4,13 @@
  * single executable, run with no Node at all on its PATH. Both connect to a real relay and carry a
  * streamed chat from the slow test model. Everything is built once, in beforeAll.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Ollama } from 'ollama';
 import { startLayout, waitFor, type Layout } from './helpers/layout';
+import { runProgram, type Running } from './helpers/child';
 
 const ROOT = path.resolve(__dirname, '..');
 
@@ -47,21 +48,8 @@ function nodeOnlyEnv(): Record<string, string> {
   return { PATH: `${path.dirname(installedBin)}:${path.dirname(process.execPath)}`, HOME: scratch };
 }
 
-interface Running {
-  child: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<number | null>;
-}
-
 function run(program: string, args: string[], env: Record<string, string>): Running {
-  const child = spawn(program, args, { cwd: scratch, env });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (chunk) => (stdout += chunk));
-  child.stderr!.on('data', (chunk) => (stderr += chunk));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { child, stdout: () => stdout, stderr: () => stderr, exited };
+  return runProgram(program, args, { cwd: scratch, env });
 }
 
 /** Starts the bridge, streams one chat through the relay to the test model, and stops it with SIGTERM. */

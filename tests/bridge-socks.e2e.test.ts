@@ -3,13 +3,13 @@
  * --proxy) the built ctll-bridge connects to a real relay through a small SOCKS5 server and streams
  * a chat from the slow test model, and the SOCKS server is what carried the connection.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Ollama } from 'ollama';
 import { startLayout, waitFor, type Layout } from './helpers/layout';
 import { startSocks5Server, type Socks5Server } from './helpers/socks5-server';
+import { runProgram, type Running } from './helpers/child';
 
 const CLI = path.resolve(__dirname, '../bridge/dist/cli.js');
 const user = 'socks@example.com';
@@ -33,16 +33,10 @@ afterAll(async () => {
   if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
 });
 
-function startCli(args: string[], env: Record<string, string>): { child: ChildProcess; stdout: () => string; stderr: () => string; exited: Promise<number | null> } {
-  const child = spawn(process.execPath, [CLI, '--server', layout.relay.url, '--token-file', tokenFile, '--target', layout.llm.url, ...args], {
+function startCli(args: string[], env: Record<string, string>): Running {
+  return runProgram(process.execPath, [CLI, '--server', layout.relay.url, '--token-file', tokenFile, '--target', layout.llm.url, ...args], {
     env: { PATH: process.env.PATH ?? '', HOME: scratch, ...env },
   });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (chunk) => (stdout += chunk));
-  child.stderr!.on('data', (chunk) => (stderr += chunk));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { child, stdout: () => stdout, stderr: () => stderr, exited };
 }
 
 async function chat(testId: string): Promise<string> {

@@ -7,7 +7,6 @@
  * shows which tunnel a key opened (by id and name, never the key). Real relay (process driver,
  * dev auth, PGlite), real bridge program, the official ollama client as the script.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,6 +14,7 @@ import { Ollama } from 'ollama';
 import type { CreatedRelayKey } from '@ctll/protocol';
 import { startBridge, type Bridge } from '../bridge/src';
 import { startLayout, waitFor, type Layout } from './helpers/layout';
+import { runProgram, type Running } from './helpers/child';
 
 jest.setTimeout(60_000);
 
@@ -23,12 +23,7 @@ const SIGNED_OUT_EXIT = 77;
 /** What the issue promises: a revoked key stops working within this, open tunnels included. */
 const REVOCATION_BOUND_MS = 5_000;
 
-interface Cli {
-  child: ChildProcess;
-  stdout(): string;
-  stderr(): string;
-  exited: Promise<number | null>;
-}
+type Cli = Running;
 
 let layout: Layout;
 let scratch: string;
@@ -74,13 +69,7 @@ function startHeadlessBridge(key: string, transport: 'ws' | 'poll'): Cli {
   const keyFile = path.join(dir, 'relay-key');
   fs.writeFileSync(keyFile, key, { mode: 0o600 });
   const args = ['--server', layout.relay.url, '--token-file', keyFile, '--target', layout.llm.url, '--transport', transport, '--no-fallback', '--json-logs'];
-  const child = spawn(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH ?? '', XDG_CONFIG_HOME: dir, CI: '1' } });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (chunk) => (stdout += chunk));
-  child.stderr!.on('data', (chunk) => (stderr += chunk));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const cli = { child, stdout: () => stdout, stderr: () => stderr, exited };
+  const cli = runProgram(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH ?? '', XDG_CONFIG_HOME: dir, CI: '1' } });
   clis.push(cli);
   return cli;
 }

@@ -4,12 +4,12 @@
  * OIDC_DEVICE_CLIENT_ID; the bundled `ctll-bridge` runs as its own process with a scratch
  * XDG_CONFIG_HOME; the test plays the person at the browser.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startLayout, waitFor, type Layout } from './helpers/layout';
 import { startOidcProvider, type OidcProvider, type TestAccount } from './helpers/oidc-provider';
+import { runProgram, type Running } from './helpers/child';
 
 // Waits are generous (a loaded CI machine starts node processes slowly); none is a speed assertion.
 jest.setTimeout(180_000);
@@ -18,22 +18,11 @@ const CLI = path.resolve(__dirname, '../bridge/dist/cli.js');
 const SIGNED_OUT_EXIT = 77;
 const SIGN_IN_UNAVAILABLE_EXIT = 78;
 
-interface Cli {
-  child: ChildProcess;
-  stdout(): string;
-  stderr(): string;
-  exited: Promise<number | null>;
-}
+type Cli = Running;
 
 function startCli(args: string[], configHome: string): Cli {
   // CI=1: never try to open a browser.
-  const child = spawn(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH ?? '', XDG_CONFIG_HOME: configHome, CI: '1' } });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (chunk) => (stdout += chunk));
-  child.stderr!.on('data', (chunk) => (stderr += chunk));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { child, stdout: () => stdout, stderr: () => stderr, exited };
+  return runProgram(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH ?? '', XDG_CONFIG_HOME: configHome, CI: '1' } });
 }
 
 /** Runs a command to its end. Never spawnSync: the relay runs in this process and must keep answering. */

@@ -9,13 +9,13 @@
  * It takes over a minute by design, so CI runs it in the slow lane beside the main run
  * (jest.config.js SLOW_SUITES, .ci/run).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Ollama } from 'ollama';
 import { startLayout, waitFor, type Layout } from './helpers/layout';
 import { startOidcProvider, type OidcProvider } from './helpers/oidc-provider';
+import { runProgram, type Running } from './helpers/child';
 
 jest.setTimeout(240_000);
 
@@ -27,22 +27,11 @@ const CONNECTED_FOR_MS = 60_000;
 /** Streamed one a second: the answer outlasts two 10 s access tokens. */
 const ANSWER_TOKENS = 24;
 
-interface Cli {
-  child: ChildProcess;
-  stdout(): string;
-  stderr(): string;
-  exited: Promise<number | null>;
-}
+type Cli = Running;
 
 function startCli(args: string[], configHome: string): Cli {
   // CI=1: never try to open a browser.
-  const child = spawn(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH ?? '', XDG_CONFIG_HOME: configHome, CI: '1' } });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (chunk) => (stdout += chunk));
-  child.stderr!.on('data', (chunk) => (stderr += chunk));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { child, stdout: () => stdout, stderr: () => stderr, exited };
+  return runProgram(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH ?? '', XDG_CONFIG_HOME: configHome, CI: '1' } });
 }
 
 interface StoredCredentials {
