@@ -48,3 +48,10 @@ export function formatTime(iso: string | null): string {
   const date = new Date(iso);
   return Number.isNaN(date.getTime()) ? iso : date.toLocaleString();
 }
+
+/** One term and its detail, for a `<dl>` of facts (My PC, usage, the operator's summary). */
+export function fact(term: string, detail: string): DocumentFragment {
+  const fragment = document.createDocumentFragment();
+  fragment.append(h('dt', {}, term), h('dd', {}, detail));
+  return fragment;
+}

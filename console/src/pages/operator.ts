@@ -7,7 +7,7 @@
 import type { OperatorOverview, OperatorProxy } from '@ctll/protocol/src/operator-api';
 import { describeError } from '../api';
 import { lineChart } from '../chart';
-import { formatBytes, h, replace } from '../dom';
+import { fact, formatBytes, h, replace } from '../dom';
 import type { Page, PageContext } from './page';
 
 const POLL_MS = 5_000;
@@ -96,12 +96,6 @@ export const operatorPage: Page = {
     };
   },
 };
-
-function fact(term: string, detail: string): DocumentFragment {
-  const fragment = document.createDocumentFragment();
-  fragment.append(h('dt', {}, term), h('dd', {}, detail));
-  return fragment;
-}
 
 function duration(ms: number | null): string {
   if (ms === null) return '—';

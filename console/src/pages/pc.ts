@@ -10,7 +10,7 @@
  */
 import type { TargetHealth } from '@ctll/protocol';
 import { describeError } from '../api';
-import { formatTime, h, replace } from '../dom';
+import { fact, formatTime, h, replace } from '../dom';
 import { tunnelBase, type Page, type PageContext } from './page';
 import { usageCard } from './usage-card';
 
@@ -95,12 +95,6 @@ export const pcPage: Page = {
     };
   },
 };
-
-function fact(term: string, detail: string): DocumentFragment {
-  const fragment = document.createDocumentFragment();
-  fragment.append(h('dt', {}, term), h('dd', {}, detail));
-  return fragment;
-}
 
 function describeTarget(target: TargetHealth | null): string {
   if (!target) return 'not reported yet';

@@ -6,7 +6,7 @@
 import type { MeUsage, UsageMinute } from '@ctll/protocol/src/proxy-api';
 import { describeError, type Api } from '../api';
 import { lineChart } from '../chart';
-import { formatBytes, formatTime, h, replace } from '../dom';
+import { fact, formatBytes, formatTime, h, replace } from '../dom';
 
 const REFRESH_MS = 10_000;
 const HOUR_MS = 3_600_000;
@@ -59,8 +59,3 @@ export function usageCard(api: Api): { element: HTMLElement; dispose(): void } {
   };
 }
 
-function fact(term: string, detail: string): DocumentFragment {
-  const fragment = document.createDocumentFragment();
-  fragment.append(h('dt', {}, term), h('dd', {}, detail));
-  return fragment;
-}
