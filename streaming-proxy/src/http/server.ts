@@ -37,7 +37,7 @@ import { refuseUpgrade, sendError, sendJson, sendRelayError } from './respond';
 import { UserLimits } from '../limits/user-limits';
 import type { ZrokPath } from '../zrok/zrok-path';
 import { renewalClient, type VerifyRenewal } from '../credentials/renewal-client';
-import type { JournalPage, ProxyStatus, ReconnectAnswer, ZrokRefreshAnswer } from '@ctll/protocol';
+import type { JournalPage, ProxyHealth, ProxyStatus, ReconnectAnswer, ZrokRefreshAnswer } from '@ctll/protocol';
 
 export interface ProxyServerDeps {
   config: ProxyConfig;
@@ -78,7 +78,8 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = req.url ?? '/';
     if (req.method === 'GET' && url === '/health') {
-      sendJson(res, 200, { status: 'ok' });
+      const health: ProxyHealth = { status: 'ok', protocolVersion: config.protocolVersion };
+      sendJson(res, 200, health);
       return;
     }
     if (!isApiBackend(req)) {
