@@ -38,8 +38,8 @@ export function requestJson(url: string, request: JsonRequest): Promise<JsonAnsw
       let size = 0;
       res.on('data', (chunk: Buffer) => {
         size += chunk.byteLength;
-        if (size > MAX_ANSWER_BYTES) return req.destroy(new Error(`answer over ${MAX_ANSWER_BYTES} bytes`));
-        chunks.push(chunk);
+        if (size > MAX_ANSWER_BYTES) req.destroy(new Error(`answer over ${MAX_ANSWER_BYTES} bytes`));
+        else chunks.push(chunk);
       });
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: parseJson(Buffer.concat(chunks).toString('utf8')) }));
       res.on('error', reject);
