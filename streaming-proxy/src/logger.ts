@@ -18,7 +18,7 @@ const SEVERITY: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 
 export function createLogger(level: LogLevel, userHash: string, write: (line: string) => void = (line) => process.stdout.write(line)): Logger {
   const line = (lineLevel: LogLevel) => (message: string, meta?: LogMeta) => {
     if (SEVERITY[lineLevel] > SEVERITY[level]) return;
-    write(`${serialise({ component: 'streaming-proxy', owner: userHash, ...meta, level: lineLevel, message, timestamp: new Date().toISOString() })}\n`);
+    write(`${serialise({ ...meta, component: 'streaming-proxy', owner: userHash, level: lineLevel, message, timestamp: new Date().toISOString() })}\n`);
   };
   return { error: line('error'), warn: line('warn'), info: line('info'), debug: line('debug') };
 }
