@@ -110,7 +110,8 @@ export class ProcessDriver implements ProxyDriver {
     try {
       const port = await this.waitListening(child);
       // One GET /health: a proxy of another release (PROXY_SCRIPT from elsewhere) is refused, never used.
-      await waitHealthy('127.0.0.1', port, { timeoutMs: this.options.startTimeoutMs }).catch((error: unknown) => {
+      const exited = async () => (child.exitCode !== null || child.signalCode !== null ? `exited during start-up (${child.signalCode ?? `code ${child.exitCode}`})` : null);
+      await waitHealthy('127.0.0.1', port, { timeoutMs: this.options.startTimeoutMs, alive: exited, aliveEveryMs: 0 }).catch((error: unknown) => {
         throw error instanceof NotHealthyError ? startFailed(error.message, error) : error;
       });
       handle.endpoint = { host: '127.0.0.1', port, secret };
