@@ -216,7 +216,7 @@ build_proxy_image() {
 # the workspace manifests (the checkout's own node_modules keeps its dev dependencies), then put
 # in api-backend/dist/image/ (see api-backend/Dockerfile). Skipped when the manifests have not changed, so an unchanged
 # checkout gives a byte-identical build context and the same image. The audit schema migrations
-# (postgres/migrations, read by api-backend at start-up) are copied every time.
+# (postgres/migrations, read by api-backend at start-up) and the web console (console/dist) are copied every time.
 stage_api_backend() {
     local stamp ws
     local -a workspaces manifests=(package.json package-lock.json)
@@ -229,6 +229,11 @@ stage_api_backend() {
     rm -rf "$STAGE_DIR/postgres"
     mkdir -p "$STAGE_DIR/postgres"
     cp -a postgres/migrations "$STAGE_DIR/postgres/"
+    # The web console's static files (npm run build), which api-backend serves at /.
+    [[ -f console/dist/index.html ]] || die "console/dist is missing: run npm run build first"
+    rm -rf "$STAGE_DIR/console"
+    mkdir -p "$STAGE_DIR/console"
+    cp -a console/dist "$STAGE_DIR/console/"
     if [[ -d "$STAGE_DIR/node_modules" && -d "$STAGE_DIR/api-backend/node_modules" && "$(cat "$STAGE_DIR/.deps-stamp" 2>/dev/null)" == "$stamp" ]]; then
         log "api-backend production dependencies unchanged"
         return 0

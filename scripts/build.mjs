@@ -3,6 +3,7 @@
 // (the bridge's npm pack and single executable need only theirs).
 import { build } from 'esbuild';
 import { readFileSync } from 'node:fs';
+import { buildConsole } from './build-console.mjs';
 
 const apiDeps = Object.keys(JSON.parse(readFileSync('api-backend/package.json', 'utf8')).dependencies)
   .filter((name) => !name.startsWith('@ctll/'));
@@ -52,6 +53,8 @@ const results = await Promise.allSettled([
     external: [...apiDeps, 'bufferutil', 'utf-8-validate'] }),
   wanted('api-backend', { ...common, entryPoints: ['api-backend/src/token-cli.ts'], outfile: 'api-backend/dist/token.js',
     external: [...apiDeps, 'jsonwebtoken'] }),
+  // The web console's static files, served by api-backend at `/`.
+  only.length === 0 || only.includes('console') ? buildConsole() : Promise.resolve(),
 ]);
 
 // Every bundle is attempted, so one broken program does not hide the others' errors.

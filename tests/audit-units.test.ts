@@ -1,5 +1,5 @@
 /** The audit's small parts on their own: the retry schedule, page cursors, the bridge's client name, the FIFO, the security counter. */
-import { backoffDelay } from '../api-backend/src/audit/backoff';
+import { backoffDelay, doublingSteps } from '@ctll/protocol';
 import { Fifo } from '../api-backend/src/audit/fifo';
 import type { SecurityRecord } from '../api-backend/src/audit/records';
 import { SecurityCounter } from '../api-backend/src/audit/security-counter';
@@ -10,14 +10,14 @@ import { DatabaseQueryError, DatabaseUnavailableError } from '../api-backend/src
 import pg from 'pg';
 
 describe('audit retry schedule', () => {
-  const options = { initialMs: 250, maxMs: 5000, jitter: 0 };
+  const options = { stepsMs: doublingSteps(250, 5000), jitter: 0 };
   it('doubles from the first delay up to the cap', () => {
     expect([1, 2, 3, 4, 5, 6, 10].map((attempt) => backoffDelay(attempt, options))).toEqual([250, 500, 1000, 2000, 4000, 5000, 5000]);
   });
   it('spreads each delay by the jitter, both ways', () => {
     const spread = { ...options, jitter: 0.2 };
-    expect(backoffDelay(3, spread, () => 0)).toBe(800);
-    expect(backoffDelay(3, spread, () => 1)).toBe(1200);
+    expect(backoffDelay(3, { ...spread, random: () => 0 })).toBe(800);
+    expect(backoffDelay(3, { ...spread, random: () => 1 })).toBe(1200);
   });
 });
 

@@ -68,8 +68,8 @@ function run(program: string, args: string[], env: Record<string, string>): Runn
 async function connectAndStream(program: string, env: Record<string, string>, testId: string): Promise<void> {
   const bridge = run(program, ['--server', layout.relay.url, '--token-file', tokenFile, '--target', layout.llm.url], env);
   try {
-    await waitFor(() => bridge.stdout().includes('connected to'), 20_000, `the bridge to connect (stderr: ${bridge.stderr()})`);
-    expect(bridge.stdout()).toContain(`connected to ${layout.relay.url} as ${user} via WebSocket`);
+    await waitFor(() => bridge.stderr().includes('connected to'), 20_000, `the bridge to connect (stderr: ${bridge.stderr()})`);
+    expect(bridge.stderr()).toContain(`connected to ${layout.relay.url} as ${user} via WebSocket`);
     const ollama = new Ollama({ host: layout.tunnelUrl(user), headers: { authorization: `Bearer ${layout.token(user)}`, 'x-test-id': testId } });
     const arrivals: number[] = [];
     let text = '';
@@ -84,8 +84,10 @@ async function connectAndStream(program: string, env: Record<string, string>, te
     bridge.child.kill('SIGTERM');
   }
   expect(await bridge.exited).toBe(0);
-  // No warnings either (a single executable that tried to load ws's native add-on would print one).
-  expect(bridge.stderr()).toBe('');
+  // Status lines on stderr and nothing else there: no warnings either (a single executable that
+  // tried to load ws's native add-on would print one). Nothing on stdout, which is for data.
+  expect(bridge.stdout()).toBe('');
+  expect(bridge.stderr().split('\n').filter((line) => line !== '' && !line.startsWith('ctll-bridge: '))).toEqual([]);
 }
 
 describe('ctll-bridge installed from its npm tarball', () => {
@@ -120,7 +122,9 @@ describe('ctll-bridge installed from its npm tarball', () => {
     const bridge = run(installedBin, ['--server', layout.relay.url, '--token-file', badToken, '--target', layout.llm.url], nodeOnlyEnv());
     const code = await bridge.exited;
     expect(code).toBe(77);
-    expect(bridge.stderr()).toMatch(/^ctll-bridge: the relay refused the token: 401 .*\(3 times in a row\); stopped\.\n/);
+    // After the status lines (stderr too), the reason it stopped; stdout stays empty.
+    expect(bridge.stderr()).toMatch(/\nctll-bridge: the relay refused the token: 401 .*\(3 times in a row\); stopped\.\n/);
+    expect(bridge.stdout()).toBe('');
     expect(bridge.stderr()).toContain('Sign in again with `ctll-bridge login`');
   }, 30_000);
 });

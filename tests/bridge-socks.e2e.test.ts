@@ -60,9 +60,9 @@ async function connectAndStream(args: string[], env: Record<string, string>, tra
   const before = socks.connections.filter((to) => to === relayAddress).length;
   const bridge = startCli(args, env);
   try {
-    await waitFor(() => bridge.stdout().includes('connected to'), 20_000, `the bridge to connect (stderr: ${bridge.stderr()})`);
-    expect(bridge.stdout()).toContain(`reaching the relay through the proxy ${socks.url}`);
-    expect(bridge.stdout()).toContain(`connected to ${layout.relay.url} as ${user} via ${transport === 'ws' ? 'WebSocket' : 'long-poll'}`);
+    await waitFor(() => bridge.stderr().includes('connected to'), 20_000, `the bridge to connect (stderr: ${bridge.stderr()})`);
+    expect(bridge.stderr()).toContain(`reaching the relay through the proxy ${socks.url}`);
+    expect(bridge.stderr()).toContain(`connected to ${layout.relay.url} as ${user} via ${transport === 'ws' ? 'WebSocket' : 'long-poll'}`);
     expect(await chat(`socks-${transport}`)).toBe('tok0 tok1 tok2 tok3 ');
     // The tunnel (and, polling, every poll and answer) went through the SOCKS server to the relay.
     expect(socks.connections.filter((to) => to === relayAddress).length).toBeGreaterThan(before);
@@ -70,7 +70,9 @@ async function connectAndStream(args: string[], env: Record<string, string>, tra
     bridge.child.kill('SIGTERM');
   }
   expect(await bridge.exited).toBe(0);
-  expect(bridge.stderr()).toBe('');
+  // Status lines go to stderr, nothing else does (no warnings), and stdout stays empty.
+  expect(bridge.stdout()).toBe('');
+  expect(bridge.stderr().split('\n').filter((line) => line !== '' && !line.startsWith('ctll-bridge: '))).toEqual([]);
 }
 
 describe('ctll-bridge behind a SOCKS5 proxy', () => {

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as protocol from '@ctll/protocol';
-import { CatalogueError, ERROR_CATALOGUE, errorBody, RelayError } from '@ctll/protocol';
+import { CatalogueError, ERROR_CATALOGUE, ERROR_MESSAGES, errorBody, errorMessage, RelayError } from '@ctll/protocol';
 
 const ROOT = path.join(__dirname, '..');
 const SOURCES = ['api-backend/src', 'streaming-proxy/src', 'bridge/src', 'protocol/src'];
@@ -49,5 +49,24 @@ describe('the error catalogue', () => {
           .map(({ where, line }) => `${where}: ${line.trim()}`),
       );
     expect(offenders).toEqual([]);
+  });
+
+  it('words an answer sent from two places once: the template, with its placeholders filled', () => {
+    expect(errorMessage('too_many_streams', { max: 4 })).toBe('at most 4 requests at once per tunnel');
+    expect(errorMessage('desktop_offline')).toBe('your desktop bridge is not connected');
+    // Every template's code is in the catalogue, so it has its one status.
+    for (const code of Object.keys(ERROR_MESSAGES)) expect(ERROR_CATALOGUE).toHaveProperty(code);
+  });
+
+  it('keeps no copy of a template wording in the sources: they call errorMessage', () => {
+    // The longest fixed piece of each template: what a copy of it would have to contain.
+    const wordings = Object.values(ERROR_MESSAGES).map((template) => template.split(/\{\w+\}/).reduce((a, b) => (b.length > a.length ? b : a)));
+    const copies = SOURCES.flatMap((dir) => sourceFiles(path.join(ROOT, dir)))
+      .filter((file) => !file.endsWith('error-catalogue.ts'))
+      .flatMap((file) => {
+        const text = fs.readFileSync(file, 'utf8');
+        return wordings.filter((wording) => text.includes(wording)).map((wording) => `${path.relative(ROOT, file)}: ${wording}`);
+      });
+    expect(copies).toEqual([]);
   });
 });

@@ -102,6 +102,7 @@ describe('signing a bridge in with a real OpenID provider', () => {
       audience: provider.audience,
       clientId: provider.clientId,
       scopes: ['openid', 'profile', 'email', 'offline_access'],
+      webClientId: null,
     });
   });
 
@@ -118,8 +119,8 @@ describe('signing a bridge in with a real OpenID provider', () => {
 
     const bridge = startCli(['--target', layout.llm.url], configHome);
     running.push(bridge);
-    await waitFor(() => bridge.stdout().includes('connected to'), 60_000, 'the signed-in bridge to connect');
-    expect(bridge.stdout()).toContain('as alice');
+    await waitFor(() => bridge.stderr().includes('connected to'), 60_000, 'the signed-in bridge to connect');
+    expect(bridge.stderr()).toContain('as alice');
     const res = await callDesktop(layout, 'alice', readCredentials(configHome).accessToken);
     expect(res.status).toBe(200);
     expect(await res.json()).toHaveProperty('models');
@@ -134,18 +135,29 @@ describe('signing a bridge in with a real OpenID provider', () => {
     await waitFor(() => readCredentials(configHome).accessToken !== second.accessToken, 30_000, 'a second renewal');
     expect(Date.now()).toBeGreaterThan(first.accessTokenExpiresAt);
     // The relay restarts: the bridge reconnects, which only a fresh token gets it through.
-    const before = bridge.stdout().length;
+    const before = bridge.stderr().length;
     await layout.restartRelay();
-    await waitFor(() => bridge.stdout().slice(before).includes('connected to'), 60_000, 'the bridge to reconnect');
+    await waitFor(() => bridge.stderr().slice(before).includes('connected to'), 60_000, 'the bridge to reconnect');
     await waitFor(async () => (await callDesktop(layout, 'alice', readCredentials(configHome).accessToken)).status === 200, 30_000, 'a request to be served again');
-    expect(bridge.stdout().slice(before)).not.toMatch(/refused the token/);
-    expect(bridge.stderr()).toBe('');
+    expect(bridge.stderr().slice(before)).not.toMatch(/refused the token/);
+    // Status lines go to stderr, and nothing else does; stdout stays empty.
+    expect(bridge.stdout()).toBe('');
+    expect(bridge.stderr().split('\n').filter((line) => line !== '' && !line.startsWith('ctll-bridge: '))).toEqual([]);
   });
 
   it('whoami prints who is signed in and when the access token expires', async () => {
     const result = await runCli(['whoami'], configHome);
     expect(result.status).toBe(0);
     expect(result.stdout).toMatch(new RegExp(`^Alice Example \\(alice\\) at ${layout.relay.url}\naccess token expires \\d{4}-\\d\\d-\\d\\dT`));
+    // The same for machines, on stdout as well.
+    const json = await runCli(['whoami', '--json'], configHome);
+    expect(json.status).toBe(0);
+    expect(JSON.parse(json.stdout)).toEqual({
+      server: layout.relay.url,
+      subject: 'alice',
+      displayName: 'Alice Example',
+      accessTokenExpiresAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+    });
   });
 
   it('a refresh token revoked at the provider ends the bridge with exit 77 and says to log in again', async () => {
@@ -193,7 +205,7 @@ describe('signing in against a relay with dev auth', () => {
 
   it('serves the same settings shape, and login prints the one-line alternative', async () => {
     const res = await fetch(`${layout.relay.url}/api/auth/config`);
-    expect(await res.json()).toEqual({ mode: 'dev', issuer: 'urn:ctll:dev', audience: 'ctll-relay', clientId: null, scopes: ['openid', 'profile', 'email', 'offline_access'] });
+    expect(await res.json()).toEqual({ mode: 'dev', issuer: 'urn:ctll:dev', audience: 'ctll-relay', clientId: null, scopes: ['openid', 'profile', 'email', 'offline_access'], webClientId: null });
     const login = await runCli(['login', '--server', layout.relay.url], configHome);
     expect(login.status).toBe(SIGN_IN_UNAVAILABLE_EXIT);
     expect(login.stderr).toContain('npm run --silent token -- <your user name>');

@@ -4,6 +4,7 @@
  * `close` stops everything in reverse order of start.
  */
 import http, { type IncomingMessage } from 'node:http';
+import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import proxyaddr from 'proxy-addr';
@@ -49,7 +50,13 @@ import { auditRoutes } from './routes/audit-routes';
 import { userHash } from './proxy/naming';
 import { RelayKeys } from './auth/relay-keys';
 import { keyRoutes } from './routes/key-routes';
+import { closeLinksOfRevokedKeys } from './auth/revoked-key-links';
 import { corsMiddleware } from './http/cors';
+import { operatorRoutes } from './routes/operator-routes';
+import { meRoutes } from './routes/me-routes';
+import { RecentErrors } from './operator/recent-errors';
+import { consoleRoutes } from './routes/console-routes';
+import { devSignInRoutes } from './routes/dev-sign-in-routes';
 
 /** How long the proxies' 1012 closes may take to pass through before the tunnels are cut. */
 const TUNNEL_CLOSE_WAIT_MS = 2_000;
@@ -129,6 +136,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     maxLifetimeS: config.auth.maxLifetimeS,
     queryTokenPaths: [TUNNEL_PATH],
     relayKeys,
+    operatorClaim: config.operatorClaim,
     logger: log('auth'),
     onFailure: (reason, req) => {
       metrics.authFailures.inc({ reason });
@@ -167,6 +175,8 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   app.use(proxyDiscoverRoutes(shares, secrets));
   // Public: the sign-in settings a bridge needs before it has any token.
   app.use(authConfigRoutes(config));
+  // Dev auth only: the web console's dev sign-in (a real identity provider signs the console in itself).
+  if (devKeys) app.use(devSignInRoutes({ keys: devKeys, issuer: config.auth.issuer, audience: config.auth.audience, maxLifetimeS: config.auth.maxLifetimeS }));
   // Also the proxy's: is a token a desktop sent in-band a renewal of its tunnel?
   app.use(renewalRoutes(auth, secrets, log('tunnel')));
   app.use('/api', auth.middleware());
@@ -177,7 +187,12 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   });
   app.use(proxyRoutes(manager));
   app.use(auditRoutes(audit));
-  app.use(keyRoutes(relayKeys));
+  // Revoking a key also closes the tunnels it opened, at the user's proxy.
+  app.use(keyRoutes(relayKeys, closeLinksOfRevokedKeys(manager, client, log('auth'))));
+  // The web console's: the caller's own usage, and the operator's view (ADMIN_CLAIM).
+  const recentErrors = new RecentErrors();
+  app.use(meRoutes(manager, client));
+  app.use(operatorRoutes({ manager, client, maxProxies: config.proxyLimits.max, errors: recentErrors, logger: log('StreamingProxyManager') }));
   app.use(bridgeRoutes(manager, client, metrics, { pollTimeoutMs: config.bridge.pollTimeoutMs, requestTimeoutMs: config.requestTimeoutMs }));
   app.use(
     tunnelRoutes(manager, client, metrics, {
@@ -186,8 +201,15 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     }),
   );
   app.use(zrokRoutes({ registry: shares, manager, client, policy: { allowInsecure: config.zrok.allowInsecure, domains: config.zrok.shareDomains } }));
+  // The web console at `/`, built beside this program (../../console/dist from src/ and dist/ alike).
+  app.use(
+    consoleRoutes({
+      dir: path.join(__dirname, '../../console/dist'),
+      providerOrigin: config.auth.mode !== 'dev' && config.signIn.webClientId ? new URL(config.auth.issuer).origin : undefined,
+    }),
+  );
   app.use((req, _res, next) => next(new NotFoundError(`no route ${req.method} ${req.path}`)));
-  app.use(errorHandler(log('http')));
+  app.use(errorHandler(log('http'), (code, status) => recentErrors.record(code, status)));
 
   server.on('request', app);
   metrics.openTunnels = () => drain.openTunnels;

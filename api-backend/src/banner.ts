@@ -7,6 +7,7 @@ export function banner(url: string): string {
   2. Start the bridge on the PC:  npm run bridge -- --server ${url} --token "$TOKEN" --target http://127.0.0.1:11434
   3. Call your model:             curl -N -H "Authorization: Bearer $TOKEN" ${url}/api/tunnel/alice/api/chat \\
                                     -d '{"model":"llama3.2","messages":[{"role":"user","content":"Hello"}]}'
+  Or open ${url}/ in a browser on this machine: sign in as alice, see your PC and chat.
 
 `;
 }

@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { DEFAULT_SHARE_DOMAINS, parseShareDomains } from '@ctll/protocol';
 import { SubnetPool } from './proxy/subnet-pool';
 import { parseCorsOrigins } from './http/cors';
+import { parseOperatorClaim, type OperatorClaim } from './auth/operator-claim';
 
 const optionalString = z.string().trim().min(1).optional().or(z.literal('').transform(() => undefined));
 
@@ -38,6 +39,8 @@ const schema = z.object({
   OIDC_DEVICE_CLIENT_ID: optionalString,
   /** Space-separated scopes the bridge asks for; offline_access brings the refresh token that keeps a bridge signed in. */
   OIDC_SCOPES: z.string().trim().min(1).default('openid profile email offline_access'),
+  /** Client id of the identity provider's public single-page application (authorization code with PKCE, redirect URI: the relay's own `/`) that the web console signs in as; unset: the console offers no sign-in with a real identity provider. */
+  OIDC_WEB_CLIENT_ID: optionalString,
   /** Tunnel renewal: a desktop link whose token expired and was not renewed (in-band on a WebSocket, by its next request on long-poll) is closed (4401) this long after the expiry. */
   TOKEN_EXPIRY_GRACE_MS: z.coerce.number().int().min(0).default(30_000),
 
@@ -198,6 +201,10 @@ const schema = z.object({
   // Browser apps on other origins (http/cors.ts).
   /** Comma-separated origins whose browser apps may call the relay (e.g. https://app.example.com,http://localhost:5173), or * for any; empty: none. */
   CORS_ORIGINS: z.string().default(''),
+
+  // The operator's view (routes/operator-routes.ts).
+  /** The token claim that makes a caller an operator, as claim=value (e.g. roles=ctll-admin); the claim may be a string or a list of strings, and a dotted name reaches a nested one (realm_access.roles=ctll-admin). Empty: nobody is an operator. Relay keys never are. */
+  ADMIN_CLAIM: z.string().trim().default(''),
 });
 
 /** Every setting, its default and its doc; scripts/settings.ts checks env.template, README and compose against it. */
@@ -225,8 +232,8 @@ export interface Config {
   dataDir: string;
   logLevel: string;
   auth: AuthConfig;
-  /** Device login settings served at GET /api/auth/config. */
-  signIn: { deviceClientId?: string; scopes: string[] };
+  /** Device login and web console sign-in settings served at GET /api/auth/config. */
+  signIn: { deviceClientId?: string; scopes: string[]; webClientId?: string };
   databaseUrl?: string;
   audit: {
     poolSize: number;
@@ -296,6 +303,8 @@ export interface Config {
   proxyLimits: { max: number; startRatePerMinute: number };
   /** Origins whose browser apps may call the relay (`*`: any); empty: none. */
   corsOrigins: string[];
+  /** ADMIN_CLAIM parsed; undefined: nobody is an operator. */
+  operatorClaim?: OperatorClaim;
 }
 
 export class ConfigError extends Error {}
@@ -323,7 +332,7 @@ export function loadConfig(env: Record<string, string | undefined>, defaults: { 
     dataDir,
     logLevel: c.LOG_LEVEL,
     auth: { ...authConfig(c, dataDir), ...authLimits(c) },
-    signIn: { deviceClientId: c.OIDC_DEVICE_CLIENT_ID, scopes: c.OIDC_SCOPES.split(/\s+/) },
+    signIn: { deviceClientId: c.OIDC_DEVICE_CLIENT_ID, scopes: c.OIDC_SCOPES.split(/\s+/), webClientId: c.OIDC_WEB_CLIENT_ID },
     databaseUrl: c.DATABASE_URL,
     audit: {
       poolSize: c.DATABASE_POOL_SIZE,
@@ -394,7 +403,16 @@ export function loadConfig(env: Record<string, string | undefined>, defaults: { 
     },
     proxyLimits: { max: proxyMax(c), startRatePerMinute: c.PROXY_START_RATE_PER_MINUTE },
     corsOrigins: corsOrigins(c.CORS_ORIGINS),
+    operatorClaim: operatorClaim(c.ADMIN_CLAIM),
   };
+}
+
+function operatorClaim(text: string): OperatorClaim | undefined {
+  try {
+    return parseOperatorClaim(text);
+  } catch (error) {
+    throw new ConfigError(`ADMIN_CLAIM=${JSON.stringify(text)}: ${(error as Error).message}`);
+  }
 }
 
 function corsOrigins(text: string): string[] {

@@ -20,16 +20,16 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
-import { RELAY_RESTART_CLOSE, TOKEN_EXPIRED_CLOSE, type TargetReportMessage } from '@ctll/protocol';
+import { RELAY_RESTART_CLOSE, TOKEN_EXPIRED_CLOSE, type NamedTargetReport, type TargetReportMessage } from '@ctll/protocol';
 import { Backoff } from './backoff';
 import { AuthRefusedError, BridgeClosedError, ConnectTimeoutError, RelayRejectedError } from './errors';
 import { suggestsBlockedWebSocket } from './fallback';
-import { createLocalTarget, type LocalTarget } from './local-forwarder';
+import { LocalTargets, type LocalTarget } from './local-targets';
 import { resolveOptions, type BridgeOptions, type ResolvedOptions } from './options';
 import { connectPolling } from './poll-transport';
 import { proxyAgentFor } from './proxy-agent';
-import { formatDelay, type BridgeState, type BridgeStatus } from './status';
-import { TargetProbe, targetName } from './target-probe';
+import { formatDelay, type BridgeState, type BridgeStatus, type NamedTargetStatus } from './status';
+import { TargetProbe, targetName, type TargetState } from './target-probe';
 import { tokenSubject } from './token';
 import type { ConnectionEvents, Disconnect, Transport, TransportName, TransportSetup, TunnelConnection } from './transport';
 import { userAgent } from './version';
@@ -56,9 +56,9 @@ interface Waiter {
 export class Bridge {
   private readonly options: ResolvedOptions;
   private readonly backoff: Backoff;
-  private readonly target: LocalTarget;
-  /** Asks the local LLM server whether it is there; each change goes to the status and the relay. */
-  private readonly targetProbe: TargetProbe;
+  private readonly targets: LocalTargets;
+  /** One per target, the default's first: asks the server whether it is there; each change goes to the status and the relay. */
+  private readonly targetProbes: Array<{ target: LocalTarget; probe: TargetProbe }>;
   private readonly relayAgent: http.Agent | undefined;
   private readonly httpAgent: http.Agent;
   private user: string | undefined;
@@ -90,7 +90,7 @@ export class Bridge {
     this.options = resolveOptions(options);
     this.active = this.options.transport;
     this.backoff = new Backoff(this.options.backoff);
-    this.target = createLocalTarget(this.options.targetUrl);
+    this.targets = new LocalTargets(this.options.targetUrl, this.options.namedTargets);
     this.relayAgent = this.options.proxyUrl ? proxyAgentFor(this.options.proxyUrl) : undefined;
     // Polls follow each other on one warm connection; answers stream on connections of their own.
     const pool = { keepAlive: true, keepAliveMsecs: 1_000, maxSockets: Infinity, scheduling: 'lifo' as const };
@@ -99,17 +99,20 @@ export class Bridge {
       : this.options.relayUrl.protocol === 'https:'
         ? new https.Agent(pool)
         : new http.Agent(pool);
-    this.targetProbe = new TargetProbe(this.target, {
-      intervalMs: this.options.probeIntervalMs,
-      timeoutMs: this.options.probeTimeoutMs,
-      onChange: () => this.onTargetChange(),
-    });
+    this.targetProbes = this.targets.all.map((target) => ({
+      target,
+      probe: new TargetProbe(target, {
+        intervalMs: this.options.probeIntervalMs,
+        timeoutMs: this.options.probeTimeoutMs,
+        onChange: () => this.onTargetChange(),
+      }),
+    }));
   }
 
   /** Starts the connection loop; returns the bridge for chaining. */
   start(): this {
     if (!this.stopping && !this.connection && !this.retryTimer && !this.awaitingToken) this.connect();
-    if (!this.stopping && this.options.probeIntervalMs > 0) this.targetProbe.start();
+    if (!this.stopping && this.options.probeIntervalMs > 0) for (const { probe } of this.targetProbes) probe.start();
     return this;
   }
 
@@ -138,13 +141,14 @@ export class Bridge {
       state: this.state,
       server: this.options.server,
       user: this.user,
-      target: this.target.label,
+      target: this.targets.default.label,
       transport: this.active,
       served: this.served,
       active: this.activeStreams(),
       reason: this.state === 'retrying' || this.state === 'closed' ? this.lastReason : undefined,
       retryInMs: this.state === 'retrying' ? this.retryInMs : undefined,
-      targetHealth: this.targetHealth(),
+      targetHealth: this.targetHealth(this.targetProbes[0]!),
+      ...(this.targetProbes.length > 1 ? { targets: this.targetProbes.slice(1).map((one) => this.namedTargetStatus(one)) } : {}),
     };
   }
 
@@ -179,7 +183,7 @@ export class Bridge {
   }
 
   private async shutDown(): Promise<void> {
-    this.targetProbe.stop();
+    for (const { probe } of this.targetProbes) probe.stop();
     clearTimeout(this.retryTimer);
     clearTimeout(this.probeTimer);
     this.retryTimer = undefined;
@@ -189,7 +193,7 @@ export class Bridge {
     this.probe = undefined;
     this.draining.clear();
     this.options.tokens.close();
-    this.target.agent.destroy();
+    this.targets.destroy();
     this.relayAgent?.destroy();
     this.httpAgent.destroy();
     for (const waiter of this.waiters) waiter.reject(new BridgeClosedError());
@@ -276,7 +280,7 @@ export class Bridge {
       pingTimeoutMs: this.options.pingTimeoutMs,
       handshakeTimeoutMs: this.options.handshakeTimeoutMs,
       closeTimeoutMs: this.options.closeTimeoutMs,
-      target: this.target,
+      targets: this.targets,
     };
   }
 
@@ -409,18 +413,29 @@ export class Bridge {
     if (this.state === 'connected') this.emitStatus();
   }
 
-  private targetHealth(): BridgeStatus['targetHealth'] {
-    const state = this.targetProbe.state;
-    return state && { ...state, name: targetName(state.kind, this.target.url) };
+  private targetHealth({ target, probe }: { target: LocalTarget; probe: TargetProbe }): BridgeStatus['targetHealth'] {
+    const state = probe.state;
+    return state && { ...state, name: targetName(state.kind, target.url) };
   }
 
-  /** Tells the relay how the target is doing, on the connection requests use now. */
+  private namedTargetStatus(one: { target: LocalTarget; probe: TargetProbe }): NamedTargetStatus {
+    const health = this.targetHealth(one);
+    return { name: one.target.name ?? '', target: one.target.label, ...(health ? { health } : {}) };
+  }
+
+  /**
+   * Tells the relay how the targets are doing, on the connection requests use now: the default's
+   * state, and each named target the probe has answered for, all in one message (protocol's target.ts).
+   */
   private reportTarget(): void {
-    const state = this.targetProbe.state;
+    const [first, ...named] = this.targetProbes;
+    const state = first?.probe.state;
     if (!state || !this.connection) return;
-    const message: TargetReportMessage = { type: 'target', up: state.up, kind: state.kind };
-    if (state.version) message.version = state.version;
-    if (state.error) message.error = state.error.slice(0, 512);
+    const message: TargetReportMessage = { type: 'target', ...probeReport(state) };
+    const targets = named.flatMap(({ target, probe }): NamedTargetReport[] =>
+      probe.state && target.name ? [{ name: target.name, ...probeReport(probe.state) }] : [],
+    );
+    if (targets.length > 0) message.targets = targets;
     this.connection.sendControl(message);
   }
 
@@ -441,6 +456,16 @@ export class Bridge {
 function isCredentialRefusal(error: Error | undefined): boolean {
   if (!(error instanceof RelayRejectedError) || !error.isAuthFailure) return false;
   return error.status === 401 || error.relayCode !== undefined;
+}
+
+/** A probe's answer as the protocol carries it. */
+function probeReport(state: TargetState): Omit<NamedTargetReport, 'name'> {
+  return {
+    up: state.up,
+    kind: state.kind,
+    ...(state.version ? { version: state.version } : {}),
+    ...(state.error ? { error: state.error.slice(0, 512) } : {}),
+  };
 }
 
 /** 300 000 ms is "5 min"; anything not in whole minutes reads as seconds. */

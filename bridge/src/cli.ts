@@ -19,7 +19,7 @@ import { signedInTokenSource } from './auth/signed-in';
 import type { TokenSource } from './auth/token-source';
 import { credentialStore, EXIT, isSubcommand, runSubcommand, SUBCOMMAND_USAGE, type CommandContext } from './commands';
 import { OptionError } from './errors';
-import { DEFAULT_OPTIONS, type BridgeOptions } from './options';
+import { DEFAULT_OPTIONS, splitTargets, type BridgeOptions } from './options';
 import { StatusPrinter, type StatusMode } from './status';
 import { readTokenFile } from './token-file';
 import { TRANSPORT_NAMES, type TransportName } from './transport';
@@ -32,7 +32,7 @@ const FLAGS = {
   server: { type: 'string' },
   token: { type: 'string' },
   'token-file': { type: 'string' },
-  target: { type: 'string' },
+  target: { type: 'string', multiple: true },
   transport: { type: 'string' },
   'no-fallback': { type: 'boolean' },
   proxy: { type: 'string' },
@@ -43,6 +43,7 @@ const FLAGS = {
   'auth-fail-exit': { type: 'string' },
   'retry-auth-forever': { type: 'boolean' },
   quiet: { type: 'boolean', short: 'q' },
+  json: { type: 'boolean' },
   'json-logs': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' },
@@ -63,6 +64,8 @@ Connects this computer's LLM server to your CloudToLocalLLM relay, without openi
                            of this computer in the process list: prefer --token-file
   --token-file <path>      read the token or relay key from this file (or set CTLL_TOKEN_FILE)
   --target <url>           the local LLM server (default ${DEFAULT_OPTIONS.target})
+  --target <name>=<url>    one more local server, reached through /api/tunnel/<user>/t/<name>/...
+                           (may repeat, e.g. --target lmstudio=http://127.0.0.1:1234)
   --transport ws|poll      how to reach the relay (default ${DEFAULT_OPTIONS.transport}); poll uses plain
                            HTTP requests only, for networks that block WebSockets
   --no-fallback            with ws: never switch to polling (by default the bridge polls
@@ -79,8 +82,9 @@ Connects this computer's LLM server to your CloudToLocalLLM relay, without openi
   --auth-fail-exit <n>     exit with code ${EXIT_AUTH_REFUSED} after the relay refused the token n times
                            in a row (default ${CLI_AUTH_FAIL_EXIT}); network failures are always retried
   --retry-auth-forever     never exit because the token was refused
-  -q, --quiet              print nothing
-  --json-logs              print JSON lines instead of the status line
+  -q, --quiet              print nothing but fatal errors
+  --json                   status as one JSON object per line instead of the status line
+                           (--json-logs is the same)
   -h, --help               show this help
   -v, --version            show the version
   --config <path>          read settings from this JSON file (or set ${CONFIG_ENV}; default
@@ -88,7 +92,10 @@ Connects this computer's LLM server to your CloudToLocalLLM relay, without openi
 
 Every flag also has an environment variable (--ping-timeout-ms is CTLL_PING_TIMEOUT_MS) and,
 but for --token, a key in the config file (pingTimeoutMs); flags win over the environment,
-which wins over the file.
+which wins over the file. A repeated flag is a list: CTLL_TARGET takes its values separated
+by commas, the file's "target" a string or an array; the strongest source's list is used whole.
+The status line and errors go to stderr; stdout carries only what a command was asked for
+(--version, --help, whoami, service print).
 
 ${SUBCOMMAND_USAGE}
 ${SERVICE_USAGE}`;
@@ -123,8 +130,8 @@ function main(argv: string[]): void {
     throw error;
   }
 
-  const mode: StatusMode = values.quiet ? 'quiet' : values['json-logs'] ? 'json' : 'text';
-  const printer = new StatusPrinter(mode, process.stdout);
+  const mode: StatusMode = values.quiet ? 'quiet' : values.json || values['json-logs'] ? 'json' : 'text';
+  const printer = new StatusPrinter(mode, process.stderr);
   let token: string | undefined;
   try {
     // The credential from flags, CTLL_* or bridge.json (settings-sources.ts), then the stored sign-in.
@@ -152,13 +159,12 @@ async function runSignedIn(values: Values, signIn: StoredCredentials, printer: S
     source = await signedInTokenSource(credentialStore(commandContext()), signIn, {
       onNotice: (message) => printer.notice(message),
       onSignedOut: (error) => {
-        printer.endLine();
-        process.stderr.write(`ctll-bridge: ${error.message}\n`);
+        printer.error(error.message);
         void (started.bridge?.close() ?? Promise.resolve()).finally(() => process.exit(EXIT.SIGNED_OUT));
       },
     });
   } catch (error) {
-    process.stderr.write(`ctll-bridge: cannot reach the identity provider ${signIn.issuer} (${(error as Error).message})\n`);
+    printer.error(`cannot reach the identity provider ${signIn.issuer} (${(error as Error).message})`);
     process.exit(EXIT.FAILED);
   }
   started.bridge = run({ ...values, server: signIn.server }, { tokenSource: source }, printer);
@@ -172,7 +178,7 @@ function run(values: Values, auth: { token: string } | { tokenSource: TokenSourc
       server: values.server ?? '',
       token: 'token' in auth ? auth.token : '',
       tokenSource: 'tokenSource' in auth ? auth.tokenSource : undefined,
-      target: values.target,
+      ...splitTargets(values.target ?? []),
       transport: parseTransport(values.transport),
       fallback: !values['no-fallback'],
       proxy: values.proxy,
@@ -187,11 +193,10 @@ function run(values: Values, auth: { token: string } | { tokenSource: TokenSourc
       allowInsecure: values['allow-insecure'],
       authFailExit: values['retry-auth-forever'] ? 0 : (parseCount('--auth-fail-exit', values['auth-fail-exit']) ?? CLI_AUTH_FAIL_EXIT),
       onGiveUp: (error) => {
-        printer.endLine();
-        process.stderr.write(
-          `ctll-bridge: ${error.message}; stopped.\n` +
+        printer.error(
+          `${error.message}; stopped.\n` +
             'Sign in again with `ctll-bridge login`, or give a valid token or relay key (--token-file); ' +
-            '--retry-auth-forever keeps trying instead.\n',
+            '--retry-auth-forever keeps trying instead.',
         );
         void share?.close();
         process.exit(EXIT_AUTH_REFUSED);

@@ -54,8 +54,12 @@ export class PollRejectedError extends RelayRejectedError {
   readonly code = 'poll_rejected';
 }
 
-/** A poll or heartbeat answered 404: the relay no longer knows this bridge (it restarted, or dropped us after its grace period). */
-export class UnknownBridgeError extends BridgeError {
+/**
+ * A poll or heartbeat answered 404: the relay no longer knows this bridge (it restarted, or dropped
+ * us after its grace period). The bridge's side of the relay's `unknown_bridge` answer (protocol's
+ * UnknownBridgeError), under its own name so the two are never mistaken for one another.
+ */
+export class RegistrationLostError extends BridgeError {
   readonly code = 'unknown_bridge';
   constructor() {
     super('the relay no longer knows this bridge (restarted, or no poll reached it in time); registering again');

@@ -18,7 +18,7 @@ export {
   OptionError,
   PollRejectedError,
   RelayRejectedError,
-  UnknownBridgeError,
+  RegistrationLostError,
   UpgradeRejectedError,
 } from './errors';
 export { VERSION } from './version';

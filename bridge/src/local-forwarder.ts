@@ -7,11 +7,13 @@
  * through a ResponseSink as it arrives, chunk by chunk; when the sink runs out of credit the local
  * response is paused until it says it is ready again, so a slow web client slows the model's
  * reading here instead of filling memory. The forwarder knows nothing about the transport: the
- * WebSocket tunnel (and later the polling one) provides the sink.
+ * WebSocket tunnel (and later the polling one) provides the sink. Which local server the request
+ * is for comes from its path (local-targets.ts): an unknown `/t/<name>/` is answered `unknown_target`.
  */
 import http from 'node:http';
 import https from 'node:https';
 import { bodyFraming, endToEndHeaders, escapesRoot, TunnelErrorCode, type Headers } from '@ctll/protocol';
+import type { LocalTarget, LocalTargets } from './local-targets';
 
 /** The head of a request as the relay sent it. */
 export interface RequestHead {
@@ -35,24 +37,6 @@ export interface ResponseSink {
 /** How a stream ended, for the counters. */
 export type Outcome = 'served' | 'failed' | 'aborted';
 
-/** The local LLM server: its base URL and one keep-alive pool shared by every stream. */
-export interface LocalTarget {
-  readonly url: URL;
-  /** The target as a person wrote it, for messages. */
-  readonly label: string;
-  readonly agent: http.Agent;
-}
-
-export function createLocalTarget(url: URL): LocalTarget {
-  // Keep-alive saves a TCP handshake per request; the pool is unbounded because the relay
-  // already limits how many streams one tunnel may run at once (256 by default). As many idle
-  // connections are kept as there were streams at once: with fewer, a burst of parallel requests
-  // closed a connection after most answers and opened a new one for the next request.
-  const agentOptions = { keepAlive: true, keepAliveMsecs: 1_000, maxSockets: Infinity, maxFreeSockets: 256 };
-  const agent = url.protocol === 'https:' ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
-  return { url, label: url.origin + url.pathname.replace(/\/$/, ''), agent };
-}
-
 /**
  * Headers the bridge does not pass on besides the hop-by-hop ones: the relay has already answered
  * any `expect: 100-continue` itself and the body is on its way.
@@ -65,16 +49,26 @@ export class LocalForwarder {
   private done = false;
   /** Bytes written to the local request that wait for its 'drain' before they count as taken. */
   private waitingForDrain = 0;
+  /** The target the request's path chose (local-targets.ts); undefined when it named none. */
+  private readonly target: LocalTarget | undefined;
 
   constructor(
     head: RequestHead,
-    private readonly target: LocalTarget,
+    targets: LocalTargets,
     private readonly sink: ResponseSink,
     private readonly onTaken: (bytes: number) => void,
     private readonly onDone: (outcome: Outcome) => void,
   ) {
     const isHead = head.method === 'HEAD';
-    if (escapesRoot(head.path)) {
+    const route = targets.route(head.path);
+    this.target = route.target;
+    if (!route.target) {
+      this.request = undefined;
+      this.fail(TunnelErrorCode.UnknownTarget, describeUnknownTarget(route.unknownName, targets.names));
+      return;
+    }
+    const { target, path } = route;
+    if (escapesRoot(path)) {
       // The relay refuses these already; the desktop does not rely on it to stay inside --target.
       this.request = undefined;
       this.fail(TunnelErrorCode.BadPath, `the path climbs above ${target.label}`);
@@ -86,7 +80,7 @@ export class LocalForwarder {
         hostname: target.url.hostname.replace(/^\[(.*)\]$/, '$1'),
         port: target.url.port || undefined,
         method: head.method,
-        path: joinPath(target.url.pathname, head.path),
+        path: joinPath(target.url.pathname, path),
         // Framed as the caller sent it, for every method: Node frames a GET or DELETE body only when told.
         headers: { ...endToEndHeaders(head.headers, NOT_FORWARDED), ...bodyFraming(head.headers, !head.end), host: target.url.host },
         agent: target.agent,
@@ -162,7 +156,7 @@ export class LocalForwarder {
     try {
       this.sink.head(status, endToEndHeaders(res.headers), noBody);
     } catch (error) {
-      this.fail(TunnelErrorCode.TargetFailed, `the answer of ${this.target.label} cannot be relayed: ${(error as Error).message}`);
+      this.fail(TunnelErrorCode.TargetFailed, `the answer of ${this.label} cannot be relayed: ${(error as Error).message}`);
       return;
     }
     if (noBody) {
@@ -196,17 +190,22 @@ export class LocalForwarder {
     if (this.done) return;
     const reason = error.code ?? error.message;
     if (this.response) this.onResponseFailed(reason);
-    else this.fail(TunnelErrorCode.TargetUnreachable, `could not reach ${this.target.label}: ${reason}`);
+    else this.fail(TunnelErrorCode.TargetUnreachable, `could not reach ${this.label}: ${reason}`);
   }
 
   private switchingRefused(): void {
     if (this.done) return;
-    this.fail(TunnelErrorCode.TargetFailed, `${this.target.label} answered 101 Switching Protocols; only HTTP answers can be relayed`);
+    this.fail(TunnelErrorCode.TargetFailed, `${this.label} answered 101 Switching Protocols; only HTTP answers can be relayed`);
   }
 
   private onResponseFailed(reason: string): void {
     if (this.done) return;
-    this.fail(TunnelErrorCode.TargetFailed, `${this.target.label} failed mid-answer: ${reason}`);
+    this.fail(TunnelErrorCode.TargetFailed, `${this.label} failed mid-answer: ${reason}`);
+  }
+
+  /** Only called once a target was chosen. */
+  private get label(): string {
+    return this.target?.label ?? 'the local server';
   }
 
   private finish(): void {
@@ -229,4 +228,10 @@ export class LocalForwarder {
 export function joinPath(basePath: string, path: string): string {
   const base = basePath.replace(/\/+$/, '');
   return `${base}${path}`;
+}
+
+/** What a caller reads when the `/t/<name>/` prefix names no target of this bridge. */
+function describeUnknownTarget(name: string, names: string[]): string {
+  const known = names.length > 0 ? `its named targets: ${names.join(', ')}` : 'it has none; add one with --target <name>=<url>';
+  return `the desktop bridge has no target named "${name.slice(0, 64)}" (${known})`;
 }

@@ -6,6 +6,7 @@
 import { FixedTokenSource, type TokenSource } from './auth/token-source';
 import type { BackoffOptions } from './backoff';
 import { OptionError } from './errors';
+import { MAX_NAMED_TARGETS, TARGET_NAME_PATTERN } from '@ctll/protocol';
 import { chooseProxy, type ProxyEnv } from './proxy';
 import type { BridgeStatus } from './status';
 import { tokenExpiry } from './token';
@@ -20,6 +21,11 @@ export interface BridgeOptions {
   tokenSource?: TokenSource;
   /** The local LLM server; may carry a base path (http://127.0.0.1:8080/v1). */
   target?: string;
+  /**
+   * More local servers, by name (`--target lms=http://127.0.0.1:1234`): a request whose path starts
+   * with `/t/<name>/` goes to that one, without the prefix (local-targets.ts). `target` stays the default.
+   */
+  targets?: Readonly<Record<string, string>>;
   /** How to reach the relay; `ws` falls back to `poll` where WebSockets are blocked (fallback.ts). */
   transport?: TransportName;
   /** With `transport: 'ws'`: poll instead while the network seems to block WebSockets (`--no-fallback` turns it off). */
@@ -83,6 +89,8 @@ export interface ResolvedOptions {
   relayUrl: URL;
   tokens: TokenSource;
   targetUrl: URL;
+  /** The named targets, in the order given. */
+  namedTargets: ReadonlyMap<string, URL>;
   transport: TransportName;
   fallback: boolean;
   wsRetryMs: number;
@@ -124,6 +132,7 @@ export function resolveOptions(options: BridgeOptions): ResolvedOptions {
     relayUrl: relayUrlFor(tunnelUrl),
     tokens: merged.tokenSource ?? fixedToken(merged.token),
     targetUrl: targetUrlFor(merged.target),
+    namedTargets: namedTargetUrls(merged.targets ?? {}),
     transport: merged.transport,
     fallback: merged.fallback === true,
     wsRetryMs: checkMs('wsRetryMs', merged.wsRetryMs, 1),
@@ -169,13 +178,49 @@ export function relayUrlFor(tunnelUrl: URL): URL {
   return url;
 }
 
-function targetUrlFor(target: string): URL {
-  const url = parseUrl('--target', target);
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new OptionError('--target', `"${target}" must be an http: or https: URL (e.g. http://127.0.0.1:11434)`);
+/**
+ * `--target` as a person writes it, any number of times: a URL is the default target, `name=url`
+ * a named one. At most one default; each name once.
+ */
+export function splitTargets(values: readonly string[]): { target?: string; targets: Record<string, string> } {
+  let target: string | undefined;
+  const targets: Record<string, string> = {};
+  for (const value of values) {
+    // A URL starts with its scheme and a colon, so it never reads as `name=`.
+    const named = /^([^:/=]+)=(.*)$/s.exec(value);
+    if (!named) {
+      if (target !== undefined) throw new OptionError('--target', `two unnamed targets (${target} and ${value}): name all but one, e.g. --target lms=${value}`);
+      target = value;
+      continue;
+    }
+    const [, name, url] = named as unknown as [string, string, string];
+    if (Object.prototype.hasOwnProperty.call(targets, name)) throw new OptionError('--target', `the name "${name}" is given twice`);
+    targets[name] = url;
   }
-  if (url.search || url.hash) throw new OptionError('--target', `"${target}" must not have a query or fragment`);
-  if (url.username || url.password) throw new OptionError('--target', 'credentials in the URL are not supported');
+  return { target, targets };
+}
+
+function namedTargetUrls(targets: Readonly<Record<string, string>>): ReadonlyMap<string, URL> {
+  const entries = Object.entries(targets);
+  if (entries.length > MAX_NAMED_TARGETS) throw new OptionError('--target', `at most ${MAX_NAMED_TARGETS} named targets`);
+  return new Map(
+    entries.map(([name, url]) => {
+      if (!TARGET_NAME_PATTERN.test(name)) {
+        throw new OptionError('--target', `"${name}" is not a target name (1-32 letters, digits, - or _, starting with a letter or digit)`);
+      }
+      return [name, targetUrlFor(url, name)];
+    }),
+  );
+}
+
+function targetUrlFor(target: string, name?: string): URL {
+  const flag = name === undefined ? '--target' : `--target ${name}`;
+  const url = parseUrl(flag, target);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new OptionError(flag, `"${target}" must be an http: or https: URL (e.g. http://127.0.0.1:11434)`);
+  }
+  if (url.search || url.hash) throw new OptionError(flag, `"${target}" must not have a query or fragment`);
+  if (url.username || url.password) throw new OptionError(flag, 'credentials in the URL are not supported');
   return url;
 }
 

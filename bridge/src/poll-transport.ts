@@ -46,7 +46,7 @@ import {
   type ControlMessage,
   type PollRegistration,
 } from '@ctll/protocol';
-import { HandshakeTimeoutError, parseRelayError, PollRejectedError, UnknownBridgeError } from './errors';
+import { HandshakeTimeoutError, parseRelayError, PollRejectedError, RegistrationLostError } from './errors';
 import { Heartbeats, type HeartbeatHost } from './poll-heartbeat';
 import { readSmall, RelayHttp } from './poll-http';
 import { PollStreamPort, type PollStreamHost } from './poll-stream';
@@ -110,7 +110,7 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
       },
       () => this.token,
     );
-    this.streams = new StreamTable(setup.target, this, (outcome) => {
+    this.streams = new StreamTable(setup.targets, this, (outcome) => {
       if (outcome === 'served') events.served();
       this.closeIfDrained();
     });
@@ -375,7 +375,7 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
   refused(res: http.IncomingMessage, text: string): void {
     const status = res.statusCode ?? 0;
     if (status === 404 && this.isOpen) {
-      const error = new UnknownBridgeError();
+      const error = new RegistrationLostError();
       this.fail(error.message, error);
       return;
     }

@@ -9,7 +9,8 @@ import path from 'node:path';
 import { z } from 'zod';
 import { OptionError } from './errors';
 
-type Kind = 'string' | 'boolean' | 'count';
+/** `list`: a flag that may repeat; a comma-separated variable; a string or an array of strings in the file. */
+type Kind = 'string' | 'boolean' | 'count' | 'list';
 
 interface Setting {
   flag: string;
@@ -28,7 +29,7 @@ export const SETTINGS: readonly Setting[] = Object.freeze([
   { flag: 'server', env: 'CTLL_SERVER', key: 'server', kind: 'string' },
   { flag: 'token', env: 'CTLL_TOKEN', kind: 'string' },
   { flag: 'token-file', env: 'CTLL_TOKEN_FILE', key: 'tokenFile', kind: 'string' },
-  { flag: 'target', env: 'CTLL_TARGET', key: 'target', kind: 'string' },
+  { flag: 'target', env: 'CTLL_TARGET', key: 'target', kind: 'list' },
   { flag: 'transport', env: 'CTLL_TRANSPORT', key: 'transport', kind: 'string' },
   { flag: 'no-fallback', env: 'CTLL_NO_FALLBACK', key: 'noFallback', kind: 'boolean' },
   { flag: 'proxy', env: 'CTLL_PROXY', key: 'proxy', kind: 'string' },
@@ -39,6 +40,8 @@ export const SETTINGS: readonly Setting[] = Object.freeze([
   { flag: 'auth-fail-exit', env: 'CTLL_AUTH_FAIL_EXIT', key: 'authFailExit', kind: 'count' },
   { flag: 'retry-auth-forever', env: 'CTLL_RETRY_AUTH_FOREVER', key: 'retryAuthForever', kind: 'boolean' },
   { flag: 'quiet', env: 'CTLL_QUIET', key: 'quiet', kind: 'boolean' },
+  { flag: 'json', env: 'CTLL_JSON', key: 'json', kind: 'boolean' },
+  // The older name of --json, still understood.
   { flag: 'json-logs', env: 'CTLL_JSON_LOGS', key: 'jsonLogs', kind: 'boolean' },
 ]);
 
@@ -49,7 +52,7 @@ export const CONFIG_FILE_NAME = 'bridge.json';
 /** The token and its file are one choice: the strongest source that names either decides. */
 const CREDENTIAL_FLAGS = ['token', 'token-file'];
 
-export type SettingValues = Record<string, string | boolean | undefined>;
+export type SettingValues = Record<string, string | string[] | boolean | undefined>;
 
 export interface SettingSources {
   /** What parseArgs returned for the command line. */
@@ -64,11 +67,18 @@ export interface ConfigFile {
   values: SettingValues;
 }
 
+const SCHEMAS: Record<Kind, z.ZodType> = {
+  string: z.string(),
+  boolean: z.boolean(),
+  count: z.number().int().nonnegative(),
+  list: z.union([z.string(), z.array(z.string()).min(1).max(64)]),
+};
+
 const fileSchema = z.strictObject(
   Object.fromEntries(
     SETTINGS.filter((setting) => setting.key !== undefined).map((setting) => [
       setting.key as string,
-      (setting.kind === 'string' ? z.string() : setting.kind === 'boolean' ? z.boolean() : z.number().int().nonnegative()).optional(),
+      SCHEMAS[setting.kind].optional(),
     ]),
   ),
 );
@@ -99,8 +109,9 @@ export function readConfigFile(file: string, required: boolean): ConfigFile | un
   for (const setting of SETTINGS) {
     const value = setting.key === undefined ? undefined : parsed.data[setting.key];
     if (value === undefined) continue;
-    values[setting.flag] =
-      setting.flag === 'token-file' ? path.resolve(path.dirname(file), value as string) : typeof value === 'number' ? String(value) : value;
+    if (setting.flag === 'token-file') values[setting.flag] = path.resolve(path.dirname(file), value as string);
+    else if (setting.kind === 'list') values[setting.flag] = typeof value === 'string' ? [value] : (value as string[]);
+    else values[setting.flag] = typeof value === 'number' ? String(value) : (value as string | boolean);
   }
   return { path: file, values };
 }
@@ -115,7 +126,10 @@ function describeIssue(issue: z.core.$ZodIssue | undefined): string {
   return `"${issue.path.join('.')}": ${issue.message}`;
 }
 
-/** Flags > environment > file, setting by setting; the credential pair as one setting. */
+/**
+ * Flags > environment > file, setting by setting; the credential pair as one setting. A list comes
+ * whole from the strongest source that has it: targets from a flag replace the file's, never add to them.
+ */
 export function mergeSettings(sources: SettingSources): SettingValues {
   const fromEnv = envValues(sources.env);
   const layers = [sources.flags, fromEnv, sources.file?.values ?? {}];
@@ -138,6 +152,11 @@ function envValues(env: Record<string, string | undefined>): SettingValues {
   for (const setting of SETTINGS) {
     const raw = env[setting.env];
     if (raw === undefined) continue;
+    if (setting.kind === 'list') {
+      const items = raw.split(',').map((item) => item.trim()).filter((item) => item !== '');
+      if (items.length > 0) values[setting.flag] = items;
+      continue;
+    }
     if (setting.kind !== 'boolean') {
       // An empty variable (`CTLL_PROXY=`) is how a shell unsets it for one command: not a value.
       if (raw !== '') values[setting.flag] = raw;

@@ -5,7 +5,8 @@
  * On a terminal the line is rewritten in place, so even the request counter can follow along.
  * Anywhere else (a log file, systemd) each line stays, so a failure that repeats on every retry
  * (an expired token, a relay that is down) is printed once until something else happens.
- * `--json-logs` prints the same decisions as JSON lines.
+ * `--json` prints the same decisions as JSON lines, one object each. The CLI gives it stderr: stdout
+ * is for the data a command was asked for.
  */
 import type { TargetState } from './target-probe';
 import type { TransportName } from './transport';
@@ -30,7 +31,20 @@ export interface BridgeStatus {
   /** When retrying: how long until the next attempt. */
   retryInMs?: number;
   /** The local LLM server as the last probe found it; absent until the first probe ends. */
-  targetHealth?: TargetState & { name: string };
+  targetHealth?: TargetHealthStatus;
+  /** The named targets (`--target name=url`), in the order given; absent when there are none. */
+  targets?: NamedTargetStatus[];
+}
+
+/** A probe's answer, with how the status line names the server ("Ollama"). */
+export type TargetHealthStatus = TargetState & { name: string };
+
+export interface NamedTargetStatus {
+  /** The target's name, as in the `/t/<name>/` prefix. */
+  name: string;
+  target: string;
+  /** Absent until its first probe ends. */
+  health?: TargetHealthStatus;
 }
 
 /** How the status line names each transport. */
@@ -40,9 +54,9 @@ export function formatStatus(status: BridgeStatus): string {
   const served = `${status.served} request${status.served === 1 ? '' : 's'} served`;
   switch (status.state) {
     case 'connecting':
-      return `connecting to ${status.server} via ${TRANSPORT_LABELS[status.transport]} · ${formatTarget(status)}`;
+      return `connecting to ${status.server} via ${TRANSPORT_LABELS[status.transport]} · ${formatTargets(status)}`;
     case 'connected':
-      return `connected to ${status.server}${status.user ? ` as ${status.user}` : ''} via ${TRANSPORT_LABELS[status.transport]} · ${formatTarget(status)} · ${served}`;
+      return `connected to ${status.server}${status.user ? ` as ${status.user}` : ''} via ${TRANSPORT_LABELS[status.transport]} · ${formatTargets(status)} · ${served}`;
     case 'retrying':
       return `disconnected (${status.reason ?? 'unknown reason'}); retrying in ${formatDelay(status.retryInMs ?? 0)}`;
     case 'closed':
@@ -50,12 +64,17 @@ export function formatStatus(status: BridgeStatus): string {
   }
 }
 
+/** The default target, then each named one: "target http://127.0.0.1:11434 (Ollama 0.5.1) · lms: http://127.0.0.1:1234 (…)". */
+function formatTargets(status: BridgeStatus): string {
+  const named = (status.targets ?? []).map((one) => `${one.name}: ${formatTarget(one.target, one.health, '')}`);
+  return [formatTarget(status.target, status.targetHealth, 'target '), ...named].join(' · ');
+}
+
 /** "target http://127.0.0.1:11434 (Ollama 0.5.1)", or "Ollama not reachable at http://127.0.0.1:11434 (connection refused)". */
-function formatTarget(status: BridgeStatus): string {
-  const health = status.targetHealth;
-  if (!health) return `target ${status.target}`;
-  if (!health.up) return `${health.name} not reachable at ${status.target} (${health.error ?? 'no answer'})`;
-  return `target ${status.target} (${health.name}${health.version ? ` ${health.version}` : ''})`;
+function formatTarget(target: string, health: TargetHealthStatus | undefined, lead: string): string {
+  if (!health) return `${lead}${target}`;
+  if (!health.up) return `${health.name} not reachable at ${target} (${health.error ?? 'no answer'})`;
+  return `${lead}${target} (${health.name}${health.version ? ` ${health.version}` : ''})`;
 }
 
 /** 800 ms is "0.8 s", 4 123 ms is "4.1 s", 30 000 ms is "30 s". */
@@ -66,7 +85,7 @@ export function formatDelay(ms: number): string {
 
 export type StatusMode = 'text' | 'json' | 'quiet';
 
-/** Where lines go: process.stdout in the CLI, a collector in tests. */
+/** Where lines go: process.stderr in the CLI, a collector in tests. */
 export interface StatusOutput {
   write(text: string): unknown;
   readonly isTTY?: boolean;
@@ -118,6 +137,17 @@ export class StatusPrinter {
     this.lastLine = undefined;
   }
 
+  /** A failure that ends the bridge: printed in every mode, quiet too (as text there), so a supervisor's log says why. */
+  error(message: string): void {
+    if (this.mode === 'json') {
+      this.out.write(`${JSON.stringify({ time: this.now().toISOString(), state: 'error', message })}\n`);
+      return;
+    }
+    this.endLine();
+    this.out.write(`${PREFIX}${message}\n`);
+    this.lastLine = undefined;
+  }
+
   /** Ends a line being rewritten in place, so the shell prompt starts on a new one. */
   endLine(): void {
     if (!this.lineOpen) return;
@@ -126,9 +156,10 @@ export class StatusPrinter {
   }
 }
 
-/** What makes two statuses the same for a log: the state and reason (or transport and the target's health), not counters or delays. */
+/** What makes two statuses the same for a log: the state and reason (or transport and the targets' health), not counters or delays. */
 function statusKey(status: BridgeStatus): string {
   if (status.state === 'retrying') return `retrying:${status.reason ?? ''}`;
-  const target = status.targetHealth ? `:${status.targetHealth.up ? 'up' : `down ${status.targetHealth.error ?? ''}`}` : '';
-  return `${status.state}:${status.transport}${target}`;
+  const healthKey = (health: TargetHealthStatus | undefined) => (health ? `:${health.up ? 'up' : `down ${health.error ?? ''}`}` : '');
+  const named = (status.targets ?? []).map((one) => `:${one.name}${healthKey(one.health)}`).join('');
+  return `${status.state}:${status.transport}${healthKey(status.targetHealth)}${named}`;
 }

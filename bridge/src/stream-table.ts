@@ -11,7 +11,8 @@
  * transport then drops the whole connection and the bridge connects again.
  */
 import { TunnelErrorCode, type ControlMessage, type HttpRequestMessage } from '@ctll/protocol';
-import { LocalForwarder, type LocalTarget, type Outcome, type ResponseSink } from './local-forwarder';
+import { LocalForwarder, type Outcome, type ResponseSink } from './local-forwarder';
+import type { LocalTargets } from './local-targets';
 
 /** One stream's way back to the relay, as a transport provides it. */
 export interface StreamPort extends ResponseSink {
@@ -45,7 +46,7 @@ export class StreamTable {
   private readonly streams = new Map<string, Stream>();
 
   constructor(
-    private readonly target: LocalTarget,
+    private readonly targets: LocalTargets,
     private readonly sender: TunnelSender,
     private readonly onOutcome: (outcome: Outcome) => void,
   ) {}
@@ -125,7 +126,7 @@ export class StreamTable {
     const port = this.sender.openStream(id);
     const forwarder = new LocalForwarder(
       request,
-      this.target,
+      this.targets,
       port,
       (bytes) => port.taken(bytes),
       (outcome) => {

@@ -10,7 +10,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { TargetKind } from '@ctll/protocol';
-import type { LocalTarget } from './local-forwarder';
+import type { LocalTarget } from './local-targets';
 
 export interface TargetState {
   up: boolean;

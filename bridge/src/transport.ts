@@ -11,7 +11,7 @@
 import type http from 'node:http';
 import type { ControlMessage } from '@ctll/protocol';
 import type { TokenSource } from './auth/token-source';
-import type { LocalTarget } from './local-forwarder';
+import type { LocalTargets } from './local-targets';
 
 export const TRANSPORT_NAMES = ['ws', 'poll'] as const;
 export type TransportName = (typeof TRANSPORT_NAMES)[number];
@@ -65,7 +65,8 @@ export interface TransportSetup {
   pingTimeoutMs: number;
   handshakeTimeoutMs: number;
   closeTimeoutMs: number;
-  target: LocalTarget;
+  /** The local servers requests go to; the path picks one (local-targets.ts). */
+  targets: LocalTargets;
 }
 
 export interface TunnelConnection {

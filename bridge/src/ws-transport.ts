@@ -85,7 +85,7 @@ class WsConnection implements TunnelConnection, TunnelSender, FrameSender {
       (message) => this.events.notice(message),
     );
     this.closedPromise = new Promise((resolve) => (this.resolveClosed = resolve));
-    this.streams = new StreamTable(setup.target, this, (outcome) => {
+    this.streams = new StreamTable(setup.targets, this, (outcome) => {
       if (outcome === 'served') events.served();
       this.closeIfDrained();
     });

@@ -59,15 +59,15 @@ describe('ctll-bridge command line', () => {
     const file = `${dir}/token`;
     fs.writeFileSync(file, '  from-a-file\n', { mode: 0o644 });
     const child = spawn(process.execPath, [cli, '--server', relay.url, '--token-file', file], { env: { PATH: process.env.PATH ?? '' } });
-    let stdout = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
+    let stderr = '';
+    child.stderr.on('data', (chunk) => (stderr += chunk));
     const exited = new Promise((resolve) => child.once('exit', resolve));
     try {
       const peer = await relay.nextPeer();
       expect(peer.request.headers.authorization).toBe('Bearer from-a-file');
       // Not in the process list: only the file's name is.
       expect(fs.readFileSync(`/proc/${child.pid}/cmdline`, 'utf8')).not.toContain('from-a-file');
-      await eventually(() => stdout.includes('can be read by other users'));
+      await eventually(() => stderr.includes('can be read by other users'));
     } finally {
       child.kill('SIGTERM');
       await exited;
@@ -101,12 +101,12 @@ describe('ctll-bridge command line', () => {
     const child = spawn(process.execPath, [cli, '--server', relay.url, '--token', 'a', '--transport', 'poll', '--no-fallback'], {
       env: { PATH: process.env.PATH ?? '' },
     });
-    let stdout = '';
-    child.stdout.on('data', (chunk) => (stdout += chunk));
+    let stderr = '';
+    child.stderr.on('data', (chunk) => (stderr += chunk));
     const exited = new Promise((resolve) => child.once('exit', resolve));
     try {
-      await eventually(() => stdout.includes('retrying'));
-      expect(stdout).toMatch(
+      await eventually(() => stderr.includes('retrying'));
+      expect(stderr).toMatch(
         new RegExp(
           `^ctll-bridge: connecting to ${relay.url} via long-poll · target http://127\\.0\\.0\\.1:11434\n` +
             'ctll-bridge: disconnected \\(the relay refused the tunnel: 404 Not Found\\); retrying in ',
@@ -118,28 +118,67 @@ describe('ctll-bridge command line', () => {
     }
   });
 
-  it('connects with CTLL_TOKEN, prints its status, and stops cleanly on SIGTERM', async () => {
+  it('connects with CTLL_TOKEN, prints its status on stderr (nothing on stdout), and stops cleanly on SIGTERM', async () => {
     const payload = Buffer.from(JSON.stringify({ sub: 'bob' })).toString('base64url');
     const child = spawn(process.execPath, [cli, '--server', relay.url, '--target', 'http://127.0.0.1:9/base'], {
       env: { PATH: process.env.PATH ?? '', CTLL_TOKEN: `e30.${payload}.sig` },
     });
     let stdout = '';
+    let stderr = '';
     child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
     const peer = await relay.nextPeer();
     expect(peer.request.headers.authorization).toBe(`Bearer e30.${payload}.sig`);
     // Nothing listens on port 9: once connected, the line says so (after a plain "connected" line if the probe came last).
-    await eventually(() => stdout.includes('not reachable'));
+    await eventually(() => stderr.includes('not reachable'));
     const closeCode = new Promise<number>((resolve) => peer.ws.once('close', (code) => resolve(code)));
     const exitCode = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     child.kill('SIGTERM');
     expect(await exitCode).toBe(0);
     expect(await closeCode).toBe(1000);
-    const lines = stdout.split('\n');
+    expect(stdout).toBe('');
+    const lines = stderr.split('\n');
     expect(lines[0]).toBe(`ctll-bridge: connecting to ${relay.url} via WebSocket · target http://127.0.0.1:9/base`);
     expect(lines.slice(-3)).toEqual([
       `ctll-bridge: connected to ${relay.url} as bob via WebSocket · LLM server not reachable at http://127.0.0.1:9/base (connection refused) · 0 requests served`,
       'ctll-bridge: stopped · 0 requests served',
       '',
     ]);
+  });
+
+  it('prints one JSON object per line on stderr with --json, and shows each --target name=url', async () => {
+    const child = spawn(
+      process.execPath,
+      [cli, '--server', relay.url, '--token', 'a', '--json', '--target', 'http://127.0.0.1:9', '--target', 'lms=http://127.0.0.1:9/v1'],
+      { env: { PATH: process.env.PATH ?? '' } },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    const exitCode = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      await relay.nextPeer();
+      await eventually(() => stderr.includes('lms: LLM server not reachable'));
+    } finally {
+      child.kill('SIGTERM');
+    }
+    expect(await exitCode).toBe(0);
+    expect(stdout).toBe('');
+    const events = stderr.trimEnd().split('\n').map((line) => JSON.parse(line) as { state: string; message: string; targets?: unknown });
+    expect(events[0]).toMatchObject({ state: 'connecting', targets: [{ name: 'lms', target: 'http://127.0.0.1:9/v1' }] });
+    const down = events.find((event) => event.message.includes('lms: LLM server not reachable'));
+    expect(down).toMatchObject({
+      state: 'connected',
+      targets: [{ name: 'lms', health: { up: false, error: 'connection refused' } }],
+    });
+    expect(events.at(-1)).toMatchObject({ state: 'closed' });
+  });
+
+  it('exits 2 naming the --target that is wrong', () => {
+    const twoDefaults = run(['--server', relay.url, '--token', 'a', '--target', 'http://127.0.0.1:1', '--target', 'http://127.0.0.1:2']);
+    expect(twoDefaults).toMatchObject({ status: 2, stderr: expect.stringMatching(/^ctll-bridge: --target: two unnamed targets/) });
+    const badName = run(['--server', relay.url, '--token', 'a', '--target', 'lm.studio=http://127.0.0.1:1']);
+    expect(badName).toMatchObject({ status: 2, stderr: expect.stringMatching(/^ctll-bridge: --target: "lm\.studio" is not a target name/) });
   });
 });

@@ -46,6 +46,8 @@ export interface FakePollRelay {
   silence(): void;
   /** The next registration gets this status and JSON body instead. */
   failNextRegister(status: number, body: unknown): void;
+  /** Every registration from now on gets this status and body (a JSON value, or text when a string); undefined accepts again. */
+  refuseRegistrations(refusal: { status: number; body: unknown } | undefined): void;
   /** Resolves when an answer for `id` has arrived whole (or was cut). */
   answer(id: string, timeoutMs?: number): Promise<Answer>;
   /** Resolves when a condition on the recorded state holds. */
@@ -64,6 +66,7 @@ export async function startFakePollRelay(timing: { pollTimeoutMs?: number; heart
   let waiting: { res: http.ServerResponse; timer: NodeJS.Timeout } | undefined;
   let pollFailure: { status: number; body: unknown } | undefined;
   let registerFailure: { status: number; body: unknown } | undefined;
+  let registerRefusal: { status: number; body: unknown } | undefined;
   let silent = false;
   let bridges = 0;
 
@@ -124,6 +127,7 @@ export async function startFakePollRelay(timing: { pollTimeoutMs?: number; heart
     },
     failNextPoll: (status, body) => (pollFailure = { status, body }),
     failNextRegister: (status, body) => (registerFailure = { status, body }),
+    refuseRegistrations: (refusal) => (registerRefusal = refusal),
     silence: () => (silent = true),
     answer: (id, timeoutMs = 5_000) =>
       relay.until(() => {
@@ -156,6 +160,11 @@ export async function startFakePollRelay(timing: { pollTimeoutMs?: number; heart
         if (registerFailure) {
           json(res, registerFailure.status, registerFailure.body);
           registerFailure = undefined;
+          return;
+        }
+        if (registerRefusal) {
+          if (typeof registerRefusal.body === 'string') res.writeHead(registerRefusal.status, { 'content-type': 'text/html' }).end(registerRefusal.body);
+          else json(res, registerRefusal.status, registerRefusal.body);
           return;
         }
         bridges += 1;

@@ -49,10 +49,11 @@ const unitFile = () => path.join(scratch, 'config', 'systemd', 'user', 'ctll-bri
 describe('ctll-bridge service', () => {
   it('install writes a systemd user unit that systemd-analyze verify accepts and that holds no token', () => {
     const installed = ctll(['service', 'install', '--server', 'https://relay.example.com', '--token-file', 'home/my keys/relay%h.key', '--no-enable']);
-    expect(installed.stderr).toBe('');
     expect(installed.status).toBe(0);
-    expect(installed.stdout).toContain(`wrote ${unitFile()}`);
-    expect(installed.stdout).toContain('systemctl --user enable ctll-bridge\n  systemctl --user restart ctll-bridge\n');
+    // What it did and what to do next are status (stderr); there is no data to print.
+    expect(installed.stdout).toBe('');
+    expect(installed.stderr).toContain(`wrote ${unitFile()}`);
+    expect(installed.stderr).toContain('systemctl --user enable ctll-bridge\n  systemctl --user restart ctll-bridge\n');
 
     const unit = fs.readFileSync(unitFile(), 'utf8');
     expect(unit).not.toContain(TOKEN);
@@ -91,7 +92,7 @@ describe('ctll-bridge service', () => {
   it('without --token-file, points at the stored login and puts no credential flag in the unit', () => {
     const installed = ctll(['service', 'install', '--server', 'https://relay.example.com', '--no-enable']);
     expect(installed.status).toBe(0);
-    expect(installed.stdout).toContain(`uses the login stored in ${path.join(env.XDG_CONFIG_HOME, 'ctll')}`);
+    expect(installed.stderr).toContain(`uses the login stored in ${path.join(env.XDG_CONFIG_HOME, 'ctll')}`);
     expect(fs.readFileSync(unitFile(), 'utf8')).toMatch(/^ExecStart=\S+ \S+ --server https:\/\/relay\.example\.com$/m);
   });
 
@@ -99,7 +100,7 @@ describe('ctll-bridge service', () => {
     expect(ctll(['service', 'status'])).toMatchObject({ status: 3, stdout: expect.stringMatching(/^not installed/) });
     expect(ctll(['service', 'install', '--server', 'https://relay.example.com', '--no-enable']).status).toBe(0);
     const removed = ctll(['service', 'uninstall', '--no-enable']);
-    expect(removed).toMatchObject({ status: 0, stdout: `removed ${unitFile()}\n` });
+    expect(removed).toMatchObject({ status: 0, stdout: '', stderr: `removed ${unitFile()}\n` });
     expect(fs.existsSync(unitFile())).toBe(false);
   });
 

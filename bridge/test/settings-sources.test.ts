@@ -30,7 +30,7 @@ describe('bridge settings from flags, environment and bridge.json', () => {
     const flags = { server: 'https://flag.example.com' };
     expect(mergeSettings({ flags, env, file })).toMatchObject({
       server: 'https://flag.example.com', // flag over variable and file
-      target: 'http://127.0.0.1:2', // variable over file
+      target: ['http://127.0.0.1:2'], // variable over file (a list: --target may repeat)
       transport: 'poll', // only in the file
       'ping-timeout-ms': '9000', // a JSON number checked later like the flag's text
     });

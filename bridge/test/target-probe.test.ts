@@ -4,7 +4,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createLocalTarget } from '../src/local-forwarder';
+import { createLocalTarget } from '../src/local-targets';
 import { TargetProbe, type TargetState } from '../src/target-probe';
 
 const servers: http.Server[] = [];

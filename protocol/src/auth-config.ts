@@ -16,4 +16,16 @@ export interface AuthConfigResponse {
   clientId: string | null;
   /** The scopes to ask for; `offline_access` among them is what brings a refresh token. */
   scopes: string[];
+  /** The public client the web console signs in as (authorization code with PKCE); null when the relay offers no web sign-in. */
+  webClientId: string | null;
+}
+
+/** Dev auth only (never served otherwise): the console's dev sign-in asks the relay's dev issuer for a token. */
+export const DEV_TOKEN_PATH = '/api/auth/dev-token';
+
+export interface DevTokenResponse {
+  token: string;
+  userId: string;
+  /** ISO 8601. */
+  expiresAt: string;
 }

@@ -10,6 +10,8 @@
  * TOKEN_EXPIRED_CLOSE, so a user whose sign-in was revoked is cut off.
  */
 
+import { z } from 'zod';
+
 /** api-backend to proxy: when the credential that opened or last renewed a link expires (ms since the epoch). */
 export const CREDENTIAL_EXPIRES_HEADER = 'x-ctll-credential-expires';
 
@@ -49,3 +51,29 @@ export function parseCredentialExpiry(value: string | string[] | undefined): num
   if (typeof value !== 'string' || !/^\d{1,16}$/.test(value)) return undefined;
   return Number(value);
 }
+
+/**
+ * api-backend to proxy: the id of the relay key that opened or carries a link (absent: a token).
+ * An id, never the key: it lets the proxy close the links of a key once it is revoked.
+ */
+export const CREDENTIAL_KEY_HEADER = 'x-ctll-credential-key';
+
+/**
+ * `POST <proxy>${KEY_REVOKED_PATH}` with KeyRevokedRequest: api-backend revoked a relay key of
+ * this proxy's owner. The proxy closes every link the key opened (KEY_REVOKED_CLOSE) and refuses
+ * the key's id on new links for a while, so an api-backend still trusting its cached copy of the
+ * key cannot open a fresh tunnel with it. Answered with KeyRevokedAnswer.
+ */
+export const KEY_REVOKED_PATH = '/credentials/revoked';
+
+export const keyRevokedRequestSchema = z.object({ keyId: z.string().regex(/^[0-9a-f-]{36}$/i) });
+export type KeyRevokedRequest = z.infer<typeof keyRevokedRequestSchema>;
+export const keyRevokedAnswerSchema = z.object({ closed: z.number().int().nonnegative() });
+export type KeyRevokedAnswer = z.infer<typeof keyRevokedAnswerSchema>;
+
+/**
+ * WebSocket close (and long-poll answer) for a link whose relay key was revoked: 4401 like an
+ * expired token, so a bridge treats it as a refused credential (its reconnect is refused and it
+ * exits 77 after --auth-fail-exit refusals).
+ */
+export const KEY_REVOKED_CLOSE = Object.freeze({ code: 4401, reason: 'relay key revoked; make a new `bridge` key or run `ctll-bridge login`' });

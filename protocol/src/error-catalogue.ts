@@ -21,9 +21,13 @@ export const ERROR_CATALOGUE = {
   unauthorized: 401,
   forbidden: 403,
   key_scope: 403,
+  not_operator: 403,
   not_found: 404,
   unknown_bridge: 404,
   unknown_request: 404,
+  // A `/t/<name>/` prefix naming no target of the desktop's bridge (`--target name=url`): the bridge
+  // says so with this code (TunnelErrorCode.UnknownTarget) and the proxy answers it as a CatalogueError.
+  unknown_target: 404,
   method_not_allowed: 405,
   payload_too_large: 413,
   rate_limited: 429,
@@ -57,4 +61,21 @@ export type ErrorCode = keyof typeof ERROR_CATALOGUE;
 
 export function isErrorCode(code: string): code is ErrorCode {
   return Object.prototype.hasOwnProperty.call(ERROR_CATALOGUE, code);
+}
+
+/**
+ * The message of each answer that two places send alike, as a template: `{name}` is filled from
+ * the values given. One wording per code, so the proxy's answer and api-backend's never drift
+ * apart and a bridge or client that shows them shows one sentence.
+ */
+export const ERROR_MESSAGES = {
+  desktop_offline: 'your desktop bridge is not connected',
+  unknown_bridge: 'no such bridge: register again',
+  queue_full: 'your desktop is not collecting requests fast enough: its queue is full',
+  too_many_streams: 'at most {max} requests at once per tunnel',
+} as const satisfies Partial<Record<ErrorCode, string>>;
+
+/** The catalogue's message for `code`, with its `{name}` placeholders filled from `values`. */
+export function errorMessage(code: keyof typeof ERROR_MESSAGES, values: Record<string, string | number> = {}): string {
+  return ERROR_MESSAGES[code].replace(/\{(\w+)\}/g, (placeholder, name: string) => (name in values ? String(values[name]) : placeholder));
 }

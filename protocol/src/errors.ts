@@ -70,6 +70,15 @@ export class KeyScopeError extends RelayError {
   readonly code = 'key_scope';
 }
 
+/**
+ * The operator's routes (`/api/admin/*`) for a caller whose token does not carry ADMIN_CLAIM, or
+ * who came with a relay key (keys are never an operator's).
+ */
+export class NotOperatorError extends RelayError {
+  readonly status: number = ERROR_CATALOGUE.not_operator;
+  readonly code = 'not_operator';
+}
+
 export class NotFoundError extends RelayError {
   readonly status: number = ERROR_CATALOGUE.not_found;
   readonly code = 'not_found';

@@ -16,3 +16,7 @@ export * from './auth-config';
 export * from './relay-keys';
 export * from './target';
 export * from './credentials';
+export * from './minute-ring';
+export * from './operator-api';
+export * from './with-timeout';
+export * from './backoff';

@@ -117,6 +117,8 @@ export const TunnelErrorCode = {
   TooManyStreams: 'too_many_streams',
   /** The request path climbs above the target's base path; the relay answers 400. */
   BadPath: 'bad_path',
+  /** The request's `/t/<name>/` prefix names no target the bridge has; the relay answers 404. */
+  UnknownTarget: 'unknown_target',
 } as const;
 
 export type ParseResult<T> = { ok: true; value: T } | { ok: false; error: string };

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { targetHealthSchema } from './target';
+import { WINDOW_MINUTES } from './minute-ring';
 
 /**
  * The streaming-proxy's own small HTTP API, as api-backend reads it: `GET /status` and
@@ -46,7 +47,7 @@ export const proxyZrokStatusSchema = z.object({
   /** The share requests go to when no desktop tunnel is connected, if any is healthy. */
   inUse: z.string().nullable(),
   shares: z.array(
-    z.object({ tunnelId: z.string(), healthy: z.boolean().nullable(), checkedAt: isoTime.nullable(), error: z.string().optional() }),
+    z.object({ shareId: z.string(), healthy: z.boolean().nullable(), checkedAt: isoTime.nullable(), error: z.string().optional() }),
   ),
   lastDiscoveryAt: isoTime.nullable(),
   discoveryError: z.string().optional(),
@@ -70,13 +71,15 @@ export const proxyStatusSchema = z.object({
   lastActivityAt: isoTime,
   /** The target as reported by the desktop requests go to now; null when none has reported. */
   target: targetHealthSchema.nullable().optional(),
+  /** The proxy's resident memory in bytes, as it measures itself (absent from proxies older than this field). */
+  memoryBytes: z.number().optional(),
 });
 export type ProxyStatus = z.infer<typeof proxyStatusSchema>;
 
 /**
  * `GET /health`, the one route that needs no secret: api-backend asks it when a proxy starts and
  * when it adopts one an earlier api-backend left running, and uses a proxy only if it speaks this
- * api-backend's PROTOCOL_VERSION (proxy-version.ts in api-backend).
+ * api-backend's PROTOCOL_VERSION (api-backend/src/proxy/wait-healthy.ts).
  */
 export const proxyHealthSchema = z.object({
   status: z.literal('ok'),
@@ -88,6 +91,37 @@ export type ProxyHealth = z.infer<typeof proxyHealthSchema>;
 /** Proxies released before /health named a version speak version 1. */
 export const UNNAMED_PROXY_PROTOCOL_VERSION = 1;
 
+/** `GET` here: the user's traffic today and per minute over the last hour, as the proxy counted it. */
+export const PROXY_USAGE_PATH = '/usage';
+const usageCounts = {
+  /** Relayed requests (through the tunnel or a zrok share). */
+  requests: z.number(),
+  /** Body bytes sent to the desktop (uploads, prompts). */
+  bytesToDesktop: z.number(),
+  /** Body bytes the desktop answered (generations). */
+  bytesFromDesktop: z.number(),
+};
+
+export const usageMinuteSchema = z.object({ at: isoTime, ...usageCounts });
+export type UsageMinute = z.infer<typeof usageMinuteSchema>;
+
+/**
+ * `GET /usage`. The user's proxy is the one place every api-backend replica's traffic for that
+ * user passes, so the counts live there; a proxy that stopped (idle, or by request) took its
+ * counts with it, which `today.since` says.
+ */
+export const proxyUsageSchema = z.object({
+  /** Since midnight UTC, or since the proxy started if that was later (`since`). */
+  today: z.object({ since: isoTime, ...usageCounts }),
+  /** The last WINDOW_MINUTES minutes, oldest first, the current one last, each from its start (`at`); quiet minutes are zeros. */
+  minutes: z.array(usageMinuteSchema).max(WINDOW_MINUTES),
+});
+export type ProxyUsage = z.infer<typeof proxyUsageSchema>;
+
+/** `GET /api/me/usage` (api-backend): the caller's proxy's usage; `running: false`, and no counts, when none runs. */
+export const meUsageSchema = z.discriminatedUnion('running', [proxyUsageSchema.extend({ running: z.literal(true) }), z.object({ running: z.literal(false) })]);
+export type MeUsage = z.infer<typeof meUsageSchema>;
+
 export const tunnelOpenedSchema = z.object({
   seq: z.number(),
   type: z.literal('tunnel_opened'),
@@ -95,6 +129,8 @@ export const tunnelOpenedSchema = z.object({
   link: z.string(),
   transport: tunnelTransport,
   client: z.string(),
+  /** The id of the relay key that opened the tunnel; absent: the user's own token. */
+  keyId: z.string().optional(),
 });
 export type TunnelOpened = z.infer<typeof tunnelOpenedSchema>;
 

@@ -13,8 +13,7 @@ import { z } from 'zod';
 export const TARGET_KINDS = ['ollama', 'openai', 'unknown'] as const;
 export type TargetKind = (typeof TARGET_KINDS)[number];
 
-export const targetReportSchema = z.object({
-  type: z.literal('target'),
+const probeResult = {
   /** True when the last probe got an answer. */
   up: z.boolean(),
   /** What answered; `unknown` while nothing does. */
@@ -23,6 +22,26 @@ export const targetReportSchema = z.object({
   version: z.string().min(1).max(64).optional(),
   /** Why the probe failed, for people: "connection refused", "timed out after 5 s". */
   error: z.string().max(512).optional(),
+};
+
+/** How a bridge's named targets are written: in `--target name=url` and in the `/t/<name>/` path prefix. */
+export const TARGET_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/;
+/** At most this many named targets per bridge: a report carries them all. */
+export const MAX_NAMED_TARGETS = 16;
+
+/** One named target (`--target name=url`) as its probe found it. */
+export const namedTargetReportSchema = z.object({ name: z.string().regex(TARGET_NAME_PATTERN), ...probeResult });
+export type NamedTargetReport = z.infer<typeof namedTargetReportSchema>;
+
+/**
+ * The top-level fields are the default (unnamed) target, as before there were several; `targets`
+ * lists the named ones, whole each time, so the relay keeps one report per link. A relay that
+ * predates `targets` drops the field and still understands the rest.
+ */
+export const targetReportSchema = z.object({
+  type: z.literal('target'),
+  ...probeResult,
+  targets: z.array(namedTargetReportSchema).max(MAX_NAMED_TARGETS).optional(),
 });
 export type TargetReportMessage = z.infer<typeof targetReportSchema>;
 

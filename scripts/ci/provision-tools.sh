@@ -3,7 +3,8 @@
 # docker-compose (only when there is no `docker compose` plugin), envsubst for the nginx stand-in,
 # curl and openssl for deploy.sh, OpenSSH (client and server) for the bench's ssh -R peer, and
 # systemd (only when systemd-analyze is missing) to check the unit `ctll-bridge service install` writes,
-# and promtool (Debian's prometheus package) for the shipped alert rules.
+# promtool (Debian's prometheus package) for the shipped alert rules, and chromium, the browser
+# the web console's tests drive with playwright-core (which downloads no browser of its own).
 # A new CI machine has none of what an earlier session installed by hand, so this list is the truth.
 set -euo pipefail
 export CTLL_CI_COMPONENT=tools
@@ -18,6 +19,8 @@ command -v systemd-analyze >/dev/null 2>&1 || PACKAGES+=(systemd)
 # promtool checks the shipped alert rules and scrape config (tests/alert-rules.test.ts); Debian
 # ships it only inside the prometheus server package, whose daemon is stopped again below.
 command -v promtool >/dev/null 2>&1 || PACKAGES+=(prometheus)
+# The web console's browser tests (tests/console*.e2e.test.ts) run Debian's Chromium headless.
+PACKAGES+=(chromium)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -21,7 +21,7 @@ function setup(initial: DiscoveredShare[]) {
 }
 
 const share = (n: number, heardAt: number): DiscoveredShare => ({
-  tunnelId: `zt${String(n).padStart(24, '0')}`,
+  shareId: `zt${String(n).padStart(24, '0')}`,
   publicUrl: `https://s${n}.share.zrok.io/`,
   lastHeartbeatAt: new Date(heardAt).toISOString(),
 });
@@ -31,11 +31,11 @@ describe('ShareDirectory', () => {
     const { state, directory } = setup([share(1, 1000), share(2, 2000)]);
     state.health.set('https://s2.share.zrok.io/', { healthy: false, error: 'ECONNREFUSED' });
     await directory.refresh();
-    expect(directory.best()?.tunnelId).toBe(share(1, 0).tunnelId);
-    expect(directory.status().shares.find((s) => s.tunnelId === share(2, 0).tunnelId)).toMatchObject({ healthy: false, error: 'ECONNREFUSED' });
+    expect(directory.best()?.shareId).toBe(share(1, 0).shareId);
+    expect(directory.status().shares.find((s) => s.shareId === share(2, 0).shareId)).toMatchObject({ healthy: false, error: 'ECONNREFUSED' });
     state.health.clear();
     await directory.refresh();
-    expect(directory.best()?.tunnelId).toBe(share(2, 0).tunnelId);
+    expect(directory.best()?.shareId).toBe(share(2, 0).shareId);
   });
 
   it('looks again when a request finds no healthy share, at most once per minRefreshMs', async () => {
@@ -46,7 +46,7 @@ describe('ShareDirectory', () => {
     expect(await directory.pick()).toBeUndefined(); // refreshed a moment ago
     expect(state.pulls).toBe(1);
     state.now += 1000;
-    expect((await directory.pick())?.tunnelId).toBe(share(1, 0).tunnelId);
+    expect((await directory.pick())?.shareId).toBe(share(1, 0).shareId);
     expect(state.pulls).toBe(2);
     await directory.pick(); // a healthy share is known: no pull
     expect(state.pulls).toBe(2);
@@ -69,7 +69,7 @@ describe('ShareDirectory', () => {
     await directory.refresh();
     state.failing = true;
     await directory.refresh();
-    expect(directory.best()?.tunnelId).toBe(share(1, 0).tunnelId);
+    expect(directory.best()?.shareId).toBe(share(1, 0).shareId);
     expect(directory.status().discoveryError).toBe('discover answered 503');
   });
 });

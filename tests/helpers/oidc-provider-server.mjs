@@ -13,7 +13,22 @@ import http from 'node:http';
 import Provider, { errors } from 'oidc-provider';
 
 const settings = JSON.parse(process.argv[2]);
-const { clientId, audience, accessTokenTtlS, accounts } = settings;
+const { clientId, audience, accessTokenTtlS, accounts, webClientId, webRedirectUris } = settings;
+
+// The web console's public client (authorization code with PKCE), when a test names its callback.
+const webClients = webRedirectUris
+  ? [
+      {
+        client_id: webClientId,
+        client_name: 'ctll web console',
+        application_type: 'web',
+        token_endpoint_auth_method: 'none',
+        grant_types: ['authorization_code', 'refresh_token'],
+        response_types: ['code'],
+        redirect_uris: webRedirectUris,
+      },
+    ]
+  : [];
 
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const signingJwk = { ...privateKey.export({ format: 'jwk' }), kid: 'test-rs256', alg: 'RS256', use: 'sig' };
@@ -33,6 +48,7 @@ const provider = new Provider(issuer, {
       response_types: [],
       redirect_uris: [],
     },
+    ...webClients,
   ],
   jwks: { keys: [signingJwk] },
   scopes: ['openid', 'offline_access', 'profile', 'email'],
@@ -41,6 +57,11 @@ const provider = new Provider(issuer, {
     const account = accounts[id];
     if (!account) return undefined;
     return { accountId: id, claims: () => ({ sub: id, name: account.name, email: account.email }) };
+  },
+  // Like Auth0 with offline_access allowed: a client that may refresh gets a refresh token (the
+  // console's silent renewal), without oidc-provider's own rule that only prompt=consent grants one.
+  async issueRefreshToken(_ctx, client, code) {
+    return client.grantTypeAllowed('refresh_token') && (code.scopes.has('offline_access') || client.applicationType === 'web');
   },
   features: {
     devInteractions: { enabled: true },

@@ -21,11 +21,15 @@ export type TestAccount = keyof typeof TEST_ACCOUNTS;
 export interface OidcProviderOptions {
   /** Access-token lifetime in seconds (default 10: renewals happen within a short test). */
   accessTokenTtlS?: number;
+  /** Also offer the web console's public client (authorization code with PKCE), with these callback URLs. */
+  webRedirectUris?: string[];
 }
 
 export interface OidcProvider {
   issuer: string;
   clientId: string;
+  /** The web console's client id (when `webRedirectUris` was given): the relay's OIDC_WEB_CLIENT_ID. */
+  webClientId: string;
   audience: string;
   /** The relay's environment for this provider: JWT_ISSUER, JWT_AUDIENCE, JWT_JWKS_URI, OIDC_DEVICE_CLIENT_ID. */
   relayEnv: Record<string, string>;
@@ -41,7 +45,8 @@ export interface OidcProvider {
 export async function startOidcProvider(options: OidcProviderOptions = {}): Promise<OidcProvider> {
   const clientId = 'ctll-bridge-test';
   const audience = 'https://relay.ctll.test/api';
-  const settings = { clientId, audience, accessTokenTtlS: options.accessTokenTtlS ?? 10, accounts: TEST_ACCOUNTS };
+  const webClientId = 'ctll-console-test';
+  const settings = { clientId, audience, accessTokenTtlS: options.accessTokenTtlS ?? 10, accounts: TEST_ACCOUNTS, webClientId, webRedirectUris: options.webRedirectUris };
   const child = spawn(process.execPath, [SERVER, JSON.stringify(settings)], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (chunk) => (stderr += chunk));
@@ -50,6 +55,7 @@ export async function startOidcProvider(options: OidcProviderOptions = {}): Prom
   return {
     issuer,
     clientId,
+    webClientId,
     audience,
     relayEnv: { JWT_ISSUER: issuer, JWT_AUDIENCE: audience, JWT_JWKS_URI: `${issuer}/jwks`, OIDC_DEVICE_CLIENT_ID: clientId },
     approve: (verificationUri, userCode, account) => approve(verificationUri, userCode, account),

@@ -9,13 +9,13 @@
  * after the manager's: the manager's last stops are recorded, then flushed for at most
  * `shutdownFlushMs`, then the database is closed.
  */
+import { backoffDelay, doublingSteps, withTimeout } from '@ctll/protocol';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
 import type { Metrics } from '../metrics';
 import type { ProxyDriver, ProxyHandle, StopReason } from '../proxy/driver';
 import type { StreamingProxyManager } from '../proxy/manager';
 import type { ProxyClient } from '../proxy/proxy-client';
-import { backoffDelay } from './backoff';
 import { TunnelCollector, type CollectorOptions } from './collector';
 import { openDatabase, type Database } from './database';
 import { AuditStartupError, DatabaseUnavailableError } from './errors';
@@ -214,6 +214,8 @@ export class Audit {
   }
 }
 
+const STARTUP_RETRY_STEPS_MS = doublingSteps(250, 2_000);
+
 /** Retries `work` while the database is unreachable, with backoff, until `timeoutMs` has passed. */
 async function untilDeadline<T>(work: () => Promise<T>, timeoutMs: number, onRetry: (error: Error, delayMs: number) => void): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -222,20 +224,12 @@ async function untilDeadline<T>(work: () => Promise<T>, timeoutMs: number, onRet
       return await work();
     } catch (error) {
       const retryable = error instanceof DatabaseUnavailableError && error.retryable;
-      const delayMs = backoffDelay(attempt, { initialMs: 250, maxMs: 2_000, jitter: 0.2 });
+      const delayMs = backoffDelay(attempt, { stepsMs: STARTUP_RETRY_STEPS_MS, jitter: 0.2 });
       if (!retryable || Date.now() + delayMs > deadline) throw error;
       onRetry(error, delayMs);
       await new Promise((resolve) => setTimeout(resolve, delayMs));
     }
   }
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** The audit's part of the validated config, with the writer's and collector's own names. */

@@ -242,7 +242,7 @@ function instanceOf(handle: ProxyHandle): ProxyInstance {
 function toRecord(instance: ProxyInstance, event: JournalEvent): AuditRecord | undefined {
   if (typeof event !== 'object' || event === null || !isTime(event.at) || typeof event.link !== 'string' || !isTransport(event.transport)) return undefined;
   if (event.type === 'tunnel_opened' && typeof event.client === 'string') {
-    return { type: 'tunnel_opened', ...instance, link: event.link, transport: event.transport, client: event.client, at: event.at };
+    return { type: 'tunnel_opened', ...instance, link: event.link, transport: event.transport, client: event.client, at: event.at, keyId: event.keyId };
   }
   if (event.type === 'tunnel_closed' && isCount(event.requests) && isCount(event.bytesToDesktop) && isCount(event.bytesFromDesktop)) {
     return {

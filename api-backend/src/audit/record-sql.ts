@@ -22,12 +22,13 @@ export async function applyRecord(tx: Queryable, record: AuditRecord): Promise<v
       return record.startedAt ? proxyStopped(tx, { ...record, startedAt: record.startedAt }) : proxyDied(tx, record);
     case 'tunnel_opened':
       await tx.query(
-        `INSERT INTO tunnel_sessions (owner_hash, proxy_id, proxy_started_at, link_id, transport, client, connected_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+        `INSERT INTO tunnel_sessions (owner_hash, proxy_id, proxy_started_at, link_id, transport, client, connected_at, key_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (owner_hash, proxy_id, proxy_started_at, link_id) DO UPDATE SET
            connected_at = COALESCE(tunnel_sessions.connected_at, EXCLUDED.connected_at),
-           client = COALESCE(tunnel_sessions.client, EXCLUDED.client)`,
-        [record.ownerHash, record.proxyId, record.proxyStartedAt, record.link, record.transport, clientName(record.client), record.at],
+           client = COALESCE(tunnel_sessions.client, EXCLUDED.client),
+           key_id = COALESCE(tunnel_sessions.key_id, EXCLUDED.key_id)`,
+        [record.ownerHash, record.proxyId, record.proxyStartedAt, record.link, record.transport, clientName(record.client), record.at, keyIdOf(record.keyId)],
       );
       return;
     case 'tunnel_closed':
@@ -122,4 +123,9 @@ async function proxyDied(tx: Queryable, record: ProxyStoppedRecord): Promise<voi
 export function clientName(userAgent: string): string {
   const token = userAgent.trim().split(/\s+/)[0] ?? '';
   return token.slice(0, 100) || 'unknown';
+}
+
+/** A relay key's id as the proxy reported it; anything but a UUID is stored as unknown rather than failing the batch. */
+function keyIdOf(keyId: string | undefined): string | null {
+  return keyId !== undefined && /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(keyId) ? keyId : null;
 }

@@ -37,6 +37,8 @@ export interface TunnelOpenedRecord extends ProxyInstance {
   transport: 'ws' | 'poll';
   client: string;
   at: string;
+  /** The relay key that opened it; absent: a token (or not known). */
+  keyId?: string;
 }
 
 export interface TunnelClosedRecord extends ProxyInstance {

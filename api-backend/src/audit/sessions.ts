@@ -37,6 +37,11 @@ export interface TunnelSessionView extends SessionBase {
   requests: number | null;
   bytesToDesktop: number | null;
   bytesFromDesktop: number | null;
+  /**
+   * The relay key that opened the tunnel (its id, and its name while it exists; never the key);
+   * null: the user's own token, or not known (an opening pieced together from the proxy's status).
+   */
+  key: { id: string; name: string | null } | null;
 }
 
 export type SessionView = ProxySessionView | TunnelSessionView;
@@ -54,22 +59,26 @@ interface Row {
   requests: number | null;
   bytes_to_desktop: number | null;
   bytes_from_desktop: number | null;
+  key_id: string | null;
+  key_name: string | null;
 }
 
 // Inner filters use the (owner_hash, sort_at) indexes; the outer one breaks ties exactly.
 const SQL = `
 SELECT kind, id::text AS id, sort_at, driver, transport, client, started_at, ended_at, reason,
-       requests, bytes_to_desktop, bytes_from_desktop
+       requests, bytes_to_desktop, bytes_from_desktop, key_id,
+       (SELECT k.name FROM relay_keys k WHERE k.id = s.key_id) AS key_name
 FROM (
   SELECT 'proxy'::text AS kind, id, sort_at, driver, NULL::text AS transport, NULL::text AS client,
          started_at, stopped_at AS ended_at, stop_reason AS reason,
-         NULL::float8 AS requests, NULL::float8 AS bytes_to_desktop, NULL::float8 AS bytes_from_desktop
+         NULL::float8 AS requests, NULL::float8 AS bytes_to_desktop, NULL::float8 AS bytes_from_desktop,
+         NULL::uuid AS key_id
   FROM proxy_sessions
   WHERE owner_hash = $1 AND ($2::timestamptz IS NULL OR sort_at <= $2::timestamptz)
   UNION ALL
   SELECT 'tunnel'::text, id, sort_at, NULL::text, transport, client,
          connected_at, disconnected_at, close_reason,
-         requests::float8, bytes_to_desktop::float8, bytes_from_desktop::float8
+         requests::float8, bytes_to_desktop::float8, bytes_from_desktop::float8, key_id
   FROM tunnel_sessions
   WHERE owner_hash = $1 AND ($2::timestamptz IS NULL OR sort_at <= $2::timestamptz)
 ) s
@@ -104,6 +113,7 @@ function view(row: Row): SessionView {
     requests: row.requests,
     bytesToDesktop: row.bytes_to_desktop,
     bytesFromDesktop: row.bytes_from_desktop,
+    key: row.key_id ? { id: String(row.key_id), name: row.key_name } : null,
   };
 }
 

@@ -17,7 +17,7 @@
  * their own small bound, `maxSecurityQueue`; beyond it new ones are dropped as 'security_overflow'.
  */
 import type { Logger } from '../logger';
-import { backoffDelay } from './backoff';
+import { backoffDelay, doublingSteps } from '@ctll/protocol';
 import type { Database, Queryable } from './database';
 import { DatabaseUnavailableError } from './errors';
 import { Fifo } from './fifo';
@@ -219,7 +219,7 @@ export class AuditWriter {
 
   private failed(error: Error): void {
     const attempts = (this.failure?.attempts ?? 0) + 1;
-    const delay = backoffDelay(attempts, { initialMs: this.options.retryInitialMs, maxMs: this.options.retryMaxMs, jitter: 0.2 });
+    const delay = backoffDelay(attempts, { stepsMs: doublingSteps(this.options.retryInitialMs, this.options.retryMaxMs), jitter: 0.2 });
     if (!this.failure) this.logger.warn('audit database unavailable; records wait in the queue', { error: error.message, queued: this.queued });
     this.failure = { since: this.failure?.since ?? Date.now(), error, attempts, retryAt: Date.now() + delay };
   }

@@ -19,6 +19,7 @@ import { checkClaims, publicMessage, refusalOf, TokenRefused } from './token-che
 import { VerifiedTokens } from './verified-tokens';
 import { checkKeyScope } from './key-scopes';
 import { RelayKeyRefused, type RelayKeys } from './relay-keys';
+import { holdsOperatorClaim, type OperatorClaim } from './operator-claim';
 
 export interface Caller {
   userId: string;
@@ -29,6 +30,8 @@ export interface Caller {
    * expiry date). A desktop link is closed once this has passed unrenewed (TOKEN_EXPIRY_GRACE_MS).
    */
   expiresAt?: number;
+  /** The token carries ADMIN_CLAIM (operator-claim.ts): the operator's routes are open to it. Never set for a relay key. */
+  operator?: boolean;
 }
 
 export interface AuthenticatorOptions {
@@ -48,6 +51,8 @@ export interface AuthenticatorOptions {
   relayKeys?: RelayKeys;
   /** Called for every refused token, with a bounded reason (metrics label, security audit) and the request that carried it (the audit counts refusals per client address). */
   onFailure?: (reason: string, req: IncomingMessage) => void;
+  /** ADMIN_CLAIM: the claim that makes a token's bearer an operator; unset: nobody is one. */
+  operatorClaim?: OperatorClaim;
 }
 
 const ALGORITHMS: Algorithm[] = ['RS256'];
@@ -142,6 +147,7 @@ export class Authenticator {
     const exp = (payload as JwtPayload).exp! * 1000;
     const kid = jwt.decode(token, { complete: true })?.header.kid;
     const caller: Caller = { userId, expiresAt: exp };
+    if (holdsOperatorClaim(payload as JwtPayload, this.options.operatorClaim)) caller.operator = true;
     this.verified.remember(token, caller, Math.min(exp, this.keys.freshUntil(kid)));
     return caller;
   }

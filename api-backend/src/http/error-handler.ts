@@ -34,9 +34,14 @@ function fromFramework(error: unknown): unknown {
   return new BadRequestError('the request is malformed (a path that is not valid percent-encoding, or a body that does not parse)');
 }
 
-export function errorHandler(logger: Logger) {
+/** `onError` hears each answer's code and status (the operator's recent errors, operator/recent-errors.ts). */
+export function errorHandler(logger: Logger, onError?: (code: string, status: number) => void) {
   return (raw: unknown, req: Request, res: Response, _next: NextFunction): void => {
     const error = fromFramework(raw);
+    if (onError) {
+      const { status, body } = errorBody(error);
+      onError(body.error.code, status);
+    }
     if (error !== raw) logger.debug('malformed request', { requestId: requestIdOf(res, req), error: (raw as Error).message });
     const requestId = requestIdOf(res, req);
     if (!(error instanceof RelayError)) {

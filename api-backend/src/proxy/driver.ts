@@ -23,7 +23,8 @@ export interface ProxyHandle {
   endpoint?: ProxyEndpoint;
 }
 
-export type StopReason = 'user' | 'idle' | 'error' | 'shutdown';
+/** 'operator': stopped from the operator's view (POST /api/admin/proxies/:ownerHash/stop). */
+export type StopReason = 'user' | 'idle' | 'error' | 'shutdown' | 'operator';
 
 export interface DriverHealth {
   ok: boolean;

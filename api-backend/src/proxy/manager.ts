@@ -54,6 +54,8 @@ export interface ManagerEvents {
   stopped: [{ ownerHash: string; proxyId: string; driver: string; reason: StopReason; startedAt?: Date; stats?: ProxyStatus }];
   /** A create that failed (not one refused by the start budget): what the start-failure alert counts. */
   startFailed: [{ ownerHash: string; driver: string }];
+  /** The idle sweep read every running proxy: `statuses` of those that answered (the operator's chart samples it). */
+  swept: [{ at: Date; running: number; statuses: ProxyStatus[] }];
 }
 
 export class StreamingProxyManager extends EventEmitter<ManagerEvents> {
@@ -127,6 +129,14 @@ export class StreamingProxyManager extends EventEmitter<ManagerEvents> {
     return this.stopOwner(userHash(userId), reason);
   }
 
+  /**
+   * Stops a proxy named by its owner hash: the operator's view knows users only by hash. Resolves
+   * false when there was none.
+   */
+  stopOwnerHash(ownerHash: string, reason: StopReason): Promise<boolean> {
+    return this.stopOwner(ownerHash, reason);
+  }
+
   /** Where to reach the user's running proxy, or null if none runs. Never starts one. */
   endpoint(userId: string): Promise<ProxyEndpoint | null> {
     return this.driver.endpoint(userHash(userId));
@@ -169,10 +179,12 @@ export class StreamingProxyManager extends EventEmitter<ManagerEvents> {
    */
   async sweep(now = Date.now()): Promise<number> {
     const running = (await this.driver.list()).filter((handle) => handle.state === 'running' && handle.endpoint);
+    const statuses: ProxyStatus[] = [];
     const culled = await mapLimit(running, SWEEP_CONCURRENCY, async (handle) => {
       try {
         const stats = await this.client.status(handle.endpoint!).catch(() => undefined);
         if (!stats) return false; // unreachable now; the driver reports real deaths
+        statuses.push(stats);
         const idleFor = now - Date.parse(stats.lastActivityAt);
         if (stats.desktops.length > 0 || stats.activeRequests > 0 || idleFor < this.options.idleTimeoutMs) return false;
         this.logger.info('StreamingProxy idle; culling', { owner: handle.ownerHash, idleForMs: idleFor });
@@ -182,6 +194,7 @@ export class StreamingProxyManager extends EventEmitter<ManagerEvents> {
         return false;
       }
     });
+    this.emit('swept', { at: new Date(), running: running.length, statuses });
     return culled.filter(Boolean).length;
   }
 

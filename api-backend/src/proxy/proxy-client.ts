@@ -9,13 +9,19 @@ import type { ProxyEndpoint } from './driver';
 import type { z } from 'zod';
 import {
   journalPageSchema,
+  KEY_REVOKED_PATH,
+  keyRevokedAnswerSchema,
   parseProxyAnswer,
   PROXY_SECRET_HEADER,
+  PROXY_USAGE_PATH,
   proxyStatusSchema,
+  proxyUsageSchema,
   reconnectAnswerSchema,
   TUNNELS_RECONNECT_PATH,
   type JournalPage,
+  type KeyRevokedAnswer,
   type ProxyStatus,
+  type ProxyUsage,
   type ReconnectAnswer,
 } from '@ctll/protocol';
 
@@ -52,6 +58,11 @@ export class ProxyClient {
     return this.getJson(proxyStatusSchema, endpoint, '/status', timeoutMs);
   }
 
+  /** The user's traffic today and per minute over the last hour (GET /api/me/usage). */
+  usage(endpoint: ProxyEndpoint, timeoutMs = 3000): Promise<ProxyUsage> {
+    return this.getJson(proxyUsageSchema, endpoint, PROXY_USAGE_PATH, timeoutMs);
+  }
+
   /** The proxy's journal after sequence number `after`, oldest first (the audit collector's pull). */
   events(endpoint: ProxyEndpoint, after: number, timeoutMs = 3000): Promise<JournalPage> {
     return this.getJson(journalPageSchema, endpoint, `/events?after=${after}`, timeoutMs);
@@ -62,11 +73,17 @@ export class ProxyClient {
     return this.getJson(reconnectAnswerSchema, endpoint, TUNNELS_RECONNECT_PATH, timeoutMs, 'POST');
   }
 
+  /** A relay key of the proxy's owner was revoked: the proxy closes the links it opened (see KEY_REVOKED_PATH). */
+  keyRevoked(endpoint: ProxyEndpoint, keyId: string, timeoutMs = 2000): Promise<KeyRevokedAnswer> {
+    return this.getJson(keyRevokedAnswerSchema, endpoint, KEY_REVOKED_PATH, timeoutMs, 'POST', JSON.stringify({ keyId }));
+  }
+
   /** A JSON answer of the proxy, parsed with its protocol schema (a drifted proxy is an error, not a cast). */
-  private getJson<T>(schema: z.ZodType<T>, endpoint: ProxyEndpoint, path: string, timeoutMs: number, method = 'GET'): Promise<T> {
+  private getJson<T>(schema: z.ZodType<T>, endpoint: ProxyEndpoint, path: string, timeoutMs: number, method = 'GET', body?: string): Promise<T> {
     const what = path.split('?')[0].slice(1);
     return new Promise((resolve, reject) => {
-      const req = this.request(endpoint, { method, path, timeout: timeoutMs });
+      const headers = body === undefined ? {} : { 'content-type': 'application/json' };
+      const req = this.request(endpoint, { method, path, timeout: timeoutMs, headers });
       req.on('timeout', () => req.destroy(new Error(`proxy ${what} timed out after ${timeoutMs} ms`)));
       req.on('error', reject);
       req.on('response', (res) => {
@@ -82,7 +99,7 @@ export class ProxyClient {
           }
         });
       });
-      req.end();
+      req.end(body);
     });
   }
 

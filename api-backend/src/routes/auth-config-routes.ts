@@ -15,6 +15,8 @@ export function authConfigRoutes(config: Pick<Config, 'auth' | 'signIn'>): Route
     // The dev issuer has no device flow: the bridge tells the person to use `npm run token` instead.
     clientId: config.auth.mode === 'dev' ? null : (config.signIn.deviceClientId ?? null),
     scopes: config.signIn.scopes,
+    // The web console's public client; dev auth signs the console in through its own dev page.
+    webClientId: config.auth.mode === 'dev' ? null : (config.signIn.webClientId ?? null),
   };
   const router = Router();
   router.get(AUTH_CONFIG_PATH, (_req, res) => {

@@ -4,12 +4,12 @@
  * owner's proxy only, so another user asking for it reaches their own proxy and gets 404.
  */
 import { Router, type Request, type Response, type NextFunction } from 'express';
-import { checkProtocolVersion, PROTOCOL_VERSION_HEADER, UnknownBridgeError } from '@ctll/protocol';
+import { checkProtocolVersion, errorMessage, PROTOCOL_VERSION_HEADER, UnknownBridgeError } from '@ctll/protocol';
 import type { StreamingProxyManager } from '../proxy/manager';
 import type { ProxyClient } from '../proxy/proxy-client';
 import type { Caller } from '../auth/authenticator';
 import { relayHttp } from '../relay/http-relay';
-import { credentialHeaders } from './tunnel-upgrade';
+import { credentialHeaders } from '../auth/credential-headers';
 import type { Metrics } from '../metrics';
 
 export interface BridgeRouteOptions {
@@ -24,13 +24,13 @@ export function bridgeRoutes(manager: StreamingProxyManager, client: ProxyClient
   const router = Router();
   const socketTimeoutMs = Math.max(options.pollTimeoutMs, options.requestTimeoutMs) + 10_000;
   // Each request carries the bridge's current token: its expiry moves the link's deadline at the proxy.
-  const relayOptions = (maxBodyBytes: number, { userId, expiresAt }: Caller) => ({
+  const relayOptions = (maxBodyBytes: number, caller: Caller) => ({
     maxBodyBytes,
     socketTimeoutMs,
     onBytes: (direction: 'up' | 'down', bytes: number) => metrics.relayBytes.inc({ direction: direction === 'up' ? 'down' : 'up' }, bytes),
     onDone: () => undefined,
-    onUnreachable: () => manager.endpointFailed(userId),
-    internalHeaders: credentialHeaders(expiresAt),
+    onUnreachable: () => manager.endpointFailed(caller.userId),
+    internalHeaders: credentialHeaders(caller),
   });
 
   router.post('/api/bridge/register', async (req, res, next) => {
@@ -48,7 +48,7 @@ export function bridgeRoutes(manager: StreamingProxyManager, client: ProxyClient
     try {
       const caller = res.locals.caller as Caller;
       const endpoint = await manager.endpoint(caller.userId);
-      if (!endpoint) throw new UnknownBridgeError('no such bridge: register again');
+      if (!endpoint) throw new UnknownBridgeError(errorMessage('unknown_bridge'));
       const upstreamPath = req.originalUrl.replace(/^\/api/, '').split('?')[0];
       relayHttp(req, res, endpoint, upstreamPath, client, relayOptions(maxBodyBytes, caller));
     } catch (error) {

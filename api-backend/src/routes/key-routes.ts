@@ -1,6 +1,7 @@
 /**
  * `/api/keys`: the caller's relay keys. `POST` makes one and shows it this once, `GET` lists them
- * (never a key or its hash), `DELETE /api/keys/:id` revokes one. Only a user's own token reaches
+ * (never a key or its hash), `DELETE /api/keys/:id` revokes one and, before answering, has the
+ * tunnels it opened closed (auth/revoked-key-links.ts). Only a user's own token reaches
  * these routes (key-scopes.ts refuses every relay key here), and the user is always its subject.
  */
 import { Router } from 'express';
@@ -8,6 +9,7 @@ import { z } from 'zod';
 import { BadRequestError, RELAY_KEY_SCOPES } from '@ctll/protocol';
 import type { Caller } from '../auth/authenticator';
 import type { NewKey, RelayKeys } from '../auth/relay-keys';
+import type { OnKeyRevoked } from '../auth/revoked-key-links';
 import { jsonBody } from '../http/json-body';
 
 const BODY_LIMIT_BYTES = 4 * 1024;
@@ -21,7 +23,7 @@ const newKeySchema = z
   })
   .strict();
 
-export function keyRoutes(keys: RelayKeys): Router {
+export function keyRoutes(keys: RelayKeys, onRevoked: OnKeyRevoked = () => Promise.resolve()): Router {
   const router = Router();
 
   router.post('/api/keys', jsonBody(BODY_LIMIT_BYTES), async (req, res, next) => {
@@ -43,7 +45,9 @@ export function keyRoutes(keys: RelayKeys): Router {
 
   router.delete('/api/keys/:id', async (req, res, next) => {
     try {
-      await keys.revoke((res.locals.caller as Caller).userId, req.params.id);
+      const { userId } = res.locals.caller as Caller;
+      await keys.revoke(userId, req.params.id);
+      await onRevoked(userId, req.params.id);
       res.status(204).end();
     } catch (error) {
       next(error);

@@ -4,7 +4,7 @@
  * proxy means no desktop, which is a 503 the caller can act on.
  */
 import { Router, type Request, type Response, type NextFunction } from 'express';
-import { BadPathError, DesktopOfflineError, escapesRoot, ForbiddenError } from '@ctll/protocol';
+import { BadPathError, DesktopOfflineError, errorMessage, escapesRoot, ForbiddenError, type TargetHealth } from '@ctll/protocol';
 import type { StreamingProxyManager } from '../proxy/manager';
 import type { ProxyClient } from '../proxy/proxy-client';
 import type { Caller } from '../auth/authenticator';
@@ -39,7 +39,7 @@ export function tunnelRoutes(
       res.json({
         // "Your PC is offline" versus "your PC is online but its model server is not running".
         desktop: connected ? 'online' : 'offline',
-        target: connected ? (status.desktop?.target ?? null) : null,
+        ...targetsHealth(connected ? status.desktop?.target : undefined),
         connected,
         transport: status.desktop?.transport ?? null,
         proxy: status.status,
@@ -56,7 +56,7 @@ export function tunnelRoutes(
       // Before anything starts: a path that climbs out of the desktop's root never leaves here.
       if (escapesRoot(path)) throw new BadPathError('the path climbs above the root of your desktop (`..` segments are not allowed)');
       const endpoint = await manager.endpoint(req.params.userId);
-      if (!endpoint) throw new DesktopOfflineError('your desktop bridge is not connected');
+      if (!endpoint) throw new DesktopOfflineError(errorMessage('desktop_offline'));
       relayHttp(req, res, endpoint, `/relay${path}`, client, {
         maxBodyBytes: options.maxBodyBytes,
         socketTimeoutMs: options.requestTimeoutMs + 10_000,
@@ -79,4 +79,14 @@ export function desktopPath(originalUrl: string): string {
   if (cut === -1) return '/';
   const rest = afterPrefix.slice(cut);
   return rest.startsWith('?') ? `/${rest}` : rest;
+}
+
+/**
+ * `target`: the default (unnamed) target, shaped as before there were several; `targets`: every
+ * target, the default first with `name: null`, then each `--target name=url` the bridge reported.
+ */
+function targetsHealth(report: TargetHealth | null | undefined): { target: Omit<TargetHealth, 'targets'> | null; targets: Array<Record<string, unknown>> } {
+  if (!report) return { target: null, targets: [] };
+  const { targets: named = [], ...target } = report;
+  return { target, targets: [{ name: null, ...target }, ...named.map((one) => ({ ...one, checkedAt: target.checkedAt }))] };
 }

@@ -7,8 +7,9 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { checkProtocolVersion, CREDENTIAL_EXPIRES_HEADER, NotFoundError, PROTOCOL_VERSION_HEADER, RelayError, UnauthorizedError } from '@ctll/protocol';
+import { checkProtocolVersion, NotFoundError, PROTOCOL_VERSION_HEADER, RelayError, UnauthorizedError } from '@ctll/protocol';
 import type { Authenticator } from '../auth/authenticator';
+import { credentialHeaders } from '../auth/credential-headers';
 import type { IpLimits } from '../http/ip-limits';
 import type { StreamingProxyManager } from '../proxy/manager';
 import { relayUpgrade, rejectUpgradeWith } from '../relay/upgrade-relay';
@@ -45,10 +46,11 @@ export function tunnelUpgradeHandler(deps: {
       await limits.take('upgrades', address);
       // Before the token: a bridge too old or too new is told what to upgrade, whatever its token.
       checkProtocolVersion(req.headers[PROTOCOL_VERSION_HEADER]);
-      const { userId, expiresAt } = await auth.authenticate(req).catch((error: unknown) => {
+      const caller = await auth.authenticate(req).catch((error: unknown) => {
         if (error instanceof UnauthorizedError) void limits.recordAuthFailure(address);
         throw error;
       });
+      const { userId } = caller;
       const { handle } = await manager.ensure(userId);
       if (!handle.endpoint) throw new Error('proxy has no endpoint');
       relayUpgrade(req, socket, head, handle.endpoint, (failure) => {
@@ -56,7 +58,7 @@ export function tunnelUpgradeHandler(deps: {
         metrics.tunnelUpgrades.inc({ result: limited ? failure.code : 'proxy_failed' });
         if (!limited) logger.warn('tunnel upgrade failed at the StreamingProxy', { owner: userHash(userId), status: failure.status, message: failure.message });
         rejectUpgradeWith(socket, failure);
-      }, credentialHeaders(expiresAt));
+      }, credentialHeaders(caller));
       deps.onTunnel?.(socket);
       metrics.tunnelUpgrades.inc({ result: 'accepted' });
       const ownerHash = userHash(userId);
@@ -70,9 +72,4 @@ export function tunnelUpgradeHandler(deps: {
       rejectUpgradeWith(socket, error);
     }
   };
-}
-
-/** The proxy's header for a credential's expiry; none for a credential that never expires. */
-export function credentialHeaders(expiresAt: number | undefined): Record<string, string> {
-  return expiresAt === undefined ? {} : { [CREDENTIAL_EXPIRES_HEADER]: String(expiresAt) };
 }

@@ -24,7 +24,7 @@ export interface ShareObservation {
 const REFRESH_TIMEOUT_MS = 12_000;
 
 export function observe(zrok: ProxyZrokStatus | null | undefined, tunnelId: string): ShareObservation {
-  const share = zrok?.shares.find((entry) => entry.tunnelId === tunnelId);
+  const share = zrok?.shares.find((entry) => entry.shareId === tunnelId);
   const reachable = share?.healthy ?? null;
   return {
     reachable,

@@ -3,6 +3,7 @@
  * relay refuses (or that fails on the way) can be tried again before the relay's grace is over.
  */
 import type { TokenSource } from './token-source';
+import { tokenExpiry } from '../token';
 
 /** Renew this long before expiry at most: a day-long token is renewed a minute ahead, not hours. */
 const RENEW_AHEAD_MAX_MS = 60_000;
@@ -38,7 +39,9 @@ export class RenewalTimer {
 
   start(): void {
     if (this.stopped) return;
-    const delay = renewalDelay(this.tokens.expiresAt());
+    // Timed by the token the relay holds, not the source's newest: the source may have renewed
+    // while the link was being opened (a slow connect), and then the relay's copy ends first.
+    const delay = renewalDelay(tokenExpiry(this.current()) ?? this.tokens.expiresAt());
     if (delay === undefined) return;
     this.timer = setTimeout(() => void this.renew(), delay);
     this.timer.unref();

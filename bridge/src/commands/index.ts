@@ -22,7 +22,8 @@ export const SUBCOMMAND_USAGE = `Sign-in:
   ctll-bridge login --server <url> [--no-browser]
                            sign in with your identity provider (you approve on any device);
                            afterwards run plain \`ctll-bridge\`: it stays signed in
-  ctll-bridge whoami       who this computer is signed in as, and until when the token runs
+  ctll-bridge whoami [--json]
+                           who this computer is signed in as, and until when the token runs
   ctll-bridge logout       revoke the sign-in and delete it from this computer
 `;
 
@@ -43,9 +44,10 @@ export async function runSubcommand(name: Subcommand, argv: string[], context: C
         parseArgs({ args: argv, options: {}, strict: true });
         await logout(context);
         return 0;
-      case 'whoami':
-        parseArgs({ args: argv, options: {}, strict: true });
-        return (await whoami(context)) ? 0 : EXIT.FAILED;
+      case 'whoami': {
+        const { values } = parseArgs({ args: argv, options: { json: { type: 'boolean' } }, strict: true });
+        return (await whoami(context, { json: values.json })) ? 0 : EXIT.FAILED;
+      }
     }
   } catch (error) {
     return reportFailure(name, error as Error, context);

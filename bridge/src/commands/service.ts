@@ -173,7 +173,8 @@ function install(platform: NodeJS.Platform, spec: ServiceSpec, enable: boolean, 
   const file = unitPath(platform, context.env);
   fs.mkdirSync(pathFor(platform).dirname(file), { recursive: true });
   fs.writeFileSync(file, render(platform, spec, context.env), { mode: 0o644 });
-  context.stdout.write(`wrote ${file}\n${loginNote}`);
+  // What was done, and advice, is status: stderr. stdout carries what a command was asked to print (`print`, `status`, Windows' command lines).
+  context.stderr.write(`wrote ${file}\n${loginNote}`);
   const steps = platform === 'darwin' ? launchdSteps('install', file) : systemdSteps('install');
   if (!enable) return suggest(steps, context);
   // launchd refuses to bootstrap a label it already has: an earlier install is unloaded first (failing when there was none).
@@ -191,7 +192,7 @@ function uninstall(platform: NodeJS.Platform, enable: boolean, context: ServiceC
   // Stopped before the file goes, so the service manager still knows what it is stopping.
   const code = enable && fs.existsSync(file) ? runSteps(steps.slice(0, 1), context) : 0;
   fs.rmSync(file, { force: true });
-  context.stdout.write(`removed ${file}\n`);
+  context.stderr.write(`removed ${file}\n`);
   if (enable && platform === 'linux') runSteps(steps.slice(1), context);
   return code;
 }
@@ -241,7 +242,7 @@ function runSteps(steps: Step[], context: ServiceContext): number {
 }
 
 function suggest(steps: Step[], context: ServiceContext): number {
-  context.stdout.write(`not enabled (--no-enable); to do it yourself:\n${steps.map(([program, args]) => `  ${program} ${args.join(' ')}\n`).join('')}`);
+  context.stderr.write(`not enabled (--no-enable); to do it yourself:\n${steps.map(([program, args]) => `  ${program} ${args.join(' ')}\n`).join('')}`);
   return 0;
 }
 

@@ -7,18 +7,28 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomBytes } from 'node:crypto';
-import { CREDENTIAL_EXPIRES_HEADER, heartbeatBodySchema, parseCredentialExpiry, registerBodySchema, type PollRegistration } from '@ctll/protocol';
+import {
+  CREDENTIAL_EXPIRES_HEADER,
+  CREDENTIAL_KEY_HEADER,
+  errorMessage,
+  heartbeatBodySchema,
+  KEY_REVOKED_CLOSE,
+  parseCredentialExpiry,
+  registerBodySchema,
+  type PollRegistration,
+} from '@ctll/protocol';
 import type { ProxyConfig } from '../config';
 import type { Logger } from '../logger';
 import type { TunnelHub } from '../tunnel/hub';
 import type { UserLimits } from '../limits/user-limits';
 import { PollLink } from '../tunnel/poll-link';
 import { sendError, sendJson, sendRelayError } from './respond';
+import type { KeyLinks } from '../credentials/key-links';
 
 const ROUTE = /^\/bridge\/(register|poll|respond|heartbeat)(?:\/([A-Za-z0-9]{1,64}))?(?:\/([A-Za-z0-9_.-]{1,64}))?$/;
 const MAX_JSON_BYTES = 64 * 1024;
 
-export function bridgeRoutes(config: ProxyConfig, hub: TunnelHub, limits: UserLimits, logger: Logger) {
+export function bridgeRoutes(config: ProxyConfig, hub: TunnelHub, limits: UserLimits, logger: Logger, keyLinks: KeyLinks) {
   const registration = (bridgeId: string): PollRegistration => ({
     bridgeId,
     pollTimeoutMs: config.pollTimeoutMs,
@@ -33,6 +43,16 @@ export function bridgeRoutes(config: ProxyConfig, hub: TunnelHub, limits: UserLi
     const match = ROUTE.exec(pathname);
     if (!match) return false;
     const [, action, bridgeId, requestId] = match;
+    // A request made with a relay key revoked lately ends its link; the bridge is told as on a WebSocket.
+    const keyHeader = req.headers[CREDENTIAL_KEY_HEADER];
+    const keyId = typeof keyHeader === 'string' ? keyHeader : undefined;
+    if (keyLinks.isRevoked(keyId)) {
+      req.resume();
+      const link = bridgeId ? hub.find(bridgeId) : undefined;
+      if (link instanceof PollLink) link.close(KEY_REVOKED_CLOSE.code, KEY_REVOKED_CLOSE.reason);
+      sendError(res, 'unauthorized', 'invalid, revoked or expired relay key');
+      return true;
+    }
     const method = action === 'poll' ? 'GET' : 'POST';
     if (req.method !== method) {
       req.resume();
@@ -80,7 +100,8 @@ export function bridgeRoutes(config: ProxyConfig, hub: TunnelHub, limits: UserLi
         tokenGraceMs: config.tokenExpiryGraceMs,
         onClose: (closed, code, reason) => hub.remove(closed, code, reason),
       });
-      hub.add(link);
+      hub.add(link, keyId);
+      keyLinks.track(link, keyId);
       sendJson(res, 201, registration(link.id));
       return true;
     }
@@ -88,7 +109,7 @@ export function bridgeRoutes(config: ProxyConfig, hub: TunnelHub, limits: UserLi
     const link = bridgeId ? hub.find(bridgeId) : undefined;
     if (!(link instanceof PollLink) || link.closed) {
       req.resume();
-      sendError(res, 'unknown_bridge', 'no such bridge: register again');
+      sendError(res, 'unknown_bridge', errorMessage('unknown_bridge'));
       return true;
     }
     link.credential(parseCredentialExpiry(req.headers[CREDENTIAL_EXPIRES_HEADER]));

@@ -4,8 +4,10 @@
  *   GET  /health       liveness for the container's HEALTHCHECK; says nothing about the user
  *   GET  /status       desktops connected, active requests, counters, last activity
  *   GET  /events       the session journal after a sequence number (?after=N), for the audit
+ *   GET  /usage        the user's requests and bytes today and per minute over the last hour
  *   POST /zrok/refresh pull the user's zrok shares and check them now (api-backend, on register)
  *   POST /tunnels/reconnect  api-backend is restarting: close WebSocket tunnels with 1012
+ *   POST /credentials/revoked  a relay key was revoked: close the links it opened (credentials/key-links.ts)
  *   ANY  /relay/<path> relay <path> to the desktop: its tunnel (WebSocket, then polling), else
  *                      a healthy zrok share it registered (zrok/zrok-path.ts), else 503
  *   GET  /ws/tunnel    WebSocket upgrade: a desktop's tunnel, forwarded by api-backend
@@ -18,7 +20,11 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
 import {
   CREDENTIAL_EXPIRES_HEADER,
+  CREDENTIAL_KEY_HEADER,
+  errorMessage,
+  KEY_REVOKED_PATH,
   MAX_FRAME_BYTES,
+  PROXY_USAGE_PATH,
   parseCredentialExpiry,
   RELAY_RESTART_CLOSE,
   TUNNELS_RECONNECT_PATH,
@@ -37,7 +43,9 @@ import { refuseUpgrade, sendError, sendJson, sendRelayError } from './respond';
 import { UserLimits } from '../limits/user-limits';
 import type { ZrokPath } from '../zrok/zrok-path';
 import { renewalClient, type VerifyRenewal } from '../credentials/renewal-client';
-import type { JournalPage, ProxyHealth, ProxyStatus, ReconnectAnswer, ZrokRefreshAnswer } from '@ctll/protocol';
+import { KeyLinks } from '../credentials/key-links';
+import { keyRevoked } from '../credentials/key-revoked-route';
+import type { JournalPage, ProxyHealth, ProxyStatus, ProxyUsage, ReconnectAnswer, ZrokRefreshAnswer } from '@ctll/protocol';
 
 export interface ProxyServerDeps {
   config: ProxyConfig;
@@ -66,7 +74,8 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
   });
 
   const limits = new UserLimits(config.limits, { pingIntervalMs: config.pingIntervalMs, pollGraceMs: config.pollGraceMs });
-  const bridge = bridgeRoutes(config, hub, limits, logger);
+  const keyLinks = new KeyLinks();
+  const bridge = bridgeRoutes(config, hub, limits, logger, keyLinks);
 
   const server = http.createServer((req, res) => {
     handle(req, res).catch((error: Error) => {
@@ -102,8 +111,14 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
         lastActivityAt: new Date(stats.lastActivityAt).toISOString(),
         // How the local LLM server of the desktop requests go to is doing, as its bridge last said.
         target: hub.current()?.correlator.target ?? null,
+        memoryBytes: process.memoryUsage.rss(),
       };
       sendJson(res, 200, status);
+      return;
+    }
+    if (req.method === 'GET' && url === PROXY_USAGE_PATH) {
+      const usage: ProxyUsage = stats.usage.snapshot();
+      sendJson(res, 200, usage);
       return;
     }
     if (req.method === 'GET' && (url === '/events' || url.startsWith('/events?'))) {
@@ -125,6 +140,10 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
       logger.info('api-backend restarting: WebSocket tunnels closed for their bridges to reconnect', { closed });
       const answer: ReconnectAnswer = { closed };
       sendJson(res, 200, answer);
+      return;
+    }
+    if (req.method === 'POST' && url === KEY_REVOKED_PATH) {
+      await keyRevoked(req, res, keyLinks, logger);
       return;
     }
     if (url.startsWith('/bridge/')) {
@@ -154,12 +173,12 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
     }
     if (link.queueFull) {
       req.resume();
-      sendError(res, 'queue_full', 'your desktop is not collecting requests fast enough: its queue is full');
+      sendError(res, 'queue_full', errorMessage('queue_full'));
       return;
     }
     if (link.correlator.full) {
       req.resume();
-      sendError(res, 'too_many_streams', `at most ${config.maxStreamsPerTunnel} requests at once per tunnel`);
+      sendError(res, 'too_many_streams', errorMessage('too_many_streams', { max: config.maxStreamsPerTunnel }));
       return;
     }
     const exchange = new Exchange(req, res, link, { requestTimeoutMs: config.requestTimeoutMs, stats, logger });
@@ -172,7 +191,7 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
   function relayToShare(req: http.IncomingMessage, res: http.ServerResponse, path: string): void {
     const offline = () => {
       req.resume();
-      sendError(res, 'desktop_offline', 'your desktop bridge is not connected');
+      sendError(res, 'desktop_offline', errorMessage('desktop_offline'));
     };
     if (!zrok) return offline();
     zrok.forward(req, res, path).then(
@@ -190,6 +209,11 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     if (!isApiBackend(req) || (req.url ?? '').split('?')[0] !== '/ws/tunnel') {
       refuseUpgrade(socket, new UnauthorizedError('this proxy answers api-backend only'));
+      return;
+    }
+    const keyId = headerValue(req.headers[CREDENTIAL_KEY_HEADER]);
+    if (keyLinks.isRevoked(keyId)) {
+      refuseUpgrade(socket, new UnauthorizedError('invalid, revoked or expired relay key'));
       return;
     }
     const refused = limits.admitLink('ws', hub.count('ws'));
@@ -211,7 +235,8 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
         onClose: (closed, code, reason) => hub.remove(closed, code, reason),
         onTraffic: () => stats.touch(),
       });
-      hub.add(link);
+      hub.add(link, keyId);
+      keyLinks.track(link, keyId);
     });
   });
 
@@ -222,6 +247,11 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
   server.requestTimeout = 0;
   server.on('connection', (socket) => socket.setNoDelay(true));
   return server;
+}
+
+/** A single header's value (a repeated one is nobody's). */
+function headerValue(value: string | string[] | undefined): string | undefined {
+  return typeof value === 'string' ? value : undefined;
 }
 
 function describeClient(req: http.IncomingMessage): string {

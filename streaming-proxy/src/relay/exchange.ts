@@ -55,7 +55,7 @@ export class Exchange implements StreamHandler {
     this.body = new BodySender((slice) => this.link.sendData(this.id, slice));
     this.receiveCredit = new ReceiveCredit((bytes) => this.link.sendControl({ type: 'window', id: this.id, bytes }));
     this.timer = setTimeout(() => this.silenceTimeout(), options.requestTimeoutMs);
-    options.stats.requests += 1;
+    options.stats.countRequest();
     link.counters.requests += 1;
     options.stats.activeExchanges += 1;
     options.stats.touch();
@@ -120,7 +120,7 @@ export class Exchange implements StreamHandler {
     }
     this.timer.refresh();
     this.bodyWritten = true;
-    this.options.stats.bytesFromDesktop += payload.byteLength;
+    this.options.stats.countBytes('bytesFromDesktop', payload.byteLength);
     this.link.counters.bytesFromDesktop += payload.byteLength;
     if (this.res.write(payload)) {
       this.receiveCredit.consumed(payload.byteLength);
@@ -168,7 +168,7 @@ export class Exchange implements StreamHandler {
     this.req.on('data', (chunk: Buffer) => {
       if (this.done) return;
       this.timer.refresh();
-      this.options.stats.bytesToDesktop += chunk.byteLength;
+      this.options.stats.countBytes('bytesToDesktop', chunk.byteLength);
       this.link.counters.bytesToDesktop += chunk.byteLength;
       if (!this.body.write(chunk)) {
         this.req.pause();

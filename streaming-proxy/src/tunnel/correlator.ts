@@ -1,21 +1,21 @@
 /**
- * The stream table of one desktop connection.
+ * The stream table of one link (one tunnel, see docs/ARCHITECTURE.md's glossary).
  *
- * Each relayed HTTP exchange is a stream with an id unique on its connection. The correlator owns
- * the table: it hands out ids, routes every message the desktop sends to the exchange it belongs
- * to, and when the connection ends it fails every exchange still open on it. It does not know
+ * Each relayed HTTP exchange is a stream with an id unique on its link. The correlator owns
+ * the table: it hands out ids, routes every message the bridge sends to the exchange it belongs
+ * to, and when the tunnel ends it fails every exchange still open on it. It does not know
  * about HTTP or sockets; exchanges and links plug in through the interfaces below.
  */
 import { TunnelErrorCode, type ControlMessage, type HttpResponseMessage, type TargetHealth, type TargetReportMessage } from '@ctll/protocol';
 
-/** What one exchange hears from the desktop. */
+/** What one exchange hears from the bridge. */
 export interface StreamHandler {
   onResponse(message: HttpResponseMessage): void;
   onData(payload: Buffer): void;
   onEnd(): void;
   /** The desktop granted more credit for the request body. */
   onWindow(bytes: number): void;
-  /** The stream failed: the desktop said so, or the connection went away. */
+  /** The stream failed: the bridge said so, or the tunnel went away. */
   onError(code: string, message: string): void;
 }
 
@@ -105,7 +105,7 @@ export class Correlator {
     this.streams.get(id)?.onData(payload);
   }
 
-  /** Fails every open stream, e.g. because the connection closed. */
+  /** Fails every open stream, e.g. because the tunnel closed. */
   failAll(code: string, message: string): void {
     const handlers = [...this.streams.values()];
     this.streams.clear();

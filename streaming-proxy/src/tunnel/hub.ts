@@ -22,10 +22,11 @@ export class TunnelHub {
     return `t${(this.nextLinkId++).toString(36)}`;
   }
 
-  add(link: DesktopLink): void {
+  /** A new link; `keyId`: the relay key that opened it (the session audit shows which), none for a token. */
+  add(link: DesktopLink, keyId?: string): void {
     this.links.push(link);
     this.stats.touch();
-    this.journal.append({ type: 'tunnel_opened', link: link.id, transport: link.transport, client: link.client });
+    this.journal.append({ type: 'tunnel_opened', link: link.id, transport: link.transport, client: link.client, ...(keyId === undefined ? {} : { keyId }) });
     this.logger.info('desktop connected', { link: link.id, transport: link.transport, client: link.client });
   }
 
@@ -56,10 +57,6 @@ export class TunnelHub {
   /** Open links of one transport: what the per-user link limits count. */
   count(transport: Transport): number {
     return this.links.filter((link) => link.transport === transport && !link.closed).length;
-  }
-
-  get connected(): number {
-    return this.links.length;
   }
 
   transport(): Transport | null {

@@ -6,7 +6,7 @@
  * most once per `minRefreshMs`, so a burst of requests makes one call). Each pull also
  * health-checks every share; a share that fails a forwarded request is marked unhealthy at once
  * and checked again on the next pull. Requests go to the healthy share heard from most recently.
- * Logs name shares by tunnel id only: their URLs embed zrok share tokens.
+ * Logs name shares by share id only: their URLs embed zrok share tokens.
  */
 import type { ProxyZrokStatus } from '@ctll/protocol';
 import type { Logger } from '../logger';
@@ -14,7 +14,7 @@ import type { DiscoveredShare } from './discovery';
 import type { HealthResult } from './health-check';
 
 export interface KnownShare {
-  tunnelId: string;
+  shareId: string;
   url: URL;
   lastHeartbeatAt: number;
   /** null until the first health check has answered. */
@@ -111,7 +111,7 @@ export class ShareDirectory {
 
   /** A forwarded request could not reach the share: stop using it until a check passes. */
   markFailed(share: KnownShare, error: string): void {
-    if (share.healthy !== false) this.logger.warn('zrok share unhealthy', { tunnel: share.tunnelId, error });
+    if (share.healthy !== false) this.logger.warn('zrok share unhealthy', { share: share.shareId, error });
     share.healthy = false;
     share.healthySince = null;
     share.error = error;
@@ -124,9 +124,9 @@ export class ShareDirectory {
   status(): DirectoryStatus {
     const iso = (at: number | null) => (at === null ? null : new Date(at).toISOString());
     return {
-      inUse: this.best()?.tunnelId ?? null,
+      inUse: this.best()?.shareId ?? null,
       shares: [...this.shares.values()].map((share) => ({
-        tunnelId: share.tunnelId,
+        shareId: share.shareId,
         healthy: share.healthy,
         checkedAt: iso(share.checkedAt),
         ...(share.error ? { error: share.error } : {}),
@@ -169,18 +169,18 @@ export class ShareDirectory {
       } catch {
         continue;
       }
-      const previous = this.shares.get(entry.tunnelId);
+      const previous = this.shares.get(entry.shareId);
       const lastHeartbeatAt = Date.parse(entry.lastHeartbeatAt) || 0;
       if (previous && previous.url.href === url.href) {
         previous.lastHeartbeatAt = lastHeartbeatAt;
-        next.set(entry.tunnelId, previous);
+        next.set(entry.shareId, previous);
       } else {
-        next.set(entry.tunnelId, { tunnelId: entry.tunnelId, url, lastHeartbeatAt, healthy: null, checkedAt: null, healthySince: null });
-        this.logger.info('zrok share discovered', { tunnel: entry.tunnelId });
+        next.set(entry.shareId, { shareId: entry.shareId, url, lastHeartbeatAt, healthy: null, checkedAt: null, healthySince: null });
+        this.logger.info('zrok share discovered', { share: entry.shareId });
       }
     }
-    for (const tunnelId of this.shares.keys()) {
-      if (!next.has(tunnelId)) this.logger.info('zrok share gone from the registry', { tunnel: tunnelId });
+    for (const shareId of this.shares.keys()) {
+      if (!next.has(shareId)) this.logger.info('zrok share gone from the registry', { share: shareId });
     }
     this.shares = next;
   }
@@ -190,7 +190,7 @@ export class ShareDirectory {
     share.checkedAt = this.options.now();
     if (result.healthy) {
       if (share.healthy !== true) {
-        this.logger.info('zrok share healthy', { tunnel: share.tunnelId });
+        this.logger.info('zrok share healthy', { share: share.shareId });
         share.healthySince = share.checkedAt;
       }
       share.healthy = true;

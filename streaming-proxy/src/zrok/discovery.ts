@@ -9,7 +9,7 @@ import { SECRET_HEADER } from '../http/secret';
 import { requestJson } from '../http/json-request';
 
 export interface DiscoveredShare {
-  tunnelId: string;
+  shareId: string;
   publicUrl: string;
   lastHeartbeatAt: string;
 }
@@ -37,6 +37,7 @@ export function discoveryClient(target: DiscoveryTarget): () => Promise<Discover
     }
     const parsed = answerSchema.safeParse(body);
     if (!parsed.success) throw new Error('discover answered something that is not a share list');
-    return parsed.data.tunnels;
+    // api-backend's public zrok API calls a share's id `tunnelId`; inside the relay it is a share.
+    return parsed.data.tunnels.map(({ tunnelId, ...rest }) => ({ shareId: tunnelId, ...rest }));
   };
 }

@@ -40,7 +40,7 @@ export class ShareExchange {
     private readonly options: ShareExchangeOptions,
   ) {
     this.timer = setTimeout(() => this.silenceTimeout(), options.requestTimeoutMs);
-    options.stats.requests += 1;
+    options.stats.countRequest();
     options.stats.activeExchanges += 1;
     options.stats.touch();
   }
@@ -79,7 +79,7 @@ export class ShareExchange {
     upstream.on('error', (error) => this.onUpstreamError(error));
     this.req.on('data', (chunk: Buffer) => {
       this.timer.refresh();
-      this.options.stats.bytesToDesktop += chunk.byteLength;
+      this.options.stats.countBytes('bytesToDesktop', chunk.byteLength);
     });
     // pipe pauses the caller's upload while the share is slow to take it.
     this.req.pipe(upstream);
@@ -109,7 +109,7 @@ export class ShareExchange {
     answer.on('data', (chunk: Buffer) => {
       if (this.done) return;
       this.timer.refresh();
-      this.options.stats.bytesFromDesktop += chunk.byteLength;
+      this.options.stats.countBytes('bytesFromDesktop', chunk.byteLength);
       if (this.res.write(chunk)) return;
       answer.pause();
       this.waitingForDrain = true;
@@ -150,7 +150,7 @@ export class ShareExchange {
   private unreachable(error: NodeJS.ErrnoException): void {
     const detail = describeFailure(error);
     this.options.onUnreachable(this.share, detail);
-    this.options.logger.info('zrok share did not answer', { tunnel: this.share.tunnelId, error: detail });
+    this.options.logger.info('zrok share did not answer', { share: this.share.shareId, error: detail });
     const refused = error instanceof ShareAddressError;
     this.fail(refused ? 'share_address_refused' : 'share_unreachable',
       refused ? `the relay refused to connect to your zrok share: ${detail}` : `your zrok share did not answer: ${detail}`,
@@ -166,7 +166,7 @@ export class ShareExchange {
     }
     const waited = `${this.options.requestTimeoutMs} ms`;
     this.upstream?.destroy();
-    if (this.started) this.options.logger.info('zrok answer stalled; ending the stream', { tunnel: this.share.tunnelId, waited });
+    if (this.started) this.options.logger.info('zrok answer stalled; ending the stream', { share: this.share.shareId, waited });
     this.fail('desktop_timeout', `your zrok share did not answer within ${waited}`);
   }
 

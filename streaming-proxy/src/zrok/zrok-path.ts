@@ -6,7 +6,7 @@
  * `zrok`), because it is one, and so keeps the proxy from being culled as idle.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { ProxyZrokStatus } from '@ctll/protocol';
+import { errorMessage, type ProxyZrokStatus } from '@ctll/protocol';
 import type { ProxyConfig } from '../config';
 import type { Logger } from '../logger';
 import type { ProxyStats } from '../stats';
@@ -47,7 +47,7 @@ export class ZrokPath {
   private readonly client: ShareClient;
   private readonly directory: ShareDirectory;
   private readonly options: Required<ZrokPathOptions>;
-  /** Exchanges running, by tunnel id. */
+  /** Exchanges running, by share id. */
   private readonly active = new Map<string, number>();
   private activeTotal = 0;
 
@@ -90,12 +90,7 @@ export class ZrokPath {
     return this;
   }
 
-  /** Pulls the share list and checks every share now (api-backend asks when a share registers). */
-  refresh(): Promise<void> {
-    return this.directory.refresh();
-  }
-
-  /** A pull that starts after this call (see ShareDirectory.refreshNow). */
+  /** Pulls the share list and checks every share in a pull that starts after this call (api-backend asks when a share registers; see ShareDirectory.refreshNow). */
   refreshNow(): Promise<void> {
     return this.directory.refreshNow();
   }
@@ -106,16 +101,16 @@ export class ZrokPath {
     if (!share) return false;
     if (this.activeTotal >= this.options.maxStreams) {
       req.resume();
-      sendError(res, 'too_many_streams', `at most ${this.options.maxStreams} requests at once per tunnel`);
+      sendError(res, 'too_many_streams', errorMessage('too_many_streams', { max: this.options.maxStreams }));
       return true;
     }
-    this.count(share.tunnelId, +1);
+    this.count(share.shareId, +1);
     new ShareExchange(req, res, share, this.client, {
       requestTimeoutMs: this.options.requestTimeoutMs,
       stats: this.stats,
       logger: this.logger,
       onUnreachable: (failed, error) => this.directory.markFailed(failed, error),
-      onDone: () => this.count(share.tunnelId, -1),
+      onDone: () => this.count(share.shareId, -1),
     }).start(path);
     return true;
   }
@@ -128,11 +123,11 @@ export class ZrokPath {
   /** Healthy shares as desktops for `/status` (never their URLs). */
   desktops(): ShareDesktopInfo[] {
     return this.directory.healthyShares().map((share) => ({
-      id: share.tunnelId,
+      id: share.shareId,
       transport: 'zrok',
       connectedAt: new Date(share.healthySince ?? Date.now()).toISOString(),
       client: 'zrok share',
-      activeStreams: this.active.get(share.tunnelId) ?? 0,
+      activeStreams: this.active.get(share.shareId) ?? 0,
     }));
   }
 
@@ -140,11 +135,11 @@ export class ZrokPath {
     return { ...this.directory.status(), activeRequests: this.activeTotal };
   }
 
-  private count(tunnelId: string, delta: number): void {
+  private count(shareId: string, delta: number): void {
     this.activeTotal += delta;
-    const now = (this.active.get(tunnelId) ?? 0) + delta;
-    if (now === 0) this.active.delete(tunnelId);
-    else this.active.set(tunnelId, now);
+    const now = (this.active.get(shareId) ?? 0) + delta;
+    if (now === 0) this.active.delete(shareId);
+    else this.active.set(shareId, now);
   }
 
   close(): void {

@@ -21,6 +21,7 @@ export interface TestProxy {
   url: string;
   hub: TunnelHub;
   stats: ProxyStats;
+  journal: Journal;
   close(): Promise<void>;
 }
 
@@ -49,6 +50,7 @@ export async function startProxy(env: Record<string, string> = {}): Promise<Test
     url: `http://127.0.0.1:${port}`,
     hub,
     stats,
+    journal,
     close: () =>
       new Promise((resolve) => {
         hub.closeAll(1001, 'test over');
@@ -75,4 +77,15 @@ export function callRelay(proxy: TestProxy, path: string, body?: Buffer): Promis
     req.on('error', reject);
     req.end(body);
   });
+}
+
+/** A polling bridge registered by hand, as api-backend would forward it; returns its bridge id. */
+export async function registerPoller(proxy: TestProxy, body: Record<string, string> = {}): Promise<string> {
+  const res = await fetch(`${proxy.url}/bridge/register`, {
+    method: 'POST',
+    headers: { [PROXY_SECRET_HEADER]: SECRET, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  if (res.status !== 201) throw new Error(`register answered ${res.status}`);
+  return ((await res.json()) as { bridgeId: string }).bridgeId;
 }
