@@ -34,7 +34,8 @@ describe("the proxy's environment contract", () => {
       expect.arrayContaining(['BRIDGE_GRACE_MS', 'BRIDGE_POLL_TIMEOUT_MS', 'BRIDGE_MAX_QUEUE', 'MAX_STREAMS_PER_TUNNEL', 'PROXY_PING_INTERVAL_MS', 'USER_MAX_STREAMS']),
     );
     const proxyOnly = Object.keys(proxyEnvSchema.shape).filter((name) => !(name in settingsSchema.shape));
-    expect(proxyOnly.sort()).toEqual(['PROXY_SECRET', 'PROXY_USER_HASH']);
+    // TEST_PROTOCOL_VERSION: tests only (tests/proxy-protocol-version.e2e.test.ts); api-backend never writes it.
+    expect(proxyOnly.sort()).toEqual(['PROXY_SECRET', 'PROXY_USER_HASH', 'TEST_PROTOCOL_VERSION']);
   });
 
   it.each(SHARED)('hands %s given to api-backend to the proxy unchanged', (name) => {

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Writable } from 'node:stream';
 import winston from 'winston';
+import { PROTOCOL_VERSION } from '@ctll/protocol';
 import { MemoryWatchdog, readRssBytes, type WatchedChild } from '../src/proxy/memory-watchdog';
 import { ProcessDriver } from '../src/proxy/process-driver';
 
@@ -78,10 +79,17 @@ it('leaves a child within its budget alone', async () => {
 });
 
 it('the process driver kills a proxy over PROXY_MEMORY_MB and reports the exit as memory, logged as StreamingProxy', async () => {
-  // A stand-in proxy program: says it listens, as the real one does over IPC, then keeps allocating.
+  // A stand-in proxy program: says where it listens over IPC and answers /health in this
+  // api-backend's protocol version, as the real one does, then keeps allocating.
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ctll-watchdog-'));
   const script = path.join(dir, 'hungry-proxy.js');
-  fs.writeFileSync(script, `process.send({ type: 'listening', port: 1 });\n${HUNGRY}\n`);
+  const health = JSON.stringify({ status: 'ok', protocolVersion: PROTOCOL_VERSION });
+  fs.writeFileSync(
+    script,
+    `let grown = false;\n` +
+      `const server = require('node:http').createServer((req, res) => { res.end(${JSON.stringify(health)}); if (!grown) { grown = true; ${HUNGRY} } });\n` +
+      `server.listen(0, '127.0.0.1', () => process.send({ type: 'listening', port: server.address().port }));\n`,
+  );
   const lines: Array<Record<string, unknown>> = [];
   const logger = winston.createLogger({
     level: 'info',

@@ -6,7 +6,7 @@
  * instead of failing the run. Every process it started is ended on the way out, also on failure.
  *
  *   --quick         every scenario once at a small size (CI); writes to bench/.tmp/
- *   --only a,b      only these scenarios (small, streaming, bulk, scale, polling, lifecycle, idle, streams)
+ *   --only a,b      only these scenarios (small, streaming, bulk, scale, polling, lifecycle, footprint, idle, streams)
  *   --profile       CPU-profile the relay's processes under load instead (see profile.ts);
  *                   with --only small,streaming,bulk to pick the loads
  *   --out <dir>     where to write results.json and RESULTS.md
@@ -34,16 +34,18 @@ import { bulk } from './scenarios/bulk';
 import { scale } from './scenarios/scale';
 import { polling } from './scenarios/polling';
 import { lifecycle } from './scenarios/lifecycle';
+import { footprint } from './scenarios/footprint';
 import { idle } from './scenarios/idle';
 import { streams } from './scenarios/streams';
 
 /** The scenarios, in the order they run. Adding one is one line here. */
-const SCENARIOS: Scenario[] = [small, streaming, bulk, polling, lifecycle, idle, streams, scale];
+const SCENARIOS: Scenario[] = [small, streaming, bulk, polling, lifecycle, footprint, idle, streams, scale];
 
 /** Drivers the relay routes cover; each × every transport in tests/helpers/matrix.ts. */
 const DRIVERS: DriverName[] = ['process', 'docker'];
 
-const DOCKER_IMAGE = 'ctll/streaming-proxy:latest';
+/** api-backend runs PROXY_IMAGE when the environment names one (the bench passes its environment on). */
+const DOCKER_IMAGE = process.env.PROXY_IMAGE ?? 'ctll/streaming-proxy:latest';
 
 /**
  * The bench's docker proxies get a scope and a subnet pool of their own, so that another

@@ -38,7 +38,8 @@ const MEANING: Record<string, string> = {
   scale: 'How many users one small relay host serves at once, and where it starts to slow down: the knee is the request rate this 2-core machine carries before latency or errors climb.',
   polling:
     'For desktops behind networks that block WebSockets: how long a request waits before the desktop has it. Directly it would be a fraction of a millisecond.',
-  lifecycle: 'How long the first request of a user\'s session waits for their private proxy, and what one proxy costs when nobody uses it.',
+  lifecycle: 'How long the first request of a user\'s session waits for their private proxy, and how many proxies one machine holds.',
+  footprint: 'What one user\'s proxy costs the operator while nobody uses it: with one proxy per user, this times the number of users is the memory a host needs before any traffic.',
   idle: 'What a connected but idle desktop costs the operator: memory is what limits how many users one host keeps connected.',
   streams:
     'What an open request costs the operator at worst, when the caller stops reading (a stuck browser tab, a script that never drains its answer): the relay holds at most one flow-control window per stream, so memory grows with the number of open requests, never with the size of the answers.',
@@ -46,6 +47,10 @@ const MEANING: Record<string, string> = {
 
 /** Why a target may be missed on this machine; shown only for missed targets. */
 const LIMITS: Array<[RegExp, string]> = [
+  [
+    /^proxy-idle-memory process/,
+    'Resident memory counts the node binary\'s own code (about 33 MiB here, mapped from one file and shared by every proxy and every other Node process): a bare `node -e "setInterval(() => {}, 1e9)"` is already about 39 MiB resident on this machine. What each extra proxy adds is the private figure.',
+  ],
   [
     /^small-throughput/,
     'CPU-bound: a relayed small request costs api-backend, the proxy and the bridge together about ten times the CPU the test server spends on the direct call (the CPU µs/request column), and the 2 cores are shared with the load generator and, here, with other jobs. OpenSSH forwards the same bytes in C without parsing HTTP. What would move it: fewer HTTP parses per request (api-backend and the proxy each parse and re-serialise it; the proxy hop is the price of per-user isolation). The docker driver no longer asks the engine per request (hot spots below), so its rows now track the process driver\'s. The long-poll transport needs two more HTTP exchanges through api-backend per request (the poll and the streamed answer).',
@@ -116,7 +121,7 @@ function inShort(results: Results): string[] {
   const life = scenario('lifecycle')?.summary;
   if (life?.dockerSeqP50Ms !== undefined) {
     lines.push(
-      `A user's own proxy container is ready ${n(life.dockerSeqP50Ms, 0)} ms after they ask for it (p50, one at a time), idles at ${n(life.dockerIdleMb, 1)} MiB, and this machine held ${life.dockerCapacity} of them at once.`,
+      `A user's own proxy container is ready ${n(life.dockerSeqP50Ms, 0)} ms after they ask for it (p50, one at a time), idles at ${n(scenario('footprint')?.summary?.dockerIdleMb ?? life.dockerIdleMb, 1)} MiB, and this machine held ${life.dockerCapacity} of them at once.`,
     );
   } else if (life?.processSeqP50Ms !== undefined) {
     lines.push(`A user's proxy (process driver) is ready ${n(life.processSeqP50Ms, 0)} ms after they ask for it (p50, one at a time).`);

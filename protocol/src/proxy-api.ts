@@ -76,6 +76,21 @@ export const proxyStatusSchema = z.object({
 });
 export type ProxyStatus = z.infer<typeof proxyStatusSchema>;
 
+/**
+ * `GET /health`, the one route that needs no secret: api-backend asks it when a proxy starts and
+ * when it adopts one an earlier api-backend left running, and uses a proxy only if it speaks this
+ * api-backend's PROTOCOL_VERSION (api-backend/src/proxy/wait-healthy.ts).
+ */
+export const proxyHealthSchema = z.object({
+  status: z.literal('ok'),
+  /** The tunnel protocol the proxy speaks; absent from proxies released before it was reported (they speak 1). */
+  protocolVersion: z.number().int().positive().optional(),
+});
+export type ProxyHealth = z.infer<typeof proxyHealthSchema>;
+
+/** Proxies released before /health named a version speak version 1. */
+export const UNNAMED_PROXY_PROTOCOL_VERSION = 1;
+
 /** `GET` here: the user's traffic today and per minute over the last hour, as the proxy counted it. */
 export const PROXY_USAGE_PATH = '/usage';
 const usageCounts = {

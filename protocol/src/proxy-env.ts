@@ -70,6 +70,11 @@ export const proxyEnvSchema = z.object({
         return z.NEVER;
       }
     }),
+  /**
+   * Tests only: the protocol version this proxy claims to speak instead of its own, so a test can
+   * run a real proxy that looks like one from another release. api-backend never writes it.
+   */
+  TEST_PROTOCOL_VERSION: z.coerce.number().int().positive().optional(),
 });
 
 /** The proxy's settings, parsed. */

@@ -3,7 +3,7 @@
  * value stops start-up with a message naming the variable. What the environment holds is the
  * contract in protocol/src/proxy-env.ts, which api-backend writes.
  */
-import { parseProxyEnv } from '@ctll/protocol';
+import { parseProxyEnv, PROTOCOL_VERSION } from '@ctll/protocol';
 
 export interface ProxyConfig {
   port: number;
@@ -11,6 +11,8 @@ export interface ProxyConfig {
   secret: string;
   userHash: string;
   logLevel: 'error' | 'warn' | 'info' | 'debug';
+  /** What GET /health reports: PROTOCOL_VERSION, unless a test overrides it. */
+  protocolVersion: number;
   requestTimeoutMs: number;
   pingIntervalMs: number;
   maxStreamsPerTunnel: number;
@@ -45,6 +47,7 @@ export function loadConfig(env: Record<string, string | undefined>): ProxyConfig
     secret: c.PROXY_SECRET,
     userHash: c.PROXY_USER_HASH ?? 'unknown',
     logLevel: c.LOG_LEVEL,
+    protocolVersion: c.TEST_PROTOCOL_VERSION ?? PROTOCOL_VERSION,
     requestTimeoutMs: c.REQUEST_TIMEOUT_MS,
     pingIntervalMs: c.PROXY_PING_INTERVAL_MS,
     maxStreamsPerTunnel: c.MAX_STREAMS_PER_TUNNEL,

@@ -14,6 +14,7 @@ import { startFailed } from './docker/errors';
 import type { DriverHealth, ProxyDriver, ProxyEndpoint, ProxyExitListener, ProxyHandle } from './driver';
 import type { Logger } from '../logger';
 import { canWatchMemory, MemoryWatchdog, type WatchedChild } from './memory-watchdog';
+import { NotHealthyError, waitHealthy } from './wait-healthy';
 
 export interface ProcessDriverOptions {
   script: string;
@@ -108,6 +109,11 @@ export class ProcessDriver implements ProxyDriver {
 
     try {
       const port = await this.waitListening(child);
+      // One GET /health: a proxy of another release (PROXY_SCRIPT from elsewhere) is refused, never used.
+      const exited = async () => (child.exitCode !== null || child.signalCode !== null ? `exited during start-up (${child.signalCode ?? `code ${child.exitCode}`})` : null);
+      await waitHealthy('127.0.0.1', port, { timeoutMs: this.options.startTimeoutMs, alive: exited, aliveEveryMs: 0 }).catch((error: unknown) => {
+        throw error instanceof NotHealthyError ? startFailed(error.message, error) : error;
+      });
       handle.endpoint = { host: '127.0.0.1', port, secret };
       handle.state = 'running';
       return handle;

@@ -1,24 +1,21 @@
 /**
  * Scenario 6, proxy lifecycle: `POST /api/proxy/start` until the user's proxy is routable (the
  * relay's `/api/tunnel/<user>/health` reports it running, which the relay learns by calling the
- * proxy itself), one user at a time and 20 users at once; then the idle memory of one proxy.
+ * proxy itself), one user at a time and 20 users at once. (What an idle proxy costs is footprint.ts.)
  *
  * With the docker driver (when it runs here) also: how many proxies this machine holds, adding
  * ten users at a time until a start fails, a start takes over 10 s, less than 1 GiB of memory is
  * left, or 300 proxies run. The process driver's figures are recorded beside it as the baseline.
  */
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import type { BenchContext, Row, Scenario } from '../context';
 import { agentFor, send, type Route } from '../http-client';
 import { distribution, nowMs, round, sleep } from '../measure';
-import { childPids, environOf, memoryOf } from '../procs';
 import type { RelayProcess } from '../relay';
-import { userHash } from '../../../api-backend/src/proxy/naming';
 
 export const lifecycle: Scenario = {
   id: 'lifecycle',
-  title: '6. Proxy start to routable, idle proxy memory, proxies per machine',
+  title: '6. Proxy start to routable, proxies per machine',
   async run(ctx: BenchContext) {
     const { sequential, concurrent, capacityMax } = ctx.sizes.lifecycle;
     const rows: Row[] = [];
@@ -45,8 +42,6 @@ export const lifecycle: Scenario = {
       ctx.log(`lifecycle: ${driver} driver, ${concurrent} users at once`);
       const users = Array.from({ length: concurrent }, (_, i) => `life-conc-${driver}-${i}`);
       const conc = await Promise.all(users.map((user) => startToRoutable(relay, user)));
-      await sleep(2000);
-      const idleMb = driver === 'docker' ? dockerIdleMemory() : processIdleMemory(relay, users);
       await Promise.all(users.map((user) => call(relay, user, 'POST', '/api/proxy/stop')));
       const s = distribution(seq.filter(Number.isFinite));
       const c = distribution(conc.filter(Number.isFinite));
@@ -54,13 +49,11 @@ export const lifecycle: Scenario = {
       rows.push(
         { driver, measure: 'start → routable, one at a time', 'p50 ms': s.p50, 'p95 ms': s.p95, 'max ms': s.max, failures },
         { driver, measure: `start → routable, ${concurrent} users at once`, 'p50 ms': c.p50, 'p95 ms': c.p95, 'max ms': c.max },
-        { driver, measure: 'idle proxy memory (MiB, mean)', value: idleMb },
       );
       summary[`${driver}SeqP50Ms`] = s.p50;
       summary[`${driver}SeqP95Ms`] = s.p95;
       summary[`${driver}ConcP50Ms`] = c.p50;
       summary[`${driver}ConcP95Ms`] = c.p95;
-      summary[`${driver}IdleMb`] = idleMb;
       if (driver === 'docker') {
         ctx.log(`lifecycle: docker capacity, up to ${capacityMax} proxies`);
         const capacity = await dockerCapacity(relay, capacityMax, ctx.log);
@@ -69,7 +62,6 @@ export const lifecycle: Scenario = {
         summary.dockerCapacityStoppedBecause = capacity.stoppedBecause;
       }
     }
-    notes.push('Idle memory: process driver = VmRSS of each proxy process; docker driver = the container\'s memory as `docker stats` reports it (its cgroup), 2 s after start, no desktop connected.');
     return { status: 'ok' as const, columns: ['driver', 'measure', 'p50 ms', 'p95 ms', 'max ms', 'value', 'failures', 'note'], rows, notes, summary };
   },
 };
@@ -94,37 +86,6 @@ async function startToRoutable(relay: RelayProcess, user: string): Promise<numbe
     await sleep(10);
   }
   return Number.NaN;
-}
-
-/** Mean VmRSS of the given users' proxy processes (found by the owner hash in their environment). */
-function processIdleMemory(relay: RelayProcess, users: string[]): number {
-  const hashes = new Set(users.map((user) => userHash(user)));
-  const rss = childPids(relay.proc.pid)
-    .filter((pid) => hashes.has(environOf(pid).PROXY_USER_HASH ?? ''))
-    .map((pid) => memoryOf(pid)?.rssMb)
-    .filter((v): v is number => v !== undefined);
-  return rss.length ? round(rss.reduce((a, b) => a + b, 0) / rss.length, 1) : Number.NaN;
-}
-
-function dockerIdleMemory(): number {
-  try {
-    const out = execFileSync('docker', ['stats', '--no-stream', '--format', '{{.Name}} {{.MemUsage}}'], { encoding: 'utf8', timeout: 60_000 });
-    const values = out
-      .split('\n')
-      .filter((line) => line.startsWith('ctll-proxy-'))
-      .map((line) => parseMiB(line.split(' ')[1] ?? ''))
-      .filter(Number.isFinite);
-    return values.length ? round(values.reduce((a, b) => a + b, 0) / values.length, 1) : Number.NaN;
-  } catch {
-    return Number.NaN;
-  }
-}
-
-function parseMiB(text: string): number {
-  const match = /^([\d.]+)\s*(B|KiB|MiB|GiB|kB|MB|GB)$/.exec(text.trim());
-  if (!match) return Number.NaN;
-  const factor: Record<string, number> = { B: 1 / 1048576, KiB: 1 / 1024, kB: 1 / 1024, MiB: 1, MB: 1, GiB: 1024, GB: 1024 };
-  return Number(match[1]) * factor[match[2]];
 }
 
 function availableMiB(): number {

@@ -12,6 +12,7 @@
 import { RENEWAL_PATH, RenewalErrorCode, type RenewalVerdict } from '@ctll/protocol';
 import { z } from 'zod';
 import { SECRET_HEADER } from '../http/secret';
+import { requestJson } from '../http/json-request';
 
 export type VerifyRenewal = (token: string) => Promise<RenewalVerdict>;
 
@@ -34,14 +35,9 @@ export function renewalClient(target: { apiBackendUrl?: string; userHash: string
   const timeoutMs = target.timeoutMs ?? 5000;
   return async (token) => {
     try {
-      const res = await fetch(url, {
-        method: 'POST',
-        headers: { [SECRET_HEADER]: secret, 'content-type': 'application/json' },
-        body: JSON.stringify({ token }),
-        signal: AbortSignal.timeout(timeoutMs),
-      });
-      const parsed = verdictSchema.safeParse(await res.json().catch(() => undefined));
-      if (!res.ok || !parsed.success) return unavailable(`the relay could not check the token now (${res.status})`);
+      const res = await requestJson(url, { method: 'POST', headers: { [SECRET_HEADER]: secret }, body: { token }, timeoutMs });
+      const parsed = verdictSchema.safeParse(res.body);
+      if (res.status < 200 || res.status >= 300 || !parsed.success) return unavailable(`the relay could not check the token now (${res.status})`);
       return parsed.data;
     } catch {
       return unavailable('the relay could not check the token now');

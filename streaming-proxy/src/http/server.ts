@@ -45,7 +45,7 @@ import type { ZrokPath } from '../zrok/zrok-path';
 import { renewalClient, type VerifyRenewal } from '../credentials/renewal-client';
 import { KeyLinks } from '../credentials/key-links';
 import { keyRevoked } from '../credentials/key-revoked-route';
-import type { JournalPage, ProxyStatus, ProxyUsage, ReconnectAnswer, ZrokRefreshAnswer } from '@ctll/protocol';
+import type { JournalPage, ProxyHealth, ProxyStatus, ProxyUsage, ReconnectAnswer, ZrokRefreshAnswer } from '@ctll/protocol';
 
 export interface ProxyServerDeps {
   config: ProxyConfig;
@@ -87,7 +87,8 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = req.url ?? '/';
     if (req.method === 'GET' && url === '/health') {
-      sendJson(res, 200, { status: 'ok' });
+      const health: ProxyHealth = { status: 'ok', protocolVersion: config.protocolVersion };
+      sendJson(res, 200, health);
       return;
     }
     if (!isApiBackend(req)) {

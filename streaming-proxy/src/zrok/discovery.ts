@@ -3,8 +3,10 @@
  * (`GET /api/zrok/discover/<user hash>`), proving itself with the proxy's own secret. The proxy
  * knows only its user's hash, never the raw id; api-backend accepts either.
  */
+import http from 'node:http';
 import { z } from 'zod';
 import { SECRET_HEADER } from '../http/secret';
+import { requestJson } from '../http/json-request';
 
 export interface DiscoveredShare {
   shareId: string;
@@ -28,11 +30,10 @@ export function discoveryClient(target: DiscoveryTarget): () => Promise<Discover
   const url = `${target.apiBackendUrl}/api/zrok/discover/${target.userHash}`;
   const timeoutMs = target.timeoutMs ?? 5000;
   return async () => {
-    const res = await fetch(url, { headers: { [SECRET_HEADER]: target.secret }, signal: AbortSignal.timeout(timeoutMs) });
-    const body: unknown = await res.json().catch(() => undefined);
-    if (!res.ok) {
-      const message = (body as { error?: { message?: string } } | undefined)?.error?.message ?? res.statusText;
-      throw new Error(`discover answered ${res.status}: ${message}`);
+    const { status, body } = await requestJson(url, { headers: { [SECRET_HEADER]: target.secret }, timeoutMs });
+    if (status < 200 || status >= 300) {
+      const message = (body as { error?: { message?: string } } | undefined)?.error?.message ?? http.STATUS_CODES[status] ?? 'no message';
+      throw new Error(`discover answered ${status}: ${message}`);
     }
     const parsed = answerSchema.safeParse(body);
     if (!parsed.success) throw new Error('discover answered something that is not a share list');

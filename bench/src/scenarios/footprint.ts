@@ -1,0 +1,134 @@
+/**
+ * Scenario 6b, idle footprint: what one user's proxy costs while nobody uses it. A few users'
+ * proxies are started one at a time (no desktop connected), left alone until start-up's garbage
+ * is collected, and then measured: the process driver's children from /proc (VmRSS, and from
+ * smaps_rollup the part no other process shares), the docker driver's containers as `docker
+ * stats` reports them (their cgroup). A bare Node process on the same machine is the floor.
+ *
+ * Runs alone with `npm run bench -- --only footprint` (about a minute plus the bench's start-up).
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import type { BenchContext, Row, Scenario } from '../context';
+import { agentFor, send, type Route } from '../http-client';
+import { round, sleep } from '../measure';
+import { childPids, environOf } from '../procs';
+import type { RelayProcess } from '../relay';
+import { containerName, userHash } from '../../../api-backend/src/proxy/naming';
+
+const USERS = 5;
+/** Long enough for V8's idle-time collection after start-up; the proxy's pings are 15 s apart. */
+const SETTLE_MS = 10_000;
+
+export const footprint: Scenario = {
+  id: 'footprint',
+  title: '6b. Idle proxy footprint',
+  async run(ctx: BenchContext) {
+    const users = ctx.quick ? 2 : USERS;
+    const rows: Row[] = [];
+    const summary: Record<string, number | string | null> = {};
+    const bare = await bareNode();
+    rows.push({ driver: 'none', measure: 'bare node -e "setInterval(() => {}, 1e9)": resident', value: bare.rssMb, note: 'the floor: any Node process on this machine' });
+    rows.push({ driver: 'none', measure: 'bare node: private (not shared with other processes)', value: bare.privateMb });
+    summary.bareNodeRssMb = bare.rssMb;
+    summary.bareNodePrivateMb = bare.privateMb;
+
+    const drivers: Array<[string, RelayProcess | undefined, string | undefined]> = [
+      ['process', ctx.processRelay, undefined],
+      ['docker', ctx.dockerRelay, ctx.dockerUnavailable],
+    ];
+    for (const [driver, relay, unavailable] of drivers) {
+      if (!relay) {
+        rows.push({ driver, measure: 'all', value: null, note: `not measured: ${unavailable}` });
+        continue;
+      }
+      const names = Array.from({ length: users }, (_, i) => `footprint-${driver}-${i}`);
+      for (const user of names) {
+        const started = await call(relay, user, 'POST', '/api/proxy/start');
+        if (started >= 300) throw new Error(`footprint: starting ${user}'s proxy answered ${started}`);
+      }
+      ctx.log(`footprint: ${users} ${driver} proxies started; ${SETTLE_MS / 1000} s to settle`);
+      await sleep(SETTLE_MS);
+      try {
+        if (driver === 'process') {
+          const hashes = new Set(names.map((user) => userHash(user)));
+          const pids = childPids(relay.proc.pid).filter((pid) => hashes.has(environOf(pid).PROXY_USER_HASH ?? ''));
+          const memory = pids.map(smapsOf).filter((m): m is Smaps => m !== undefined);
+          const rss = mean(memory.map((m) => m.rssMb));
+          const priv = mean(memory.map((m) => m.privateMb));
+          rows.push({ driver, measure: 'idle proxy process: resident (MiB, mean)', value: rss, note: `${memory.length} processes` });
+          rows.push({ driver, measure: 'idle proxy process: private (MiB, mean)', value: priv, note: 'what each extra proxy adds; the rest is the node binary, shared' });
+          summary.processIdleMb = rss;
+          summary.processIdlePrivateMb = priv;
+        } else {
+          const mem = mean(names.map((user) => dockerMemory(containerName(userHash(user)))).filter(Number.isFinite));
+          rows.push({ driver, measure: 'idle proxy container: docker stats (MiB, mean)', value: mem, note: `${users} containers` });
+          summary.dockerIdleMb = mem;
+        }
+      } finally {
+        for (const user of names) await call(relay, user, 'POST', '/api/proxy/stop');
+      }
+    }
+    const notes = [
+      `${users} users' proxies per driver, started one at a time with POST /api/proxy/start, no desktop connected, measured ${SETTLE_MS / 1000} s after the last start.`,
+      'process: resident = VmRSS; private = Private_Clean + Private_Dirty from /proc/<pid>/smaps_rollup (pages no other process maps, mostly V8\'s heap and malloc; the ~33 MiB of node\'s own code are shared by every proxy and counted once by the kernel).',
+      'docker: the container\'s memory as `docker stats` reports it (its cgroup\'s usage less inactive page cache), which is what its memory limit counts.',
+    ];
+    return { status: 'ok' as const, columns: ['driver', 'measure', 'value', 'note'], rows, notes, summary };
+  },
+};
+
+interface Smaps {
+  rssMb: number;
+  privateMb: number;
+}
+
+function smapsOf(pid: number): Smaps | undefined {
+  try {
+    const text = fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+    const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? Number.NaN);
+    return { rssMb: kb('Rss') / 1024, privateMb: (kb('Private_Clean') + kb('Private_Dirty')) / 1024 };
+  } catch {
+    return undefined;
+  }
+}
+
+/** A bare Node process's memory on this machine, measured like a proxy's, after the same settling. */
+async function bareNode(): Promise<Smaps> {
+  const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1e9)'], { stdio: 'ignore' });
+  try {
+    await sleep(3000);
+    const memory = child.pid !== undefined ? smapsOf(child.pid) : undefined;
+    return { rssMb: round(memory?.rssMb ?? Number.NaN, 1), privateMb: round(memory?.privateMb ?? Number.NaN, 1) };
+  } finally {
+    child.kill();
+  }
+}
+
+function mean(values: number[]): number {
+  return values.length ? round(values.reduce((a, b) => a + b, 0) / values.length, 1) : Number.NaN;
+}
+
+async function call(relay: RelayProcess, user: string, method: string, path: string): Promise<number> {
+  const route: Route = { id: 'control', kind: 'relay', host: '127.0.0.1', port: relay.port, prefix: '', headers: { authorization: `Bearer ${relay.token(user)}` } };
+  const agent = agentFor(1);
+  const outcome = await send(route, agent, { method, path, timeoutMs: 60_000, onChunk: () => {} });
+  agent.destroy();
+  return outcome.status;
+}
+
+function dockerMemory(name: string): number {
+  try {
+    const out = execFileSync('docker', ['stats', '--no-stream', '--format', '{{.MemUsage}}', name], { encoding: 'utf8', timeout: 60_000 });
+    return parseMiB(out.split('/')[0] ?? '');
+  } catch {
+    return Number.NaN;
+  }
+}
+
+function parseMiB(text: string): number {
+  const match = /^([\d.]+)\s*(B|KiB|MiB|GiB|kB|MB|GB)$/.exec(text.trim());
+  if (!match) return Number.NaN;
+  const factor: Record<string, number> = { B: 1 / 1048576, KiB: 1 / 1024, kB: 1 / 1024, MiB: 1, MB: 1, GiB: 1024, GB: 1024 };
+  return Number(match[1]) * factor[match[2]];
+}
