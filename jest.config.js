@@ -1,7 +1,8 @@
 // Suites .ci/run runs in a jest of their own (CTLL_SLOW=skip leaves them out of the main run): the
-// six-minute streams beside the rest, the idle sweep with 200 proxy containers alone at the end.
+// six-minute streams and the replica failover (ten containers and bridges) beside the rest, the idle
+// sweep with 200 proxy containers alone at the end.
 // A plain `npm test` runs everything (the sweep with 25 proxies).
-const SLOW_SUITES = ['/tests/long-streams\\.e2e\\.test\\.ts$', '/tests/docker/docker-sweep\\.test\\.ts$'];
+const SLOW_SUITES = ['/tests/long-streams\\.e2e\\.test\\.ts$', '/tests/docker/docker-sweep\\.test\\.ts$', '/tests/docker/docker-replica-failover\\.test\\.ts$'];
 
 /** @type {import('jest').Config} */
 module.exports = {
