@@ -21,6 +21,7 @@ import { PROXY_PORT } from './proxy/docker/spec';
 import { backendUrlAt } from './proxy/docker/networks';
 import type { ProxyDriver } from './proxy/driver';
 import { StreamingProxyManager } from './proxy/manager';
+import { PgReplicaLock } from './proxy/replica-lock';
 import { ProxyClient } from './proxy/proxy-client';
 import { startCuller } from './proxy/culler';
 import { proxyEnv } from './proxy/proxy-env';
@@ -91,6 +92,10 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   // The audit first: its migrations must have run before any proxy starts, and a bad DATABASE_URL
   // stops start-up here, before there is anything else to undo.
   const audit = await Audit.start(auditOptions(config), { driver, client, metrics, logger: log('audit') });
+  // Replicas sharing DATABASE_URL start and stop one user's proxy one at a time (PGlite is one process).
+  const replicaLock = config.databaseUrl
+    ? new PgReplicaLock({ url: config.databaseUrl, connectTimeoutMs: config.audit.connectTimeoutMs, logger: log('StreamingProxyManager') })
+    : undefined;
   const manager = new StreamingProxyManager(
     driver,
     client,
@@ -100,6 +105,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
       beforeRemove: (handle, reason) => audit.beforeRemove(handle, reason),
       maxProxies: config.proxyLimits.max,
       startBudget: new StartBudget(config.proxyLimits.startRatePerMinute),
+      replicaLock,
     },
     log('StreamingProxyManager'),
   );
@@ -122,7 +128,8 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   server.timeout = Math.max(config.requestTimeoutMs, config.bridge.pollTimeoutMs) + 10_000;
   await listen(server, config.port, config.host);
   const port = (server.address() as AddressInfo).port;
-  const shares = new ShareRegistry({ ttlMs: config.zrok.shareTtlMs }, log('zrok')).start();
+  // In the audit's database, so every replica knows every share.
+  const shares = new ShareRegistry(audit.database, { ttlMs: config.zrok.shareTtlMs }, log('zrok')).start();
 
   // Relay keys live in the audit's database; each use is written by the audit's writer.
   const relayKeys = new RelayKeys(audit.database, (keyId, at) => audit.keyUsed(keyId, at));
@@ -282,6 +289,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
         });
         // Under the docker driver proxies outlive us and the next start adopts them; child processes cannot.
         await step('proxies', () => manager.close());
+        await step('replica lock', () => replicaLock?.close());
         // Proxies left running keep their journals; one last read leaves less for the next start.
         await step('audit pull', () => audit.collector.pullAll());
         await step('connections', () => {

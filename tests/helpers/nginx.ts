@@ -38,9 +38,26 @@ export function nginxMissing(): string | undefined {
   return undefined;
 }
 
+/** `describe` when nginx can run; otherwise one line and a skip, or a failure under CTLL_REQUIRE_NGINX=1. */
+export function describeWithNginx(name: string, suite: () => void): void {
+  const missing = nginxMissing();
+  if (!missing) return describe(name, suite);
+  if (process.env.CTLL_REQUIRE_NGINX === '1') {
+    return describe(name, () => {
+      it('has nginx (CTLL_REQUIRE_NGINX=1)', () => {
+        throw new Error(`nginx test "${name}" cannot run: ${missing}`);
+      });
+    });
+  }
+  process.stderr.write(`skipped "${name}": ${missing} (CTLL_REQUIRE_NGINX=1 makes this a failure)\n`);
+  describe.skip(name, suite);
+}
+
 export interface NginxOptions {
   /** api-backend (or any HTTP server) as host:port. */
   upstream: string;
+  /** More api-backend replicas (host:port) beside `upstream`: the upstream block lists them all, and nginx balances across them. */
+  moreUpstreams?: string[];
   /** client_max_body_size; default the script's (100 MiB). */
   maxBodyBytes?: number;
   /** Per-address limits per minute (RATE_LIMIT_* placeholders); default the script's (30, 60, 120). */
@@ -95,6 +112,7 @@ async function startOnce(options: NginxOptions): Promise<Nginx> {
     };
     const { stdout } = await run('bash', [RENDER_SCRIPT, 'render', dir, options.upstream, String(httpPort), String(httpsPort)], { env });
     const conf = stdout.trim().split('\n').pop()!;
+    if (options.moreUpstreams?.length) addUpstreamServers(path.join(dir, 'conf.d/relay.conf'), options.upstream, options.moreUpstreams);
     const errorLogFile = path.join(dir, 'logs/error.log');
     child = spawn(NGINX_BIN, ['-p', dir, '-e', errorLogFile, '-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
@@ -143,6 +161,14 @@ async function stopByPidFile(pidFile: string, master: ChildProcess, exited: Prom
   process.kill(pid, 'SIGTERM');
   const timer = setTimeout(() => process.kill(pid, 'SIGKILL'), 5000);
   await exited.finally(() => clearTimeout(timer));
+}
+
+/** Adds `server` lines after the rendered one in the api-backend upstream block: what an operator running replicas writes. */
+function addUpstreamServers(site: string, first: string, more: string[]): void {
+  const text = fs.readFileSync(site, 'utf8');
+  const line = `    server ${first};\n`;
+  if (!text.includes(line)) throw new Error(`no "server ${first};" line in ${site} to add replicas beside`);
+  fs.writeFileSync(site, text.replace(line, line + more.map((upstream) => `    server ${upstream};\n`).join('')));
 }
 
 function readIfExists(file: string): string {

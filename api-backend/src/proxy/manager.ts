@@ -5,7 +5,9 @@
  *
  * The driver is the record of what runs; the manager holds no map of its own. Work for one user
  * is serialised by a keyed lock, so concurrent starts make one proxy and a start during a stop
- * waits for the stop. Idle means: no desktop connected, no request in flight, and no activity
+ * waits for the stop. With several api-backend replicas, `replicaLock` serialises a start or stop
+ * across them too; a replica that waited inspects anew and adopts the proxy the other one made.
+ * Idle means: no desktop connected, no request in flight, and no activity
  * for PROXY_IDLE_TIMEOUT_MS, as the proxy itself reports. Lifecycle lines say "StreamingProxy"
  * so `docker logs <api-backend> | grep StreamingProxy` tells the story; users appear as hashes.
  */
@@ -13,6 +15,7 @@ import { EventEmitter } from 'node:events';
 import { CapacityError, RateLimitedError, ServiceUnavailableError, type TargetHealth } from '@ctll/protocol';
 import type { ProxyDriver, ProxyEndpoint, ProxyHandle, StopReason } from './driver';
 import { KeyedLock } from './keyed-lock';
+import type { ReplicaLock } from './replica-lock';
 import { mapLimit } from './map-limit';
 import type { ProxyClient, ProxyStatus } from './proxy-client';
 import { userHash } from './naming';
@@ -30,6 +33,8 @@ export interface ManagerOptions {
   maxProxies?: number;
   /** Charged for every proxy made for a user (PROXY_START_RATE_PER_MINUTE); throws 429 when spent. Default: none. */
   startBudget?: { charge(ownerHash: string): Promise<void> };
+  /** Serialises one owner's start and stop across api-backend replicas (replica-lock.ts). Default: this process only. */
+  replicaLock?: ReplicaLock;
 }
 
 /** Proxies the idle sweep looks at at once. */
@@ -78,30 +83,39 @@ export class StreamingProxyManager extends EventEmitter<ManagerEvents> {
   ensure(userId: string): Promise<{ handle: ProxyHandle; created: boolean }> {
     const ownerHash = userHash(userId);
     return this.lock.run(ownerHash, async () => {
-      const existing = await this.driver.inspect(ownerHash);
-      if (existing?.state === 'running') return { handle: existing, created: false };
-      if (this.closing) throw new ServiceUnavailableError('the relay is shutting down; try again in a moment', 'shutting_down');
-      if (existing) await this.driver.remove(ownerHash); // a half-made or dead one
-      await this.admitNewProxy(ownerHash);
-      const began = Date.now();
-      try {
-        await this.options.startBudget?.charge(ownerHash);
-        this.logger.info('StreamingProxy starting', { owner: ownerHash, driver: this.driver.name });
-        const handle = await this.driver.create(ownerHash);
-        const durationMs = Date.now() - began;
-        this.logger.info('StreamingProxy started', { owner: ownerHash, proxy: handle.id, durationMs });
-        this.emit('started', { ownerHash, proxyId: handle.id, driver: this.driver.name, durationMs, startedAt: handle.createdAt });
-        return { handle, created: true };
-      } catch (error) {
-        if (!(error instanceof RateLimitedError)) {
-          this.logger.error('StreamingProxy failed to start', { owner: ownerHash, error: (error as Error).message });
-          this.emit('startFailed', { ownerHash, driver: this.driver.name });
-        }
-        throw error;
-      } finally {
-        this.creating.delete(ownerHash);
-      }
+      // The fast path: a running proxy needs no word with the other replicas.
+      const running = await this.driver.inspect(ownerHash);
+      if (running?.state === 'running') return { handle: running, created: false };
+      // Under the replica lock it is looked up again: another replica may have made it meanwhile.
+      return this.acrossReplicas(ownerHash, () => this.create(ownerHash, this.options.replicaLock ? undefined : running));
     });
+  }
+
+  /** Makes the owner's proxy unless (under the replica lock) another replica just did; `seen` is a fresh inspect, if any. */
+  private async create(ownerHash: string, seen?: ProxyHandle | null): Promise<{ handle: ProxyHandle; created: boolean }> {
+    const existing = seen !== undefined ? seen : await this.driver.inspect(ownerHash);
+    if (existing?.state === 'running') return { handle: existing, created: false };
+    if (this.closing) throw new ServiceUnavailableError('the relay is shutting down; try again in a moment', 'shutting_down');
+    if (existing) await this.driver.remove(ownerHash); // a half-made or dead one
+    await this.admitNewProxy(ownerHash);
+    const began = Date.now();
+    try {
+      await this.options.startBudget?.charge(ownerHash);
+      this.logger.info('StreamingProxy starting', { owner: ownerHash, driver: this.driver.name });
+      const handle = await this.driver.create(ownerHash);
+      const durationMs = Date.now() - began;
+      this.logger.info('StreamingProxy started', { owner: ownerHash, proxy: handle.id, durationMs });
+      this.emit('started', { ownerHash, proxyId: handle.id, driver: this.driver.name, durationMs, startedAt: handle.createdAt });
+      return { handle, created: true };
+    } catch (error) {
+      if (!(error instanceof RateLimitedError)) {
+        this.logger.error('StreamingProxy failed to start', { owner: ownerHash, error: (error as Error).message });
+        this.emit('startFailed', { ownerHash, driver: this.driver.name });
+      }
+      throw error;
+    } finally {
+      this.creating.delete(ownerHash);
+    }
   }
 
   /**
@@ -226,8 +240,13 @@ export class StreamingProxyManager extends EventEmitter<ManagerEvents> {
     }
   }
 
+  /** Runs `work` while no other replica starts or stops this owner's proxy (a no-op with one replica). */
+  private acrossReplicas<T>(ownerHash: string, work: () => Promise<T>): Promise<T> {
+    return this.options.replicaLock ? this.options.replicaLock.run(ownerHash, work) : work();
+  }
+
   private stopOwner(ownerHash: string, reason: StopReason, onlyIfIdle = false): Promise<boolean> {
-    return this.lock.run(ownerHash, async () => {
+    return this.lock.run(ownerHash, () => this.acrossReplicas(ownerHash, async () => {
       const handle = await this.driver.inspect(ownerHash);
       if (!handle) return false;
       const stats = handle.endpoint ? await this.client.status(handle.endpoint, 1000).catch(() => undefined) : undefined;
@@ -240,6 +259,6 @@ export class StreamingProxyManager extends EventEmitter<ManagerEvents> {
       this.logger.info('StreamingProxy stopped', { owner: ownerHash, proxy: handle.id, reason });
       this.emit('stopped', { ownerHash, proxyId: handle.id, driver: this.driver.name, reason, startedAt: handle.createdAt, stats });
       return true;
-    });
+    }));
   }
 }

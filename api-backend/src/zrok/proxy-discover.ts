@@ -24,7 +24,7 @@ export const PROXY_DISCOVER_PATH = '/api/zrok/discover/:userId';
 export function proxyDiscoverRoutes(registry: ShareRegistry, secrets: ProxySecrets): Router {
   const router = Router();
 
-  router.get(PROXY_DISCOVER_PATH, (req, res, next) => {
+  router.get(PROXY_DISCOVER_PATH, async (req, res, next) => {
     try {
       const given = req.headers[SECRET_HEADER];
       if (typeof given !== 'string' || given === '') {
@@ -35,7 +35,7 @@ export function proxyDiscoverRoutes(registry: ShareRegistry, secrets: ProxySecre
       }
       const owner = ownerWithSecret(secrets, req.params.userId, given);
       if (!owner) throw new UnauthorizedError("the proxy secret does not match this user's streaming proxy");
-      res.json({ tunnels: registry.list(owner).map(proxyView) });
+      res.json({ tunnels: (await registry.list(owner)).map(proxyView) });
     } catch (error) {
       next(error);
     }

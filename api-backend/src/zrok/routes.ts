@@ -56,7 +56,7 @@ export function zrokRoutes({ registry, manager, client, policy }: ZrokRouteDeps)
       const publicUrl = await validatePublicUrl(tunnelInfo.publicUrl, policy);
       const localUrl = tunnelInfo.localUrl === undefined ? undefined : validateLocalUrl(tunnelInfo.localUrl);
       const { handle } = await manager.ensure(userId);
-      const { record, created } = registry.register(userHash(userId), { publicUrl, localUrl, shareToken: tunnelInfo.shareToken });
+      const { record, created } = await registry.register(userHash(userId), { publicUrl, localUrl, shareToken: tunnelInfo.shareToken });
       // The proxy looks now, so it knows the share (and whether it answers) before we reply.
       const seen = handle.endpoint ? await refreshView(client, handle.endpoint) : null;
       res.status(created ? 201 : 200).json({ ...withTiming(record), ...observe(seen, record.tunnelId) });
@@ -65,14 +65,18 @@ export function zrokRoutes({ registry, manager, client, policy }: ZrokRouteDeps)
     }
   });
 
-  router.get('/api/zrok/discover', (_req, res) => {
-    res.json({ tunnels: registry.list(userHash(owner(res))).map(ownerView) });
+  router.get('/api/zrok/discover', async (_req, res, next) => {
+    try {
+      res.json({ tunnels: (await registry.list(userHash(owner(res)))).map(ownerView) });
+    } catch (error) {
+      next(error);
+    }
   });
 
   router.post('/api/zrok/heartbeat', jsonBody(BODY_LIMIT_BYTES), async (req, res, next) => {
     try {
       const userId = owner(res);
-      const record = registry.heartbeat(userHash(userId), parse(tunnelBody, req.body).tunnelId);
+      const record = await registry.heartbeat(userHash(userId), parse(tunnelBody, req.body).tunnelId);
       // The proxy may have been culled or have crashed since the last beat.
       await manager.ensure(userId);
       res.json(withTiming(record));
@@ -84,7 +88,7 @@ export function zrokRoutes({ registry, manager, client, policy }: ZrokRouteDeps)
   router.delete('/api/zrok/unregister', jsonBody(BODY_LIMIT_BYTES), async (req, res, next) => {
     try {
       const userId = owner(res);
-      const record = registry.unregister(userHash(userId), parse(tunnelBody, tunnelIdFrom(req)).tunnelId);
+      const record = await registry.unregister(userHash(userId), parse(tunnelBody, tunnelIdFrom(req)).tunnelId);
       // The proxy stops using the share now rather than at its next pull.
       const endpoint = await manager.endpoint(userId);
       if (endpoint) await refreshView(client, endpoint);
@@ -97,7 +101,7 @@ export function zrokRoutes({ registry, manager, client, policy }: ZrokRouteDeps)
   router.get('/api/zrok/health/:tunnelId', async (req, res, next) => {
     try {
       const userId = owner(res);
-      const record = registry.get(userHash(userId), req.params.tunnelId);
+      const record = await registry.get(userHash(userId), req.params.tunnelId);
       const endpoint = await manager.endpoint(userId);
       const seen = endpoint ? await currentView(client, endpoint) : null;
       res.json({
