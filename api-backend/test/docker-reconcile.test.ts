@@ -1,19 +1,28 @@
 import type Docker from 'dockerode';
 import { planReconcile, type ReconcileInput } from '../src/proxy/docker/reconcile';
+import { PROTOCOL_VERSION } from '@ctll/protocol';
 import { LABELS } from '../src/proxy/naming';
 
 const NOW = Date.parse('2030-01-01T12:00:00Z');
 const STARTED = NOW - 10_000;
+const CURRENT = String(PROTOCOL_VERSION);
 const labels = (owner: string, createdMs: number) => ({ [LABELS.managed]: 'true', [LABELS.owner]: owner, [LABELS.created]: new Date(createdMs).toISOString() });
-const container = (owner: string, State: string, createdMs = NOW - 3600_000) =>
-  ({ Id: `id-${owner}`, State, Status: State === 'exited' ? 'Exited (137) 2 minutes ago' : 'Up', Created: createdMs / 1000, Labels: labels(owner, createdMs) }) as unknown as Docker.ContainerInfo;
+/** A proxy container; `protocol` is its protocol label (null: made before the label existed). */
+const container = (owner: string, State: string, createdMs = NOW - 3600_000, protocol: string | null = CURRENT) =>
+  ({
+    Id: `id-${owner}`,
+    State,
+    Status: State === 'exited' ? 'Exited (137) 2 minutes ago' : 'Up',
+    Created: createdMs / 1000,
+    Labels: { ...labels(owner, createdMs), ...(protocol === null ? {} : { [LABELS.protocol]: protocol }) },
+  }) as unknown as Docker.ContainerInfo;
 const network = (owner: string, createdMs: number) => ({ Id: `net-${owner}`, Created: new Date(createdMs).toISOString(), Labels: labels(owner, createdMs) }) as unknown as Docker.NetworkInspectInfo;
 const plan = (input: Partial<ReconcileInput>) =>
   planReconcile({ containers: [], networks: [], now: NOW, startedAt: STARTED, halfMadeAfterMs: 60_000, busy: () => false, ...input });
 
 describe('planReconcile', () => {
   it('adopts running proxies and keeps their networks', () => {
-    expect(plan({ containers: [container('a', 'running')], networks: [network('a', NOW - 3600_000)] })).toEqual({ adopt: [{ ownerHash: 'a', containerId: 'id-a' }], dead: [], halfMade: [] });
+    expect(plan({ containers: [container('a', 'running')], networks: [network('a', NOW - 3600_000)] })).toEqual({ adopt: [{ ownerHash: 'a', containerId: 'id-a' }], retire: [], dead: [], halfMade: [] });
   });
 
   it('reports and removes proxies that exited or died', () => {
@@ -32,6 +41,29 @@ describe('planReconcile', () => {
 
   it('leaves owners alone while this process creates their proxy', () => {
     const result = plan({ containers: [container('busy', 'exited')], networks: [network('busy', NOW - 3600_000)], busy: (o) => o === 'busy' });
-    expect(result).toEqual({ adopt: [], dead: [], halfMade: [] });
+    expect(result).toEqual({ adopt: [], retire: [], dead: [], halfMade: [] });
+  });
+
+  it('retires running proxies labelled with another protocol version instead of adopting them', () => {
+    const other = String(PROTOCOL_VERSION + 1);
+    const result = plan({ containers: [container('current', 'running'), container('newer', 'running', NOW - 3600_000, other)] });
+    expect(result.adopt).toEqual([{ ownerHash: 'current', containerId: 'id-current' }]);
+    expect(result.retire).toEqual([{ ownerHash: 'newer', containerId: 'id-newer', protocol: other }]);
+  });
+
+  it('retires running proxies made before protocol labels existed, since nobody checked what they speak', () => {
+    const result = plan({ containers: [container('unlabelled', 'running', NOW - 3600_000, null)] });
+    expect(result).toEqual({ adopt: [], retire: [{ ownerHash: 'unlabelled', containerId: 'id-unlabelled', protocol: undefined }], dead: [], halfMade: [] });
+  });
+
+  it('reports an unlabelled proxy that died as dead, not as one to retire', () => {
+    const result = plan({ containers: [container('old-dead', 'exited', NOW - 3600_000, null)] });
+    expect(result.retire).toEqual([]);
+    expect(result.dead.map((d) => d.ownerHash)).toEqual(['old-dead']);
+  });
+
+  it('never retires a proxy of another version while this process creates that owner a new one', () => {
+    const result = plan({ containers: [container('busy', 'running', NOW - 3600_000, null)], busy: (o) => o === 'busy' });
+    expect(result).toEqual({ adopt: [], retire: [], dead: [], halfMade: [] });
   });
 });

@@ -1,3 +1,5 @@
+import { PROTOCOL_VERSION } from '@ctll/protocol';
+import { speaksOurProtocol } from '../src/proxy/docker/reconcile';
 import { containerSpec, isOurs, managedFilter, networkSpec, SCOPE_LABEL, type ProxySpecOptions } from '../src/proxy/docker/spec';
 import { LABELS } from '../src/proxy/naming';
 
@@ -13,6 +15,13 @@ describe('docker-spec', () => {
   it('makes the network internal only when egress is off, with the gateway at .1', () => {
     expect(networkSpec('0123456789abcdef', '10.200.0.16/28', options)).toMatchObject({ Internal: false, IPAM: { Config: [{ Subnet: '10.200.0.16/28', Gateway: '10.200.0.17' }] } });
     expect(networkSpec('0123456789abcdef', '10.200.0.16/28', { ...options, egress: 'none' }).Internal).toBe(true);
+  });
+
+  it('labels a proxy container with the protocol version this api-backend speaks, so a later sweep can tell', () => {
+    const spec = containerSpec('0123456789abcdef', '10.200.0.16/28', {}, options);
+    expect(spec.Labels?.[LABELS.protocol]).toBe(String(PROTOCOL_VERSION));
+    expect(speaksOurProtocol(spec.Labels)).toBe(true);
+    expect(networkSpec('0123456789abcdef', '10.200.0.16/28', options).Labels?.[LABELS.protocol]).toBeUndefined();
   });
 
   it('finds only its own scope', () => {

@@ -16,6 +16,25 @@ describe('ExitLedger', () => {
     expect(ledger.claimReport('c1')).toBe(false);
   });
 
+  it('never reports the exit of a container another replica stopped gracefully', () => {
+    const ledger = new ExitLedger();
+    ledger.stopSeen('c1'); // the engine's kill event (SIGTERM) comes before die and destroy
+    expect(ledger.isExpected('c1')).toBe(true);
+    expect(ledger.claimReport('c1')).toBe(false);
+  });
+
+  it('lets the sweep remove a container stopped elsewhere only once whoever stopped it had time to', () => {
+    const ledger = new ExitLedger();
+    const before = Date.now();
+    ledger.stopSeen('theirs');
+    ledger.stopSeen('ours');
+    ledger.expect('ours');
+    expect(ledger.stoppedElsewhereBefore('theirs', before - 1)).toBe(false);
+    expect(ledger.stoppedElsewhereBefore('theirs', Date.now())).toBe(true);
+    expect(ledger.stoppedElsewhereBefore('ours', Date.now())).toBe(false);
+    expect(ledger.stoppedElsewhereBefore('never-stopped', Date.now())).toBe(false);
+  });
+
   it('forgets entries after their time', async () => {
     const ledger = new ExitLedger(20);
     ledger.expect('old');

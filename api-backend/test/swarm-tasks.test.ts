@@ -1,12 +1,13 @@
 import type Docker from 'dockerode';
 import { loadConfig } from '../src/config';
 import { planReconcile } from '../src/proxy/docker/reconcile';
+import { PROTOCOL_VERSION } from '@ctll/protocol';
 import { LABELS } from '../src/proxy/naming';
 import { asContainers, type SwarmTask } from '../src/proxy/swarm-tasks';
 
 const NOW = Date.parse('2030-01-01T12:00:00Z');
 const OLD = new Date(NOW - 3600_000).toISOString();
-const service = (owner: string) => ({ ID: `svc-${owner}`, CreatedAt: OLD, Spec: { Labels: { [LABELS.managed]: 'true', [LABELS.owner]: owner, [LABELS.created]: OLD } } }) as unknown as Docker.Service;
+const service = (owner: string) => ({ ID: `svc-${owner}`, CreatedAt: OLD, Spec: { Labels: { [LABELS.managed]: 'true', [LABELS.owner]: owner, [LABELS.created]: OLD, [LABELS.protocol]: String(PROTOCOL_VERSION) } } }) as unknown as Docker.Service;
 const task = (owner: string, state: string, createdAt: string, extra: Partial<SwarmTask['Status']> = {}): SwarmTask => ({
   ID: `task-${owner}-${createdAt}`,
   ServiceID: `svc-${owner}`,
@@ -21,7 +22,7 @@ describe('swarm services under the docker reconcile rules', () => {
 
   it("adopts a service whose newest task runs, whatever its older tasks' fate", () => {
     const result = plan([service('a')], [task('a', 'failed', OLD), task('a', 'running', new Date(NOW - 60_000).toISOString())]);
-    expect(result).toEqual({ adopt: [{ ownerHash: 'a', containerId: 'ctr-a-running' }], dead: [], halfMade: [] });
+    expect(result).toEqual({ adopt: [{ ownerHash: 'a', containerId: 'ctr-a-running' }], retire: [], dead: [], halfMade: [] });
   });
 
   it('reports a service whose task ended as dead, with the engine reason', () => {

@@ -106,6 +106,7 @@ export class DockerDriver extends EngineDriver {
       id: info.Id,
       containerId: info.State.Running ? info.Id : undefined,
       createdAt: createdOf(info.Config.Labels, info.Created),
+      labels: info.Config.Labels,
       endpoint: async () => endpointOf(info),
       alive: () => whyNotRunning(this.docker, info.Id),
     };

@@ -4,10 +4,16 @@
  * whether the news comes from a `die` event, an `oom` event, a `destroy` event or the sweep, and
  * never of a proxy we stopped on purpose. Keyed by container id, not owner: a user's next
  * container is a different one. Entries expire after `ttlMs`; events arrive within seconds.
+ *
+ * Replicas sharing one engine each see every proxy's events, but only the one that stops a proxy
+ * calls `expect`. The others learn of a stop from the engine's `kill` event with a graceful signal
+ * (what a stop sends before `die`; a crash or the OOM killer sends none): `stopSeen` marks the
+ * container as stopped on purpose for them too.
  */
 export class ExitLedger {
   private readonly expected = new Map<string, number>();
   private readonly reported = new Map<string, number>();
+  private readonly stopping = new Map<string, number>();
 
   constructor(private readonly ttlMs = 10 * 60_000) {}
 
@@ -18,21 +24,36 @@ export class ExitLedger {
     this.expected.set(containerId, Date.now());
   }
 
+  /** The engine says someone (this process, another replica, an operator) is stopping this container. */
+  stopSeen(containerId: string): void {
+    this.prune();
+    if (!this.stopping.has(containerId)) this.stopping.set(containerId, Date.now());
+  }
+
   isExpected(containerId: string): boolean {
-    return this.expected.has(containerId);
+    return this.expected.has(containerId) || this.stopping.has(containerId);
+  }
+
+  /**
+   * True when someone else stopped this container at or before `before` (epoch ms) and this process
+   * did not: whoever stopped it had that long to remove it, so the sweep may.
+   */
+  stoppedElsewhereBefore(containerId: string, before: number): boolean {
+    const at = this.stopping.get(containerId);
+    return at !== undefined && at <= before && !this.expected.has(containerId);
   }
 
   /** True the first time an unexpected exit of this container is seen; false for repeats. */
   claimReport(containerId: string): boolean {
     this.prune();
-    if (this.expected.has(containerId) || this.reported.has(containerId)) return false;
+    if (this.isExpected(containerId) || this.reported.has(containerId)) return false;
     this.reported.set(containerId, Date.now());
     return true;
   }
 
   private prune(): void {
     const oldest = Date.now() - this.ttlMs;
-    for (const map of [this.expected, this.reported]) {
+    for (const map of [this.expected, this.reported, this.stopping]) {
       for (const [id, at] of map) {
         if (at >= oldest) break; // insertion order is time order
         map.delete(id);

@@ -32,4 +32,10 @@ export const LABELS = {
   subnet: 'io.cloudtolocalllm.subnet',
   /** Which api-backend deployment owns the resource (PROXY_SCOPE). */
   scope: 'io.cloudtolocalllm.scope',
+  /**
+   * The api-backend/proxy protocol version (PROTOCOL_VERSION) the proxy was verified to speak when
+   * it was made: a proxy that fails that check is removed, so a running one with the label speaks it.
+   * The sweep retires running proxies whose label differs (docker/reconcile.ts).
+   */
+  protocol: 'io.cloudtolocalllm.protocol',
 } as const;

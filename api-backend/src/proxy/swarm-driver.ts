@@ -128,6 +128,7 @@ export class SwarmDriver extends EngineDriver {
       id: service.ID,
       containerId: running ? (containerIdOf(task) ?? task.ID) : undefined,
       createdAt: createdOf(service.Spec?.Labels, service.CreatedAt ?? ''),
+      labels: service.Spec?.Labels,
       endpoint: async () => (task ? this.reach.endpointOf(ownerHash, task) : undefined),
       alive: () => this.services.whyNotRunning(service.ID),
     };

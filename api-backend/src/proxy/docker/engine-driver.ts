@@ -11,7 +11,9 @@
  * events (events.ts: task containers carry the same labels, so one follower serves both); the same
  * reconcile runs every `sweepIntervalMs` and whenever the event stream comes back, because events
  * are only cues. A proxy that dies on its own is reported to `onExit` once, then removed with its
- * network, which frees its subnet.
+ * network, which frees its subnet. One that another replica (or an operator) stops is no news: the
+ * engine's `kill` event with the graceful stop signal comes before its `die` (exit-ledger.ts).
+ * A running proxy whose protocol label is not this api-backend's is retired, not used (reconcile.ts).
  */
 import Docker from 'dockerode';
 import type { DriverHealth, ProxyDriver, ProxyEndpoint, ProxyHandle } from '../driver';
@@ -28,10 +30,14 @@ import { DockerEventFollower, type ContainerEvent } from './events';
 import type { ProxyNetworks } from './networks';
 import type { Placement } from './placement';
 import type { ResolvedDockerOptions } from './options';
-import { planReconcile } from './reconcile';
+import { planReconcile, speaksOurProtocol, type ReconcilePlan } from './reconcile';
+import { PROTOCOL_VERSION } from '@ctll/protocol';
 
 /** Engine calls made at once during a sweep or list, so thousands of proxies do not mean thousands of sockets. */
 export const ENGINE_CONCURRENCY = 16;
+
+/** The signal a stop sends first (the image keeps Docker's default STOPSIGNAL), as `kill` events name it. */
+const GRACEFUL_STOP_SIGNALS = new Set(['15', 'SIGTERM', 'TERM']);
 
 /** A proxy the engine already has, as far as adopting it needs. */
 export interface ExistingProxy {
@@ -39,6 +45,8 @@ export interface ExistingProxy {
   /** The container that serves (for swarm, the current task's), set only while it runs: what the census counts. */
   containerId?: string;
   createdAt: Date;
+  /** Its labels: the protocol label says whether it may be adopted. */
+  labels: Record<string, string> | undefined;
   /** Where it listens, when it runs and can be reached; asked after api-backend joined its network. */
   endpoint: () => Promise<ProxyEndpoint | undefined>;
   /** Why it is not running (for waitHealthy), or null while it is. */
@@ -211,10 +219,21 @@ export abstract class EngineDriver implements ProxyDriver {
       // In container mode api-backend may be a new container that has not joined the network yet.
       self ? this.lock.run(ownerHash, async () => void (await this.networks.ensure(ownerHash))) : Promise.resolve(),
     );
-    for (const { ownerHash, containerId, status } of plan.dead) this.reportExit(ownerHash, containerId, this.words.foundDead(status));
+    await mapLimit(plan.retire, ENGINE_CONCURRENCY, (old) => this.lock.run(old.ownerHash, () => this.retire(old)));
+    const stoppedBefore = Date.now() - this.options.halfMadeAfterMs;
+    for (const { ownerHash, containerId, status } of plan.dead) {
+      // Stopped by someone else who has had time to remove it and did not (an operator's `docker stop`).
+      if (this.exits.stoppedElsewhereBefore(containerId, stoppedBefore)) this.removeDead(ownerHash, containerId);
+      else this.reportExit(ownerHash, containerId, this.words.foundDead(status));
+    }
     await mapLimit(plan.halfMade, ENGINE_CONCURRENCY, (ownerHash) => this.lock.run(ownerHash, () => this.removeHalfMade(ownerHash)));
-    if (plan.dead.length + plan.halfMade.length > 0 || plan.adopt.length > 0) {
-      this.options.logger.info(`StreamingProxy ${this.words.engine} reconcile`, { adopted: plan.adopt.length, dead: plan.dead.length, halfMadeRemoved: plan.halfMade.length });
+    if (plan.dead.length + plan.halfMade.length + plan.adopt.length + plan.retire.length > 0) {
+      this.options.logger.info(`StreamingProxy ${this.words.engine} reconcile`, {
+        adopted: plan.adopt.length,
+        retired: plan.retire.length,
+        dead: plan.dead.length,
+        halfMadeRemoved: plan.halfMade.length,
+      });
     }
   }
 
@@ -274,7 +293,8 @@ export abstract class EngineDriver implements ProxyDriver {
 
   /** The owner's proxy exists already (another replica, a previous process): use it if it serves, else clear it away. */
   private async adoptOrDiscard(ownerHash: string, existing: ExistingProxy): Promise<ProxyHandle | null> {
-    if (existing.containerId) {
+    // One of another protocol version (or made before the label) is replaced, as the sweep would retire it.
+    if (existing.containerId && speaksOurProtocol(existing.labels)) {
       try {
         await this.networks.ensure(ownerHash);
         const endpoint = await existing.endpoint();
@@ -291,12 +311,29 @@ export abstract class EngineDriver implements ProxyDriver {
     return null;
   }
 
+  /** Removes a running proxy of another protocol version; the owner's next request starts a fresh one. */
+  private async retire({ ownerHash, containerId, protocol }: ReconcilePlan['retire'][number]): Promise<void> {
+    // Under the lock no create of ours is in flight; one (ours or another replica's) may have replaced it meanwhile.
+    if (this.creating.has(ownerHash) || (await this.replacedSince(ownerHash, containerId))) return;
+    this.options.logger.warn(
+      `StreamingProxy retired a ${this.words.container} of another api-backend/proxy protocol version; the user's next request starts a fresh one from ${this.options.image}. ` +
+        'It was left by an older api-backend or made from an older image: keep PROXY_IMAGE at the release of api-backend',
+      { owner: ownerHash, labelled: protocol ?? 'none (made before protocol labels)', expected: PROTOCOL_VERSION },
+    );
+    await this.removeLocked(ownerHash);
+  }
+
   private async removeHalfMade(ownerHash: string): Promise<void> {
     if (await this.isRunning(ownerHash)) return; // finished by someone after all
     await this.removeLocked(ownerHash);
   }
 
   private onContainerEvent(event: ContainerEvent): void {
+    if (event.action === 'kill') {
+      // A stop, by this process or another replica sharing the engine: its die and destroy are no news.
+      if (event.signal !== undefined && GRACEFUL_STOP_SIGNALS.has(event.signal)) this.exits.stopSeen(event.containerId);
+      return;
+    }
     const ownerHash = event.ownerHash;
     if (ownerHash) {
       this.endpoints.forget(ownerHash);
@@ -318,6 +355,11 @@ export abstract class EngineDriver implements ProxyDriver {
   private reportExit(ownerHash: string, containerId: string, detail: string): void {
     if (!this.exits.claimReport(containerId)) return;
     this.options.onExit(ownerHash, detail);
+    this.removeDead(ownerHash, containerId);
+  }
+
+  /** Removes a dead proxy and its network in the background, unless the owner has a newer one. */
+  private removeDead(ownerHash: string, containerId: string): void {
     this.inBackground(
       this.lock.run(ownerHash, async () => {
         if (await this.replacedSince(ownerHash, containerId)) return;

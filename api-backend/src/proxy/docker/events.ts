@@ -1,6 +1,6 @@
 /**
- * Follows the Docker engine's event stream for our proxy containers (label filter, actions die,
- * oom and destroy) and hands each event to the driver. Events are cues, never the truth: a stream
+ * Follows the Docker engine's event stream for our proxy containers (label filter, actions kill,
+ * die, oom and destroy) and hands each event to the driver. Events are cues, never the truth: a stream
  * can end with the daemon, or stay open and fall silent, so the driver re-reads the engine
  * whenever the stream (re)connects and on its own periodic sweep.
  *
@@ -15,13 +15,16 @@ import { dockerMessage } from './errors';
 import { LABELS } from '../naming';
 import { managedFilter } from './spec';
 
-export type ContainerAction = 'die' | 'oom' | 'destroy';
+export type ContainerAction = 'kill' | 'die' | 'oom' | 'destroy';
+const ACTIONS: readonly string[] = ['kill', 'die', 'oom', 'destroy'] satisfies ContainerAction[];
 
 export interface ContainerEvent {
   action: ContainerAction;
   containerId: string;
   ownerHash?: string;
   exitCode?: number;
+  /** For `kill`: the signal sent, as the engine gives it (a number, e.g. "15"). */
+  signal?: string;
   /** Unix seconds. */
   time: number;
 }
@@ -77,7 +80,7 @@ export class DockerEventFollower {
     let stream: NodeJS.ReadableStream;
     try {
       stream = await this.docker.getEvents({
-        filters: { type: ['container'], label: managedFilter(this.options.scope, 'proxy'), event: ['die', 'oom', 'destroy'] },
+        filters: { type: ['container'], label: managedFilter(this.options.scope, 'proxy'), event: [...ACTIONS] },
         ...(this.lastEventTime !== undefined ? { since: this.lastEventTime } : {}),
         abortSignal: abort.signal,
       });
@@ -130,10 +133,10 @@ export class DockerEventFollower {
     if (typeof raw.time === 'number') this.lastEventTime = raw.time;
     const action = raw.Action ?? raw.status;
     const containerId = raw.Actor?.ID ?? raw.id;
-    if ((action !== 'die' && action !== 'oom' && action !== 'destroy') || !containerId) return;
+    if (!action || !ACTIONS.includes(action) || !containerId) return;
     const attributes = raw.Actor?.Attributes ?? {};
     const exitCode = attributes.exitCode !== undefined ? Number(attributes.exitCode) : undefined;
-    this.options.onEvent({ action, containerId, ownerHash: attributes[LABELS.owner], exitCode, time: raw.time ?? Date.now() / 1000 });
+    this.options.onEvent({ action: action as ContainerAction, containerId, ownerHash: attributes[LABELS.owner], exitCode, signal: attributes.signal, time: raw.time ?? Date.now() / 1000 });
   }
 
   private retry(reason: string): void {

@@ -2,14 +2,24 @@
  * Decides, from what the engine lists, what the docker driver should do with each labelled
  * resource; the driver then does it. Kept free of engine calls so the rules read in one place:
  *
- * - a running proxy container is adopted (it keeps serving; api-backend may need to rejoin its net);
+ * - a running proxy container is adopted (it keeps serving; api-backend may need to rejoin its net),
+ *   unless its protocol label (LABELS.protocol) is missing or differs from this api-backend's
+ *   PROTOCOL_VERSION: then it is retired (removed; the user's next request starts a fresh one);
  * - a container that exited or died is dead: reported (if nobody has yet) and removed with its network;
  * - a container that never started, or a network with no container, is half-made. It is removed
  *   once it is older than `halfMadeAfterMs` or older than this driver (a previous process made it
  *   and will never finish it); younger ones may be another replica's create in flight.
  * Owners with a create in flight in this process are left alone.
+ *
+ * A missing protocol label means retire, not "probe once": only proxies made before the label
+ * existed lack it, and those were never checked (an older api-backend left them, maybe from an older
+ * pinned image). Probing would cost an HTTP call per such proxy, a way into its network, and a
+ * per-process memory of what was probed, for a case that arises once, at the upgrade that brings
+ * the label; retiring costs each user one tunnel reconnect then (the bridge reconnects by itself)
+ * and keeps the rule "a running proxy we use was verified" true without exceptions.
  */
 import type Docker from 'dockerode';
+import { PROTOCOL_VERSION } from '@ctll/protocol';
 import { LABELS } from '../naming';
 
 export interface ReconcileInput {
@@ -24,13 +34,15 @@ export interface ReconcileInput {
 
 export interface ReconcilePlan {
   adopt: Array<{ ownerHash: string; containerId: string }>;
+  /** Running proxies of another (or an unrecorded) protocol version: removed, never used. */
+  retire: Array<{ ownerHash: string; containerId: string; protocol: string | undefined }>;
   dead: Array<{ ownerHash: string; containerId: string; status: string }>;
   /** Owners whose leftover container and/or network go. */
   halfMade: string[];
 }
 
 export function planReconcile(input: ReconcileInput): ReconcilePlan {
-  const plan: ReconcilePlan = { adopt: [], dead: [], halfMade: [] };
+  const plan: ReconcilePlan = { adopt: [], retire: [], dead: [], halfMade: [] };
   const withContainer = new Set<string>();
   const stale = (createdMs: number) => input.now - createdMs >= input.halfMadeAfterMs || createdMs < input.startedAt;
 
@@ -39,7 +51,9 @@ export function planReconcile(input: ReconcileInput): ReconcilePlan {
     if (!ownerHash) continue;
     withContainer.add(ownerHash);
     if (input.busy(ownerHash)) continue;
-    if (container.State === 'running') {
+    if (container.State === 'running' && !speaksOurProtocol(container.Labels)) {
+      plan.retire.push({ ownerHash, containerId: container.Id, protocol: container.Labels[LABELS.protocol] });
+    } else if (container.State === 'running') {
       plan.adopt.push({ ownerHash, containerId: container.Id });
     } else if (container.State === 'exited' || container.State === 'dead' || container.State === 'removing') {
       plan.dead.push({ ownerHash, containerId: container.Id, status: container.Status });
@@ -54,6 +68,11 @@ export function planReconcile(input: ReconcileInput): ReconcilePlan {
     if (stale(createdAt(network.Labels, Date.parse(network.Created)))) plan.halfMade.push(ownerHash);
   }
   return plan;
+}
+
+/** Whether a proxy's labels say it was verified to speak this api-backend's protocol version. */
+export function speaksOurProtocol(labels: Record<string, string> | undefined): boolean {
+  return labels?.[LABELS.protocol] === String(PROTOCOL_VERSION);
 }
 
 /** Our created label, else the engine's own timestamp. */

@@ -17,6 +17,7 @@
  * Either way the proxy reaches api-backend on its own network (host mode: the gateway address).
  */
 import type Docker from 'dockerode';
+import { PROTOCOL_VERSION } from '@ctll/protocol';
 import { LABELS, containerName, networkName } from '../naming';
 import { addressIn } from '../subnet-pool';
 
@@ -59,6 +60,7 @@ export function proxyLabels(ownerHash: string, role: ProxyRole, subnet: string, 
     [LABELS.created]: now.toISOString(),
     [LABELS.image]: spec.image,
     [LABELS.subnet]: subnet,
+    ...(role === 'proxy' ? { [LABELS.protocol]: String(PROTOCOL_VERSION) } : {}),
   };
 }
 
