@@ -2,7 +2,8 @@
  * Two api-backend replicas behind one real nginx, sharing one PostgreSQL database and one Docker
  * engine (PROXY_DRIVER=docker, one PROXY_SCOPE): any replica serves any user. Concurrent starts
  * for one user spread over both make one container, a zrok share registered through one replica is
- * known to the other, and stopping one replica leaves the proxies running for the other.
+ * known to the other, a proxy one replica stops is no crash to the other, and stopping one replica
+ * leaves the proxies running for the other.
  *
  * Needs Docker, PostgreSQL and nginx; each is required in CI (CTLL_REQUIRE_*), skipped otherwise.
  */
@@ -82,6 +83,24 @@ describeDocker('several api-backend replicas (docker driver)', () => {
         expect((await viaReplica(1, ben, 'POST', '/api/zrok/heartbeat', { tunnelId })).status).toBe(200);
         expect((await viaReplica(1, ben, 'DELETE', `/api/zrok/unregister?tunnelId=${tunnelId}`)).status).toBe(200);
         expect((await viaReplica(0, ben, 'GET', '/api/zrok/discover')).body.tunnels).toEqual([]);
+      });
+
+      it('does not count a proxy one replica stopped for its user as a crash on the other replica', async () => {
+        const dee = user('dee');
+        const eve = user('eve');
+        const crashesSeenByOther = () => relay.replicas[1].metric('ctll_proxy_stops_total', { reason: 'error' });
+        const before = await crashesSeenByOther();
+        expect((await viaReplica(0, dee, 'POST', '/api/proxy/start')).body).toMatchObject({ status: 'running', created: true });
+        expect((await viaReplica(0, dee, 'POST', '/api/proxy/stop')).body).toMatchObject({ status: 'stopped' });
+        await waitFor(async () => (await containersOf(userHash(dee))).length === 0, 30_000, "dee's container to be removed");
+
+        // A real crash afterwards: the engine's events come in order, so once the other replica has
+        // reported this one it has long handled dee's stop, and had it counted that, this would be two.
+        expect((await viaReplica(0, eve, 'POST', '/api/proxy/start')).body).toMatchObject({ status: 'running' });
+        await docker.getContainer(containerName(userHash(eve))).kill();
+        await waitFor(async () => (await crashesSeenByOther()) > before, 30_000, "the other replica to report eve's crash");
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        expect(await crashesSeenByOther()).toBe(before + 1);
       });
 
       it('keeps the proxies running when one replica stops, and the other serves the user', async () => {
