@@ -35,12 +35,15 @@ export class ExitLedger {
   }
 
   /**
-   * True when someone else stopped this container at or before `before` (epoch ms) and this process
-   * did not: whoever stopped it had that long to remove it, so the sweep may.
+   * True, once, when someone else stopped this container at or before `before` (epoch ms) and this
+   * process did not: a replica removes what it stops at once, so one still there is an operator's
+   * `docker stop`, reported late rather than never.
    */
-  stoppedElsewhereBefore(containerId: string, before: number): boolean {
+  claimLateReport(containerId: string, before: number): boolean {
     const at = this.stopping.get(containerId);
-    return at !== undefined && at <= before && !this.expected.has(containerId);
+    if (at === undefined || at > before || this.expected.has(containerId) || this.reported.has(containerId)) return false;
+    this.reported.set(containerId, Date.now());
+    return true;
   }
 
   /** True the first time an unexpected exit of this container is seen; false for repeats. */

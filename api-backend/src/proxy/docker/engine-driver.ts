@@ -12,7 +12,8 @@
  * reconcile runs every `sweepIntervalMs` and whenever the event stream comes back, because events
  * are only cues. A proxy that dies on its own is reported to `onExit` once, then removed with its
  * network, which frees its subnet. One that another replica (or an operator) stops is no news: the
- * engine's `kill` event with the graceful stop signal comes before its `die` (exit-ledger.ts).
+ * engine's `kill` event with the graceful stop signal comes before its `die` (exit-ledger.ts); one
+ * stopped so but still there a sweep later (no replica, which removes what it stops) is reported then.
  * A running proxy whose protocol label is not this api-backend's is retired, not used (reconcile.ts).
  */
 import Docker from 'dockerode';
@@ -222,9 +223,13 @@ export abstract class EngineDriver implements ProxyDriver {
     await mapLimit(plan.retire, ENGINE_CONCURRENCY, (old) => this.lock.run(old.ownerHash, () => this.retire(old)));
     const stoppedBefore = Date.now() - this.options.halfMadeAfterMs;
     for (const { ownerHash, containerId, status } of plan.dead) {
-      // Stopped by someone else who has had time to remove it and did not (an operator's `docker stop`).
-      if (this.exits.stoppedElsewhereBefore(containerId, stoppedBefore)) this.removeDead(ownerHash, containerId);
-      else this.reportExit(ownerHash, containerId, this.words.foundDead(status));
+      if (this.exits.claimLateReport(containerId, stoppedBefore)) {
+        // Stopped gracefully by someone who had time to remove it and did not: not a replica.
+        this.options.onExit(ownerHash, `${this.words.container} stopped outside api-backend`);
+        this.removeDead(ownerHash, containerId);
+      } else {
+        this.reportExit(ownerHash, containerId, this.words.foundDead(status));
+      }
     }
     await mapLimit(plan.halfMade, ENGINE_CONCURRENCY, (ownerHash) => this.lock.run(ownerHash, () => this.removeHalfMade(ownerHash)));
     if (plan.dead.length + plan.halfMade.length + plan.adopt.length + plan.retire.length > 0) {
