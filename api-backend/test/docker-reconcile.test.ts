@@ -44,11 +44,19 @@ describe('planReconcile', () => {
     expect(result).toEqual({ adopt: [], retire: [], dead: [], halfMade: [] });
   });
 
-  it('retires running proxies labelled with another protocol version instead of adopting them', () => {
-    const other = String(PROTOCOL_VERSION + 1);
-    const result = plan({ containers: [container('current', 'running'), container('newer', 'running', NOW - 3600_000, other)] });
+  it('retires running proxies labelled with an older protocol version instead of adopting them', () => {
+    const older = String(PROTOCOL_VERSION - 1);
+    const result = plan({ containers: [container('current', 'running'), container('older', 'running', NOW - 3600_000, older), container('garbled', 'running', NOW - 3600_000, 'v?')] });
     expect(result.adopt).toEqual([{ ownerHash: 'current', containerId: 'id-current' }]);
-    expect(result.retire).toEqual([{ ownerHash: 'newer', containerId: 'id-newer', protocol: other }]);
+    expect(result.retire).toEqual([
+      { ownerHash: 'older', containerId: 'id-older', protocol: older },
+      { ownerHash: 'garbled', containerId: 'id-garbled', protocol: 'v?' },
+    ]);
+  });
+
+  it('neither adopts nor retires a proxy a newer replica made during a rolling upgrade', () => {
+    const result = plan({ containers: [container('newer', 'running', NOW - 3600_000, String(PROTOCOL_VERSION + 1))] });
+    expect(result).toEqual({ adopt: [], retire: [], dead: [], halfMade: [] });
   });
 
   it('retires running proxies made before protocol labels existed, since nobody checked what they speak', () => {

@@ -316,12 +316,12 @@ export abstract class EngineDriver implements ProxyDriver {
     return null;
   }
 
-  /** Removes a running proxy of another protocol version; the owner's next request starts a fresh one. */
+  /** Removes a running proxy of an older protocol version; the owner's next request starts a fresh one. */
   private async retire({ ownerHash, containerId, protocol }: ReconcilePlan['retire'][number]): Promise<void> {
     // Under the lock no create of ours is in flight; one (ours or another replica's) may have replaced it meanwhile.
     if (this.creating.has(ownerHash) || (await this.replacedSince(ownerHash, containerId))) return;
     this.options.logger.warn(
-      `StreamingProxy retired a ${this.words.container} of another api-backend/proxy protocol version; the user's next request starts a fresh one from ${this.options.image}. ` +
+      `StreamingProxy retired a ${this.words.container} of an older api-backend/proxy protocol version; the user's next request starts a fresh one from ${this.options.image}. ` +
         'It was left by an older api-backend or made from an older image: keep PROXY_IMAGE at the release of api-backend',
       { owner: ownerHash, labelled: protocol ?? 'none (made before protocol labels)', expected: PROTOCOL_VERSION },
     );

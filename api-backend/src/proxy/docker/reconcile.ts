@@ -3,8 +3,11 @@
  * resource; the driver then does it. Kept free of engine calls so the rules read in one place:
  *
  * - a running proxy container is adopted (it keeps serving; api-backend may need to rejoin its net),
- *   unless its protocol label (LABELS.protocol) is missing or differs from this api-backend's
- *   PROTOCOL_VERSION: then it is retired (removed; the user's next request starts a fresh one);
+ *   unless its protocol label (LABELS.protocol) is missing or older than this api-backend's
+ *   PROTOCOL_VERSION: then it is retired (removed; the user's next request starts a fresh one).
+ *   One labelled newer is neither adopted nor retired: a newer replica sharing the engine (a rolling
+ *   upgrade) made it and uses it, and retiring each other's proxies every sweep would cut users off
+ *   until the upgrade ends; should this replica's user need a proxy, the create replaces it;
  * - a container that exited or died is dead: reported (if nobody has yet) and removed with its network;
  * - a container that never started, or a network with no container, is half-made. It is removed
  *   once it is older than `halfMadeAfterMs` or older than this driver (a previous process made it
@@ -34,7 +37,7 @@ export interface ReconcileInput {
 
 export interface ReconcilePlan {
   adopt: Array<{ ownerHash: string; containerId: string }>;
-  /** Running proxies of another (or an unrecorded) protocol version: removed, never used. */
+  /** Running proxies of an older (or an unrecorded) protocol version: removed, never used. */
   retire: Array<{ ownerHash: string; containerId: string; protocol: string | undefined }>;
   dead: Array<{ ownerHash: string; containerId: string; status: string }>;
   /** Owners whose leftover container and/or network go. */
@@ -51,10 +54,10 @@ export function planReconcile(input: ReconcileInput): ReconcilePlan {
     if (!ownerHash) continue;
     withContainer.add(ownerHash);
     if (input.busy(ownerHash)) continue;
-    if (container.State === 'running' && !speaksOurProtocol(container.Labels)) {
-      plan.retire.push({ ownerHash, containerId: container.Id, protocol: container.Labels[LABELS.protocol] });
-    } else if (container.State === 'running') {
-      plan.adopt.push({ ownerHash, containerId: container.Id });
+    if (container.State === 'running') {
+      const protocol = container.Labels[LABELS.protocol];
+      if (speaksOurProtocol(container.Labels)) plan.adopt.push({ ownerHash, containerId: container.Id });
+      else if (!(Number(protocol) > PROTOCOL_VERSION)) plan.retire.push({ ownerHash, containerId: container.Id, protocol });
     } else if (container.State === 'exited' || container.State === 'dead' || container.State === 'removing') {
       plan.dead.push({ ownerHash, containerId: container.Id, status: container.Status });
     } else if (stale(createdAt(container.Labels, container.Created * 1000))) {
