@@ -22,17 +22,16 @@ export function meEventsRoutes(feed: HealthFeed): Router {
   router.get('/api/me/events', (req, res, next) => {
     const caller = res.locals.caller as Caller;
     let ended = false;
+    /** The heartbeat and the credential's expiry. */
+    const timers: NodeJS.Timeout[] = [];
+    let unsubscribe: (() => void) | undefined;
     const end = () => {
       if (ended) return;
       ended = true;
-      clearInterval(heartbeat);
-      clearTimeout(expiry);
+      for (const timer of timers) clearTimeout(timer);
       unsubscribe?.();
       res.end();
     };
-    let unsubscribe: (() => void) | undefined;
-    let heartbeat: NodeJS.Timeout | undefined;
-    let expiry: NodeJS.Timeout | undefined;
     try {
       unsubscribe = feed.subscribe(caller.userId, {
         send: (health: TunnelHealth) => void res.write(`event: ${HEALTH_EVENT}\ndata: ${JSON.stringify(health)}\n\n`),
@@ -45,14 +44,15 @@ export function meEventsRoutes(feed: HealthFeed): Router {
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-store',
-      // nginx would otherwise buffer the stream and deliver events late, in bunches.
+      // A proxy in between that honours it would otherwise buffer the stream and deliver events
+      // late, in bunches (this project's nginx ignores upstream X-Accel headers and has its own location).
       'x-accel-buffering': 'no',
     });
     res.flushHeaders();
-    heartbeat = setInterval(() => res.write(': heartbeat\n\n'), HEARTBEAT_MS);
+    timers.push(setInterval(() => res.write(': heartbeat\n\n'), HEARTBEAT_MS));
     if (caller.expiresAt !== undefined) {
       const left = caller.expiresAt - Date.now();
-      if (left < MAX_TIMER_MS) expiry = setTimeout(end, Math.max(0, left));
+      if (left < MAX_TIMER_MS) timers.push(setTimeout(end, Math.max(0, left)));
     }
     // The heartbeats show the stream alive; the server's idle timeout is for silent sockets.
     req.socket.setTimeout(0);
