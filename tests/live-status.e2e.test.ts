@@ -80,7 +80,7 @@ test('a user has at most five live streams; a sixth is 429 until one of them clo
   }
   const sixth = await follow('erin');
   expect(sixth.response.status).toBe(429);
-  expect(((await sixth.response.json()) as { error: { code: string } }).error.code).toBe('too_many_streams');
+  expect(((await sixth.response.json()) as { error: { code: string } }).error.code).toBe('too_many_event_streams');
   // Another user is not held up by erin's streams.
   expect((await follow('frank')).response.status).toBe(200);
 

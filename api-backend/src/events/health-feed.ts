@@ -41,7 +41,7 @@ export class HealthFeed {
     if (this.closed) throw new ServiceUnavailableError('the relay is restarting; try again in a moment', 'draining');
     let watch = this.watches.get(userId);
     if (watch && watch.subscribers.size >= this.options.maxPerUser) {
-      throw new RateLimitedError(`at most ${this.options.maxPerUser} live status streams per user; close another console tab`, { code: 'too_many_streams', retryAfterSeconds: 5 });
+      throw new RateLimitedError(`at most ${this.options.maxPerUser} live status streams per user; close another console tab`, { code: 'too_many_event_streams', retryAfterSeconds: 5 });
     }
     if (!watch) {
       watch = { subscribers: new Set() };
