@@ -111,6 +111,8 @@ test('My PC shows "Connected" when the bridge connects and "Offline" when it sto
   await page.locator('#pc-state', { hasText: 'Connected' }).waitFor({ timeout: 10_000 });
   await page.locator('dd', { hasText: `up: Ollama ${OLLAMA_TEST_VERSION}` }).waitFor({ timeout: 10_000 });
   expect(await text('main')).toContain('WebSocket');
+  // The tunnel's own round trip, from the proxy's ping to the PC and back.
+  await page.locator('dd', { hasText: /^[\d.]+ ms \(your relay proxy → your PC → back/ }).waitFor({ timeout: 10_000 });
   await screenshot(page, 'my-pc');
   await expectNoSeriousAxeViolations();
 
@@ -119,6 +121,9 @@ test('My PC shows "Connected" when the bridge connects and "Offline" when it sto
   // Same document all along: the page updated itself.
   expect(await inBrowser<number>("performance.getEntriesByType('navigation').length")).toBe(loaded);
   expect(await inBrowser<string>('location.hash')).toBe('#/pc');
+  // Live from the relay's event stream, not by polling the health route.
+  expect(requested.some((address) => new URL(address).pathname === '/api/me/events')).toBe(true);
+  expect(requested.filter((address) => new URL(address).pathname.endsWith('/health'))).toEqual([]);
 });
 
 test('on a phone-sized screen My PC fits the width (no sideways scrolling)', async () => {

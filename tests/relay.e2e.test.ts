@@ -183,6 +183,19 @@ describe.each(combinations())('relay end to end (driver $driver, transport $tran
     expect(await res.json()).toMatchObject({ connected: true, transport });
   });
 
+  it("reports the WebSocket tunnel's ping round trip, and none over long-polling", async () => {
+    const health = async () => (await (await layout.fetchAs(user, '/health')).json()) as { rttMs: number | null; rttAverageMs: number | null };
+    if (transport === 'poll') {
+      expect(await health()).toMatchObject({ rttMs: null, rttAverageMs: null });
+      return;
+    }
+    // The proxy pings a tunnel as it opens; the pong is back long before this test runs, but wait for it all the same.
+    await waitFor(async () => (await health()).rttMs !== null, 10_000, 'the round trip is measured');
+    const { rttMs, rttAverageMs } = await health();
+    expect(rttMs).toBeGreaterThanOrEqual(0);
+    expect(rttAverageMs).toBeGreaterThanOrEqual(0);
+  });
+
   it('answers 502 when the desktop cannot reach its local server, and keeps serving others', async () => {
     const other = 'bob';
     await layout.connectBridge(other, { target: 'http://127.0.0.1:9' });

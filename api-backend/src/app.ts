@@ -55,6 +55,8 @@ import { closeLinksOfRevokedKeys } from './auth/revoked-key-links';
 import { corsMiddleware } from './http/cors';
 import { operatorRoutes } from './routes/operator-routes';
 import { meRoutes } from './routes/me-routes';
+import { meEventsRoutes } from './routes/me-events-routes';
+import { tunnelHealthFeed } from './events/tunnel-health';
 import { RecentErrors } from './operator/recent-errors';
 import { consoleRoutes } from './routes/console-routes';
 import { devSignInRoutes } from './routes/dev-sign-in-routes';
@@ -199,6 +201,9 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   // The web console's: the caller's own usage, and the operator's view (ADMIN_CLAIM).
   const recentErrors = new RecentErrors();
   app.use(meRoutes(manager, client));
+  // The console's live My PC status (GET /api/me/events); its streams end when the drain begins.
+  const healthFeed = tunnelHealthFeed(manager, log('http'));
+  app.use(meEventsRoutes(healthFeed));
   app.use(operatorRoutes({ manager, client, maxProxies: config.proxyLimits.max, errors: recentErrors, logger: log('StreamingProxyManager') }));
   app.use(bridgeRoutes(manager, client, metrics, { pollTimeoutMs: config.bridge.pollTimeoutMs, requestTimeoutMs: config.requestTimeoutMs }));
   app.use(
@@ -262,6 +267,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   const close = () =>
     (closing ??= (async () => {
       drain.begin();
+      healthFeed.close();
       culler.stop();
       health.stop();
       try {

@@ -33,6 +33,8 @@ export const ERROR_CATALOGUE = {
   rate_limited: 429,
   too_many_streams: 429,
   too_many_links: 429,
+  // Live status streams (GET /api/me/events) open at once for one user.
+  too_many_event_streams: 429,
   internal: 500,
   // The desktop (or its zrok share) failed the caller's request.
   bad_gateway: 502,

@@ -20,3 +20,4 @@ export * from './minute-ring';
 export * from './operator-api';
 export * from './with-timeout';
 export * from './backoff';
+export * from './tunnel-health';

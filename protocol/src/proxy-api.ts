@@ -26,6 +26,13 @@ export type TunnelTransport = 'ws' | 'poll';
 const tunnelTransport = z.enum(['ws', 'poll']);
 const isoTime = z.string();
 
+/**
+ * A WebSocket tunnel's round trip, from the proxy's pings and the desktop's pongs: the latest and
+ * the mean of the last few (tunnel/round-trip.ts). Long-poll links have no ping to time.
+ */
+export const tunnelRttSchema = z.object({ latestMs: z.number(), averageMs: z.number(), samples: z.number().int() });
+export type TunnelRtt = z.infer<typeof tunnelRttSchema>;
+
 export const desktopInfoSchema = z.object({
   id: z.string(),
   /** `ws` or `poll` for a desktop tunnel, `zrok` for a healthy share. */
@@ -39,6 +46,8 @@ export const desktopInfoSchema = z.object({
   bytesFromDesktop: z.number().optional(),
   /** The bridge's latest report of its local LLM server; absent until it sends one. */
   target: targetHealthSchema.optional(),
+  /** WebSocket links only, once the desktop has answered a ping. */
+  rtt: tunnelRttSchema.optional(),
 });
 export type DesktopInfo = z.infer<typeof desktopInfoSchema>;
 
@@ -73,6 +82,8 @@ export const proxyStatusSchema = z.object({
   target: targetHealthSchema.nullable().optional(),
   /** The proxy's resident memory in bytes, as it measures itself (absent from proxies older than this field). */
   memoryBytes: z.number().optional(),
+  /** The round trip of the tunnel requests go to now; null: none measured (long-poll, zrok, no pong yet). Absent from older proxies. */
+  rtt: tunnelRttSchema.nullable().optional(),
 });
 export type ProxyStatus = z.infer<typeof proxyStatusSchema>;
 

@@ -12,7 +12,7 @@
  * so `docker logs <api-backend> | grep StreamingProxy` tells the story; users appear as hashes.
  */
 import { EventEmitter } from 'node:events';
-import { CapacityError, RateLimitedError, ServiceUnavailableError, type TargetHealth } from '@ctll/protocol';
+import { CapacityError, RateLimitedError, ServiceUnavailableError, type TargetHealth, type TunnelRtt } from '@ctll/protocol';
 import type { ProxyDriver, ProxyEndpoint, ProxyHandle, StopReason } from './driver';
 import { KeyedLock } from './keyed-lock';
 import type { ReplicaLock } from './replica-lock';
@@ -47,7 +47,7 @@ export interface ProxyStatusView {
   driver: string;
   owner: string;
   startedAt?: string;
-  desktop?: { connected: boolean; transport: 'ws' | 'poll' | 'zrok' | null; clients: string[]; target?: TargetHealth | null };
+  desktop?: { connected: boolean; transport: 'ws' | 'poll' | 'zrok' | null; clients: string[]; target?: TargetHealth | null; rtt?: TunnelRtt | null };
   activeRequests?: number;
   requests?: number;
   lastActivityAt?: string;
@@ -179,6 +179,7 @@ export class StreamingProxyManager extends EventEmitter<ManagerEvents> {
         transport: stats?.transport ?? null,
         clients: stats?.desktops.map((d) => d.client) ?? [],
         target: stats?.target ?? null,
+        rtt: stats?.rtt ?? null,
       },
       activeRequests: stats?.activeRequests,
       requests: stats?.requests,

@@ -4,11 +4,12 @@
  * proxy means no desktop, which is a 503 the caller can act on.
  */
 import { Router, type Request, type Response, type NextFunction } from 'express';
-import { BadPathError, DesktopOfflineError, errorMessage, escapesRoot, ForbiddenError, type TargetHealth } from '@ctll/protocol';
+import { BadPathError, DesktopOfflineError, errorMessage, escapesRoot, ForbiddenError } from '@ctll/protocol';
 import type { StreamingProxyManager } from '../proxy/manager';
 import type { ProxyClient } from '../proxy/proxy-client';
 import type { Caller } from '../auth/authenticator';
 import { relayHttp } from '../relay/http-relay';
+import { readTunnelHealth } from '../events/tunnel-health';
 import type { Metrics } from '../metrics';
 
 export interface TunnelRouteOptions {
@@ -34,17 +35,7 @@ export function tunnelRoutes(
 
   router.get('/api/tunnel/:userId/health', ownTunnel, async (req, res, next) => {
     try {
-      const status = await manager.status(req.params.userId);
-      const connected = status.desktop?.connected ?? false;
-      res.json({
-        // "Your PC is offline" versus "your PC is online but its model server is not running".
-        desktop: connected ? 'online' : 'offline',
-        ...targetsHealth(connected ? status.desktop?.target : undefined),
-        connected,
-        transport: status.desktop?.transport ?? null,
-        proxy: status.status,
-        activeRequests: status.activeRequests ?? 0,
-      });
+      res.json(await readTunnelHealth(manager, req.params.userId));
     } catch (error) {
       next(error);
     }
@@ -79,14 +70,4 @@ export function desktopPath(originalUrl: string): string {
   if (cut === -1) return '/';
   const rest = afterPrefix.slice(cut);
   return rest.startsWith('?') ? `/${rest}` : rest;
-}
-
-/**
- * `target`: the default (unnamed) target, shaped as before there were several; `targets`: every
- * target, the default first with `name: null`, then each `--target name=url` the bridge reported.
- */
-function targetsHealth(report: TargetHealth | null | undefined): { target: Omit<TargetHealth, 'targets'> | null; targets: Array<Record<string, unknown>> } {
-  if (!report) return { target: null, targets: [] };
-  const { targets: named = [], ...target } = report;
-  return { target, targets: [{ name: null, ...target }, ...named.map((one) => ({ ...one, checkedAt: target.checkedAt }))] };
 }

@@ -112,6 +112,7 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
         // How the local LLM server of the desktop requests go to is doing, as its bridge last said.
         target: hub.current()?.correlator.target ?? null,
         memoryBytes: process.memoryUsage.rss(),
+        rtt: hub.current()?.roundTrip?.snapshot() ?? null,
       };
       sendJson(res, 200, status);
       return;

@@ -3,9 +3,10 @@
  * both ways and owns the correlator of the streams running over it. The hub picks a link for
  * each new exchange; the exchange then talks only to that link.
  */
-import type { ControlMessage, DesktopInfo } from '@ctll/protocol';
+import type { ControlMessage, DesktopInfo, TunnelRtt } from '@ctll/protocol';
 import type { Correlator, StreamSender } from './correlator';
 import type { LinkCounters } from './link-counters';
+import type { RoundTrip } from './round-trip';
 
 export type Transport = 'ws' | 'poll';
 
@@ -25,6 +26,8 @@ export interface DesktopLink extends StreamSender {
   readonly client: string;
   readonly correlator: Correlator;
   readonly counters: LinkCounters;
+  /** WebSocket links: their ping round trip. Long-poll links have none to time. */
+  readonly roundTrip?: RoundTrip;
   readonly closed: boolean;
   /** True while the link cannot take another request (a polling desktop's queue is full). */
   readonly queueFull: boolean;
@@ -43,5 +46,11 @@ export function linkInfo(link: DesktopLink): LinkInfo {
     activeStreams: link.correlator.size,
     ...link.counters,
     ...(link.correlator.target ? { target: link.correlator.target } : {}),
+    ...rttOf(link),
   };
+}
+
+function rttOf(link: DesktopLink): { rtt?: TunnelRtt } {
+  const rtt = link.roundTrip?.snapshot();
+  return rtt ? { rtt } : {};
 }

@@ -5,6 +5,8 @@
  * a binary frame a valid data frame. A bad frame is answered with an `error` message and the
  * tunnel stays up; a desktop that keeps sending them is closed with 1008. Liveness is WebSocket
  * ping/pong: a desktop that misses a whole ping interval is dropped, failing its open streams.
+ * The same pings time the tunnel's round trip (round-trip.ts); the first goes out at connect, so
+ * status shows it within moments rather than after a whole interval.
  *
  * A desktop that breaks flow control (data past a stream's credit, or a `window` granting more
  * than was sent) is closed at once with 1008 "flow control violated", and the proxy stops reading
@@ -33,6 +35,7 @@ import { CredentialDeadline } from '../credentials/deadline';
 import type { VerifyRenewal } from '../credentials/renewal-client';
 import { Correlator } from './correlator';
 import { LinkCounters } from './link-counters';
+import { RoundTrip } from './round-trip';
 import type { DesktopLink } from './desktop-link';
 import type { Logger } from '../logger';
 
@@ -63,6 +66,7 @@ export class WsLink implements DesktopLink {
   readonly connectedAt = Date.now();
   readonly correlator: Correlator;
   readonly counters = new LinkCounters();
+  readonly roundTrip = new RoundTrip();
   private alive = true;
   private badFrames = 0;
   private readonly pinger: NodeJS.Timeout;
@@ -81,13 +85,15 @@ export class WsLink implements DesktopLink {
       options.logger.warn(message, { link: this.id }),
     );
     ws.on('message', (data, isBinary) => this.receive(data, isBinary));
-    ws.on('pong', () => {
+    ws.on('pong', (payload) => {
       this.alive = true;
+      this.roundTrip.pong(payload);
     });
     ws.on('close', (code, reason) => this.closedBy(code, reason.toString()));
     ws.on('error', (error) => options.logger.warn('tunnel socket error', { link: this.id, error: error.message }));
     this.pinger = setInterval(() => this.checkAlive(), options.pingIntervalMs);
     this.pinger.unref();
+    this.ping();
     this.deadline = new CredentialDeadline(options.credentialExpiresAt, options.tokenGraceMs, () => this.expired());
   }
 
@@ -193,7 +199,12 @@ export class WsLink implements DesktopLink {
       return;
     }
     this.alive = false;
-    this.ws.ping();
+    this.ping();
+  }
+
+  private ping(): void {
+    if (this.ws.readyState !== this.ws.OPEN) return;
+    this.ws.ping(this.roundTrip.ping());
   }
 
   private closedBy(code: number, reason: string): void {
