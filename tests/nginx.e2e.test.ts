@@ -8,7 +8,6 @@
  * Needs Debian's nginx (scripts/ci/provision-nginx.sh). Without it the suite is skipped with one
  * line, unless CTLL_REQUIRE_NGINX=1 makes that a failure.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import WebSocket from 'ws';
@@ -20,10 +19,10 @@ import {
   RecordReader,
   type ControlMessage,
 } from '@ctll/protocol';
+import { BRIDGE_CLI, startBridgeCli, type BridgeProcess } from './helpers/bridge-cli';
 import { startLayout, waitFor, type Layout } from './helpers/layout';
 import { linesWithArrival, nginxMissing, nginxRequest, startNginx, TEST_DOMAIN, type Nginx, type RequestOptions } from './helpers/nginx';
 
-const BRIDGE_CLI = path.resolve(__dirname, '../bridge/dist/cli.js');
 const TOKEN_DELAY_MS = 150;
 const NGINX_MAX_BODY = 1024 * 1024;
 const RELAY_MAX_BODY = 8 * 1024 * 1024;
@@ -301,34 +300,6 @@ function expectSpreadOut(arrivals: Array<{ at: number }>, finishedAt: number, to
   const gaps = arrivals.slice(1).map((a, i) => a.at - arrivals[i].at);
   const median = [...gaps].sort((a, b) => a - b)[Math.floor(gaps.length / 2)];
   expect(median).toBeGreaterThanOrEqual(TOKEN_DELAY_MS / 2);
-}
-
-interface BridgeProcess {
-  output(): string;
-  stop(): Promise<void>;
-}
-
-/** The real CLI in its own process, trusting nginx's certificate the way Node lets any user: NODE_EXTRA_CA_CERTS. */
-function startBridgeCli(nginx: Nginx, token: string, target: string): BridgeProcess {
-  const env: NodeJS.ProcessEnv = { ...process.env, NODE_EXTRA_CA_CERTS: nginx.caFile };
-  for (const name of ['http_proxy', 'https_proxy', 'all_proxy', 'HTTP_PROXY', 'HTTPS_PROXY', 'ALL_PROXY']) delete env[name];
-  const child: ChildProcess = spawn(process.execPath, [BRIDGE_CLI, '--server', nginx.url, '--token', token, '--target', target, '--json-logs'], {
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  return {
-    output: () => output,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await exited.finally(() => clearTimeout(timer));
-    },
-  };
 }
 
 function sleep(ms: number): Promise<void> {
