@@ -79,6 +79,16 @@ function registrySuite(open: () => Promise<{ db: Database; close(): Promise<void
     expect((await registry.get(alice, record.tunnelId)).publicUrl).toBe(share().publicUrl);
   });
 
+  it('answers an id that cannot be a share (NUL, other shapes) as unknown, never as a database error', async () => {
+    await registry.register(alice, share());
+    for (const id of ['\u0000', 'zt\u0000', 'ZT' + '0'.repeat(24), "zt'; DROP TABLE zrok_shares; --", 'x'.repeat(5000)]) {
+      for (const act of [() => registry.get(alice, id), () => registry.heartbeat(alice, id), () => registry.unregister(alice, id)]) {
+        await expect(act()).rejects.toThrow(NotFoundError);
+      }
+    }
+    expect(await registry.list(alice)).toHaveLength(1);
+  });
+
   it('re-registering the same URL refreshes the share and keeps its id; the limit counts distinct shares', async () => {
     const first = await registry.register(alice, share(1));
     now += 5000;

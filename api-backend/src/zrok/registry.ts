@@ -22,6 +22,12 @@ import type { Logger } from '../logger';
 import { toDate, type Database, type Queryable, type SqlParam } from '../audit/database';
 import { ownerKey } from '../proxy/replica-lock';
 
+/**
+ * The ids register() hands out. Anything else cannot name a share, so it is answered "no such
+ * share" without asking the database, which refuses some bytes (NUL) with an error, not "no row".
+ */
+export const SHARE_ID_PATTERN = /^zt[0-9a-f]{24}$/;
+
 export interface ShareInfo {
   publicUrl: string;
   localUrl?: string;
@@ -125,6 +131,7 @@ export class ShareRegistry {
   }
 
   async heartbeat(ownerHash: string, tunnelId: string): Promise<ShareRecord> {
+    if (!SHARE_ID_PATTERN.test(tunnelId)) return this.found([]);
     const now = this.options.now();
     const { rows } = await this.db.query<ShareRow>(
       `UPDATE zrok_shares SET last_heartbeat_at = $3, expires_at = $4
@@ -135,6 +142,7 @@ export class ShareRegistry {
   }
 
   async unregister(ownerHash: string, tunnelId: string): Promise<ShareRecord> {
+    if (!SHARE_ID_PATTERN.test(tunnelId)) return this.found([]);
     const { rows } = await this.db.query<ShareRow>(
       'DELETE FROM zrok_shares WHERE owner_hash = $1 AND tunnel_id = $2 AND expires_at > $3 RETURNING *',
       [ownerHash, tunnelId, iso(this.options.now())],
@@ -146,6 +154,7 @@ export class ShareRegistry {
 
   /** The owner's live share, or a 404 for unknown, expired and other users' ids alike. */
   async get(ownerHash: string, tunnelId: string): Promise<ShareRecord> {
+    if (!SHARE_ID_PATTERN.test(tunnelId)) return this.found([]);
     const { rows } = await this.db.query<ShareRow>('SELECT * FROM zrok_shares WHERE owner_hash = $1 AND tunnel_id = $2 AND expires_at > $3', [
       ownerHash,
       tunnelId,

@@ -14,7 +14,7 @@ import type { StreamingProxyManager } from '../proxy/manager';
 import type { ProxyClient } from '../proxy/proxy-client';
 import { userHash } from '../proxy/naming';
 import { jsonBody } from '../http/json-body';
-import type { ShareRegistry } from './registry';
+import { SHARE_ID_PATTERN, type ShareRegistry } from './registry';
 import { MAX_URL_LENGTH, validateLocalUrl, validatePublicUrl, type SharePolicy } from './share-url';
 import { ownerView } from './views';
 import { currentView, observe, refreshView } from './proxy-view';
@@ -27,7 +27,7 @@ export interface ZrokRouteDeps {
 }
 
 const BODY_LIMIT_BYTES = 16 * 1024;
-const TUNNEL_ID = z.string().regex(/^zt[0-9a-f]{24}$/, 'must be a tunnel id from /api/zrok/register');
+const TUNNEL_ID = z.string().regex(SHARE_ID_PATTERN, 'must be a tunnel id from /api/zrok/register');
 
 const registerBody = z.object({
   tunnelInfo: z.object({
