@@ -153,7 +153,15 @@ async function chatAndWatch(target: Page, prompt: string): Promise<string[]> {
   })()`);
   await target.locator('#chat-prompt').fill(prompt);
   await target.locator('#chat-send').click();
-  await target.locator('#chat-status', { hasText: 'Answer complete.' }).waitFor({ timeout: 20_000 });
+  await target
+    .locator('#chat-status', { hasText: 'Answer complete.' })
+    .waitFor({ timeout: 20_000 })
+    .catch(async (error: Error) => {
+      // Say what the page showed instead: a failed answer's message, or how far the answer got.
+      const status = await target.locator('#chat-status').textContent();
+      const shown = await target.evaluate<string[]>('window.answerTexts');
+      throw new Error(`${error.message}\nchat status: ${JSON.stringify(status)}; answer texts seen: ${JSON.stringify(shown)}`);
+    });
   return target.evaluate<string[]>('window.answerTexts');
 }
 
