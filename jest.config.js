@@ -1,7 +1,8 @@
 // Suites .ci/run runs in a jest of their own (CTLL_SLOW=skip leaves them out of the main run): the
-// six-minute streams, the minute-long signed-in bridge, the browser tests of the web console (mostly
-// waiting on a headless Chromium) and the replica failover (ten containers and bridges) beside the
-// rest, the idle sweep with 200 proxy containers alone at the end.
+// six-minute streams, the minute-long signed-in bridge and the replica failover (ten containers and
+// bridges) beside the rest; the browser tests of the web console alone afterwards (Chromium drops
+// its connections whenever Docker adds or removes a network interface); the idle sweep with 200
+// proxy containers alone at the end.
 // A plain `npm test` runs everything (the sweep with 25 proxies).
 const SLOW_SUITES = [
   '/tests/long-streams\\.e2e\\.test\\.ts$',
