@@ -6,9 +6,7 @@
  * the page, not even at its address. axe-core finds no serious violation on it. And a user's own
  * usage on My PC: the requests they made through their tunnel, counted today and charted per minute.
  */
-import jwt from 'jsonwebtoken';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { DEV_AUDIENCE, DEV_ISSUER } from '../api-backend/src/config';
 import { userHash } from '../api-backend/src/proxy/naming';
 import { startLayout, type Layout } from './helpers/layout';
 import { launchChromium, screenshot, seriousAxeViolations } from './helpers/browser';
@@ -37,16 +35,7 @@ afterAll(async () => {
   await layout?.close();
 });
 
-/** A token of the relay's dev issuer, with the claims a test needs. */
-const tokenWith = (sub: string, claims: object = {}) =>
-  jwt.sign(claims, layout.relay.devKeys!.privateKeyPem, {
-    algorithm: 'RS256',
-    keyid: layout.relay.devKeys!.kid,
-    subject: sub,
-    issuer: DEV_ISSUER,
-    audience: DEV_AUDIENCE,
-    expiresIn: 600,
-  });
+const tokenWith = (sub: string, claims: object = {}) => layout.token(sub, claims);
 
 /** Signs in on the dev sign-in page by pasting a token, as a person with a token from elsewhere would. */
 async function signInWith(token: string, userId: string): Promise<void> {

@@ -5,7 +5,6 @@
  * ADMIN_CLAIM (here `roles=ctll-admin`): tokens are signed with the dev issuer's key, with the
  * claims each test needs.
  */
-import jwt from 'jsonwebtoken';
 import {
   meSchema,
   meUsageSchema,
@@ -14,7 +13,6 @@ import {
   type CreatedRelayKey,
   type OperatorOverview,
 } from '@ctll/protocol';
-import { DEV_AUDIENCE, DEV_ISSUER } from '../api-backend/src/config';
 import { userHash } from '../api-backend/src/proxy/naming';
 import type { Bridge } from '../bridge/src';
 import { startLayout, waitFor, type Layout } from './helpers/layout';
@@ -30,16 +28,7 @@ describe("the operator's view and a user's usage", () => {
   }, 60_000);
   afterAll(() => layout?.close());
 
-  /** A token of the relay's dev issuer for `sub`, with extra claims. */
-  const tokenWith = (sub: string, claims: object = {}) =>
-    jwt.sign(claims, layout.relay.devKeys!.privateKeyPem, {
-      algorithm: 'RS256',
-      keyid: layout.relay.devKeys!.kid,
-      subject: sub,
-      issuer: DEV_ISSUER,
-      audience: DEV_AUDIENCE,
-      expiresIn: 600,
-    });
+  const tokenWith = (sub: string, claims: object = {}) => layout.token(sub, claims);
   const operatorToken = () => tokenWith('olga', { roles: ['viewer', 'ctll-admin'] });
 
   const call = async (method: string, route: string, credential: string, body?: unknown) => {

@@ -35,7 +35,8 @@ export interface Layout {
   llm: LlmServer;
   dataDir: string;
   transport: Transport;
-  token(userId: string): string;
+  /** A dev-issuer token for the user, with any extra claims (e.g. an operator's role). */
+  token(userId: string, claims?: object): string;
   /** Base URL an Ollama client uses for the user's desktop. */
   tunnelUrl(userId: string): string;
   /** Starts a bridge for the user against the test LLM server and waits until it is connected. */
@@ -76,8 +77,8 @@ export async function startLayout(options: LayoutOptions = {}): Promise<Layout> 
   let relay = await startRelay(loadConfig(relayEnv(env, dataDir), { proxyScript: PROXY_SCRIPT }), logger);
   const bridges: Bridge[] = [];
 
-  const token = (userId: string) =>
-    signDevToken(relay.devKeys!, { sub: userId, issuer: 'urn:ctll:dev', audience: 'ctll-relay', expiresInSeconds: 3600 });
+  const token = (userId: string, claims?: object) =>
+    signDevToken(relay.devKeys!, { sub: userId, issuer: 'urn:ctll:dev', audience: 'ctll-relay', expiresInSeconds: 3600 }, claims);
 
   const layout: Layout = {
     get relay() {

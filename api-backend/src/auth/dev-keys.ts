@@ -41,8 +41,10 @@ export function loadOrCreateDevKeys(keyDir: string): DevKeys {
 export function signDevToken(
   keys: DevKeys,
   claims: { sub: string; issuer: string; audience: string; expiresInSeconds?: number },
+  /** More claims to carry (tests give an operator's role this way). */
+  extra: object = {},
 ): string {
-  return jwt.sign({}, keys.privateKeyPem, {
+  return jwt.sign({ ...extra }, keys.privateKeyPem, {
     algorithm: 'RS256',
     keyid: keys.kid,
     subject: claims.sub,
