@@ -7,11 +7,11 @@
  * keys refused, and the table read directly to show no key is kept in clear.
  */
 import { createHash } from 'node:crypto';
-import WebSocket from 'ws';
 import { Ollama } from 'ollama';
 import type { CreatedRelayKey, RelayKeyView } from '@ctll/protocol';
 import { startBridge, type Bridge } from '../bridge/src';
 import { startLayout, waitFor, type Layout } from './helpers/layout';
+import { upgradeAnswer } from './helpers/raw-desktop';
 import { signingKey, signToken, startJwksServer, type JwksServer } from './helpers/jwks-server';
 import { AUDIT_TEST_ENV, createTestDatabase, describeWithPostgres, type TestDatabase } from './helpers/postgres';
 
@@ -62,20 +62,7 @@ describeWithPostgres('relay keys on two api-backends sharing PostgreSQL', () => 
     return bridge;
   };
 
-  const upgrade = (credential: string) =>
-    new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const ws = new WebSocket(`${a.relay.url.replace('http', 'ws')}/ws/tunnel`, { headers: { authorization: `Bearer ${credential}` } });
-      ws.on('unexpected-response', (_req, res) => {
-        let body = '';
-        res.on('data', (chunk: Buffer) => (body += chunk.toString()));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      });
-      ws.on('open', () => {
-        ws.terminate();
-        resolve({ status: 101, body: '' });
-      });
-      ws.on('error', reject);
-    });
+  const upgrade = (credential: string) => upgradeAnswer(`${a.relay.url.replace('http', 'ws')}/ws/tunnel`, { authorization: `Bearer ${credential}` });
 
   beforeAll(async () => {
     [jwks, db] = await Promise.all([startJwksServer([idpKey]), createTestDatabase()]);

@@ -4,10 +4,9 @@
  * (with the credential-expiry header api-backend adds). Verifying a renewal needs api-backend and
  * is tested end to end (tests/token-renewal.e2e.test.ts); here the proxy runs without one.
  */
-import http from 'node:http';
 import { CREDENTIAL_EXPIRES_HEADER, encodeControl, PROXY_SECRET_HEADER, TOKEN_EXPIRED_CLOSE, type ControlMessage } from '@ctll/protocol';
 import { openRawDesktop, type RawDesktop } from '../../tests/helpers/raw-desktop';
-import { SECRET, startProxy, type TestProxy } from './helpers/proxy';
+import { postToProxy, SECRET, startProxy, type TestProxy } from './helpers/proxy';
 
 const GRACE_MS = 300;
 let proxy: TestProxy;
@@ -30,21 +29,7 @@ async function nextError(desktop: RawDesktop): Promise<Extract<ControlMessage, {
   }
 }
 
-function post(path: string, headers: Record<string, string>, body = '{}'): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(`${proxy.url}${path}`, {
-      method: 'POST',
-      headers: { [PROXY_SECRET_HEADER]: SECRET, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...headers },
-    });
-    req.on('response', (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
+const post = (path: string, headers: Record<string, string>, body = '{}') => postToProxy(proxy, path, headers, body);
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -4,11 +4,10 @@
  * link it hands over, and tells the proxy when the owner revokes it). End to end, with the real
  * api-backend and bridge: tests/key-revocation.e2e.test.ts.
  */
-import http from 'node:http';
 import WebSocket from 'ws';
 import { CREDENTIAL_KEY_HEADER, KEY_REVOKED_CLOSE, KEY_REVOKED_PATH, PROXY_SECRET_HEADER } from '@ctll/protocol';
-import { openRawDesktop, type RawDesktop } from '../../tests/helpers/raw-desktop';
-import { SECRET, startProxy, type TestProxy } from './helpers/proxy';
+import { openRawDesktop, upgradeAnswer, type RawDesktop } from '../../tests/helpers/raw-desktop';
+import { postToProxy, SECRET, startProxy, type TestProxy } from './helpers/proxy';
 
 const KEY_A = '0b7a4a4e-9d0f-4c59-9a43-6d2b1f0c1a01';
 const KEY_B = '5f1e2d3c-4b5a-4968-8776-655443322110';
@@ -26,40 +25,13 @@ function desktopWithKey(keyId: string | undefined): Promise<RawDesktop> {
   return openRawDesktop(`${proxy.url.replace('http', 'ws')}/ws/tunnel`, headers, 5000);
 }
 
-function post(path: string, headers: Record<string, string>, body = '{}'): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(`${proxy.url}${path}`, {
-      method: 'POST',
-      headers: { [PROXY_SECRET_HEADER]: SECRET, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...headers },
-    });
-    req.on('response', (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
+const post = (path: string, headers: Record<string, string>, body = '{}') => postToProxy(proxy, path, headers, body);
 
 const revoke = (keyId: string) => post(KEY_REVOKED_PATH, {}, JSON.stringify({ keyId }));
 
 /** A WebSocket upgrade's answer when it is refused (101 when it is not). */
-function upgradeStatus(headers: Record<string, string>): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`${proxy.url.replace('http', 'ws')}/ws/tunnel`, { headers: { [PROXY_SECRET_HEADER]: SECRET, ...headers } });
-    ws.on('unexpected-response', (_req, res) => {
-      let body = '';
-      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    ws.on('open', () => {
-      ws.terminate();
-      resolve({ status: 101, body: '' });
-    });
-    ws.on('error', reject);
-  });
-}
+const upgradeStatus = (headers: Record<string, string>) =>
+  upgradeAnswer(`${proxy.url.replace('http', 'ws')}/ws/tunnel`, { [PROXY_SECRET_HEADER]: SECRET, ...headers });
 
 describe('revoking a relay key at the proxy', () => {
   it("closes the key's WebSocket tunnels with 4401 and the reason, and leaves a token's tunnel and another key's open", async () => {

@@ -42,3 +42,20 @@ export function openRawDesktop(url: string, headers: Record<string, string>, tim
     ws.once('error', reject);
   });
 }
+
+/** How a WebSocket upgrade is answered: the refusal's status and body, or 101 (then closed at once). */
+export function upgradeAnswer(url: string, headers: Record<string, string>): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { headers });
+    ws.on('unexpected-response', (_req, res) => {
+      let body = '';
+      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    ws.on('open', () => {
+      ws.terminate();
+      resolve({ status: 101, body: '' });
+    });
+    ws.on('error', reject);
+  });
+}

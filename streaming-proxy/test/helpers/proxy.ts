@@ -89,3 +89,23 @@ export async function registerPoller(proxy: TestProxy, body: Record<string, stri
   if (res.status !== 201) throw new Error(`register answered ${res.status}`);
   return ((await res.json()) as { bridgeId: string }).bridgeId;
 }
+
+/**
+ * A JSON POST to the proxy as api-backend makes it (its secret, unless `headers` replaces it), read
+ * whole: the control routes and the polling bridge's routes.
+ */
+export function postToProxy(proxy: TestProxy, path: string, headers: Record<string, string> = {}, body = '{}'): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(`${proxy.url}${path}`, {
+      method: 'POST',
+      headers: { [PROXY_SECRET_HEADER]: SECRET, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...headers },
+    });
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
