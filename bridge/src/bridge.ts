@@ -20,8 +20,7 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
-import { RELAY_RESTART_CLOSE, TOKEN_EXPIRED_CLOSE, type NamedTargetReport, type TargetReportMessage } from '@ctll/protocol';
-import { Backoff } from './backoff';
+import { Backoff, RELAY_RESTART_CLOSE, TOKEN_EXPIRED_CLOSE, type NamedTargetReport, type TargetReportMessage } from '@ctll/protocol';
 import { AuthRefusedError, BridgeClosedError, ConnectTimeoutError, RelayRejectedError } from './errors';
 import { suggestsBlockedWebSocket } from './fallback';
 import { LocalTargets, type LocalTarget } from './local-targets';

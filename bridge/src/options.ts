@@ -4,9 +4,8 @@
  * A bad value throws an OptionError naming the flag it came from.
  */
 import { FixedTokenSource, type TokenSource } from './auth/token-source';
-import type { BackoffOptions } from './backoff';
 import { OptionError } from './errors';
-import { MAX_NAMED_TARGETS, TARGET_NAME_PATTERN } from '@ctll/protocol';
+import { MAX_NAMED_TARGETS, TARGET_NAME_PATTERN, type BackoffOptions } from '@ctll/protocol';
 import { chooseProxy, type ProxyEnv } from './proxy';
 import type { BridgeStatus } from './status';
 import { tokenExpiry } from './token';

@@ -20,7 +20,7 @@ import { containerName, LABELS } from './naming';
 import { SubnetPool } from './subnet-pool';
 import { mapLimit } from './map-limit';
 import { waitHealthy } from './wait-healthy';
-import { withTimeout } from './with-timeout';
+import { withTimeout } from '@ctll/protocol';
 import { resolveDockerOptions, specOf, type DockerDriverOptions } from './docker/options';
 import { containerSpec, isOurs, managedFilter, SCOPE_LABEL, type ProxySpecOptions } from './docker/spec';
 import { ProxyNetworks } from './docker/networks';

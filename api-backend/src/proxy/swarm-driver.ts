@@ -35,7 +35,7 @@ import type { DriverHealth, ProxyHandle } from './driver';
 import { containerName, LABELS } from './naming';
 import { SubnetPool } from './subnet-pool';
 import { waitHealthy } from './wait-healthy';
-import { withTimeout } from './with-timeout';
+import { withTimeout } from '@ctll/protocol';
 import { resolveDockerOptions, specOf, type DockerDriverOptions } from './docker/options';
 import { ProxyNetworks } from './docker/networks';
 import type { Placement } from './docker/placement';

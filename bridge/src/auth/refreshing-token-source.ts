@@ -10,7 +10,7 @@
  * unreachable) is retried with growing pauses while the current token lasts.
  */
 import * as oidc from 'openid-client';
-import { Backoff } from '../backoff';
+import { Backoff } from '@ctll/protocol';
 import { SignedOutError } from '../errors';
 import { tokenSubject } from '../token';
 import type { CredentialStore, StoredCredentials } from './credential-store';
