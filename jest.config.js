@@ -12,13 +12,21 @@ const SLOW_SUITES = [
   '/tests/docker/docker-sweep\\.test\\.ts$',
 ];
 
+// The web console's browser tests need Debian's Chromium (tests/helpers/browser.ts). Where there is
+// none they are left out, with a line saying so, as the Docker and Postgres suites skip without
+// their servers; CI sets CTLL_REQUIRE_CHROMIUM=1 (and installs it), so there they always run.
+const BROWSER_SUITES = ['/tests/console(-[a-z]+)?\\.e2e\\.test\\.ts$'];
+const chromiumPath = process.env.CTLL_CHROMIUM ?? '/usr/bin/chromium';
+const leaveOutBrowser = process.env.CTLL_REQUIRE_CHROMIUM !== '1' && !require('node:fs').existsSync(chromiumPath);
+if (leaveOutBrowser) console.warn(`jest: the web console's browser tests are left out: no Chromium at ${chromiumPath} (apt install chromium, or set CTLL_CHROMIUM)`);
+
 /** @type {import('jest').Config} */
 module.exports = {
   testEnvironment: 'node',
   // tsconfig's isolatedModules makes ts-jest transpile only (fast); `npm run typecheck` type-checks.
   transform: { '^.+\\.ts$': ['ts-jest', { diagnostics: false }] },
   testMatch: ['<rootDir>/**/test/**/*.test.ts', '<rootDir>/tests/**/*.test.ts'],
-  testPathIgnorePatterns: ['/node_modules/', '/dist/', ...(process.env.CTLL_SLOW === 'skip' ? SLOW_SUITES : [])],
+  testPathIgnorePatterns: ['/node_modules/', '/dist/', ...(process.env.CTLL_SLOW === 'skip' ? SLOW_SUITES : []), ...(leaveOutBrowser ? BROWSER_SUITES : [])],
   testTimeout: 60000,
   // Every error body a test receives is recorded, and tests/error-bodies.last.test.ts (run last by
   // the sequencer) checks that none of them carries the relay's internals.
