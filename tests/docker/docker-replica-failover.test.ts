@@ -6,7 +6,7 @@
  * the operator sees: every tunnel's audit row (the cut ones closed), no proxy orphaned or made
  * twice, and the killed replica, started again, adopts everything.
  *
- * Runs in the slow lane (jest.config.js SLOW_SUITES): ten containers and bridges on two cores.
+ * Runs alone in CI, after the main run (.ci/run): ten containers and bridges on two cores.
  */
 import fs from 'node:fs';
 import { LABELS, userHash } from '../../api-backend/src/proxy/naming';
@@ -87,7 +87,7 @@ describeDocker('an api-backend replica killed under load (docker driver)', () =>
               }
             }),
         }).then(
-          (res) => ({ user, ok: res.status === 200, settledAt: Date.now(), tokens: tokens(), ...(res.status === 200 ? {} : { error: `status ${res.status}` }) }),
+          (res) => ({ user, ok: res.status === 200, settledAt: Date.now(), tokens: tokens(), ...(res.status === 200 ? {} : { error: `status ${res.status}: ${res.text().slice(0, 300)}` }) }),
           (error: Error) => ({ user, ok: false, settledAt: Date.now(), tokens: tokens(), error: error.message }),
         );
       };
@@ -113,8 +113,20 @@ describeDocker('an api-backend replica killed under load (docker driver)', () =>
 
         // One long answer streaming for every user; the kill comes once every stream has begun.
         let begun = 0;
-        const outcomes = users.map((user) => stream(user, () => (begun += 1)));
-        await waitFor(() => begun === USERS, 60_000, 'every stream to begin');
+        let killing = false;
+        const settledEarly: StreamOutcome[] = [];
+        const outcomes = users.map((user) =>
+          stream(user, () => (begun += 1)).then((outcome) => {
+            if (!killing) settledEarly.push(outcome);
+            return outcome;
+          }),
+        );
+        // A stream that ends before the kill is a failure of its own: say which and how, at once.
+        await waitFor(() => begun === USERS || settledEarly.length > 0, 60_000, 'every stream to begin').catch(async (error: Error) => {
+          throw new Error(`${error.message}: ${begun} of ${USERS} began; tunnels ${JSON.stringify(await tunnelsOpen())}`);
+        });
+        expect(settledEarly).toEqual([]);
+        killing = true;
         const killedAt = Date.now();
         await relay.replicas[victim].kill();
 
