@@ -6,7 +6,7 @@
  * the operator sees: every tunnel's audit row (the cut ones closed), no proxy orphaned or made
  * twice, and the killed replica, started again, adopts everything.
  *
- * Runs alone in CI, after the main run (.ci/run): ten containers and bridges on two cores.
+ * Runs alone in CI, after the main run (.ci/run): twenty containers and bridges on two cores.
  */
 import fs from 'node:fs';
 import { LABELS, userHash } from '../../api-backend/src/proxy/naming';
@@ -20,8 +20,8 @@ import { docker } from './support';
 
 jest.setTimeout(300_000);
 
-/** Twenty was the aim; on a shared two-core machine twenty containers and bridges starting at once do not all connect within minutes. */
-const USERS = 10;
+/** The issue asks for twenty users streaming when a replica dies; alone on two cores they connect within a couple of minutes. */
+const USERS = 20;
 const TOKEN_DELAY_MS = 100;
 /** Tokens per stream: 30 s of answer, far longer than a cut stream may take to fail. */
 const TOKENS = 300;
@@ -63,7 +63,15 @@ describeDocker('an api-backend replica killed under load (docker driver)', () =>
       const engineRecord = async () => {
         const filters = { label: [`${LABELS.scope}=${relay.scope}`] };
         const [containers, networks] = await Promise.all([docker.listContainers({ all: true, filters }), docker.listNetworks({ filters })]);
-        return { containers: containers.map((c) => `${c.Id} ${c.State}`).sort(), networks: networks.length };
+        // Ids, not states: under load the engine may still list a container as `created` for a
+        // moment after its proxy already answers; that every one runs is checked apart.
+        return { containers: containers.map((c) => c.Id).sort(), networks: networks.length, notRunning: containers.filter((c) => c.State !== 'running').length };
+      };
+      /** The same proxies as before, none orphaned or made twice, and every one running. */
+      const sameProxiesRunning = async (before: { containers: string[]; networks: number }) => {
+        await waitFor(async () => (await engineRecord()).notRunning === 0, 10_000, 'the engine to list every proxy as running');
+        const now = await engineRecord();
+        expect({ containers: now.containers, networks: now.networks }).toEqual({ containers: before.containers, networks: before.networks });
       };
 
       /** One long streamed chat through nginx; resolves with how it ended (never rejects). */
@@ -143,10 +151,10 @@ describeDocker('an api-backend replica killed under load (docker driver)', () =>
         // New requests succeed for everyone.
         for (const user of users) {
           const tags = await nginxRequest(tunnel(user, '/api/tags'), { ca: relay.nginx.ca, headers: auth(user) });
-          expect({ user, status: tags.status }).toEqual({ user, status: 200 });
+          expect({ user, status: tags.status, body: tags.status === 200 ? '' : tags.text().slice(0, 300) }).toEqual({ user, status: 200, body: '' });
         }
         // The same proxies, none orphaned, none made twice.
-        expect(await engineRecord()).toEqual(before);
+        await sameProxiesRunning(before);
 
         // Every tunnel has its row: each cut one closed, and exactly one open per desktop again.
         const reconnects = carried[victim];
@@ -169,7 +177,7 @@ describeDocker('an api-backend replica killed under load (docker driver)', () =>
           const res = await fetch(`${relay.replicas[victim].process.url}/api/proxy/start`, { method: 'POST', headers: auth(user) });
           expect(await res.json()).toMatchObject({ status: 'running', created: false });
         }
-        expect(await engineRecord()).toEqual(before);
+        await sameProxiesRunning(before);
       });
     });
   });
