@@ -210,6 +210,29 @@ describe('zrok shares (ZROK_ALLOW_INSECURE=true)', () => {
     expect(headers.host).toBe(`127.0.0.1:${share.port}`);
   });
 
+  it("answers a named target's request (/t/<name>/...) with 503 target_needs_tunnel while only a share serves, and never passes it to the share", async () => {
+    const offered = await offerShare('nora');
+    try {
+      await waitFor(async () => (await tunnelHealth(layout, 'nora')).transport === 'zrok', 10_000, "the share to serve nora's requests");
+      for (const [pathname, name] of [['/t/lmstudio/v1/models', 'lmstudio'], ['/t/vllm?x=1', 'vllm']]) {
+        const res = await layout.fetchAs('nora', pathname, { headers: { 'x-test-id': 'zrok-named-target' } });
+        expect(res.status).toBe(503);
+        const { error } = (await res.json()) as { error: { code: string; message: string } };
+        expect(error.code).toBe('target_needs_tunnel');
+        expect(error.message).toContain(`"${name}"`);
+      }
+      expect(share.seen.some((seen) => seen.headers['x-test-id'] === 'zrok-named-target')).toBe(false);
+      // The default target is the share's, and is still served through it; so is a path that only looks alike.
+      for (const pathname of ['/api/tags', '/tags']) {
+        const res = await layout.fetchAs('nora', pathname, { headers: { 'x-test-id': `zrok-default${pathname}` } });
+        expect(res.status).not.toBe(503);
+        expect(share.seen.some((seen) => seen.headers['x-test-id'] === `zrok-default${pathname}` && seen.path === pathname)).toBe(true);
+      }
+    } finally {
+      await offered.close();
+    }
+  });
+
   it('aborts the request to the share when the web client goes away', async () => {
     const controller = new AbortController();
     const res = await layout.fetchAs('zoe', '/api/chat', {
