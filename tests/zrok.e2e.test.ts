@@ -16,7 +16,13 @@ import { userHash } from '../api-backend/src/proxy/naming';
 import { ZrokShare } from '../bridge/src/zrok';
 
 const BRIDGE_CLI = path.resolve(__dirname, '../bridge/dist/cli.js');
-const TTL_MS = 2500;
+/**
+ * Shares beat every TTL_MS / 3. The shares the tests keep alive must survive a heartbeat delayed
+ * under load (the registry is in Postgres: a beat is a database round trip), so the TTL leaves
+ * seconds of slack; the tests that need a share to expire or to outlive its first TTL wait for what
+ * the relay reports, not for a fixed time.
+ */
+const TTL_MS = 6_000;
 
 interface ShareAnswer {
   tunnelId: string;
@@ -26,6 +32,7 @@ interface ShareAnswer {
   heartbeatIntervalMs?: number;
   reachable?: boolean | null;
   inUse?: boolean;
+  expiresAt?: string;
 }
 
 function api(layout: Layout, userId: string | null, method: string, pathname: string, body?: unknown, headers: Record<string, string> = {}) {
@@ -210,6 +217,29 @@ describe('zrok shares (ZROK_ALLOW_INSECURE=true)', () => {
     expect(headers.host).toBe(`127.0.0.1:${share.port}`);
   });
 
+  it("answers a named target's request (/t/<name>/...) with 503 target_needs_tunnel while only a share serves, and never passes it to the share", async () => {
+    const offered = await offerShare('nora');
+    try {
+      await waitFor(async () => (await tunnelHealth(layout, 'nora')).transport === 'zrok', 10_000, "the share to serve nora's requests");
+      for (const [pathname, name] of [['/t/lmstudio/v1/models', 'lmstudio'], ['/t/vllm?x=1', 'vllm']]) {
+        const res = await layout.fetchAs('nora', pathname, { headers: { 'x-test-id': 'zrok-named-target' } });
+        expect(res.status).toBe(503);
+        const { error } = (await res.json()) as { error: { code: string; message: string } };
+        expect(error.code).toBe('target_needs_tunnel');
+        expect(error.message).toContain(`"${name}"`);
+      }
+      expect(share.seen.some((seen) => seen.headers['x-test-id'] === 'zrok-named-target')).toBe(false);
+      // The default target is the share's, and is still served through it; so is a path that only looks alike.
+      for (const pathname of ['/api/tags', '/tags']) {
+        const res = await layout.fetchAs('nora', pathname, { headers: { 'x-test-id': `zrok-default${pathname}` } });
+        expect(res.status).not.toBe(503);
+        expect(share.seen.some((seen) => seen.headers['x-test-id'] === `zrok-default${pathname}` && seen.path === pathname)).toBe(true);
+      }
+    } finally {
+      await offered.close();
+    }
+  });
+
   it('aborts the request to the share when the web client goes away', async () => {
     const controller = new AbortController();
     const res = await layout.fetchAs('zoe', '/api/chat', {
@@ -287,9 +317,13 @@ describe('zrok shares (ZROK_ALLOW_INSECURE=true)', () => {
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     try {
       await waitFor(async () => (await discover(layout, 'carl')).length === 1, 10_000, 'the CLI to register its share');
-      // Longer than the TTL: only heartbeats keep it.
-      await new Promise((resolve) => setTimeout(resolve, TTL_MS + 500));
-      expect((await discover(layout, 'carl'))[0]).toMatchObject({ publicUrl: share.url, localUrl: layout.llm.url });
+      const [registered] = await discover(layout, 'carl');
+      const firstExpiry = Date.parse(registered.expiresAt!);
+      // Past the expiry its registration was given: only heartbeats keep it, under the same id.
+      await waitFor(async () => Date.now() > firstExpiry + 200, TTL_MS + 1_000, 'the first expiry to pass');
+      const [kept] = await discover(layout, 'carl');
+      expect(kept).toMatchObject({ tunnelId: registered.tunnelId, publicUrl: share.url, localUrl: layout.llm.url });
+      expect(Date.parse(kept.expiresAt!)).toBeGreaterThan(firstExpiry);
       expect(output).toContain('zrok share registered with the relay');
     } finally {
       child.kill('SIGTERM');

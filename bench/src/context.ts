@@ -105,3 +105,18 @@ export interface Scenario {
 export function allRoutes(ctx: BenchContext): Route[] {
   return [ctx.direct, ...ctx.relays.map((r) => r.route), ...ctx.peers];
 }
+
+/**
+ * Runs `measure` with the relay of each proxy driver, process first; a driver that does not run
+ * on this machine gets one row saying why instead.
+ */
+export async function forEachDriver(ctx: BenchContext, rows: Row[], measure: (driver: 'process' | 'docker', relay: RelayProcess) => Promise<void>): Promise<void> {
+  const drivers: Array<['process' | 'docker', RelayProcess | undefined, string | undefined]> = [
+    ['process', ctx.processRelay, undefined],
+    ['docker', ctx.dockerRelay, ctx.dockerUnavailable],
+  ];
+  for (const [driver, relay, unavailable] of drivers) {
+    if (relay) await measure(driver, relay);
+    else rows.push({ driver, measure: 'all', value: null, note: `not measured: ${unavailable}` });
+  }
+}

@@ -54,11 +54,24 @@ const DOCKER_IMAGE = process.env.PROXY_IMAGE ?? 'ctll/streaming-proxy:latest';
  */
 const DOCKER_ENV = { PROXY_SCOPE: `bench-${process.pid}`, PROXY_SUBNET_POOL: '10.213.0.0/16' };
 
+const USAGE = `usage: npm run bench -- [options]   (or node bench/run.mjs [options]; run \`npm run build\` first)
+  --quick        smaller sizes; with --quick or --only, results go to bench/.tmp instead of bench/
+  --only a,b     only these scenarios (ids as in bench/src/scenarios), or with --profile these loads
+  --profile      CPU profiles of the relay's processes instead of the scenarios
+  --render       rewrite RESULTS.md from an existing results.json, measuring nothing
+  --out DIR      where results.json and RESULTS.md go
+  -h, --help     this text
+`;
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { quick: { type: 'boolean' }, only: { type: 'string' }, profile: { type: 'boolean' }, out: { type: 'string' }, render: { type: 'boolean' } },
+    options: { quick: { type: 'boolean' }, only: { type: 'string' }, profile: { type: 'boolean' }, out: { type: 'string' }, render: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
     strict: true,
   });
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return;
+  }
   const began = nowMs();
   const loadAtStart = Math.round(os.loadavg()[0] * 10) / 10;
   const log = (message: string) => process.stdout.write(`[${((nowMs() - began) / 1000).toFixed(1).padStart(6)} s] ${message}\n`);

@@ -10,6 +10,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
+import { namedTargetOf } from '@ctll/protocol';
 
 /** One local LLM server: its base URL and one keep-alive pool shared by every stream to it. */
 export interface LocalTarget {
@@ -34,9 +35,6 @@ export function createLocalTarget(url: URL, name?: string): LocalTarget {
 /** A request's target and the path to ask it for; or the name of a target this bridge does not have. */
 export type Route = { target: LocalTarget; path: string } | { target: undefined; unknownName: string };
 
-/** `/t/<name>` followed by the end, `/` or `?`. The name may be anything here: an unknown one is answered, not passed on. */
-const NAMED_PREFIX = /^\/t\/([^/?]*)(.*)$/s;
-
 export class LocalTargets {
   readonly default: LocalTarget;
   private readonly named: ReadonlyMap<string, LocalTarget>;
@@ -57,12 +55,11 @@ export class LocalTargets {
 
   /** `/t/lms/v1/models` is `/v1/models` on the target named lms; `/api/tags` is the default target's. */
   route(path: string): Route {
-    const match = NAMED_PREFIX.exec(path);
-    if (!match) return { target: this.default, path };
-    const [, name, rest] = match as unknown as [string, string, string];
-    const target = this.named.get(name);
-    if (!target) return { target: undefined, unknownName: name };
-    return { target, path: rest.startsWith('/') ? rest : `/${rest}` };
+    const named = namedTargetOf(path);
+    if (!named) return { target: this.default, path };
+    const target = this.named.get(named.name);
+    if (!target) return { target: undefined, unknownName: named.name };
+    return { target, path: named.rest };
   }
 
   /** Closes every pooled connection. */

@@ -49,6 +49,9 @@ export const ERROR_CATALOGUE = {
   share_address_refused: 502,
   unavailable: 503,
   desktop_offline: 503,
+  // A `/t/<name>/` request while only the desktop's zrok share serves: a share carries the default
+  // target alone, and the named ones come back with the tunnel.
+  target_needs_tunnel: 503,
   desktop_disconnected: 503,
   queue_full: 503,
   capacity: 503,

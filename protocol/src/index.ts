@@ -21,3 +21,5 @@ export * from './operator-api';
 export * from './with-timeout';
 export * from './backoff';
 export * from './tunnel-health';
+export * from './ipv4';
+export * from './ttl-cache';

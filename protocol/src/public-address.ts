@@ -12,6 +12,7 @@
  * The same parsers give per-client limits their key (`clientKey`), so the relay has one reading
  * of an address, not two.
  */
+import { ipv4, ipv4Mask, parseIPv4 } from './ipv4';
 
 export type AddressKind =
   | 'public'
@@ -84,8 +85,7 @@ export function clientKey(address: string): string {
 
 function classifyIPv4(value: number): AddressKind {
   for (const [base, prefix, kind] of IPV4_RANGES) {
-    const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
-    if (((value & mask) >>> 0) === base) return kind;
+    if (((value & ipv4Mask(prefix)) >>> 0) === base) return kind;
   }
   return 'public';
 }
@@ -110,18 +110,6 @@ function classifyIPv6(g: number[]): AddressKind {
   if ((g[0] & 0xff00) === 0xff00) return 'multicast';
   // Everything globally routable today is inside 2000::/3.
   return (g[0] & 0xe000) === 0x2000 ? 'public' : 'reserved';
-}
-
-function ipv4(a: number, b: number, c: number, d: number): number {
-  return ((a << 24) | (b << 16) | (c << 8) | d) >>> 0;
-}
-
-function parseIPv4(text: string): number | undefined {
-  const match = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(text);
-  if (!match) return undefined;
-  const parts = match.slice(1).map(Number);
-  if (parts.some((part) => part > 255)) return undefined;
-  return ipv4(parts[0], parts[1], parts[2], parts[3]);
 }
 
 /** Eight 16-bit groups, or undefined if the text is not an IPv6 address. */

@@ -26,6 +26,21 @@ const probeResult = {
 
 /** How a bridge's named targets are written: in `--target name=url` and in the `/t/<name>/` path prefix. */
 export const TARGET_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/;
+/** `/t/<name>` followed by the end, `/` or `?`. The name may be anything here: an unknown one is answered, not passed on. */
+const NAMED_PREFIX = /^\/t\/([^/?]*)(.*)$/s;
+
+/**
+ * The named target a tunnel path asks for: `/t/lms/v1/models` is `{name: 'lms', rest: '/v1/models'}`;
+ * a path without the `/t/` prefix (the default target's) is undefined. The bridge routes by it, and
+ * the proxy's zrok path, which carries the default target only, refuses by it.
+ */
+export function namedTargetOf(path: string): { name: string; rest: string } | undefined {
+  const match = NAMED_PREFIX.exec(path);
+  if (!match) return undefined;
+  const rest = match[2];
+  return { name: match[1], rest: rest.startsWith('/') ? rest : `/${rest}` };
+}
+
 /** At most this many named targets per bridge: a report carries them all. */
 export const MAX_NAMED_TARGETS = 16;
 

@@ -14,7 +14,7 @@
  * path), at most once per LAST_USED_PRECISION_MS per key and api-backend.
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { BadRequestError, NotFoundError, RELAY_KEY_PREFIX, ServiceUnavailableError, UnauthorizedError, type CreatedRelayKey, type RelayKeyScope, type RelayKeyView } from '@ctll/protocol';
+import { BadRequestError, NotFoundError, RELAY_KEY_PREFIX, ServiceUnavailableError, TtlCache, UnauthorizedError, type CreatedRelayKey, type RelayKeyScope, type RelayKeyView } from '@ctll/protocol';
 import type { Queryable } from '../audit/database';
 import { DatabaseUnavailableError } from '../audit/errors';
 import { deleteKey, findByHash, insertKey, listKeys, type KeyRecord } from './relay-key-table';
@@ -54,36 +54,35 @@ export class RelayKeyRefused extends UnauthorizedError {
   }
 }
 
-interface Cached {
-  record: KeyRecord;
-  until: number;
-}
-
 export class RelayKeys {
-  private readonly cache = new Map<string, Cached>();
+  /** Checked keys by hash. */
+  private readonly cache: TtlCache<string, KeyRecord>;
   private readonly lookups = new Map<string, Promise<KeyRecord | undefined>>();
-  /** When this api-backend last reported each key's use, by key id. */
-  private readonly reported = new Map<string, number>();
+  /** When this api-backend last reported each key's use, by key id (older reports no longer matter). */
+  private readonly reported: TtlCache<string, number>;
 
   constructor(
     private readonly db: Queryable,
     /** Told of each use worth recording (the audit writes it as the key's last use). */
     private readonly onUsed: (keyId: string, at: Date) => void = () => undefined,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    this.cache = new TtlCache({ ttlMs: CACHE_MS, maxEntries: MAX_CACHED, now });
+    this.reported = new TtlCache({ ttlMs: LAST_USED_PRECISION_MS, maxEntries: MAX_CACHED, now });
+  }
 
   /** The key's owner and scope; rejects with RelayKeyRefused (401) or a 503 when the database cannot answer. */
   async verify(key: string): Promise<VerifiedKey> {
     if (!KEY_SHAPE.test(key)) throw new RelayKeyRefused('relay_key_unknown');
     const hash = hashKey(key);
-    const record = this.cached(hash) ?? (await this.lookup(hash));
+    const record = this.cache.get(hash) ?? (await this.lookup(hash));
     if (!record) throw new RelayKeyRefused('relay_key_unknown');
     const now = this.now();
     if (record.expiresAt !== undefined && record.expiresAt <= now) throw new RelayKeyRefused('relay_key_expired');
     // The database's last use, or ours if later: a report still waiting in the audit's queue counts.
     const lastUsed = Math.max(record.lastUsedAt ?? -Infinity, this.reported.get(record.id) ?? -Infinity);
     if (now - lastUsed >= LAST_USED_PRECISION_MS) {
-      this.remember(this.reported, record.id, now);
+      this.reported.set(record.id, now);
       this.onUsed(record.id, new Date(now));
     }
     return { id: record.id, userId: record.userId, scope: record.scope, expiresAt: record.expiresAt };
@@ -115,15 +114,7 @@ export class RelayKeys {
     const deleted = UUID.test(id) && (await this.query(() => deleteKey(this.db, userId, id)));
     if (!deleted) throw new NotFoundError('you have no relay key with this id');
     // This api-backend stops accepting it at once; the others within CACHE_MS.
-    for (const [hash, entry] of this.cache) if (entry.record.id === id) this.cache.delete(hash);
-  }
-
-  private cached(hash: string): KeyRecord | undefined {
-    const entry = this.cache.get(hash);
-    if (!entry) return undefined;
-    if (entry.until > this.now()) return entry.record;
-    this.cache.delete(hash);
-    return undefined;
+    for (const [hash, record] of this.cache) if (record.id === id) this.cache.delete(hash);
   }
 
   /** One query per key at a time, however many requests present it at once. */
@@ -134,20 +125,13 @@ export class RelayKeys {
       pending = this.query(() => findByHash(this.db, hash))
         .then((record) => {
           // From when the query began: a revocation committed meanwhile is seen within CACHE_MS.
-          if (record) this.remember(this.cache, hash, { record, until: startedAt + CACHE_MS });
+          if (record) this.cache.set(hash, record, startedAt + CACHE_MS);
           return record;
         })
         .finally(() => this.lookups.delete(hash));
       this.lookups.set(hash, pending);
     }
     return pending;
-  }
-
-  private remember<V>(map: Map<string, V>, key: string, value: V): void {
-    // A Map iterates in insertion order: when full, forget the oldest entry.
-    map.delete(key);
-    if (map.size >= MAX_CACHED) map.delete(map.keys().next().value!);
-    map.set(key, value);
   }
 
   /** A database that cannot answer is a 503 (its own words, which name hosts, go to the log only). */

@@ -9,32 +9,20 @@
  * A read that was in flight when its owner was forgotten does not store what it read, because the
  * engine may have answered before the change.
  */
+import { TtlCache } from '@ctll/protocol';
 import type { ProxyEndpoint } from './driver';
 
-interface Entry {
-  endpoint: ProxyEndpoint;
-  expiresAt: number;
-}
-
 export class EndpointCache {
-  private readonly entries = new Map<string, Entry>();
+  private readonly entries: TtlCache<string, ProxyEndpoint>;
   /** Owners with a read in flight, and whether they were forgotten since it began. */
   private readonly reading = new Map<string, { count: number; forgotten: boolean }>();
 
-  constructor(
-    private readonly ttlMs: number,
-    private readonly maxEntries = 10_000,
-    private readonly now: () => number = Date.now,
-  ) {}
+  constructor(ttlMs: number, maxEntries = 10_000, now: () => number = Date.now) {
+    this.entries = new TtlCache({ ttlMs, maxEntries, now });
+  }
 
   get(ownerHash: string): ProxyEndpoint | undefined {
-    const entry = this.entries.get(ownerHash);
-    if (!entry) return undefined;
-    if (entry.expiresAt <= this.now()) {
-      this.entries.delete(ownerHash);
-      return undefined;
-    }
-    return entry.endpoint;
+    return this.entries.get(ownerHash);
   }
 
   /**
@@ -47,7 +35,7 @@ export class EndpointCache {
     this.reading.set(ownerHash, mark);
     try {
       const endpoint = await read();
-      if (endpoint && !mark.forgotten && this.ttlMs > 0) this.put(ownerHash, endpoint);
+      if (endpoint && !mark.forgotten) this.entries.set(ownerHash, endpoint);
       return endpoint;
     } finally {
       mark.count -= 1;
@@ -68,14 +56,5 @@ export class EndpointCache {
 
   get size(): number {
     return this.entries.size;
-  }
-
-  private put(ownerHash: string, endpoint: ProxyEndpoint): void {
-    this.entries.delete(ownerHash); // re-inserted last: the Map's order is the eviction order
-    if (this.entries.size >= this.maxEntries) {
-      const oldest = this.entries.keys().next().value;
-      if (oldest !== undefined) this.entries.delete(oldest);
-    }
-    this.entries.set(ownerHash, { endpoint, expiresAt: this.now() + this.ttlMs });
   }
 }

@@ -1,3 +1,5 @@
+import { TtlCache } from '@ctll/protocol';
+
 /**
  * Remembers, per container id, which exits the driver caused itself (stop, remove, a failed
  * start) and which unexpected ones it already reported, so the manager hears of each crash once,
@@ -11,22 +13,24 @@
  * container as stopped on purpose for them too.
  */
 export class ExitLedger {
-  private readonly expected = new Map<string, number>();
-  private readonly reported = new Map<string, number>();
-  private readonly stopping = new Map<string, number>();
+  /** Each container's id, with when it was noted (ms since the epoch). */
+  private readonly expected: TtlCache<string, number>;
+  private readonly reported: TtlCache<string, number>;
+  private readonly stopping: TtlCache<string, number>;
 
-  constructor(private readonly ttlMs = 10 * 60_000) {}
+  constructor(ttlMs = 10 * 60_000) {
+    this.expected = new TtlCache({ ttlMs });
+    this.reported = new TtlCache({ ttlMs });
+    this.stopping = new TtlCache({ ttlMs });
+  }
 
   /** We are about to stop or remove this container: its exit is no news. */
   expect(containerId: string): void {
-    this.prune();
-    this.expected.delete(containerId); // re-inserted at the end, so the maps stay in time order
     this.expected.set(containerId, Date.now());
   }
 
   /** The engine says someone (this process, another replica, an operator) is stopping this container. */
   stopSeen(containerId: string): void {
-    this.prune();
     if (!this.stopping.has(containerId)) this.stopping.set(containerId, Date.now());
   }
 
@@ -48,19 +52,8 @@ export class ExitLedger {
 
   /** True the first time an unexpected exit of this container is seen; false for repeats. */
   claimReport(containerId: string): boolean {
-    this.prune();
     if (this.isExpected(containerId) || this.reported.has(containerId)) return false;
     this.reported.set(containerId, Date.now());
     return true;
-  }
-
-  private prune(): void {
-    const oldest = Date.now() - this.ttlMs;
-    for (const map of [this.expected, this.reported, this.stopping]) {
-      for (const [id, at] of map) {
-        if (at >= oldest) break; // insertion order is time order
-        map.delete(id);
-      }
-    }
   }
 }

@@ -14,6 +14,7 @@
  * subnet (and its proxy's IP address) is not handed straight to the next user.
  */
 import { randomInt } from 'node:crypto';
+import { formatIPv4, ipv4Mask, parseIPv4 } from '@ctll/protocol';
 
 export interface Ipv4Cidr {
   /** The network address as an unsigned 32-bit integer. */
@@ -25,32 +26,23 @@ export class InvalidCidrError extends Error {}
 
 /** Parses "a.b.c.d/n"; strict (the default) refuses host bits, loose masks them off. */
 export function parseCidr(text: string, mode: 'strict' | 'loose' = 'strict'): Ipv4Cidr {
-  const match = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(text.trim());
+  const match = /^(\d{1,3}(?:\.\d{1,3}){3})\/(\d{1,2})$/.exec(text.trim());
   if (!match) throw new InvalidCidrError(`"${text}" is not an IPv4 CIDR like 10.200.0.0/16`);
-  const octets = match.slice(1, 5).map(Number);
-  const prefix = Number(match[5]);
-  if (octets.some((octet) => octet > 255) || prefix > 32) throw new InvalidCidrError(`"${text}" is not a valid IPv4 CIDR`);
-  const address = ((octets[0] << 24) | (octets[1] << 16) | (octets[2] << 8) | octets[3]) >>> 0;
-  const base = (address & maskOf(prefix)) >>> 0;
+  const address = parseIPv4(match[1]);
+  const prefix = Number(match[2]);
+  if (address === undefined || prefix > 32) throw new InvalidCidrError(`"${text}" is not a valid IPv4 CIDR`);
+  const base = (address & ipv4Mask(prefix)) >>> 0;
   if (base !== address && mode === 'strict') throw new InvalidCidrError(`"${text}" has host bits set; did you mean ${formatCidr({ base, prefix })}?`);
   return { base, prefix };
 }
 
 export function formatCidr(cidr: Ipv4Cidr): string {
-  return `${formatAddress(cidr.base)}/${cidr.prefix}`;
-}
-
-export function formatAddress(address: number): string {
-  return [24, 16, 8, 0].map((shift) => (address >>> shift) & 255).join('.');
+  return `${formatIPv4(cidr.base)}/${cidr.prefix}`;
 }
 
 /** The n-th address inside a subnet (1 is Docker's gateway). */
 export function addressIn(cidr: string, n: number): string {
-  return formatAddress(parseCidr(cidr).base + n);
-}
-
-function maskOf(prefix: number): number {
-  return prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+  return formatIPv4(parseCidr(cidr).base + n);
 }
 
 const sizeOf = (prefix: number): number => 2 ** (32 - prefix);
@@ -112,7 +104,7 @@ export class SubnetPool {
   contains(subnet: string): boolean {
     const cidr = tryParse(subnet);
     if (!cidr || cidr.prefix < this.pool.prefix) return false;
-    return (cidr.base & maskOf(this.pool.prefix)) >>> 0 === this.pool.base;
+    return (cidr.base & ipv4Mask(this.pool.prefix)) >>> 0 === this.pool.base;
   }
 
   private markOverlap(taken: Uint8Array, subnet: string): void {

@@ -9,7 +9,7 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import type { BenchContext, Row, Scenario } from '../context';
+import { forEachDriver, type BenchContext, type Row, type Scenario } from '../context';
 import { agentFor, send, type Route } from '../http-client';
 import { round, sleep } from '../measure';
 import { childPids, environOf } from '../procs';
@@ -33,15 +33,7 @@ export const footprint: Scenario = {
     summary.bareNodeRssMb = bare.rssMb;
     summary.bareNodePrivateMb = bare.privateMb;
 
-    const drivers: Array<[string, RelayProcess | undefined, string | undefined]> = [
-      ['process', ctx.processRelay, undefined],
-      ['docker', ctx.dockerRelay, ctx.dockerUnavailable],
-    ];
-    for (const [driver, relay, unavailable] of drivers) {
-      if (!relay) {
-        rows.push({ driver, measure: 'all', value: null, note: `not measured: ${unavailable}` });
-        continue;
-      }
+    await forEachDriver(ctx, rows, async (driver, relay) => {
       const names = Array.from({ length: users }, (_, i) => `footprint-${driver}-${i}`);
       for (const user of names) {
         const started = await call(relay, user, 'POST', '/api/proxy/start');
@@ -68,7 +60,7 @@ export const footprint: Scenario = {
       } finally {
         for (const user of names) await call(relay, user, 'POST', '/api/proxy/stop');
       }
-    }
+    });
     const notes = [
       `${users} users' proxies per driver, started one at a time with POST /api/proxy/start, no desktop connected, measured ${SETTLE_MS / 1000} s after the last start.`,
       'process: resident = VmRSS; private = Private_Clean + Private_Dirty from /proc/<pid>/smaps_rollup (pages no other process maps, mostly V8\'s heap and malloc; the ~33 MiB of node\'s own code are shared by every proxy and counted once by the kernel).',

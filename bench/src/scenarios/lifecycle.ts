@@ -8,7 +8,7 @@
  * left, or 300 proxies run. The process driver's figures are recorded beside it as the baseline.
  */
 import fs from 'node:fs';
-import type { BenchContext, Row, Scenario } from '../context';
+import { forEachDriver, type BenchContext, type Row, type Scenario } from '../context';
 import { agentFor, send, type Route } from '../http-client';
 import { distribution, nowMs, round, sleep } from '../measure';
 import type { RelayProcess } from '../relay';
@@ -23,15 +23,7 @@ export const lifecycle: Scenario = {
       `Start: POST /api/proxy/start, then GET /api/tunnel/<user>/health until it reports the proxy running; ${sequential} users one at a time, then ${concurrent} users at once (each stopped afterwards).`,
     ];
     const summary: Record<string, number | string | null> = { concurrentUsers: concurrent };
-    const drivers: Array<[string, RelayProcess | undefined, string | undefined]> = [
-      ['process', ctx.processRelay, undefined],
-      ['docker', ctx.dockerRelay, ctx.dockerUnavailable],
-    ];
-    for (const [driver, relay, unavailable] of drivers) {
-      if (!relay) {
-        rows.push({ driver, measure: 'all', value: null, note: `not measured: ${unavailable}` });
-        continue;
-      }
+    await forEachDriver(ctx, rows, async (driver, relay) => {
       ctx.log(`lifecycle: ${driver} driver, ${sequential} sequential starts`);
       const seq: number[] = [];
       for (let i = 0; i < sequential; i++) {
@@ -61,7 +53,7 @@ export const lifecycle: Scenario = {
         summary.dockerCapacity = capacity.held;
         summary.dockerCapacityStoppedBecause = capacity.stoppedBecause;
       }
-    }
+    });
     return { status: 'ok' as const, columns: ['driver', 'measure', 'p50 ms', 'p95 ms', 'max ms', 'value', 'failures', 'note'], rows, notes, summary };
   },
 };

@@ -8,7 +8,7 @@
  * its cached copy of the key for a few seconds (relay-keys.ts CACHE_MS), and the bridge whose
  * tunnel was just closed reconnects at once; that new link is refused here instead of living on.
  */
-import { KEY_REVOKED_CLOSE } from '@ctll/protocol';
+import { KEY_REVOKED_CLOSE, TtlCache } from '@ctll/protocol';
 import type { DesktopLink } from '../tunnel/desktop-link';
 
 /** Well past how long any api-backend trusts a cached key after its revocation. */
@@ -17,10 +17,12 @@ const MAX_REVOKED = 1024;
 
 export class KeyLinks {
   private readonly links = new Map<DesktopLink, string>();
-  /** Revoked key ids, with when they may be forgotten. */
-  private readonly revoked = new Map<string, number>();
+  /** Revoked key ids, each for REMEMBER_REVOKED_MS. */
+  private readonly revoked: TtlCache<string, true>;
 
-  constructor(private readonly now: () => number = Date.now) {}
+  constructor(now: () => number = Date.now) {
+    this.revoked = new TtlCache({ ttlMs: REMEMBER_REVOKED_MS, maxEntries: MAX_REVOKED, now });
+  }
 
   /** `link` was opened with relay key `keyId`; undefined: with a token, nothing to track. */
   track(link: DesktopLink, keyId: string | undefined): void {
@@ -30,19 +32,12 @@ export class KeyLinks {
 
   /** Was the key `keyId` revoked lately? A link presenting it is refused. */
   isRevoked(keyId: string | undefined): boolean {
-    if (keyId === undefined) return false;
-    const until = this.revoked.get(keyId);
-    if (until === undefined) return false;
-    if (until > this.now()) return true;
-    this.revoked.delete(keyId);
-    return false;
+    return keyId !== undefined && this.revoked.has(keyId);
   }
 
   /** Closes every open link of the key `keyId` (KEY_REVOKED_CLOSE) and refuses the id from now on; returns how many were closed. */
   revoke(keyId: string): number {
-    this.revoked.delete(keyId);
-    if (this.revoked.size >= MAX_REVOKED) this.revoked.delete(this.revoked.keys().next().value!);
-    this.revoked.set(keyId, this.now() + REMEMBER_REVOKED_MS);
+    this.revoked.set(keyId, true);
     let closed = 0;
     for (const [link, id] of this.links) {
       if (id !== keyId) continue;

@@ -6,7 +6,7 @@
  * `zrok`), because it is one, and so keeps the proxy from being culled as idle.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { errorMessage, type ProxyZrokStatus } from '@ctll/protocol';
+import { errorMessage, namedTargetOf, type ProxyZrokStatus } from '@ctll/protocol';
 import type { ProxyConfig } from '../config';
 import type { Logger } from '../logger';
 import type { ProxyStats } from '../stats';
@@ -99,6 +99,19 @@ export class ZrokPath {
   async forward(req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean> {
     const share = await this.directory.pick();
     if (!share) return false;
+    // A zrok share exposes one local server, the default target; the `/t/<name>/` prefix means
+    // something only to the bridge, which is not on this path. Passed on, the default target would
+    // answer a request meant for another server.
+    const named = namedTargetOf(path);
+    if (named) {
+      req.resume();
+      sendError(
+        res,
+        'target_needs_tunnel',
+        `the target "${named.name}" is reached only through your desktop's tunnel, which is not connected; its zrok share carries the default target only`,
+      );
+      return true;
+    }
     if (this.activeTotal >= this.options.maxStreams) {
       req.resume();
       sendError(res, 'too_many_streams', errorMessage('too_many_streams', { max: this.options.maxStreams }));
