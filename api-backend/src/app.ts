@@ -3,6 +3,7 @@
  * upgrade handler, and owns the lifecycle. `startRelay` resolves once the relay listens;
  * `close` stops everything in reverse order of start.
  */
+import { randomUUID } from 'node:crypto';
 import http, { type IncomingMessage } from 'node:http';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
@@ -154,6 +155,8 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   });
 
   const drain = new Drain();
+  // Names this process to the proxies it relays tunnels to, so its drain closes only its own.
+  const relayInstance = randomUUID();
   // Per-client-address limits; an address going over one is logged and audited once per window.
   const limits = new IpLimits(config.rateLimits, (limit, key) => {
     log('http').warn('client address over its limit', { limit, address: key });
@@ -233,8 +236,9 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     limits,
     clientAddress: addressOf,
     onActivity: (ownerHash) => audit.activity(ownerHash),
-    onTunnel: (socket) => {
-      drain.trackTunnel(socket);
+    relayInstance,
+    onTunnel: (socket, endpoint) => {
+      drain.trackTunnel(socket, endpoint);
       socket.once('close', () => metrics.tunnelCloses.inc());
     },
   });
@@ -278,13 +282,13 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
             logger.warn('drain grace over; cutting what still runs', { component: 'api-backend', inFlight: drain.pending, graceMs: config.shutdownGraceMs });
           }
         });
-        // The desktops' WebSocket tunnels run through this process. Their proxies close them with
-        // 1012 "relay restarting", so each bridge reconnects at once instead of finding a cut line.
+        // Some desktops' WebSocket tunnels run through this process. Their proxies close those (and
+        // only those: other replicas relay the rest) with 1012 "relay restarting", so each of their
+        // bridges reconnects at once instead of finding a cut line.
         await step('tunnels', async () => {
           if (drain.openTunnels === 0) return;
-          const proxies = (await driver.list()).filter((handle) => handle.state === 'running' && handle.endpoint);
           let unreachable = 0;
-          await mapLimit(proxies, 16, (handle) => client.reconnectTunnels(handle.endpoint!).catch(() => void (unreachable += 1)));
+          await mapLimit(drain.tunnelProxies(), 16, (endpoint) => client.reconnectTunnels(endpoint, relayInstance).catch(() => void (unreachable += 1)));
           if (unreachable > 0) logger.warn('some proxies could not close their tunnels; cutting them', { component: 'api-backend', unreachable });
           await drain.tunnelsClosed(TUNNEL_CLOSE_WAIT_MS);
         });
