@@ -20,9 +20,10 @@ import { DockerDriver } from './proxy/docker-driver';
 import { SwarmDriver } from './proxy/swarm-driver';
 import { PROXY_PORT } from './proxy/docker/spec';
 import { backendUrlAt } from './proxy/docker/networks';
-import type { ProxyDriver } from './proxy/driver';
+import type { ProxyDriver, ProxyExitListener } from './proxy/driver';
 import { StreamingProxyManager } from './proxy/manager';
 import { PgReplicaLock } from './proxy/replica-lock';
+import { ExitClaims } from './proxy/exit-claims';
 import { ProxyClient } from './proxy/proxy-client';
 import { startCuller } from './proxy/culler';
 import { proxyEnv } from './proxy/proxy-env';
@@ -83,10 +84,14 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
 
   // The driver reports deaths to the manager, which is made just below; the callback runs later.
   // Proxies call api-backend back (zrok discovery) at `url`, known once we listen; no proxy starts before that.
+  // Of the replicas sharing an engine, the one that claims a death reports it (exit-claims.ts).
   const driver = createDriver(
     config,
     log('StreamingProxyManager'),
-    (ownerHash, detail) => manager.proxyDied(ownerHash, detail),
+    (ownerHash, detail, exitId) =>
+      void exitClaims.claim(ownerHash, exitId).then((ours) => {
+        if (ours) manager.proxyDied(ownerHash, detail, exitId);
+      }),
     () => config.proxy.apiBackendUrl ?? url,
     secrets,
   );
@@ -95,6 +100,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   // The audit first: its migrations must have run before any proxy starts, and a bad DATABASE_URL
   // stops start-up here, before there is anything else to undo.
   const audit = await Audit.start(auditOptions(config), { driver, client, metrics, logger: log('audit') });
+  const exitClaims = new ExitClaims(audit.database, log('StreamingProxyManager'));
   // Replicas sharing DATABASE_URL start and stop one user's proxy one at a time (PGlite is one process).
   const replicaLock = config.databaseUrl
     ? new PgReplicaLock({ url: config.databaseUrl, connectTimeoutMs: config.audit.connectTimeoutMs, logger: log('StreamingProxyManager') })
@@ -321,7 +327,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
 function createDriver(
   config: Config,
   logger: Logger,
-  onExit: (ownerHash: string, detail: string) => void,
+  onExit: ProxyExitListener,
   apiBackendUrl: () => string | undefined,
   secrets: ProxySecrets,
 ): ProxyDriver {

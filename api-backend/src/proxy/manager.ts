@@ -213,10 +213,10 @@ export class StreamingProxyManager extends EventEmitter<ManagerEvents> {
     return culled.filter(Boolean).length;
   }
 
-  /** A driver saw a proxy die on its own. */
-  proxyDied(ownerHash: string, detail: string): void {
+  /** A driver saw a proxy die on its own (`proxyId`: the container, when the driver named it). */
+  proxyDied(ownerHash: string, detail: string, proxyId = 'unknown'): void {
     this.logger.warn('StreamingProxy exited unexpectedly', { owner: ownerHash, detail });
-    this.emit('stopped', { ownerHash, proxyId: 'unknown', driver: this.driver.name, reason: 'error' });
+    this.emit('stopped', { ownerHash, proxyId, driver: this.driver.name, reason: 'error' });
   }
 
   /** A proxy that fails to stop is logged and the others still stop (then close rejects); the driver is closed whatever happened. */
