@@ -30,7 +30,10 @@ export class ExitClaims {
         'INSERT INTO proxy_exit_reports (exit_id, owner_hash) VALUES ($1, $2) ON CONFLICT (exit_id) DO NOTHING RETURNING exit_id',
         [exitId, ownerHash],
       );
-      if (rows.length === 0) return false;
+      if (rows.length === 0) {
+        this.logger.debug('StreamingProxy exit already reported by another replica', { owner: ownerHash });
+        return false;
+      }
       await this.prune();
       return true;
     } catch (error) {
