@@ -3,6 +3,7 @@
  * upgrade handler, and owns the lifecycle. `startRelay` resolves once the relay listens;
  * `close` stops everything in reverse order of start.
  */
+import { randomUUID } from 'node:crypto';
 import http, { type IncomingMessage } from 'node:http';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
@@ -19,9 +20,10 @@ import { DockerDriver } from './proxy/docker-driver';
 import { SwarmDriver } from './proxy/swarm-driver';
 import { PROXY_PORT } from './proxy/docker/spec';
 import { backendUrlAt } from './proxy/docker/networks';
-import type { ProxyDriver } from './proxy/driver';
+import type { ProxyDriver, ProxyExitListener } from './proxy/driver';
 import { StreamingProxyManager } from './proxy/manager';
 import { PgReplicaLock } from './proxy/replica-lock';
+import { ExitClaims } from './proxy/exit-claims';
 import { ProxyClient } from './proxy/proxy-client';
 import { startCuller } from './proxy/culler';
 import { proxyEnv } from './proxy/proxy-env';
@@ -82,10 +84,14 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
 
   // The driver reports deaths to the manager, which is made just below; the callback runs later.
   // Proxies call api-backend back (zrok discovery) at `url`, known once we listen; no proxy starts before that.
+  // Of the replicas sharing an engine, the one that claims a death reports it (exit-claims.ts).
   const driver = createDriver(
     config,
     log('StreamingProxyManager'),
-    (ownerHash, detail) => manager.proxyDied(ownerHash, detail),
+    (ownerHash, detail, exitId) =>
+      void exitClaims.claim(ownerHash, exitId).then((ours) => {
+        if (ours) manager.proxyDied(ownerHash, detail, exitId);
+      }),
     () => config.proxy.apiBackendUrl ?? url,
     secrets,
   );
@@ -94,6 +100,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   // The audit first: its migrations must have run before any proxy starts, and a bad DATABASE_URL
   // stops start-up here, before there is anything else to undo.
   const audit = await Audit.start(auditOptions(config), { driver, client, metrics, logger: log('audit') });
+  const exitClaims = new ExitClaims(audit.database, log('StreamingProxyManager'));
   // Replicas sharing DATABASE_URL start and stop one user's proxy one at a time (PGlite is one process).
   const replicaLock = config.databaseUrl
     ? new PgReplicaLock({ url: config.databaseUrl, connectTimeoutMs: config.audit.connectTimeoutMs, logger: log('StreamingProxyManager') })
@@ -154,6 +161,8 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   });
 
   const drain = new Drain();
+  // Names this process to the proxies it relays tunnels to, so its drain closes only its own.
+  const relayInstance = randomUUID();
   // Per-client-address limits; an address going over one is logged and audited once per window.
   const limits = new IpLimits(config.rateLimits, (limit, key) => {
     log('http').warn('client address over its limit', { limit, address: key });
@@ -233,8 +242,9 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     limits,
     clientAddress: addressOf,
     onActivity: (ownerHash) => audit.activity(ownerHash),
-    onTunnel: (socket) => {
-      drain.trackTunnel(socket);
+    relayInstance,
+    onTunnel: (socket, endpoint) => {
+      drain.trackTunnel(socket, endpoint);
       socket.once('close', () => metrics.tunnelCloses.inc());
     },
   });
@@ -278,13 +288,13 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
             logger.warn('drain grace over; cutting what still runs', { component: 'api-backend', inFlight: drain.pending, graceMs: config.shutdownGraceMs });
           }
         });
-        // The desktops' WebSocket tunnels run through this process. Their proxies close them with
-        // 1012 "relay restarting", so each bridge reconnects at once instead of finding a cut line.
+        // Some desktops' WebSocket tunnels run through this process. Their proxies close those (and
+        // only those: other replicas relay the rest) with 1012 "relay restarting", so each of their
+        // bridges reconnects at once instead of finding a cut line.
         await step('tunnels', async () => {
           if (drain.openTunnels === 0) return;
-          const proxies = (await driver.list()).filter((handle) => handle.state === 'running' && handle.endpoint);
           let unreachable = 0;
-          await mapLimit(proxies, 16, (handle) => client.reconnectTunnels(handle.endpoint!).catch(() => void (unreachable += 1)));
+          await mapLimit(drain.tunnelProxies(), 16, (endpoint) => client.reconnectTunnels(endpoint, relayInstance).catch(() => void (unreachable += 1)));
           if (unreachable > 0) logger.warn('some proxies could not close their tunnels; cutting them', { component: 'api-backend', unreachable });
           await drain.tunnelsClosed(TUNNEL_CLOSE_WAIT_MS);
         });
@@ -317,7 +327,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
 function createDriver(
   config: Config,
   logger: Logger,
-  onExit: (ownerHash: string, detail: string) => void,
+  onExit: ProxyExitListener,
   apiBackendUrl: () => string | undefined,
   secrets: ProxySecrets,
 ): ProxyDriver {

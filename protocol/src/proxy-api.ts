@@ -11,10 +11,20 @@ import { WINDOW_MINUTES } from './minute-ring';
 export const PROXY_SECRET_HEADER = 'x-ctll-proxy-secret';
 
 /**
- * `POST` here when api-backend is about to restart: the proxy closes its WebSocket tunnels (they
- * all pass through api-backend) with RELAY_RESTART_CLOSE, and each bridge reconnects at once.
+ * `POST` here when api-backend is about to restart: the proxy closes the WebSocket tunnels that
+ * run through that api-backend with RELAY_RESTART_CLOSE, and each of their bridges reconnects at
+ * once. The request names the api-backend process in RELAY_INSTANCE_HEADER; one naming none closes
+ * every WebSocket tunnel.
  */
 export const TUNNELS_RECONNECT_PATH = '/tunnels/reconnect';
+/**
+ * Which api-backend process relays a tunnel: a random id per process, sent on the tunnel's upgrade
+ * and on its reconnect request. With several replicas a draining one closes only the tunnels
+ * spliced through itself; those through the other replicas stay open.
+ */
+export const RELAY_INSTANCE_HEADER = 'x-ctll-relay-instance';
+/** What a relay instance id may look like (a UUID in practice); anything else is ignored. */
+export const RELAY_INSTANCE_PATTERN = /^[0-9A-Za-z-]{1,64}$/;
 /** WebSocket close 1012 "Service Restart" (RFC 6455 registry): come back shortly, no backoff. */
 export const RELAY_RESTART_CLOSE = Object.freeze({ code: 1012, reason: 'relay restarting' });
 

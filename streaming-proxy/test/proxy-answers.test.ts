@@ -6,6 +6,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { RELAY_INSTANCE_HEADER } from '@ctll/protocol';
 import { ProxyClient } from '../../api-backend/src/proxy/proxy-client';
 import { connectDesktop, SECRET, startProxy, type TestProxy } from './helpers/proxy';
 
@@ -27,7 +28,7 @@ describe("the proxy's answers as api-backend reads them", () => {
   });
 
   it('reads the status, the journal and the reconnect count of a real proxy with a desktop connected', async () => {
-    const desktop = await connectDesktop(proxy);
+    const desktop = await connectDesktop(proxy, { [RELAY_INSTANCE_HEADER]: 'relay-a' });
     const endpoint = endpointOf(proxy.url);
 
     const status = await client.status(endpoint);
@@ -38,8 +39,31 @@ describe("the proxy's answers as api-backend reads them", () => {
     expect(page.events).toEqual([expect.objectContaining({ type: 'tunnel_opened', transport: 'ws', seq: 1 })]);
     expect(page).toMatchObject({ lastSeq: 1, dropped: 0 });
 
-    expect(await client.reconnectTunnels(endpoint)).toEqual({ closed: 1 });
+    expect(await client.reconnectTunnels(endpoint, 'relay-a')).toEqual({ closed: 1 });
     expect((await desktop.closed).code).toBe(1012);
+  });
+
+  it('closes on a reconnect only the tunnels relayed through the api-backend that asks, not those through another replica', async () => {
+    const viaA = await connectDesktop(proxy, { [RELAY_INSTANCE_HEADER]: 'relay-a' });
+    const viaB = await connectDesktop(proxy, { [RELAY_INSTANCE_HEADER]: 'relay-b' });
+    let bClosed = false;
+    void viaB.closed.then(() => (bClosed = true));
+    const endpoint = endpointOf(proxy.url);
+
+    expect(await client.reconnectTunnels(endpoint, 'relay-a')).toEqual({ closed: 1 });
+    expect(await viaA.closed).toEqual({ code: 1012, reason: 'relay restarting' });
+    // The other replica's tunnel is still the same open link: the proxy still lists it and it
+    // still answers a ping.
+    const status = await client.status(endpoint);
+    expect(status.desktops).toHaveLength(1);
+    await new Promise<void>((resolve, reject) => {
+      viaB.ws.once('pong', () => resolve());
+      viaB.ws.ping();
+      setTimeout(() => reject(new Error('no pong from the proxy')), 5000);
+    });
+    expect(bClosed).toBe(false);
+    expect(await client.reconnectTunnels(endpoint, 'relay-b')).toEqual({ closed: 1 });
+    expect((await viaB.closed).code).toBe(1012);
   });
 });
 

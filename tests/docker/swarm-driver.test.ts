@@ -162,6 +162,43 @@ describeSwarm('swarm driver', () => {
         await removeOwners([other]);
       }
     });
+
+    it('does not take a proxy one replica removed for a crash on another replica: the task stops with a SIGTERM kill event before its die, a crash has none', async () => {
+      // Two drivers on one engine and scope: two api-backend replicas.
+      const [one, two] = [swarmDriver({ networkMode: 'host' }), swarmDriver({ networkMode: 'host' })];
+      const [removed, crashed] = [randomOwner(), randomOwner()];
+      try {
+        await one.driver.start();
+        await one.driver.create(removed);
+        await two.driver.start();
+        const task = (await taskContainer(removed)).Id;
+        const since = Math.floor(Date.now() / 1000) - 1;
+        await one.driver.remove(removed);
+        expect(await waitGone([removed])).toEqual({ services: [], networks: [], containers: [] });
+        // What every replica read from the engine about that task container, in order.
+        const stream = await docker.getEvents({ since, until: Math.ceil(Date.now() / 1000) + 1, filters: { type: ['container'], container: [task], event: ['kill', 'die'] } });
+        let text = '';
+        for await (const chunk of stream as AsyncIterable<Buffer>) text += chunk.toString();
+        const seen = text
+          .split('\n')
+          .filter(Boolean)
+          .map((line) => JSON.parse(line) as { Action: string; Actor: { Attributes: Record<string, string> } })
+          .map((event) => (event.Action === 'kill' ? `kill ${event.Actor.Attributes.signal}` : event.Action));
+        expect(seen).toEqual(['kill 15', 'die']);
+
+        // A crash afterwards is news to both: the engine's events come in order, so the second
+        // replica handled the removal before it, and had it taken that for a crash it would show here.
+        await one.driver.create(crashed);
+        await docker.getContainer((await taskContainer(crashed)).Id).kill();
+        const deadline = Date.now() + 30_000;
+        while ((one.exits.length === 0 || two.exits.length === 0) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+        expect(two.exits).toEqual([{ ownerHash: crashed, detail: expect.stringContaining('exited') }]);
+        expect(one.exits).toEqual([{ ownerHash: crashed, detail: expect.stringContaining('exited') }]);
+      } finally {
+        await Promise.all([one.driver.close(), two.driver.close()]);
+        await removeOwners([removed, crashed]);
+      }
+    });
   });
 
   describe('api-backend in a container, on internal overlays', () => {

@@ -16,7 +16,7 @@ export interface ProxyStartedRecord {
 export interface ProxyStoppedRecord {
   type: 'proxy_stopped';
   ownerHash: string;
-  /** 'unknown' when a driver saw a proxy die without saying which (then startedAt is unset too). */
+  /** The container id when the driver named it, else 'unknown', for a proxy that died on its own (then startedAt is unset). */
   proxyId: string;
   driver: string;
   startedAt?: string;

@@ -18,6 +18,7 @@
  */
 import type { Duplex } from 'node:stream';
 import type { RequestHandler } from 'express';
+import type { ProxyEndpoint } from '../proxy/driver';
 import { ServiceUnavailableError } from '@ctll/protocol';
 import { sendError } from './error-handler';
 
@@ -31,7 +32,8 @@ export const DRAINING_MESSAGE = 'the relay is restarting; try again in a moment'
 export class Drain {
   private draining = false;
   private inFlight = 0;
-  private readonly tunnels = new Set<Duplex>();
+  /** Each tunnel spliced through this process, with the proxy at its other end. */
+  private readonly tunnels = new Map<Duplex, ProxyEndpoint>();
   private readonly idleWaiters = new Set<() => void>();
 
   get active(): boolean {
@@ -65,10 +67,17 @@ export class Drain {
     };
   }
 
-  /** A desktop's tunnel, spliced through to its proxy: ended by `closeTunnels` after the drain. */
-  trackTunnel(socket: Duplex): void {
-    this.tunnels.add(socket);
+  /** A desktop's tunnel, spliced through to `proxy`: ended by `closeTunnels` after the drain. */
+  trackTunnel(socket: Duplex, proxy: ProxyEndpoint): void {
+    this.tunnels.set(socket, proxy);
     socket.once('close', () => this.tunnels.delete(socket));
+  }
+
+  /** The proxies at the other end of the tunnels open through this process, each once. */
+  tunnelProxies(): ProxyEndpoint[] {
+    const byAddress = new Map<string, ProxyEndpoint>();
+    for (const proxy of this.tunnels.values()) byAddress.set(`${proxy.host}:${proxy.port}`, proxy);
+    return [...byAddress.values()];
   }
 
   begin(): void {
@@ -92,7 +101,7 @@ export class Drain {
 
   /** Resolves once every tracked tunnel has closed, or after `timeoutMs`. */
   async tunnelsClosed(timeoutMs: number): Promise<void> {
-    const open = [...this.tunnels].map((socket) => new Promise<void>((resolve) => (socket.destroyed ? resolve() : socket.once('close', () => resolve()))));
+    const open = [...this.tunnels.keys()].map((socket) => new Promise<void>((resolve) => (socket.destroyed ? resolve() : socket.once('close', () => resolve()))));
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([Promise.all(open), new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
     clearTimeout(timer);
@@ -105,7 +114,7 @@ export class Drain {
   /** Cuts the tunnels still spliced through this process; the bridges reconnect on their own. */
   closeTunnels(): number {
     const count = this.tunnels.size;
-    for (const socket of this.tunnels) socket.destroy();
+    for (const socket of this.tunnels.keys()) socket.destroy();
     this.tunnels.clear();
     return count;
   }

@@ -66,5 +66,9 @@ export interface ProxyDriver {
   close(): Promise<void>;
 }
 
-/** Told by a driver when a proxy ended without being asked to (crash, OOM, killed). */
-export type ProxyExitListener = (ownerHash: string, detail: string) => void;
+/**
+ * Told by a driver when a proxy ended without being asked to (crash, OOM, killed). `exitId` names
+ * that one exit where the engine is shared (the container id): every replica watching the engine
+ * hears of it, and only the one that claims it (exit-claims.ts) reports it.
+ */
+export type ProxyExitListener = (ownerHash: string, detail: string, exitId?: string) => void;

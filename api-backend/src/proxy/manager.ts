@@ -15,7 +15,7 @@ import { EventEmitter } from 'node:events';
 import { CapacityError, RateLimitedError, ServiceUnavailableError, type TargetHealth, type TunnelRtt } from '@ctll/protocol';
 import type { ProxyDriver, ProxyEndpoint, ProxyHandle, StopReason } from './driver';
 import { KeyedLock } from './keyed-lock';
-import type { ReplicaLock } from './replica-lock';
+import { ownerKey, type ReplicaLock } from './replica-lock';
 import { mapLimit } from './map-limit';
 import type { ProxyClient, ProxyStatus } from './proxy-client';
 import { userHash } from './naming';
@@ -97,7 +97,7 @@ export class StreamingProxyManager extends EventEmitter<ManagerEvents> {
     if (existing?.state === 'running') return { handle: existing, created: false };
     if (this.closing) throw new ServiceUnavailableError('the relay is shutting down; try again in a moment', 'shutting_down');
     if (existing) await this.driver.remove(ownerHash); // a half-made or dead one
-    await this.admitNewProxy(ownerHash);
+    const releasePlace = await this.admitNewProxy(ownerHash);
     const began = Date.now();
     try {
       await this.options.startBudget?.charge(ownerHash);
@@ -115,27 +115,38 @@ export class StreamingProxyManager extends EventEmitter<ManagerEvents> {
       throw error;
     } finally {
       this.creating.delete(ownerHash);
+      await releasePlace().catch((error: Error) => this.logger.warn('StreamingProxy capacity place not released', { owner: ownerHash, error: error.message }));
     }
   }
 
   /**
    * Holds a place for one more proxy, or refuses with `capacity` when PROXY_MAX run or are being
    * made. Starts of other users run meanwhile (the lock is per user), so the ones in flight count
-   * as well as what the driver lists; the check and the reservation happen in one tick.
+   * as well as what the driver lists; the check and the reservation happen in one tick. With
+   * several replicas, the starts other replicas have in flight count too, and no two replicas
+   * check at once (replica-lock.ts). Resolves with the release of the place, for when the create
+   * has ended (the engine then lists the proxy, if it was made).
    */
-  private async admitNewProxy(ownerHash: string): Promise<void> {
+  private async admitNewProxy(ownerHash: string): Promise<() => Promise<void>> {
     const max = this.options.maxProxies;
-    if (max === undefined) return;
-    const owners = new Set((await this.driver.list()).map((handle) => handle.ownerHash));
-    for (const owner of this.creating) owners.add(owner);
-    owners.delete(ownerHash);
-    if (owners.size >= max) {
-      this.logger.warn('StreamingProxy refused: at capacity', { owner: ownerHash, proxies: owners.size, max });
-      throw new CapacityError(`the relay is at capacity (${max} proxies); try later or ask the operator to raise PROXY_MAX`, {
-        retryAfterSeconds: CAPACITY_RETRY_AFTER_S,
-      });
-    }
-    this.creating.add(ownerHash);
+    if (max === undefined) return async () => undefined;
+    const admit = async (heldElsewhere: ReadonlySet<number>) => {
+      const owners = new Set((await this.driver.list()).map((handle) => handle.ownerHash));
+      for (const owner of this.creating) owners.add(owner);
+      owners.delete(ownerHash);
+      const ours = new Set([...owners, ownerHash].map(ownerKey));
+      const proxies = owners.size + [...heldElsewhere].filter((key) => !ours.has(key)).length;
+      if (proxies >= max) {
+        this.logger.warn('StreamingProxy refused: at capacity', { owner: ownerHash, proxies, max });
+        throw new CapacityError(`the relay is at capacity (${max} proxies); try later or ask the operator to raise PROXY_MAX`, {
+          retryAfterSeconds: CAPACITY_RETRY_AFTER_S,
+        });
+      }
+      this.creating.add(ownerHash);
+    };
+    if (this.options.replicaLock) return this.options.replicaLock.reserve(ownerHash, admit);
+    await admit(new Set());
+    return async () => undefined;
   }
 
   /** Stops the user's proxy; resolves false when there was none. */
@@ -213,10 +224,10 @@ export class StreamingProxyManager extends EventEmitter<ManagerEvents> {
     return culled.filter(Boolean).length;
   }
 
-  /** A driver saw a proxy die on its own. */
-  proxyDied(ownerHash: string, detail: string): void {
+  /** A driver saw a proxy die on its own (`proxyId`: the container, when the driver named it). */
+  proxyDied(ownerHash: string, detail: string, proxyId = 'unknown'): void {
     this.logger.warn('StreamingProxy exited unexpectedly', { owner: ownerHash, detail });
-    this.emit('stopped', { ownerHash, proxyId: 'unknown', driver: this.driver.name, reason: 'error' });
+    this.emit('stopped', { ownerHash, proxyId, driver: this.driver.name, reason: 'error' });
   }
 
   /** A proxy that fails to stop is logged and the others still stop (then close rejects); the driver is closed whatever happened. */

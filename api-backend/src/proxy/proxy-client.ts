@@ -14,6 +14,7 @@ import {
   parseProxyAnswer,
   PROXY_SECRET_HEADER,
   PROXY_USAGE_PATH,
+  RELAY_INSTANCE_HEADER,
   proxyStatusSchema,
   proxyUsageSchema,
   reconnectAnswerSchema,
@@ -68,9 +69,12 @@ export class ProxyClient {
     return this.getJson(journalPageSchema, endpoint, `/events?after=${after}`, timeoutMs);
   }
 
-  /** api-backend is restarting: the proxy closes its WebSocket tunnels with 1012 (see TUNNELS_RECONNECT_PATH). */
-  reconnectTunnels(endpoint: ProxyEndpoint, timeoutMs = 2000): Promise<ReconnectAnswer> {
-    return this.getJson(reconnectAnswerSchema, endpoint, TUNNELS_RECONNECT_PATH, timeoutMs, 'POST');
+  /**
+   * This api-backend process (`relay`, its RELAY_INSTANCE_HEADER id) is restarting: the proxy closes
+   * the WebSocket tunnels relayed through it with 1012 (see TUNNELS_RECONNECT_PATH).
+   */
+  reconnectTunnels(endpoint: ProxyEndpoint, relay: string, timeoutMs = 2000): Promise<ReconnectAnswer> {
+    return this.getJson(reconnectAnswerSchema, endpoint, TUNNELS_RECONNECT_PATH, timeoutMs, 'POST', undefined, { [RELAY_INSTANCE_HEADER]: relay });
   }
 
   /** A relay key of the proxy's owner was revoked: the proxy closes the links it opened (see KEY_REVOKED_PATH). */
@@ -79,10 +83,18 @@ export class ProxyClient {
   }
 
   /** A JSON answer of the proxy, parsed with its protocol schema (a drifted proxy is an error, not a cast). */
-  private getJson<T>(schema: z.ZodType<T>, endpoint: ProxyEndpoint, path: string, timeoutMs: number, method = 'GET', body?: string): Promise<T> {
+  private getJson<T>(
+    schema: z.ZodType<T>,
+    endpoint: ProxyEndpoint,
+    path: string,
+    timeoutMs: number,
+    method = 'GET',
+    body?: string,
+    extraHeaders: Record<string, string> = {},
+  ): Promise<T> {
     const what = path.split('?')[0].slice(1);
     return new Promise((resolve, reject) => {
-      const headers = body === undefined ? {} : { 'content-type': 'application/json' };
+      const headers = { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...extraHeaders };
       const req = this.request(endpoint, { method, path, timeout: timeoutMs, headers });
       req.on('timeout', () => req.destroy(new Error(`proxy ${what} timed out after ${timeoutMs} ms`)));
       req.on('error', reject);

@@ -9,6 +9,13 @@
  * would hold audit connections (a pool of five) for the length of a container start. A replica that
  * dies loses its connection, and Postgres drops its locks with it: nobody waits for a dead replica.
  *
+ * PROXY_MAX across replicas (`reserve`): a start that makes a new proxy holds a place from its check
+ * until its create ends, as a second advisory lock (class "ctlr", the owner's key) on the same
+ * session, which every replica sees in pg_locks. The check and the taking of a place happen under
+ * one database-wide "capacity" lock, so two replicas never both take the last place; places of a
+ * replica that died go with its session. The check itself (engine listing plus places held) is
+ * the manager's.
+ *
  * When the database cannot be reached the work runs anyway, with a warning: a user's proxy matters
  * more than the order of two starts, and the engine still refuses a second container of the same
  * name. PGlite (one process per data directory) needs none of this: the in-process lock suffices.
@@ -20,6 +27,12 @@ import type { Logger } from '../logger';
 /** What the manager needs: run `work` while no other replica works on this owner. */
 export interface ReplicaLock {
   run<T>(ownerHash: string, work: () => Promise<T>): Promise<T>;
+  /**
+   * Holds a place for the owner's new proxy: runs `admit` (which throws to refuse) with the owner
+   * keys (`ownerKey`) whose places other replicas hold now, while no other replica admits, then
+   * keeps the place until the returned release is called (when the create has ended).
+   */
+  reserve(ownerHash: string, admit: (heldElsewhere: ReadonlySet<number>) => Promise<void>): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 
@@ -35,11 +48,17 @@ export interface PgReplicaLockOptions {
 
 /** First half of the two-part lock key ("ctlp" in ASCII); the owner hash gives the second. */
 const LOCK_CLASS = 0x63746c70;
+/** A place among PROXY_MAX held by a start in flight ("ctlr"); the owner hash gives the second half. */
+const PLACE_CLASS = 0x63746c72;
+/** The one lock under which places are counted and taken ("ctlc", 0). */
+const CAPACITY_CLASS = 0x63746c63;
 const QUERY_TIMEOUT_MS = 10_000;
 
 export class PgReplicaLock implements ReplicaLock {
   private session: Promise<pg.Client> | undefined;
   private closed = false;
+  /** The admission in progress in this process (reserve). */
+  private admitting: Promise<void> = Promise.resolve();
   private readonly maxWaitMs: number;
   private readonly retryMs: number;
 
@@ -50,11 +69,60 @@ export class PgReplicaLock implements ReplicaLock {
 
   async run<T>(ownerHash: string, work: () => Promise<T>): Promise<T> {
     const key = ownerKey(ownerHash);
-    const holder = await this.acquire(ownerHash, key);
+    const holder = await this.acquire(ownerHash, key, LOCK_CLASS);
     try {
       return await work();
     } finally {
-      if (holder) await this.release(holder, key);
+      if (holder) await this.release(holder, key, LOCK_CLASS);
+    }
+  }
+
+  async reserve(ownerHash: string, admit: (heldElsewhere: ReadonlySet<number>) => Promise<void>): Promise<() => Promise<void>> {
+    // Session locks are re-entrant: within this process one admission at a time, or two of ours
+    // would both pass the database-wide lock.
+    const turn = this.admitting.then(() => this.admitOnce(ownerHash, admit));
+    this.admitting = turn.then(
+      () => undefined,
+      () => undefined,
+    );
+    return turn;
+  }
+
+  private async admitOnce(ownerHash: string, admit: (heldElsewhere: ReadonlySet<number>) => Promise<void>): Promise<() => Promise<void>> {
+    const key = ownerKey(ownerHash);
+    const holder = await this.acquire(ownerHash, 0, CAPACITY_CLASS);
+    if (!holder) {
+      // The database is away: this replica's own count is all there is.
+      await admit(new Set());
+      return async () => undefined;
+    }
+    try {
+      let held: Set<number>;
+      try {
+        const { rows } = await holder.query<{ key: string }>(
+          `SELECT objid::text AS key FROM pg_locks
+           WHERE locktype = 'advisory' AND granted AND classid = $1 AND objsubid = 2 AND pid <> pg_backend_pid()
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+          [PLACE_CLASS],
+        );
+        // objid is unsigned; keys are signed 32-bit.
+        held = new Set(rows.map((row) => Number(row.key) | 0));
+      } catch (error) {
+        this.options.logger.warn('replica capacity places unreadable; counting this replica only', { error: (error as Error).message });
+        held = new Set();
+      }
+      await admit(held);
+      // Only a clash of two owners' keys could find it taken: then this start goes without a place.
+      const placed = await holder
+        .query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS locked', [PLACE_CLASS, key])
+        .then(({ rows }) => rows[0].locked)
+        .catch((error: Error) => {
+          this.options.logger.warn('replica capacity place not taken; starting without it', { owner: ownerHash, error: error.message });
+          return false;
+        });
+      return placed ? () => this.release(holder, key, PLACE_CLASS) : async () => undefined;
+    } finally {
+      await this.release(holder, 0, CAPACITY_CLASS);
     }
   }
 
@@ -67,14 +135,14 @@ export class PgReplicaLock implements ReplicaLock {
   }
 
   /** The session that now holds the owner's lock, or undefined when the database is away (the work runs unlocked). */
-  private async acquire(ownerHash: string, key: number): Promise<pg.Client | undefined> {
+  private async acquire(ownerHash: string, key: number, lockClass: number): Promise<pg.Client | undefined> {
     const deadline = Date.now() + this.maxWaitMs;
     for (;;) {
       let client: pg.Client;
       let locked: boolean;
       try {
         client = await this.connect();
-        const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS locked', [LOCK_CLASS, key]);
+        const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS locked', [lockClass, key]);
         locked = rows[0].locked;
       } catch (error) {
         this.options.logger.warn('replica lock unavailable; starting or stopping this proxy without it', { owner: ownerHash, error: (error as Error).message });
@@ -88,10 +156,10 @@ export class PgReplicaLock implements ReplicaLock {
     }
   }
 
-  private async release(client: pg.Client, key: number): Promise<void> {
+  private async release(client: pg.Client, key: number, lockClass: number): Promise<void> {
     // A session that ended since took its locks with it.
     if (this.closed || !this.session || (await this.session.catch(() => undefined)) !== client) return;
-    await client.query('SELECT pg_advisory_unlock($1, $2)', [LOCK_CLASS, key]).catch((error: Error) => {
+    await client.query('SELECT pg_advisory_unlock($1, $2)', [lockClass, key]).catch((error: Error) => {
       this.options.logger.warn('replica lock release failed; dropping the session to free it', { error: error.message });
       this.drop(client);
     });

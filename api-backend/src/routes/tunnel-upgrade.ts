@@ -7,7 +7,8 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { checkProtocolVersion, NotFoundError, PROTOCOL_VERSION_HEADER, RelayError, UnauthorizedError } from '@ctll/protocol';
+import { checkProtocolVersion, NotFoundError, PROTOCOL_VERSION_HEADER, RELAY_INSTANCE_HEADER, RelayError, UnauthorizedError } from '@ctll/protocol';
+import type { ProxyEndpoint } from '../proxy/driver';
 import type { Authenticator } from '../auth/authenticator';
 import { credentialHeaders } from '../auth/credential-headers';
 import type { IpLimits } from '../http/ip-limits';
@@ -29,8 +30,10 @@ export function tunnelUpgradeHandler(deps: {
   clientAddress: (req: IncomingMessage) => string;
   /** A desktop's tunnel opened or closed at this owner's proxy (the audit reads its journal soon). */
   onActivity?: (ownerHash: string) => void;
-  /** Told of each desktop socket handed to a proxy, so the shutdown can end it after the drain. */
-  onTunnel?: (socket: Duplex) => void;
+  /** Told of each desktop socket handed to a proxy (at `endpoint`), so the shutdown can end it after the drain. */
+  onTunnel?: (socket: Duplex, endpoint: ProxyEndpoint) => void;
+  /** This process's id for the proxy (RELAY_INSTANCE_HEADER): a drain of this replica closes only its own tunnels. */
+  relayInstance?: string;
 }) {
   const { auth, manager, metrics, logger, limits, clientAddress, onActivity } = deps;
   return async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
@@ -58,8 +61,8 @@ export function tunnelUpgradeHandler(deps: {
         metrics.tunnelUpgrades.inc({ result: limited ? failure.code : 'proxy_failed' });
         if (!limited) logger.warn('tunnel upgrade failed at the StreamingProxy', { owner: userHash(userId), status: failure.status, message: failure.message });
         rejectUpgradeWith(socket, failure);
-      }, credentialHeaders(caller));
-      deps.onTunnel?.(socket);
+      }, { ...credentialHeaders(caller), ...(deps.relayInstance ? { [RELAY_INSTANCE_HEADER]: deps.relayInstance } : {}) });
+      deps.onTunnel?.(socket, handle.endpoint);
       metrics.tunnelUpgrades.inc({ result: 'accepted' });
       const ownerHash = userHash(userId);
       onActivity?.(ownerHash);

@@ -6,7 +6,7 @@
  *   GET  /events       the session journal after a sequence number (?after=N), for the audit
  *   GET  /usage        the user's requests and bytes today and per minute over the last hour
  *   POST /zrok/refresh pull the user's zrok shares and check them now (api-backend, on register)
- *   POST /tunnels/reconnect  api-backend is restarting: close WebSocket tunnels with 1012
+ *   POST /tunnels/reconnect  an api-backend is restarting: close the WebSocket tunnels it relays with 1012
  *   POST /credentials/revoked  a relay key was revoked: close the links it opened (credentials/key-links.ts)
  *   ANY  /relay/<path> relay <path> to the desktop: its tunnel (WebSocket, then polling), else
  *                      a healthy zrok share it registered (zrok/zrok-path.ts), else 503
@@ -26,6 +26,8 @@ import {
   MAX_FRAME_BYTES,
   PROXY_USAGE_PATH,
   parseCredentialExpiry,
+  RELAY_INSTANCE_HEADER,
+  RELAY_INSTANCE_PATTERN,
   RELAY_RESTART_CLOSE,
   TUNNELS_RECONNECT_PATH,
   UnauthorizedError,
@@ -137,8 +139,9 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
     }
     if (req.method === 'POST' && url === TUNNELS_RECONNECT_PATH) {
       req.resume();
-      const closed = hub.closeWebSockets(RELAY_RESTART_CLOSE.code, RELAY_RESTART_CLOSE.reason);
-      logger.info('api-backend restarting: WebSocket tunnels closed for their bridges to reconnect', { closed });
+      const relay = relayInstance(req);
+      const closed = hub.closeWebSockets(RELAY_RESTART_CLOSE.code, RELAY_RESTART_CLOSE.reason, relay);
+      logger.info('api-backend restarting: WebSocket tunnels closed for their bridges to reconnect', { closed, relay: relay ?? 'any' });
       const answer: ReconnectAnswer = { closed };
       sendJson(res, 200, answer);
       return;
@@ -236,7 +239,7 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
         onClose: (closed, code, reason) => hub.remove(closed, code, reason),
         onTraffic: () => stats.touch(),
       });
-      hub.add(link, keyId);
+      hub.add(link, keyId, relayInstance(req));
       keyLinks.track(link, keyId);
     });
   });
@@ -253,6 +256,12 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
 /** A single header's value (a repeated one is nobody's). */
 function headerValue(value: string | string[] | undefined): string | undefined {
   return typeof value === 'string' ? value : undefined;
+}
+
+/** The api-backend process a request names (RELAY_INSTANCE_HEADER), if it names one well-formed. */
+function relayInstance(req: http.IncomingMessage): string | undefined {
+  const value = headerValue(req.headers[RELAY_INSTANCE_HEADER]);
+  return value !== undefined && RELAY_INSTANCE_PATTERN.test(value) ? value : undefined;
 }
 
 function describeClient(req: http.IncomingMessage): string {

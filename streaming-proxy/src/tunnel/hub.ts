@@ -10,6 +10,8 @@ import type { Journal } from './journal';
 
 export class TunnelHub {
   private readonly links: DesktopLink[] = [];
+  /** The api-backend process each link was relayed through (RELAY_INSTANCE_HEADER), when it said. */
+  private readonly relayOf = new WeakMap<DesktopLink, string>();
   private nextLinkId = 0;
 
   constructor(
@@ -22,9 +24,13 @@ export class TunnelHub {
     return `t${(this.nextLinkId++).toString(36)}`;
   }
 
-  /** A new link; `keyId`: the relay key that opened it (the session audit shows which), none for a token. */
-  add(link: DesktopLink, keyId?: string): void {
+  /**
+   * A new link; `keyId`: the relay key that opened it (the session audit shows which), none for a
+   * token; `relay`: the api-backend process that relays it.
+   */
+  add(link: DesktopLink, keyId?: string, relay?: string): void {
     this.links.push(link);
+    if (relay !== undefined) this.relayOf.set(link, relay);
     this.stats.touch();
     this.journal.append({ type: 'tunnel_opened', link: link.id, transport: link.transport, client: link.client, ...(keyId === undefined ? {} : { keyId }) });
     this.logger.info('desktop connected', { link: link.id, transport: link.transport, client: link.client });
@@ -67,9 +73,13 @@ export class TunnelHub {
     return this.links.map(linkInfo);
   }
 
-  /** Closes the WebSocket tunnels only; polling bridges come back through api-backend by themselves. */
-  closeWebSockets(code: number, reason: string): number {
-    const ws = this.links.filter((link) => link.transport === 'ws');
+  /**
+   * Closes the WebSocket tunnels only; polling bridges come back through api-backend by themselves.
+   * With `relay`, only those relayed through that api-backend process: the tunnels through the
+   * other replicas do not pass through the one that restarts.
+   */
+  closeWebSockets(code: number, reason: string, relay?: string): number {
+    const ws = this.links.filter((link) => link.transport === 'ws' && (relay === undefined || this.relayOf.get(link) === relay));
     for (const link of ws) link.close(code, reason);
     return ws.length;
   }

@@ -62,8 +62,8 @@ export async function startProxy(env: Record<string, string> = {}): Promise<Test
 
 
 /** A hand-driven desktop on the proxy's /ws/tunnel. */
-export function connectDesktop(proxy: TestProxy): Promise<RawDesktop> {
-  return openRawDesktop(`${proxy.url.replace('http', 'ws')}/ws/tunnel`, { [PROXY_SECRET_HEADER]: SECRET }, 5000);
+export function connectDesktop(proxy: TestProxy, headers: Record<string, string> = {}): Promise<RawDesktop> {
+  return openRawDesktop(`${proxy.url.replace('http', 'ws')}/ws/tunnel`, { [PROXY_SECRET_HEADER]: SECRET, ...headers }, 5000);
 }
 
 /** A caller through the proxy's /relay, as api-backend would make it; the response is not read. */

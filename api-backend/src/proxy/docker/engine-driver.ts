@@ -225,7 +225,7 @@ export abstract class EngineDriver implements ProxyDriver {
     for (const { ownerHash, containerId, status } of plan.dead) {
       if (this.exits.claimLateReport(containerId, stoppedBefore)) {
         // Stopped gracefully by someone who had time to remove it and did not: not a replica.
-        this.options.onExit(ownerHash, `${this.words.container} stopped outside api-backend`);
+        this.options.onExit(ownerHash, `${this.words.container} stopped outside api-backend`, containerId);
         this.removeDead(ownerHash, containerId);
       } else {
         this.reportExit(ownerHash, containerId, this.words.foundDead(status));
@@ -359,7 +359,7 @@ export abstract class EngineDriver implements ProxyDriver {
   /** Tells the manager once, then removes the dead proxy and its network (freeing the subnet). */
   private reportExit(ownerHash: string, containerId: string, detail: string): void {
     if (!this.exits.claimReport(containerId)) return;
-    this.options.onExit(ownerHash, detail);
+    this.options.onExit(ownerHash, detail, containerId);
     this.removeDead(ownerHash, containerId);
   }
 
