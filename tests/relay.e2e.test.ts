@@ -6,15 +6,15 @@ import http from 'node:http';
 import { createHash, randomBytes } from 'node:crypto';
 import { Ollama } from 'ollama';
 import { startLayout, readChunks, waitFor, type Layout } from './helpers/layout';
-import { combinations } from './helpers/matrix';
+import { linkCombinations } from './helpers/matrix';
 import { patternBytes } from './helpers/llm-server';
 
-describe.each(combinations())('relay end to end (driver $driver, transport $transport)', ({ driver, transport }) => {
+describe.each(linkCombinations())('relay end to end (driver $driver, transport $transport, PROXY_LINK=$link)', ({ driver, transport, link }) => {
   let layout: Layout;
   const user = 'alice@example.com';
 
   beforeAll(async () => {
-    layout = await startLayout({ driver, transport, llm: { tokenDelayMs: 25, tokens: 12 } });
+    layout = await startLayout({ driver, transport, env: { PROXY_LINK: link }, llm: { tokenDelayMs: 25, tokens: 12 } });
     await layout.connectBridge(user);
   });
   afterAll(() => layout?.close());

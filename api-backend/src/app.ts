@@ -23,6 +23,7 @@ import type { ProxyDriver } from './proxy/driver';
 import { StreamingProxyManager } from './proxy/manager';
 import { PgReplicaLock } from './proxy/replica-lock';
 import { ProxyClient } from './proxy/proxy-client';
+import { ProxyLinkPool } from './relay/proxy-link';
 import { startCuller } from './proxy/culler';
 import { proxyEnv } from './proxy/proxy-env';
 import { StartBudget } from './proxy/start-budget';
@@ -206,10 +207,13 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   app.use(meEventsRoutes(healthFeed));
   app.use(operatorRoutes({ manager, client, maxProxies: config.proxyLimits.max, errors: recentErrors, logger: log('StreamingProxyManager') }));
   app.use(bridgeRoutes(manager, client, metrics, { pollTimeoutMs: config.bridge.pollTimeoutMs, requestTimeoutMs: config.requestTimeoutMs }));
+  // PROXY_LINK=frames: relayed requests reach each proxy over one frame link (relay/proxy-link.ts).
+  const links = config.proxyLink === 'frames' ? new ProxyLinkPool({ openTimeoutMs: 5_000, logger: log('relay') }) : undefined;
   app.use(
     tunnelRoutes(manager, client, metrics, {
       maxBodyBytes: config.maxBodyBytes,
       requestTimeoutMs: config.requestTimeoutMs,
+      links,
     }),
   );
   app.use(zrokRoutes({ registry: shares, manager, client, policy: { allowInsecure: config.zrok.allowInsecure, domains: config.zrok.shareDomains } }));
@@ -302,6 +306,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
           server.closeAllConnections();
           drain.closeTunnels();
           client.close();
+          links?.close();
         });
       } finally {
         // Last, as it started first: it records the manager's final stops, then flushes.

@@ -21,3 +21,4 @@ export * from './operator-api';
 export * from './with-timeout';
 export * from './backoff';
 export * from './tunnel-health';
+export * from './proxy-link';
