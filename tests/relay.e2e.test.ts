@@ -27,6 +27,14 @@ describe.each(linkCombinations())('relay end to end (driver $driver, transport $
     expect(tags.models.map((m) => m.name)).toEqual(['test-model:latest']);
   });
 
+  it(`carries requests to the proxy the ${link} way (ctll_relay_requests_total)`, async () => {
+    await ollamaFor(user).list();
+    const metrics = await (await fetch(`${layout.relay.metricsUrl}/metrics`)).text();
+    const count = (way: string) => Number(new RegExp(`^ctll_relay_requests_total\\{link="${way}"\\} (\\d+)$`, 'm').exec(metrics)?.[1] ?? 0);
+    expect(count(link)).toBeGreaterThan(0);
+    expect(count(link === 'frames' ? 'http' : 'frames')).toBe(0);
+  });
+
   it('streams a chat token by token: the first tokens arrive before the model has finished', async () => {
     const stream = await ollamaFor(user, 'chat-stream').chat({
       model: 'test-model',

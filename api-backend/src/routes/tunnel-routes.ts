@@ -56,6 +56,7 @@ export function tunnelRoutes(
       const onUnreachable = () => manager.endpointFailed(req.params.userId);
       const link = options.links ? await openLink(options.links, endpoint, onUnreachable) : undefined;
       if (link?.desktopConnected) {
+        metrics.relayRequests.inc({ link: 'frames' });
         relayFrames(req, res, link, path, {
           maxBodyBytes: options.maxBodyBytes,
           silenceTimeoutMs: options.requestTimeoutMs + 10_000,
@@ -64,6 +65,7 @@ export function tunnelRoutes(
         });
         return;
       }
+      metrics.relayRequests.inc({ link: 'http' });
       relayHttp(req, res, endpoint, `/relay${path}`, client, {
         maxBodyBytes: options.maxBodyBytes,
         socketTimeoutMs: options.requestTimeoutMs + 10_000,
