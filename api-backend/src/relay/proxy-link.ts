@@ -110,12 +110,18 @@ export class ProxyLink {
     try {
       if (isBinary) {
         const frame = decodeData(buffer);
-        if (!frame.ok) return this.logger.warn('the proxy sent a malformed frame', { reason: frame.error });
+        if (!frame.ok) {
+          this.logger.warn('the proxy sent a malformed frame', { reason: frame.error });
+          return;
+        }
         this.streams.get(frame.value.id)?.onData(frame.value.payload);
         return;
       }
       const parsed = parseLinkMessage(buffer.toString('utf8'));
-      if (!parsed.ok) return this.logger.warn('the proxy sent a malformed link message', { reason: parsed.error });
+      if (!parsed.ok) {
+        this.logger.warn('the proxy sent a malformed link message', { reason: parsed.error });
+        return;
+      }
       this.dispatch(parsed.value);
     } catch (error) {
       if (!(error instanceof FlowControlError)) throw error;
