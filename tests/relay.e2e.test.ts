@@ -6,15 +6,15 @@ import http from 'node:http';
 import { createHash, randomBytes } from 'node:crypto';
 import { Ollama } from 'ollama';
 import { startLayout, readChunks, waitFor, type Layout } from './helpers/layout';
-import { combinations } from './helpers/matrix';
+import { linkCombinations } from './helpers/matrix';
 import { patternBytes } from './helpers/llm-server';
 
-describe.each(combinations())('relay end to end (driver $driver, transport $transport)', ({ driver, transport }) => {
+describe.each(linkCombinations())('relay end to end (driver $driver, transport $transport, PROXY_LINK=$link)', ({ driver, transport, link }) => {
   let layout: Layout;
   const user = 'alice@example.com';
 
   beforeAll(async () => {
-    layout = await startLayout({ driver, transport, llm: { tokenDelayMs: 25, tokens: 12 } });
+    layout = await startLayout({ driver, transport, env: { PROXY_LINK: link }, llm: { tokenDelayMs: 25, tokens: 12 } });
     await layout.connectBridge(user);
   });
   afterAll(() => layout?.close());
@@ -25,6 +25,14 @@ describe.each(combinations())('relay end to end (driver $driver, transport $tran
   it('lists models with the official ollama client', async () => {
     const tags = await ollamaFor(user).list();
     expect(tags.models.map((m) => m.name)).toEqual(['test-model:latest']);
+  });
+
+  it(`carries requests to the proxy the ${link} way (ctll_relay_requests_total)`, async () => {
+    await ollamaFor(user).list();
+    const metrics = await (await fetch(`${layout.relay.metricsUrl}/metrics`)).text();
+    const count = (way: string) => Number(new RegExp(`^ctll_relay_requests_total\\{link="${way}"\\} (\\d+)$`, 'm').exec(metrics)?.[1] ?? 0);
+    expect(count(link)).toBeGreaterThan(0);
+    expect(count(link === 'frames' ? 'http' : 'frames')).toBe(0);
   });
 
   it('streams a chat token by token: the first tokens arrive before the model has finished', async () => {

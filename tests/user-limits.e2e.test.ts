@@ -72,11 +72,14 @@ function dialTunnel(layout: Layout, user: string): Promise<{ ws?: WebSocket; ref
   });
 }
 
-describe.each(TRANSPORTS)('per-user limits at the proxy (transport %s)', (transport) => {
+// Both ways api-backend reaches the proxy (PROXY_LINK): the frame link's requests pass the same limits.
+const LIMIT_CASES = (['http', 'frames'] as const).flatMap((link) => TRANSPORTS.map((transport) => ({ transport, link })));
+
+describe.each(LIMIT_CASES)('per-user limits at the proxy (transport $transport, PROXY_LINK=$link)', ({ transport, link }) => {
   let layout: Layout;
 
   beforeAll(async () => {
-    layout = await startLayout({ transport, env: USER_LIMITS, llm: { tokenDelayMs: 20, tokens: 3 } });
+    layout = await startLayout({ transport, env: { ...USER_LIMITS, PROXY_LINK: link }, llm: { tokenDelayMs: 20, tokens: 3 } });
   });
   afterAll(() => layout?.close());
 

@@ -25,6 +25,7 @@ import { StreamingProxyManager } from './proxy/manager';
 import { PgReplicaLock } from './proxy/replica-lock';
 import { ExitClaims } from './proxy/exit-claims';
 import { ProxyClient } from './proxy/proxy-client';
+import { ProxyLinkPool } from './relay/proxy-link';
 import { startCuller } from './proxy/culler';
 import { proxyEnv } from './proxy/proxy-env';
 import { StartBudget } from './proxy/start-budget';
@@ -215,10 +216,13 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   app.use(meEventsRoutes(healthFeed));
   app.use(operatorRoutes({ manager, client, maxProxies: config.proxyLimits.max, errors: recentErrors, logger: log('StreamingProxyManager') }));
   app.use(bridgeRoutes(manager, client, metrics, { pollTimeoutMs: config.bridge.pollTimeoutMs, requestTimeoutMs: config.requestTimeoutMs }));
+  // PROXY_LINK=frames: relayed requests reach each proxy over one frame link (relay/proxy-link.ts).
+  const links = config.proxyLink === 'frames' ? new ProxyLinkPool({ openTimeoutMs: 5_000, logger: log('relay') }) : undefined;
   app.use(
     tunnelRoutes(manager, client, metrics, {
       maxBodyBytes: config.maxBodyBytes,
       requestTimeoutMs: config.requestTimeoutMs,
+      links,
     }),
   );
   app.use(zrokRoutes({ registry: shares, manager, client, policy: { allowInsecure: config.zrok.allowInsecure, domains: config.zrok.shareDomains } }));
@@ -312,6 +316,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
           server.closeAllConnections();
           drain.closeTunnels();
           client.close();
+          links?.close();
         });
       } finally {
         // Last, as it started first: it records the manager's final stops, then flushes.

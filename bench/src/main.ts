@@ -10,6 +10,9 @@
  *   --profile       CPU-profile the relay's processes under load instead (see profile.ts);
  *                   with --only small,streaming,bulk to pick the loads
  *   --out <dir>     where to write results.json and RESULTS.md
+ *   --drivers a,b   only these proxy drivers (process, docker); default both
+ *   --links a,b     how api-backend reaches the proxy (PROXY_LINK: http, frames); default http.
+ *                   Each link but http adds its own process-driver relay, rows `relay <transport>/process <link>`
  *   --render        only regenerate RESULTS.md from results.json (e.g. after editing hotspots.json)
  */
 import { execFileSync } from 'node:child_process';
@@ -60,12 +63,23 @@ const USAGE = `usage: npm run bench -- [options]   (or node bench/run.mjs [optio
   --profile      CPU profiles of the relay's processes instead of the scenarios
   --render       rewrite RESULTS.md from an existing results.json, measuring nothing
   --out DIR      where results.json and RESULTS.md go
+  --drivers a,b  proxy drivers of the relay rows (process, docker)
+  --links a,b    PROXY_LINK of the relay rows (http, frames): frames rows beside the http ones
   -h, --help     this text
 `;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { quick: { type: 'boolean' }, only: { type: 'string' }, profile: { type: 'boolean' }, out: { type: 'string' }, render: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      quick: { type: 'boolean' },
+      only: { type: 'string' },
+      profile: { type: 'boolean' },
+      out: { type: 'string' },
+      render: { type: 'boolean' },
+      drivers: { type: 'string' },
+      links: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
     strict: true,
   });
   if (values.help) {
@@ -109,27 +123,35 @@ async function main(): Promise<void> {
     const relays: RelayRoute[] = [];
     const relayByDriver = new Map<DriverName, RelayProcess>();
     let dockerUnavailable: string | undefined;
-    for (const driver of DRIVERS) {
+    const drivers = values.drivers ? (values.drivers.split(',').map((d) => d.trim()) as DriverName[]) : DRIVERS;
+    const links = values.links ? values.links.split(',').map((l) => l.trim()) : ['http'];
+    // Each variant: a driver, and the PROXY_LINK its api-backend uses (http rows keep their old names).
+    const variants = [
+      ...(links.includes('http') ? drivers.map((driver) => ({ driver, link: 'http', suffix: '' })) : []),
+      ...links.filter((link) => link !== 'http').map((link) => ({ driver: 'process' as DriverName, link, suffix: ` ${link}` })),
+    ];
+    for (const { driver, link, suffix } of variants) {
       const why = driver === 'docker' ? dockerMissing() : undefined;
       let relay: RelayProcess | undefined;
       if (!why) {
         try {
-          relay = await startRelayProcess({ driver, env: driver === 'docker' ? DOCKER_ENV : {} });
-          relayByDriver.set(driver, relay);
+          relay = await startRelayProcess({ driver, env: { ...(driver === 'docker' ? DOCKER_ENV : {}), PROXY_LINK: link } });
+          if (!relayByDriver.has(driver)) relayByDriver.set(driver, relay);
           closers.push(() => relay!.close());
         } catch (error) {
           dockerUnavailable = `api-backend with PROXY_DRIVER=${driver} did not start: ${firstLine((error as Error).message)}`;
+          log(dockerUnavailable);
         }
       } else {
         dockerUnavailable = why;
       }
       for (const transport of TRANSPORTS) {
-        const id = `relay ${transport}/${driver}`;
+        const id = `relay ${transport}/${driver}${suffix}`;
         if (!relay) {
           routeStatus.push({ id, kind: 'relay', status: 'unavailable', reason: dockerUnavailable ?? 'relay did not start' });
           continue;
         }
-        const userId = `bench-${transport}-${driver}`;
+        const userId = `bench-${transport}-${driver}${suffix.replace(' ', '-')}`;
         let bridge: BridgeProcess;
         try {
           bridge = await startBridgeProcess(relay, userId, llm.url, transport);

@@ -107,7 +107,8 @@ export async function startRelayProcess(options: RelayStartOptions): Promise<Rel
         const outcome = await send({ id: 'health', kind: 'relay', host: '127.0.0.1', port, prefix: '', headers: {} }, agent, { method: 'GET', path: '/health', timeoutMs: 2000 });
         return outcome.status > 0 ? true : undefined;
       },
-      30_000,
+      // The embedded audit database's first start alone can take a minute on a loaded machine.
+      120_000,
       'api-backend to answer /health',
       100,
     );

@@ -18,12 +18,14 @@ const ROUTE_TEXT: Record<string, string> = {
 
 function routeText(id: string): string {
   if (ROUTE_TEXT[id]) return ROUTE_TEXT[id];
-  const match = /^relay (\w+)\/(\w+)$/.exec(id);
+  const match = /^relay (\w+)\/(\w+)( frames)?$/.exec(id);
   if (match) {
-    const [, transport, driver] = match;
+    const [, transport, driver, frames] = match;
     const proxy = driver === 'docker' ? 'streaming-proxy (its own container)' : 'streaming-proxy (child process)';
     const tunnel = transport === 'ws' ? 'WebSocket tunnel' : 'HTTP long-poll';
-    return `our relay: web client → api-backend (JWT check, routing) → ${proxy} → ${tunnel} → ctll-bridge → test server`;
+    // PROXY_LINK=frames: api-backend reaches the proxy over its frame link instead of an HTTP request.
+    const hop = frames ? ' → frame link (PROXY_LINK=frames)' : '';
+    return `our relay: web client → api-backend (JWT check, routing)${hop} → ${proxy} → ${tunnel} → ctll-bridge → test server`;
   }
   return id;
 }

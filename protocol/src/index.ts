@@ -23,3 +23,4 @@ export * from './backoff';
 export * from './tunnel-health';
 export * from './ipv4';
 export * from './ttl-cache';
+export * from './proxy-link';

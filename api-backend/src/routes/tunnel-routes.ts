@@ -4,17 +4,22 @@
  * proxy means no desktop, which is a 503 the caller can act on.
  */
 import { Router, type Request, type Response, type NextFunction } from 'express';
-import { BadPathError, DesktopOfflineError, errorMessage, escapesRoot, ForbiddenError } from '@ctll/protocol';
+import { BadPathError, DesktopOfflineError, errorMessage, escapesRoot, ForbiddenError, ServiceUnavailableError } from '@ctll/protocol';
 import type { StreamingProxyManager } from '../proxy/manager';
 import type { ProxyClient } from '../proxy/proxy-client';
 import type { Caller } from '../auth/authenticator';
 import { relayHttp } from '../relay/http-relay';
+import { relayFrames } from '../relay/frame-relay';
+import type { ProxyLink, ProxyLinkPool } from '../relay/proxy-link';
+import type { ProxyEndpoint } from '../proxy/driver';
 import { readTunnelHealth } from '../events/tunnel-health';
 import type { Metrics } from '../metrics';
 
 export interface TunnelRouteOptions {
   maxBodyBytes: number;
   requestTimeoutMs: number;
+  /** PROXY_LINK=frames: the frame links to the proxies; absent: every request takes the HTTP path. */
+  links?: ProxyLinkPool;
 }
 
 const PREFIX = '/api/tunnel/';
@@ -48,12 +53,25 @@ export function tunnelRoutes(
       if (escapesRoot(path)) throw new BadPathError('the path climbs above the root of your desktop (`..` segments are not allowed)');
       const endpoint = await manager.endpoint(req.params.userId);
       if (!endpoint) throw new DesktopOfflineError(errorMessage('desktop_offline'));
+      const onUnreachable = () => manager.endpointFailed(req.params.userId);
+      const link = options.links ? await openLink(options.links, endpoint, onUnreachable) : undefined;
+      if (link?.desktopConnected) {
+        metrics.relayRequests.inc({ link: 'frames' });
+        relayFrames(req, res, link, path, {
+          maxBodyBytes: options.maxBodyBytes,
+          silenceTimeoutMs: options.requestTimeoutMs + 10_000,
+          onBytes: (direction, bytes) => metrics.relayBytes.inc({ direction }, bytes),
+          onUnreachable,
+        });
+        return;
+      }
+      metrics.relayRequests.inc({ link: 'http' });
       relayHttp(req, res, endpoint, `/relay${path}`, client, {
         maxBodyBytes: options.maxBodyBytes,
         socketTimeoutMs: options.requestTimeoutMs + 10_000,
         onBytes: (direction, bytes) => metrics.relayBytes.inc({ direction }, bytes),
         onDone: () => undefined,
-        onUnreachable: () => manager.endpointFailed(req.params.userId),
+        onUnreachable,
       });
     } catch (error) {
       next(error);
@@ -61,6 +79,18 @@ export function tunnelRoutes(
   });
 
   return router;
+}
+
+/** The proxy's frame link; a link that cannot be opened is the proxy being unreachable. */
+async function openLink(links: ProxyLinkPool, endpoint: ProxyEndpoint, onUnreachable: () => void): Promise<ProxyLink | undefined> {
+  try {
+    return await links.get(endpoint);
+  } catch (error) {
+    onUnreachable();
+    throw new ServiceUnavailableError(`your streaming proxy's frame link did not open: ${(error as Error).message}`, 'proxy_unreachable', {
+      publicMessage: 'your streaming proxy is not reachable right now; try again in a moment',
+    });
+  }
 }
 
 /** The path and query the desktop asks its server for, from the raw URL (its encoding kept). */

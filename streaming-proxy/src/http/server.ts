@@ -11,6 +11,7 @@
  *   ANY  /relay/<path> relay <path> to the desktop: its tunnel (WebSocket, then polling), else
  *                      a healthy zrok share it registered (zrok/zrok-path.ts), else 503
  *   GET  /ws/tunnel    WebSocket upgrade: a desktop's tunnel, forwarded by api-backend
+ *   GET  /link         WebSocket upgrade: api-backend's frame link (PROXY_LINK=frames, upstream/)
  *   /bridge/...        the long-poll transport (register, poll, respond, heartbeat)
  *
  * Relayed requests and new desktop links pass the user's limits first (limits/user-limits.ts).
@@ -24,6 +25,7 @@ import {
   errorMessage,
   KEY_REVOKED_PATH,
   MAX_FRAME_BYTES,
+  PROXY_LINK_PATH,
   PROXY_USAGE_PATH,
   parseCredentialExpiry,
   RELAY_INSTANCE_HEADER,
@@ -47,6 +49,7 @@ import type { ZrokPath } from '../zrok/zrok-path';
 import { renewalClient, type VerifyRenewal } from '../credentials/renewal-client';
 import { KeyLinks } from '../credentials/key-links';
 import { keyRevoked } from '../credentials/key-revoked-route';
+import { upstreamLinks } from '../upstream/upstream-link';
 import type { JournalPage, ProxyHealth, ProxyStatus, ProxyUsage, ReconnectAnswer, ZrokRefreshAnswer } from '@ctll/protocol';
 
 export interface ProxyServerDeps {
@@ -78,6 +81,7 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
   const limits = new UserLimits(config.limits, { pingIntervalMs: config.pingIntervalMs, pollGraceMs: config.pollGraceMs });
   const keyLinks = new KeyLinks();
   const bridge = bridgeRoutes(config, hub, limits, logger, keyLinks);
+  const acceptUpstream = upstreamLinks({ config, hub, stats, limits, logger });
 
   const server = http.createServer((req, res) => {
     handle(req, res).catch((error: Error) => {
@@ -211,6 +215,10 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
   }
 
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (isApiBackend(req) && (req.url ?? '').split('?')[0] === PROXY_LINK_PATH) {
+      acceptUpstream(req, socket, head);
+      return;
+    }
     if (!isApiBackend(req) || (req.url ?? '').split('?')[0] !== '/ws/tunnel') {
       refuseUpgrade(socket, new UnauthorizedError('this proxy answers api-backend only'));
       return;

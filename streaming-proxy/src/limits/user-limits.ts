@@ -42,8 +42,18 @@ export class UserLimits {
    * its answer is over (or the caller left).
    */
   admitRequest(req: IncomingMessage, res: ServerResponse): RelayError | undefined {
-    const declared = Number(req.headers['content-length'] ?? 0);
-    if (declared > this.settings.maxBodyBytes) return this.tooLarge();
+    const refused = this.admitStream(Number(req.headers['content-length'] ?? 0));
+    if (refused) return refused;
+    res.once('close', () => this.releaseStream());
+    return undefined;
+  }
+
+  /**
+   * The same admission for a request of the frame link (upstream/), which has no HTTP response
+   * to watch: the caller calls releaseStream() once, when the stream is over.
+   */
+  admitStream(declaredBytes: number): RelayError | undefined {
+    if (declaredBytes > this.settings.maxBodyBytes) return this.tooLarge();
     const limited = this.takeToken();
     if (limited) return limited;
     if (this.streams >= this.settings.maxStreams) {
@@ -53,10 +63,20 @@ export class UserLimits {
       });
     }
     this.streams += 1;
-    res.once('close', () => {
-      this.streams -= 1;
-    });
     return undefined;
+  }
+
+  releaseStream(): void {
+    this.streams -= 1;
+  }
+
+  /** MAX_BODY_BYTES, for counting a body that arrives as frames. */
+  get maxBodyBytes(): number {
+    return this.settings.maxBodyBytes;
+  }
+
+  tooLargeError(): PayloadTooLargeError {
+    return this.tooLarge();
   }
 
   /** Admits one more desktop link of `transport` while `open` of that kind are open, or says why not. */

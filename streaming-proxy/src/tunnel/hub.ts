@@ -13,12 +13,20 @@ export class TunnelHub {
   /** The api-backend process each link was relayed through (RELAY_INSTANCE_HEADER), when it said. */
   private readonly relayOf = new WeakMap<DesktopLink, string>();
   private nextLinkId = 0;
+  /** Told whenever a link comes or goes (the frame link tells api-backend whether a desktop is there). */
+  private readonly listeners = new Set<() => void>();
 
   constructor(
     private readonly stats: ProxyStats,
     private readonly logger: Logger,
     private readonly journal: Journal,
   ) {}
+
+  /** Calls `listener` after every link added or removed; returns the call that stops it. */
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
 
   newLinkId(): string {
     return `t${(this.nextLinkId++).toString(36)}`;
@@ -34,6 +42,7 @@ export class TunnelHub {
     this.stats.touch();
     this.journal.append({ type: 'tunnel_opened', link: link.id, transport: link.transport, client: link.client, ...(keyId === undefined ? {} : { keyId }) });
     this.logger.info('desktop connected', { link: link.id, transport: link.transport, client: link.client });
+    this.changed();
   }
 
   remove(link: DesktopLink, code: number, reason: string): void {
@@ -44,6 +53,7 @@ export class TunnelHub {
     const { requests, bytesToDesktop, bytesFromDesktop } = link.counters;
     this.journal.append({ type: 'tunnel_closed', link: link.id, transport: link.transport, requests, bytesToDesktop, bytesFromDesktop, reason: `${code} ${reason}`.trim() });
     this.logger.info('desktop disconnected', { link: link.id, transport: link.transport, code, reason, requests });
+    this.changed();
   }
 
   find(id: string): DesktopLink | undefined {
@@ -86,6 +96,10 @@ export class TunnelHub {
 
   closeAll(code: number, reason: string): void {
     for (const link of [...this.links]) link.close(code, reason);
+  }
+
+  private changed(): void {
+    for (const listener of this.listeners) listener();
   }
 }
 

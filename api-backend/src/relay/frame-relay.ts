@@ -1,0 +1,220 @@
+/**
+ * One web client's request carried to the user's proxy over its frame link (PROXY_LINK=frames):
+ * HTTP is parsed here, at the edge, and only here. The caller's headers are filtered once, the
+ * desktop's path was computed once by the route, and from here to the bridge the request is the
+ * tunnel's frames; the answer's frames are written into the caller's response as they come.
+ *
+ * Credit runs end to end: the caller's body is read only while the link stream has credit (the
+ * proxy grants it back once the desktop's credit let the bytes on), and answer credit goes back
+ * only once the caller's response took the bytes. If the caller goes away the proxy is told to
+ * cancel, and so the desktop; if the link goes away mid-answer the caller gets a broken stream.
+ */
+import { validateHeaderName, validateHeaderValue, type IncomingMessage, type ServerResponse } from 'node:http';
+import {
+  BodySender,
+  CALLER_ONLY_HEADERS,
+  CatalogueError,
+  endToEndHeaders,
+  PayloadTooLargeError,
+  ReceiveCredit,
+  ServiceUnavailableError,
+  type HttpResponseMessage,
+  type RelayError,
+} from '@ctll/protocol';
+import { sendError } from '../http/error-handler';
+import type { LinkStreamHandler, ProxyLink } from './proxy-link';
+
+export interface FrameRelayOptions {
+  maxBodyBytes: number;
+  /** Safety net for a proxy that stops answering altogether; the proxy enforces REQUEST_TIMEOUT_MS itself. */
+  silenceTimeoutMs: number;
+  onBytes: (direction: 'up' | 'down', bytes: number) => void;
+  /** The link to the proxy broke under this request. */
+  onUnreachable?: () => void;
+}
+
+export function relayFrames(req: IncomingMessage, res: ServerResponse, link: ProxyLink, path: string, options: FrameRelayOptions): void {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > options.maxBodyBytes) {
+    req.resume();
+    sendError(res, new PayloadTooLargeError(`the request body exceeds ${options.maxBodyBytes} bytes`));
+    return;
+  }
+  new FrameExchange(req, res, link, options).start(path);
+}
+
+class FrameExchange implements LinkStreamHandler {
+  private readonly id: string;
+  private readonly body: BodySender;
+  private readonly credit: ReceiveCredit;
+  private readonly timer: NodeJS.Timeout;
+  private started = false;
+  private bodyWritten = false;
+  private done = false;
+  private undrained = 0;
+  private received = 0;
+
+  constructor(
+    private readonly req: IncomingMessage,
+    private readonly res: ServerResponse,
+    private readonly link: ProxyLink,
+    private readonly options: FrameRelayOptions,
+  ) {
+    this.id = link.open(this);
+    this.body = new BodySender((slice) => this.link.sendData(this.id, slice));
+    this.credit = new ReceiveCredit((bytes) => this.link.sendControl({ type: 'window', id: this.id, bytes }));
+    this.timer = setTimeout(() => this.silent(), options.silenceTimeoutMs);
+  }
+
+  start(path: string): void {
+    const hasBody = this.req.headers['transfer-encoding'] !== undefined || (this.req.headers['content-length'] ?? '0') !== '0';
+    this.res.on('close', () => {
+      if (!this.done) this.cancel('client disconnected');
+    });
+    this.link.sendControl({
+      type: 'http_request',
+      id: this.id,
+      method: this.req.method ?? 'GET',
+      path,
+      headers: endToEndHeaders(this.req.headers, CALLER_ONLY_HEADERS),
+      end: !hasBody,
+    });
+    if (hasBody) this.upload();
+    else this.req.resume();
+  }
+
+  onResponse(message: HttpResponseMessage): void {
+    if (this.done || this.started) return;
+    this.timer.refresh();
+    if (message.status < 200) return this.refuse('bad_response', `the desktop answered ${message.status}, which is not a final answer`);
+    try {
+      // Checked before writeHead, which would leave a half-written head behind if it threw.
+      for (const [name, value] of Object.entries(message.headers)) {
+        validateHeaderName(name);
+        for (const one of Array.isArray(value) ? value : [value]) validateHeaderValue(name, one);
+      }
+      this.res.writeHead(message.status, message.headers);
+    } catch (error) {
+      return this.refuse('bad_response', `the desktop sent an invalid response head: ${(error as Error).message}`);
+    }
+    this.started = true;
+    // The head goes out now (a client sees the status while the model thinks), unless the first
+    // chunk arrived in the same read and can share its write.
+    process.nextTick(() => {
+      if (!this.bodyWritten && !this.res.writableEnded && !this.res.destroyed) this.res.flushHeaders();
+    });
+    if (message.end) this.finish();
+  }
+
+  onData(payload: Buffer): void {
+    if (this.done) return;
+    this.credit.received(payload.byteLength);
+    if (!this.started) return this.refuse('bad_response', 'the proxy sent body data before the response head');
+    this.timer.refresh();
+    this.bodyWritten = true;
+    this.options.onBytes('down', payload.byteLength);
+    if (this.res.write(payload)) {
+      this.credit.consumed(payload.byteLength);
+      return;
+    }
+    // Answer credit goes back only once the caller took the bytes: the backpressure.
+    if (this.undrained === 0) {
+      this.res.once('drain', () => {
+        const bytes = this.undrained;
+        this.undrained = 0;
+        if (!this.done) this.credit.consumed(bytes);
+      });
+    }
+    this.undrained += payload.byteLength;
+  }
+
+  onEnd(): void {
+    if (this.done) return;
+    if (!this.started) return this.refuse('bad_response', 'the proxy ended the stream without a response');
+    this.finish();
+  }
+
+  onWindow(bytes: number): void {
+    this.timer.refresh();
+    this.body.grant(bytes);
+  }
+
+  onError(code: string, message: string): void {
+    if (this.done) return;
+    if (code === 'proxy_unreachable') {
+      this.options.onUnreachable?.();
+      return this.fail(
+        new ServiceUnavailableError(`your streaming proxy is not reachable: ${message}`, 'proxy_unreachable', {
+          publicMessage: 'your streaming proxy is not reachable right now; try again in a moment',
+        }),
+      );
+    }
+    this.fail(new CatalogueError(code, message));
+  }
+
+  private upload(): void {
+    this.req.on('data', (chunk: Buffer) => {
+      if (this.done) return;
+      this.received += chunk.byteLength;
+      this.options.onBytes('up', chunk.byteLength);
+      if (this.received > this.options.maxBodyBytes) {
+        this.link.sendControl({ type: 'cancel', id: this.id, reason: 'payload_too_large' });
+        return this.fail(new PayloadTooLargeError(`the request body exceeds ${this.options.maxBodyBytes} bytes`));
+      }
+      this.timer.refresh();
+      // No credit on the link stream: stop reading the caller until the proxy grants more.
+      if (!this.body.write(chunk)) {
+        this.req.pause();
+        this.body.whenReady(() => {
+          if (!this.done) this.req.resume();
+        });
+      }
+    });
+    this.req.on('end', () => {
+      if (!this.done) this.body.end(() => this.link.sendControl({ type: 'end', id: this.id }));
+    });
+  }
+
+  private silent(): void {
+    if (this.done) return;
+    // A caller slow to read holds the answer back through credit: not the proxy's silence.
+    if (this.undrained > 0) {
+      this.timer.refresh();
+      return;
+    }
+    this.link.sendControl({ type: 'cancel', id: this.id, reason: 'timeout' });
+    this.onError('proxy_unreachable', 'the streaming proxy stopped answering');
+  }
+
+  /** The answer's head was no answer: the stream is cancelled and the caller gets a 502. */
+  private refuse(code: string, message: string): void {
+    this.link.sendControl({ type: 'cancel', id: this.id, reason: code });
+    this.fail(new CatalogueError(code, message));
+  }
+
+  private cancel(reason: string): void {
+    this.link.sendControl({ type: 'cancel', id: this.id, reason });
+    this.cleanup();
+  }
+
+  private finish(): void {
+    this.cleanup();
+    this.res.end();
+  }
+
+  /** Before the answer's head: the catalogue's answer; after it: a broken stream, never a clean end. */
+  private fail(error: RelayError): void {
+    const started = this.started;
+    this.cleanup();
+    if (started) this.res.destroy();
+    else sendError(this.res, error);
+  }
+
+  private cleanup(): void {
+    this.done = true;
+    clearTimeout(this.timer);
+    this.body.clear();
+    if (!this.req.complete) this.req.resume();
+    this.link.forget(this.id);
+  }
+}

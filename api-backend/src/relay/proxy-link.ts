@@ -1,0 +1,263 @@
+/**
+ * api-backend's frame links to its proxies (PROXY_LINK=frames; protocol/src/proxy-link.ts): one
+ * WebSocket per proxy endpoint, opened on the first request that needs it and again after it
+ * closed, carrying every relayed request to that proxy as the tunnel's frames. The pool hands out
+ * a link only once both sides said `hello` with the same protocol version and the proxy said
+ * whether a desktop is connected.
+ *
+ * A proxy that has no frame link (an older image that answers the upgrade with 404) is left to
+ * the HTTP path for a while instead of being asked again on every request.
+ */
+import WebSocket, { type RawData } from 'ws';
+import {
+  decodeData,
+  encodeData,
+  encodeLinkMessage,
+  FLOW_CONTROL_CLOSE_CODE,
+  FLOW_CONTROL_CLOSE_REASON,
+  FlowControlError,
+  LINK_VERSION_CLOSE_CODE,
+  linkVersionMismatch,
+  MAX_FRAME_BYTES,
+  parseLinkMessage,
+  PROTOCOL_VERSION,
+  PROXY_LINK_PATH,
+  PROXY_SECRET_HEADER,
+  type ControlMessage,
+  type HttpResponseMessage,
+  type LinkMessage,
+} from '@ctll/protocol';
+import type { ProxyEndpoint } from '../proxy/driver';
+import type { Logger } from '../logger';
+
+/** What one relayed request hears from the proxy over the link. */
+export interface LinkStreamHandler {
+  onResponse(message: HttpResponseMessage): void;
+  /** Throws FlowControlError past the credit granted: the link closes. */
+  onData(payload: Buffer): void;
+  onEnd(): void;
+  /** Throws FlowControlError for a grant beyond what was sent: the link closes. */
+  onWindow(bytes: number): void;
+  /** The proxy failed the stream, or the link went away. */
+  onError(code: string, message: string): void;
+}
+
+/** How long a proxy without a frame link is sent requests the HTTP way before it is asked again. */
+const UNSUPPORTED_RETRY_MS = 60_000;
+
+export interface ProxyLinkOptions {
+  openTimeoutMs: number;
+  logger: Logger;
+  /** The version this side says in its hello (PROTOCOL_VERSION; tests say another). */
+  version?: number;
+}
+
+export class ProxyLink {
+  private readonly streams = new Map<string, LinkStreamHandler>();
+  private nextId = 0;
+  private isClosed = false;
+  /** Whether the proxy has a desktop connected now (it says so at once and on every change). */
+  desktopConnected = false;
+
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly logger: Logger,
+    private readonly onClosed: (link: ProxyLink) => void,
+  ) {
+    ws.on('message', (data, isBinary) => this.receive(data, isBinary));
+    ws.on('close', (code, reason) => this.gone(code, reason.toString()));
+  }
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  get size(): number {
+    return this.streams.size;
+  }
+
+  open(handler: LinkStreamHandler): string {
+    const id = (this.nextId++).toString(36);
+    this.streams.set(id, handler);
+    return id;
+  }
+
+  /** Forgets a stream; frames for it still in flight are dropped. */
+  forget(id: string): void {
+    this.streams.delete(id);
+  }
+
+  sendControl(message: ControlMessage): void {
+    if (this.isClosed) return;
+    this.ws.send(encodeLinkMessage(message));
+  }
+
+  sendData(id: string, payload: Buffer): void {
+    if (this.isClosed) return;
+    this.ws.send(encodeData(id, payload), { binary: true });
+  }
+
+  close(code = 1000, reason = 'closing'): void {
+    if (this.isClosed) return;
+    this.ws.close(code, reason);
+    setTimeout(() => this.ws.terminate(), 2000).unref();
+    this.gone(code, reason);
+  }
+
+  private receive(data: RawData, isBinary: boolean): void {
+    if (this.isClosed) return;
+    const buffer = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
+    try {
+      if (isBinary) {
+        const frame = decodeData(buffer);
+        if (!frame.ok) {
+          this.logger.warn('the proxy sent a malformed frame', { reason: frame.error });
+          return;
+        }
+        this.streams.get(frame.value.id)?.onData(frame.value.payload);
+        return;
+      }
+      const parsed = parseLinkMessage(buffer.toString('utf8'));
+      if (!parsed.ok) {
+        this.logger.warn('the proxy sent a malformed link message', { reason: parsed.error });
+        return;
+      }
+      this.dispatch(parsed.value);
+    } catch (error) {
+      if (!(error instanceof FlowControlError)) throw error;
+      this.logger.warn('the proxy broke flow control on the frame link; closing it', { detail: error.message });
+      this.close(FLOW_CONTROL_CLOSE_CODE, FLOW_CONTROL_CLOSE_REASON);
+    }
+  }
+
+  private dispatch(message: LinkMessage): void {
+    switch (message.type) {
+      case 'desktop':
+        this.desktopConnected = message.connected;
+        return;
+      case 'http_response':
+        return this.streams.get(message.id)?.onResponse(message);
+      case 'end':
+        return this.streams.get(message.id)?.onEnd();
+      case 'window':
+        return this.streams.get(message.id)?.onWindow(message.bytes);
+      case 'error':
+        if (message.id === undefined) this.logger.warn('the proxy reported a link error', { code: message.code, message: message.message });
+        // An error for a stream already over (a frame that crossed its end) needs no answer.
+        else this.streams.get(message.id)?.onError(message.code, message.message);
+        return;
+      case 'ping':
+        return this.sendControl({ type: 'pong', ts: message.ts });
+      default:
+        return;
+    }
+  }
+
+  private gone(code: number, reason: string): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    this.logger.info('frame link to a proxy closed', { code, reason, streams: this.streams.size });
+    const handlers = [...this.streams.values()];
+    this.streams.clear();
+    this.onClosed(this);
+    for (const handler of handlers) handler.onError('proxy_unreachable', 'the link to your streaming proxy closed');
+  }
+}
+
+/** The proxy answered the upgrade without taking it: it has no frame link. */
+export class LinkUnsupportedError extends Error {}
+
+/** Opens a link and resolves once both hellos and the first desktop state are through. */
+export function openProxyLink(endpoint: ProxyEndpoint, options: ProxyLinkOptions, onClosed: (link: ProxyLink) => void): Promise<ProxyLink> {
+  const version = options.version ?? PROTOCOL_VERSION;
+  const ws = new WebSocket(`ws://${endpoint.host}:${endpoint.port}${PROXY_LINK_PATH}`, {
+    headers: { [PROXY_SECRET_HEADER]: endpoint.secret },
+    perMessageDeflate: false,
+    maxPayload: MAX_FRAME_BYTES,
+    handshakeTimeout: options.openTimeoutMs,
+  });
+  return new Promise((resolve, reject) => {
+    let greeted = false;
+    const fail = (error: Error) => {
+      clearTimeout(timer);
+      ws.off('message', opening);
+      ws.terminate();
+      reject(error);
+    };
+    const timer = setTimeout(() => fail(new Error(`the proxy's frame link did not open within ${options.openTimeoutMs} ms`)), options.openTimeoutMs);
+    const opening = (data: RawData, isBinary: boolean) => {
+      const parsed = isBinary ? undefined : parseLinkMessage(data.toString());
+      if (!parsed?.ok) return fail(new Error('the proxy opened the frame link with something else than hello'));
+      const message = parsed.value;
+      if (!greeted) {
+        if (message.type !== 'hello') return fail(new Error('the proxy opened the frame link with something else than hello'));
+        if (message.version !== version) {
+          const reason = linkVersionMismatch(version, message.version, 'api-backend');
+          ws.close(LINK_VERSION_CLOSE_CODE, reason);
+          return fail(new Error(reason));
+        }
+        greeted = true;
+        return;
+      }
+      if (message.type !== 'desktop') return fail(new Error(`the proxy sent ${message.type} before saying whether a desktop is connected`));
+      clearTimeout(timer);
+      ws.off('message', opening);
+      ws.off('close', closedEarly);
+      const link = new ProxyLink(ws, options.logger, onClosed);
+      link.desktopConnected = message.connected;
+      resolve(link);
+    };
+    const closedEarly = (code: number, reason: Buffer) => fail(new Error(`the proxy closed the frame link as it opened (${code} ${reason.toString()})`.trim()));
+    ws.on('message', opening);
+    ws.on('close', closedEarly);
+    // ws sets TCP_NODELAY on its socket itself.
+    ws.on('open', () => ws.send(encodeLinkMessage({ type: 'hello', version })));
+    ws.on('unexpected-response', (_req, res) => {
+      res.resume();
+      fail(new LinkUnsupportedError(`the proxy answered the frame link's upgrade with ${res.statusCode}`));
+    });
+    ws.on('error', (error) => fail(error));
+  });
+}
+
+/** One link per proxy endpoint, shared by every request to that proxy. */
+export class ProxyLinkPool {
+  private readonly links = new Map<string, Promise<ProxyLink>>();
+  private readonly unsupported = new Map<string, number>();
+
+  constructor(private readonly options: ProxyLinkOptions) {}
+
+  /** The endpoint's link, opened if need be; undefined when that proxy has none (use HTTP). Rejects when it cannot be opened. */
+  async get(endpoint: ProxyEndpoint): Promise<ProxyLink | undefined> {
+    const key = `${endpoint.host}:${endpoint.port}`;
+    const until = this.unsupported.get(key);
+    if (until !== undefined) {
+      if (Date.now() < until) return undefined;
+      this.unsupported.delete(key);
+    }
+    let pending = this.links.get(key);
+    if (!pending) {
+      pending = openProxyLink(endpoint, this.options, () => {
+        if (this.links.get(key) === pending) this.links.delete(key);
+      });
+      this.links.set(key, pending);
+      pending.catch(() => {
+        if (this.links.get(key) === pending) this.links.delete(key);
+      });
+    }
+    try {
+      const link = await pending;
+      return link.closed ? this.get(endpoint) : link;
+    } catch (error) {
+      if (!(error instanceof LinkUnsupportedError)) throw error;
+      this.options.logger.warn('a proxy has no frame link; its requests take the HTTP path', { detail: error.message });
+      this.unsupported.set(key, Date.now() + UNSUPPORTED_RETRY_MS);
+      return undefined;
+    }
+  }
+
+  close(): void {
+    for (const pending of this.links.values()) void pending.then((link) => link.close(1001, 'api-backend stopping'), () => undefined);
+    this.links.clear();
+  }
+}

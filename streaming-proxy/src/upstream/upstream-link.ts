@@ -1,0 +1,215 @@
+/**
+ * The proxy's end of api-backend's frame link (protocol/src/proxy-link.ts): a WebSocket at
+ * PROXY_LINK_PATH, opened by api-backend with the proxy secret, carrying many requests at once as
+ * the tunnel's frames. Each request is admitted by the user's limits as a /relay request is, and
+ * then carried to the desktop's link by a RelayedStream; no HTTP is parsed on the way.
+ *
+ * Frames are validated here and only here. A bad one is answered with `error` and the link stays;
+ * frames for a stream id this link does not know are answered with `unknown_stream`. A peer that
+ * breaks flow control gets the link closed with 1008, a `hello` of another version with
+ * LINK_VERSION_CLOSE_CODE. When the link goes, every stream on it is cancelled at the desktop.
+ */
+import type http from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import {
+  decodeData,
+  encodeData,
+  encodeLinkMessage,
+  errorMessage,
+  FLOW_CONTROL_CLOSE_CODE,
+  FLOW_CONTROL_CLOSE_REASON,
+  FlowControlError,
+  CatalogueError,
+  LINK_VERSION_CLOSE_CODE,
+  linkVersionMismatch,
+  MAX_FRAME_BYTES,
+  parseLinkMessage,
+  TunnelErrorCode,
+  type ControlMessage,
+  type HttpRequestMessage,
+  type LinkMessage,
+} from '@ctll/protocol';
+import type { ProxyConfig } from '../config';
+import type { Logger } from '../logger';
+import type { ProxyStats } from '../stats';
+import type { TunnelHub } from '../tunnel/hub';
+import type { UserLimits } from '../limits/user-limits';
+import { RelayedStream, sendErrorAnswer, type UpstreamSender } from './relayed-stream';
+
+export interface UpstreamDeps {
+  config: ProxyConfig;
+  hub: TunnelHub;
+  stats: ProxyStats;
+  limits: UserLimits;
+  logger: Logger;
+}
+
+/** Takes api-backend's upgrades to the frame link (the secret is checked before). */
+export function upstreamLinks(deps: UpstreamDeps): (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void {
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false });
+  return (req, socket, head) => {
+    wss.handleUpgrade(req, socket, head, (ws) => new UpstreamLink(ws, deps));
+  };
+}
+
+export class UpstreamLink implements UpstreamSender {
+  private readonly streams = new Map<string, RelayedStream>();
+  private greeted = false;
+  private closed = false;
+  private lastDesktop: boolean | undefined;
+  private readonly unsubscribe: () => void;
+
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly deps: UpstreamDeps,
+  ) {
+    ws.on('message', (data, isBinary) => this.receive(data, isBinary));
+    ws.on('close', () => this.gone());
+    ws.on('error', (error) => deps.logger.warn('frame link socket error', { error: error.message }));
+    this.send({ type: 'hello', version: deps.config.protocolVersion });
+    this.unsubscribe = deps.hub.onChange(() => this.tellDesktop());
+    this.tellDesktop();
+  }
+
+  sendControl(message: ControlMessage): void {
+    this.send(message);
+  }
+
+  sendData(id: string, payload: Buffer): void {
+    if (this.closed) return;
+    this.deps.stats.touch();
+    this.ws.send(encodeData(id, payload), { binary: true });
+  }
+
+  private send(message: LinkMessage): void {
+    if (this.closed) return;
+    this.ws.send(encodeLinkMessage(message));
+  }
+
+  private tellDesktop(): void {
+    const connected = this.deps.hub.current() !== undefined;
+    if (connected === this.lastDesktop) return;
+    this.lastDesktop = connected;
+    this.send({ type: 'desktop', connected });
+  }
+
+  private receive(data: RawData, isBinary: boolean): void {
+    if (this.closed) return;
+    const buffer = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
+    try {
+      if (isBinary) this.receiveData(buffer);
+      else this.receiveControl(buffer.toString('utf8'));
+    } catch (error) {
+      if (!(error instanceof FlowControlError)) throw error;
+      this.deps.logger.warn('api-backend broke flow control on the frame link; closing it', { detail: error.message });
+      this.close(FLOW_CONTROL_CLOSE_CODE, FLOW_CONTROL_CLOSE_REASON);
+      this.ws.pause();
+    }
+  }
+
+  private receiveData(buffer: Buffer): void {
+    const frame = decodeData(buffer);
+    if (!frame.ok) return this.reject(frame.error);
+    const stream = this.streams.get(frame.value.id);
+    if (!stream) return this.unknown(frame.value.id);
+    stream.upstreamData(frame.value.payload);
+  }
+
+  private receiveControl(text: string): void {
+    const parsed = parseLinkMessage(text);
+    if (!parsed.ok) return this.reject(parsed.error);
+    const message = parsed.value;
+    if (!this.greeted) {
+      if (message.type !== 'hello') return this.close(1002, 'the frame link opens with hello');
+      if (message.version !== this.deps.config.protocolVersion) {
+        const reason = linkVersionMismatch(this.deps.config.protocolVersion, message.version, 'streaming-proxy');
+        this.deps.logger.error('refused a frame link of another protocol version', { reason });
+        return this.close(LINK_VERSION_CLOSE_CODE, reason);
+      }
+      this.greeted = true;
+      return;
+    }
+    switch (message.type) {
+      case 'http_request':
+        return this.open(message);
+      case 'window':
+        return this.withStream(message.id, (stream) => stream.upstreamWindow(message.bytes));
+      case 'end':
+        return this.withStream(message.id, (stream) => stream.upstreamEnd());
+      case 'cancel':
+        // A cancel may cross the stream's end in flight: nothing to answer.
+        this.streams.get(message.id)?.upstreamCancel('client disconnected');
+        return;
+      case 'ping':
+        return this.send({ type: 'pong', ts: message.ts });
+      case 'pong':
+        return;
+      default:
+        return this.reject(`${message.type} is not sent by api-backend`);
+    }
+  }
+
+  private open(request: HttpRequestMessage): void {
+    if (this.streams.has(request.id)) return this.reject(`stream ${request.id} is already open`);
+    const { limits, hub, config, stats, logger } = this.deps;
+    const declared = Number(request.headers['content-length'] ?? 0);
+    const refused = limits.admitStream(Number.isFinite(declared) ? declared : 0);
+    if (refused) {
+      logger.debug('request refused by a user limit', { code: refused.code });
+      return sendErrorAnswer(this, request.id, refused);
+    }
+    const link = hub.current();
+    let unavailable: CatalogueError | undefined;
+    // Zrok's fallback is on the HTTP path: api-backend sends requests there while no desktop is connected.
+    if (!link) unavailable = new CatalogueError('desktop_offline', errorMessage('desktop_offline'));
+    else if (link.queueFull) unavailable = new CatalogueError('queue_full', errorMessage('queue_full'));
+    else if (link.correlator.full) unavailable = new CatalogueError('too_many_streams', errorMessage('too_many_streams', { max: config.maxStreamsPerTunnel }));
+    if (!link || unavailable) {
+      limits.releaseStream();
+      return sendErrorAnswer(this, request.id, unavailable);
+    }
+    const stream = new RelayedStream(request.id, this, link, {
+      requestTimeoutMs: config.requestTimeoutMs,
+      maxBodyBytes: limits.maxBodyBytes,
+      tooLarge: () => limits.tooLargeError(),
+      stats,
+      logger,
+      onDone: () => {
+        this.streams.delete(request.id);
+        limits.releaseStream();
+      },
+    });
+    this.streams.set(request.id, stream);
+    stream.start(request);
+  }
+
+  private withStream(id: string, act: (stream: RelayedStream) => void): void {
+    const stream = this.streams.get(id);
+    if (stream) act(stream);
+    else this.unknown(id);
+  }
+
+  private unknown(id: string): void {
+    this.send({ type: 'error', id, code: TunnelErrorCode.UnknownStream, message: `no open stream ${id} on this link` });
+  }
+
+  private reject(reason: string): void {
+    this.deps.logger.warn('rejected a malformed frame link message', { reason });
+    this.send({ type: 'error', code: TunnelErrorCode.BadMessage, message: reason });
+  }
+
+  private close(code: number, reason: string): void {
+    if (this.closed) return;
+    this.ws.close(code, reason);
+    setTimeout(() => this.ws.terminate(), 2000).unref();
+    this.gone();
+  }
+
+  private gone(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.unsubscribe();
+    for (const stream of [...this.streams.values()]) stream.upstreamCancel('the frame link closed');
+  }
+}
