@@ -63,8 +63,8 @@ const USAGE = `usage: npm run bench -- [options]   (or node bench/run.mjs [optio
   --profile      CPU profiles of the relay's processes instead of the scenarios
   --render       rewrite RESULTS.md from an existing results.json, measuring nothing
   --out DIR      where results.json and RESULTS.md go
-  --drivers a,b  proxy drivers of the relay rows (process, docker)
-  --links a,b    PROXY_LINK of the relay rows (http, frames): frames rows beside the http ones
+  --drivers a,b  only these proxy drivers (process, docker); default both
+  --links a,b    how api-backend reaches the proxy (PROXY_LINK: http, frames); default http
   -h, --help     this text
 `;
 
