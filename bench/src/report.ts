@@ -36,6 +36,9 @@ const MEANING: Record<string, string> = {
     'Token delay is how much later than on the PC itself a word appears in the chat window; time to first token is how long the user waits before anything appears. A relay that buffers shows up here as delays of tens of milliseconds or more.',
   bulk: 'Pulling or pushing big payloads (model files, long documents, image batches) through the tunnel: the rate the user gets, and how much memory the cloud side needs while it happens (it must not grow with the size of the body).',
   scale: 'How many users one small relay host serves at once, and where it starts to slow down: the knee is the request rate this 2-core machine carries before latency or errors climb.',
+  replicas:
+    'What a second api-backend buys an operator who grows the relay past one process: any replica serves any user, and the knee says how much more load the pair carries. On one 2-core machine both replicas share the same cores, so the gain here is a floor; the CPU per request is what carries over to hosts of their own.',
+  swarmstart: 'How long the first request of a session waits for its proxy when the relay runs proxies as swarm services (to spread them over several hosts) instead of plain containers.',
   polling:
     'For desktops behind networks that block WebSockets: how long a request waits before the desktop has it. Directly it would be a fraction of a millisecond.',
   lifecycle: 'How long the first request of a user\'s session waits for their private proxy, and how many proxies one machine holds.',
@@ -73,6 +76,10 @@ const LIMITS: Array<[RegExp, string]> = [
   [
     /^proxy-start docker/,
     'One at a time, the time is Docker creating the user\'s network and container plus the proxy\'s first health check. The engine\'s own floor, measured on this machine with dockerode alone (same image and limits, five starts, 2026-11-23): creating the network about 55 ms, creating the container 10 ms, starting it about 210 ms, and Node starting the proxy until its first /health answer about 150 ms under the 0.5-CPU quota (110 ms with 2 CPUs): some 420 ms before api-backend does anything of its own. With 20 users at once, the engine works through the network and container creations largely one after another (and other jobs on this machine used the same engine), so the last user waits for the others.',
+  ],
+  [
+    /^proxy-start swarm/,
+    'A swarm service is not a container yet: the manager schedules a task, the node\'s agent creates the container on the user\'s overlay (and attaches it to docker_gwbridge) and reports back, and only then does api-backend find the task\'s address and health-check the proxy. Those steps go through the swarm\'s raft store and dispatcher, which batch and poll on their own timers, so a swarm start is the docker start plus the orchestrator\'s round trips, one at a time or not.',
   ],
   [/^proxy-start process/, 'With 20 users at once, 20 Node runtimes start together on 2 cores (each needs about 150 ms of CPU to load the bundle), so the last waits for the others; one at a time the target is met.'],
   [/^proxy-capacity/, 'The ramp stops at the first start slower than 10 s or failing, or under 1 GiB of free memory.'],
