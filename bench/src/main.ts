@@ -14,6 +14,8 @@
  *                   count, for a machine where creating 100 proxy containers takes too long
  *   --out <dir>     where to write results.json and RESULTS.md
  *   --render        only regenerate RESULTS.md from results.json (e.g. after editing hotspots.json)
+ *   --merge <dir>   with --render: first take the scenarios of the run in <dir> (e.g. an --only run
+ *                   written with --out) into results.json, each noted as measured separately
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -28,7 +30,7 @@ import { directRoute, relayRoute, ROOT, startBridgeProcess, startLlm, startRelay
 import { sshUnavailable, startSshPeer, type SshPeer } from './peers/ssh';
 import { prepareLocaltunnel, startLocaltunnelPeer, type LocaltunnelPeer } from './peers/localtunnel';
 import { consoleTable, consoleTargets, markdown } from './report';
-import { machine, writeResults, type Results } from './results';
+import { machine, mergeScenarios, writeResults, type Results } from './results';
 import { evaluateTargets } from './targets';
 import { runProfile, type ProfileLoad } from './profile';
 import { small } from './scenarios/small';
@@ -61,7 +63,7 @@ const DOCKER_ENV = { PROXY_SCOPE: `bench-${process.pid}`, PROXY_SUBNET_POOL: '10
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { quick: { type: 'boolean' }, only: { type: 'string' }, profile: { type: 'boolean' }, out: { type: 'string' }, render: { type: 'boolean' }, users: { type: 'string' } },
+    options: { quick: { type: 'boolean' }, only: { type: 'string' }, profile: { type: 'boolean' }, out: { type: 'string' }, render: { type: 'boolean' }, users: { type: 'string' }, merge: { type: 'string' } },
     strict: true,
   });
   const began = nowMs();
@@ -78,6 +80,10 @@ async function main(): Promise<void> {
     // Regenerates RESULTS.md (and the targets) from a results.json without measuring anything.
     const dir = values.out ? path.resolve(values.out) : values.quick ? TMP_DIR : path.join(ROOT, 'bench');
     const results = JSON.parse(fs.readFileSync(path.join(dir, 'results.json'), 'utf8')) as Results;
+    if (values.merge) {
+      const from = JSON.parse(fs.readFileSync(path.join(path.resolve(values.merge), 'results.json'), 'utf8')) as Results;
+      log(`merged ${mergeScenarios(results, from).join(', ')} from ${values.merge}`);
+    }
     results.targets = evaluateTargets(results.scenarios, results.routes);
     const written = writeResults(dir, results, markdown(results, ROOT));
     log(`rendered ${path.relative(ROOT, written.md)} from ${path.relative(ROOT, written.json)}`);
@@ -215,6 +221,7 @@ async function main(): Promise<void> {
       mode: quick ? 'quick' : 'full',
       date: new Date().toISOString(),
       durationS: Math.round((nowMs() - began) / 1000),
+      args: process.argv.slice(2).join(' '),
       machine: { ...machine(ROOT), loadAverage: { start: loadAtStart, end: Math.round(os.loadavg()[0] * 10) / 10 } },
       routes: routeStatus,
       scenarios,

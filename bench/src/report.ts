@@ -125,6 +125,13 @@ function inShort(results: Results): string[] {
       `${scale.users} users with a bridge each and 1,000 requests per minute ran with ${scale.errorsAt1000PerMin} errors; latency held until ${scale.relayKneeAboveLadder ? 'beyond ' : ''}${scale.relayKneeRps} requests per second (${(Number(scale.relayKneeRps) * 60).toLocaleString('en-US')} per minute) on this 2-core machine, with ${scale.totalErrors} errors over the whole ladder.`,
     );
   }
+  const reps = scenario('replicas')?.summary;
+  if (reps) {
+    const knee = (rps: Cell | undefined, above: Cell | undefined) => `${above ? 'beyond ' : ''}${rps} requests per second`;
+    lines.push(
+      `Behind nginx with ${reps.users} users on docker proxies, one api-backend held until ${knee(reps.oneReplicaKneeRps, reps.oneReplicaKneeAboveLadder)} and two replicas until ${knee(reps.twoReplicasKneeRps, reps.twoReplicasKneeAboveLadder)}, on the same 2 cores (section 4.1 says what bounds each and how it carries to two hosts).`,
+    );
+  }
   const life = scenario('lifecycle')?.summary;
   if (life?.dockerSeqP50Ms !== undefined) {
     lines.push(
@@ -132,6 +139,12 @@ function inShort(results: Results): string[] {
     );
   } else if (life?.processSeqP50Ms !== undefined) {
     lines.push(`A user's proxy (process driver) is ready ${n(life.processSeqP50Ms, 0)} ms after they ask for it (p50, one at a time).`);
+  }
+  const swarm = scenario('swarmstart')?.summary;
+  if (swarm) {
+    lines.push(
+      `A proxy as a swarm service is routable ${n(swarm.swarmSeqP50Ms, 0)} ms after the start call (p50, one at a time) against ${n(swarm.dockerSeqP50Ms, 0)} ms as a plain container in the same run (section 6.1).`,
+    );
   }
   const streamsRows = scenario('streams')?.rows ?? [];
   if (streamsRows.length > 0) {
