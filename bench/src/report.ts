@@ -79,7 +79,7 @@ const LIMITS: Array<[RegExp, string]> = [
   ],
   [
     /^proxy-start swarm/,
-    'A swarm service is not a container yet: the manager schedules a task, the node\'s agent creates the container on the user\'s overlay (and attaches it to docker_gwbridge) and reports back, and only then does api-backend find the task\'s address and health-check the proxy. Those steps go through the swarm\'s raft store and dispatcher, which batch and poll on their own timers, so a swarm start is the docker start plus the orchestrator\'s round trips, one at a time or not.',
+    'A swarm service is not a container yet: the manager stores the service, schedules a task, and the node\'s agent prepares it (attaches the node to the user\'s new overlay network and to docker_gwbridge) before it creates and starts the container; api-backend polls the task every 100 ms until it runs, then health-checks the proxy. On an idle node that is some 0.5-2 s after the service is made (swarm-services.ts); on this shared engine the tasks sat in "preparing" for many seconds, and a start that has no running task within the start timeout (15 s) fails as `proxy_start_failed`.',
   ],
   [/^proxy-start process/, 'With 20 users at once, 20 Node runtimes start together on 2 cores (each needs about 150 ms of CPU to load the bundle), so the last waits for the others; one at a time the target is met.'],
   [/^proxy-capacity/, 'The ramp stops at the first start slower than 10 s or failing, or under 1 GiB of free memory.'],
