@@ -129,7 +129,7 @@ function inShort(results: Results): string[] {
   if (reps) {
     const knee = (rps: Cell | undefined, above: Cell | undefined) => `${above ? 'beyond ' : ''}${rps} requests per second`;
     lines.push(
-      `Behind nginx with ${reps.users} users on docker proxies, one api-backend held until ${knee(reps.oneReplicaKneeRps, reps.oneReplicaKneeAboveLadder)} and two replicas until ${knee(reps.twoReplicasKneeRps, reps.twoReplicasKneeAboveLadder)}, on the same 2 cores (section 4.1 says what bounds each and how it carries to two hosts).`,
+      `Behind nginx with ${reps.users} users on docker proxies, one api-backend held until ${knee(reps.oneReplicaKneeRps, reps.oneReplicaKneeAboveLadder)} and two replicas until ${knee(reps.twoReplicasKneeRps, reps.twoReplicasKneeAboveLadder)}, on the same 2 cores (section 4.1 gives the machine's load during that run, what bounds each knee and how it carries to two hosts).`,
     );
   }
   const life = scenario('lifecycle')?.summary;
@@ -143,7 +143,7 @@ function inShort(results: Results): string[] {
   const swarm = scenario('swarmstart')?.summary;
   if (swarm) {
     lines.push(
-      `A proxy as a swarm service is routable ${n(swarm.swarmSeqP50Ms, 0)} ms after the start call (p50, one at a time) against ${n(swarm.dockerSeqP50Ms, 0)} ms as a plain container in the same run (section 6.1).`,
+      `A proxy as a swarm service is routable ${n(swarm.swarmSeqP50Ms, 0)} ms after the start call (p50, one at a time) against ${n(swarm.dockerSeqP50Ms, 0)} ms as a plain container in the same run (section 6.1 gives the machine's load during that run).`,
     );
   }
   const streamsRows = scenario('streams')?.rows ?? [];
