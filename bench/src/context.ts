@@ -98,6 +98,8 @@ export interface ScenarioResult {
 export interface Scenario {
   id: string;
   title: string;
+  /** Why `--quick` leaves this scenario out (`--only` still runs it); unset: it runs in `--quick`. */
+  notInQuick?: string;
   run(ctx: BenchContext): Promise<Omit<ScenarioResult, 'id' | 'title' | 'durationS'>>;
 }
 

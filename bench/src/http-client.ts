@@ -8,6 +8,7 @@
  * throughput). Both stop by themselves after a fixed count or time.
  */
 import http from 'node:http';
+import https from 'node:https';
 import { nowMs } from './measure';
 
 export type RouteKind = 'direct' | 'relay' | 'peer';
@@ -23,6 +24,8 @@ export interface Route {
   headers: Record<string, string>;
   /** Our relay's processes, by role, for memory figures. */
   pids?: () => Record<string, number>;
+  /** HTTPS with this certificate as the one trusted CA (the relay behind nginx); plain HTTP without. */
+  ca?: Buffer;
 }
 
 export interface RequestSpec {
@@ -51,6 +54,12 @@ export function agentFor(connections: number): http.Agent {
   return new http.Agent({ keepAlive: true, maxSockets: connections, maxFreeSockets: connections, scheduling: 'lifo' });
 }
 
+/** A keep-alive agent with no cap on sockets, for open-loop load: HTTPS when the route asks for it. */
+export function openLoopAgent(route: Route): http.Agent {
+  const options = { keepAlive: true, maxSockets: Infinity, maxFreeSockets: 1024 };
+  return route.ca ? new https.Agent({ ...options, ca: route.ca }) : new http.Agent(options);
+}
+
 export function send(route: Route, agent: http.Agent, spec: RequestSpec): Promise<Outcome> {
   return new Promise((resolve) => {
     const startMs = nowMs();
@@ -66,7 +75,7 @@ export function send(route: Route, agent: http.Agent, spec: RequestSpec): Promis
       clearTimeout(timer);
       resolve({ status, bytes, startMs, headersMs, endMs: nowMs(), error });
     };
-    const req = http.request({
+    const req = (route.ca ? https : http).request({
       host: route.host,
       port: route.port,
       method: spec.method,

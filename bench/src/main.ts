@@ -6,14 +6,19 @@
  * instead of failing the run. Every process it started is ended on the way out, also on failure.
  *
  *   --quick         every scenario once at a small size (CI); writes to bench/.tmp/
- *   --only a,b      only these scenarios (small, streaming, bulk, scale, polling, lifecycle, footprint, idle, streams)
+ *   --only a,b      only these scenarios (small, streaming, bulk, scale, replicas, polling, lifecycle,
+ *                   swarmstart, footprint, idle, streams)
  *   --profile       CPU-profile the relay's processes under load instead (see profile.ts);
  *                   with --only small,streaming,bulk to pick the loads
+ *   --users <n>     users (bridges) of the scale scenarios (scale, replicas) instead of the mode's
+ *                   count, for a machine where creating 100 proxy containers takes too long
  *   --out <dir>     where to write results.json and RESULTS.md
  *   --drivers a,b   only these proxy drivers (process, docker); default both
  *   --links a,b     how api-backend reaches the proxy (PROXY_LINK: http, frames); default http.
  *                   Each link but http adds its own process-driver relay, rows `relay <transport>/process <link>`
  *   --render        only regenerate RESULTS.md from results.json (e.g. after editing hotspots.json)
+ *   --merge <dir>   with --render: first take the scenarios of the run in <dir> (e.g. an --only run
+ *                   written with --out) into results.json, each noted as measured separately
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -21,14 +26,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { TRANSPORTS } from '../../tests/helpers/matrix';
-import { FULL, QUICK, type BenchContext, type RelayRoute, type RouteStatus, type Scenario, type ScenarioResult } from './context';
+import { FULL, QUICK, type Sizes, type BenchContext, type RelayRoute, type RouteStatus, type Scenario, type ScenarioResult } from './context';
 import { nowMs } from './measure';
 import { stopAll } from './procs';
 import { directRoute, relayRoute, ROOT, startBridgeProcess, startLlm, startRelayProcess, TMP_DIR, type BridgeProcess, type DriverName, type RelayProcess } from './relay';
 import { sshUnavailable, startSshPeer, type SshPeer } from './peers/ssh';
 import { prepareLocaltunnel, startLocaltunnelPeer, type LocaltunnelPeer } from './peers/localtunnel';
 import { consoleTable, consoleTargets, markdown } from './report';
-import { machine, writeResults, type Results } from './results';
+import { machine, mergeScenarios, writeResults, type Results } from './results';
 import { evaluateTargets } from './targets';
 import { runProfile, type ProfileLoad } from './profile';
 import { small } from './scenarios/small';
@@ -40,9 +45,11 @@ import { lifecycle } from './scenarios/lifecycle';
 import { footprint } from './scenarios/footprint';
 import { idle } from './scenarios/idle';
 import { streams } from './scenarios/streams';
+import { replicas } from './scenarios/replicas';
+import { swarmStart } from './scenarios/swarm-start';
 
 /** The scenarios, in the order they run. Adding one is one line here. */
-const SCENARIOS: Scenario[] = [small, streaming, bulk, polling, lifecycle, footprint, idle, streams, scale];
+const SCENARIOS: Scenario[] = [small, streaming, bulk, polling, lifecycle, swarmStart, footprint, idle, streams, scale, replicas];
 
 /** Drivers the relay routes cover; each × every transport in tests/helpers/matrix.ts. */
 const DRIVERS: DriverName[] = ['process', 'docker'];
@@ -62,6 +69,8 @@ const USAGE = `usage: npm run bench -- [options]   (or node bench/run.mjs [optio
   --only a,b     only these scenarios (ids as in bench/src/scenarios), or with --profile these loads
   --profile      CPU profiles of the relay's processes instead of the scenarios
   --render       rewrite RESULTS.md from an existing results.json, measuring nothing
+  --merge DIR    with --render: first take the scenarios of an --only run written to DIR into results.json
+  --users N      users (bridges) of the scale scenarios (scale, replicas)
   --out DIR      where results.json and RESULTS.md go
   --drivers a,b  only these proxy drivers (process, docker); default both
   --links a,b    how api-backend reaches the proxy (PROXY_LINK: http, frames); default http
@@ -78,6 +87,8 @@ async function main(): Promise<void> {
       render: { type: 'boolean' },
       drivers: { type: 'string' },
       links: { type: 'string' },
+      users: { type: 'string' },
+      merge: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -100,6 +111,10 @@ async function main(): Promise<void> {
     // Regenerates RESULTS.md (and the targets) from a results.json without measuring anything.
     const dir = values.out ? path.resolve(values.out) : values.quick ? TMP_DIR : path.join(ROOT, 'bench');
     const results = JSON.parse(fs.readFileSync(path.join(dir, 'results.json'), 'utf8')) as Results;
+    if (values.merge) {
+      const from = JSON.parse(fs.readFileSync(path.join(path.resolve(values.merge), 'results.json'), 'utf8')) as Results;
+      log(`merged ${mergeScenarios(results, from).join(', ')} from ${values.merge}`);
+    }
     results.targets = evaluateTargets(results.scenarios, results.routes);
     const written = writeResults(dir, results, markdown(results, ROOT));
     log(`rendered ${path.relative(ROOT, written.md)} from ${path.relative(ROOT, written.json)}`);
@@ -138,6 +153,8 @@ async function main(): Promise<void> {
           relay = await startRelayProcess({ driver, env: { ...(driver === 'docker' ? DOCKER_ENV : {}), PROXY_LINK: link } });
           if (!relayByDriver.has(driver)) relayByDriver.set(driver, relay);
           closers.push(() => relay!.close());
+          // Containers outlive api-backend on purpose; the bench's have no next start to adopt them.
+          if (driver === 'docker') closers.push(async () => (await import('../../tests/docker/support')).removeScope(DOCKER_ENV.PROXY_SCOPE));
         } catch (error) {
           dockerUnavailable = `api-backend with PROXY_DRIVER=${driver} did not start: ${firstLine((error as Error).message)}`;
           log(dockerUnavailable);
@@ -202,7 +219,7 @@ async function main(): Promise<void> {
 
     const ctx: BenchContext = {
       quick,
-      sizes: quick ? QUICK : FULL,
+      sizes: withUsers(quick ? QUICK : FULL, values.users),
       llm,
       direct: directRoute(llm),
       relays,
@@ -220,6 +237,10 @@ async function main(): Promise<void> {
     const scenarios: ScenarioResult[] = [];
     for (const scenario of SCENARIOS) {
       if (only && !only.has(scenario.id)) continue;
+      if (quick && scenario.notInQuick && !only) {
+        scenarios.push({ id: scenario.id, title: scenario.title, status: 'skipped', reason: `not in --quick: ${scenario.notInQuick}`, columns: [], rows: [], notes: [] });
+        continue;
+      }
       const t0 = nowMs();
       log(`--- ${scenario.title}`);
       let result: ScenarioResult;
@@ -239,6 +260,7 @@ async function main(): Promise<void> {
       mode: quick ? 'quick' : 'full',
       date: new Date().toISOString(),
       durationS: Math.round((nowMs() - began) / 1000),
+      args: process.argv.slice(2).join(' '),
       machine: { ...machine(ROOT), loadAverage: { start: loadAtStart, end: Math.round(os.loadavg()[0] * 10) / 10 } },
       routes: routeStatus,
       scenarios,
@@ -271,6 +293,13 @@ function dockerMissing(): string | undefined {
     return `the image ${DOCKER_IMAGE} is missing (npm run docker:build)`;
   }
   return undefined;
+}
+
+function withUsers(sizes: Sizes, users: string | undefined): Sizes {
+  if (users === undefined) return sizes;
+  const count = Number(users);
+  if (!Number.isInteger(count) || count < 1) throw new Error(`--users: expected a positive whole number, got ${users}`);
+  return { ...sizes, scale: { ...sizes.scale, users: count } };
 }
 
 function firstLine(text: string): string {

@@ -23,7 +23,7 @@ export const PROXY_SCRIPT = path.join(ROOT, 'streaming-proxy/dist/streaming-prox
 const API_BACKEND = path.join(ROOT, 'api-backend/dist/main.js');
 const BRIDGE_CLI = path.join(ROOT, 'bridge/dist/cli.js');
 
-export type DriverName = 'process' | 'docker';
+export type DriverName = 'process' | 'docker' | 'swarm';
 
 export interface LlmProcess {
   url: string;
@@ -61,6 +61,11 @@ export interface RelayStartOptions {
   proxyScript?: string;
   /** Another api-backend bundle (to compare two builds of the product). */
   apiBackend?: string;
+  /**
+   * A DATA_DIR shared with other replicas (same dev signing keys and proxy secret key); the caller
+   * owns it and removes it. Without one, each relay gets a temporary folder of its own.
+   */
+  dataDir?: string;
 }
 
 /** The bench measures the relay's paths and capacity, not the per-user limits: it lifts them out of its way. */
@@ -81,7 +86,8 @@ const UNLIMITED = {
 
 export async function startRelayProcess(options: RelayStartOptions): Promise<RelayProcess> {
   fs.mkdirSync(TMP_DIR, { recursive: true });
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ctll-bench-'));
+  const ownDataDir = !options.dataDir;
+  const dataDir = options.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'ctll-bench-'));
   const port = await freePort();
   const env = {
     ...process.env,
@@ -114,7 +120,7 @@ export async function startRelayProcess(options: RelayStartOptions): Promise<Rel
     );
   } catch (error) {
     await proc.stop('SIGKILL');
-    fs.rmSync(dataDir, { recursive: true, force: true });
+    if (ownDataDir) fs.rmSync(dataDir, { recursive: true, force: true });
     throw error;
   } finally {
     agent.destroy();
@@ -143,7 +149,7 @@ export async function startRelayProcess(options: RelayStartOptions): Promise<Rel
     },
     async close() {
       await proc.stop('SIGTERM', 15_000);
-      fs.rmSync(dataDir, { recursive: true, force: true });
+      if (ownDataDir) fs.rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }
@@ -228,10 +234,21 @@ export interface Fleet {
   close(): Promise<void>;
 }
 
-/** Starts many bridges in one process (children/bridge-fleet.ts) and waits until all tried. */
-export async function startFleet(relay: RelayProcess, tokens: string[], target: string, transport: string, concurrency: number): Promise<Fleet> {
-  const spec = { server: relay.url, target, transport, tokens, concurrency };
-  const proc = forkProcess(path.join(BUILD_DIR, 'bridge-fleet.cjs'), [JSON.stringify(spec)], { env: { ...process.env, NO_PROXY: '*' } });
+/**
+ * Starts many bridges in one process (children/bridge-fleet.ts) and waits until all tried. They
+ * dial `server` (default the relay itself; e.g. nginx in front of replicas), trusting `caFile` too.
+ */
+export async function startFleet(
+  relay: RelayProcess,
+  tokens: string[],
+  target: string,
+  transport: string,
+  concurrency: number,
+  via: { server?: string; caFile?: string } = {},
+): Promise<Fleet> {
+  const spec = { server: via.server ?? relay.url, target, transport, tokens, concurrency };
+  const env = { ...process.env, NO_PROXY: '*', ...(via.caFile ? { NODE_EXTRA_CA_CERTS: via.caFile } : {}) };
+  const proc = forkProcess(path.join(BUILD_DIR, 'bridge-fleet.cjs'), [JSON.stringify(spec)], { env });
   const ready = await nextMessage(
     proc,
     (m): m is { type: 'ready'; connected: number; failed: number; errors: string[]; ms: number } => (m as { type?: string })?.type === 'ready',

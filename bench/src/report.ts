@@ -38,6 +38,9 @@ const MEANING: Record<string, string> = {
     'Token delay is how much later than on the PC itself a word appears in the chat window; time to first token is how long the user waits before anything appears. A relay that buffers shows up here as delays of tens of milliseconds or more.',
   bulk: 'Pulling or pushing big payloads (model files, long documents, image batches) through the tunnel: the rate the user gets, and how much memory the cloud side needs while it happens (it must not grow with the size of the body).',
   scale: 'How many users one small relay host serves at once, and where it starts to slow down: the knee is the request rate this 2-core machine carries before latency or errors climb.',
+  replicas:
+    'What a second api-backend buys an operator who grows the relay past one process: any replica serves any user, and the knee says how much more load the pair carries. On one 2-core machine both replicas share the same cores, so the gain here is a floor; the CPU per request is what carries over to hosts of their own.',
+  swarmstart: 'How long the first request of a session waits for its proxy when the relay runs proxies as swarm services (to spread them over several hosts) instead of plain containers.',
   polling:
     'For desktops behind networks that block WebSockets: how long a request waits before the desktop has it. Directly it would be a fraction of a millisecond.',
   lifecycle: 'How long the first request of a user\'s session waits for their private proxy, and how many proxies one machine holds.',
@@ -75,6 +78,10 @@ const LIMITS: Array<[RegExp, string]> = [
   [
     /^proxy-start docker/,
     'One at a time, the time is Docker creating the user\'s network and container plus the proxy\'s first health check. The engine\'s own floor, measured on this machine with dockerode alone (same image and limits, five starts, 2026-11-23): creating the network about 55 ms, creating the container 10 ms, starting it about 210 ms, and Node starting the proxy until its first /health answer about 150 ms under the 0.5-CPU quota (110 ms with 2 CPUs): some 420 ms before api-backend does anything of its own. With 20 users at once, the engine works through the network and container creations largely one after another (and other jobs on this machine used the same engine), so the last user waits for the others.',
+  ],
+  [
+    /^proxy-start swarm/,
+    'A swarm service is not a container yet: the manager stores the service, schedules a task, and the node\'s agent prepares it (attaches the node to the user\'s new overlay network and to docker_gwbridge) before it creates and starts the container; api-backend polls the task every 100 ms until it runs, then health-checks the proxy. On an idle node that is some 0.5-2 s after the service is made (swarm-services.ts); on this shared engine the tasks sat in "preparing" for many seconds, and a start that has no running task within the start timeout (15 s) fails as `proxy_start_failed`.',
   ],
   [/^proxy-start process/, 'With 20 users at once, 20 Node runtimes start together on 2 cores (each needs about 150 ms of CPU to load the bundle), so the last waits for the others; one at a time the target is met.'],
   [/^proxy-capacity/, 'The ramp stops at the first start slower than 10 s or failing, or under 1 GiB of free memory.'],
@@ -120,6 +127,13 @@ function inShort(results: Results): string[] {
       `${scale.users} users with a bridge each and 1,000 requests per minute ran with ${scale.errorsAt1000PerMin} errors; latency held until ${scale.relayKneeAboveLadder ? 'beyond ' : ''}${scale.relayKneeRps} requests per second (${(Number(scale.relayKneeRps) * 60).toLocaleString('en-US')} per minute) on this 2-core machine, with ${scale.totalErrors} errors over the whole ladder.`,
     );
   }
+  const reps = scenario('replicas')?.summary;
+  if (reps) {
+    const knee = (rps: Cell | undefined, above: Cell | undefined) => `${above ? 'beyond ' : ''}${rps} requests per second`;
+    lines.push(
+      `Behind nginx with ${reps.users} users on docker proxies, one api-backend held until ${knee(reps.oneReplicaKneeRps, reps.oneReplicaKneeAboveLadder)} and two replicas until ${knee(reps.twoReplicasKneeRps, reps.twoReplicasKneeAboveLadder)}, on the same 2 cores (section 4.1 gives the machine's load during that run, what bounds each knee and how it carries to two hosts).`,
+    );
+  }
   const life = scenario('lifecycle')?.summary;
   if (life?.dockerSeqP50Ms !== undefined) {
     lines.push(
@@ -127,6 +141,12 @@ function inShort(results: Results): string[] {
     );
   } else if (life?.processSeqP50Ms !== undefined) {
     lines.push(`A user's proxy (process driver) is ready ${n(life.processSeqP50Ms, 0)} ms after they ask for it (p50, one at a time).`);
+  }
+  const swarm = scenario('swarmstart')?.summary;
+  if (swarm) {
+    lines.push(
+      `A proxy as a swarm service is routable ${n(swarm.swarmSeqP50Ms, 0)} ms after the start call (p50, one at a time) against ${n(swarm.dockerSeqP50Ms, 0)} ms as a plain container in the same run (section 6.1 gives the machine's load during that run).`,
+    );
   }
   const streamsRows = scenario('streams')?.rows ?? [];
   if (streamsRows.length > 0) {

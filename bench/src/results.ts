@@ -26,6 +26,8 @@ export interface Results {
   mode: 'full' | 'quick';
   date: string;
   durationS: number;
+  /** The bench's arguments for this run (`--only replicas --users 30`), when recorded. */
+  args?: string;
   machine: Machine;
   routes: RouteStatus[];
   scenarios: ScenarioResult[];
@@ -50,6 +52,25 @@ export function machine(root: string): Machine {
     node: process.version,
     commit,
   };
+}
+
+/**
+ * Takes the scenarios of another run (e.g. `--only replicas`) into these results, replacing any of
+ * the same id, each with a note saying when, how and under what load it was measured.
+ */
+export function mergeScenarios(into: Results, from: Results): string[] {
+  const load = from.machine.loadAverage ? `, 1-minute load average ${from.machine.loadAverage.start} → ${from.machine.loadAverage.end} on ${from.machine.cores} cores` : '';
+  const ids: string[] = [];
+  for (const scenario of from.scenarios.filter((s) => s.status !== 'skipped')) {
+    const command = `node bench/run.mjs ${from.args ?? ''}`.trim();
+    const note = `Measured separately from the rest of this file: ${from.date} with \`${command}\` (${scenario.durationS ?? '?'} s for this scenario), commit ${from.machine.commit}${load}.`;
+    const merged = { ...scenario, notes: [...scenario.notes, note] };
+    const at = into.scenarios.findIndex((s) => s.id === scenario.id);
+    if (at >= 0) into.scenarios[at] = merged;
+    else into.scenarios.push(merged);
+    ids.push(scenario.id);
+  }
+  return ids;
 }
 
 export function writeResults(dir: string, results: Results, markdown: string): { json: string; md: string } {

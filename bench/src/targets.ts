@@ -13,6 +13,7 @@ export interface TargetResult {
 }
 
 const num = (cell: Cell | undefined): number => (typeof cell === 'number' ? cell : Number.NaN);
+const firstLine = (text: string) => text.split('\n').find((line) => line.trim())?.trim() ?? text;
 const fmt = (value: number, unit = '', digits = 2) => (Number.isFinite(value) ? `${Number(value.toFixed(digits))}${unit}` : 'n/a');
 
 export function evaluateTargets(scenarios: ScenarioResult[], routes: RouteStatus[]): TargetResult[] {
@@ -106,6 +107,36 @@ export function evaluateTargets(scenarios: ScenarioResult[], routes: RouteStatus
         out.push({ id: 'proxy-capacity docker', target: 'at least 200 concurrent proxies on this machine', measured: `${held} (${life.dockerCapacityStoppedBecause})`, met: held >= 200 });
       }
     }
+  }
+
+  // 6.1 Proxy start on a swarm, beside docker in the same scenario (issue 18): the same target as section 6.
+  const swarm = get('swarmstart')?.summary;
+  if (swarm) {
+    for (const driver of ['swarm', 'docker']) {
+      const p50 = Math.max(num(swarm[`${driver}SeqP50Ms`]), num(swarm[`${driver}ConcP50Ms`]));
+      const p95 = Math.max(num(swarm[`${driver}SeqP95Ms`]), num(swarm[`${driver}ConcP95Ms`]));
+      out.push({
+        id: `proxy-start ${driver} (6.1)`,
+        target: `${driver} (6.1, side by side): proxy start p50 at most 500 ms, p95 at most 1 s`,
+        measured: `one at a time ${fmt(num(swarm[`${driver}SeqP50Ms`]), '', 0)}/${fmt(num(swarm[`${driver}SeqP95Ms`]), ' ms', 0)}, ${swarm.concurrentUsers} at once ${fmt(num(swarm[`${driver}ConcP50Ms`]), '', 0)}/${fmt(num(swarm[`${driver}ConcP95Ms`]), ' ms', 0)} (p50/p95)`,
+        met: p50 <= 500 && p95 <= 1000,
+      });
+    }
+  } else {
+    const skipped = scenarios.find((x) => x.id === 'swarmstart');
+    if (skipped) notMeasured('proxy-start swarm (6.1)', 'swarm (6.1, side by side): proxy start p50 at most 500 ms, p95 at most 1 s', firstLine(skipped.reason ?? 'scenario did not run'));
+  }
+
+  // 4.1 Replicas (issue 18): no target of its own, the two knees side by side.
+  const reps = get('replicas')?.summary;
+  if (reps) {
+    const knee = (rps: Cell | undefined, above: Cell | undefined) => `${above ? 'above ' : ''}${rps} req/s`;
+    out.push({
+      id: 'replicas-knee',
+      target: `${reps.users} bridges: knee with one api-backend against two replicas behind nginx`,
+      measured: `one ${knee(reps.oneReplicaKneeRps, reps.oneReplicaKneeAboveLadder)}, two ${knee(reps.twoReplicasKneeRps, reps.twoReplicasKneeAboveLadder)} (same 2 cores; see 4.1)`,
+      met: null,
+    });
   }
 
   // 6b. Idle footprint (issue 16): a container under 20 MiB as its cgroup counts it, a process under 40 MiB resident.

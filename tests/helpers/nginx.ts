@@ -62,6 +62,8 @@ export interface NginxOptions {
   maxBodyBytes?: number;
   /** Per-address limits per minute (RATE_LIMIT_* placeholders); default the script's (30, 60, 120). */
   rateLimits?: { authFailures?: number; upgrades?: number; health?: number };
+  /** scripts/nginx-test.sh by its path, for callers bundled away from this folder (the bench); default RENDER_SCRIPT. */
+  renderScript?: string;
 }
 
 export interface Nginx {
@@ -110,7 +112,7 @@ async function startOnce(options: NginxOptions): Promise<Nginx> {
       ...(limits.upgrades ? { RATE_LIMIT_UPGRADES: String(limits.upgrades) } : {}),
       ...(limits.health ? { RATE_LIMIT_HEALTH: String(limits.health) } : {}),
     };
-    const { stdout } = await run('bash', [RENDER_SCRIPT, 'render', dir, options.upstream, String(httpPort), String(httpsPort)], { env });
+    const { stdout } = await run('bash', [options.renderScript ?? RENDER_SCRIPT, 'render', dir, options.upstream, String(httpPort), String(httpsPort)], { env });
     const conf = stdout.trim().split('\n').pop()!;
     if (options.moreUpstreams?.length) addUpstreamServers(path.join(dir, 'conf.d/relay.conf'), options.upstream, options.moreUpstreams);
     const errorLogFile = path.join(dir, 'logs/error.log');

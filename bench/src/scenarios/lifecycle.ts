@@ -10,7 +10,7 @@
 import fs from 'node:fs';
 import { forEachDriver, type BenchContext, type Row, type Scenario } from '../context';
 import { agentFor, send, type Route } from '../http-client';
-import { distribution, nowMs, round, sleep } from '../measure';
+import { distribution, nowMs, round, sleep, type Distribution } from '../measure';
 import type { RelayProcess } from '../relay';
 
 export const lifecycle: Scenario = {
@@ -24,20 +24,7 @@ export const lifecycle: Scenario = {
     ];
     const summary: Record<string, number | string | null> = { concurrentUsers: concurrent };
     await forEachDriver(ctx, rows, async (driver, relay) => {
-      ctx.log(`lifecycle: ${driver} driver, ${sequential} sequential starts`);
-      const seq: number[] = [];
-      for (let i = 0; i < sequential; i++) {
-        const user = `life-seq-${driver}-${i}`;
-        seq.push(await startToRoutable(relay, user));
-        await call(relay, user, 'POST', '/api/proxy/stop');
-      }
-      ctx.log(`lifecycle: ${driver} driver, ${concurrent} users at once`);
-      const users = Array.from({ length: concurrent }, (_, i) => `life-conc-${driver}-${i}`);
-      const conc = await Promise.all(users.map((user) => startToRoutable(relay, user)));
-      await Promise.all(users.map((user) => call(relay, user, 'POST', '/api/proxy/stop')));
-      const s = distribution(seq.filter(Number.isFinite));
-      const c = distribution(conc.filter(Number.isFinite));
-      const failures = seq.filter((v) => !Number.isFinite(v)).length + conc.filter((v) => !Number.isFinite(v)).length;
+      const { s, c, failures } = await startTimes(relay, `life-${driver}`, sequential, concurrent, (m) => ctx.log(`lifecycle: ${driver} driver, ${m}`));
       rows.push(
         { driver, measure: 'start → routable, one at a time', 'p50 ms': s.p50, 'p95 ms': s.p95, 'max ms': s.max, failures },
         { driver, measure: `start → routable, ${concurrent} users at once`, 'p50 ms': c.p50, 'p95 ms': c.p95, 'max ms': c.max },
@@ -58,6 +45,33 @@ export const lifecycle: Scenario = {
   },
 };
 
+/**
+ * Start → routable for `sequential` users one at a time, then `concurrent` users at once, each
+ * stopped afterwards; users are named `<prefix>-seq-<i>` and `<prefix>-conc-<i>`.
+ */
+export async function startTimes(
+  relay: RelayProcess,
+  prefix: string,
+  sequential: number,
+  concurrent: number,
+  log: (message: string) => void,
+): Promise<{ s: Distribution; c: Distribution; failures: number; firstFailure?: string }> {
+  log(`${sequential} sequential starts`);
+  const seq: Timed[] = [];
+  for (let i = 0; i < sequential; i++) {
+    const user = `${prefix}-seq-${i}`;
+    seq.push(await startToRoutable(relay, user));
+    await call(relay, user, 'POST', '/api/proxy/stop');
+  }
+  log(`${concurrent} users at once`);
+  const users = Array.from({ length: concurrent }, (_, i) => `${prefix}-conc-${i}`);
+  const conc = await Promise.all(users.map((user) => startToRoutable(relay, user)));
+  await Promise.all(users.map((user) => call(relay, user, 'POST', '/api/proxy/stop')));
+  const failed = [...seq, ...conc].filter((t) => t.error !== undefined);
+  const times = (list: Timed[]) => distribution(list.filter((t) => t.error === undefined).map((t) => t.ms));
+  return { s: times(seq), c: times(conc), failures: failed.length, firstFailure: failed[0]?.error };
+}
+
 async function call(relay: RelayProcess, user: string, method: string, path: string): Promise<{ status: number; body: string }> {
   const route: Route = { id: 'control', kind: 'relay', host: '127.0.0.1', port: relay.port, prefix: '', headers: { authorization: `Bearer ${relay.token(user)}` } };
   const agent = agentFor(1);
@@ -67,17 +81,22 @@ async function call(relay: RelayProcess, user: string, method: string, path: str
   return { status: outcome.status, body };
 }
 
-/** Milliseconds from the start call until the relay routes to the proxy; NaN when it never does. */
-async function startToRoutable(relay: RelayProcess, user: string): Promise<number> {
+/** Milliseconds from the start call until the relay routes to the proxy, or why it never did. */
+export interface Timed {
+  ms: number;
+  error?: string;
+}
+
+export async function startToRoutable(relay: RelayProcess, user: string): Promise<Timed> {
   const began = nowMs();
   const started = await call(relay, user, 'POST', '/api/proxy/start');
-  if (started.status >= 300) return Number.NaN;
+  if (started.status >= 300) return { ms: Number.NaN, error: `start answered ${started.status} after ${Math.round(nowMs() - began)} ms: ${started.body.slice(0, 200)}` };
   for (let i = 0; i < 600; i++) {
     const health = await call(relay, user, 'GET', `/api/tunnel/${user}/health`);
-    if (health.status === 200 && /"proxy":"running"/.test(health.body)) return round(nowMs() - began, 1);
+    if (health.status === 200 && /"proxy":"running"/.test(health.body)) return { ms: round(nowMs() - began, 1) };
     await sleep(10);
   }
-  return Number.NaN;
+  return { ms: Number.NaN, error: `not routable ${Math.round(nowMs() - began)} ms after the start call` };
 }
 
 function availableMiB(): number {
@@ -91,7 +110,7 @@ async function dockerCapacity(relay: RelayProcess, max: number, log: (message: s
   try {
     while (users.length < max) {
       const batch = Array.from({ length: Math.min(10, max - users.length) }, (_, i) => `life-cap-${users.length + i}`);
-      const times = await Promise.all(batch.map((user) => startToRoutable(relay, user)));
+      const times = (await Promise.all(batch.map((user) => startToRoutable(relay, user)))).map((t) => t.ms);
       users.push(...batch);
       const failed = times.filter((t) => !Number.isFinite(t)).length;
       log(`lifecycle: ${users.length} docker proxies, slowest start ${Math.max(...times.filter(Number.isFinite))} ms, ${Math.round(availableMiB())} MiB available`);

@@ -10,25 +10,12 @@
  * and p99 completion time stays within twice the first step's. The knee is the last healthy
  * step; the ladder stops at the first unhealthy one, so the run ends by itself.
  */
-import http from 'node:http';
 import type { BenchContext, Row, Scenario } from '../context';
-import { send, type Outcome, type Route } from '../http-client';
-import { distribution, nowMs, round, sleep } from '../measure';
-import { childPids, cpuSeconds } from '../procs';
+import type { Route } from '../http-client';
+import { round } from '../measure';
+import { childPids } from '../procs';
 import { relayRoute, startFleet, startRelayProcess } from '../relay';
-
-interface Step {
-  rate: number;
-  issued: number;
-  ok: number;
-  errors: number;
-  firstError?: string;
-  throughput: number;
-  p50: number;
-  p99: number;
-  ttfbP99: number;
-  cpu: Record<string, number>;
-}
+import { climb, kneeOf, kneeText, STEP_COLUMNS, stepRow, type LadderLoad, type Watched } from '../ladder';
 
 export const scale: Scenario = {
   id: 'scale',
@@ -59,54 +46,24 @@ export const scale: Scenario = {
         'bridges (fleet)': [fleet.proc.pid],
         'test server': [ctx.llm.proc.pid],
       });
-      const ladder = async (label: string, pick: (i: number) => Route, watched: () => Record<string, number[]>) => {
-        const steps: Step[] = [];
-        for (const rate of rates) {
-          ctx.log(`scale: ${label} at ${rate} requests/s for ${stepMs / 1000} s`);
-          const step = await runStep(pick, rate, stepMs, body, `/api/chat?delayMs=${delayMs}`, watched);
-          steps.push(step);
-          if (!healthy(step, steps[0])) break;
-        }
-        return steps;
-      };
+      const load: LadderLoad = { rates, stepMs, body, path: `/api/chat?delayMs=${delayMs}` };
+      const ladder = (label: string, pick: (i: number) => Route, watched: Watched) =>
+        climb(load, pick, watched, (rate) => ctx.log(`scale: ${label} at ${rate} requests/s for ${stepMs / 1000} s`));
       const relaySteps = await ladder('relay', (i) => routes[i % routes.length], pids);
       const directSteps = await ladder('direct', () => ctx.direct, () => ({ 'test server': [ctx.llm.proc.pid] }));
 
-      const knee = (steps: Step[]) => {
-        const good = steps.filter((step) => healthy(step, steps[0]));
-        const last = good[good.length - 1];
-        const all = good.length === steps.length && steps.length === rates.length;
-        return { rate: last?.rate ?? 0, beyond: all };
-      };
-      const relayKnee = knee(relaySteps);
-      const directKnee = knee(directSteps);
+      const relayKnee = kneeOf(relaySteps, rates);
+      const directKnee = kneeOf(directSteps, rates);
       const rows: Row[] = [];
       for (const [route, steps] of [
         ['relay', relaySteps],
         ['direct', directSteps],
       ] as const) {
-        for (const step of steps) {
-          rows.push({
-            route,
-            'offered req/s': step.rate,
-            'completed req/s': round(step.throughput, 1),
-            requests: step.issued,
-            errors: step.errors,
-            'p50 ms': step.p50,
-            'p99 ms': step.p99,
-            'first byte p99 ms': step.ttfbP99,
-            healthy: healthy(step, steps[0]),
-            'CPU % by process': Object.entries(step.cpu)
-              .map(([name, pct]) => `${name} ${pct}`)
-              .join(', '),
-            'first error': step.firstError ?? null,
-          });
-        }
+        for (const step of steps) rows.push(stepRow(route, step, steps[0]));
       }
-      const kneeText = (k: { rate: number; beyond: boolean }) => (k.beyond ? `above ${k.rate}` : String(k.rate));
       return {
         status: 'ok' as const,
-        columns: ['route', 'offered req/s', 'completed req/s', 'requests', 'errors', 'p50 ms', 'p99 ms', 'first byte p99 ms', 'healthy', 'CPU % by process'],
+        columns: STEP_COLUMNS,
         rows,
         notes: [
           `${users} users, each with a bridge connected over ${transport} and a streaming-proxy of their own (process driver); bridges connected in ${Math.round(fleet.ms / 100) / 10} s.`,
@@ -132,46 +89,3 @@ export const scale: Scenario = {
     }
   },
 };
-
-function healthy(step: Step, first: Step): boolean {
-  return step.errors <= step.issued * 0.01 && step.throughput >= step.rate * 0.9 && step.p99 <= Math.max(2 * first.p99, first.p99 + 20);
-}
-
-async function runStep(pick: (i: number) => Route, rate: number, stepMs: number, body: Buffer, path: string, watched: () => Record<string, number[]>): Promise<Step> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 1024 });
-  const pids = watched();
-  const cpuBefore = Object.fromEntries(Object.entries(pids).map(([name, list]) => [name, list.reduce((sum, pid) => sum + cpuSeconds(pid), 0)]));
-  const began = nowMs();
-  const inflight: Promise<Outcome>[] = [];
-  let issued = 0;
-  while (nowMs() - began < stepMs) {
-    const due = Math.floor(((nowMs() - began) / 1000) * rate);
-    while (issued < due) {
-      inflight.push(send(pick(issued), agent, { method: 'POST', path, body, headers: { 'content-type': 'application/json' }, timeoutMs: 20_000 }));
-      issued += 1;
-    }
-    await sleep(1);
-  }
-  const outcomes = await Promise.all(inflight);
-  const elapsedS = (nowMs() - began) / 1000;
-  agent.destroy();
-  const cpu = Object.fromEntries(
-    Object.entries(pids).map(([name, list]) => [name, Math.round(((list.reduce((sum, pid) => sum + cpuSeconds(pid), 0) - cpuBefore[name]) / elapsedS) * 100)]),
-  );
-  const good = outcomes.filter((o) => o.status === 200 && !o.error);
-  const bad = outcomes.filter((o) => o.status !== 200 || o.error);
-  const lastEnd = Math.max(began + stepMs, ...outcomes.map((o) => o.endMs));
-  const completion = distribution(good.map((o) => o.endMs - o.startMs));
-  return {
-    rate,
-    issued,
-    ok: good.length,
-    errors: bad.length,
-    firstError: bad[0] ? (bad[0].error ?? `status ${bad[0].status}`) : undefined,
-    throughput: good.length / ((lastEnd - began) / 1000),
-    p50: completion.p50,
-    p99: completion.p99,
-    ttfbP99: distribution(good.map((o) => o.headersMs - o.startMs)).p99,
-    cpu,
-  };
-}
