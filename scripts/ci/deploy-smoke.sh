@@ -304,6 +304,9 @@ elif [[ "$(docker info -f '{{.Swarm.ControlAvailable}}' 2>/dev/null)" != true ]]
 else
     compose down --timeout 10 >/dev/null 2>&1 || die "compose down before the stack step failed"
     set_env PROXY_SECRET_KEY "$(openssl rand -hex 32)"
+    # The nginx stand-in is nginx 1.22, older than upstream `server ... resolve` (1.27.3): it keeps
+    # the replicas' addresses it resolved at start, which is all this step needs.
+    set_env NGINX_UPSTREAM_RESOLVE ""
     log "./deploy.sh --swarm --no-certbot (stack $STACK)"
     t0=$SECONDS
     (cd "$work" && CTLL_STACK_NAME="$STACK" ./deploy.sh --swarm --no-certbot) >"$work/deploy-swarm.log" 2>&1 \
