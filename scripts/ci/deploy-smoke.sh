@@ -91,6 +91,7 @@ compose() { (cd "$work" && "${COMPOSE[@]}" -p "$PROJECT" -f "$COMPOSE_FILE" --en
 
 cleanup() {
     local status=$?
+    [[ -z "${issuer_pid:-}" ]] || kill "$issuer_pid" 2>/dev/null || true
     if [[ -n "$keep" ]]; then
         log "--keep: the stack and $work stay; remove with: (cd $work && ${COMPOSE[*]} -f $COMPOSE_FILE --env-file .env down -v) && rm -rf $work"
         return
@@ -304,6 +305,16 @@ elif [[ "$(docker info -f '{{.Swarm.ControlAvailable}}' 2>/dev/null)" != true ]]
 else
     compose down --timeout 10 >/dev/null 2>&1 || die "compose down before the stack step failed"
     set_env PROXY_SECRET_KEY "$(openssl rand -hex 32)"
+    # An identity provider of the smoke's own (the stack runs NODE_ENV=production: no dev auth),
+    # served where the stack's tasks reach this machine: the node's docker_gwbridge gateway.
+    gateway="$(docker network inspect docker_gwbridge -f '{{(index .IPAM.Config 0).Gateway}}' 2>/dev/null)" \
+        || die "this swarm node has no docker_gwbridge"
+    mkdir -m 700 "$work/issuer"
+    node "$REPO/scripts/ci/smoke-issuer.mjs" "$gateway" "$work/issuer" &
+    issuer_pid=$!
+    for _ in $(seq 50); do [[ -s "$work/issuer/token" ]] && break; sleep 0.2; done
+    [[ -s "$work/issuer/token" ]] || die "the smoke's identity provider did not start"
+    while IFS='=' read -r key value; do set_env "$key" "$value"; done <"$work/issuer/issuer.env"
     # The nginx stand-in is nginx 1.22, older than upstream `server ... resolve` (1.27.3): it keeps
     # the replicas' addresses it resolved at start, which is all this step needs.
     set_env NGINX_UPSTREAM_RESOLVE ""
@@ -317,10 +328,27 @@ else
     running="$(docker service ps --filter desired-state=running --format '{{.CurrentState}}' "${STACK}_api-backend" | grep -c '^Running' || true)"
     [[ "$running" -eq 2 ]] || die "expected 2 running api-backend replicas, got $running: $(docker service ps --no-trunc "${STACK}_api-backend")"
     log "stack up in $((SECONDS - t0))s: /health through nginx, 2 api-backend replicas running"
+    # A user's proxy, started by a replica (a swarm task) and served through either: a service of
+    # the smoke's scope, running, reported running on every status call whichever replica answers.
+    bearer="Authorization: Bearer $(cat "$work/issuer/token")"
+    started="$(curl_tls -X POST -H "$bearer" -o "$work/start.json" -w '%{http_code}' "https://$DOMAIN/api/proxy/start")"
+    [[ "$started" == 201 ]] || die "POST /api/proxy/start through the stack answered $started: $(cat "$work/start.json")"
+    proxies="$(docker service ls -q --filter "label=$MANAGED_LABEL=true" --filter "label=$SCOPE_LABEL" | wc -l)"
+    [[ "$proxies" -eq 1 ]] || die "expected 1 proxy service of scope $SMOKE_SCOPE, got $proxies"
+    for _ in 1 2 3 4; do
+        status="$(curl_tls -H "$bearer" "https://$DOMAIN/api/proxy/status")" || die "GET /api/proxy/status failed"
+        node -e 'process.exit(JSON.parse(process.argv[1]).status === "running" ? 0 : 1)' "$status" \
+            || die "the proxy is not running on every replica's status: $status"
+    done
+    stopped="$(curl_tls -X POST -H "$bearer" -o /dev/null -w '%{http_code}' "https://$DOMAIN/api/proxy/stop")"
+    [[ "$stopped" == 200 ]] || die "POST /api/proxy/stop answered $stopped"
+    left="$(docker service ls -q --filter "label=$SCOPE_LABEL"; docker network ls -q --filter "label=$SCOPE_LABEL")"
+    [[ -z "$left" ]] || die "the stopped proxy left services or networks: $(xargs <<<"$left")"
+    log "a user's proxy started, served and stopped through the stack"
     t0=$SECONDS
     remove_stack || die "docker stack rm $STACK left tasks or networks behind"
     log "stack removed in $((SECONDS - t0))s"
-    swarm_result="swarm stack up with 2 replicas and removed"
+    swarm_result="swarm stack up with 2 replicas, a proxy started and stopped through it, and removed"
 fi
 
 log "ok: stack up through deploy.sh, /health over TLS through nginx, repeat run changed nothing (driver $driver); $swarm_result"
