@@ -10,8 +10,8 @@
  * How api-backend reaches a task. An overlay's addresses live in the overlay's own namespace:
  * the host has no interface there and no route to them (a packet for one leaves by the host's
  * default route, off the machine). So:
- * - `container` mode (production): api-backend is a plain container (docker compose on a
- *   manager) and joins each user's overlay, which is attachable for this reason, exactly as the
+ * - `container` mode, a plain container: api-backend runs under docker compose on a
+ *   manager and joins each user's overlay, which is attachable for this reason, exactly as the
  *   docker driver joins each bridge (docker/networks.ts attach). It reaches the task at its overlay
  *   address on any node.
  * - `container` mode as a swarm task (a replica of docker-stack.yml): the engine lets a task join
