@@ -17,10 +17,13 @@
 #      no capabilities, no-new-privileges) with DATA_DIR writable; only nginx publishes ports
 #   5. a second `./deploy.sh --no-certbot` changes nothing: same containers (ids and start times),
 #      same .env, same certificate
-#   6. with CTLL_SMOKE_SWARM=1, on a swarm manager: the compose stack goes down, `./deploy.sh --swarm --no-certbot` deploys stack ctllsmoke with the
-#      same images and .env, /health answers through nginx with both api-backend replicas running,
-#      then `docker stack rm`. Off by default (a line says so): the stack's nginx reaches api-backend
-#      at the swarm's service VIP, which needs the kernel's IPVS (ip_vs), and CI's machine has none
+#   6. with CTLL_SMOKE_SWARM=1, on a swarm manager: the compose stack goes down, `./deploy.sh --swarm
+#      --no-certbot` deploys stack ctllsmoke with the same images and .env (and an identity provider
+#      of the smoke's own, scripts/ci/smoke-issuer.mjs: the stack refuses dev auth), /health answers
+#      through nginx with both api-backend replicas running, a user's proxy starts through the stack
+#      (a service of the smoke's scope, started by a replica that is itself a swarm task), reports
+#      running on every status call and stops, then `docker stack rm`. No IPVS needed: the stack has
+#      no virtual IPs (dnsrr). Off by default (a line says so): ports 80/443 and a few more minutes
 #   7. `down -v`, and every image, container, network, volume and file the run made is removed
 #
 #   scripts/ci/deploy-smoke.sh [--keep]      (--keep: leave the stack and the copy for inspection)
@@ -299,7 +302,7 @@ curl_tls -fsS -o /dev/null "https://$DOMAIN/health" || die "/health stopped answ
 
 swarm_result="swarm stack not tried"
 if [[ "${CTLL_SMOKE_SWARM:-0}" != 1 ]]; then
-    log "swarm stack step not run: set CTLL_SMOKE_SWARM=1 on a swarm manager whose kernel has IPVS (service VIPs)"
+    log "swarm stack step not run: set CTLL_SMOKE_SWARM=1 on a swarm manager"
 elif [[ "$(docker info -f '{{.Swarm.ControlAvailable}}' 2>/dev/null)" != true ]]; then
     die "CTLL_SMOKE_SWARM=1 but this engine is no swarm manager (run scripts/ci/provision-swarm.sh)"
 else
@@ -325,7 +328,14 @@ else
     health="$(curl_tls -f "https://$DOMAIN/health")" || die "https://$DOMAIN/health did not answer through nginx in front of the stack"
     node -e 'const h = JSON.parse(process.argv[1]); process.exit(h.status === "ok" && Object.values(h.checks ?? {}).every((c) => c.ok) ? 0 : 1)' "$health" \
         || die "/health of the stack is not ok in every check: $health"
-    running="$(docker service ps --filter desired-state=running --format '{{.CurrentState}}' "${STACK}_api-backend" | grep -c '^Running' || true)"
+    # deploy.sh returns once one replica answers through nginx; the other may still be in its
+    # health check's start period (a task counts as running only once it is healthy).
+    deadline=$((SECONDS + 120))
+    for (( ; ; )); do
+        running="$(docker service ps --filter desired-state=running --format '{{.CurrentState}}' "${STACK}_api-backend" | grep -c '^Running' || true)"
+        [[ "$running" -lt 2 && $SECONDS -lt $deadline ]] || break
+        sleep 2
+    done
     [[ "$running" -eq 2 ]] || die "expected 2 running api-backend replicas, got $running: $(docker service ps --no-trunc "${STACK}_api-backend")"
     log "stack up in $((SECONDS - t0))s: /health through nginx, 2 api-backend replicas running"
     # A user's proxy, started by a replica (a swarm task) and served through either: a service of
