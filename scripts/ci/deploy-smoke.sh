@@ -324,7 +324,12 @@ else
     log "./deploy.sh --swarm --no-certbot (stack $STACK)"
     t0=$SECONDS
     (cd "$work" && CTLL_STACK_NAME="$STACK" ./deploy.sh --swarm --no-certbot) >"$work/deploy-swarm.log" 2>&1 \
-        || { cat "$work/deploy-swarm.log" >&2; docker stack ps --no-trunc "$STACK" >&2 || true; die "deploy.sh --swarm failed"; }
+        || {
+            cat "$work/deploy-swarm.log" >&2
+            docker stack ps --no-trunc "$STACK" >&2 || true
+            docker service logs --tail 40 "${STACK}_api-backend" >&2 || true
+            die "deploy.sh --swarm failed"
+        }
     health="$(curl_tls -f "https://$DOMAIN/health")" || die "https://$DOMAIN/health did not answer through nginx in front of the stack"
     node -e 'const h = JSON.parse(process.argv[1]); process.exit(h.status === "ok" && Object.values(h.checks ?? {}).every((c) => c.ok) ? 0 : 1)' "$health" \
         || die "/health of the stack is not ok in every check: $health"
