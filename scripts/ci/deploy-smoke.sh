@@ -346,8 +346,10 @@ else
     # A user's proxy, started by a replica (a swarm task) and served through either: a service of
     # the smoke's scope, running, reported running on every status call whichever replica answers.
     bearer="Authorization: Bearer $(cat "$work/issuer/token")"
-    started="$(curl_tls -X POST -H "$bearer" -o "$work/start.json" -w '%{http_code}' "https://$DOMAIN/api/proxy/start")"
-    [[ "$started" == 201 ]] || die "POST /api/proxy/start through the stack answered $started: $(cat "$work/start.json")"
+    # A swarm proxy start (service, task, health) takes a while on a busy node: more than curl_tls's 10 s.
+    answer="$(curl_tls --max-time 120 -X POST -H "$bearer" -o "$work/start.json" -w '%{http_code}' "https://$DOMAIN/api/proxy/start")" \
+        || die "POST /api/proxy/start through the stack did not answer"
+    [[ "$answer" == 201 ]] || die "POST /api/proxy/start through the stack answered $answer: $(cat "$work/start.json")"
     proxies="$(docker service ls -q --filter "label=$MANAGED_LABEL=true" --filter "label=$SCOPE_LABEL" | wc -l)"
     [[ "$proxies" -eq 1 ]] || die "expected 1 proxy service of scope $SMOKE_SCOPE, got $proxies"
     for _ in 1 2 3 4; do
@@ -355,8 +357,9 @@ else
         node -e 'process.exit(JSON.parse(process.argv[1]).status === "running" ? 0 : 1)' "$status" \
             || die "the proxy is not running on every replica's status: $status"
     done
-    stopped="$(curl_tls -X POST -H "$bearer" -o /dev/null -w '%{http_code}' "https://$DOMAIN/api/proxy/stop")"
-    [[ "$stopped" == 200 ]] || die "POST /api/proxy/stop answered $stopped"
+    answer="$(curl_tls --max-time 60 -X POST -H "$bearer" -o /dev/null -w '%{http_code}' "https://$DOMAIN/api/proxy/stop")" \
+        || die "POST /api/proxy/stop through the stack did not answer"
+    [[ "$answer" == 200 ]] || die "POST /api/proxy/stop answered $answer"
     left="$(docker service ls -q --filter "label=$SCOPE_LABEL"; docker network ls -q --filter "label=$SCOPE_LABEL")"
     [[ -z "$left" ]] || die "the stopped proxy left services or networks: $(xargs <<<"$left")"
     log "a user's proxy started, served and stopped through the stack"
