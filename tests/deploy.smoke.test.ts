@@ -2,10 +2,11 @@
  * The production deployment, end to end on this machine's Docker engine: scripts/ci/deploy-smoke.sh
  * validates docker-compose.production.yml, runs `deploy.sh --no-certbot` in a temporary copy of the
  * checkout with locally built images, checks /health through nginx over TLS, runs deploy.sh again
- * and checks that nothing changed; with CTLL_SMOKE_SWARM=1 (a swarm manager whose kernel has
- * IPVS) it then deploys the same relay as the swarm stack (`deploy.sh --swarm`: two api-backend
- * replicas behind nginx) and checks /health through nginx again, then removes everything it made. The script does the work (and
- * can be run by hand); this suite makes its outcome part of `npm test`.
+ * and checks that nothing changed; with CTLL_SMOKE_SWARM=1 (a swarm manager; no IPVS needed, the
+ * stack has no virtual IPs) it then deploys the same relay as the swarm stack (`deploy.sh --swarm`:
+ * two api-backend replicas behind nginx), checks /health through nginx again, starts and stops a
+ * user's proxy through it, then removes everything it made. The script does the work (and can be
+ * run by hand); this suite makes its outcome part of `npm test`.
  *
  * It needs root, a Docker engine, ports 80 and 443 and a few minutes, so it runs only when
  * CTLL_DEPLOY_SMOKE=1 (.ci/run sets it); otherwise it is skipped with one line.

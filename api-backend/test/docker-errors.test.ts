@@ -10,6 +10,10 @@ describe('docker-errors', () => {
     expect(classify(engineError(404, 'No such container: ctll-proxy-x'))).toBe('not-found');
     expect(classify(engineError(404, 'network ctll-net-x not found'))).toBe('not-found');
     expect(classify(engineError(404, 'No such image: ctll/streaming-proxy:latest'))).toBe('image-missing');
+    // Leaving an overlay a swarm task already lost (the node's copy went with its last other task).
+    expect(classify(engineError(500, 'container 6dba8e77 is not connected to the network ksdzixgahk9u'))).toBe('not-found');
+    expect(classify(engineError(500, 'container 6dba8e77 is not connected to network ctll-net-x'))).toBe('not-found');
+    expect(classify(engineError(500, 'network ux6l8lmo85vz not found'))).toBe('not-found');
     expect(classify(engineError(409, 'Conflict. The container name "/ctll-proxy-x" is already in use'))).toBe('conflict');
     expect(classify(engineError(409, 'removal of container x is already in progress'))).toBe('conflict');
     expect(classify(engineError(403, 'endpoint with name ctll-proxy-x already exists in network ctll-net-x'))).toBe('conflict');

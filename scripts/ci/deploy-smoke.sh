@@ -17,10 +17,13 @@
 #      no capabilities, no-new-privileges) with DATA_DIR writable; only nginx publishes ports
 #   5. a second `./deploy.sh --no-certbot` changes nothing: same containers (ids and start times),
 #      same .env, same certificate
-#   6. with CTLL_SMOKE_SWARM=1, on a swarm manager: the compose stack goes down, `./deploy.sh --swarm --no-certbot` deploys stack ctllsmoke with the
-#      same images and .env, /health answers through nginx with both api-backend replicas running,
-#      then `docker stack rm`. Off by default (a line says so): the stack's nginx reaches api-backend
-#      at the swarm's service VIP, which needs the kernel's IPVS (ip_vs), and CI's machine has none
+#   6. with CTLL_SMOKE_SWARM=1, on a swarm manager: the compose stack goes down, `./deploy.sh --swarm
+#      --no-certbot` deploys stack ctllsmoke with the same images and .env (and an identity provider
+#      of the smoke's own, scripts/ci/smoke-issuer.mjs: the stack refuses dev auth), /health answers
+#      through nginx with both api-backend replicas running, a user's proxy starts through the stack
+#      (a service of the smoke's scope, started by a replica that is itself a swarm task), reports
+#      running on every status call and stops, then `docker stack rm`. No IPVS needed: the stack has
+#      no virtual IPs (dnsrr). Off by default (a line says so): ports 80/443 and a few more minutes
 #   7. `down -v`, and every image, container, network, volume and file the run made is removed
 #
 #   scripts/ci/deploy-smoke.sh [--keep]      (--keep: leave the stack and the copy for inspection)
@@ -91,6 +94,7 @@ compose() { (cd "$work" && "${COMPOSE[@]}" -p "$PROJECT" -f "$COMPOSE_FILE" --en
 
 cleanup() {
     local status=$?
+    [[ -z "${issuer_pid:-}" ]] || kill "$issuer_pid" 2>/dev/null || true
     if [[ -n "$keep" ]]; then
         log "--keep: the stack and $work stay; remove with: (cd $work && ${COMPOSE[*]} -f $COMPOSE_FILE --env-file .env down -v) && rm -rf $work"
         return
@@ -298,26 +302,71 @@ curl_tls -fsS -o /dev/null "https://$DOMAIN/health" || die "/health stopped answ
 
 swarm_result="swarm stack not tried"
 if [[ "${CTLL_SMOKE_SWARM:-0}" != 1 ]]; then
-    log "swarm stack step not run: set CTLL_SMOKE_SWARM=1 on a swarm manager whose kernel has IPVS (service VIPs)"
+    log "swarm stack step not run: set CTLL_SMOKE_SWARM=1 on a swarm manager"
 elif [[ "$(docker info -f '{{.Swarm.ControlAvailable}}' 2>/dev/null)" != true ]]; then
     die "CTLL_SMOKE_SWARM=1 but this engine is no swarm manager (run scripts/ci/provision-swarm.sh)"
 else
     compose down --timeout 10 >/dev/null 2>&1 || die "compose down before the stack step failed"
     set_env PROXY_SECRET_KEY "$(openssl rand -hex 32)"
+    # An identity provider of the smoke's own (the stack runs NODE_ENV=production: no dev auth),
+    # served where the stack's tasks reach this machine: the node's docker_gwbridge gateway.
+    gateway="$(docker network inspect docker_gwbridge -f '{{(index .IPAM.Config 0).Gateway}}' 2>/dev/null)" \
+        || die "this swarm node has no docker_gwbridge"
+    mkdir -m 700 "$work/issuer"
+    node "$REPO/scripts/ci/smoke-issuer.mjs" "$gateway" "$work/issuer" &
+    issuer_pid=$!
+    for _ in $(seq 50); do [[ -s "$work/issuer/token" ]] && break; sleep 0.2; done
+    [[ -s "$work/issuer/token" ]] || die "the smoke's identity provider did not start"
+    while IFS='=' read -r key value; do set_env "$key" "$value"; done <"$work/issuer/issuer.env"
+    # The nginx stand-in is nginx 1.22, older than upstream `server ... resolve` (1.27.3): it keeps
+    # the replicas' addresses it resolved at start, which is all this step needs.
+    set_env NGINX_UPSTREAM_RESOLVE ""
     log "./deploy.sh --swarm --no-certbot (stack $STACK)"
     t0=$SECONDS
     (cd "$work" && CTLL_STACK_NAME="$STACK" ./deploy.sh --swarm --no-certbot) >"$work/deploy-swarm.log" 2>&1 \
-        || { cat "$work/deploy-swarm.log" >&2; docker stack ps --no-trunc "$STACK" >&2 || true; die "deploy.sh --swarm failed"; }
+        || {
+            cat "$work/deploy-swarm.log" >&2
+            docker stack ps --no-trunc "$STACK" >&2 || true
+            docker service logs --tail 40 "${STACK}_api-backend" >&2 || true
+            die "deploy.sh --swarm failed"
+        }
     health="$(curl_tls -f "https://$DOMAIN/health")" || die "https://$DOMAIN/health did not answer through nginx in front of the stack"
     node -e 'const h = JSON.parse(process.argv[1]); process.exit(h.status === "ok" && Object.values(h.checks ?? {}).every((c) => c.ok) ? 0 : 1)' "$health" \
         || die "/health of the stack is not ok in every check: $health"
-    running="$(docker service ps --filter desired-state=running --format '{{.CurrentState}}' "${STACK}_api-backend" | grep -c '^Running' || true)"
+    # deploy.sh returns once one replica answers through nginx; the other may still be in its
+    # health check's start period (a task counts as running only once it is healthy).
+    deadline=$((SECONDS + 120))
+    for (( ; ; )); do
+        running="$(docker service ps --filter desired-state=running --format '{{.CurrentState}}' "${STACK}_api-backend" | grep -c '^Running' || true)"
+        [[ "$running" -lt 2 && $SECONDS -lt $deadline ]] || break
+        sleep 2
+    done
     [[ "$running" -eq 2 ]] || die "expected 2 running api-backend replicas, got $running: $(docker service ps --no-trunc "${STACK}_api-backend")"
     log "stack up in $((SECONDS - t0))s: /health through nginx, 2 api-backend replicas running"
+    # A user's proxy, started by a replica (a swarm task) and served through either: a service of
+    # the smoke's scope, running, reported running on every status call whichever replica answers.
+    bearer="Authorization: Bearer $(cat "$work/issuer/token")"
+    # A swarm proxy start (service, task, health) takes a while on a busy node: more than curl_tls's 10 s.
+    answer="$(curl_tls --max-time 120 -X POST -H "$bearer" -o "$work/start.json" -w '%{http_code}' "https://$DOMAIN/api/proxy/start")" \
+        || die "POST /api/proxy/start through the stack did not answer"
+    [[ "$answer" == 201 ]] || die "POST /api/proxy/start through the stack answered $answer: $(cat "$work/start.json")"
+    proxies="$(docker service ls -q --filter "label=$MANAGED_LABEL=true" --filter "label=$SCOPE_LABEL" | wc -l)"
+    [[ "$proxies" -eq 1 ]] || die "expected 1 proxy service of scope $SMOKE_SCOPE, got $proxies"
+    for _ in 1 2 3 4; do
+        status="$(curl_tls -H "$bearer" "https://$DOMAIN/api/proxy/status")" || die "GET /api/proxy/status failed"
+        node -e 'process.exit(JSON.parse(process.argv[1]).status === "running" ? 0 : 1)' "$status" \
+            || die "the proxy is not running on every replica's status: $status"
+    done
+    answer="$(curl_tls --max-time 60 -X POST -H "$bearer" -o /dev/null -w '%{http_code}' "https://$DOMAIN/api/proxy/stop")" \
+        || die "POST /api/proxy/stop through the stack did not answer"
+    [[ "$answer" == 200 ]] || die "POST /api/proxy/stop answered $answer"
+    left="$(docker service ls -q --filter "label=$SCOPE_LABEL"; docker network ls -q --filter "label=$SCOPE_LABEL")"
+    [[ -z "$left" ]] || die "the stopped proxy left services or networks: $(xargs <<<"$left")"
+    log "a user's proxy started, served and stopped through the stack"
     t0=$SECONDS
     remove_stack || die "docker stack rm $STACK left tasks or networks behind"
     log "stack removed in $((SECONDS - t0))s"
-    swarm_result="swarm stack up with 2 replicas and removed"
+    swarm_result="swarm stack up with 2 replicas, a proxy started and stopped through it, and removed"
 fi
 
 log "ok: stack up through deploy.sh, /health over TLS through nginx, repeat run changed nothing (driver $driver); $swarm_result"

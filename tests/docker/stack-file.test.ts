@@ -2,8 +2,8 @@
  * docker-stack.yml as `./deploy.sh --swarm` hands it to the engine: `docker stack config` (the
  * docker CLI's own stack loader, the one `docker stack deploy` uses) renders it with the values an
  * .env gives, and the rendered stack says what README promises: api-backend replicated on managers
- * with the swarm driver and its hardening, nginx in front on the service's virtual IP with the
- * client's address kept (host-mode ports), nothing else published, and the stateful parts pinned
+ * with the swarm driver and its hardening, nginx in front of every replica by name (no virtual IP,
+ * which needs IPVS) with the client's address kept (host-mode ports), nothing else published, and the stateful parts pinned
  * to the edge node. A missing secret is refused before anything is deployed.
  *
  * Needs only the docker CLI; without it the suite is skipped with one line, and under
@@ -25,7 +25,7 @@ const ENV = {
 interface StackService {
   image?: string;
   environment?: Record<string, string>;
-  deploy?: { replicas?: number; placement?: { constraints?: string[] }; update_config?: { order?: string } };
+  deploy?: { replicas?: number; endpoint_mode?: string; placement?: { constraints?: string[] }; update_config?: { order?: string } };
   ports?: { target: number; published: number | string; mode?: string }[];
   networks?: Record<string, unknown>;
   user?: string;
@@ -83,15 +83,28 @@ if (missing && !required) process.stderr.write(`stack file suite skipped: ${miss
     expect(api.volumes).toEqual(expect.arrayContaining([expect.objectContaining({ type: 'tmpfs', target: '/tmp' })]));
   });
 
-  it('puts nginx in front on the service VIP, publishing 80 and 443 in host mode and nothing else published', () => {
+  it('puts nginx in front of every replica by name (no virtual IP, re-resolved), publishing 80 and 443 in host mode and nothing else published', () => {
     const nginx = services.nginx;
-    expect(nginx.environment?.UPSTREAM).toBe('api-backend:8080');
+    expect(nginx.environment?.UPSTREAM).toBe('api-backend:8080 resolve');
+    expect(nginx.volumes).toEqual(expect.arrayContaining([expect.objectContaining({ target: '/etc/nginx/conf.d/ctll-stack-resolver.conf' })]));
     expect(nginx.ports?.map((p) => [p.target, Number(p.published), p.mode])).toEqual([
       [80, 80, 'host'],
       [443, 443, 'host'],
     ]);
     const publishing = Object.entries(services).filter(([, s]) => (s.ports ?? []).length > 0).map(([name]) => name);
     expect(publishing).toEqual(['nginx']);
+  });
+
+  it("gives no service a virtual IP, which needs the kernel's IPVS: api-backend and postgres resolve to their tasks (dnsrr)", () => {
+    expect(services['api-backend'].deploy?.endpoint_mode).toBe('dnsrr');
+    expect(services.postgres.deploy?.endpoint_mode).toBe('dnsrr');
+  });
+
+  it('lets an nginx older than 1.27.3 keep the addresses it resolved at start (NGINX_UPSTREAM_RESOLVE empty)', () => {
+    const rendered = stackConfig({ ...ENV, NGINX_UPSTREAM_RESOLVE: '' });
+    expect(rendered.status).toBe(0);
+    const nginx = (load(rendered.stdout) as { services: Record<string, StackService> }).services.nginx;
+    expect(nginx.environment?.UPSTREAM?.trim()).toBe('api-backend:8080');
   });
 
   it('pins nginx, certbot and postgres to the edge node that holds their files and volume', () => {

@@ -2,11 +2,14 @@
  * Runs inside a container, as production's api-backend does under PROXY_DRIVER=swarm: a swarm
  * driver in container mode (it joins each user's overlay) starts two users' proxies on internal
  * overlays, then checks who reaches whom: itself both proxies, and each proxy only itself (by
- * running a probe inside each task). It prints one JSON line for swarm-driver.test.ts, which bundles
- * and starts it: overlay addresses are reachable only from a container on the overlay, never from
- * the host the test runs on.
+ * running a probe inside each task). It prints one JSON line for swarm-driver.test.ts (run as a
+ * plain container, as under compose) and swarm-task-mode.test.ts (run as a swarm task, as a stack
+ * replica), which bundle and start it (swarm-entry.ts): overlay addresses are reachable only from a
+ * container on the overlay, never from the host the tests run on. CTLL_SELF names the container;
+ * without it the driver finds itself by hostname, as a stack replica does.
  */
 import { randomBytes } from 'node:crypto';
+import os from 'node:os';
 import Docker from 'dockerode';
 import { SwarmDriver } from '../../api-backend/src/proxy/swarm-driver';
 import { createLogger } from '../../api-backend/src/logger';
@@ -21,6 +24,7 @@ const env = (name: string): string => {
 
 const docker = new Docker();
 const owners = env('CTLL_OWNERS').split(',');
+const self = process.env.CTLL_SELF || undefined;
 const secrets = new ProxySecrets(randomBytes(32));
 
 /** GET /health on each address from `fetch` here: a status code, or the error's code. */
@@ -49,6 +53,9 @@ async function healthInTask(owner: string, hosts: string[]): Promise<Array<numbe
   return JSON.parse(Buffer.concat(chunks).toString('utf8').trim()) as Array<number | string>;
 }
 
+/** Where each proxy was told it finds api-backend. */
+const toldProxy = new Map<string, string>();
+
 async function main(): Promise<void> {
   const driver = new SwarmDriver({
     image: env('PROXY_IMAGE'),
@@ -58,10 +65,13 @@ async function main(): Promise<void> {
     subnetPool: env('PROXY_SUBNET_POOL'),
     startTimeoutMs: 90_000,
     networkMode: 'container',
-    selfContainer: env('CTLL_SELF'),
+    selfContainer: self,
     egress: 'none',
     secretFor: (owner) => secrets.secretFor(owner),
-    env: (owner, secret) => ({ NODE_ENV: 'production', HOST: '0.0.0.0', PROXY_SECRET: secret, PROXY_USER_HASH: owner, LOG_LEVEL: 'warn' }),
+    env: (owner, secret, backendAddress) => {
+      toldProxy.set(owner, backendAddress);
+      return { NODE_ENV: 'production', HOST: '0.0.0.0', PROXY_SECRET: secret, PROXY_USER_HASH: owner, LOG_LEVEL: 'warn' };
+    },
     logger: createLogger('error'),
     onExit: () => undefined,
   });
@@ -73,9 +83,15 @@ async function main(): Promise<void> {
     const internal = await Promise.all(owners.map(async (owner) => (await docker.getNetwork(networkName(owner)).inspect()).Internal as boolean));
     const fromBackend = await healthFrom(hosts);
     const fromTasks = await Promise.all(owners.map((owner) => healthInTask(owner, hosts)));
+    const me = docker.getContainer(self ?? os.hostname());
+    const joinedAt = (await me.inspect()).NetworkSettings.Networks;
+    const addresses = owners.map((owner) => ({ told: toldProxy.get(owner), joined: joinedAt[networkName(owner)]?.IPAddress }));
+    const constraints = await Promise.all(owners.map(async (owner) => (await docker.getService(containerName(owner)).inspect()).Spec.TaskTemplate.Placement.Constraints as string[]));
+    const task = Boolean((await me.inspect()).Config.Labels['com.docker.swarm.task.id']);
     for (const owner of owners) await driver.remove(owner);
-    const joined = Object.keys((await docker.getContainer(env('CTLL_SELF')).inspect()).NetworkSettings.Networks);
-    process.stdout.write(`${JSON.stringify({ states: handles.map((h) => h.state), internal, fromBackend, fromTasks, joinedAfterRemove: joined.filter((n) => n.startsWith('ctll-net-')) })}\n`);
+    const joined = Object.keys((await me.inspect()).NetworkSettings.Networks);
+    const result = { task, states: handles.map((h) => h.state), internal, fromBackend, fromTasks, addresses, constraints, joinedAfterRemove: joined.filter((n) => n.startsWith('ctll-net-')) };
+    process.stdout.write(`${JSON.stringify(result)}\n`);
   } finally {
     await driver.close();
   }

@@ -7,19 +7,16 @@
  */
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import path from 'node:path';
 import type Docker from 'dockerode';
-import { build } from 'esbuild';
 import { SwarmDriver, type SwarmDriverOptions } from '../../api-backend/src/proxy/swarm-driver';
 import { LABELS, containerName, networkName } from '../../api-backend/src/proxy/naming';
 import { NODE_BASE_IMAGE, PROXY_IMAGE } from './require-docker';
 import { describeSwarm } from './require-swarm';
 import { docker, health, logger, randomOwner, TEST_SCOPE, TEST_SECRETS, type Exit } from './support';
+import { bundleSwarmEntry, REPO, resultOf } from './swarm-entry';
 
 // A bound on a hang: a swarm task on a busy two-core machine takes a while to be scheduled and started.
 jest.setTimeout(240_000);
-
-const REPO = path.resolve(__dirname, '../..');
 
 function swarmDriver(overrides: Partial<SwarmDriverOptions> = {}): { driver: SwarmDriver; exits: Exit[] } {
   const exits: Exit[] = [];
@@ -213,20 +210,11 @@ describeSwarm('swarm driver', () => {
     });
 
     it("two users' proxies cannot reach each other, while api-backend reaches both", async () => {
-      // The driver runs in a container of its own, as in production: overlay addresses are not
-      // routable from this host. Bundled where node finds the repository's node_modules.
-      bundleDir = fs.mkdtempSync(path.join(REPO, 'node_modules', '.ctll-swarm-'));
-      const entry = path.join(bundleDir, 'entry.js');
-      const apiDeps = Object.keys(JSON.parse(fs.readFileSync(path.join(REPO, 'api-backend/package.json'), 'utf8')).dependencies as Record<string, string>);
-      await build({
-        entryPoints: [path.join(__dirname, 'swarm-container-mode.entry.ts')],
-        outfile: entry,
-        bundle: true,
-        platform: 'node',
-        target: 'node20',
-        logLevel: 'warning',
-        external: [...apiDeps.filter((name) => !name.startsWith('@ctll/')), 'bufferutil', 'utf-8-validate'],
-      });
+      // The driver runs in a container of its own, as under compose: overlay addresses are not
+      // routable from this host (swarm-entry.ts).
+      const bundle = await bundleSwarmEntry();
+      bundleDir = bundle.dir;
+      const entry = bundle.entry;
       const self = await docker.createContainer({
         name: selfName,
         Image: NODE_BASE_IMAGE,
@@ -249,7 +237,7 @@ describeSwarm('swarm driver', () => {
       const logs: unknown = await self.logs({ stdout: true, stderr: true });
       // dockerode hands back output that parses as JSON already parsed.
       const output = (Buffer.isBuffer(logs) ? logs.toString('utf8') : JSON.stringify(logs)).trim();
-      const result = JSON.parse(output.split('\n').filter((line) => line.trim().startsWith('{')).pop() ?? '{}') as Record<string, unknown>;
+      const result = resultOf(output);
       expect({ output, error: result.error }).toEqual({ output, error: undefined });
       expect(StatusCode).toBe(0);
 

@@ -10,11 +10,15 @@
  * How api-backend reaches a task. An overlay's addresses live in the overlay's own namespace:
  * the host has no interface there and no route to them (a packet for one leaves by the host's
  * default route, off the machine). So:
- * - `container` mode (production): api-backend is a plain container (docker compose on a
- *   manager) and joins each user's overlay, which is attachable for this reason, exactly as the
+ * - `container` mode, a plain container: api-backend runs under docker compose on a
+ *   manager and joins each user's overlay, which is attachable for this reason, exactly as the
  *   docker driver joins each bridge (docker/networks.ts attach). It reaches the task at its overlay
- *   address on any node. (A swarm *task* cannot join an overlay after it started: the engine
- *   answers "network not found", so api-backend must not itself be a swarm service.)
+ *   address on any node.
+ * - `container` mode as a swarm task (a replica of docker-stack.yml): the engine lets a task join
+ *   an attachable overlay only on a node where that overlay is in use already; anywhere else it
+ *   answers `network <name> not found`. So the driver creates the service first, pinned to its own
+ *   node, and joins once the proxy's task runs there, asking for the address it told the proxy.
+ *   Another replica adopting the proxy joins the same way, which works on the proxy's node only.
  * - `host` mode (a host process: tests, a one-node swarm): every task on a non-internal overlay
  *   also has a leg on the node's `docker_gwbridge`, a plain bridge the host is on. api-backend
  *   reaches the task there, and the proxy reaches api-backend at that bridge's gateway. Only tasks
@@ -32,8 +36,8 @@
  */
 import type Docker from 'dockerode';
 import type { DriverHealth, ProxyHandle } from './driver';
-import { containerName, LABELS } from './naming';
-import { SubnetPool } from './subnet-pool';
+import { containerName, LABELS, networkName } from './naming';
+import { formatAddress, parseCidr, SubnetPool } from './subnet-pool';
 import { waitHealthy } from './wait-healthy';
 import { withTimeout } from '@ctll/protocol';
 import { resolveDockerOptions, specOf, type DockerDriverOptions } from './docker/options';
@@ -142,14 +146,25 @@ export class SwarmDriver extends EngineDriver {
     // By id: the engine never tries a registry for an image id (see the header).
     const image = await ignoringGone(() => this.docker.getImage(this.options.image).inspect());
     if (!image) throw imageMissing(this.options.image);
-    const network = await this.networks.ensure(ownerHash);
+    // A task joins only once the proxy's task holds the overlay on this node: it tells the proxy
+    // the address it will ask for then (the subnet's last, far from the manager's low allocations).
+    const joinLater = where.mode === 'container' && where.task === true;
+    const network = await this.networks.ensure(ownerHash, { join: !joinLater });
+    const backendAddress = joinLater ? lastHostOf(network.subnet) : network.backendAddress;
     const secret = this.options.secretFor(ownerHash);
-    const env = this.options.env(ownerHash, secret, network.backendAddress);
-    const constraints = [...this.placement, ...(where.mode === 'host' && where.nodeId ? [`node.id==${where.nodeId}`] : [])];
+    const env = this.options.env(ownerHash, secret, backendAddress);
+    // Pinned to this node where api-backend reaches the task only from here (host mode, or a task's join).
+    const pin = (where.mode === 'host' || joinLater) && where.nodeId ? [`node.id==${where.nodeId}`] : [];
+    const constraints = [...this.placement, ...pin];
     const body = serviceSpec(ownerHash, { subnet: network.subnet, networkId: network.id, imageId: image.Id }, env, { ...this.spec, constraints });
     const created = (await this.docker.createService(body as unknown as Docker.CreateServiceOptions)) as unknown as { id?: string; ID?: string };
     const serviceId = created.id ?? created.ID ?? containerName(ownerHash);
     const task = await this.services.waitForTask(serviceId, this.options.startTimeoutMs);
+    if (joinLater) {
+      const info = await this.networks.inspect(ownerHash);
+      if (!info) throw startFailed(`network ${networkName(ownerHash)} vanished during start-up`);
+      await this.networks.attach(info, backendAddress);
+    }
     const endpoint = await this.reach.endpointOf(ownerHash, task);
     if (!endpoint) throw startFailed(`task ${task.ID} of ${containerName(ownerHash)} runs but has no address api-backend can reach`);
     await waitHealthy(endpoint.host, endpoint.port, { timeoutMs: this.options.startTimeoutMs, alive: () => this.services.whyNotRunning(serviceId) });
@@ -158,6 +173,9 @@ export class SwarmDriver extends EngineDriver {
   }
 
   protected async removeProxy(ownerHash: string): Promise<void> {
+    // A task leaves while the proxy's task still holds the overlay on this node; after, the
+    // engine has no copy of it here to detach from.
+    if ((await this.reach.where()).task) await this.networks.leave(ownerHash);
     const service = await this.services.inspect(ownerHash);
     if (!service) return;
     for (const task of await this.services.tasksOf(service.ID)) {
@@ -195,4 +213,10 @@ export class SwarmDriver extends EngineDriver {
     const state = creating ? 'starting' : endpoint ? 'running' : 'stopped';
     return { ownerHash, id: service.ID, state, createdAt, ...(state === 'running' ? { endpoint } : {}) };
   }
+}
+
+/** The subnet's last host address (the one before broadcast). */
+function lastHostOf(subnet: string): string {
+  const { base, prefix } = parseCidr(subnet);
+  return formatAddress(base + 2 ** (32 - prefix) - 2);
 }

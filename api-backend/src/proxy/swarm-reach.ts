@@ -17,7 +17,12 @@ const GWBRIDGE = 'docker_gwbridge';
 export interface Where extends Placement {
   /** The swarm node api-backend's engine is. */
   nodeId?: string;
+  /** api-backend is itself a swarm task (a stack replica), which joins an overlay only where it is in use. */
+  task?: boolean;
 }
+
+/** The label the engine puts on every swarm task's container. */
+const TASK_LABEL = 'com.docker.swarm.task.id';
 
 /** Finds a running task's endpoint; made once per look, so a listing reads docker_gwbridge once. */
 export type EndpointResolver = (ownerHash: string, task: SwarmTask) => ProxyEndpoint | undefined;
@@ -35,8 +40,10 @@ export class SwarmReach {
     this.placement ??= (async (): Promise<Where> => {
       const placement = await detectPlacement(this.docker, this.options.networkMode, this.options.selfContainer);
       const info = (await this.docker.info()) as { Swarm?: { NodeID?: string } };
-      this.options.logger.info(`StreamingProxy ${describePlacement(placement)} (swarm)`);
-      return { ...placement, nodeId: info.Swarm?.NodeID || undefined };
+      const self = placement.self ? await ignoringGone(() => this.docker.getContainer(placement.self!).inspect()) : undefined;
+      const task = Boolean(self?.Config.Labels?.[TASK_LABEL]);
+      this.options.logger.info(`StreamingProxy ${describePlacement(placement)} (swarm${task ? ', as a swarm task' : ''})`);
+      return { ...placement, nodeId: info.Swarm?.NodeID || undefined, task };
     })().catch((error: unknown) => {
       this.placement = undefined;
       throw error;

@@ -29,7 +29,7 @@ export function overlaySpec(ownerHash: string, subnet: string, options: ProxySpe
     Name: networkName(ownerHash),
     Driver: 'overlay',
     CheckDuplicate: true,
-    // Attachable: api-backend, a plain container, joins each user's overlay (docker/networks.ts attach).
+    // Attachable: a containerised api-backend joins each user's overlay (docker/networks.ts attach).
     Attachable: true,
     // Internal: no route out of the overlay, and no docker_gwbridge leg either (see swarm-driver.ts).
     Internal: options.egress === 'none',

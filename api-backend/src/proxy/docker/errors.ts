@@ -55,6 +55,9 @@ export function classify(error: unknown): DockerFailure {
   if (message.includes('active endpoints')) return 'active-endpoints';
   if (e.statusCode === 404 && message.includes('no such image')) return 'image-missing';
   if (e.statusCode === 404) return 'not-found';
+  // A disconnect from a network already left, or gone from this node: a swarm task's leg on an
+  // overlay goes with the node's copy of the overlay when the last other task there ends.
+  if (/is not connected to (the )?network/.test(message) || /^network \S+ not found$/.test(message)) return 'not-found';
   if (e.statusCode === 409 || /already (exists|in use|in progress)/.test(message)) return 'conflict';
   return 'other';
 }

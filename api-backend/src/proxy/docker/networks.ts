@@ -7,7 +7,8 @@
  * - `host`: api-backend is a process on the Docker host, which has an address (the gateway, .1) on
  *   every bridge network and so routes straight to each proxy's address. Nothing to join.
  * - `container`: api-backend is itself a container (docker-compose.production.yml). It joins each
- *   user's network before the proxy starts, and leaves it before the network is removed.
+ *   user's network before the proxy starts (a swarm task: once the proxy runs, swarm-driver.ts),
+ *   and leaves it before the network is removed.
  * Either way, `backendAddress` is where the proxy finds api-backend on its network.
  */
 import type Docker from 'dockerode';
@@ -46,10 +47,15 @@ export class ProxyNetworks {
     private readonly options: ProxyNetworksOptions,
   ) {}
 
-  /** The owner's network, created with a free subnet when it does not exist yet. */
-  async ensure(ownerHash: string): Promise<UserNetwork> {
+  /**
+   * The owner's network, created with a free subnet when it does not exist yet, and joined (see
+   * attach). `join: false` only makes sure it exists: a swarm task joins later (swarm-driver.ts).
+   */
+  async ensure(ownerHash: string, { join = true }: { join?: boolean } = {}): Promise<UserNetwork> {
+    const settle = (info: Docker.NetworkInspectInfo): Promise<UserNetwork> =>
+      join ? this.attach(info) : Promise.resolve({ id: info.Id, name: info.Name, subnet: subnetOf(info), backendAddress: '' });
     const existing = await this.inspect(ownerHash);
-    if (existing) return this.attach(existing);
+    if (existing) return settle(existing);
     const excluded: string[] = [];
     const attempts = this.options.maxSubnetAttempts ?? 8;
     for (let attempt = 0; attempt < attempts; attempt += 1) {
@@ -76,7 +82,7 @@ export class ProxyNetworks {
         reservation.release(); // the engine lists the network from now on
       }
       const made = await this.inspect(ownerHash);
-      if (made) return this.attach(made);
+      if (made) return settle(made);
     }
     throw toRelayError(new Error(`no subnet accepted after ${attempts} attempts`), {
       action: `create network ${networkName(ownerHash)}`,
@@ -125,6 +131,15 @@ export class ProxyNetworks {
     return this.docker.listNetworks({ filters: { label: managedFilter(this.options.spec.scope, 'network') } });
   }
 
+  /** Detaches api-backend from the owner's network, when it joined one (container mode). */
+  async leave(ownerHash: string): Promise<void> {
+    const { self } = await this.options.placement();
+    if (!self) return;
+    for (const found of await this.byName(ownerHash)) {
+      if (isOurs(found.Labels, this.options.spec.scope)) await ignoringGone(() => this.docker.getNetwork(found.Id).disconnect({ Container: self, Force: true }));
+    }
+  }
+
   /** Removes the owner's network, first detaching api-backend and anything else still on it. */
   async remove(ownerHash: string): Promise<void> {
     const { self } = await this.options.placement();
@@ -145,17 +160,21 @@ export class ProxyNetworks {
     }
   }
 
-  /** Joins api-backend to the network when it runs in a container; says where the proxy finds it. */
-  async attach(info: Docker.NetworkInspectInfo): Promise<UserNetwork> {
-    const subnet = subnetsOf(info)[0] ?? info.Labels?.[LABELS.subnet] ?? '';
+  /**
+   * Joins api-backend to the network when it runs in a container; says where the proxy finds it.
+   * `address` asks for that address on the network (one the proxy was told before the join).
+   */
+  async attach(info: Docker.NetworkInspectInfo, address?: string): Promise<UserNetwork> {
+    const subnet = subnetOf(info);
     const base = { id: info.Id, name: info.Name, subnet };
     const { mode, self } = await this.options.placement();
     if (mode === 'host' || !self) {
       return { ...base, backendAddress: this.options.hostAddress ? await this.options.hostAddress(info, subnet) : addressIn(subnet, 1) };
     }
+    const endpoint = address ? { EndpointConfig: { IPAMConfig: { IPv4Address: address } } } : {};
     for (let attempt = 1; ; attempt += 1) {
       try {
-        await this.docker.getNetwork(info.Id).connect({ Container: self });
+        await this.docker.getNetwork(info.Id).connect({ Container: self, ...endpoint });
         break;
       } catch (error) {
         if (classify(error) === 'conflict') break;
@@ -165,10 +184,14 @@ export class ProxyNetworks {
       }
     }
     const mine = await this.docker.getContainer(self).inspect();
-    const address = mine.NetworkSettings.Networks[info.Name]?.IPAddress;
-    if (!address) throw new Error(`api-backend (${self}) joined ${info.Name} but has no address on it`);
-    return { ...base, backendAddress: address };
+    const joined = mine.NetworkSettings.Networks[info.Name]?.IPAddress;
+    if (!joined) throw new Error(`api-backend (${self}) joined ${info.Name} but has no address on it`);
+    return { ...base, backendAddress: joined };
   }
+}
+
+function subnetOf(info: Docker.NetworkInspectInfo): string {
+  return subnetsOf(info)[0] ?? info.Labels?.[LABELS.subnet] ?? '';
 }
 
 export function subnetsOf(network: Docker.NetworkInspectInfo): string[] {

@@ -1,0 +1,174 @@
+/**
+ * api-backend as a swarm task, as each replica of docker-stack.yml runs (PROXY_DRIVER=swarm,
+ * PROXY_NETWORK_MODE=container). The engine lets a task join an attachable overlay only on a node
+ * where that overlay is already in use: the first test shows that rule with a bare task, the second
+ * runs the swarm driver inside a task (swarm-container-mode.entry.ts) and shows it starting two
+ * users' proxies all the same: it creates each service pinned to its own node and joins once the
+ * proxy's task holds the overlay there.
+ */
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import type Docker from 'dockerode';
+import { containerName, LABELS, networkName } from '../../api-backend/src/proxy/naming';
+import { NODE_BASE_IMAGE, PROXY_IMAGE } from './require-docker';
+import { describeSwarm } from './require-swarm';
+import { docker, randomOwner, TEST_SCOPE } from './support';
+import { bundleSwarmEntry, REPO, resultOf } from './swarm-entry';
+
+// A bound on a hang: two tasks and two proxy services on a busy two-core machine.
+jest.setTimeout(240_000);
+
+const SOCKET = '/var/run/docker.sock';
+const ENDED = new Set(['complete', 'failed', 'rejected', 'shutdown', 'orphaned', 'remove']);
+
+interface Task {
+  Status: { State: string; Err?: string; ContainerStatus?: { ContainerID?: string } };
+}
+
+/**
+ * Runs `node <args>` as a one-replica service (restart none) with the engine's socket, as root
+ * (a stack replica has the socket's group), waits for its task to end and returns what it printed.
+ */
+async function runAsTask(name: string, args: string[], env: string[]): Promise<{ state: string; output: string }> {
+  const image = await docker.getImage(NODE_BASE_IMAGE).inspect();
+  const service = await docker.createService({
+    Name: name,
+    Labels: { 'io.cloudtolocalllm.test': 'task-mode' },
+    TaskTemplate: {
+      ContainerSpec: {
+        // By id: the engine never looks for an image id on a registry.
+        Image: image.Id,
+        Command: ['node', ...args],
+        Env: env,
+        User: '0:0',
+        Mounts: [
+          { Type: 'bind', Source: REPO, Target: REPO, ReadOnly: true },
+          { Type: 'bind', Source: SOCKET, Target: SOCKET },
+        ],
+      },
+      RestartPolicy: { Condition: 'none' },
+    },
+    Mode: { Replicated: { Replicas: 1 } },
+  } as unknown as Docker.CreateServiceOptions);
+  const id = (service as unknown as { id?: string; ID?: string }).id ?? (service as unknown as { ID: string }).ID;
+  const deadline = Date.now() + 200_000;
+  let task: Task | undefined;
+  for (;;) {
+    [task] = (await docker.listTasks({ filters: { service: [id] } })) as Task[];
+    if (task && ENDED.has(task.Status.State)) break;
+    if (Date.now() > deadline) throw new Error(`task of ${name} did not end: ${JSON.stringify(task?.Status)}`);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  const containerId = task.Status.ContainerStatus?.ContainerID;
+  const logs: unknown = containerId ? await docker.getContainer(containerId).logs({ stdout: true, stderr: true }) : '';
+  // Without a TTY the log is multiplexed: 8-byte frame headers before each chunk, dropped here.
+  const output = (Buffer.isBuffer(logs) ? demux(logs) : String(logs)).trim();
+  return { state: `${task.Status.State}${task.Status.Err ? `: ${task.Status.Err}` : ''}`, output };
+}
+
+function demux(buffer: Buffer): string {
+  const parts: Buffer[] = [];
+  for (let at = 0; at + 8 <= buffer.length; ) {
+    const size = buffer.readUInt32BE(at + 4);
+    parts.push(buffer.subarray(at + 8, at + 8 + size));
+    at += 8 + size;
+  }
+  return Buffer.concat(parts).toString('utf8');
+}
+
+/** Asks the engine, from inside the task, to join the task's own container to a network; prints the answer. */
+const JOIN_SCRIPT = `
+const http = require('http');
+const req = http.request({ socketPath: '${SOCKET}', method: 'POST', path: '/networks/' + process.env.NET + '/connect', headers: { 'content-type': 'application/json' } }, (res) => {
+  let body = '';
+  res.on('data', (chunk) => (body += chunk));
+  res.on('end', () => console.log(JSON.stringify({ status: res.statusCode, message: JSON.parse(body || '{}').message })));
+});
+req.end(JSON.stringify({ Container: require('os').hostname() }));`;
+
+async function removeService(name: string): Promise<void> {
+  await docker.getService(name).remove().catch(() => undefined);
+}
+
+/** Removes the network once the tasks that held it are gone. */
+async function removeNetwork(name: string): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    const gone = await docker.getNetwork(name).remove().then(
+      () => true,
+      (error: { statusCode?: number }) => error.statusCode === 404,
+    );
+    if (gone) return;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+describeSwarm('api-backend as a swarm task (a stack replica)', () => {
+  const suffix = randomBytes(4).toString('hex');
+
+  describe('the engine rule', () => {
+    const network = `ctll-test-overlay-${suffix}`;
+    const name = `ctll-test-join-${suffix}`;
+    afterAll(async () => {
+      await removeService(name);
+      await removeNetwork(network);
+    });
+
+    it('refuses a task that joins an attachable overlay no task on its node uses yet: "network not found"', async () => {
+      await docker.createNetwork({ Name: network, Driver: 'overlay', Attachable: true, CheckDuplicate: true, Labels: { 'io.cloudtolocalllm.test': 'task-mode' } });
+      const { state, output } = await runAsTask(name, ['-e', JOIN_SCRIPT], [`NET=${network}`]);
+      expect(state).toBe('complete');
+      expect(resultOf(output)).toEqual({ status: 404, message: `network ${network} not found` });
+    });
+  });
+
+  describe('the swarm driver inside a task', () => {
+    const owners = [randomOwner(), randomOwner()];
+    const name = `ctll-test-replica-${suffix}`;
+    let bundleDir: string | undefined;
+
+    afterAll(async () => {
+      await removeService(name);
+      await Promise.all(owners.map((owner) => removeService(containerName(owner))));
+      for (const owner of owners) await removeNetwork(networkName(owner));
+      if (bundleDir) fs.rmSync(bundleDir, { recursive: true, force: true });
+    });
+
+    it("starts two users' proxies on internal overlays, reaches both, and they cannot reach each other", async () => {
+      const bundle = await bundleSwarmEntry();
+      bundleDir = bundle.dir;
+      const { state, output } = await runAsTask(name, [bundle.entry], [
+        `CTLL_OWNERS=${owners.join(',')}`,
+        `CTLL_SCOPE=${TEST_SCOPE}`,
+        `PROXY_IMAGE=${PROXY_IMAGE}`,
+        `PROXY_SUBNET_POOL=${process.env.PROXY_SUBNET_POOL ?? '10.200.0.0/16'}`,
+      ]);
+      const result = resultOf(output);
+      expect({ output, error: result.error }).toEqual({ output, error: undefined });
+      expect(state).toBe('complete');
+
+      expect(result.task).toBe(true); // it ran as a swarm task, where a join first would have failed
+      expect(result.states).toEqual(['running', 'running']);
+      expect(result.internal).toEqual([true, true]);
+      expect(result.fromBackend).toEqual([200, 200]);
+      const [fromA, fromB] = result.fromTasks as Array<Array<number | string>>;
+      expect([fromA[0], fromB[1]]).toEqual([200, 200]);
+      expect(fromA[1]).not.toBe(200);
+      expect(fromB[0]).not.toBe(200);
+      // Each proxy was told, before api-backend could join, the address api-backend then got.
+      for (const { told, joined } of result.addresses as Array<{ told: string; joined: string }>) {
+        expect(told).toMatch(/^10\.\d+\.\d+\.\d+$/);
+        expect(joined).toBe(told);
+      }
+      // Pinned to the replica's node, where its join works.
+      const nodeId = ((await docker.info()) as { Swarm: { NodeID: string } }).Swarm.NodeID;
+      expect(result.constraints).toEqual([[`node.id==${nodeId}`], [`node.id==${nodeId}`]]);
+      expect(result.joinedAfterRemove).toEqual([]);
+
+      const filters = { label: [`${LABELS.managed}=true`] };
+      const [services, networks] = await Promise.all([docker.listServices({ filters }), docker.listNetworks({ filters })]);
+      expect(services.filter((s) => owners.includes(s.Spec?.Labels?.[LABELS.owner] ?? ''))).toEqual([]);
+      expect(networks.filter((n) => owners.includes(n.Labels?.[LABELS.owner] ?? ''))).toEqual([]);
+    });
+  });
+});
