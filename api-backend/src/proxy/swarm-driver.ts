@@ -37,7 +37,7 @@
 import type Docker from 'dockerode';
 import type { DriverHealth, ProxyHandle } from './driver';
 import { containerName, LABELS, networkName } from './naming';
-import { formatAddress, parseCidr, SubnetPool } from './subnet-pool';
+import { addressIn, parseCidr, SubnetPool } from './subnet-pool';
 import { waitHealthy } from './wait-healthy';
 import { withTimeout } from '@ctll/protocol';
 import { resolveDockerOptions, specOf, type DockerDriverOptions } from './docker/options';
@@ -217,6 +217,5 @@ export class SwarmDriver extends EngineDriver {
 
 /** The subnet's last host address (the one before broadcast). */
 function lastHostOf(subnet: string): string {
-  const { base, prefix } = parseCidr(subnet);
-  return formatAddress(base + 2 ** (32 - prefix) - 2);
+  return addressIn(subnet, 2 ** (32 - parseCidr(subnet).prefix) - 2);
 }
