@@ -357,9 +357,12 @@ else
         node -e 'process.exit(JSON.parse(process.argv[1]).status === "running" ? 0 : 1)' "$status" \
             || die "the proxy is not running on every replica's status: $status"
     done
-    answer="$(curl_tls --max-time 60 -X POST -H "$bearer" -o /dev/null -w '%{http_code}' "https://$DOMAIN/api/proxy/stop")" \
+    answer="$(curl_tls --max-time 60 -X POST -H "$bearer" -o "$work/stop.json" -w '%{http_code}' "https://$DOMAIN/api/proxy/stop")" \
         || die "POST /api/proxy/stop through the stack did not answer"
-    [[ "$answer" == 200 ]] || die "POST /api/proxy/stop answered $answer"
+    if [[ "$answer" != 200 ]]; then
+        docker service logs --tail 40 "${STACK}_api-backend" >&2 || true
+        die "POST /api/proxy/stop answered $answer: $(cat "$work/stop.json")"
+    fi
     left="$(docker service ls -q --filter "label=$SCOPE_LABEL"; docker network ls -q --filter "label=$SCOPE_LABEL")"
     [[ -z "$left" ]] || die "the stopped proxy left services or networks: $(xargs <<<"$left")"
     log "a user's proxy started, served and stopped through the stack"
