@@ -55,8 +55,10 @@ export class RelayedStream implements StreamHandler {
   private readonly timer: NodeJS.Timeout;
   private started = false;
   private done = false;
-  private heldUp = 0;
-  private heldDown = 0;
+  /** Request bytes from api-backend on to the desktop. */
+  private readonly up: CreditHop;
+  /** Answer bytes from the desktop on to api-backend. */
+  private readonly down: CreditHop;
   private bodyBytes = 0;
 
   constructor(
@@ -70,6 +72,9 @@ export class RelayedStream implements StreamHandler {
     this.fromUpstream = new ReceiveCredit((bytes) => this.upstream.sendControl({ type: 'window', id: this.id, bytes }));
     this.toUpstream = new BodySender((slice) => this.upstream.sendData(this.id, slice));
     this.fromDesktop = new ReceiveCredit((bytes) => this.link.sendControl({ type: 'window', id: this.desktopId, bytes }));
+    const live = () => !this.done;
+    this.up = new CreditHop(this.fromUpstream, this.toDesktop, live);
+    this.down = new CreditHop(this.fromDesktop, this.toUpstream, live);
     this.timer = setTimeout(() => this.silenceTimeout(), options.requestTimeoutMs);
     options.stats.countRequest();
     link.counters.requests += 1;
@@ -96,18 +101,7 @@ export class RelayedStream implements StreamHandler {
     this.timer.refresh();
     this.options.stats.countBytes('bytesToDesktop', payload.byteLength);
     this.link.counters.bytesToDesktop += payload.byteLength;
-    if (this.toDesktop.write(payload)) {
-      this.fromUpstream.consumed(payload.byteLength);
-      return;
-    }
-    if (this.heldUp === 0) {
-      this.toDesktop.whenReady(() => {
-        const bytes = this.heldUp;
-        this.heldUp = 0;
-        if (!this.done) this.fromUpstream.consumed(bytes);
-      });
-    }
-    this.heldUp += payload.byteLength;
+    this.up.forward(payload);
   }
 
   upstreamEnd(): void {
@@ -148,19 +142,8 @@ export class RelayedStream implements StreamHandler {
     this.timer.refresh();
     this.options.stats.countBytes('bytesFromDesktop', payload.byteLength);
     this.link.counters.bytesFromDesktop += payload.byteLength;
-    if (this.toUpstream.write(payload)) {
-      this.fromDesktop.consumed(payload.byteLength);
-      return;
-    }
     // Credit goes back to the desktop only once api-backend's caller has taken the bytes.
-    if (this.heldDown === 0) {
-      this.toUpstream.whenReady(() => {
-        const bytes = this.heldDown;
-        this.heldDown = 0;
-        if (!this.done) this.fromDesktop.consumed(bytes);
-      });
-    }
-    this.heldDown += payload.byteLength;
+    this.down.forward(payload);
   }
 
   onEnd(): void {
@@ -196,7 +179,7 @@ export class RelayedStream implements StreamHandler {
   private silenceTimeout(): void {
     if (this.done) return;
     // A caller slow to read holds the desktop back through credit: our backpressure, not silence.
-    if (this.heldDown > 0) {
+    if (this.down.holding > 0) {
       this.timer.refresh();
       return;
     }
@@ -243,4 +226,39 @@ export function sendErrorAnswer(upstream: UpstreamSender, id: string, error: unk
   });
   upstream.sendData(id, text);
   upstream.sendControl({ type: 'end', id });
+}
+
+/**
+ * One direction of a stream: bytes received on one peer's credit go on within the other peer's,
+ * and the first peer's credit comes back only for bytes that went on, so a slow side holds the
+ * fast one back instead of this proxy buffering for it.
+ */
+class CreditHop {
+  private held = 0;
+
+  constructor(
+    private readonly from: ReceiveCredit,
+    private readonly to: BodySender,
+    private readonly live: () => boolean,
+  ) {}
+
+  /** Bytes waiting for the far side's credit. */
+  get holding(): number {
+    return this.held;
+  }
+
+  forward(payload: Buffer): void {
+    if (this.to.write(payload)) {
+      this.from.consumed(payload.byteLength);
+      return;
+    }
+    if (this.held === 0) {
+      this.to.whenReady(() => {
+        const bytes = this.held;
+        this.held = 0;
+        if (this.live()) this.from.consumed(bytes);
+      });
+    }
+    this.held += payload.byteLength;
+  }
 }
