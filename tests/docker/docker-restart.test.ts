@@ -138,8 +138,13 @@ describeDocker('idle culling (docker driver)', () => {
     const res = await fetch(`${layout.relay.url}/api/proxy/start`, { method: 'POST', headers: { authorization: `Bearer ${layout.token(idle)}` } });
     expect(res.status).toBe(201);
     await layout.connectBridge(busy);
-    await waitFor(async () => (await leftovers([userHash(idle)])).containers.length === 0, 20_000, 'the idle container to be culled');
-    expect(await leftovers([userHash(idle)])).toEqual({ containers: [], networks: [] });
+    // The cull removes the container, then its network: wait for both, the network goes a moment later.
+    await waitFor(async () => {
+      const left = await leftovers([userHash(idle)]);
+      return left.containers.length === 0 && left.networks.length === 0;
+    }, 20_000, 'the idle proxy’s container and network to be culled').catch(async (error: Error) => {
+      throw new Error(`${error.message}: ${JSON.stringify(await leftovers([userHash(idle)]))}`);
+    });
     expect((await docker.getContainer(containerName(userHash(busy))).inspect()).State.Running).toBe(true);
     expect((await layout.fetchAs(busy, '/api/tags')).status).toBe(200);
   });
