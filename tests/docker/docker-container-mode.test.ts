@@ -65,6 +65,43 @@ describeDocker('docker driver in container mode', () => {
     }
   });
 
+  it("a second replica joins the network of a proxy the first one started, on its first look, and stops it cleanly", async () => {
+    const other = await docker.createContainer({
+      name: `${selfName}-b`,
+      Image: NODE_BASE_IMAGE,
+      Cmd: ['node', '-e', 'setInterval(() => {}, 1 << 30)'],
+      User: '1001:1001',
+      Labels: { 'io.cloudtolocalllm.test': 'backend' },
+    });
+    await other.start();
+    const owner2 = randomOwner();
+    const first = testDriver({ networkMode: 'container', selfContainer: selfName }).driver;
+    const second = testDriver({ networkMode: 'container', selfContainer: `${selfName}-b` }).driver;
+    try {
+      // Both running before the proxy exists: the second's start-up sweep cannot have joined it.
+      await first.start();
+      await second.start();
+      await first.create(owner2);
+      const members = async (): Promise<string[]> =>
+        Object.values((await docker.getNetwork(networkName(owner2)).inspect()).Containers ?? {}).map((c) => c.Name).sort();
+      expect(await members()).toEqual([containerName(owner2), selfName].sort());
+
+      const endpoint = await second.endpoint(owner2);
+      expect(endpoint).not.toBeNull();
+      expect(await members()).toEqual([containerName(owner2), selfName, `${selfName}-b`].sort());
+      expect(await execIn(other, `fetch('http://${endpoint!.host}:8080/health').then((r) => process.stdout.write(String(r.status)), (e) => process.stdout.write(e.message))`)).toBe('200');
+
+      // The second stops what the first started: the first is taken off too, and nothing is left.
+      await second.remove(owner2);
+      expect(await leftovers([owner2])).toEqual({ containers: [], networks: [] });
+      for (const container of [self, other]) expect(Object.keys((await container.inspect()).NetworkSettings.Networks)).not.toContain(networkName(owner2));
+    } finally {
+      await Promise.all([first.close(), second.close()]);
+      await removeOwners([owner2]);
+      await other.remove({ force: true }).catch(() => undefined);
+    }
+  });
+
   it('finds out by itself (PROXY_NETWORK_MODE=auto): a container only if the engine knows one with our hostname', async () => {
     const marker = path.join(os.tmpdir(), `ctll-dockerenv-${randomBytes(4).toString('hex')}`);
     fs.writeFileSync(marker, '');

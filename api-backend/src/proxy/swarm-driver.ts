@@ -173,9 +173,15 @@ export class SwarmDriver extends EngineDriver {
   }
 
   protected async removeProxy(ownerHash: string): Promise<void> {
-    // A task leaves while the proxy's task still holds the overlay on this node; after, the
-    // engine has no copy of it here to detach from.
-    if ((await this.reach.where()).task) await this.networks.leave(ownerHash);
+    // Every replica leaves while the proxy's task still holds the overlay on this node. One
+    // detached after the task is gone leaves its attachment behind in the manager, and the overlay
+    // then lingers for good: listed, but "not found" to every remove. The other replicas do not
+    // know of this stop, so this one takes them off; any that joined are on this node, the only
+    // one where a task may join the proxy's overlay (see the header).
+    if ((await this.reach.where()).task) {
+      const detached = await this.networks.detachAllBut(ownerHash, (name) => name.startsWith(`${containerName(ownerHash)}.`));
+      if (detached > 0) this.options.logger.info('StreamingProxy took api-backend replicas off the overlay before removing the service', { owner: ownerHash, detached });
+    }
     const service = await this.services.inspect(ownerHash);
     if (!service) return;
     for (const task of await this.services.tasksOf(service.ID)) {

@@ -157,6 +157,8 @@ export abstract class EngineDriver implements ProxyDriver {
   async inspect(ownerHash: string): Promise<ProxyHandle | null> {
     try {
       const handle = await this.inspectProxy(ownerHash);
+      // Another replica may have started it: join its network before anyone here uses the endpoint.
+      if (handle?.state === 'running' && !this.creating.has(ownerHash)) await this.networks.join(ownerHash);
       if (handle) return handle;
       if (this.creating.has(ownerHash)) return { ownerHash, id: '', state: 'starting', createdAt: new Date() };
       const network = await this.networks.inspect(ownerHash);

@@ -131,6 +131,23 @@ export class ProxyNetworks {
     return this.docker.listNetworks({ filters: { label: managedFilter(this.options.spec.scope, 'network') } });
   }
 
+  /**
+   * Joins api-backend to the owner's existing network unless it is on it already (container mode;
+   * nothing to do on the host). Another replica may have started the proxy: until this one joins,
+   * the proxy's address is unreachable from here. Asks the engine, not a memory of past joins,
+   * because another replica may have removed the network and made a new one since.
+   */
+  async join(ownerHash: string): Promise<void> {
+    const { mode, self } = await this.options.placement();
+    if (mode === 'host' || !self) return;
+    const info = await this.inspect(ownerHash);
+    if (!info) return;
+    const mine = await this.docker.getContainer(self).inspect();
+    if (mine.NetworkSettings.Networks[info.Name]?.NetworkID === info.Id) return;
+    this.options.logger.info('StreamingProxy joining a user network another replica made', { owner: ownerHash, network: info.Name });
+    await this.attach(info);
+  }
+
   /** Detaches api-backend from the owner's network, when it joined one (container mode). */
   async leave(ownerHash: string): Promise<void> {
     const { self } = await this.options.placement();
@@ -138,6 +155,27 @@ export class ProxyNetworks {
     for (const found of await this.byName(ownerHash)) {
       if (isOurs(found.Labels, this.options.spec.scope)) await ignoringGone(() => this.docker.getNetwork(found.Id).disconnect({ Container: self, Force: true }));
     }
+  }
+
+  /**
+   * Detaches every container on this node from the owner's network except those `keep` says stay
+   * (the proxy's own task): api-backend itself and any other replica that joined it. Swarm needs
+   * this before a proxy service goes (swarm-driver.ts). Returns how many it detached.
+   */
+  async detachAllBut(ownerHash: string, keep: (endpointName: string) => boolean): Promise<number> {
+    let detached = 0;
+    for (const found of await this.byName(ownerHash)) {
+      if (!isOurs(found.Labels, this.options.spec.scope)) continue;
+      const network = this.docker.getNetwork(found.Id);
+      const current = (await ignoringGone(() => network.inspect())) as Docker.NetworkInspectInfo | undefined;
+      for (const [id, endpoint] of Object.entries(current?.Containers ?? {})) {
+        // `lb-<network>` is the overlay's own load-balancer endpoint, not a container.
+        if (id.startsWith('lb-') || keep(endpoint.Name)) continue;
+        await ignoringGone(() => network.disconnect({ Container: id, Force: true }));
+        detached += 1;
+      }
+    }
+    return detached;
   }
 
   /** Removes the owner's network, first detaching api-backend and anything else still on it. */
