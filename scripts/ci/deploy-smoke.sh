@@ -22,8 +22,10 @@
 #      of the smoke's own, scripts/ci/smoke-issuer.mjs: the stack refuses dev auth), /health answers
 #      through nginx with both api-backend replicas running, a user's proxy starts through the stack
 #      (a service of the smoke's scope, started by a replica that is itself a swarm task), reports
-#      running on every status call and stops, then `docker stack rm`. No IPVS needed: the stack has
-#      no virtual IPs (dnsrr). Off by default (a line says so): ports 80/443 and a few more minutes
+#      running on every status call, is stopped by the other replica (which joins the user's overlay
+#      on demand while the starter leaves it) with nothing left, then `docker stack rm`. No IPVS
+#      needed: the stack has no virtual IPs (dnsrr). Off by default (a line says so): ports 80/443
+#      and a few more minutes; .ci/run sets it
 #   7. `down -v`, and every image, container, network, volume and file the run made is removed
 #
 #   scripts/ci/deploy-smoke.sh [--keep]      (--keep: leave the stack and the copy for inspection)
@@ -357,15 +359,33 @@ else
         node -e 'process.exit(JSON.parse(process.argv[1]).status === "running" ? 0 : 1)' "$status" \
             || die "the proxy is not running on every replica's status: $status"
     done
-    answer="$(curl_tls --max-time 60 -X POST -H "$bearer" -o "$work/stop.json" -w '%{http_code}' "https://$DOMAIN/api/proxy/stop")" \
-        || die "POST /api/proxy/stop through the stack did not answer"
-    if [[ "$answer" != 200 ]]; then
+    # The stop goes to the replica that did not start the proxy, not wherever nginx sends it: that
+    # replica has to join the user's overlay to read the proxy's journal, and the starter has to
+    # leave it before the overlay can go. The starter is the replica at the address the proxy was
+    # told to find api-backend at.
+    proxy_service="$(docker service ls -q --filter "label=$SCOPE_LABEL")"
+    told="$(docker service inspect "$proxy_service" -f '{{range .Spec.TaskTemplate.ContainerSpec.Env}}{{println .}}{{end}}' \
+        | sed -n 's|^PROXY_API_BACKEND_URL=http://\([0-9.]*\):.*|\1|p')"
+    [[ -n "$told" ]] || die "the proxy service was told no PROXY_API_BACKEND_URL"
+    overlay="$(docker network ls --filter "label=$SCOPE_LABEL" --format '{{.Name}}')"
+    starter="" stopper=""
+    for replica in $(docker ps -q --filter "label=com.docker.swarm.service.name=${STACK}_api-backend"); do
+        address="$(docker inspect "$replica" -f "{{with index .NetworkSettings.Networks \"$overlay\"}}{{.IPAddress}}{{end}}")"
+        if [[ "$address" == "$told" ]]; then starter="$replica"; else stopper="$replica"; fi
+    done
+    [[ -n "$starter" && -n "$stopper" ]] || die "could not tell the starting replica ($told on $overlay) from the other"
+    # From inside the replica, as nginx would reach it; the token goes in through the environment.
+    answer="$(docker exec -e "CTLL_BEARER=$(cat "$work/issuer/token")" "$stopper" node -e '
+fetch("http://127.0.0.1:8080/api/proxy/stop", { method: "POST", headers: { authorization: "Bearer " + process.env.CTLL_BEARER }, signal: AbortSignal.timeout(60000) })
+  .then(async (r) => console.log(r.status, await r.text()), (e) => console.log("000", e.message));')" \
+        || die "POST /api/proxy/stop on the other replica did not run"
+    if [[ "$answer" != 200\ * ]]; then
         docker service logs --tail 40 "${STACK}_api-backend" >&2 || true
-        die "POST /api/proxy/stop answered $answer: $(cat "$work/stop.json")"
+        die "POST /api/proxy/stop on the replica that did not start the proxy answered: $answer"
     fi
     left="$(docker service ls -q --filter "label=$SCOPE_LABEL"; docker network ls -q --filter "label=$SCOPE_LABEL")"
     [[ -z "$left" ]] || die "the stopped proxy left services or networks: $(xargs <<<"$left")"
-    log "a user's proxy started, served and stopped through the stack"
+    log "a user's proxy started through nginx, served by both replicas, stopped by the one that did not start it"
     t0=$SECONDS
     remove_stack || die "docker stack rm $STACK left tasks or networks behind"
     log "stack removed in $((SECONDS - t0))s"
