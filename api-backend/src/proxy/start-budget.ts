@@ -7,7 +7,9 @@
  * Where it is counted: with DATABASE_URL, in PostgreSQL (table proxy_start_budget, migration
  * 0009), so every replica sharing the database spends the same budget; the count is one upsert
  * per charge on a connection borrowed from the audit's pool for that statement, never a
- * connection of its own. With the embedded PGlite there is one api-backend by definition, and the
+ * connection of its own (a charge waits at most DATABASE_CONNECT_TIMEOUT_MS for one). A window's end
+ * is written by the replica that opened it, by its own clock: replicas' clocks must agree (NTP) for
+ * Retry-After to be right. With the embedded PGlite there is one api-backend by definition, and the
  * count stays in its memory.
  *
  * When PostgreSQL cannot be reached at charge time (or its answer fails), the start is counted in
