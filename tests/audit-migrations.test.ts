@@ -77,10 +77,10 @@ function storageSuite(open: () => Promise<Opened>): void {
   it('builds the schema from an empty database and records each migration', async () => {
     const result = await migrate(opened.db, migrations);
     expect(result).toEqual({
-      applied: ['0001_proxy_and_tunnel_sessions', '0002_security_events', '0003_security_counts_and_retention', '0004_relay_keys', '0005_tunnel_session_keys', '0006_operator_stop', '0007_zrok_shares', '0008_proxy_exit_reports'],
+      applied: ['0001_proxy_and_tunnel_sessions', '0002_security_events', '0003_security_counts_and_retention', '0004_relay_keys', '0005_tunnel_session_keys', '0006_operator_stop', '0007_zrok_shares', '0008_proxy_exit_reports', '0009_proxy_start_budget'],
       newer: [],
     });
-    expect(await tables(opened.db)).toEqual(['proxy_exit_reports', 'proxy_sessions', 'relay_keys', 'schema_migrations', 'security_events', 'tunnel_sessions', 'zrok_shares']);
+    expect(await tables(opened.db)).toEqual(['proxy_exit_reports', 'proxy_sessions', 'proxy_start_budget', 'relay_keys', 'schema_migrations', 'security_events', 'tunnel_sessions', 'zrok_shares']);
     const { rows } = await opened.db.query<{ version: string; checksum: string }>('SELECT version, checksum FROM schema_migrations ORDER BY version');
     expect(rows.map((row) => [row.version, row.checksum])).toEqual(migrations.map((m) => [m.version, m.checksum]));
   });

@@ -29,6 +29,7 @@ import { ProxyLinkPool } from './relay/proxy-link';
 import { startCuller } from './proxy/culler';
 import { proxyEnv } from './proxy/proxy-env';
 import { StartBudget } from './proxy/start-budget';
+import { PgDatabase } from './audit/pg-database';
 import { mapLimit } from './proxy/map-limit';
 import { errorHandler } from './http/error-handler';
 import { Drain, DRAINING_MESSAGE } from './http/drain';
@@ -114,7 +115,12 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
       idleTimeoutMs: config.proxy.idleTimeoutMs,
       beforeRemove: (handle, reason) => audit.beforeRemove(handle, reason),
       maxProxies: config.proxyLimits.max,
-      startBudget: new StartBudget(config.proxyLimits.startRatePerMinute),
+      // Counted in the audit's PostgreSQL when there is one, so replicas share it; in memory with PGlite.
+      startBudget: new StartBudget({
+        perMinute: config.proxyLimits.startRatePerMinute,
+        pool: audit.database instanceof PgDatabase ? audit.database.pool : undefined,
+        logger: log('StreamingProxyManager'),
+      }),
       replicaLock,
     },
     log('StreamingProxyManager'),

@@ -201,7 +201,7 @@ const schema = z.object({
   USER_MAX_WS_LINKS: z.coerce.number().int().positive().default(4),
   /** Polling bridges one user may have registered at once; one more registration gets 429. */
   USER_MAX_POLL_LINKS: z.coerce.number().int().positive().default(4),
-  /** Proxies made for one user a minute (an idempotent start is free; counted per api-backend replica); one more start gets 429. */
+  /** Proxies made for one user a minute (an idempotent start is free; with DATABASE_URL counted in Postgres, shared by all replicas); one more start gets 429. */
   PROXY_START_RATE_PER_MINUTE: z.coerce.number().int().positive().default(10),
   /** Most proxies running at once; one more user gets 503 `capacity`. Unset: 1000 with docker (at most the subnet pool's networks), 200 with process. */
   PROXY_MAX: z.coerce.number().int().positive().optional().or(z.literal('').transform(() => undefined)),

@@ -25,7 +25,8 @@ const IDLE_TIMEOUT_MS = 30_000;
 export class PgDatabase implements Database {
   readonly kind = 'postgres' as const;
   readonly description: string;
-  private readonly pool: pg.Pool;
+  /** Also the start budget's store (proxy/start-budget.ts): one statement per charge, no connection of its own. */
+  readonly pool: pg.Pool;
 
   constructor(options: PgDatabaseOptions) {
     this.description = describeUrl(options.url);
