@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import { containerName, LABELS, userHash } from '../../api-backend/src/proxy/naming';
 import { waitFor } from '../helpers/layout';
 import { BRIDGE_CLI, startBridgeCli, type BridgeProcess } from '../helpers/bridge-cli';
-import { describeWithNginx, nginxRequest, type RequestOptions } from '../helpers/nginx';
+import { describeWithNginx } from '../helpers/nginx';
 import { describeWithPostgres } from '../helpers/postgres';
 import { startReplicas, type Replicas } from '../helpers/replicas';
 import { describeDocker } from './require-docker';
@@ -36,23 +36,13 @@ describeDocker('several api-backend replicas (docker driver)', () => {
         await relay?.close();
       });
 
-      const viaNginx = (userId: string, pathname: string, options: RequestOptions = {}) =>
-        nginxRequest(`${relay.nginx.url}${pathname}`, { ca: relay.nginx.ca, ...options, headers: { authorization: `Bearer ${relay.token(userId)}`, ...options.headers } });
-      const viaReplica = async (index: number, userId: string, method: string, pathname: string, body?: unknown) => {
-        const res = await fetch(`${relay.replicas[index].process.url}${pathname}`, {
-          method,
-          headers: { authorization: `Bearer ${relay.token(userId)}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-          body: body === undefined ? undefined : JSON.stringify(body),
-        });
-        return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-      };
       const containersOf = async (ownerHash: string) =>
         docker.listContainers({ all: true, filters: { label: [`${LABELS.scope}=${relay.scope}`, `${LABELS.owner}=${ownerHash}`] } });
       const startCounts = () => Promise.all(relay.replicas.map((replica) => replica.metric('ctll_http_requests_total', { route: '/api/proxy/start' })));
 
       it('makes exactly one container for 20 concurrent starts of one user spread over both replicas', async () => {
         const ana = user('ana');
-        const answers = await Promise.all(Array.from({ length: 20 }, () => viaNginx(ana, '/api/proxy/start', { method: 'POST', timeoutMs: 60_000 })));
+        const answers = await Promise.all(Array.from({ length: 20 }, () => relay.viaNginx(ana, '/api/proxy/start', { method: 'POST', timeoutMs: 60_000 })));
         expect(answers.map((answer) => answer.status).sort()).toEqual([...Array<number>(19).fill(200), 201]);
         expect(answers.map((answer) => answer.json<{ status: string }>().status)).toEqual(Array(20).fill('running'));
         expect(answers.filter((answer) => answer.json<{ created: boolean }>().created)).toHaveLength(1);
@@ -63,16 +53,16 @@ describeDocker('several api-backend replicas (docker driver)', () => {
         const containers = await containersOf(userHash(ana));
         expect(containers.map((c) => [c.Names[0], c.State])).toEqual([[`/${containerName(userHash(ana))}`, 'running']]);
         // Either replica reports the same proxy.
-        for (const index of [0, 1]) expect((await viaReplica(index, ana, 'GET', '/api/proxy/status')).body).toMatchObject({ status: 'running', driver: 'docker' });
+        for (const index of [0, 1]) expect((await relay.viaReplica(index, ana, 'GET', '/api/proxy/status')).body).toMatchObject({ status: 'running', driver: 'docker' });
       });
 
       it('discovers through one replica the zrok share registered through the other, for the user and for the proxy', async () => {
         const ben = user('ben');
         const publicUrl = relay.llm.url;
-        const registered = await viaReplica(0, ben, 'POST', '/api/zrok/register', { tunnelInfo: { publicUrl, shareToken: 'tok-ben' } });
+        const registered = await relay.viaReplica(0, ben, 'POST', '/api/zrok/register', { tunnelInfo: { publicUrl, shareToken: 'tok-ben' } });
         expect(registered).toMatchObject({ status: 201 });
         const tunnelId = registered.body.tunnelId as string;
-        const listed = await viaReplica(1, ben, 'GET', '/api/zrok/discover');
+        const listed = await relay.viaReplica(1, ben, 'GET', '/api/zrok/discover');
         expect(listed.body.tunnels).toEqual([expect.objectContaining({ tunnelId, publicUrl, shareToken: 'tok-ben' })]);
         // The user's proxy asks whichever replica it reaches, with the secret it was started with.
         const env = (await docker.getContainer(containerName(userHash(ben))).inspect()).Config.Env;
@@ -81,9 +71,9 @@ describeDocker('several api-backend replicas (docker driver)', () => {
         expect(proxyView.status).toBe(200);
         expect(((await proxyView.json()) as { tunnels: unknown[] }).tunnels).toEqual([expect.objectContaining({ tunnelId, publicUrl })]);
         // A heartbeat through the other replica keeps it; an unregister there removes it for both.
-        expect((await viaReplica(1, ben, 'POST', '/api/zrok/heartbeat', { tunnelId })).status).toBe(200);
-        expect((await viaReplica(1, ben, 'DELETE', `/api/zrok/unregister?tunnelId=${tunnelId}`)).status).toBe(200);
-        expect((await viaReplica(0, ben, 'GET', '/api/zrok/discover')).body.tunnels).toEqual([]);
+        expect((await relay.viaReplica(1, ben, 'POST', '/api/zrok/heartbeat', { tunnelId })).status).toBe(200);
+        expect((await relay.viaReplica(1, ben, 'DELETE', `/api/zrok/unregister?tunnelId=${tunnelId}`)).status).toBe(200);
+        expect((await relay.viaReplica(0, ben, 'GET', '/api/zrok/discover')).body.tunnels).toEqual([]);
       });
 
       it('does not count a proxy one replica stopped for its user as a crash on the other replica', async () => {
@@ -92,14 +82,14 @@ describeDocker('several api-backend replicas (docker driver)', () => {
         // One replica reports a crash (whichever claims it first), so the count is over both.
         const crashesSeen = async () => (await Promise.all(relay.replicas.map((replica) => replica.metric('ctll_proxy_stops_total', { reason: 'error' })))).reduce((a, b) => a + b, 0);
         const before = await crashesSeen();
-        expect((await viaReplica(0, dee, 'POST', '/api/proxy/start')).body).toMatchObject({ status: 'running', created: true });
-        expect((await viaReplica(0, dee, 'POST', '/api/proxy/stop')).body).toMatchObject({ status: 'stopped' });
+        expect((await relay.viaReplica(0, dee, 'POST', '/api/proxy/start')).body).toMatchObject({ status: 'running', created: true });
+        expect((await relay.viaReplica(0, dee, 'POST', '/api/proxy/stop')).body).toMatchObject({ status: 'stopped' });
         await waitFor(async () => (await containersOf(userHash(dee))).length === 0, 30_000, "dee's container to be removed");
 
         // A real crash afterwards: the engine's events come in order, so once the other replica has
         // handled this one (reported it, or found it claimed) it has long handled dee's stop, and
         // had it counted that, this would be two.
-        expect((await viaReplica(0, eve, 'POST', '/api/proxy/start')).body).toMatchObject({ status: 'running' });
+        expect((await relay.viaReplica(0, eve, 'POST', '/api/proxy/start')).body).toMatchObject({ status: 'running' });
         await docker.getContainer(containerName(userHash(eve))).kill();
         const handledByOther = () =>
           relay.replicas[1].process
@@ -113,7 +103,7 @@ describeDocker('several api-backend replicas (docker driver)', () => {
       it('keeps the proxies running when one replica stops, and the other serves the user', async () => {
         const cy = user('cy');
         bridges.push(startBridgeCli(relay.nginx, relay.token(cy), relay.llm.url));
-        const tunnelHealth = async () => (await viaNginx(cy, `/api/tunnel/${encodeURIComponent(cy)}/health`)).json<{ connected?: boolean }>().connected === true;
+        const tunnelHealth = async () => (await relay.viaNginx(cy, `/api/tunnel/${encodeURIComponent(cy)}/health`)).json<{ connected?: boolean }>().connected === true;
         await waitFor(tunnelHealth, 30_000, 'the bridge to connect through nginx');
         const before = (await containersOf(userHash(cy))).map((c) => c.Id);
         expect(before).toHaveLength(1);
@@ -129,17 +119,17 @@ describeDocker('several api-backend replicas (docker driver)', () => {
         await waitFor(async () => (await relay.replicas[1 - carrier].metric('ctll_tunnels_open')) === 1, 30_000, 'the tunnel to reopen through the other replica');
         expect(await tunnelHealth()).toBe(true);
         for (let i = 0; i < 4; i++) {
-          const tags = await viaNginx(cy, `/api/tunnel/${encodeURIComponent(cy)}/api/tags`);
+          const tags = await relay.viaNginx(cy, `/api/tunnel/${encodeURIComponent(cy)}/api/tags`);
           expect(tags.status).toBe(200);
           expect(tags.json()).toHaveProperty('models');
         }
-        const again = await viaNginx(cy, '/api/proxy/start', { method: 'POST' });
+        const again = await relay.viaNginx(cy, '/api/proxy/start', { method: 'POST' });
         expect(again.json()).toMatchObject({ status: 'running', created: false });
         expect((await containersOf(userHash(cy))).map((c) => c.Id)).toEqual(before);
 
         // Started again, the replica adopts what runs instead of making anything new.
         await relay.replicas[carrier].start();
-        expect((await viaReplica(carrier, cy, 'POST', '/api/proxy/start')).body).toMatchObject({ status: 'running', created: false });
+        expect((await relay.viaReplica(carrier, cy, 'POST', '/api/proxy/start')).body).toMatchObject({ status: 'running', created: false });
         expect((await containersOf(userHash(cy))).map((c) => c.Id)).toEqual(before);
       });
     });

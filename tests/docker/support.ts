@@ -10,6 +10,7 @@ import { DockerDriver, type DockerDriverOptions } from '../../api-backend/src/pr
 import { createLogger } from '../../api-backend/src/logger';
 import { LABELS } from '../../api-backend/src/proxy/naming';
 import { ProxySecrets } from '../../api-backend/src/proxy/proxy-secrets';
+import { patiently, ProxyServices } from '../../api-backend/src/proxy/swarm-services';
 import { NODE_BASE_IMAGE, PROXY_IMAGE } from './require-docker';
 
 export const docker = new Docker();
@@ -62,17 +63,36 @@ export async function leftovers(owners: Iterable<string>): Promise<{ containers:
   };
 }
 
-/** Removes every container and network labelled for these owners; safe to call whatever is left. */
+/** Our swarm proxy services (PROXY_DRIVER=swarm) the engine lists; none where it is no swarm manager. */
+async function listServices(filters: { label: string[] }): Promise<Docker.Service[]> {
+  return docker.listServices({ filters }).catch((error: { statusCode?: number }) => {
+    if (error.statusCode === 503) return [];
+    throw error;
+  });
+}
+
+/**
+ * Removes every service, container and network labelled for these owners; safe to call whatever
+ * is left. Services go first and are waited for: a swarm task holds its overlay until it has
+ * stopped, and the overlay lingers a moment after that.
+ */
 export async function removeOwners(owners: Iterable<string>): Promise<void> {
   const wanted = new Set(owners);
   const filters = { label: [`${LABELS.managed}=true`] };
+  const services = (await listServices(filters)).filter((s) => wanted.has(s.Spec?.Labels?.[LABELS.owner] ?? ''));
+  await Promise.all(services.map((s) => new ProxyServices(docker, s.Spec?.Labels?.[LABELS.scope] ?? '').remove(s.ID).catch(() => undefined)));
   const containers = (await docker.listContainers({ all: true, filters })).filter((c) => wanted.has(c.Labels[LABELS.owner]));
   await Promise.all(containers.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
   const networks = (await docker.listNetworks({ filters })).filter((n) => wanted.has(n.Labels?.[LABELS.owner] ?? ''));
   for (const network of networks) {
     const info = await docker.getNetwork(network.Id).inspect().catch(() => undefined);
     for (const id of Object.keys(info?.Containers ?? {})) await docker.getNetwork(network.Id).disconnect({ Container: id, Force: true }).catch(() => undefined);
-    await docker.getNetwork(network.Id).remove().catch(() => undefined);
+    const removed = () => docker.getNetwork(network.Id).remove().then(
+      () => true,
+      (error: { statusCode?: number }) => error.statusCode === 404,
+    );
+    if (network.Scope === 'swarm') await patiently(removed).catch(() => undefined);
+    else await removed();
   }
 }
 
@@ -131,12 +151,14 @@ export async function health(host: string, port: number): Promise<number> {
 }
 
 /**
- * Removes every container and network of one PROXY_SCOPE: what an operator does after the last
- * api-backend of a relay is gone for good (a shutdown leaves docker proxies running for the next).
+ * Removes every service, container and network of one PROXY_SCOPE: what an operator does after the
+ * last api-backend of a relay is gone for good (a shutdown leaves docker and swarm proxies running
+ * for the next).
  */
 export async function removeScope(scope: string): Promise<void> {
   const filters = { label: [`${LABELS.managed}=true`, `${LABELS.scope}=${scope}`] };
   const owners = new Set<string>();
+  for (const s of await listServices(filters)) if (s.Spec?.Labels?.[LABELS.owner]) owners.add(s.Spec.Labels[LABELS.owner]);
   for (const c of await docker.listContainers({ all: true, filters })) owners.add(c.Labels[LABELS.owner]);
   for (const n of await docker.listNetworks({ filters })) if (n.Labels?.[LABELS.owner]) owners.add(n.Labels[LABELS.owner]);
   await removeOwners(owners);

@@ -2,7 +2,8 @@
  * Several api-backend replicas as an operator runs them: the built api-backend as separate
  * processes sharing one PostgreSQL database (DATABASE_URL), one DATA_DIR (so the same dev signing
  * keys and proxy secret key, as a shared volume or PROXY_SECRET_KEY would give them), the docker
- * driver with one PROXY_SCOPE, and one real nginx whose upstream lists every replica. Each replica
+ * driver (or the swarm driver, PROXY_DRIVER=swarm in `env`) with one PROXY_SCOPE, and one real
+ * nginx whose upstream lists every replica. Each replica
  * can be stopped (SIGTERM, graceful), killed (SIGKILL) and started again on its own port.
  */
 import { randomBytes } from 'node:crypto';
@@ -10,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createTestDatabase, type TestDatabase } from './postgres';
-import { startNginx, type Nginx } from './nginx';
+import { nginxRequest, startNginx, type Nginx, type NginxResponse, type RequestOptions } from './nginx';
 import { freePort, startRelayProcess, type RelayProcess } from './relay-process';
 import { startLlmServer, type LlmServer, type LlmServerOptions } from './llm-server';
 import { PROXY_IMAGE } from '../docker/require-docker';
@@ -38,6 +39,10 @@ export interface Replicas {
   scope: string;
   dataDir: string;
   token(userId: string): string;
+  /** A request as the user through nginx (any replica). */
+  viaNginx(userId: string, pathname: string, options?: RequestOptions): Promise<NginxResponse>;
+  /** A request as the user straight to one replica, with a JSON body if any; its answer parsed. */
+  viaReplica(index: number, userId: string, method: string, pathname: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }>;
   close(): Promise<void>;
 }
 
@@ -89,6 +94,7 @@ export async function startReplicas(options: { count: number; env?: Record<strin
   }
   const [first, ...rest] = replicas.map((replica) => `127.0.0.1:${replica.port}`);
   const nginx = await startNginx({ upstream: first, moreUpstreams: rest });
+  const token = (userId: string) => replicas[0].process.token(userId);
   return {
     replicas,
     nginx,
@@ -96,11 +102,21 @@ export async function startReplicas(options: { count: number; env?: Record<strin
     llm,
     scope,
     dataDir,
-    token: (userId) => replicas[0].process.token(userId),
+    token,
+    viaNginx: (userId, pathname, requestOptions = {}) =>
+      nginxRequest(`${nginx.url}${pathname}`, { ca: nginx.ca, ...requestOptions, headers: { authorization: `Bearer ${token(userId)}`, ...requestOptions.headers } }),
+    async viaReplica(index, userId, method, pathname, body) {
+      const res = await fetch(`${replicas[index].process.url}${pathname}`, {
+        method,
+        headers: { authorization: `Bearer ${token(userId)}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+    },
     async close() {
       await nginx.close();
       await Promise.all(replicas.map((replica) => replica.kill()));
-      // Docker proxies outlive api-backend on purpose; this relay has no next start.
+      // Docker and swarm proxies outlive api-backend on purpose; this relay has no next start.
       await removeScope(scope);
       await llm.close();
       await db.drop();
