@@ -210,20 +210,28 @@ export class ProxyNetworks {
       return { ...base, backendAddress: this.options.hostAddress ? await this.options.hostAddress(info, subnet) : addressIn(subnet, 1) };
     }
     const endpoint = address ? { EndpointConfig: { IPAMConfig: { IPv4Address: address } } } : {};
+    let conflict: string | undefined;
     for (let attempt = 1; ; attempt += 1) {
       try {
         await this.docker.getNetwork(info.Id).connect({ Container: self, ...endpoint });
         break;
       } catch (error) {
-        if (classify(error) === 'conflict') break;
+        if (classify(error) === 'conflict') {
+          conflict = dockerMessage(error);
+          break;
+        }
         // Joining an overlay waits on the swarm manager, whose own deadline a busy node can miss.
         if (attempt < 3 && /attaching to network failed/i.test(dockerMessage(error))) continue;
         throw toRelayError(error, { action: `join api-backend (${self}) to ${info.Name}`, image: this.options.spec.image });
       }
     }
     const mine = await this.docker.getContainer(self).inspect();
-    const joined = mine.NetworkSettings.Networks[info.Name]?.IPAddress;
-    if (!joined) throw new Error(`api-backend (${self}) joined ${info.Name} but has no address on it`);
+    const entry = mine.NetworkSettings.Networks[info.Name];
+    const joined = entry?.IPAddress;
+    if (!joined) {
+      const seen = entry ? `its entry names network ${entry.NetworkID?.slice(0, 12) || 'none'}, endpoint ${entry.EndpointID?.slice(0, 12) || 'none'}` : 'it has no entry for it';
+      throw new Error(`api-backend (${self}) joined ${info.Name} (${info.Id.slice(0, 12)}) but has no address on it: ${seen}${conflict ? `; the join answered "${conflict}"` : ''}`);
+    }
     return { ...base, backendAddress: joined };
   }
 }
