@@ -77,9 +77,9 @@ beforeEach(async () => {
 });
 afterEach(() => proxy.close());
 
-it('says hello with its protocol version, then whether a desktop is connected, and again when one connects', async () => {
+it('says hello with its protocol version (and that it takes whole frames), then whether a desktop is connected, and again when one connects', async () => {
   const link = await openRawLink(proxy);
-  expect(await link.next()).toEqual({ type: 'hello', version: PROTOCOL_VERSION });
+  expect(await link.next()).toEqual({ type: 'hello', version: PROTOCOL_VERSION, whole: true });
   expect(await link.next()).toEqual({ type: 'desktop', connected: false });
   link.ws.send(encodeLinkMessage({ type: 'hello', version: PROTOCOL_VERSION }));
   const desktop = await connectDesktop(proxy);
