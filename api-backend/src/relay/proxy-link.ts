@@ -10,6 +10,8 @@
  *
  * Both sides say in their hello whether they take whole frames (protocol/src/whole-frame.ts); a
  * short request goes to the proxy as one only if the proxy said so, and this side always says so.
+ *
+ * Each link is pinged (link-keepalive.ts); one that stops answering is closed like one that broke.
  */
 import WebSocket, { type RawData } from 'ws';
 import {
@@ -36,6 +38,7 @@ import {
 } from '@ctll/protocol';
 import type { ProxyEndpoint } from '../proxy/driver';
 import type { Logger } from '../logger';
+import { LINK_PING_INTERVAL_MS, LinkKeepalive } from './link-keepalive';
 
 /** What one relayed request hears from the proxy over the link. */
 export interface LinkStreamHandler {
@@ -59,12 +62,15 @@ export interface ProxyLinkOptions {
   logger: Logger;
   /** The version this side says in its hello (PROTOCOL_VERSION; tests say another). */
   version?: number;
+  /** LINK_PING_INTERVAL_MS unless a test says otherwise. */
+  pingIntervalMs?: number;
 }
 
 export class ProxyLink {
   private readonly streams = new Map<string, LinkStreamHandler>();
   private nextId = 0;
   private isClosed = false;
+  private readonly keepalive: LinkKeepalive;
   /** Whether the proxy has a desktop connected now (it says so at once and on every change). */
   desktopConnected = false;
   /** Whether the proxy said in its hello that it takes whole frames. */
@@ -74,9 +80,15 @@ export class ProxyLink {
     private readonly ws: WebSocket,
     private readonly logger: Logger,
     private readonly onClosed: (link: ProxyLink) => void,
+    pingIntervalMs = LINK_PING_INTERVAL_MS,
   ) {
     ws.on('message', (data, isBinary) => this.receive(data, isBinary));
     ws.on('close', (code, reason) => this.gone(code, reason.toString()));
+    this.keepalive = new LinkKeepalive(ws, pingIntervalMs, () => {
+      this.logger.warn('a frame link to a proxy stopped answering pings; closing it');
+      this.ws.terminate();
+      this.gone(1006, 'no answer to ping');
+    });
   }
 
   get closed(): boolean {
@@ -126,6 +138,7 @@ export class ProxyLink {
 
   private receive(data: RawData, isBinary: boolean): void {
     if (this.isClosed) return;
+    this.keepalive.heard();
     const buffer = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
     try {
       if (isBinary && isWholeFrame(buffer)) return this.receiveWhole(buffer);
@@ -190,6 +203,7 @@ export class ProxyLink {
   private gone(code: number, reason: string): void {
     if (this.isClosed) return;
     this.isClosed = true;
+    this.keepalive.stop();
     this.logger.info('frame link to a proxy closed', { code, reason, streams: this.streams.size });
     const handlers = [...this.streams.values()];
     this.streams.clear();
@@ -239,7 +253,7 @@ export function openProxyLink(endpoint: ProxyEndpoint, options: ProxyLinkOptions
       clearTimeout(timer);
       ws.off('message', opening);
       ws.off('close', closedEarly);
-      const link = new ProxyLink(ws, options.logger, onClosed);
+      const link = new ProxyLink(ws, options.logger, onClosed, options.pingIntervalMs);
       link.desktopConnected = message.connected;
       link.acceptsWhole = acceptsWhole;
       resolve(link);
