@@ -20,7 +20,6 @@
 import {
   BodySender,
   CatalogueError,
-  errorBody,
   fitsInline,
   ReceiveCredit,
   type ControlMessage,
@@ -33,6 +32,8 @@ import type { StreamHandler } from '../tunnel/correlator';
 import type { DesktopLink } from '../tunnel/desktop-link';
 import type { ProxyStats } from '../stats';
 import type { Logger } from '../logger';
+import { CreditHop } from './credit-hop';
+import { sendErrorAnswer } from './error-answer';
 
 /** How a stream talks back to api-backend. */
 export interface UpstreamSender {
@@ -167,7 +168,9 @@ export class RelayedStream implements StreamHandler {
     if (this.done || this.started) return;
     this.started = true;
     this.timer.refresh();
-    const declared = Number(message.headers['content-length']);
+    const length = message.headers['content-length'];
+    // A repeated content-length is the desktop's muddle, not a short answer: it streams.
+    const declared = typeof length === 'string' ? Number(length) : NaN;
     if (!message.end && this.upstream.acceptsWhole && fitsInline(declared)) {
       this.held = { head: message, chunks: [], bytes: 0, declared };
       return;
@@ -290,60 +293,5 @@ export class RelayedStream implements StreamHandler {
     this.options.stats.activeExchanges -= 1;
     this.options.stats.touch();
     this.options.onDone();
-  }
-}
-
-/**
- * A refusal as the HTTP path answers it (status, Retry-After, `{error: {code, message}}`), in
- * frames: one whole frame when api-backend takes them, else a head, the body in one frame (well
- * within the stream's first credit), the end.
- */
-export function sendErrorAnswer(upstream: UpstreamSender, id: string, error: unknown): void {
-  const { status, body, headers } = errorBody(error);
-  const text = Buffer.from(JSON.stringify(body));
-  const head = {
-    type: 'http_response' as const,
-    id,
-    status,
-    headers: { ...headers, 'content-type': 'application/json; charset=utf-8', 'content-length': String(text.byteLength) },
-  };
-  if (upstream.acceptsWhole && fitsInline(text.byteLength) && upstream.sendWhole({ ...head, end: true }, text)) return;
-  upstream.sendControl({ ...head, end: false });
-  upstream.sendData(id, text);
-  upstream.sendControl({ type: 'end', id });
-}
-
-/**
- * One direction of a stream: bytes received on one peer's credit go on within the other peer's,
- * and the first peer's credit comes back only for bytes that went on, so a slow side holds the
- * fast one back instead of this proxy buffering for it.
- */
-class CreditHop {
-  private held = 0;
-
-  constructor(
-    private readonly from: ReceiveCredit,
-    private readonly to: BodySender,
-    private readonly live: () => boolean,
-  ) {}
-
-  /** Bytes waiting for the far side's credit. */
-  get holding(): number {
-    return this.held;
-  }
-
-  forward(payload: Buffer): void {
-    if (this.to.write(payload)) {
-      this.from.consumed(payload.byteLength);
-      return;
-    }
-    if (this.held === 0) {
-      this.to.whenReady(() => {
-        const bytes = this.held;
-        this.held = 0;
-        if (this.live()) this.from.consumed(bytes);
-      });
-    }
-    this.held += payload.byteLength;
   }
 }

@@ -43,7 +43,8 @@ import type { Logger } from '../logger';
 import type { ProxyStats } from '../stats';
 import type { TunnelHub } from '../tunnel/hub';
 import type { UserLimits } from '../limits/user-limits';
-import { RelayedStream, sendErrorAnswer, type UpstreamSender } from './relayed-stream';
+import { RelayedStream, type UpstreamSender } from './relayed-stream';
+import { sendErrorAnswer } from './error-answer';
 
 export interface UpstreamDeps {
   config: ProxyConfig;
