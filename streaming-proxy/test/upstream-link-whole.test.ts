@@ -98,13 +98,7 @@ it('an answer without a content-length (a streamed generation) still goes head f
   const { request } = await desktopRequest(desktop);
   desktopAnswers(desktop, request.id, '{"response":"tok"}', false);
 
-  const kinds: string[] = [];
-  for (;;) {
-    const event = await nextStreamEvent(link);
-    kinds.push(event.kind === 'control' ? event.message.type : event.kind);
-    if (event.kind === 'control' && event.message.type === 'end') break;
-  }
-  expect(kinds).toEqual(['http_response', 'data', 'end']);
+  expect(await answerKinds(link)).toEqual(['http_response', 'data', 'end']);
   link.ws.close();
 });
 
@@ -152,5 +146,40 @@ it('a malformed whole frame gets bad_message for the stream it names, and anothe
   const event = await nextStreamEvent(link);
   expect(event).toMatchObject({ kind: 'whole', frame: { head: { id: 'fine', status: 200 } } });
   expect(proxy.stats.requests).toBe(1);
+  link.ws.close();
+});
+
+/** The kinds of the link's messages for one answer, up to its end. */
+async function answerKinds(link: RawLink): Promise<string[]> {
+  const kinds: string[] = [];
+  for (;;) {
+    const event = await nextStreamEvent(link);
+    kinds.push(event.kind === 'control' ? event.message.type : event.kind);
+    if (event.kind === 'whole' || (event.kind === 'control' && (event.message.type === 'end' || event.message.type === 'error'))) return kinds;
+  }
+}
+
+it('a short answer that sends more than its content-length declared is not held: it streams', async () => {
+  const { link, desktop } = await linkWithDesktop();
+  link.ws.send(encodeWhole(post('o1'), Buffer.from('{}'))!, { binary: true });
+  const { request } = await desktopRequest(desktop);
+  desktop.ws.send(JSON.stringify({ type: 'http_response', id: request.id, status: 200, headers: { 'content-length': '4' }, end: false }));
+  desktop.ws.send(encodeData(request.id, Buffer.from('more than four')), { binary: true });
+  desktop.ws.send(JSON.stringify({ type: 'end', id: request.id }));
+  expect(await answerKinds(link)).toEqual(['http_response', 'data', 'end']);
+  link.ws.close();
+});
+
+it('a short answer that trickles in for longer than a short answer takes goes on the streaming way, so api-backend hears from it', async () => {
+  const { link, desktop } = await linkWithDesktop();
+  link.ws.send(encodeWhole(post('t1'), Buffer.from('{}'))!, { binary: true });
+  const { request } = await desktopRequest(desktop);
+  desktop.ws.send(JSON.stringify({ type: 'http_response', id: request.id, status: 200, headers: { 'content-length': '10' }, end: false }));
+  desktop.ws.send(encodeData(request.id, Buffer.from('first')), { binary: true });
+  // Past the proxy's hold limit (one second) before the rest comes.
+  await new Promise((resolve) => setTimeout(resolve, 1300));
+  desktop.ws.send(encodeData(request.id, Buffer.from('-rest')), { binary: true });
+  desktop.ws.send(JSON.stringify({ type: 'end', id: request.id }));
+  expect(await answerKinds(link)).toEqual(['http_response', 'data', 'data', 'end']);
   link.ws.close();
 });

@@ -15,7 +15,8 @@
  * the desktop at once on the desktop's first window, which it fits by the inline limit. An answer
  * whose head declares a content-length within that limit is held (head and body, at most the limit)
  * until the desktop's end, then goes to api-backend as one whole frame; one that outgrows its
- * declared length, or any answer without one (a streamed generation), streams on credit as before.
+ * declared length or trickles in for more than HOLD_LIMIT_MS, or any answer without a length (a
+ * streamed generation), streams on credit as before.
  */
 import {
   BodySender,
@@ -52,7 +53,15 @@ interface HeldAnswer {
   bytes: number;
   /** The content-length the head declared. */
   declared: number;
+  /** When the head arrived (Date.now()). */
+  since: number;
 }
+
+/**
+ * How long an answer may trickle in while held: past this, the next chunk releases it to stream,
+ * so api-backend hears from a slow short answer (and keeps its own silence timer from firing).
+ */
+const HOLD_LIMIT_MS = 1000;
 
 export interface RelayedStreamOptions {
   requestTimeoutMs: number;
@@ -172,7 +181,7 @@ export class RelayedStream implements StreamHandler {
     // A repeated content-length is the desktop's muddle, not a short answer: it streams.
     const declared = typeof length === 'string' ? Number(length) : NaN;
     if (!message.end && this.upstream.acceptsWhole && fitsInline(declared)) {
-      this.held = { head: message, chunks: [], bytes: 0, declared };
+      this.held = { head: message, chunks: [], bytes: 0, declared, since: Date.now() };
       return;
     }
     this.sendHead(message);
@@ -199,8 +208,8 @@ export class RelayedStream implements StreamHandler {
     if (held) {
       held.chunks.push(payload);
       held.bytes += payload.byteLength;
-      // The desktop sent more than its head declared: no whole frame, the answer streams on credit.
-      if (held.bytes > held.declared) this.release();
+      // More than the head declared, or slower than a short answer: it streams on credit after all.
+      if (held.bytes > held.declared || Date.now() - held.since > HOLD_LIMIT_MS) this.release();
       return;
     }
     // Credit goes back to the desktop only once api-backend's caller has taken the bytes.
