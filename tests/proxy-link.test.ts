@@ -2,7 +2,8 @@
  * api-backend's end of the frame link to a proxy (api-backend/src/relay/proxy-link.ts and
  * frame-relay.ts), against a proxy played by hand (a raw WebSocket server, as raw-desktop.ts plays
  * a desktop): what a web client sees when the link drops mid-answer or before it, when the proxy
- * floods past its credit, and when the proxy speaks another protocol version.
+ * floods past its credit, when the proxy speaks another protocol version, and when it stops
+ * answering pings.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -153,4 +154,39 @@ it('refuses a proxy that speaks another protocol version, with a reason that nam
   const reason = `protocol version mismatch: api-backend speaks ${PROTOCOL_VERSION}, streaming-proxy speaks ${PROTOCOL_VERSION + 1}; run one release of both`;
   await expect(pool.get(proxy.endpoint)).rejects.toThrow(reason);
   expect(await proxy.closed).toEqual({ code: LINK_VERSION_CLOSE_CODE, reason });
+});
+
+it('a link whose proxy stops answering pings is closed: its caller gets 503 proxy_unreachable, and the next request dials a new link', async () => {
+  // autoPong off: the first connection plays a frozen proxy (the TCP connection stays open, no pong).
+  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1', autoPong: false });
+  await new Promise((resolve) => wss.once('listening', resolve));
+  let connections = 0;
+  wss.on('connection', (ws) => {
+    const alive = ++connections > 1;
+    if (alive) ws.on('ping', (data) => ws.pong(data));
+    ws.send(encodeLinkMessage({ type: 'hello', version: PROTOCOL_VERSION }));
+    ws.send(encodeLinkMessage({ type: 'desktop', connected: true }));
+    ws.on('message', (data, isBinary) => {
+      const parsed = isBinary ? undefined : parseLinkMessage(data.toString());
+      if (!alive || !parsed?.ok || parsed.value.type !== 'http_request') return;
+      ws.send(encodeLinkMessage({ type: 'http_response', id: parsed.value.id, status: 200, headers: {}, end: false }));
+      ws.send(encodeData(parsed.value.id, Buffer.from('ok')), { binary: true });
+      ws.send(encodeLinkMessage({ type: 'end', id: parsed.value.id }));
+    });
+  });
+  const endpoint = { host: '127.0.0.1', port: (wss.address() as AddressInfo).port, secret: 'x'.repeat(40) };
+  const pool = new ProxyLinkPool({ openTimeoutMs: 5000, logger, pingIntervalMs: 100 });
+  const front = await edge(pool, { endpoint, closed: new Promise(() => undefined), close: async () => undefined });
+  cleanups.push(
+    () => new Promise<void>((resolve) => (wss.clients.forEach((c) => c.terminate()), wss.close(() => resolve()))),
+    () => pool.close(),
+    () => new Promise((resolve) => front.server.close(resolve)),
+  );
+
+  const first = await call(`${front.url}/api/tags`);
+  expect(first).toMatchObject({ status: 503 });
+  expect(JSON.parse((first as { body: string }).body).error.code).toBe('proxy_unreachable');
+  expect(connections).toBe(1);
+  expect(await call(`${front.url}/api/tags`)).toEqual({ status: 200, body: 'ok' });
+  expect(connections).toBe(2);
 });

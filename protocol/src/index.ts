@@ -24,3 +24,4 @@ export * from './tunnel-health';
 export * from './ipv4';
 export * from './ttl-cache';
 export * from './proxy-link';
+export * from './whole-frame';

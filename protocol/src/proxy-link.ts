@@ -11,6 +11,11 @@
  * the link with LINK_VERSION_CLOSE and a reason naming both. Then the proxy says whether a desktop
  * is connected (`desktop`), and again whenever that changes: without one, api-backend sends the
  * request the HTTP way, where the proxy's zrok fallback lives.
+ *
+ * A side whose `hello` says `whole: true` takes whole frames (whole-frame.ts: a short request or
+ * answer as one message); the other side sends them only then. Older sides leave the field out
+ * (and zod drops it on their side), so the feature needs no new PROTOCOL_VERSION: the tunnel
+ * protocol the bridge speaks is unchanged.
  */
 import { z } from 'zod';
 import { controlMessageSchema, type ControlMessage, type ParseResult } from './messages';
@@ -24,6 +29,8 @@ export const LINK_VERSION_CLOSE_CODE = 4426;
 export const linkHelloSchema = z.object({
   type: z.literal('hello'),
   version: z.number().int().positive(),
+  /** This side takes whole frames (whole-frame.ts); absent from sides released before them. */
+  whole: z.boolean().optional(),
 });
 
 /** Proxy → api-backend: whether a desktop link is connected now (requests without one go the HTTP way). */

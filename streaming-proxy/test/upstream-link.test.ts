@@ -12,57 +12,12 @@ import {
   INITIAL_WINDOW,
   LINK_VERSION_CLOSE_CODE,
   MAX_CHUNK_BYTES,
-  parseLinkMessage,
   PROTOCOL_VERSION,
   PROXY_LINK_PATH,
-  PROXY_SECRET_HEADER,
   TunnelErrorCode,
-  type LinkMessage,
 } from '@ctll/protocol';
-import { connectDesktop, SECRET, startProxy, type RawDesktop, type TestProxy } from './helpers/proxy';
-
-interface RawLink {
-  ws: WebSocket;
-  next(): Promise<LinkMessage>;
-  closed: Promise<{ code: number; reason: string }>;
-}
-
-/** api-backend's end of the frame link, by hand: its text messages are read one by one. */
-function openRawLink(proxy: TestProxy): Promise<RawLink> {
-  const ws = new WebSocket(`${proxy.url.replace('http', 'ws')}${PROXY_LINK_PATH}`, { headers: { [PROXY_SECRET_HEADER]: SECRET } });
-  const queue: LinkMessage[] = [];
-  const waiters: Array<(m: LinkMessage) => void> = [];
-  ws.on('message', (data, isBinary) => {
-    if (isBinary) return;
-    const parsed = parseLinkMessage(data.toString());
-    if (!parsed.ok) throw new Error(`the proxy sent a malformed link message: ${parsed.error}`);
-    const waiter = waiters.shift();
-    if (waiter) waiter(parsed.value);
-    else queue.push(parsed.value);
-  });
-  const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
-  const next = () =>
-    new Promise<LinkMessage>((resolve, reject) => {
-      const queued = queue.shift();
-      if (queued) return resolve(queued);
-      const timer = setTimeout(() => reject(new Error('no link message within 5 s')), 5000);
-      waiters.push((m) => {
-        clearTimeout(timer);
-        resolve(m);
-      });
-    });
-  return new Promise((resolve, reject) => {
-    ws.once('open', () => resolve({ ws, next, closed }));
-    ws.once('error', reject);
-  });
-}
-
-async function nextOf<T extends LinkMessage['type']>(link: RawLink, type: T): Promise<Extract<LinkMessage, { type: T }>> {
-  for (;;) {
-    const message = await link.next();
-    if (message.type === type) return message as Extract<LinkMessage, { type: T }>;
-  }
-}
+import { connectDesktop, startProxy, type RawDesktop, type TestProxy } from './helpers/proxy';
+import { nextOf, openRawLink } from './helpers/raw-link';
 
 async function nextDesktop(desktop: RawDesktop, type: string) {
   for (;;) {
@@ -77,9 +32,9 @@ beforeEach(async () => {
 });
 afterEach(() => proxy.close());
 
-it('says hello with its protocol version, then whether a desktop is connected, and again when one connects', async () => {
+it('says hello with its protocol version (and that it takes whole frames), then whether a desktop is connected, and again when one connects', async () => {
   const link = await openRawLink(proxy);
-  expect(await link.next()).toEqual({ type: 'hello', version: PROTOCOL_VERSION });
+  expect(await link.next()).toEqual({ type: 'hello', version: PROTOCOL_VERSION, whole: true });
   expect(await link.next()).toEqual({ type: 'desktop', connected: false });
   link.ws.send(encodeLinkMessage({ type: 'hello', version: PROTOCOL_VERSION }));
   const desktop = await connectDesktop(proxy);

@@ -8,6 +8,10 @@
  * proxy grants it back once the desktop's credit let the bytes on), and answer credit goes back
  * only once the caller's response took the bytes. If the caller goes away the proxy is told to
  * cancel, and so the desktop; if the link goes away mid-answer the caller gets a broken stream.
+ *
+ * A short body of known length (at most MAX_INLINE_BODY_BYTES) is read whole first and goes with
+ * its head as one whole frame, when the proxy takes them; a whole answer is written with one write.
+ * Such a body is outside the stream's credit (protocol/src/whole-frame.ts says why that is sound).
  */
 import { validateHeaderName, validateHeaderValue, type IncomingMessage, type ServerResponse } from 'node:http';
 import {
@@ -15,9 +19,11 @@ import {
   CALLER_ONLY_HEADERS,
   CatalogueError,
   endToEndHeaders,
+  fitsInline,
   PayloadTooLargeError,
   ReceiveCredit,
   ServiceUnavailableError,
+  type HttpRequestMessage,
   type HttpResponseMessage,
   type RelayError,
 } from '@ctll/protocol';
@@ -50,6 +56,8 @@ class FrameExchange implements LinkStreamHandler {
   private readonly timer: NodeJS.Timeout;
   private started = false;
   private bodyWritten = false;
+  /** Whether the proxy knows this stream yet (a whole request is sent only once its body is read). */
+  private headSent = false;
   private done = false;
   private undrained = 0;
   private received = 0;
@@ -67,26 +75,52 @@ class FrameExchange implements LinkStreamHandler {
   }
 
   start(path: string): void {
-    const hasBody = this.req.headers['transfer-encoding'] !== undefined || (this.req.headers['content-length'] ?? '0') !== '0';
+    const chunked = this.req.headers['transfer-encoding'] !== undefined;
+    const hasBody = chunked || (this.req.headers['content-length'] ?? '0') !== '0';
     this.res.on('close', () => {
       if (!this.done) this.cancel('client disconnected');
     });
-    this.link.sendControl({
-      type: 'http_request',
+    const head = {
+      type: 'http_request' as const,
       id: this.id,
       method: this.req.method ?? 'GET',
       path,
       headers: endToEndHeaders(this.req.headers, CALLER_ONLY_HEADERS),
-      end: !hasBody,
-    });
+    };
+    if (hasBody && !chunked && this.link.acceptsWhole && fitsInline(Number(this.req.headers['content-length']))) return this.collect(head);
+    this.headSent = true;
+    this.link.sendControl({ ...head, end: !hasBody });
     if (hasBody) this.upload();
     else this.req.resume();
   }
 
   onResponse(message: HttpResponseMessage): void {
     if (this.done || this.started) return;
+    if (!this.writeHead(message)) return;
+    // The head goes out now (a client sees the status while the model thinks), unless the first
+    // chunk arrived in the same read and can share its write.
+    process.nextTick(() => {
+      if (!this.bodyWritten && !this.res.writableEnded && !this.res.destroyed) this.res.flushHeaders();
+    });
+    if (message.end) this.finish();
+  }
+
+  onWhole(message: HttpResponseMessage, body: Buffer): void {
+    if (this.done || this.started) return;
+    if (!this.writeHead(message)) return;
+    this.bodyWritten = true;
+    this.options.onBytes('down', body.byteLength);
+    // Head and body leave in one write; the stream is over, so its (unspent) credit needs no grant.
+    this.finish(body);
+  }
+
+  /** Writes the answer's head to the caller; false (and the caller has its 502) when it is no answer. */
+  private writeHead(message: HttpResponseMessage): boolean {
     this.timer.refresh();
-    if (message.status < 200) return this.refuse('bad_response', `the desktop answered ${message.status}, which is not a final answer`);
+    if (message.status < 200) {
+      this.refuse('bad_response', `the desktop answered ${message.status}, which is not a final answer`);
+      return false;
+    }
     try {
       // Checked before writeHead, which would leave a half-written head behind if it threw.
       for (const [name, value] of Object.entries(message.headers)) {
@@ -95,15 +129,11 @@ class FrameExchange implements LinkStreamHandler {
       }
       this.res.writeHead(message.status, message.headers);
     } catch (error) {
-      return this.refuse('bad_response', `the desktop sent an invalid response head: ${(error as Error).message}`);
+      this.refuse('bad_response', `the desktop sent an invalid response head: ${(error as Error).message}`);
+      return false;
     }
     this.started = true;
-    // The head goes out now (a client sees the status while the model thinks), unless the first
-    // chunk arrived in the same read and can share its write.
-    process.nextTick(() => {
-      if (!this.bodyWritten && !this.res.writableEnded && !this.res.destroyed) this.res.flushHeaders();
-    });
-    if (message.end) this.finish();
+    return true;
   }
 
   onData(payload: Buffer): void {
@@ -152,6 +182,28 @@ class FrameExchange implements LinkStreamHandler {
     this.fail(new CatalogueError(code, message));
   }
 
+  /** A short body of known length is read whole, then leaves with its head as one frame. */
+  private collect(head: Omit<HttpRequestMessage, 'end'>): void {
+    const chunks: Buffer[] = [];
+    this.req.on('data', (chunk: Buffer) => {
+      if (this.done) return;
+      this.options.onBytes('up', chunk.byteLength);
+      this.timer.refresh();
+      chunks.push(chunk);
+    });
+    this.req.on('end', () => {
+      if (this.done) return;
+      // Node's parser held the body to its content-length, which fitsInline checked.
+      const body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+      this.headSent = true;
+      if (this.link.sendWhole({ ...head, end: true }, body)) return;
+      // Headers too big for one frame: the same request the streaming way, within the first window.
+      this.link.sendControl({ ...head, end: false });
+      this.body.write(body);
+      this.body.end(() => this.link.sendControl({ type: 'end', id: this.id }));
+    });
+  }
+
   private upload(): void {
     this.req.on('data', (chunk: Buffer) => {
       if (this.done) return;
@@ -193,13 +245,13 @@ class FrameExchange implements LinkStreamHandler {
   }
 
   private cancel(reason: string): void {
-    this.link.sendControl({ type: 'cancel', id: this.id, reason });
+    if (this.headSent) this.link.sendControl({ type: 'cancel', id: this.id, reason });
     this.cleanup();
   }
 
-  private finish(): void {
+  private finish(body?: Buffer): void {
     this.cleanup();
-    this.res.end();
+    this.res.end(body);
   }
 
   /** Before the answer's head: the catalogue's answer; after it: a broken stream, never a clean end. */

@@ -7,15 +7,23 @@
  *
  * A proxy that has no frame link (an older image that answers the upgrade with 404) is left to
  * the HTTP path for a while instead of being asked again on every request.
+ *
+ * Both sides say in their hello whether they take whole frames (protocol/src/whole-frame.ts); a
+ * short request goes to the proxy as one only if the proxy said so, and this side always says so.
+ *
+ * Each link is pinged (link-keepalive.ts); one that stops answering is closed like one that broke.
  */
 import WebSocket, { type RawData } from 'ws';
 import {
   decodeData,
+  decodeWhole,
   encodeData,
+  encodeWhole,
   encodeLinkMessage,
   FLOW_CONTROL_CLOSE_CODE,
   FLOW_CONTROL_CLOSE_REASON,
   FlowControlError,
+  isWholeFrame,
   LINK_VERSION_CLOSE_CODE,
   linkVersionMismatch,
   MAX_FRAME_BYTES,
@@ -26,13 +34,17 @@ import {
   type ControlMessage,
   type HttpResponseMessage,
   type LinkMessage,
+  type WholeHead,
 } from '@ctll/protocol';
 import type { ProxyEndpoint } from '../proxy/driver';
 import type { Logger } from '../logger';
+import { LINK_PING_INTERVAL_MS, LinkKeepalive } from './link-keepalive';
 
 /** What one relayed request hears from the proxy over the link. */
 export interface LinkStreamHandler {
   onResponse(message: HttpResponseMessage): void;
+  /** A whole answer in one frame (head, body, end); its body is outside the stream's credit. */
+  onWhole(message: HttpResponseMessage, body: Buffer): void;
   /** Throws FlowControlError past the credit granted: the link closes. */
   onData(payload: Buffer): void;
   onEnd(): void;
@@ -50,22 +62,33 @@ export interface ProxyLinkOptions {
   logger: Logger;
   /** The version this side says in its hello (PROTOCOL_VERSION; tests say another). */
   version?: number;
+  /** LINK_PING_INTERVAL_MS unless a test says otherwise. */
+  pingIntervalMs?: number;
 }
 
 export class ProxyLink {
   private readonly streams = new Map<string, LinkStreamHandler>();
   private nextId = 0;
   private isClosed = false;
+  private readonly keepalive: LinkKeepalive;
   /** Whether the proxy has a desktop connected now (it says so at once and on every change). */
   desktopConnected = false;
+  /** Whether the proxy said in its hello that it takes whole frames. */
+  acceptsWhole = false;
 
   constructor(
     private readonly ws: WebSocket,
     private readonly logger: Logger,
     private readonly onClosed: (link: ProxyLink) => void,
+    pingIntervalMs = LINK_PING_INTERVAL_MS,
   ) {
     ws.on('message', (data, isBinary) => this.receive(data, isBinary));
     ws.on('close', (code, reason) => this.gone(code, reason.toString()));
+    this.keepalive = new LinkKeepalive(ws, pingIntervalMs, () => {
+      this.logger.warn('a frame link to a proxy stopped answering pings; closing it');
+      this.ws.terminate();
+      this.gone(1006, 'no answer to ping');
+    });
   }
 
   get closed(): boolean {
@@ -97,6 +120,15 @@ export class ProxyLink {
     this.ws.send(encodeData(id, payload), { binary: true });
   }
 
+  /** Sends a short request as one whole frame; false (nothing sent) when its head is too big for one. */
+  sendWhole(head: WholeHead, body: Buffer): boolean {
+    if (this.isClosed) return true;
+    const frame = encodeWhole(head, body);
+    if (!frame) return false;
+    this.ws.send(frame, { binary: true });
+    return true;
+  }
+
   close(code = 1000, reason = 'closing'): void {
     if (this.isClosed) return;
     this.ws.close(code, reason);
@@ -106,8 +138,10 @@ export class ProxyLink {
 
   private receive(data: RawData, isBinary: boolean): void {
     if (this.isClosed) return;
+    this.keepalive.heard();
     const buffer = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
     try {
+      if (isBinary && isWholeFrame(buffer)) return this.receiveWhole(buffer);
       if (isBinary) {
         const frame = decodeData(buffer);
         if (!frame.ok) {
@@ -128,6 +162,19 @@ export class ProxyLink {
       this.logger.warn('the proxy broke flow control on the frame link; closing it', { detail: error.message });
       this.close(FLOW_CONTROL_CLOSE_CODE, FLOW_CONTROL_CLOSE_REASON);
     }
+  }
+
+  private receiveWhole(buffer: Buffer): void {
+    const frame = decodeWhole(buffer);
+    if (!frame.ok || frame.value.head.type !== 'http_response') {
+      const reason = frame.ok ? 'a whole frame from the proxy must be an answer' : frame.error;
+      this.logger.warn('the proxy sent a malformed whole frame', { reason });
+      // Only the stream it names fails; the link and its other streams go on.
+      const id = frame.ok ? frame.value.head.id : frame.id;
+      if (id !== undefined) this.streams.get(id)?.onError('bad_response', `the streaming proxy sent a malformed answer: ${reason}`);
+      return;
+    }
+    this.streams.get(frame.value.head.id)?.onWhole(frame.value.head, frame.value.body);
   }
 
   private dispatch(message: LinkMessage): void {
@@ -156,6 +203,7 @@ export class ProxyLink {
   private gone(code: number, reason: string): void {
     if (this.isClosed) return;
     this.isClosed = true;
+    this.keepalive.stop();
     this.logger.info('frame link to a proxy closed', { code, reason, streams: this.streams.size });
     const handlers = [...this.streams.values()];
     this.streams.clear();
@@ -178,6 +226,7 @@ export function openProxyLink(endpoint: ProxyEndpoint, options: ProxyLinkOptions
   });
   return new Promise((resolve, reject) => {
     let greeted = false;
+    let acceptsWhole = false;
     const fail = (error: Error) => {
       clearTimeout(timer);
       ws.off('message', opening);
@@ -197,21 +246,23 @@ export function openProxyLink(endpoint: ProxyEndpoint, options: ProxyLinkOptions
           return fail(new Error(reason));
         }
         greeted = true;
+        acceptsWhole = message.whole === true;
         return;
       }
       if (message.type !== 'desktop') return fail(new Error(`the proxy sent ${message.type} before saying whether a desktop is connected`));
       clearTimeout(timer);
       ws.off('message', opening);
       ws.off('close', closedEarly);
-      const link = new ProxyLink(ws, options.logger, onClosed);
+      const link = new ProxyLink(ws, options.logger, onClosed, options.pingIntervalMs);
       link.desktopConnected = message.connected;
+      link.acceptsWhole = acceptsWhole;
       resolve(link);
     };
     const closedEarly = (code: number, reason: Buffer) => fail(new Error(`the proxy closed the frame link as it opened (${code} ${reason.toString()})`.trim()));
     ws.on('message', opening);
     ws.on('close', closedEarly);
     // ws sets TCP_NODELAY on its socket itself.
-    ws.on('open', () => ws.send(encodeLinkMessage({ type: 'hello', version })));
+    ws.on('open', () => ws.send(encodeLinkMessage({ type: 'hello', version, whole: true })));
     ws.on('unexpected-response', (_req, res) => {
       res.resume();
       fail(new LinkUnsupportedError(`the proxy answered the frame link's upgrade with ${res.statusCode}`));

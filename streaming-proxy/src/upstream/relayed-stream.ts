@@ -10,27 +10,58 @@
  * Both peers' credit is enforced (FlowControlError closes the link that broke it).
  * REQUEST_TIMEOUT_MS, the stats, the link counters and the audit's counts are kept as
  * Exchange keeps them.
+ *
+ * Whole frames (protocol/src/whole-frame.ts) on the frame link: a whole request's body goes on to
+ * the desktop at once on the desktop's first window, which it fits by the inline limit. An answer
+ * whose head declares a content-length within that limit is held (head and body, at most the limit)
+ * until the desktop's end, then goes to api-backend as one whole frame; one that outgrows its
+ * declared length or trickles in for more than HOLD_LIMIT_MS, or any answer without a length (a
+ * streamed generation), streams on credit as before.
  */
 import {
   BodySender,
   CatalogueError,
-  errorBody,
+  fitsInline,
   ReceiveCredit,
   type ControlMessage,
   type HttpRequestMessage,
   type HttpResponseMessage,
   type RelayError,
+  type WholeHead,
 } from '@ctll/protocol';
 import type { StreamHandler } from '../tunnel/correlator';
 import type { DesktopLink } from '../tunnel/desktop-link';
 import type { ProxyStats } from '../stats';
 import type { Logger } from '../logger';
+import { CreditHop } from './credit-hop';
+import { sendErrorAnswer } from './error-answer';
 
 /** How a stream talks back to api-backend. */
 export interface UpstreamSender {
   sendControl(message: ControlMessage): void;
   sendData(id: string, payload: Buffer): void;
+  /** Whether api-backend takes whole frames. */
+  readonly acceptsWhole: boolean;
+  /** False (nothing sent) when the head is too big for one frame. */
+  sendWhole(head: WholeHead, body: Buffer): boolean;
 }
+
+/** A short answer held back until its end, to go to api-backend as one whole frame. */
+interface HeldAnswer {
+  head: HttpResponseMessage;
+  chunks: Buffer[];
+  bytes: number;
+  /** The content-length the head declared. */
+  declared: number;
+  /** When the head arrived (Date.now()). */
+  since: number;
+}
+
+/**
+ * How long an answer may trickle in while held: past this, the next chunk releases it to stream,
+ * so api-backend hears from a slow short answer (and keeps its own silence timer from firing).
+ */
+const HOLD_LIMIT_MS = 1000;
 
 export interface RelayedStreamOptions {
   requestTimeoutMs: number;
@@ -53,7 +84,11 @@ export class RelayedStream implements StreamHandler {
   /** What the desktop sent of the answer, granted back once it went on. */
   private readonly fromDesktop: ReceiveCredit;
   private readonly timer: NodeJS.Timeout;
+  /** The desktop's answer head arrived. */
   private started = false;
+  /** api-backend has the answer's head (it may be held while `held` is set). */
+  private headSent = false;
+  private held: HeldAnswer | undefined;
   private done = false;
   /** Request bytes from api-backend on to the desktop. */
   private readonly up: CreditHop;
@@ -83,8 +118,18 @@ export class RelayedStream implements StreamHandler {
   }
 
   /** The request head, as api-backend wrote it once at the edge, goes on under the desktop's id. */
-  start(request: HttpRequestMessage): void {
-    this.link.sendControl({ ...request, id: this.desktopId });
+  start(request: HttpRequestMessage, wholeBody?: Buffer): void {
+    if (!wholeBody) {
+      this.link.sendControl({ ...request, id: this.desktopId });
+      return;
+    }
+    // The desktop's tunnel has no whole frames: head, body and end go on as three messages.
+    this.link.sendControl({ ...request, id: this.desktopId, end: wholeBody.byteLength === 0 });
+    if (wholeBody.byteLength === 0) return;
+    if (!this.countUp(wholeBody.byteLength)) return;
+    // A fresh stream's desktop credit takes the whole body at once (it fits the inline limit).
+    this.toDesktop.write(wholeBody);
+    this.toDesktop.end(() => this.link.sendControl({ type: 'end', id: this.desktopId }));
   }
 
   // --- from api-backend ---
@@ -93,15 +138,20 @@ export class RelayedStream implements StreamHandler {
   upstreamData(payload: Buffer): void {
     if (this.done) return;
     this.fromUpstream.received(payload.byteLength);
-    this.bodyBytes += payload.byteLength;
+    if (this.countUp(payload.byteLength)) this.up.forward(payload);
+  }
+
+  /** Counts request bytes on their way to the desktop; false when they crossed the body limit (aborted). */
+  private countUp(bytes: number): boolean {
+    this.bodyBytes += bytes;
     if (this.bodyBytes > this.options.maxBodyBytes) {
       this.abort(this.options.tooLarge());
-      return;
+      return false;
     }
     this.timer.refresh();
-    this.options.stats.countBytes('bytesToDesktop', payload.byteLength);
-    this.link.counters.bytesToDesktop += payload.byteLength;
-    this.up.forward(payload);
+    this.options.stats.countBytes('bytesToDesktop', bytes);
+    this.link.counters.bytesToDesktop += bytes;
+    return true;
   }
 
   upstreamEnd(): void {
@@ -127,8 +177,20 @@ export class RelayedStream implements StreamHandler {
     if (this.done || this.started) return;
     this.started = true;
     this.timer.refresh();
-    this.upstream.sendControl({ ...message, id: this.id });
+    const length = message.headers['content-length'];
+    // A repeated content-length is the desktop's muddle, not a short answer: it streams.
+    const declared = typeof length === 'string' ? Number(length) : NaN;
+    if (!message.end && this.upstream.acceptsWhole && fitsInline(declared)) {
+      this.held = { head: message, chunks: [], bytes: 0, declared, since: Date.now() };
+      return;
+    }
+    this.sendHead(message);
     if (message.end) this.cleanup();
+  }
+
+  private sendHead(message: HttpResponseMessage): void {
+    this.headSent = true;
+    this.upstream.sendControl({ ...message, id: this.id });
   }
 
   onData(payload: Buffer): void {
@@ -142,6 +204,14 @@ export class RelayedStream implements StreamHandler {
     this.timer.refresh();
     this.options.stats.countBytes('bytesFromDesktop', payload.byteLength);
     this.link.counters.bytesFromDesktop += payload.byteLength;
+    const held = this.held;
+    if (held) {
+      held.chunks.push(payload);
+      held.bytes += payload.byteLength;
+      // More than the head declared, or slower than a short answer: it streams on credit after all.
+      if (held.bytes > held.declared || Date.now() - held.since > HOLD_LIMIT_MS) this.release();
+      return;
+    }
     // Credit goes back to the desktop only once api-backend's caller has taken the bytes.
     this.down.forward(payload);
   }
@@ -154,6 +224,7 @@ export class RelayedStream implements StreamHandler {
     }
     // The desktop is done; the stream stays on the frame link until its last frames had credit.
     this.link.correlator.close(this.desktopId);
+    if (this.held && this.sendHeld(this.held)) return;
     this.toUpstream.end(() => {
       this.upstream.sendControl({ type: 'end', id: this.id });
       this.cleanup();
@@ -162,6 +233,28 @@ export class RelayedStream implements StreamHandler {
 
   onWindow(bytes: number): void {
     this.toDesktop.grant(bytes);
+  }
+
+  /** The held answer as one whole frame; false when its head is too big for one (then it streams). */
+  private sendHeld(held: HeldAnswer): boolean {
+    const body = held.chunks.length === 1 ? held.chunks[0] : Buffer.concat(held.chunks);
+    if (!this.upstream.sendWhole({ ...held.head, id: this.id, end: true }, body)) {
+      this.release();
+      return false;
+    }
+    this.held = undefined;
+    this.headSent = true;
+    // The desktop's credit for these bytes is not granted back: its stream is closed.
+    this.cleanup();
+    return true;
+  }
+
+  /** The held answer goes on the streaming way after all: the head, then its bytes on credit. */
+  private release(): void {
+    const held = this.held!;
+    this.held = undefined;
+    this.sendHead(held.head);
+    for (const chunk of held.chunks) this.down.forward(chunk);
   }
 
   onError(code: string, message: string): void {
@@ -191,7 +284,8 @@ export class RelayedStream implements StreamHandler {
 
   /** Before the answer's head: the catalogue's answer for `code`; after it: a broken stream. */
   private fail(code: string, message: string, error: RelayError = new CatalogueError(code, message)): void {
-    const started = this.started;
+    // A held answer's head never reached api-backend: the caller can still have a clean error answer.
+    const started = this.headSent;
     this.cleanup();
     if (started) this.upstream.sendControl({ type: 'error', id: this.id, code, message });
     else sendErrorAnswer(this.upstream, this.id, error);
@@ -200,6 +294,7 @@ export class RelayedStream implements StreamHandler {
   private cleanup(): void {
     if (this.done) return;
     this.done = true;
+    this.held = undefined;
     clearTimeout(this.timer);
     this.toDesktop.clear();
     this.toUpstream.clear();
@@ -207,58 +302,5 @@ export class RelayedStream implements StreamHandler {
     this.options.stats.activeExchanges -= 1;
     this.options.stats.touch();
     this.options.onDone();
-  }
-}
-
-/**
- * A refusal as the HTTP path answers it (status, Retry-After, `{error: {code, message}}`), in
- * frames: a head, the body in one frame (well within the stream's first credit), the end.
- */
-export function sendErrorAnswer(upstream: UpstreamSender, id: string, error: unknown): void {
-  const { status, body, headers } = errorBody(error);
-  const text = Buffer.from(JSON.stringify(body));
-  upstream.sendControl({
-    type: 'http_response',
-    id,
-    status,
-    headers: { ...headers, 'content-type': 'application/json; charset=utf-8', 'content-length': String(text.byteLength) },
-    end: false,
-  });
-  upstream.sendData(id, text);
-  upstream.sendControl({ type: 'end', id });
-}
-
-/**
- * One direction of a stream: bytes received on one peer's credit go on within the other peer's,
- * and the first peer's credit comes back only for bytes that went on, so a slow side holds the
- * fast one back instead of this proxy buffering for it.
- */
-class CreditHop {
-  private held = 0;
-
-  constructor(
-    private readonly from: ReceiveCredit,
-    private readonly to: BodySender,
-    private readonly live: () => boolean,
-  ) {}
-
-  /** Bytes waiting for the far side's credit. */
-  get holding(): number {
-    return this.held;
-  }
-
-  forward(payload: Buffer): void {
-    if (this.to.write(payload)) {
-      this.from.consumed(payload.byteLength);
-      return;
-    }
-    if (this.held === 0) {
-      this.to.whenReady(() => {
-        const bytes = this.held;
-        this.held = 0;
-        if (this.live()) this.from.consumed(bytes);
-      });
-    }
-    this.held += payload.byteLength;
   }
 }

@@ -8,18 +8,25 @@
  * frames for a stream id this link does not know are answered with `unknown_stream`. A peer that
  * breaks flow control gets the link closed with 1008, a `hello` of another version with
  * LINK_VERSION_CLOSE_CODE. When the link goes, every stream on it is cancelled at the desktop.
+ *
+ * This side's hello says it takes whole frames (protocol/src/whole-frame.ts), and it sends short
+ * answers as whole frames only if api-backend's hello said the same. A malformed whole frame is
+ * answered like any bad message, and for the stream it names when its head got that far.
  */
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import {
   decodeData,
+  decodeWhole,
   encodeData,
+  encodeWhole,
   encodeLinkMessage,
   errorMessage,
   FLOW_CONTROL_CLOSE_CODE,
   FLOW_CONTROL_CLOSE_REASON,
   FlowControlError,
+  isWholeFrame,
   CatalogueError,
   LINK_VERSION_CLOSE_CODE,
   linkVersionMismatch,
@@ -29,13 +36,15 @@ import {
   type ControlMessage,
   type HttpRequestMessage,
   type LinkMessage,
+  type WholeHead,
 } from '@ctll/protocol';
 import type { ProxyConfig } from '../config';
 import type { Logger } from '../logger';
 import type { ProxyStats } from '../stats';
 import type { TunnelHub } from '../tunnel/hub';
 import type { UserLimits } from '../limits/user-limits';
-import { RelayedStream, sendErrorAnswer, type UpstreamSender } from './relayed-stream';
+import { RelayedStream, type UpstreamSender } from './relayed-stream';
+import { sendErrorAnswer } from './error-answer';
 
 export interface UpstreamDeps {
   config: ProxyConfig;
@@ -56,6 +65,8 @@ export function upstreamLinks(deps: UpstreamDeps): (req: http.IncomingMessage, s
 export class UpstreamLink implements UpstreamSender {
   private readonly streams = new Map<string, RelayedStream>();
   private greeted = false;
+  /** Whether api-backend said in its hello that it takes whole frames. */
+  acceptsWhole = false;
   private closed = false;
   private lastDesktop: boolean | undefined;
   private readonly unsubscribe: () => void;
@@ -67,7 +78,7 @@ export class UpstreamLink implements UpstreamSender {
     ws.on('message', (data, isBinary) => this.receive(data, isBinary));
     ws.on('close', () => this.gone());
     ws.on('error', (error) => deps.logger.warn('frame link socket error', { error: error.message }));
-    this.send({ type: 'hello', version: deps.config.protocolVersion });
+    this.send({ type: 'hello', version: deps.config.protocolVersion, whole: true });
     this.unsubscribe = deps.hub.onChange(() => this.tellDesktop());
     this.tellDesktop();
   }
@@ -80,6 +91,15 @@ export class UpstreamLink implements UpstreamSender {
     if (this.closed) return;
     this.deps.stats.touch();
     this.ws.send(encodeData(id, payload), { binary: true });
+  }
+
+  sendWhole(head: WholeHead, body: Buffer): boolean {
+    if (this.closed) return true;
+    const frame = encodeWhole(head, body);
+    if (!frame) return false;
+    this.deps.stats.touch();
+    this.ws.send(frame, { binary: true });
+    return true;
   }
 
   private send(message: LinkMessage): void {
@@ -109,11 +129,20 @@ export class UpstreamLink implements UpstreamSender {
   }
 
   private receiveData(buffer: Buffer): void {
+    if (isWholeFrame(buffer)) return this.receiveWhole(buffer);
     const frame = decodeData(buffer);
     if (!frame.ok) return this.reject(frame.error);
     const stream = this.streams.get(frame.value.id);
     if (!stream) return this.unknown(frame.value.id);
     stream.upstreamData(frame.value.payload);
+  }
+
+  private receiveWhole(buffer: Buffer): void {
+    const frame = decodeWhole(buffer);
+    if (!frame.ok) return this.reject(frame.error, frame.id);
+    const { head, body } = frame.value;
+    if (head.type !== 'http_request') return this.reject('a whole frame from api-backend must be a request', head.id);
+    this.open(head, body);
   }
 
   private receiveControl(text: string): void {
@@ -128,6 +157,7 @@ export class UpstreamLink implements UpstreamSender {
         return this.close(LINK_VERSION_CLOSE_CODE, reason);
       }
       this.greeted = true;
+      this.acceptsWhole = message.whole === true;
       return;
     }
     switch (message.type) {
@@ -150,10 +180,11 @@ export class UpstreamLink implements UpstreamSender {
     }
   }
 
-  private open(request: HttpRequestMessage): void {
+  /** `body` is a whole frame's body: the request's entire body, outside the stream's credit. */
+  private open(request: HttpRequestMessage, body?: Buffer): void {
     if (this.streams.has(request.id)) return this.reject(`stream ${request.id} is already open`);
     const { limits, hub, config, stats, logger } = this.deps;
-    const declared = Number(request.headers['content-length'] ?? 0);
+    const declared = body ? body.byteLength : Number(request.headers['content-length'] ?? 0);
     const refused = limits.admitStream(Number.isFinite(declared) ? declared : 0);
     if (refused) {
       logger.debug('request refused by a user limit', { code: refused.code });
@@ -181,7 +212,7 @@ export class UpstreamLink implements UpstreamSender {
       },
     });
     this.streams.set(request.id, stream);
-    stream.start(request);
+    stream.start(request, body);
   }
 
   private withStream(id: string, act: (stream: RelayedStream) => void): void {
@@ -194,9 +225,12 @@ export class UpstreamLink implements UpstreamSender {
     this.send({ type: 'error', id, code: TunnelErrorCode.UnknownStream, message: `no open stream ${id} on this link` });
   }
 
-  private reject(reason: string): void {
+  /** A bad message: answered with bad_message, for the stream `id` when it named one it does not own. */
+  private reject(reason: string, id?: string): void {
     this.deps.logger.warn('rejected a malformed frame link message', { reason });
-    this.send({ type: 'error', code: TunnelErrorCode.BadMessage, message: reason });
+    // A stream already open under that id keeps going: the bad frame was not its own doing.
+    const forStream = id !== undefined && !this.streams.has(id) ? id : undefined;
+    this.send({ type: 'error', ...(forStream === undefined ? {} : { id: forStream }), code: TunnelErrorCode.BadMessage, message: reason });
   }
 
   private close(code: number, reason: string): void {
