@@ -19,6 +19,10 @@ import { LABELS, networkName } from '../naming';
 import { addressIn, formatCidr, type SubnetPool } from '../subnet-pool';
 import type { Placement } from './placement';
 
+/** How often a join that left api-backend without an address is undone and made again, and the pause before. */
+const JOIN_REPAIRS = 3;
+const JOIN_REPAIR_WAIT_MS = 500;
+
 export interface UserNetwork {
   id: string;
   name: string;
@@ -143,7 +147,8 @@ export class ProxyNetworks {
     const info = await this.inspect(ownerHash);
     if (!info) return;
     const mine = await this.docker.getContainer(self).inspect();
-    if (mine.NetworkSettings.Networks[info.Name]?.NetworkID === info.Id) return;
+    const entry = mine.NetworkSettings.Networks[info.Name];
+    if (entry?.NetworkID === info.Id && entry.IPAddress) return;
     this.options.logger.info('StreamingProxy joining a user network another replica made', { owner: ownerHash, network: info.Name });
     await this.attach(info);
   }
@@ -209,30 +214,42 @@ export class ProxyNetworks {
     if (mode === 'host' || !self) {
       return { ...base, backendAddress: this.options.hostAddress ? await this.options.hostAddress(info, subnet) : addressIn(subnet, 1) };
     }
+    // A join can look done and not be: on swarm, a replica taken off a user's overlay and joined
+    // to a new one of the same name (the user's proxy stopped and started again) has been seen
+    // left with an entry for the network and no address on it, once the engine caught up with
+    // the earlier detach. Such a join is undone and made again.
+    let seen = '';
+    for (let repair = 0; repair < JOIN_REPAIRS; repair += 1) {
+      if (repair > 0) {
+        this.options.logger.warn('StreamingProxy joined a user network without an address on it; joining again', { network: info.Name, seen });
+        await ignoringGone(() => this.docker.getNetwork(info.Id).disconnect({ Container: self, Force: true })).catch(() => undefined);
+        await new Promise((resolve) => setTimeout(resolve, JOIN_REPAIR_WAIT_MS));
+      }
+      const conflict = await this.connect(info, self, address);
+      const entry = (await this.docker.getContainer(self).inspect()).NetworkSettings.Networks[info.Name];
+      if (entry?.IPAddress && (!entry.NetworkID || entry.NetworkID === info.Id)) return { ...base, backendAddress: entry.IPAddress };
+      seen = entry
+        ? `its entry names network ${entry.NetworkID?.slice(0, 12) || 'none'}, address ${entry.IPAddress || 'none'}`
+        : 'it has no entry for it';
+      if (conflict) seen += `; the join answered "${conflict}"`;
+    }
+    throw new Error(`api-backend (${self}) joined ${info.Name} (${info.Id.slice(0, 12)}) but has no address on it: ${seen}`);
+  }
+
+  /** Connects api-backend's container; returns the engine's answer when it was connected already. */
+  private async connect(info: Docker.NetworkInspectInfo, self: string, address?: string): Promise<string | undefined> {
     const endpoint = address ? { EndpointConfig: { IPAMConfig: { IPv4Address: address } } } : {};
-    let conflict: string | undefined;
     for (let attempt = 1; ; attempt += 1) {
       try {
         await this.docker.getNetwork(info.Id).connect({ Container: self, ...endpoint });
-        break;
+        return undefined;
       } catch (error) {
-        if (classify(error) === 'conflict') {
-          conflict = dockerMessage(error);
-          break;
-        }
+        if (classify(error) === 'conflict') return dockerMessage(error);
         // Joining an overlay waits on the swarm manager, whose own deadline a busy node can miss.
         if (attempt < 3 && /attaching to network failed/i.test(dockerMessage(error))) continue;
         throw toRelayError(error, { action: `join api-backend (${self}) to ${info.Name}`, image: this.options.spec.image });
       }
     }
-    const mine = await this.docker.getContainer(self).inspect();
-    const entry = mine.NetworkSettings.Networks[info.Name];
-    const joined = entry?.IPAddress;
-    if (!joined) {
-      const seen = entry ? `its entry names network ${entry.NetworkID?.slice(0, 12) || 'none'}, endpoint ${entry.EndpointID?.slice(0, 12) || 'none'}` : 'it has no entry for it';
-      throw new Error(`api-backend (${self}) joined ${info.Name} (${info.Id.slice(0, 12)}) but has no address on it: ${seen}${conflict ? `; the join answered "${conflict}"` : ''}`);
-    }
-    return { ...base, backendAddress: joined };
   }
 }
 
