@@ -1,6 +1,6 @@
 // Suites .ci/run runs in a jest of their own (CTLL_SLOW=skip leaves them out of the main run): the
-// six-minute streams, the minute-long signed-in bridge and the deploy smoke (compose, then the swarm
-// stack) beside the rest; the replica failover (twenty containers and bridges) alone after it; the
+// six-minute streams and the minute-long signed-in bridge beside the rest; the deploy smoke (compose,
+// then the swarm stack) and the replica failover (twenty containers and bridges) alone after it; the
 // browser tests of the web console alone afterwards (Chromium drops its connections whenever Docker
 // adds or removes a network interface); the idle sweep with 200 proxy containers alone at the end.
 // A plain `npm test` runs everything (the sweep with 25 proxies).

@@ -9,7 +9,7 @@
  * run by hand); this suite makes its outcome part of `npm test`.
  *
  * It needs root, a Docker engine, ports 80 and 443 and a few minutes, so it runs only when
- * CTLL_DEPLOY_SMOKE=1 (.ci/run sets it, and CTLL_SMOKE_SWARM=1, and runs it beside the main run);
+ * CTLL_DEPLOY_SMOKE=1 (.ci/run sets it, and CTLL_SMOKE_SWARM=1, and runs it alone after the main run);
  * otherwise it is skipped with one line.
  */
 import { spawn } from 'node:child_process';
