@@ -153,15 +153,6 @@ export class ProxyNetworks {
     await this.attach(info);
   }
 
-  /** Detaches api-backend from the owner's network, when it joined one (container mode). */
-  async leave(ownerHash: string): Promise<void> {
-    const { self } = await this.options.placement();
-    if (!self) return;
-    for (const found of await this.byName(ownerHash)) {
-      if (isOurs(found.Labels, this.options.spec.scope)) await ignoringGone(() => this.docker.getNetwork(found.Id).disconnect({ Container: self, Force: true }));
-    }
-  }
-
   /**
    * Detaches every container on this node from the owner's network except those `keep` says stay
    * (the proxy's own task): api-backend itself and any other replica that joined it. Swarm needs
