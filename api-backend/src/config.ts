@@ -134,12 +134,12 @@ const schema = z.object({
   REQUEST_TIMEOUT_MS: z.coerce.number().int().positive().default(30_000),
   // The frame path (one multiplexed link per proxy): measured against the HTTP path in bench/RESULTS.md.
   /**
-   * How api-backend carries a web client's request to the user's proxy: `http` (a pooled HTTP
-   * request per call, parsed again by the proxy) or `frames` (one WebSocket per proxy carrying the
-   * tunnel's own frames; HTTP parsed once, here). Without a connected desktop, requests take the
-   * HTTP path either way (the zrok fallback lives there).
+   * How api-backend carries a web client's request to the user's proxy: `frames` (one WebSocket
+   * per proxy carrying the tunnel's own frames; HTTP parsed once, here) or `http` (a pooled HTTP
+   * request per call, parsed again by the proxy; kept as a fallback while frames prove out).
+   * Without a connected desktop, requests take the HTTP path either way (the zrok fallback lives there).
    */
-  PROXY_LINK: z.enum(['http', 'frames']).default('http'),
+  PROXY_LINK: z.enum(['http', 'frames']).default('frames'),
   MAX_BODY_BYTES: z.coerce.number().int().positive().default(100 * 1024 * 1024),
   /** Express `trust proxy`: which hops may set X-Forwarded-For (e.g. nginx's network). */
   TRUST_PROXY: z.string().default('loopback'),
