@@ -55,7 +55,9 @@ export function tunnelRoutes(
       if (!endpoint) throw new DesktopOfflineError(errorMessage('desktop_offline'));
       const onUnreachable = () => manager.endpointFailed(req.params.userId);
       const link = options.links ? await openLink(options.links, endpoint, onUnreachable) : undefined;
-      if (link?.desktopConnected) {
+      // Over the frame link whether a desktop is connected or not: without one the proxy answers
+      // from the user's zrok share, or that the desktop is offline.
+      if (link) {
         metrics.relayRequests.inc({ link: 'frames' });
         relayFrames(req, res, link, path, {
           maxBodyBytes: options.maxBodyBytes,

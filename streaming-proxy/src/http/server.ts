@@ -81,7 +81,7 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
   const limits = new UserLimits(config.limits, { pingIntervalMs: config.pingIntervalMs, pollGraceMs: config.pollGraceMs });
   const keyLinks = new KeyLinks();
   const bridge = bridgeRoutes(config, hub, limits, logger, keyLinks);
-  const acceptUpstream = upstreamLinks({ config, hub, stats, limits, logger });
+  const acceptUpstream = upstreamLinks({ config, hub, stats, limits, logger, zrok });
 
   const server = http.createServer((req, res) => {
     handle(req, res).catch((error: Error) => {

@@ -46,6 +46,17 @@ export interface UpstreamSender {
   sendWhole(head: WholeHead, body: Buffer): boolean;
 }
 
+/** What api-backend's frames for one stream do to it, wherever the stream goes on to. */
+export interface UpstreamStream {
+  /** Request body bytes; throws FlowControlError past the credit granted. */
+  upstreamData(payload: Buffer): void;
+  upstreamEnd(): void;
+  /** Throws FlowControlError for a grant beyond what was sent. */
+  upstreamWindow(bytes: number): void;
+  /** The caller went away (or the frame link closed). */
+  upstreamCancel(reason: string): void;
+}
+
 /** A short answer held back until its end, to go to api-backend as one whole frame. */
 interface HeldAnswer {
   head: HttpResponseMessage;
@@ -73,7 +84,7 @@ export interface RelayedStreamOptions {
   onDone: () => void;
 }
 
-export class RelayedStream implements StreamHandler {
+export class RelayedStream implements StreamHandler, UpstreamStream {
   private readonly desktopId: string;
   /** The request body towards the desktop, on the desktop's credit. */
   private readonly toDesktop: BodySender;

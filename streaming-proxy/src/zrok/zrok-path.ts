@@ -6,12 +6,12 @@
  * `zrok`), because it is one, and so keeps the proxy from being culled as idle.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { errorMessage, namedTargetOf, type ProxyZrokStatus } from '@ctll/protocol';
+import { CatalogueError, errorMessage, namedTargetOf, RelayError, type ProxyZrokStatus } from '@ctll/protocol';
 import type { ProxyConfig } from '../config';
 import type { Logger } from '../logger';
 import type { ProxyStats } from '../stats';
-import { sendError } from '../http/respond';
-import { ShareDirectory } from './directory';
+import { sendRelayError } from '../http/respond';
+import { ShareDirectory, type KnownShare } from './directory';
 import { discoveryClient } from './discovery';
 import { checkShare } from './health-check';
 import { ShareClient } from './share-client';
@@ -34,6 +34,16 @@ export const DEFAULT_ZROK_PATH_OPTIONS = Object.freeze({
   // Long enough for a share across the world, short enough that a dead one is noticed within a pull.
   healthTimeoutMs: 5_000,
 });
+
+/** One request's hold on a share: counted among the share's requests until released. */
+export interface ShareLease {
+  share: KnownShare;
+  client: ShareClient;
+  /** The share did not answer: it is not used again until a check finds it healthy. */
+  failed(error: string): void;
+  /** The request is over; a second call does nothing. */
+  release(): void;
+}
 
 export interface ShareDesktopInfo {
   id: string;
@@ -97,35 +107,55 @@ export class ZrokPath {
 
   /** Relays the request to a healthy share; resolves false, touching nothing, when there is none. */
   async forward(req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean> {
+    const lease = await this.lease(path);
+    if (!lease) return false;
+    if (lease instanceof RelayError) {
+      req.resume();
+      sendRelayError(res, lease);
+      return true;
+    }
+    new ShareExchange(req, res, lease.share, this.client, {
+      requestTimeoutMs: this.options.requestTimeoutMs,
+      stats: this.stats,
+      logger: this.logger,
+      onUnreachable: (_failed, error) => lease.failed(error),
+      onDone: () => lease.release(),
+    }).start(path);
+    return true;
+  }
+
+  /**
+   * A healthy share for a request to `path`, held until `release`; the zrok path's refusal of the
+   * request; or undefined, touching nothing, when there is no share to use.
+   */
+  async lease(path: string): Promise<ShareLease | RelayError | undefined> {
     const share = await this.directory.pick();
-    if (!share) return false;
+    if (!share) return undefined;
     // A zrok share exposes one local server, the default target; the `/t/<name>/` prefix means
     // something only to the bridge, which is not on this path. Passed on, the default target would
     // answer a request meant for another server.
     const named = namedTargetOf(path);
     if (named) {
-      req.resume();
-      sendError(
-        res,
+      return new CatalogueError(
         'target_needs_tunnel',
         `the target "${named.name}" is reached only through your desktop's tunnel, which is not connected; its zrok share carries the default target only`,
       );
-      return true;
     }
     if (this.activeTotal >= this.options.maxStreams) {
-      req.resume();
-      sendError(res, 'too_many_streams', errorMessage('too_many_streams', { max: this.options.maxStreams }));
-      return true;
+      return new CatalogueError('too_many_streams', errorMessage('too_many_streams', { max: this.options.maxStreams }));
     }
     this.count(share.shareId, +1);
-    new ShareExchange(req, res, share, this.client, {
-      requestTimeoutMs: this.options.requestTimeoutMs,
-      stats: this.stats,
-      logger: this.logger,
-      onUnreachable: (failed, error) => this.directory.markFailed(failed, error),
-      onDone: () => this.count(share.shareId, -1),
-    }).start(path);
-    return true;
+    let released = false;
+    return {
+      share,
+      client: this.client,
+      failed: (error) => this.directory.markFailed(share, error),
+      release: () => {
+        if (released) return;
+        released = true;
+        this.count(share.shareId, -1);
+      },
+    };
   }
 
   /** `'zrok'` while a healthy share could take requests. */
