@@ -5,9 +5,14 @@
  * capacity. Every refusal is the catalogue's JSON error with a Retry-After, and another user
  * carries on meanwhile.
  */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import WebSocket from 'ws';
 import { userHash } from '../api-backend/src/proxy/naming';
-import { SECRET_HEADER } from '../api-backend/src/proxy/proxy-client';
+import { createLogger } from '../api-backend/src/logger';
+import type { ProxyEndpoint } from '../api-backend/src/proxy/driver';
+import { ProxyLinkPool } from '../api-backend/src/relay/proxy-link';
+import { relayFrames } from '../api-backend/src/relay/frame-relay';
 import { startLayout, waitFor, type Layout } from './helpers/layout';
 import { TRANSPORTS } from './helpers/matrix';
 
@@ -72,14 +77,34 @@ function dialTunnel(layout: Layout, user: string): Promise<{ ws?: WebSocket; ref
   });
 }
 
-// Both ways api-backend reaches the proxy (PROXY_LINK): the frame link's requests pass the same limits.
-const LIMIT_CASES = (['http', 'frames'] as const).flatMap((link) => TRANSPORTS.map((transport) => ({ transport, link })));
+/**
+ * A second api-backend that lets far larger bodies through (its own MAX_BODY_BYTES), reduced to
+ * its edge: api-backend's own frame relay, over its own frame link to the user's proxy.
+ */
+async function laxEdge(endpoint: ProxyEndpoint): Promise<{ url: string; close(): Promise<void> }> {
+  const pool = new ProxyLinkPool({ openTimeoutMs: 5000, logger: createLogger('error') });
+  const server = http.createServer((req, res) => {
+    pool.get(endpoint).then(
+      (link) => relayFrames(req, res, link, req.url ?? '/', { maxBodyBytes: 100 * MAX_BODY, silenceTimeoutMs: 30_000, onBytes: () => undefined }),
+      () => res.destroy(),
+    );
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => {
+      pool.close();
+      server.closeAllConnections();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}
 
-describe.each(LIMIT_CASES)('per-user limits at the proxy (transport $transport, PROXY_LINK=$link)', ({ transport, link }) => {
+describe.each(TRANSPORTS)('per-user limits at the proxy (transport %s)', (transport) => {
   let layout: Layout;
 
   beforeAll(async () => {
-    layout = await startLayout({ transport, env: { ...USER_LIMITS, PROXY_LINK: link }, llm: { tokenDelayMs: 20, tokens: 3 } });
+    layout = await startLayout({ transport, env: USER_LIMITS, llm: { tokenDelayMs: 20, tokens: 3 } });
   });
   afterAll(() => layout?.close());
 
@@ -128,9 +153,8 @@ describe.each(LIMIT_CASES)('per-user limits at the proxy (transport $transport, 
     await layout.connectBridge(user);
     // The way a second api-backend with a larger MAX_BODY_BYTES would call: straight to the user's proxy.
     const handle = await layout.relay.manager.driver.inspect(userHash(user));
-    const { host, port, secret } = handle!.endpoint!;
-    const direct = (body: RequestInit['body']) =>
-      fetch(`http://${host}:${port}/relay/sha256`, { method: 'POST', headers: { [SECRET_HEADER]: secret }, body, duplex: 'half' } as RequestInit);
+    const edge = await laxEdge(handle!.endpoint!);
+    const direct = (body: RequestInit['body']) => fetch(`${edge.url}/sha256`, { method: 'POST', body, duplex: 'half' } as RequestInit);
 
     const declared = await refusalOf(await direct(Buffer.alloc(MAX_BODY + 1)));
     expect(declared).toMatchObject({ status: 413, code: 'payload_too_large', message: `the request body exceeds ${MAX_BODY} bytes` });
@@ -147,9 +171,9 @@ describe.each(LIMIT_CASES)('per-user limits at the proxy (transport $transport, 
       },
     });
     const aborted = layout.llm.aborted.length;
-    const cut = await fetch(`http://${host}:${port}/relay/sha256`, {
+    const cut = await fetch(`${edge.url}/sha256`, {
       method: 'POST',
-      headers: { [SECRET_HEADER]: secret, 'x-test-id': 'cut' },
+      headers: { 'x-test-id': 'cut' },
       body: chunked,
       duplex: 'half',
     } as RequestInit);
@@ -160,6 +184,7 @@ describe.each(LIMIT_CASES)('per-user limits at the proxy (transport $transport, 
     const atLimit = await direct(Buffer.alloc(MAX_BODY));
     expect(atLimit.status).toBe(200);
     expect(((await atLimit.json()) as { bytes: number }).bytes).toBe(MAX_BODY);
+    await edge.close();
   });
 });
 

@@ -1,8 +1,10 @@
 /**
  * The proxy's end of api-backend's frame link (protocol/src/proxy-link.ts): a WebSocket at
  * PROXY_LINK_PATH, opened by api-backend with the proxy secret, carrying many requests at once as
- * the tunnel's frames. Each request is admitted by the user's limits as a /relay request is, and
- * then carried to the desktop's link by a RelayedStream; no HTTP is parsed on the way.
+ * the tunnel's frames; it is the only way relayed requests reach this proxy. Each request is
+ * admitted by the user's limits, then carried to the desktop's link by a RelayedStream, or, while
+ * no desktop is connected, to the user's zrok share by a ShareStream (else it is answered
+ * desktop_offline); no HTTP is parsed on the way to the desktop.
  *
  * Frames are validated here and only here. A bad one is answered with `error` and the link stays;
  * frames for a stream id this link does not know are answered with `unknown_stream`. A peer that

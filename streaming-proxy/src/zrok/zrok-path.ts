@@ -1,21 +1,17 @@
 /**
- * The zrok path as the proxy's HTTP server sees it: the fallback for requests that find no
+ * The zrok path as the proxy sees it: the fallback for relayed requests that find no
  * desktop tunnel (order: WebSocket tunnel, polling tunnel, zrok share, 503). It owns the share
- * directory, the HTTP client to shares and the count of exchanges running over them, and it
+ * directory, the HTTP client to shares and the count of requests running over them, and it
  * describes itself for `/status`: a healthy share is listed among the desktops (transport
  * `zrok`), because it is one, and so keeps the proxy from being culled as idle.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CatalogueError, errorMessage, namedTargetOf, RelayError, type ProxyZrokStatus } from '@ctll/protocol';
 import type { ProxyConfig } from '../config';
 import type { Logger } from '../logger';
-import type { ProxyStats } from '../stats';
-import { sendRelayError } from '../http/respond';
 import { ShareDirectory, type KnownShare } from './directory';
 import { discoveryClient } from './discovery';
 import { checkShare } from './health-check';
 import { ShareClient } from './share-client';
-import { ShareExchange } from './share-exchange';
 
 export interface ZrokPathOptions {
   apiBackendUrl: string;
@@ -25,7 +21,6 @@ export interface ZrokPathOptions {
   /** The hosts (and subdomains) a share may be on. */
   shareDomains: readonly string[];
   discoveryIntervalMs: number;
-  requestTimeoutMs: number;
   maxStreams: number;
   healthTimeoutMs?: number;
 }
@@ -61,11 +56,7 @@ export class ZrokPath {
   private readonly active = new Map<string, number>();
   private activeTotal = 0;
 
-  constructor(
-    options: ZrokPathOptions,
-    private readonly stats: ProxyStats,
-    private readonly logger: Logger,
-  ) {
+  constructor(options: ZrokPathOptions, logger: Logger) {
     this.options = { ...DEFAULT_ZROK_PATH_OPTIONS, ...options };
     this.client = new ShareClient({ allowInsecure: options.allowInsecure, shareDomains: options.shareDomains });
     this.directory = new ShareDirectory(
@@ -77,7 +68,7 @@ export class ZrokPath {
   }
 
   /** The zrok path for this proxy, or undefined when api-backend's address or the owner is unknown. */
-  static fromConfig(config: ProxyConfig, stats: ProxyStats, logger: Logger): ZrokPath | undefined {
+  static fromConfig(config: ProxyConfig, logger: Logger): ZrokPath | undefined {
     if (!config.zrok.apiBackendUrl || config.userHash === 'unknown') return undefined;
     return new ZrokPath(
       {
@@ -87,10 +78,8 @@ export class ZrokPath {
         allowInsecure: config.zrok.allowInsecure,
         shareDomains: config.zrok.shareDomains,
         discoveryIntervalMs: config.zrok.discoveryIntervalMs,
-        requestTimeoutMs: config.requestTimeoutMs,
         maxStreams: config.maxStreamsPerTunnel,
       },
-      stats,
       logger,
     );
   }
@@ -103,25 +92,6 @@ export class ZrokPath {
   /** Pulls the share list and checks every share in a pull that starts after this call (api-backend asks when a share registers; see ShareDirectory.refreshNow). */
   refreshNow(): Promise<void> {
     return this.directory.refreshNow();
-  }
-
-  /** Relays the request to a healthy share; resolves false, touching nothing, when there is none. */
-  async forward(req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean> {
-    const lease = await this.lease(path);
-    if (!lease) return false;
-    if (lease instanceof RelayError) {
-      req.resume();
-      sendRelayError(res, lease);
-      return true;
-    }
-    new ShareExchange(req, res, lease.share, this.client, {
-      requestTimeoutMs: this.options.requestTimeoutMs,
-      stats: this.stats,
-      logger: this.logger,
-      onUnreachable: (_failed, error) => lease.failed(error),
-      onDone: () => lease.release(),
-    }).start(path);
-    return true;
   }
 
   /**

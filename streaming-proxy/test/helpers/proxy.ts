@@ -1,10 +1,15 @@
 /**
  * The real proxy server, in this process, for tests that play the desktop and the caller by hand:
- * a raw `ws` client stands in for a bridge (honest or not), plain http requests for api-backend.
+ * a raw `ws` client stands in for a bridge (honest or not), plain http requests for api-backend's
+ * control and polling routes. Relayed requests reach the proxy as they do in the relay: through
+ * api-backend's own frame relay over a frame link (the edge at `relayUrl`).
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { PROXY_SECRET_HEADER } from '@ctll/protocol';
+import { createLogger as createEdgeLogger } from '../../../api-backend/src/logger';
+import { ProxyLinkPool } from '../../../api-backend/src/relay/proxy-link';
+import { relayFrames } from '../../../api-backend/src/relay/frame-relay';
 import { loadConfig } from '../../src/config';
 import { openRawDesktop, type RawDesktop } from '../../../tests/helpers/raw-desktop';
 
@@ -19,6 +24,8 @@ export const SECRET = 's'.repeat(40);
 
 export interface TestProxy {
   url: string;
+  /** Where a caller's request is relayed from: path and query here are the desktop's. */
+  relayUrl: string;
   hub: TunnelHub;
   stats: ProxyStats;
   journal: Journal;
@@ -46,17 +53,42 @@ export async function startProxy(env: Record<string, string> = {}): Promise<Test
   const server = createProxyServer({ config, logger, stats, hub, journal });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
+  const edge = await startEdge(port);
   return {
     url: `http://127.0.0.1:${port}`,
+    relayUrl: edge.url,
     hub,
     stats,
     journal,
-    close: () =>
-      new Promise((resolve) => {
+    close: async () => {
+      await edge.close();
+      await new Promise<void>((resolve) => {
         hub.closeAll(1001, 'test over');
         server.closeAllConnections();
         server.close(() => resolve());
-      }),
+      });
+    },
+  };
+}
+
+/** api-backend's edge reduced to its relay: every request goes to the proxy over one frame link. */
+async function startEdge(proxyPort: number): Promise<{ url: string; close(): Promise<void> }> {
+  const pool = new ProxyLinkPool({ openTimeoutMs: 5000, logger: createEdgeLogger('error') });
+  const endpoint = { host: '127.0.0.1', port: proxyPort, secret: SECRET };
+  const server = http.createServer((req, res) => {
+    pool.get(endpoint).then(
+      (link) => relayFrames(req, res, link, req.url ?? '/', { maxBodyBytes: Number.MAX_SAFE_INTEGER, silenceTimeoutMs: 30_000, onBytes: () => undefined }),
+      () => res.destroy(),
+    );
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => {
+      pool.close();
+      server.closeAllConnections();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
   };
 }
 
@@ -66,12 +98,12 @@ export function connectDesktop(proxy: TestProxy, headers: Record<string, string>
   return openRawDesktop(`${proxy.url.replace('http', 'ws')}/ws/tunnel`, { [PROXY_SECRET_HEADER]: SECRET, ...headers }, 5000);
 }
 
-/** A caller through the proxy's /relay, as api-backend would make it; the response is not read. */
+/** A web client's request relayed to the proxy's desktop (through the edge); the response is not read. */
 export function callRelay(proxy: TestProxy, path: string, body?: Buffer): Promise<http.IncomingMessage> {
   return new Promise((resolve, reject) => {
-    const req = http.request(`${proxy.url}/relay${path}`, {
+    const req = http.request(`${proxy.relayUrl}${path}`, {
       method: body ? 'POST' : 'GET',
-      headers: { [PROXY_SECRET_HEADER]: SECRET, ...(body ? { 'content-length': body.byteLength } : {}) },
+      headers: body ? { 'content-length': body.byteLength } : {},
     });
     req.on('response', resolve);
     req.on('error', reject);
