@@ -5,15 +5,10 @@
  * capacity. Every refusal is the catalogue's JSON error with a Retry-After, and another user
  * carries on meanwhile.
  */
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import WebSocket from 'ws';
 import { userHash } from '../api-backend/src/proxy/naming';
-import { createLogger } from '../api-backend/src/logger';
-import type { ProxyEndpoint } from '../api-backend/src/proxy/driver';
-import { ProxyLinkPool } from '../api-backend/src/relay/proxy-link';
-import { relayFrames } from '../api-backend/src/relay/frame-relay';
 import { startLayout, waitFor, type Layout } from './helpers/layout';
+import { startFrameEdge } from './helpers/frame-edge';
 import { TRANSPORTS } from './helpers/matrix';
 
 const MAX_BODY = 64 * 1024;
@@ -77,29 +72,6 @@ function dialTunnel(layout: Layout, user: string): Promise<{ ws?: WebSocket; ref
   });
 }
 
-/**
- * A second api-backend that lets far larger bodies through (its own MAX_BODY_BYTES), reduced to
- * its edge: api-backend's own frame relay, over its own frame link to the user's proxy.
- */
-async function laxEdge(endpoint: ProxyEndpoint): Promise<{ url: string; close(): Promise<void> }> {
-  const pool = new ProxyLinkPool({ openTimeoutMs: 5000, logger: createLogger('error') });
-  const server = http.createServer((req, res) => {
-    pool.get(endpoint).then(
-      (link) => relayFrames(req, res, link, req.url ?? '/', { maxBodyBytes: 100 * MAX_BODY, silenceTimeoutMs: 30_000, onBytes: () => undefined }),
-      () => res.destroy(),
-    );
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    close: () => {
-      pool.close();
-      server.closeAllConnections();
-      return new Promise((resolve) => server.close(() => resolve()));
-    },
-  };
-}
-
 describe.each(TRANSPORTS)('per-user limits at the proxy (transport %s)', (transport) => {
   let layout: Layout;
 
@@ -153,7 +125,7 @@ describe.each(TRANSPORTS)('per-user limits at the proxy (transport %s)', (transp
     await layout.connectBridge(user);
     // The way a second api-backend with a larger MAX_BODY_BYTES would call: straight to the user's proxy.
     const handle = await layout.relay.manager.driver.inspect(userHash(user));
-    const edge = await laxEdge(handle!.endpoint!);
+    const edge = await startFrameEdge(handle!.endpoint!, 100 * MAX_BODY);
     const direct = (body: RequestInit['body']) => fetch(`${edge.url}/sha256`, { method: 'POST', body, duplex: 'half' } as RequestInit);
 
     const declared = await refusalOf(await direct(Buffer.alloc(MAX_BODY + 1)));

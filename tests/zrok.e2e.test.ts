@@ -207,6 +207,20 @@ describe('zrok shares (ZROK_ALLOW_INSECURE=true)', () => {
     expect(Buffer.compare(Buffer.from(await echoed.arrayBuffer()), body)).toBe(0);
   });
 
+  it("counts requests through the share, and their body bytes both ways, in the user's usage", async () => {
+    type Today = { requests: number; bytesToDesktop: number; bytesFromDesktop: number };
+    const today = async () => ((await (await api(layout, 'zoe', 'GET', '/api/me/usage')).json()) as { today: Today }).today;
+    const before = await today();
+    const body = randomBytes(200 * 1024 + 7);
+    const echoed = await layout.fetchAs('zoe', '/echo', { method: 'POST', body, headers: { 'content-type': 'application/octet-stream', 'x-test-id': 'zrok-usage' } });
+    expect(Buffer.compare(Buffer.from(await echoed.arrayBuffer()), body)).toBe(0);
+    expect(share.seen.some((seen) => seen.headers['x-test-id'] === 'zrok-usage')).toBe(true);
+    const after = await today();
+    expect(after.requests - before.requests).toBe(1);
+    expect(after.bytesToDesktop - before.bytesToDesktop).toBe(body.byteLength);
+    expect(after.bytesFromDesktop - before.bytesFromDesktop).toBe(body.byteLength);
+  });
+
   it('keeps credentials, hop-by-hop and internal headers away from the share', async () => {
     const res = await layout.fetchAs('zoe', '/headers', { headers: { 'x-custom': 'kept', cookie: 'a=b', 'x-ctll-proxy-secret': 'guess' } });
     const { headers } = (await res.json()) as { headers: Record<string, string> };

@@ -7,11 +7,9 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { PROXY_SECRET_HEADER } from '@ctll/protocol';
-import { createLogger as createEdgeLogger } from '../../../api-backend/src/logger';
-import { ProxyLinkPool } from '../../../api-backend/src/relay/proxy-link';
-import { relayFrames } from '../../../api-backend/src/relay/frame-relay';
 import { loadConfig } from '../../src/config';
 import { openRawDesktop, type RawDesktop } from '../../../tests/helpers/raw-desktop';
+import { startFrameEdge } from '../../../tests/helpers/frame-edge';
 
 export type { RawDesktop };
 import { createLogger } from '../../src/logger';
@@ -53,7 +51,7 @@ export async function startProxy(env: Record<string, string> = {}): Promise<Test
   const server = createProxyServer({ config, logger, stats, hub, journal });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
-  const edge = await startEdge(port);
+  const edge = await startFrameEdge({ host: '127.0.0.1', port, secret: SECRET }, Number.MAX_SAFE_INTEGER);
   return {
     url: `http://127.0.0.1:${port}`,
     relayUrl: edge.url,
@@ -70,28 +68,6 @@ export async function startProxy(env: Record<string, string> = {}): Promise<Test
     },
   };
 }
-
-/** api-backend's edge reduced to its relay: every request goes to the proxy over one frame link. */
-async function startEdge(proxyPort: number): Promise<{ url: string; close(): Promise<void> }> {
-  const pool = new ProxyLinkPool({ openTimeoutMs: 5000, logger: createEdgeLogger('error') });
-  const endpoint = { host: '127.0.0.1', port: proxyPort, secret: SECRET };
-  const server = http.createServer((req, res) => {
-    pool.get(endpoint).then(
-      (link) => relayFrames(req, res, link, req.url ?? '/', { maxBodyBytes: Number.MAX_SAFE_INTEGER, silenceTimeoutMs: 30_000, onBytes: () => undefined }),
-      () => res.destroy(),
-    );
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    close: () => {
-      pool.close();
-      server.closeAllConnections();
-      return new Promise((resolve) => server.close(() => resolve()));
-    },
-  };
-}
-
 
 /** A hand-driven desktop on the proxy's /ws/tunnel. */
 export function connectDesktop(proxy: TestProxy, headers: Record<string, string> = {}): Promise<RawDesktop> {
