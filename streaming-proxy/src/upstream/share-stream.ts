@@ -9,7 +9,9 @@
  * request's were filtered at the edge, the answer's are filtered here.
  *
  * A share is picked asynchronously (the directory may look again first); frames for the stream
- * that arrive meanwhile wait here, which their credit bounds to one window.
+ * that arrive meanwhile wait here, which their credit bounds to one window. As on the desktop's
+ * way, a request counts (stats, usage) once it goes to a share, and the silence timer starts then:
+ * a request refused before (no share, a named target) is no relayed request.
  */
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import {
@@ -34,7 +36,8 @@ export class ShareStream implements UpstreamStream {
   private readonly fromUpstream: ReceiveCredit;
   /** The answer body towards api-backend, on api-backend's credit. */
   private readonly toUpstream: BodySender;
-  private readonly timer: NodeJS.Timeout;
+  /** The silence timer, from the moment the request goes to the share. */
+  private timer: NodeJS.Timeout | undefined;
   private lease: ShareLease | undefined;
   private toShare: ClientRequest | undefined;
   /** Request bytes that arrived before a share was picked. */
@@ -53,10 +56,6 @@ export class ShareStream implements UpstreamStream {
   ) {
     this.fromUpstream = new ReceiveCredit((bytes) => this.upstream.sendControl({ type: 'window', id: this.id, bytes }));
     this.toUpstream = new BodySender((slice) => this.upstream.sendData(this.id, slice));
-    this.timer = setTimeout(() => this.silenceTimeout(), options.requestTimeoutMs);
-    options.stats.countRequest();
-    options.stats.activeExchanges += 1;
-    options.stats.touch();
   }
 
   /** Picks a share and sends it the request; without one the caller hears that the desktop is offline. */
@@ -100,6 +99,10 @@ export class ShareStream implements UpstreamStream {
       return this.unreachable(error as Error);
     }
     this.toShare = toShare;
+    this.timer = setTimeout(() => this.silenceTimeout(), this.options.requestTimeoutMs);
+    this.options.stats.countRequest();
+    this.options.stats.activeExchanges += 1;
+    this.options.stats.touch();
     toShare.on('response', (answer) => this.onResponse(answer));
     // Other 1xx heads are passed over by Node's client; a 101 would leave the caller waiting.
     toShare.on('upgrade', (_answer, socket) => {
@@ -109,7 +112,8 @@ export class ShareStream implements UpstreamStream {
     toShare.on('error', (error) => this.onShareError(error));
     const early = this.early;
     this.early = [];
-    for (const chunk of early) this.write(chunk);
+    // A whole frame's body was sent outside the stream's credit: nothing of it is granted back.
+    for (const chunk of early) this.write(chunk, !whole);
     if (this.upstreamEnded) toShare.end();
   }
 
@@ -142,21 +146,23 @@ export class ShareStream implements UpstreamStream {
     this.toShare?.destroy();
   }
 
-  /** Counts request bytes on their way to the share; false when they crossed the body limit (failed). */
+  /** Holds the request body to MAX_BODY_BYTES; false when it crossed the limit (the stream failed). */
   private countUp(bytes: number): boolean {
     this.bodyBytes += bytes;
-    if (this.bodyBytes > this.options.maxBodyBytes) {
-      this.fail(this.options.tooLarge());
-      return false;
-    }
-    this.timer.refresh();
-    this.options.stats.countBytes('bytesToDesktop', bytes);
-    return true;
+    if (this.bodyBytes <= this.options.maxBodyBytes) return true;
+    this.fail(this.options.tooLarge());
+    return false;
   }
 
   /** Credit goes back to api-backend only once the share's socket took the bytes: the backpressure. */
-  private write(payload: Buffer): void {
+  private write(payload: Buffer, credited = true): void {
     const toShare = this.toShare!;
+    this.timer?.refresh();
+    this.options.stats.countBytes('bytesToDesktop', payload.byteLength);
+    if (!credited) {
+      toShare.write(payload);
+      return;
+    }
     if (toShare.write(payload) && this.unwritten === 0) {
       this.fromUpstream.consumed(payload.byteLength);
       return;
@@ -194,11 +200,11 @@ export class ShareStream implements UpstreamStream {
       return this.fail(new CatalogueError('bad_response', `the zrok share sent a response head the relay cannot carry: ${head.error.issues[0]?.message ?? 'invalid'}`));
     }
     this.headSent = true;
-    this.timer.refresh();
+    this.timer?.refresh();
     this.upstream.sendControl(head.data);
     answer.on('data', (chunk: Buffer) => {
       if (this.done) return;
-      this.timer.refresh();
+      this.timer?.refresh();
       this.options.stats.countBytes('bytesFromDesktop', chunk.byteLength);
       if (this.toUpstream.write(chunk)) return;
       // No credit from api-backend: the share waits until its caller took the bytes.
@@ -252,7 +258,7 @@ export class ShareStream implements UpstreamStream {
     if (this.done) return;
     // A caller slow to read holds the share back through credit: that is not the share's silence.
     if (!this.toUpstream.ready) {
-      this.timer.refresh();
+      this.timer?.refresh();
       return;
     }
     const waited = `${this.options.requestTimeoutMs} ms`;
@@ -277,8 +283,11 @@ export class ShareStream implements UpstreamStream {
     this.early = [];
     this.toUpstream.clear();
     this.lease?.release();
-    this.options.stats.activeExchanges -= 1;
-    this.options.stats.touch();
+    if (this.timer) {
+      // It went to a share: it was counted among the active requests.
+      this.options.stats.activeExchanges -= 1;
+      this.options.stats.touch();
+    }
     this.options.onDone();
   }
 }
