@@ -54,7 +54,7 @@ async function wholeProxy(onMessage: (proxy: Proxy) => void, offersWhole = true)
   const endpoint = { host: '127.0.0.1', port: (wss.address() as AddressInfo).port, secret: 'x'.repeat(40) };
   const server = http.createServer((req, res) => {
     pool.get(endpoint).then(
-      (link) => relayFrames(req, res, link!, req.url ?? '/', { maxBodyBytes: 8 * INITIAL_WINDOW, silenceTimeoutMs: 30_000, onBytes: () => undefined }),
+      (link) => relayFrames(req, res, link, req.url ?? '/', { maxBodyBytes: 8 * INITIAL_WINDOW, silenceTimeoutMs: 30_000, onBytes: () => undefined }),
       () => res.destroy(),
     );
   });

@@ -64,7 +64,7 @@ async function fakeProxy(onRequest: (ws: WebSocket, request: HttpRequestMessage)
 async function edge(pool: ProxyLinkPool, proxy: FakeProxy): Promise<{ url: string; server: http.Server }> {
   const server = http.createServer((req, res) => {
     pool.get(proxy.endpoint).then(
-      (link) => relayFrames(req, res, link!, req.url ?? '/', { maxBodyBytes: 1024 * 1024, silenceTimeoutMs: 30_000, onBytes: () => undefined }),
+      (link) => relayFrames(req, res, link, req.url ?? '/', { maxBodyBytes: 1024 * 1024, silenceTimeoutMs: 30_000, onBytes: () => undefined }),
       () => res.destroy(),
     );
   });

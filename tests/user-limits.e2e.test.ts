@@ -7,8 +7,8 @@
  */
 import WebSocket from 'ws';
 import { userHash } from '../api-backend/src/proxy/naming';
-import { SECRET_HEADER } from '../api-backend/src/proxy/proxy-client';
 import { startLayout, waitFor, type Layout } from './helpers/layout';
+import { startFrameEdge } from './helpers/frame-edge';
 import { TRANSPORTS } from './helpers/matrix';
 
 const MAX_BODY = 64 * 1024;
@@ -72,14 +72,11 @@ function dialTunnel(layout: Layout, user: string): Promise<{ ws?: WebSocket; ref
   });
 }
 
-// Both ways api-backend reaches the proxy (PROXY_LINK): the frame link's requests pass the same limits.
-const LIMIT_CASES = (['http', 'frames'] as const).flatMap((link) => TRANSPORTS.map((transport) => ({ transport, link })));
-
-describe.each(LIMIT_CASES)('per-user limits at the proxy (transport $transport, PROXY_LINK=$link)', ({ transport, link }) => {
+describe.each(TRANSPORTS)('per-user limits at the proxy (transport %s)', (transport) => {
   let layout: Layout;
 
   beforeAll(async () => {
-    layout = await startLayout({ transport, env: { ...USER_LIMITS, PROXY_LINK: link }, llm: { tokenDelayMs: 20, tokens: 3 } });
+    layout = await startLayout({ transport, env: USER_LIMITS, llm: { tokenDelayMs: 20, tokens: 3 } });
   });
   afterAll(() => layout?.close());
 
@@ -128,9 +125,8 @@ describe.each(LIMIT_CASES)('per-user limits at the proxy (transport $transport, 
     await layout.connectBridge(user);
     // The way a second api-backend with a larger MAX_BODY_BYTES would call: straight to the user's proxy.
     const handle = await layout.relay.manager.driver.inspect(userHash(user));
-    const { host, port, secret } = handle!.endpoint!;
-    const direct = (body: RequestInit['body']) =>
-      fetch(`http://${host}:${port}/relay/sha256`, { method: 'POST', headers: { [SECRET_HEADER]: secret }, body, duplex: 'half' } as RequestInit);
+    const edge = await startFrameEdge(handle!.endpoint!, 100 * MAX_BODY);
+    const direct = (body: RequestInit['body']) => fetch(`${edge.url}/sha256`, { method: 'POST', body, duplex: 'half' } as RequestInit);
 
     const declared = await refusalOf(await direct(Buffer.alloc(MAX_BODY + 1)));
     expect(declared).toMatchObject({ status: 413, code: 'payload_too_large', message: `the request body exceeds ${MAX_BODY} bytes` });
@@ -147,9 +143,9 @@ describe.each(LIMIT_CASES)('per-user limits at the proxy (transport $transport, 
       },
     });
     const aborted = layout.llm.aborted.length;
-    const cut = await fetch(`http://${host}:${port}/relay/sha256`, {
+    const cut = await fetch(`${edge.url}/sha256`, {
       method: 'POST',
-      headers: { [SECRET_HEADER]: secret, 'x-test-id': 'cut' },
+      headers: { 'x-test-id': 'cut' },
       body: chunked,
       duplex: 'half',
     } as RequestInit);
@@ -160,6 +156,7 @@ describe.each(LIMIT_CASES)('per-user limits at the proxy (transport $transport, 
     const atLimit = await direct(Buffer.alloc(MAX_BODY));
     expect(atLimit.status).toBe(200);
     expect(((await atLimit.json()) as { bytes: number }).bytes).toBe(MAX_BODY);
+    await edge.close();
   });
 });
 

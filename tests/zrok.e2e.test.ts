@@ -23,6 +23,8 @@ const BRIDGE_CLI = path.resolve(__dirname, '../bridge/dist/cli.js');
  * the relay reports, not for a fixed time.
  */
 const TTL_MS = 6_000;
+/** Requests at once per user (USER_MAX_STREAMS), low enough to reach through the share. */
+const MAX_STREAMS = 3;
 
 interface ShareAnswer {
   tunnelId: string;
@@ -90,6 +92,7 @@ describe('zrok shares (ZROK_ALLOW_INSECURE=true)', () => {
         ZROK_SHARE_TTL_MS: String(TTL_MS),
         ZROK_DISCOVERY_INTERVAL_MS: '200',
         REQUEST_TIMEOUT_MS: '1500',
+        USER_MAX_STREAMS: String(MAX_STREAMS),
         // A polling bridge that leaves is noticed after the grace period: keep it short here.
         BRIDGE_POLL_TIMEOUT_MS: '1000',
         BRIDGE_GRACE_MS: '1500',
@@ -207,6 +210,20 @@ describe('zrok shares (ZROK_ALLOW_INSECURE=true)', () => {
     expect(Buffer.compare(Buffer.from(await echoed.arrayBuffer()), body)).toBe(0);
   });
 
+  it("counts requests through the share, and their body bytes both ways, in the user's usage", async () => {
+    type Today = { requests: number; bytesToDesktop: number; bytesFromDesktop: number };
+    const today = async () => ((await (await api(layout, 'zoe', 'GET', '/api/me/usage')).json()) as { today: Today }).today;
+    const before = await today();
+    const body = randomBytes(200 * 1024 + 7);
+    const echoed = await layout.fetchAs('zoe', '/echo', { method: 'POST', body, headers: { 'content-type': 'application/octet-stream', 'x-test-id': 'zrok-usage' } });
+    expect(Buffer.compare(Buffer.from(await echoed.arrayBuffer()), body)).toBe(0);
+    expect(share.seen.some((seen) => seen.headers['x-test-id'] === 'zrok-usage')).toBe(true);
+    const after = await today();
+    expect(after.requests - before.requests).toBe(1);
+    expect(after.bytesToDesktop - before.bytesToDesktop).toBe(body.byteLength);
+    expect(after.bytesFromDesktop - before.bytesFromDesktop).toBe(body.byteLength);
+  });
+
   it('keeps credentials, hop-by-hop and internal headers away from the share', async () => {
     const res = await layout.fetchAs('zoe', '/headers', { headers: { 'x-custom': 'kept', cookie: 'a=b', 'x-ctll-proxy-secret': 'guess' } });
     const { headers } = (await res.json()) as { headers: Record<string, string> };
@@ -251,6 +268,27 @@ describe('zrok shares (ZROK_ALLOW_INSECURE=true)', () => {
     const aborted = share.nextAbort(5000);
     controller.abort();
     await expect(aborted).resolves.toBe('/api/chat');
+  });
+
+  it('holds requests through the share to USER_MAX_STREAMS: the one past it gets 429 too_many_streams', async () => {
+    const controller = new AbortController();
+    const chat = () =>
+      layout.fetchAs('zoe', '/api/chat', {
+        method: 'POST',
+        body: JSON.stringify({ model: 'test-model', messages: [], options: { num_predict: 400 } }),
+        signal: controller.signal,
+      });
+    try {
+      const running = await Promise.all(Array.from({ length: MAX_STREAMS }, chat));
+      expect(running.map((res) => res.status)).toEqual(Array(MAX_STREAMS).fill(200));
+      const refused = await layout.fetchAs('zoe', '/api/tags');
+      expect(refused.status).toBe(429);
+      expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('too_many_streams');
+    } finally {
+      controller.abort();
+    }
+    // The callers left: their slots are free again, and the share serves.
+    await waitFor(async () => (await layout.fetchAs('zoe', '/api/tags')).status === 200, 5000, 'the slots to be freed');
   });
 
   it('ends a silent share with 504 after REQUEST_TIMEOUT_MS', async () => {

@@ -222,10 +222,10 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   app.use(meEventsRoutes(healthFeed));
   app.use(operatorRoutes({ manager, client, maxProxies: config.proxyLimits.max, errors: recentErrors, logger: log('StreamingProxyManager') }));
   app.use(bridgeRoutes(manager, client, metrics, { pollTimeoutMs: config.bridge.pollTimeoutMs, requestTimeoutMs: config.requestTimeoutMs }));
-  // PROXY_LINK=frames: relayed requests reach each proxy over one frame link (relay/proxy-link.ts).
-  const links = config.proxyLink === 'frames' ? new ProxyLinkPool({ openTimeoutMs: 5_000, logger: log('relay') }) : undefined;
+  // Relayed requests reach each proxy over one frame link (relay/proxy-link.ts).
+  const links = new ProxyLinkPool({ openTimeoutMs: 5_000, logger: log('relay') });
   app.use(
-    tunnelRoutes(manager, client, metrics, {
+    tunnelRoutes(manager, metrics, {
       maxBodyBytes: config.maxBodyBytes,
       requestTimeoutMs: config.requestTimeoutMs,
       links,
@@ -322,7 +322,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
           server.closeAllConnections();
           drain.closeTunnels();
           client.close();
-          links?.close();
+          links.close();
         });
       } finally {
         // Last, as it started first: it records the manager's final stops, then flushes.

@@ -132,14 +132,6 @@ const schema = z.object({
   MAX_STREAMS_PER_TUNNEL: z.coerce.number().int().positive().default(256),
 
   REQUEST_TIMEOUT_MS: z.coerce.number().int().positive().default(30_000),
-  // The frame path (one multiplexed link per proxy): measured against the HTTP path in bench/RESULTS.md.
-  /**
-   * How api-backend carries a web client's request to the user's proxy: `frames` (one WebSocket
-   * per proxy carrying the tunnel's own frames; HTTP parsed once, here) or `http` (a pooled HTTP
-   * request per call, parsed again by the proxy; kept as a fallback while frames prove out).
-   * Without a connected desktop, requests take the HTTP path either way (the zrok fallback lives there).
-   */
-  PROXY_LINK: z.enum(['http', 'frames']).default('frames'),
   MAX_BODY_BYTES: z.coerce.number().int().positive().default(100 * 1024 * 1024),
   /** Express `trust proxy`: which hops may set X-Forwarded-For (e.g. nginx's network). */
   TRUST_PROXY: z.string().default('loopback'),
@@ -293,8 +285,6 @@ export interface Config {
   maxStreamsPerTunnel: number;
   requestTimeoutMs: number;
   maxBodyBytes: number;
-  /** How relayed requests reach the proxy (PROXY_LINK). */
-  proxyLink: 'http' | 'frames';
   trustProxy: string;
   shutdownGraceMs: number;
   zrok: { shareTtlMs: number; discoveryIntervalMs: number; allowInsecure: boolean; shareDomains: string[] };
@@ -391,7 +381,6 @@ export function loadConfig(env: Record<string, string | undefined>, defaults: { 
     maxStreamsPerTunnel: c.MAX_STREAMS_PER_TUNNEL,
     requestTimeoutMs: c.REQUEST_TIMEOUT_MS,
     maxBodyBytes: c.MAX_BODY_BYTES,
-    proxyLink: c.PROXY_LINK,
     trustProxy: c.TRUST_PROXY,
     shutdownGraceMs: c.SHUTDOWN_GRACE_MS,
     zrok: zrokConfig(c),

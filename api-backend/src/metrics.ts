@@ -13,11 +13,9 @@ export class Metrics {
     labelNames: ['route', 'status'] as const,
     registers: [this.registry],
   });
-  /** Relayed requests by the way they reached the proxy (PROXY_LINK; `http` also without a desktop). */
   readonly relayRequests = new client.Counter({
     name: 'ctll_relay_requests_total',
-    help: 'Web client requests relayed to proxies, by how they reached the proxy (http or frames)',
-    labelNames: ['link'] as const,
+    help: 'Web client requests relayed to proxies (over their frame links)',
     registers: [this.registry],
   });
   readonly relayBytes = new client.Counter({

@@ -14,8 +14,6 @@
  *                   count, for a machine where creating 100 proxy containers takes too long
  *   --out <dir>     where to write results.json and RESULTS.md
  *   --drivers a,b   only these proxy drivers (process, docker); default both
- *   --links a,b     how api-backend reaches the proxy (PROXY_LINK: http, frames); default http.
- *                   Each link but http adds its own process-driver relay, rows `relay <transport>/process <link>`
  *   --render        only regenerate RESULTS.md from results.json (e.g. after editing hotspots.json)
  *   --merge <dir>   with --render: first take the scenarios of the run in <dir> (e.g. an --only run
  *                   written with --out) into results.json, each noted as measured separately
@@ -73,7 +71,6 @@ const USAGE = `usage: npm run bench -- [options]   (or node bench/run.mjs [optio
   --users N      users (bridges) of the scale scenarios (scale, replicas)
   --out DIR      where results.json and RESULTS.md go
   --drivers a,b  only these proxy drivers (process, docker); default both
-  --links a,b    how api-backend reaches the proxy (PROXY_LINK: http, frames); default http
   -h, --help     this text
 `;
 
@@ -86,7 +83,6 @@ async function main(): Promise<void> {
       out: { type: 'string' },
       render: { type: 'boolean' },
       drivers: { type: 'string' },
-      links: { type: 'string' },
       users: { type: 'string' },
       merge: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -139,19 +135,13 @@ async function main(): Promise<void> {
     const relayByDriver = new Map<DriverName, RelayProcess>();
     let dockerUnavailable: string | undefined;
     const drivers = values.drivers ? (values.drivers.split(',').map((d) => d.trim()) as DriverName[]) : DRIVERS;
-    const links = values.links ? values.links.split(',').map((l) => l.trim()) : ['http'];
-    // Each variant: a driver, and the PROXY_LINK its api-backend uses (http rows keep their old names).
-    const variants = [
-      ...(links.includes('http') ? drivers.map((driver) => ({ driver, link: 'http', suffix: '' })) : []),
-      ...links.filter((link) => link !== 'http').map((link) => ({ driver: 'process' as DriverName, link, suffix: ` ${link}` })),
-    ];
-    for (const { driver, link, suffix } of variants) {
+    for (const driver of drivers) {
       const why = driver === 'docker' ? dockerMissing() : undefined;
       let relay: RelayProcess | undefined;
       if (!why) {
         try {
-          relay = await startRelayProcess({ driver, env: { ...(driver === 'docker' ? DOCKER_ENV : {}), PROXY_LINK: link } });
-          if (!relayByDriver.has(driver)) relayByDriver.set(driver, relay);
+          relay = await startRelayProcess({ driver, env: driver === 'docker' ? DOCKER_ENV : {} });
+          relayByDriver.set(driver, relay);
           closers.push(() => relay!.close());
           // Containers outlive api-backend on purpose; the bench's have no next start to adopt them.
           if (driver === 'docker') closers.push(async () => (await import('../../tests/docker/support')).removeScope(DOCKER_ENV.PROXY_SCOPE));
@@ -163,12 +153,12 @@ async function main(): Promise<void> {
         dockerUnavailable = why;
       }
       for (const transport of TRANSPORTS) {
-        const id = `relay ${transport}/${driver}${suffix}`;
+        const id = `relay ${transport}/${driver}`;
         if (!relay) {
           routeStatus.push({ id, kind: 'relay', status: 'unavailable', reason: dockerUnavailable ?? 'relay did not start' });
           continue;
         }
-        const userId = `bench-${transport}-${driver}${suffix.replace(' ', '-')}`;
+        const userId = `bench-${transport}-${driver}`;
         let bridge: BridgeProcess;
         try {
           bridge = await startBridgeProcess(relay, userId, llm.url, transport);

@@ -23,8 +23,8 @@ function routeText(id: string): string {
     const [, transport, driver, frames] = match;
     const proxy = driver === 'docker' ? 'streaming-proxy (its own container)' : 'streaming-proxy (child process)';
     const tunnel = transport === 'ws' ? 'WebSocket tunnel' : 'HTTP long-poll';
-    // PROXY_LINK=frames: api-backend reaches the proxy over its frame link instead of an HTTP request.
-    const hop = frames ? ' → frame link (PROXY_LINK=frames)' : '';
+    // Rows of runs that compared the frame link with the older HTTP hop name the frame link's.
+    const hop = frames ? ' → frame link' : '';
     return `our relay: web client → api-backend (JWT check, routing)${hop} → ${proxy} → ${tunnel} → ctll-bridge → test server`;
   }
   return id;

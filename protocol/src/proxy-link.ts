@@ -1,5 +1,5 @@
 /**
- * The frame link between api-backend and a user's proxy (PROXY_LINK=frames): one WebSocket per
+ * The frame link between api-backend and a user's proxy: one WebSocket per
  * proxy, opened by api-backend at PROXY_LINK_PATH with the proxy secret, that carries every relayed
  * request as the tunnel's own frames (messages.ts, frames.ts) with the same per-stream credit
  * (flow.ts). On this link api-backend plays the relay's part (it sends `http_request`, the request
@@ -9,8 +9,8 @@
  *
  * Each side says `hello` with its PROTOCOL_VERSION first; a side that gets another version closes
  * the link with LINK_VERSION_CLOSE and a reason naming both. Then the proxy says whether a desktop
- * is connected (`desktop`), and again whenever that changes: without one, api-backend sends the
- * request the HTTP way, where the proxy's zrok fallback lives.
+ * is connected (`desktop`), and again whenever that changes. Requests go over the link either way:
+ * without a desktop the proxy answers from the user's zrok share, or with desktop_offline.
  *
  * A side whose `hello` says `whole: true` takes whole frames (whole-frame.ts: a short request or
  * answer as one message); the other side sends them only then. Older sides leave the field out
@@ -33,7 +33,7 @@ export const linkHelloSchema = z.object({
   whole: z.boolean().optional(),
 });
 
-/** Proxy → api-backend: whether a desktop link is connected now (requests without one go the HTTP way). */
+/** Proxy → api-backend: whether a desktop link is connected now. */
 export const linkDesktopSchema = z.object({
   type: z.literal('desktop'),
   connected: z.boolean(),

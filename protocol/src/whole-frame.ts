@@ -1,5 +1,5 @@
 /**
- * Whole frames of the frame link (PROXY_LINK=frames, proxy-link.ts): a short request or answer —
+ * Whole frames of the frame link (proxy-link.ts): a short request or answer —
  * its head, its whole body and its end — as ONE binary WebSocket message, where the streaming form
  * takes three (`http_request`/`http_response`, a data frame, `end`), each its own socket write and
  * its own parse on the other side. Only the api-backend⇄proxy link uses them, and only towards a

@@ -27,7 +27,7 @@ function main(): void {
   const stats = new ProxyStats();
   const journal = new Journal();
   const hub = new TunnelHub(stats, logger, journal);
-  const zrok = ZrokPath.fromConfig(config, stats, logger);
+  const zrok = ZrokPath.fromConfig(config, logger);
   const server = createProxyServer({ config, logger, stats, hub, journal, zrok });
 
   server.listen(config.port, config.host, () => {

@@ -1,11 +1,12 @@
 /**
- * One relayed exchange when the desktop's answer head is wrong: a real proxy server in this
- * process, a raw WebSocket playing the desktop, a plain HTTP caller. Whatever the desktop sends,
- * the caller gets a whole answer: the desktop's, or the relay's JSON error.
+ * One relayed request when the desktop's answer head is wrong: a real proxy server in this
+ * process, a raw WebSocket playing the desktop, a plain HTTP caller through api-backend's frame
+ * relay. Whatever the desktop sends, the caller gets a whole answer: the desktop's, or the relay's
+ * JSON error.
  */
 import http from 'node:http';
 import { decodeData, encodeControl, encodeData, INITIAL_WINDOW, MAX_OVERSHOOT_BYTES, PROXY_SECRET_HEADER, type ControlMessage } from '@ctll/protocol';
-import { callRelay, connectDesktop, SECRET, startProxy, type RawDesktop, type TestProxy } from './helpers/proxy';
+import { callRelay, connectDesktop, startProxy, type RawDesktop, type TestProxy } from './helpers/proxy';
 import { waitUntil, within } from './helpers/wait';
 
 let proxy: TestProxy;
@@ -34,7 +35,8 @@ it.each([204, 304, 200])('a desktop answering %i with a header name HTTP forbids
   const desktop = await connectDesktop(proxy);
   const caller = callRelay(proxy, '/bad-head');
   const request = await nextRequest(desktop);
-  desktop.ws.send(encodeControl({ type: 'http_response', id: request.id, status, headers: { 'x-ok': '1', 'bad[name': 'v' }, end: true }));
+  // A head with its body still to come: the desktop's stream is open, so it must hear that it is over.
+  desktop.ws.send(encodeControl({ type: 'http_response', id: request.id, status, headers: { 'x-ok': '1', 'bad[name': 'v' }, end: false }));
   const res = await caller;
   expect(res.statusCode).toBe(502);
   expect(res.statusMessage).toBe('Bad Gateway');
@@ -120,8 +122,8 @@ describe('a desktop that misbehaves on one stream', () => {
 describe('what reaches the desktop of a request', () => {
   it("never forwards the caller's credentials (authorization, cookie) or forwarding headers", async () => {
     const desktop = await connectDesktop(proxy);
-    const req = http.request(`${proxy.url}/relay/private`, {
-      headers: { [PROXY_SECRET_HEADER]: SECRET, authorization: 'Bearer secret', cookie: 'session=1', 'x-forwarded-for': '10.0.0.1', 'x-kept': 'yes' },
+    const req = http.request(`${proxy.relayUrl}/private`, {
+      headers: { [PROXY_SECRET_HEADER]: 'guess', authorization: 'Bearer secret', cookie: 'session=1', 'x-forwarded-for': '10.0.0.1', 'x-kept': 'yes' },
     });
     req.on('error', () => undefined);
     req.end();
@@ -182,7 +184,7 @@ describe('a caller or desktop that goes quiet', () => {
 
   it('tells the desktop to cancel when the caller hangs up, so the model stops generating', async () => {
     const desktop = await connectDesktop(quiet);
-    const req = http.request(`${quiet.url}/relay/hang-up`, { headers: { [PROXY_SECRET_HEADER]: SECRET } });
+    const req = http.request(`${quiet.relayUrl}/hang-up`);
     req.on('error', () => undefined);
     req.end();
     const request = await nextRequest(desktop);

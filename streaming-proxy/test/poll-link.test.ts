@@ -113,7 +113,7 @@ it('refuses a request with 503 queue_full while the bridge has its whole queue s
 it('withdraws a request whose caller left before any poll took it: the bridge never hears of it, and its queue slot is free again', async () => {
   const p = await start({ BRIDGE_MAX_QUEUE: '1' });
   const bridgeId = await registerPoller(p);
-  const req = http.request(`${p.url}/relay/abandoned`, { headers: { [PROXY_SECRET_HEADER]: SECRET } });
+  const req = http.request(`${p.relayUrl}/abandoned`);
   req.on('error', () => undefined);
   req.end();
   await waitUntil(() => p.stats.activeExchanges === 1, 'the request is queued');

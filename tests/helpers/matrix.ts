@@ -22,16 +22,3 @@ export function drivers(): DriverName[] {
 export function combinations(only: DriverName[] = drivers()): Combination[] {
   return only.flatMap((driver) => TRANSPORTS.map((transport) => ({ driver, transport })));
 }
-
-export type ProxyLink = 'http' | 'frames';
-
-/**
- * The combinations again, plus the frame path (PROXY_LINK=frames) under the process driver for
- * every transport: the suites that carry the tunnel's main behaviour run both ways to the proxy.
- */
-export function linkCombinations(only: DriverName[] = drivers()): Array<Combination & { link: ProxyLink }> {
-  return [
-    ...combinations(only).map((c) => ({ ...c, link: 'http' as const })),
-    ...TRANSPORTS.map((transport) => ({ driver: 'process' as const, transport, link: 'frames' as const })),
-  ];
-}

@@ -1,5 +1,5 @@
 /**
- * One web client's request carried to the user's proxy over its frame link (PROXY_LINK=frames):
+ * One web client's request carried to the user's proxy over its frame link:
  * HTTP is parsed here, at the edge, and only here. The caller's headers are filtered once, the
  * desktop's path was computed once by the route, and from here to the bridge the request is the
  * tunnel's frames; the answer's frames are written into the caller's response as they come.

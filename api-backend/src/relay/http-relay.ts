@@ -1,9 +1,11 @@
 /**
- * Carries one web client's HTTP request to the user's proxy and the answer back, streaming both
- * ways through pooled keep-alive sockets. Nothing is buffered: the request body is piped with a
+ * Carries one polling bridge's HTTP request (register, poll, heartbeat, respond: that transport is
+ * HTTP by nature) to the user's proxy and the answer back, streaming both ways through pooled
+ * keep-alive sockets. Web clients' requests reach the proxy over its frame link instead
+ * (frame-relay.ts). Nothing is buffered: the request body is piped with a
  * running byte count against MAX_BODY_BYTES, and the answer's head is flushed the moment it
- * arrives, then its chunks as they come. If the web client goes away, the upstream request is
- * destroyed, which the proxy turns into a `cancel` for the desktop.
+ * arrives, then its chunks as they come. If the caller goes away, the upstream request is
+ * destroyed.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { bodyFraming, CALLER_ONLY_HEADERS, endToEndHeaders, PayloadTooLargeError, ServiceUnavailableError } from '@ctll/protocol';
@@ -27,7 +29,7 @@ export function relayHttp(
   req: IncomingMessage,
   res: ServerResponse,
   endpoint: ProxyEndpoint,
-  /** Path on the proxy, e.g. `/relay/api/chat` or `/bridge/poll/<id>`. */
+  /** Path on the proxy, e.g. `/bridge/poll/<id>`. */
   upstreamPath: string,
   client: ProxyClient,
   options: RelayOptions,

@@ -1,12 +1,9 @@
 /**
- * api-backend's frame links to its proxies (PROXY_LINK=frames; protocol/src/proxy-link.ts): one
- * WebSocket per proxy endpoint, opened on the first request that needs it and again after it
- * closed, carrying every relayed request to that proxy as the tunnel's frames. The pool hands out
- * a link only once both sides said `hello` with the same protocol version and the proxy said
- * whether a desktop is connected.
- *
- * A proxy that has no frame link (an older image that answers the upgrade with 404) is left to
- * the HTTP path for a while instead of being asked again on every request.
+ * api-backend's frame links to its proxies (protocol/src/proxy-link.ts): one WebSocket per proxy
+ * endpoint, opened on the first request that needs it and again after it closed, carrying every
+ * relayed request to that proxy as the tunnel's frames. The pool hands out a link only once both
+ * sides said `hello` with the same protocol version and the proxy said whether a desktop is
+ * connected.
  *
  * Both sides say in their hello whether they take whole frames (protocol/src/whole-frame.ts); a
  * short request goes to the proxy as one only if the proxy said so, and this side always says so.
@@ -53,9 +50,6 @@ export interface LinkStreamHandler {
   /** The proxy failed the stream, or the link went away. */
   onError(code: string, message: string): void;
 }
-
-/** How long a proxy without a frame link is sent requests the HTTP way before it is asked again. */
-const UNSUPPORTED_RETRY_MS = 60_000;
 
 export interface ProxyLinkOptions {
   openTimeoutMs: number;
@@ -212,9 +206,6 @@ export class ProxyLink {
   }
 }
 
-/** The proxy answered the upgrade without taking it: it has no frame link. */
-export class LinkUnsupportedError extends Error {}
-
 /** Opens a link and resolves once both hellos and the first desktop state are through. */
 export function openProxyLink(endpoint: ProxyEndpoint, options: ProxyLinkOptions, onClosed: (link: ProxyLink) => void): Promise<ProxyLink> {
   const version = options.version ?? PROTOCOL_VERSION;
@@ -265,7 +256,7 @@ export function openProxyLink(endpoint: ProxyEndpoint, options: ProxyLinkOptions
     ws.on('open', () => ws.send(encodeLinkMessage({ type: 'hello', version, whole: true })));
     ws.on('unexpected-response', (_req, res) => {
       res.resume();
-      fail(new LinkUnsupportedError(`the proxy answered the frame link's upgrade with ${res.statusCode}`));
+      fail(new Error(`the proxy answered the frame link's upgrade with ${res.statusCode}`));
     });
     ws.on('error', (error) => fail(error));
   });
@@ -274,18 +265,12 @@ export function openProxyLink(endpoint: ProxyEndpoint, options: ProxyLinkOptions
 /** One link per proxy endpoint, shared by every request to that proxy. */
 export class ProxyLinkPool {
   private readonly links = new Map<string, Promise<ProxyLink>>();
-  private readonly unsupported = new Map<string, number>();
 
   constructor(private readonly options: ProxyLinkOptions) {}
 
-  /** The endpoint's link, opened if need be; undefined when that proxy has none (use HTTP). Rejects when it cannot be opened. */
-  async get(endpoint: ProxyEndpoint): Promise<ProxyLink | undefined> {
+  /** The endpoint's link, opened if need be. Rejects when it cannot be opened. */
+  async get(endpoint: ProxyEndpoint): Promise<ProxyLink> {
     const key = `${endpoint.host}:${endpoint.port}`;
-    const until = this.unsupported.get(key);
-    if (until !== undefined) {
-      if (Date.now() < until) return undefined;
-      this.unsupported.delete(key);
-    }
     let pending = this.links.get(key);
     if (!pending) {
       pending = openProxyLink(endpoint, this.options, () => {
@@ -296,15 +281,8 @@ export class ProxyLinkPool {
         if (this.links.get(key) === pending) this.links.delete(key);
       });
     }
-    try {
-      const link = await pending;
-      return link.closed ? this.get(endpoint) : link;
-    } catch (error) {
-      if (!(error instanceof LinkUnsupportedError)) throw error;
-      this.options.logger.warn('a proxy has no frame link; its requests take the HTTP path', { detail: error.message });
-      this.unsupported.set(key, Date.now() + UNSUPPORTED_RETRY_MS);
-      return undefined;
-    }
+    const link = await pending;
+    return link.closed ? this.get(endpoint) : link;
   }
 
   close(): void {

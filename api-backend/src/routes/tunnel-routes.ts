@@ -1,14 +1,15 @@
 /**
  * `/api/tunnel/:userId/*`: a web client's request for the user's desktop. Only the user may use
  * their own tunnel (the token's subject must equal `:userId`). The proxy is never started here: no
- * proxy means no desktop, which is a 503 the caller can act on.
+ * proxy means no desktop, which is a 503 the caller can act on. HTTP is parsed here, once: the
+ * request goes on to the proxy as the tunnel's frames over the proxy's frame link, whether a
+ * desktop is connected or not (without one, the proxy answers from the user's zrok share or says
+ * the desktop is offline).
  */
 import { Router, type Request, type Response, type NextFunction } from 'express';
 import { BadPathError, DesktopOfflineError, errorMessage, escapesRoot, ForbiddenError, ServiceUnavailableError } from '@ctll/protocol';
 import type { StreamingProxyManager } from '../proxy/manager';
-import type { ProxyClient } from '../proxy/proxy-client';
 import type { Caller } from '../auth/authenticator';
-import { relayHttp } from '../relay/http-relay';
 import { relayFrames } from '../relay/frame-relay';
 import type { ProxyLink, ProxyLinkPool } from '../relay/proxy-link';
 import type { ProxyEndpoint } from '../proxy/driver';
@@ -18,15 +19,14 @@ import type { Metrics } from '../metrics';
 export interface TunnelRouteOptions {
   maxBodyBytes: number;
   requestTimeoutMs: number;
-  /** PROXY_LINK=frames: the frame links to the proxies; absent: every request takes the HTTP path. */
-  links?: ProxyLinkPool;
+  /** The frame links to the proxies. */
+  links: ProxyLinkPool;
 }
 
 const PREFIX = '/api/tunnel/';
 
 export function tunnelRoutes(
   manager: StreamingProxyManager,
-  client: ProxyClient,
   metrics: Metrics,
   options: TunnelRouteOptions,
 ): Router {
@@ -54,23 +54,12 @@ export function tunnelRoutes(
       const endpoint = await manager.endpoint(req.params.userId);
       if (!endpoint) throw new DesktopOfflineError(errorMessage('desktop_offline'));
       const onUnreachable = () => manager.endpointFailed(req.params.userId);
-      const link = options.links ? await openLink(options.links, endpoint, onUnreachable) : undefined;
-      if (link?.desktopConnected) {
-        metrics.relayRequests.inc({ link: 'frames' });
-        relayFrames(req, res, link, path, {
-          maxBodyBytes: options.maxBodyBytes,
-          silenceTimeoutMs: options.requestTimeoutMs + 10_000,
-          onBytes: (direction, bytes) => metrics.relayBytes.inc({ direction }, bytes),
-          onUnreachable,
-        });
-        return;
-      }
-      metrics.relayRequests.inc({ link: 'http' });
-      relayHttp(req, res, endpoint, `/relay${path}`, client, {
+      const link = await openLink(options.links, endpoint, onUnreachable);
+      metrics.relayRequests.inc();
+      relayFrames(req, res, link, path, {
         maxBodyBytes: options.maxBodyBytes,
-        socketTimeoutMs: options.requestTimeoutMs + 10_000,
+        silenceTimeoutMs: options.requestTimeoutMs + 10_000,
         onBytes: (direction, bytes) => metrics.relayBytes.inc({ direction }, bytes),
-        onDone: () => undefined,
         onUnreachable,
       });
     } catch (error) {
@@ -82,7 +71,7 @@ export function tunnelRoutes(
 }
 
 /** The proxy's frame link; a link that cannot be opened is the proxy being unreachable. */
-async function openLink(links: ProxyLinkPool, endpoint: ProxyEndpoint, onUnreachable: () => void): Promise<ProxyLink | undefined> {
+async function openLink(links: ProxyLinkPool, endpoint: ProxyEndpoint, onUnreachable: () => void): Promise<ProxyLink> {
   try {
     return await links.get(endpoint);
   } catch (error) {

@@ -8,10 +8,10 @@
  *   POST /zrok/refresh pull the user's zrok shares and check them now (api-backend, on register)
  *   POST /tunnels/reconnect  an api-backend is restarting: close the WebSocket tunnels it relays with 1012
  *   POST /credentials/revoked  a relay key was revoked: close the links it opened (credentials/key-links.ts)
- *   ANY  /relay/<path> relay <path> to the desktop: its tunnel (WebSocket, then polling), else
- *                      a healthy zrok share it registered (zrok/zrok-path.ts), else 503
  *   GET  /ws/tunnel    WebSocket upgrade: a desktop's tunnel, forwarded by api-backend
- *   GET  /link         WebSocket upgrade: api-backend's frame link (PROXY_LINK=frames, upstream/)
+ *   GET  /link         WebSocket upgrade: api-backend's frame link, which carries every relayed
+ *                      request (upstream/): to the desktop's tunnel (WebSocket, then polling),
+ *                      else a healthy zrok share it registered (zrok/zrok-path.ts), else 503
  *   /bridge/...        the long-poll transport (register, poll, respond, heartbeat)
  *
  * Relayed requests and new desktop links pass the user's limits first (limits/user-limits.ts).
@@ -22,7 +22,6 @@ import { WebSocketServer } from 'ws';
 import {
   CREDENTIAL_EXPIRES_HEADER,
   CREDENTIAL_KEY_HEADER,
-  errorMessage,
   KEY_REVOKED_PATH,
   MAX_FRAME_BYTES,
   PROXY_LINK_PATH,
@@ -40,10 +39,9 @@ import type { ProxyStats } from '../stats';
 import type { TunnelHub } from '../tunnel/hub';
 import type { Journal } from '../tunnel/journal';
 import { WsLink } from '../tunnel/ws-link';
-import { Exchange } from '../relay/exchange';
 import { secretChecker } from './secret';
 import { bridgeRoutes } from './bridge-routes';
-import { refuseUpgrade, sendError, sendJson, sendRelayError } from './respond';
+import { refuseUpgrade, sendError, sendJson } from './respond';
 import { UserLimits } from '../limits/user-limits';
 import type { ZrokPath } from '../zrok/zrok-path';
 import { renewalClient, type VerifyRenewal } from '../credentials/renewal-client';
@@ -64,8 +62,6 @@ export interface ProxyServerDeps {
   verifyRenewal?: VerifyRenewal;
 }
 
-const RELAY_PREFIX = '/relay';
-
 export function createProxyServer({ config, logger, stats, hub, journal, zrok, verifyRenewal }: ProxyServerDeps): http.Server {
   const isApiBackend = secretChecker(config.secret);
   const verify = verifyRenewal ?? renewalClient({ apiBackendUrl: config.zrok.apiBackendUrl, userHash: config.userHash, secret: config.secret });
@@ -81,7 +77,7 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
   const limits = new UserLimits(config.limits, { pingIntervalMs: config.pingIntervalMs, pollGraceMs: config.pollGraceMs });
   const keyLinks = new KeyLinks();
   const bridge = bridgeRoutes(config, hub, limits, logger, keyLinks);
-  const acceptUpstream = upstreamLinks({ config, hub, stats, limits, logger });
+  const acceptUpstream = upstreamLinks({ config, hub, stats, limits, logger, zrok });
 
   const server = http.createServer((req, res) => {
     handle(req, res).catch((error: Error) => {
@@ -157,61 +153,8 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
     if (url.startsWith('/bridge/')) {
       if (await bridge(req, res, url.split('?')[0])) return;
     }
-    if (url === RELAY_PREFIX || url.startsWith(`${RELAY_PREFIX}/`) || url.startsWith(`${RELAY_PREFIX}?`)) {
-      relay(req, res, url.slice(RELAY_PREFIX.length));
-      return;
-    }
     sendError(res, 'not_found', `no route ${req.method} ${url.split('?')[0]}`);
     req.resume();
-  }
-
-  function relay(req: http.IncomingMessage, res: http.ServerResponse, rest: string): void {
-    const path = rest.startsWith('/') ? rest : `/${rest}`;
-    const refused = limits.admitRequest(req, res);
-    if (refused) {
-      logger.debug('request refused by a user limit', { code: refused.code });
-      req.resume();
-      sendRelayError(res, refused);
-      return;
-    }
-    const link = hub.current();
-    if (!link) {
-      relayToShare(req, res, path);
-      return;
-    }
-    if (link.queueFull) {
-      req.resume();
-      sendError(res, 'queue_full', errorMessage('queue_full'));
-      return;
-    }
-    if (link.correlator.full) {
-      req.resume();
-      sendError(res, 'too_many_streams', errorMessage('too_many_streams', { max: config.maxStreamsPerTunnel }));
-      return;
-    }
-    const exchange = new Exchange(req, res, link, { requestTimeoutMs: config.requestTimeoutMs, stats, logger });
-    // A body without a declared length is counted as it streams; api-backend counts it too, but
-    // the proxy holds the line whichever way a request arrived.
-    limits.watchBody(req, (error) => exchange.abort(error));
-    exchange.start(path);
-  }
-
-  function relayToShare(req: http.IncomingMessage, res: http.ServerResponse, path: string): void {
-    const offline = () => {
-      req.resume();
-      sendError(res, 'desktop_offline', errorMessage('desktop_offline'));
-    };
-    if (!zrok) return offline();
-    zrok.forward(req, res, path).then(
-      (forwarded) => {
-        if (!forwarded) offline();
-      },
-      (error: Error) => {
-        logger.error('zrok fallback failed', { error: error.message });
-        req.resume();
-        sendError(res, 'internal', 'internal error');
-      },
-    );
   }
 
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {

@@ -11,7 +11,6 @@
  *
  * Each refusal is an error of the catalogue whose Retry-After says when trying again can work.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { TokenBucket } from 'limiter';
 import { PayloadTooLargeError, RateLimitedError, type RelayError } from '@ctll/protocol';
 import type { UserLimitSettings } from '../config';
@@ -38,19 +37,9 @@ export class UserLimits {
   }
 
   /**
-   * Admits one relayed request, or says why not. An admitted request holds a stream slot until
-   * its answer is over (or the caller left).
-   */
-  admitRequest(req: IncomingMessage, res: ServerResponse): RelayError | undefined {
-    const refused = this.admitStream(Number(req.headers['content-length'] ?? 0));
-    if (refused) return refused;
-    res.once('close', () => this.releaseStream());
-    return undefined;
-  }
-
-  /**
-   * The same admission for a request of the frame link (upstream/), which has no HTTP response
-   * to watch: the caller calls releaseStream() once, when the stream is over.
+   * Admits one relayed request (a stream of the frame link, upstream/), or says why not. An
+   * admitted request holds a stream slot until the caller calls releaseStream(), once, when the
+   * stream is over.
    */
   admitStream(declaredBytes: number): RelayError | undefined {
     if (declaredBytes > this.settings.maxBodyBytes) return this.tooLarge();
@@ -91,22 +80,6 @@ export class UserLimits {
       code: 'too_many_links',
       retryAfterSeconds: Math.ceil(freedWithinMs / 1000),
     });
-  }
-
-  /**
-   * Counts a request body as it streams (a chunked one declares no length) and calls `over` once
-   * it passes MAX_BODY_BYTES. Attach right before the body's reader, in the same tick: a `data`
-   * listener starts the flow.
-   */
-  watchBody(req: IncomingMessage, over: (error: RelayError) => void): void {
-    let received = 0;
-    const count = (chunk: Buffer) => {
-      received += chunk.byteLength;
-      if (received <= this.settings.maxBodyBytes) return;
-      req.off('data', count);
-      over(this.tooLarge());
-    };
-    req.on('data', count);
   }
 
   private takeToken(): RateLimitedError | undefined {

@@ -1,6 +1,6 @@
 /**
- * One request of api-backend's frame link carried on to the desktop: the frame path's twin of
- * relay/exchange.ts, with frames on both sides instead of HTTP on one. The stream has an id on
+ * One request of api-backend's frame link carried on to the desktop, with frames on both sides:
+ * HTTP was parsed once, at api-backend, and is not parsed here. The stream has an id on
  * the frame link (api-backend's) and one on the desktop's link (the correlator's); frames are
  * passed through with the id swapped, never re-parsed as HTTP.
  *
@@ -8,8 +8,9 @@
  * credit let them go on, and answer bytes from the desktop only once api-backend's credit let
  * them go on, so this proxy holds at most one window plus one frame per direction and stream.
  * Both peers' credit is enforced (FlowControlError closes the link that broke it).
- * REQUEST_TIMEOUT_MS, the stats, the link counters and the audit's counts are kept as
- * Exchange keeps them.
+ * REQUEST_TIMEOUT_MS measures silence (waiting for the answer to start, or a gap between chunks),
+ * never the length of a generation. The stats, the desktop link's counters and so the audit's
+ * byte counts are kept here.
  *
  * Whole frames (protocol/src/whole-frame.ts) on the frame link: a whole request's body goes on to
  * the desktop at once on the desktop's first window, which it fits by the inline limit. An answer
@@ -46,6 +47,17 @@ export interface UpstreamSender {
   sendWhole(head: WholeHead, body: Buffer): boolean;
 }
 
+/** What api-backend's frames for one stream do to it, wherever the stream goes on to. */
+export interface UpstreamStream {
+  /** Request body bytes; throws FlowControlError past the credit granted. */
+  upstreamData(payload: Buffer): void;
+  upstreamEnd(): void;
+  /** Throws FlowControlError for a grant beyond what was sent. */
+  upstreamWindow(bytes: number): void;
+  /** The caller went away (or the frame link closed). */
+  upstreamCancel(reason: string): void;
+}
+
 /** A short answer held back until its end, to go to api-backend as one whole frame. */
 interface HeldAnswer {
   head: HttpResponseMessage;
@@ -73,7 +85,7 @@ export interface RelayedStreamOptions {
   onDone: () => void;
 }
 
-export class RelayedStream implements StreamHandler {
+export class RelayedStream implements StreamHandler, UpstreamStream {
   private readonly desktopId: string;
   /** The request body towards the desktop, on the desktop's credit. */
   private readonly toDesktop: BodySender;

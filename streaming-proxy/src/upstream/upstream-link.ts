@@ -1,8 +1,10 @@
 /**
  * The proxy's end of api-backend's frame link (protocol/src/proxy-link.ts): a WebSocket at
  * PROXY_LINK_PATH, opened by api-backend with the proxy secret, carrying many requests at once as
- * the tunnel's frames. Each request is admitted by the user's limits as a /relay request is, and
- * then carried to the desktop's link by a RelayedStream; no HTTP is parsed on the way.
+ * the tunnel's frames; it is the only way relayed requests reach this proxy. Each request is
+ * admitted by the user's limits, then carried to the desktop's link by a RelayedStream, or, while
+ * no desktop is connected, to the user's zrok share by a ShareStream (else it is answered
+ * desktop_offline); no HTTP is parsed on the way to the desktop.
  *
  * Frames are validated here and only here. A bad one is answered with `error` and the link stays;
  * frames for a stream id this link does not know are answered with `unknown_stream`. A peer that
@@ -43,7 +45,9 @@ import type { Logger } from '../logger';
 import type { ProxyStats } from '../stats';
 import type { TunnelHub } from '../tunnel/hub';
 import type { UserLimits } from '../limits/user-limits';
-import { RelayedStream, type UpstreamSender } from './relayed-stream';
+import type { ZrokPath } from '../zrok/zrok-path';
+import { RelayedStream, type RelayedStreamOptions, type UpstreamSender, type UpstreamStream } from './relayed-stream';
+import { ShareStream } from './share-stream';
 import { sendErrorAnswer } from './error-answer';
 
 export interface UpstreamDeps {
@@ -52,6 +56,8 @@ export interface UpstreamDeps {
   stats: ProxyStats;
   limits: UserLimits;
   logger: Logger;
+  /** The fallback to the user's zrok shares while no desktop is connected; absent, such requests get desktop_offline. */
+  zrok?: ZrokPath;
 }
 
 /** Takes api-backend's upgrades to the frame link (the secret is checked before). */
@@ -63,7 +69,7 @@ export function upstreamLinks(deps: UpstreamDeps): (req: http.IncomingMessage, s
 }
 
 export class UpstreamLink implements UpstreamSender {
-  private readonly streams = new Map<string, RelayedStream>();
+  private readonly streams = new Map<string, UpstreamStream>();
   private greeted = false;
   /** Whether api-backend said in its hello that it takes whole frames. */
   acceptsWhole = false;
@@ -183,7 +189,7 @@ export class UpstreamLink implements UpstreamSender {
   /** `body` is a whole frame's body: the request's entire body, outside the stream's credit. */
   private open(request: HttpRequestMessage, body?: Buffer): void {
     if (this.streams.has(request.id)) return this.reject(`stream ${request.id} is already open`);
-    const { limits, hub, config, stats, logger } = this.deps;
+    const { limits, hub, config, logger } = this.deps;
     const declared = body ? body.byteLength : Number(request.headers['content-length'] ?? 0);
     const refused = limits.admitStream(Number.isFinite(declared) ? declared : 0);
     if (refused) {
@@ -191,31 +197,43 @@ export class UpstreamLink implements UpstreamSender {
       return sendErrorAnswer(this, request.id, refused);
     }
     const link = hub.current();
+    if (!link) return this.openToShare(request, body);
     let unavailable: CatalogueError | undefined;
-    // Zrok's fallback is on the HTTP path: api-backend sends requests there while no desktop is connected.
-    if (!link) unavailable = new CatalogueError('desktop_offline', errorMessage('desktop_offline'));
-    else if (link.queueFull) unavailable = new CatalogueError('queue_full', errorMessage('queue_full'));
+    if (link.queueFull) unavailable = new CatalogueError('queue_full', errorMessage('queue_full'));
     else if (link.correlator.full) unavailable = new CatalogueError('too_many_streams', errorMessage('too_many_streams', { max: config.maxStreamsPerTunnel }));
-    if (!link || unavailable) {
+    if (unavailable) {
       limits.releaseStream();
       return sendErrorAnswer(this, request.id, unavailable);
     }
-    const stream = new RelayedStream(request.id, this, link, {
+    const stream = new RelayedStream(request.id, this, link, this.streamOptions(request.id));
+    this.streams.set(request.id, stream);
+    stream.start(request, body);
+  }
+
+  /** No desktop is connected: the user's zrok share answers, if one is registered and healthy. */
+  private openToShare(request: HttpRequestMessage, body?: Buffer): void {
+    const stream = new ShareStream(request.id, this, this.streamOptions(request.id));
+    this.streams.set(request.id, stream);
+    stream.start(request, this.deps.zrok, body);
+  }
+
+  /** What every stream of this link is held to; its end frees its entry and its slot. */
+  private streamOptions(id: string): RelayedStreamOptions {
+    const { limits, config, stats, logger } = this.deps;
+    return {
       requestTimeoutMs: config.requestTimeoutMs,
       maxBodyBytes: limits.maxBodyBytes,
       tooLarge: () => limits.tooLargeError(),
       stats,
       logger,
       onDone: () => {
-        this.streams.delete(request.id);
+        this.streams.delete(id);
         limits.releaseStream();
       },
-    });
-    this.streams.set(request.id, stream);
-    stream.start(request, body);
+    };
   }
 
-  private withStream(id: string, act: (stream: RelayedStream) => void): void {
+  private withStream(id: string, act: (stream: UpstreamStream) => void): void {
     const stream = this.streams.get(id);
     if (stream) act(stream);
     else this.unknown(id);

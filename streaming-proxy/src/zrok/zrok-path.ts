@@ -1,21 +1,17 @@
 /**
- * The zrok path as the proxy's HTTP server sees it: the fallback for requests that find no
+ * The zrok path as the proxy sees it: the fallback for relayed requests that find no
  * desktop tunnel (order: WebSocket tunnel, polling tunnel, zrok share, 503). It owns the share
- * directory, the HTTP client to shares and the count of exchanges running over them, and it
+ * directory, the HTTP client to shares and the count of requests running over them, and it
  * describes itself for `/status`: a healthy share is listed among the desktops (transport
  * `zrok`), because it is one, and so keeps the proxy from being culled as idle.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { errorMessage, namedTargetOf, type ProxyZrokStatus } from '@ctll/protocol';
+import { CatalogueError, errorMessage, namedTargetOf, RelayError, type ProxyZrokStatus } from '@ctll/protocol';
 import type { ProxyConfig } from '../config';
 import type { Logger } from '../logger';
-import type { ProxyStats } from '../stats';
-import { sendError } from '../http/respond';
-import { ShareDirectory } from './directory';
+import { ShareDirectory, type KnownShare } from './directory';
 import { discoveryClient } from './discovery';
 import { checkShare } from './health-check';
 import { ShareClient } from './share-client';
-import { ShareExchange } from './share-exchange';
 
 export interface ZrokPathOptions {
   apiBackendUrl: string;
@@ -25,7 +21,6 @@ export interface ZrokPathOptions {
   /** The hosts (and subdomains) a share may be on. */
   shareDomains: readonly string[];
   discoveryIntervalMs: number;
-  requestTimeoutMs: number;
   maxStreams: number;
   healthTimeoutMs?: number;
 }
@@ -34,6 +29,16 @@ export const DEFAULT_ZROK_PATH_OPTIONS = Object.freeze({
   // Long enough for a share across the world, short enough that a dead one is noticed within a pull.
   healthTimeoutMs: 5_000,
 });
+
+/** One request's hold on a share: counted among the share's requests until released. */
+export interface ShareLease {
+  share: KnownShare;
+  client: ShareClient;
+  /** The share did not answer: it is not used again until a check finds it healthy. */
+  failed(error: string): void;
+  /** The request is over; a second call does nothing. */
+  release(): void;
+}
 
 export interface ShareDesktopInfo {
   id: string;
@@ -51,11 +56,7 @@ export class ZrokPath {
   private readonly active = new Map<string, number>();
   private activeTotal = 0;
 
-  constructor(
-    options: ZrokPathOptions,
-    private readonly stats: ProxyStats,
-    private readonly logger: Logger,
-  ) {
+  constructor(options: ZrokPathOptions, logger: Logger) {
     this.options = { ...DEFAULT_ZROK_PATH_OPTIONS, ...options };
     this.client = new ShareClient({ allowInsecure: options.allowInsecure, shareDomains: options.shareDomains });
     this.directory = new ShareDirectory(
@@ -67,7 +68,7 @@ export class ZrokPath {
   }
 
   /** The zrok path for this proxy, or undefined when api-backend's address or the owner is unknown. */
-  static fromConfig(config: ProxyConfig, stats: ProxyStats, logger: Logger): ZrokPath | undefined {
+  static fromConfig(config: ProxyConfig, logger: Logger): ZrokPath | undefined {
     if (!config.zrok.apiBackendUrl || config.userHash === 'unknown') return undefined;
     return new ZrokPath(
       {
@@ -77,10 +78,8 @@ export class ZrokPath {
         allowInsecure: config.zrok.allowInsecure,
         shareDomains: config.zrok.shareDomains,
         discoveryIntervalMs: config.zrok.discoveryIntervalMs,
-        requestTimeoutMs: config.requestTimeoutMs,
         maxStreams: config.maxStreamsPerTunnel,
       },
-      stats,
       logger,
     );
   }
@@ -95,37 +94,38 @@ export class ZrokPath {
     return this.directory.refreshNow();
   }
 
-  /** Relays the request to a healthy share; resolves false, touching nothing, when there is none. */
-  async forward(req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean> {
+  /**
+   * A healthy share for a request to `path`, held until `release`; the zrok path's refusal of the
+   * request; or undefined, touching nothing, when there is no share to use.
+   */
+  async lease(path: string): Promise<ShareLease | RelayError | undefined> {
     const share = await this.directory.pick();
-    if (!share) return false;
+    if (!share) return undefined;
     // A zrok share exposes one local server, the default target; the `/t/<name>/` prefix means
     // something only to the bridge, which is not on this path. Passed on, the default target would
     // answer a request meant for another server.
     const named = namedTargetOf(path);
     if (named) {
-      req.resume();
-      sendError(
-        res,
+      return new CatalogueError(
         'target_needs_tunnel',
         `the target "${named.name}" is reached only through your desktop's tunnel, which is not connected; its zrok share carries the default target only`,
       );
-      return true;
     }
     if (this.activeTotal >= this.options.maxStreams) {
-      req.resume();
-      sendError(res, 'too_many_streams', errorMessage('too_many_streams', { max: this.options.maxStreams }));
-      return true;
+      return new CatalogueError('too_many_streams', errorMessage('too_many_streams', { max: this.options.maxStreams }));
     }
     this.count(share.shareId, +1);
-    new ShareExchange(req, res, share, this.client, {
-      requestTimeoutMs: this.options.requestTimeoutMs,
-      stats: this.stats,
-      logger: this.logger,
-      onUnreachable: (failed, error) => this.directory.markFailed(failed, error),
-      onDone: () => this.count(share.shareId, -1),
-    }).start(path);
-    return true;
+    let released = false;
+    return {
+      share,
+      client: this.client,
+      failed: (error) => this.directory.markFailed(share, error),
+      release: () => {
+        if (released) return;
+        released = true;
+        this.count(share.shareId, -1);
+      },
+    };
   }
 
   /** `'zrok'` while a healthy share could take requests. */

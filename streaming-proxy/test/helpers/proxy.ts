@@ -1,12 +1,15 @@
 /**
  * The real proxy server, in this process, for tests that play the desktop and the caller by hand:
- * a raw `ws` client stands in for a bridge (honest or not), plain http requests for api-backend.
+ * a raw `ws` client stands in for a bridge (honest or not), plain http requests for api-backend's
+ * control and polling routes. Relayed requests reach the proxy as they do in the relay: through
+ * api-backend's own frame relay over a frame link (the edge at `relayUrl`).
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { PROXY_SECRET_HEADER } from '@ctll/protocol';
 import { loadConfig } from '../../src/config';
 import { openRawDesktop, type RawDesktop } from '../../../tests/helpers/raw-desktop';
+import { startFrameEdge } from '../../../tests/helpers/frame-edge';
 
 export type { RawDesktop };
 import { createLogger } from '../../src/logger';
@@ -19,6 +22,8 @@ export const SECRET = 's'.repeat(40);
 
 export interface TestProxy {
   url: string;
+  /** Where a caller's request is relayed from: path and query here are the desktop's. */
+  relayUrl: string;
   hub: TunnelHub;
   stats: ProxyStats;
   journal: Journal;
@@ -46,32 +51,35 @@ export async function startProxy(env: Record<string, string> = {}): Promise<Test
   const server = createProxyServer({ config, logger, stats, hub, journal });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
+  const edge = await startFrameEdge({ host: '127.0.0.1', port, secret: SECRET }, Number.MAX_SAFE_INTEGER);
   return {
     url: `http://127.0.0.1:${port}`,
+    relayUrl: edge.url,
     hub,
     stats,
     journal,
-    close: () =>
-      new Promise((resolve) => {
+    close: async () => {
+      await edge.close();
+      await new Promise<void>((resolve) => {
         hub.closeAll(1001, 'test over');
         server.closeAllConnections();
         server.close(() => resolve());
-      }),
+      });
+    },
   };
 }
-
 
 /** A hand-driven desktop on the proxy's /ws/tunnel. */
 export function connectDesktop(proxy: TestProxy, headers: Record<string, string> = {}): Promise<RawDesktop> {
   return openRawDesktop(`${proxy.url.replace('http', 'ws')}/ws/tunnel`, { [PROXY_SECRET_HEADER]: SECRET, ...headers }, 5000);
 }
 
-/** A caller through the proxy's /relay, as api-backend would make it; the response is not read. */
+/** A web client's request relayed to the proxy's desktop (through the edge); the response is not read. */
 export function callRelay(proxy: TestProxy, path: string, body?: Buffer): Promise<http.IncomingMessage> {
   return new Promise((resolve, reject) => {
-    const req = http.request(`${proxy.url}/relay${path}`, {
+    const req = http.request(`${proxy.relayUrl}${path}`, {
       method: body ? 'POST' : 'GET',
-      headers: { [PROXY_SECRET_HEADER]: SECRET, ...(body ? { 'content-length': body.byteLength } : {}) },
+      headers: body ? { 'content-length': body.byteLength } : {},
     });
     req.on('response', resolve);
     req.on('error', reject);
