@@ -7,12 +7,13 @@
  * proportional share), the docker driver's containers as `docker stats` reports them (their
  * cgroup). A bare Node process on the same machine is the floor.
  *
- * Runs alone with `npm run bench -- --only footprint` (two to three minutes with the bench's
- * start-up; PGlite's first start in a fresh folder is most of it).
+ * Runs alone with `npm run bench -- --only footprint` (three to four minutes with the bench's
+ * start-up on a busy 2-core machine). `--quick` (CI) leaves the api-backend row out: PGlite's first
+ * start in a fresh folder alone took 26-42 s there.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import { forEachDriver, type BenchContext, type Row, type Scenario } from '../context';
+import { forEachDriver, type BenchContext, type Cell, type Row, type Scenario } from '../context';
 import { agentFor, send, type Route } from '../http-client';
 import { round, sleep } from '../measure';
 import { childPids, environOf, memoryOf } from '../procs';
@@ -32,18 +33,10 @@ export const footprint: Scenario = {
     const users = ctx.quick ? 2 : USERS;
     const rows: Row[] = [];
     const summary: Record<string, number | string | null> = {};
-    try {
-      const api = await idleApiBackend();
-      ctx.log(`footprint: api-backend on PGlite answered /health after ${(api.startMs / 1000).toFixed(1)} s; measured ${API_SETTLE_MS / 1000} s later`);
-      rows.push({ driver: 'none', measure: 'api-backend, embedded PGlite, idle: resident (VmRSS, MiB)', value: api.rssMb, note: `DATABASE_URL unset, fresh DATA_DIR, no user; /health after ${(api.startMs / 1000).toFixed(1)} s` });
-      rows.push({ driver: 'none', measure: 'api-backend, embedded PGlite: peak resident (VmHWM, MiB)', value: api.hwmMb, note: 'since its start, PGlite\'s open included' });
-      rows.push({ driver: 'none', measure: 'api-backend, embedded PGlite, idle: private (MiB)', value: api.privateMb });
-      summary.apiBackendIdleMb = api.rssMb;
-      summary.apiBackendPeakMb = api.hwmMb;
-      summary.apiBackendPrivateMb = api.privateMb;
-    } catch (error) {
-      // The proxies' rows do not depend on it: they are still measured.
-      rows.push({ driver: 'none', measure: 'api-backend, embedded PGlite, idle', value: null, note: `not measured: ${(error as Error).message.split('\n')[0]}` });
+    if (ctx.quick) {
+      rows.push({ driver: 'none', measure: 'api-backend, embedded PGlite, idle', value: null, note: 'not measured: not in --quick (PGlite\'s first start takes half a minute)' });
+    } else {
+      await measureApiBackend(ctx, rows, summary);
     }
 
     const bare = await bareNode();
@@ -94,6 +87,23 @@ export const footprint: Scenario = {
     return { status: 'ok' as const, columns: ['driver', 'measure', 'value', 'note'], rows, notes, summary };
   },
 };
+
+/** Adds api-backend's idle rows; a failed start is a row saying so, and the proxies are still measured. */
+async function measureApiBackend(ctx: BenchContext, rows: Row[], summary: Record<string, Cell>): Promise<void> {
+  try {
+    const api = await idleApiBackend();
+    ctx.log(`footprint: api-backend on PGlite answered /health after ${(api.startMs / 1000).toFixed(1)} s; measured ${API_SETTLE_MS / 1000} s later`);
+    rows.push({ driver: 'none', measure: 'api-backend, embedded PGlite, idle: resident (VmRSS, MiB)', value: api.rssMb, note: `DATABASE_URL unset, fresh DATA_DIR, no user; /health after ${(api.startMs / 1000).toFixed(1)} s` });
+    rows.push({ driver: 'none', measure: 'api-backend, embedded PGlite: peak resident (VmHWM, MiB)', value: api.hwmMb, note: 'since its start, PGlite\'s open included' });
+    rows.push({ driver: 'none', measure: 'api-backend, embedded PGlite, idle: private (MiB)', value: api.privateMb });
+    summary.apiBackendIdleMb = api.rssMb;
+    summary.apiBackendPeakMb = api.hwmMb;
+    summary.apiBackendPrivateMb = api.privateMb;
+  } catch (error) {
+    // The proxies' rows do not depend on it: they are still measured.
+    rows.push({ driver: 'none', measure: 'api-backend, embedded PGlite, idle', value: null, note: `not measured: ${(error as Error).message.split('\n')[0]}` });
+  }
+}
 
 interface Smaps {
   rssMb: number;
