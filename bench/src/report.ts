@@ -44,7 +44,8 @@ const MEANING: Record<string, string> = {
   polling:
     'For desktops behind networks that block WebSockets: how long a request waits before the desktop has it. Directly it would be a fraction of a millisecond.',
   lifecycle: 'How long the first request of a user\'s session waits for their private proxy, and how many proxies one machine holds.',
-  footprint: 'What one user\'s proxy costs the operator while nobody uses it: with one proxy per user, this times the number of users is the memory a host needs before any traffic.',
+  footprint:
+    'What the relay costs the operator while nobody uses it: api-backend once (with its embedded audit database unless DATABASE_URL points elsewhere), plus one proxy per user; the proxy figure times the number of users is the memory a host needs before any traffic.',
   idle: 'What a connected but idle desktop costs the operator: memory is what limits how many users one host keeps connected.',
   streams:
     'What an open request costs the operator at worst, when the caller stops reading (a stuck browser tab, a script that never drains its answer): the relay holds at most one flow-control window per stream, so memory grows with the number of open requests, never with the size of the answers.',
@@ -54,7 +55,11 @@ const MEANING: Record<string, string> = {
 const LIMITS: Array<[RegExp, string]> = [
   [
     /^proxy-idle-memory process/,
-    'Resident memory counts the node binary\'s own code (about 33 MiB here, mapped from one file and shared by every proxy and every other Node process): a bare `node -e "setInterval(() => {}, 1e9)"` is already about 39 MiB resident on this machine. What each extra proxy adds is the private figure.',
+    'Resident memory counts the node binary\'s own code (about 33 MiB here, mapped from one file and shared by every proxy and every other Node process): a bare `node -e "setInterval(() => {}, 1e9)"` is already about 39 MiB resident on this machine. What each extra proxy adds is the private figure; with several proxies on a host, PSS (private plus a share of node\'s code) is what each one costs.',
+  ],
+  [
+    /^api-backend-idle-memory/,
+    'With DATABASE_URL unset the audit runs PostgreSQL compiled to WebAssembly inside api-backend: its WASM memory (shared buffers, connection slots) and the compiled code stay resident. An external Postgres (DATABASE_URL) leaves api-backend about 100 MB resident.',
   ],
   [
     /^small-throughput/,

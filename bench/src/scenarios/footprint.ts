@@ -1,24 +1,30 @@
 /**
- * Scenario 6b, idle footprint: what one user's proxy costs while nobody uses it. A few users'
- * proxies are started one at a time (no desktop connected), left alone until start-up's garbage
- * is collected, and then measured: the process driver's children from /proc (VmRSS, and from
- * smaps_rollup the part no other process shares), the docker driver's containers as `docker
- * stats` reports them (their cgroup). A bare Node process on the same machine is the floor.
+ * Scenario 6b, idle footprint: what the relay costs while nobody uses it. First api-backend itself
+ * on the embedded default (DATABASE_URL unset, so PGlite in a fresh DATA_DIR, no user connected),
+ * then one user's proxy: a few users' proxies are started one at a time (no desktop connected),
+ * left alone until start-up's garbage is collected, and then measured: the process driver's
+ * children from /proc (VmRSS, and from smaps_rollup the part no other process shares and the
+ * proportional share), the docker driver's containers as `docker stats` reports them (their
+ * cgroup). A bare Node process on the same machine is the floor.
  *
- * Runs alone with `npm run bench -- --only footprint` (about a minute plus the bench's start-up).
+ * Runs alone with `npm run bench -- --only footprint` (three to four minutes with the bench's
+ * start-up on a busy 2-core machine). `--quick` (CI) leaves the api-backend row out: PGlite's first
+ * start in a fresh folder alone took 26-42 s there.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import { forEachDriver, type BenchContext, type Row, type Scenario } from '../context';
+import { forEachDriver, type BenchContext, type Cell, type Row, type Scenario } from '../context';
 import { agentFor, send, type Route } from '../http-client';
 import { round, sleep } from '../measure';
-import { childPids, environOf } from '../procs';
-import type { RelayProcess } from '../relay';
+import { childPids, environOf, memoryOf } from '../procs';
+import { startRelayProcess, type RelayProcess } from '../relay';
 import { containerName, userHash } from '../../../api-backend/src/proxy/naming';
 
 const USERS = 5;
 /** Long enough for V8's idle-time collection after start-up; the proxy's pings are 15 s apart. */
 const SETTLE_MS = 10_000;
+/** As section "Footprint at idle" measured it by hand: VmRSS a few seconds after /health first answers. */
+const API_SETTLE_MS = 5_000;
 
 export const footprint: Scenario = {
   id: 'footprint',
@@ -27,11 +33,19 @@ export const footprint: Scenario = {
     const users = ctx.quick ? 2 : USERS;
     const rows: Row[] = [];
     const summary: Record<string, number | string | null> = {};
+    if (ctx.quick) {
+      rows.push({ driver: 'none', measure: 'api-backend, embedded PGlite, idle', value: null, note: 'not measured: not in --quick (PGlite\'s first start takes half a minute)' });
+    } else {
+      await measureApiBackend(ctx, rows, summary);
+    }
+
     const bare = await bareNode();
     rows.push({ driver: 'none', measure: 'bare node -e "setInterval(() => {}, 1e9)": resident', value: bare.rssMb, note: 'the floor: any Node process on this machine' });
     rows.push({ driver: 'none', measure: 'bare node: private (not shared with other processes)', value: bare.privateMb });
+    rows.push({ driver: 'none', measure: 'bare node: proportional (PSS)', value: bare.pssMb, note: 'depends on how many Node processes run on the host' });
     summary.bareNodeRssMb = bare.rssMb;
     summary.bareNodePrivateMb = bare.privateMb;
+    summary.bareNodePssMb = bare.pssMb;
 
     await forEachDriver(ctx, rows, async (driver, relay) => {
       const names = Array.from({ length: users }, (_, i) => `footprint-${driver}-${i}`);
@@ -48,10 +62,13 @@ export const footprint: Scenario = {
           const memory = pids.map(smapsOf).filter((m): m is Smaps => m !== undefined);
           const rss = mean(memory.map((m) => m.rssMb));
           const priv = mean(memory.map((m) => m.privateMb));
+          const pss = mean(memory.map((m) => m.pssMb));
           rows.push({ driver, measure: 'idle proxy process: resident (MiB, mean)', value: rss, note: `${memory.length} processes` });
           rows.push({ driver, measure: 'idle proxy process: private (MiB, mean)', value: priv, note: 'what each extra proxy adds; the rest is the node binary, shared' });
+          rows.push({ driver, measure: 'idle proxy process: proportional (PSS, MiB, mean)', value: pss, note: 'private plus its share of the pages it maps with other processes' });
           summary.processIdleMb = rss;
           summary.processIdlePrivateMb = priv;
+          summary.processIdlePssMb = pss;
         } else {
           const mem = mean(names.map((user) => dockerMemory(containerName(userHash(user)))).filter(Number.isFinite));
           rows.push({ driver, measure: 'idle proxy container: docker stats (MiB, mean)', value: mem, note: `${users} containers` });
@@ -62,26 +79,72 @@ export const footprint: Scenario = {
       }
     });
     const notes = [
+      `api-backend: \`node api-backend/dist/main.js\` with the bench's environment (dev auth, process driver) but DATABASE_URL unset, so the audit runs in embedded PGlite, initialised in a fresh DATA_DIR; no user and no proxy. Resident = VmRSS and peak = VmHWM from /proc/<pid>/status ${API_SETTLE_MS / 1000} s after /health first answered (the audit's database is open before api-backend listens); MiB (1024 × 1024 bytes), as every figure in this file.`,
       `${users} users' proxies per driver, started one at a time with POST /api/proxy/start, no desktop connected, measured ${SETTLE_MS / 1000} s after the last start.`,
-      'process: resident = VmRSS; private = Private_Clean + Private_Dirty from /proc/<pid>/smaps_rollup (pages no other process maps, mostly V8\'s heap and malloc; the ~33 MiB of node\'s own code are shared by every proxy and counted once by the kernel).',
+      'process: resident = VmRSS; private = Private_Clean + Private_Dirty from /proc/<pid>/smaps_rollup (pages no other process maps, mostly V8\'s heap and malloc; the ~33 MiB of node\'s own code are shared by every proxy and counted once by the kernel); PSS = Pss from the same file, private plus each shared page divided by the number of processes mapping it, so with several proxies on a host PSS is what each one adds including its share of node\'s code. PSS falls as more Node processes run on the host (every Node program maps the same binary), so it is a figure of this run, not of one proxy alone.',
       'docker: the container\'s memory as `docker stats` reports it (its cgroup\'s usage less inactive page cache), which is what its memory limit counts.',
     ];
     return { status: 'ok' as const, columns: ['driver', 'measure', 'value', 'note'], rows, notes, summary };
   },
 };
 
+/** Adds api-backend's idle rows; a failed start is a row saying so, and the proxies are still measured. */
+async function measureApiBackend(ctx: BenchContext, rows: Row[], summary: Record<string, Cell>): Promise<void> {
+  try {
+    const api = await idleApiBackend();
+    ctx.log(`footprint: api-backend on PGlite answered /health after ${(api.startMs / 1000).toFixed(1)} s; measured ${API_SETTLE_MS / 1000} s later`);
+    rows.push({ driver: 'none', measure: 'api-backend, embedded PGlite, idle: resident (VmRSS, MiB)', value: api.rssMb, note: `DATABASE_URL unset, fresh DATA_DIR, no user; /health after ${(api.startMs / 1000).toFixed(1)} s` });
+    rows.push({ driver: 'none', measure: 'api-backend, embedded PGlite: peak resident (VmHWM, MiB)', value: api.hwmMb, note: 'since its start, PGlite\'s open included' });
+    rows.push({ driver: 'none', measure: 'api-backend, embedded PGlite, idle: private (MiB)', value: api.privateMb });
+    summary.apiBackendIdleMb = api.rssMb;
+    summary.apiBackendPeakMb = api.hwmMb;
+    summary.apiBackendPrivateMb = api.privateMb;
+  } catch (error) {
+    // The proxies' rows do not depend on it: they are still measured.
+    rows.push({ driver: 'none', measure: 'api-backend, embedded PGlite, idle', value: null, note: `not measured: ${(error as Error).message.split('\n')[0]}` });
+  }
+}
+
 interface Smaps {
   rssMb: number;
   privateMb: number;
+  /** Proportional set size: private pages plus each shared page divided by the processes that map it. */
+  pssMb: number;
 }
 
 function smapsOf(pid: number): Smaps | undefined {
   try {
     const text = fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
     const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? Number.NaN);
-    return { rssMb: kb('Rss') / 1024, privateMb: (kb('Private_Clean') + kb('Private_Dirty')) / 1024 };
+    return { rssMb: kb('Rss') / 1024, privateMb: (kb('Private_Clean') + kb('Private_Dirty')) / 1024, pssMb: kb('Pss') / 1024 };
   } catch {
     return undefined;
+  }
+}
+
+interface ApiBackendIdle {
+  startMs: number;
+  rssMb: number;
+  hwmMb: number;
+  privateMb: number;
+}
+
+/**
+ * api-backend on the embedded default, as an operator who sets nothing runs it: its own process
+ * (not the bench's shared relays, which may use DATABASE_URL and carry the bench's users), PGlite
+ * initialised in a fresh DATA_DIR, nobody connected. Stopped, and its folder removed, afterwards.
+ */
+async function idleApiBackend(): Promise<ApiBackendIdle> {
+  const began = Date.now();
+  const relay = await startRelayProcess({ driver: 'process', env: { DATABASE_URL: '' } });
+  const startMs = Date.now() - began;
+  try {
+    await sleep(API_SETTLE_MS);
+    const status = memoryOf(relay.proc.pid);
+    const smaps = smapsOf(relay.proc.pid);
+    return { startMs, rssMb: round(status?.rssMb ?? Number.NaN, 1), hwmMb: round(status?.hwmMb ?? Number.NaN, 1), privateMb: round(smaps?.privateMb ?? Number.NaN, 1) };
+  } finally {
+    await relay.close();
   }
 }
 
@@ -91,7 +154,7 @@ async function bareNode(): Promise<Smaps> {
   try {
     await sleep(3000);
     const memory = child.pid !== undefined ? smapsOf(child.pid) : undefined;
-    return { rssMb: round(memory?.rssMb ?? Number.NaN, 1), privateMb: round(memory?.privateMb ?? Number.NaN, 1) };
+    return { rssMb: round(memory?.rssMb ?? Number.NaN, 1), privateMb: round(memory?.privateMb ?? Number.NaN, 1), pssMb: round(memory?.pssMb ?? Number.NaN, 1) };
   } finally {
     child.kill();
   }
