@@ -176,15 +176,17 @@ export class WsLink implements DesktopLink {
   }
 
   private receiveWhole(buffer: Buffer): void {
-    if (!this.options.whole) return this.rejectFrame('a whole frame from a bridge that did not offer them');
     const frame = decodeWhole(buffer);
-    if (!frame.ok) {
+    const refusal = !this.options.whole ? 'a whole frame from a bridge that did not offer them' : frame.ok ? undefined : frame.error;
+    if (refusal !== undefined) {
       // The stream it names would otherwise wait out its whole timeout for an answer that came and was refused.
-      if (frame.id !== undefined) {
-        this.correlator.handleControl({ type: 'error', id: frame.id, code: TunnelErrorCode.BadMessage, message: `the desktop sent a malformed answer: ${frame.error}` }, this);
+      const id = frame.ok ? frame.value.head.id : frame.id;
+      if (id !== undefined) {
+        this.correlator.handleControl({ type: 'error', id, code: TunnelErrorCode.BadMessage, message: `the desktop sent a malformed answer: ${refusal}` }, this);
       }
-      return this.rejectFrame(frame.error);
+      return this.rejectFrame(refusal);
     }
+    if (!frame.ok) return;
     this.options.onTraffic('in', frame.value.body.byteLength);
     this.correlator.handleWhole(frame.value, this);
   }
