@@ -10,7 +10,6 @@ import {
   MAX_INLINE_BODY_BYTES,
   WHOLE_FRAMES_HEADER,
   type ControlMessage,
-  type HttpRequestMessage,
   type WholeHead,
 } from '@ctll/protocol';
 import { startBridge, type Bridge, type BridgeOptions } from '../src';
