@@ -5,23 +5,18 @@
  * reaches the desktop as one frame and its short answer comes back from one. A hand-driven desktop
  * plays the bridge, to see which form arrives; an old one (no offer) still gets the old form.
  */
-import WebSocket from 'ws';
 import {
-  decodeData,
   decodeFrame,
-  decodeWhole,
   encodeControl,
   encodeWhole,
-  isWholeFrame,
-  parseControl,
   POLL_WHOLE_CONTENT_TYPE,
   RecordReader,
   WHOLE_FRAMES_HEADER,
   type Frame,
   type PollRegistration,
-  type WholeHead,
 } from '@ctll/protocol';
 import { startLayout, type Layout } from './helpers/layout';
+import { openFrameDesktop, shortAnswerHead, type FrameDesktop } from './helpers/frame-desktop';
 
 let layout: Layout;
 beforeAll(async () => {
@@ -29,60 +24,18 @@ beforeAll(async () => {
 });
 afterAll(() => layout?.close());
 
-const answerHead = (id: string, body: Buffer): WholeHead => ({
-  type: 'http_response',
-  id,
-  status: 200,
-  headers: { 'content-type': 'application/json', 'content-length': String(body.byteLength) },
-  end: true,
-});
+const answerHead = shortAnswerHead;
 
 const show = (userId: string, body: string) =>
   layout.fetchAs(userId, '/api/show', { method: 'POST', headers: { 'content-type': 'application/json' }, body });
 
-/** A desktop on the relay's /ws/tunnel that sees each message in the form it arrived in. */
-async function wsDesktop(userId: string, offer: boolean): Promise<{ ws: WebSocket; answered: string | undefined; next(): Promise<Frame> }> {
-  const ws = new WebSocket(`${layout.relay.url.replace('http', 'ws')}/ws/tunnel`, {
-    headers: { authorization: `Bearer ${layout.token(userId)}`, ...(offer ? { [WHOLE_FRAMES_HEADER]: '1' } : {}) },
-  });
-  const frames: Frame[] = [];
-  const waiters: Array<() => void> = [];
-  ws.on('message', (data: Buffer, isBinary) => {
-    if (isBinary && isWholeFrame(data)) {
-      const whole = decodeWhole(data);
-      if (whole.ok) frames.push({ kind: 'whole', whole: whole.value });
-    } else if (isBinary) {
-      const frame = decodeData(data);
-      if (frame.ok) frames.push({ kind: 'data', data: frame.value });
-    } else {
-      const message = parseControl(data.toString());
-      // Pings and target reports are not part of any stream.
-      if (message.ok && message.value.type !== 'ping') frames.push({ kind: 'control', message: message.value });
-    }
-    waiters.shift()?.();
-  });
-  let answered: string | undefined;
-  ws.on('upgrade', (res) => {
-    const value = res.headers[WHOLE_FRAMES_HEADER];
-    answered = typeof value === 'string' ? value : undefined;
-  });
-  await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
-  const next = async (): Promise<Frame> => {
-    const deadline = Date.now() + 5000;
-    while (frames.length === 0) {
-      if (Date.now() > deadline) throw new Error('nothing from the relay within 5 s');
-      await new Promise<void>((resolve) => {
-        waiters.push(resolve);
-        setTimeout(resolve, 100);
-      });
-    }
-    return frames.shift()!;
-  };
-  return { ws, answered, next };
+function wsDesktop(userId: string, offer: boolean): Promise<FrameDesktop> {
+  const headers = { authorization: `Bearer ${layout.token(userId)}`, ...(offer ? { [WHOLE_FRAMES_HEADER]: '1' } : {}) };
+  return openFrameDesktop(`${layout.relay.url.replace('http', 'ws')}/ws/tunnel`, headers);
 }
 
 /** Answers whatever request comes next the old way (head, data, end): a warm-up, so later requests take the frame link. */
-async function answerOld(desktop: { ws: WebSocket; next(): Promise<Frame> }): Promise<void> {
+async function answerOld(desktop: FrameDesktop): Promise<void> {
   for (;;) {
     const frame = await desktop.next();
     const id = frame.kind === 'whole' ? frame.whole.head.id : frame.kind === 'control' && frame.message.type === 'http_request' ? frame.message.id : undefined;

@@ -5,11 +5,8 @@
  * transports. The proxy server is the real one; api-backend's frame link, the WebSocket desktop
  * and the polling desktop are played by hand.
  */
-import WebSocket from 'ws';
 import {
-  decodeData,
   decodeFrame,
-  decodeWhole,
   encodeControl,
   encodeData,
   encodeLinkMessage,
@@ -17,7 +14,6 @@ import {
   FRAME_WHOLE,
   isWholeFrame,
   MAX_INLINE_BODY_BYTES,
-  parseControl,
   POLL_WHOLE_CONTENT_TYPE,
   PROTOCOL_VERSION,
   PROXY_SECRET_HEADER,
@@ -32,6 +28,7 @@ import {
 import { postToProxy, SECRET, startProxy, type TestProxy } from './helpers/proxy';
 import { nextOf, openRawLink, type LinkEvent, type RawLink } from './helpers/raw-link';
 import { waitUntil } from './helpers/wait';
+import { openFrameDesktop, shortAnswerHead, type FrameDesktop } from '../../tests/helpers/frame-desktop';
 
 let proxy: TestProxy;
 beforeEach(async () => {
@@ -39,59 +36,8 @@ beforeEach(async () => {
 });
 afterEach(() => proxy.close());
 
-/** A desktop on /ws/tunnel that sees every message as the frame kind it arrived as. */
-interface WsDesktop {
-  ws: WebSocket;
-  /** What the proxy's 101 said in WHOLE_FRAMES_HEADER. */
-  answered: string | undefined;
-  next(): Promise<Frame>;
-}
-
-async function wsDesktop(offer: boolean): Promise<WsDesktop> {
-  const ws = new WebSocket(`${proxy.url.replace('http', 'ws')}/ws/tunnel`, {
-    headers: { [PROXY_SECRET_HEADER]: SECRET, ...(offer ? { [WHOLE_FRAMES_HEADER]: '1' } : {}) },
-  });
-  const queue: Frame[] = [];
-  const waiters: Array<(frame: Frame) => void> = [];
-  ws.on('message', (data: Buffer, isBinary) => {
-    const frame = toFrame(data, isBinary);
-    const waiter = waiters.shift();
-    if (waiter) waiter(frame);
-    else queue.push(frame);
-  });
-  let answered: string | undefined;
-  ws.on('upgrade', (res) => {
-    const value = res.headers[WHOLE_FRAMES_HEADER];
-    answered = typeof value === 'string' ? value : undefined;
-  });
-  await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
-  const next = () =>
-    new Promise<Frame>((resolve, reject) => {
-      const queued = queue.shift();
-      if (queued) return resolve(queued);
-      const timer = setTimeout(() => reject(new Error('no tunnel message within 5 s')), 5000);
-      waiters.push((frame) => {
-        clearTimeout(timer);
-        resolve(frame);
-      });
-    });
-  return { ws, answered, next };
-}
-
-function toFrame(data: Buffer, isBinary: boolean): Frame {
-  if (isBinary && isWholeFrame(data)) {
-    const whole = decodeWhole(data);
-    if (!whole.ok) throw new Error(`the proxy sent a malformed whole frame: ${whole.error}`);
-    return { kind: 'whole', whole: whole.value };
-  }
-  if (isBinary) {
-    const frame = decodeData(data);
-    if (!frame.ok) throw new Error(frame.error);
-    return { kind: 'data', data: frame.value };
-  }
-  const message = parseControl(data.toString());
-  if (!message.ok) throw new Error(message.error);
-  return { kind: 'control', message: message.value };
+function wsDesktop(offer: boolean): Promise<FrameDesktop> {
+  return openFrameDesktop(`${proxy.url.replace('http', 'ws')}/ws/tunnel`, { [PROXY_SECRET_HEADER]: SECRET, ...(offer ? { [WHOLE_FRAMES_HEADER]: '1' } : {}) });
 }
 
 /** The next frame that is not a ping, target or the like: what a stream is made of. */
@@ -135,13 +81,7 @@ const post = (id: string, body: Buffer): HttpRequestMessage => ({
 
 const sendWholeRequest = (link: RawLink, id: string, body: Buffer) => link.ws.send(encodeWhole(post(id, body), body)!, { binary: true });
 
-const answerHead = (id: string, body: Buffer): WholeHead => ({
-  type: 'http_response',
-  id,
-  status: 200,
-  headers: { 'content-type': 'application/json', 'content-length': String(body.byteLength) },
-  end: true,
-});
+const answerHead = shortAnswerHead;
 
 /** A whole frame whose body is one byte past the inline limit (encodeWhole refuses to make one). */
 function oversizedWhole(head: WholeHead): Buffer {
