@@ -6,17 +6,15 @@
  * plays the bridge, to see which form arrives; an old one (no offer) still gets the old form.
  */
 import {
-  decodeFrame,
   encodeControl,
   encodeWhole,
   POLL_WHOLE_CONTENT_TYPE,
-  RecordReader,
   WHOLE_FRAMES_HEADER,
   type Frame,
   type PollRegistration,
 } from '@ctll/protocol';
 import { startLayout, type Layout } from './helpers/layout';
-import { openFrameDesktop, shortAnswerHead, type FrameDesktop } from './helpers/frame-desktop';
+import { openFrameDesktop, pollAnswerFrames, shortAnswerHead, type FrameDesktop } from './helpers/frame-desktop';
 
 let layout: Layout;
 beforeAll(async () => {
@@ -97,14 +95,7 @@ it('a polling bridge that offers whole frames at registration gets a short reque
   const poll = async (): Promise<Frame[]> => {
     for (;;) {
       const res = await fetch(url(`poll/${registration.bridgeId}`), { headers: auth });
-      if (res.status === 204) continue;
-      const records = new RecordReader().push(Buffer.from(await res.arrayBuffer()));
-      if (!records.ok) throw new Error(records.error);
-      return records.value.map((record) => {
-        const frame = decodeFrame(record);
-        if (!frame.ok) throw new Error(frame.error);
-        return frame.value;
-      });
+      if (res.status !== 204) return pollAnswerFrames(Buffer.from(await res.arrayBuffer()));
     }
   };
   const respond = (id: string, frame: Buffer) =>

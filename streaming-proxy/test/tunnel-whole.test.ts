@@ -17,7 +17,6 @@ import {
   POLL_WHOLE_CONTENT_TYPE,
   PROTOCOL_VERSION,
   PROXY_SECRET_HEADER,
-  RecordReader,
   TunnelErrorCode,
   WHOLE_FRAMES_HEADER,
   type Frame,
@@ -28,7 +27,7 @@ import {
 import { postToProxy, SECRET, startProxy, type TestProxy } from './helpers/proxy';
 import { nextOf, openRawLink, type LinkEvent, type RawLink } from './helpers/raw-link';
 import { waitUntil } from './helpers/wait';
-import { openFrameDesktop, shortAnswerHead, type FrameDesktop } from '../../tests/helpers/frame-desktop';
+import { openFrameDesktop, pollAnswerFrames, shortAnswerHead, type FrameDesktop } from '../../tests/helpers/frame-desktop';
 
 let proxy: TestProxy;
 beforeEach(async () => {
@@ -201,13 +200,7 @@ describe('long-poll tunnel', () => {
 
   async function pollFrames(bridgeId: string): Promise<Frame[]> {
     const res = await fetch(`${proxy.url}/bridge/poll/${bridgeId}`, { headers: { [PROXY_SECRET_HEADER]: SECRET } });
-    const records = new RecordReader().push(Buffer.from(await res.arrayBuffer()));
-    if (!records.ok) throw new Error(records.error);
-    return records.value.map((record) => {
-      const frame = decodeFrame(record);
-      if (!frame.ok) throw new Error(frame.error);
-      return frame.value;
-    });
+    return pollAnswerFrames(Buffer.from(await res.arrayBuffer()));
   }
 
   function respondWhole(bridgeId: string, requestId: string, frame: Buffer, contentType = POLL_WHOLE_CONTENT_TYPE) {

@@ -5,7 +5,7 @@
  * Pings, pongs and target reports belong to no stream and are left out.
  */
 import WebSocket from 'ws';
-import { decodeData, decodeWhole, isWholeFrame, parseControl, WHOLE_FRAMES_HEADER, type Frame, type WholeHead } from '@ctll/protocol';
+import { decodeData, decodeFrame, decodeWhole, isWholeFrame, parseControl, RecordReader, WHOLE_FRAMES_HEADER, type Frame, type WholeHead } from '@ctll/protocol';
 
 export interface FrameDesktop {
   ws: WebSocket;
@@ -64,4 +64,15 @@ function toFrame(data: Buffer, isBinary: boolean): Frame | undefined {
 /** The head of a short JSON answer of `body`, as a whole frame carries it. */
 export function shortAnswerHead(id: string, body: Buffer): WholeHead {
   return { type: 'http_response', id, status: 200, headers: { 'content-type': 'application/json', 'content-length': String(body.byteLength) }, end: true };
+}
+
+/** The frames of a poll answer's body, each in the form it came in; throws on a malformed one. */
+export function pollAnswerFrames(body: Buffer): Frame[] {
+  const records = new RecordReader().push(body);
+  if (!records.ok) throw new Error(records.error);
+  return records.value.map((record) => {
+    const frame = decodeFrame(record);
+    if (!frame.ok) throw new Error(`the relay sent a malformed poll record: ${frame.error}`);
+    return frame.value;
+  });
 }
