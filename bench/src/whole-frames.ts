@@ -44,10 +44,11 @@ async function drive(route: Route, count: number): Promise<{ errors: number; sec
   const worker = async () => {
     while (left > 0) {
       left -= 1;
-      const outcome = await send(route, agent, spec());
+      let body = '';
+      const outcome = await send(route, agent, { ...spec(), onChunk: (chunk) => (body += chunk.toString('utf8', 0, 300)) });
       if (ok(outcome, SMALL_BODY.byteLength)) continue;
       errors += 1;
-      firstError ??= outcome.error ?? `status ${outcome.status}`;
+      firstError ??= outcome.error ?? `status ${outcome.status}: ${body.slice(0, 300)}`;
     }
   };
   await Promise.all(Array.from({ length: CONNECTIONS }, worker));

@@ -62,7 +62,7 @@ function toFrame(data: Buffer, isBinary: boolean): Frame | undefined {
 }
 
 /** The head of a short JSON answer of `body`, as a whole frame carries it. */
-export function shortAnswerHead(id: string, body: Buffer): WholeHead {
+export function shortAnswerHead(id: string, body: Buffer): Extract<WholeHead, { type: 'http_response' }> {
   return { type: 'http_response', id, status: 200, headers: { 'content-type': 'application/json', 'content-length': String(body.byteLength) }, end: true };
 }
 
