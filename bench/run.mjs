@@ -1,4 +1,6 @@
 // `npm run bench [-- --quick] [-- --only small,bulk] [-- --profile]`
+// `npm run build && node bench/run.mjs --whole-frames [--requests N] [--rounds N] [--transports ws,poll]`
+// runs the short whole-frames measurement (bench/src/whole-frames.ts) instead of the bench.
 //
 // Bundles the TypeScript bench with esbuild (already a devDependency, so a fresh `npm ci` is all
 // it needs) into bench/.tmp/build and runs it. Our own workspaces (@ctll/*, tests/helpers) are
@@ -45,6 +47,7 @@ await build({
   absWorkingDir: root,
   entryPoints: {
     main: 'bench/src/main.ts',
+    'whole-frames': 'bench/src/whole-frames.ts',
     'llm-server': 'bench/src/children/llm-server.ts',
     'bridge-fleet': 'bench/src/children/bridge-fleet.ts',
     'profiled-proxy': 'bench/src/children/profiled-proxy.ts',
@@ -62,7 +65,9 @@ await build({
   plugins: [externalPackages],
 });
 
-const child = spawn(process.execPath, ['--enable-source-maps', path.join(outdir, 'main.cjs'), ...process.argv.slice(2)], {
+const wholeFrames = process.argv.includes('--whole-frames');
+const args = process.argv.slice(2).filter((arg) => arg !== '--whole-frames');
+const child = spawn(process.execPath, ['--enable-source-maps', path.join(outdir, wholeFrames ? 'whole-frames.cjs' : 'main.cjs'), ...args], {
   cwd: root,
   stdio: 'inherit',
 });

@@ -244,9 +244,9 @@ export async function startFleet(
   target: string,
   transport: string,
   concurrency: number,
-  via: { server?: string; caFile?: string } = {},
+  via: { server?: string; caFile?: string; wholeFrames?: boolean } = {},
 ): Promise<Fleet> {
-  const spec = { server: via.server ?? relay.url, target, transport, tokens, concurrency };
+  const spec = { server: via.server ?? relay.url, target, transport, tokens, concurrency, wholeFrames: via.wholeFrames };
   const env = { ...process.env, NO_PROXY: '*', ...(via.caFile ? { NODE_EXTRA_CA_CERTS: via.caFile } : {}) };
   const proc = forkProcess(path.join(BUILD_DIR, 'bridge-fleet.cjs'), [JSON.stringify(spec)], { env });
   const ready = await nextMessage(

@@ -274,6 +274,7 @@ export class Bridge {
       userAgent: userAgent(),
       clientId: this.clientId,
       upgradeHeaders: this.options.upgradeHeaders,
+      wholeFrames: this.options.wholeFrames,
       relayAgent: this.relayAgent,
       httpAgent: this.httpAgent,
       pingTimeoutMs: this.options.pingTimeoutMs,

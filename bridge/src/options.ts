@@ -56,6 +56,11 @@ export interface BridgeOptions {
   probeTimeoutMs?: number;
   /** Extra headers on the upgrade request. Internal: tests use it to reach a streaming-proxy directly. */
   upgradeHeaders?: Record<string, string>;
+  /**
+   * Offer whole frames (protocol/src/tunnel-whole.ts) on each connection; the relay uses them only
+   * if it takes them too. Internal: tests and bench/whole-frames.ts turn it off to compare.
+   */
+  wholeFrames?: boolean;
   /** Called on every change of state, and when the served counter moves. */
   onStatus?: (status: BridgeStatus) => void;
   /** Things worth a log line that change nothing (the relay rejected one of our messages, say). */
@@ -76,6 +81,7 @@ export const DEFAULT_OPTIONS = Object.freeze({
   closeTimeoutMs: 2_000,
   stableAfterMs: 10_000,
   upgradeHeaders: Object.freeze({}) as Readonly<Record<string, string>>,
+  wholeFrames: true as boolean,
   // Soon enough that the status line is right by the time someone looks; a probe costs the server nothing.
   probeIntervalMs: 30_000 as number,
   probeTimeoutMs: 5_000,
@@ -104,6 +110,7 @@ export interface ResolvedOptions {
   probeTimeoutMs: number;
   onGiveUp: ((error: Error) => void) | undefined;
   upgradeHeaders: Readonly<Record<string, string>>;
+  wholeFrames: boolean;
   onStatus: ((status: BridgeStatus) => void) | undefined;
   onNotice: ((message: string) => void) | undefined;
 }
@@ -145,6 +152,7 @@ export function resolveOptions(options: BridgeOptions): ResolvedOptions {
     probeIntervalMs: merged.probeIntervalMs === 0 ? 0 : checkMs('--probe-interval-ms', merged.probeIntervalMs, 100),
     probeTimeoutMs: checkMs('probeTimeoutMs', merged.probeTimeoutMs, 1),
     upgradeHeaders: merged.upgradeHeaders,
+    wholeFrames: merged.wholeFrames,
     onStatus: merged.onStatus,
     onNotice: merged.onNotice,
     onGiveUp: merged.onGiveUp,

@@ -8,15 +8,19 @@
  * here. A failure before the head becomes an error head (`{error: {code, message}}`); a failure
  * mid-answer cuts the POST, which the relay turns into a broken stream, and is also reported
  * with the next heartbeat. A POST the relay refuses or cuts (the web client left, the stream
- * timed out) abandons the local request.
+ * timed out) abandons the local request. A short answer may instead leave as one POST holding one
+ * whole frame (`whole`, on a connection whose relay takes them: short-answer.ts).
  */
 import type http from 'node:http';
 import {
   encodeResponseHead,
+  encodeWhole,
   POLL_RESPONSE_CONTENT_TYPE,
+  POLL_WHOLE_CONTENT_TYPE,
   responseHeadSchema,
   type ControlMessage,
   type Headers,
+  type WholeHead,
 } from '@ctll/protocol';
 import { parseRelayError, UnsendableHeadError } from './errors';
 import { readSmall, type RelayHttp } from './poll-http';
@@ -62,6 +66,14 @@ export class PollStreamPort implements StreamPort {
     const record = encodeResponseHead(head);
     if (record.byteLength > MAX_HEAD_BYTES) throw new UnsendableHeadError(`response head of ${record.byteLength} bytes is too large`);
     this.start(record, end);
+  }
+
+  /** The whole answer as one POST of one whole frame; false (nothing sent) when its head is too big for one. */
+  whole(head: WholeHead, body: Buffer): boolean {
+    const frame = encodeWhole(head, body);
+    if (!frame) return false;
+    this.start(frame, true, POLL_WHOLE_CONTENT_TYPE);
+    return true;
   }
 
   data(chunk: Buffer): boolean {
@@ -121,9 +133,9 @@ export class PollStreamPort implements StreamPort {
     if (!this.finished) this.post?.destroy();
   }
 
-  private start(record: Buffer, end: boolean): void {
+  private start(record: Buffer, end: boolean, contentType = POLL_RESPONSE_CONTENT_TYPE): void {
     const post = this.host.http.request('POST', `respond/${this.host.bridgeId}/${this.id}`, {
-      'content-type': POLL_RESPONSE_CONTENT_TYPE,
+      'content-type': contentType,
       ...(end ? { 'content-length': record.byteLength } : {}),
     });
     this.post = post;

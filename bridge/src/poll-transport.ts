@@ -31,6 +31,10 @@
  * bridge keeps its registration alive past its first token's expiry. A poll may wait at the relay
  * for longer than a short token has left, so ahead of expiry (as on the WebSocket) the bridge also
  * takes the new token at once and sends a heartbeat with it.
+ *
+ * Whole frames (protocol/src/tunnel-whole.ts): the registration offers them; a relay that takes them
+ * says `whole: true` in its answer, and only then does a short answer leave as one POST of one whole
+ * frame (short-answer.ts, poll-stream.ts). A whole request record is taken only if we offered them.
  */
 import type http from 'node:http';
 import {
@@ -39,6 +43,7 @@ import {
   INITIAL_WINDOW,
   MAX_OVERSHOOT_BYTES,
   POLL_BATCH_CONTENT_TYPE,
+  pollRegistrationSchema,
   PROTOCOL_VERSION,
   PROTOCOL_VERSION_HEADER,
   RecordReader,
@@ -54,6 +59,7 @@ import { StreamTable, type StreamPort, type TunnelSender } from './stream-table'
 import type { ConnectionEvents, Transport, TransportSetup, TunnelConnection } from './transport';
 import { VERSION } from './version';
 import { RenewalTimer } from './auth/renewal';
+import { holdShortAnswers } from './short-answer';
 
 /** Request body the local requests may hold untaken before the bridge stops fetching more. */
 export const MAX_UNTAKEN_BYTES = 4 * 1024 * 1024;
@@ -124,7 +130,8 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
   openStream(id: string): StreamPort {
     const port = new PollStreamPort(id, this);
     this.ports.set(id, port);
-    return port;
+    // The relay said it takes whole frames only if we offered them.
+    return this.registration?.whole === true ? holdShortAnswers(id, port, (head, body) => port.whole(head, body)) : port;
   }
 
   get polling(): boolean {
@@ -170,7 +177,7 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
   }
 
   private register(): void {
-    const body = JSON.stringify({ clientId: this.setup.clientId, platform: process.platform, version: VERSION });
+    const body = JSON.stringify({ clientId: this.setup.clientId, platform: process.platform, version: VERSION, ...(this.setup.wholeFrames ? { whole: true } : {}) });
     const req = this.http.request('POST', 'register', { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
     this.pending = req;
     let connected = false;
@@ -338,10 +345,23 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
   private dispatch(record: Buffer, perStream: Map<string, number>): boolean {
     const frame = decodeFrame(record);
     if (!frame.ok) {
-      this.rejectFrame(frame.error);
+      this.rejectFrame(frame.error, frame.id);
       return true;
     }
     try {
+      if (frame.value.kind === 'whole') {
+        if (!this.setup.wholeFrames) {
+          this.rejectFrame('a whole frame, which this bridge did not offer');
+          return true;
+        }
+        const { head, body } = frame.value.whole;
+        const fresh = !this.ports.has(head.id);
+        // Within the inline limit, far below a window: no flow-control check to make (tunnel-whole.ts).
+        this.streams.handleWhole(frame.value.whole);
+        // Untaken as a data record's bytes are once their stream is open; bodyTaken gives them back.
+        if (fresh && this.ports.has(head.id)) this.untaken += body.byteLength;
+        return true;
+      }
       if (frame.value.kind === 'data') {
         const { id, payload } = frame.value.data;
         const inBatch = (perStream.get(id) ?? 0) + payload.byteLength;
@@ -366,9 +386,10 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
     return true;
   }
 
-  private rejectFrame(reason: string): void {
+  /** `id`: the stream the frame named, which then fails at the relay at once instead of by its timeout. */
+  private rejectFrame(reason: string, id?: string): void {
     this.events.notice(`rejected a malformed message from the relay: ${reason}`);
-    this.sendControl({ type: 'error', code: TunnelErrorCode.BadMessage, message: reason });
+    this.sendControl({ type: 'error', ...(id === undefined ? {} : { id }), code: TunnelErrorCode.BadMessage, message: reason });
   }
 
   /** The relay (or something in its place) answered with a status we cannot go on with. */
@@ -409,11 +430,8 @@ function readRegistration(text: string): PollRegistration | undefined {
   } catch {
     return undefined;
   }
-  const value = raw as Partial<Record<keyof PollRegistration, unknown>> | null;
-  if (typeof value?.bridgeId !== 'string' || !/^[A-Za-z0-9]{1,64}$/.test(value.bridgeId)) return undefined;
-  const timings = [value.pollTimeoutMs, value.heartbeatIntervalMs, value.graceMs, value.maxQueuedRequests];
-  if (!timings.every((n) => typeof n === 'number' && Number.isFinite(n) && n > 0)) return undefined;
-  return value as PollRegistration;
+  const registration = pollRegistrationSchema.safeParse(raw);
+  return registration.success ? registration.data : undefined;
 }
 
 function formatSeconds(ms: number): string {

@@ -10,7 +10,7 @@
  * body past its credit, or grants more than we sent, makes a port throw FlowControlError; the
  * transport then drops the whole connection and the bridge connects again.
  */
-import { TunnelErrorCode, type ControlMessage, type HttpRequestMessage } from '@ctll/protocol';
+import { TunnelErrorCode, type ControlMessage, type HttpRequestMessage, type WholeFrame } from '@ctll/protocol';
 import { LocalForwarder, type Outcome, type ResponseSink } from './local-forwarder';
 import type { LocalTargets } from './local-targets';
 
@@ -105,6 +105,21 @@ export class StreamTable {
     stream.forwarder.writeBody(payload);
   }
 
+  /**
+   * A whole request: the head, body and end it stands for (protocol/src/tunnel-whole.ts). Its body
+   * counts against the stream's first window like any data; being below half a window, it never
+   * brings a grant, which the relay would refuse (it spent no credit on it).
+   */
+  handleWhole({ head, body }: WholeFrame): void {
+    if (head.type === 'http_response') {
+      this.handleControl(head);
+      return;
+    }
+    if (!this.open({ ...head, end: body.byteLength === 0 }) || body.byteLength === 0) return;
+    this.handleData(head.id, body);
+    this.streams.get(head.id)?.forwarder.endBody();
+  }
+
   /** Aborts one local request (the local server sees its connection close). */
   abort(id: string): void {
     const stream = this.streams.get(id);
@@ -117,11 +132,12 @@ export class StreamTable {
     for (const id of [...this.streams.keys()]) this.abort(id);
   }
 
-  private open(request: HttpRequestMessage): void {
+  /** False when no stream opened: its id was taken, or the request failed at once (and said so). */
+  private open(request: HttpRequestMessage): boolean {
     const { id } = request;
     if (this.streams.has(id)) {
       this.sender.sendControl({ type: 'error', id, code: TunnelErrorCode.BadMessage, message: `stream ${id} is already open` });
-      return;
+      return false;
     }
     const port = this.sender.openStream(id);
     const forwarder = new LocalForwarder(
@@ -146,7 +162,8 @@ export class StreamTable {
       },
     );
     // A request that could not even be made has already failed and reported itself.
-    if (forwarder.finished) return;
+    if (forwarder.finished) return false;
     this.streams.set(id, { forwarder, port });
+    return true;
   }
 }

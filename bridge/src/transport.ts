@@ -58,6 +58,8 @@ export interface TransportSetup {
   clientId: string;
   /** Extra headers on the connection request (tests use it to talk to a streaming-proxy directly). */
   upgradeHeaders: Readonly<Record<string, string>>;
+  /** Offer whole frames on the connection (protocol/src/tunnel-whole.ts). */
+  wholeFrames: boolean;
   /** Carries the WebSocket through a corporate proxy; undefined goes direct. */
   relayAgent: http.Agent | undefined;
   /** Keep-alive pool (through the proxy, if any) for the long-poll transport's requests. */

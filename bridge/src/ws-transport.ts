@@ -17,6 +17,11 @@
  * connection asks the token source for the current one and, if it is new, sends it as
  * `{type: 'token'}`. The relay closes a tunnel whose token ran out with TOKEN_EXPIRED_CLOSE; a
  * refused renewal comes back as an `error` the bridge reports, and is tried again until then.
+ *
+ * Whole frames (protocol/src/tunnel-whole.ts): the upgrade offers them; a relay that takes them says
+ * so on its 101, and only then do short answers leave as one whole frame (short-answer.ts). A whole
+ * request from the relay is taken only if we offered them; one that fails to decode is refused as a
+ * bad message, naming its stream when it can, and the other streams go on.
  */
 import type http from 'node:http';
 import net from 'node:net';
@@ -24,17 +29,24 @@ import tls from 'node:tls';
 import WebSocket, { type RawData } from 'ws';
 import {
   decodeData,
+  decodeWhole,
   encodeControl,
   encodeData,
+  encodeWhole,
   FLOW_CONTROL_CLOSE_CODE,
   FLOW_CONTROL_CLOSE_REASON,
   FlowControlError,
+  isWholeFrame,
   MAX_FRAME_BYTES,
   parseControl,
   PROTOCOL_VERSION,
   PROTOCOL_VERSION_HEADER,
+  saysWhole,
   TunnelErrorCode,
+  WHOLE_FRAMES_HEADER,
+  WHOLE_FRAMES_HEADER_VALUE,
   type ControlMessage,
+  type WholeHead,
 } from '@ctll/protocol';
 import { HandshakeTimeoutError, parseRelayError, UpgradeRejectedError } from './errors';
 import { StreamTable, type StreamPort, type TunnelSender } from './stream-table';
@@ -42,6 +54,7 @@ import type { ConnectionEvents, Transport, TransportSetup, TunnelConnection } fr
 import { wsStreamPort, type FrameSender } from './ws-stream';
 import { maskFor } from './ws-mask';
 import { RenewalTimer } from './auth/renewal';
+import { holdShortAnswers } from './short-answer';
 
 /** The most of a refused upgrade's body we read: enough for the relay's `{error: {code, message}}`. */
 const MAX_REJECTION_BODY = 8 * 1024;
@@ -68,6 +81,8 @@ class WsConnection implements TunnelConnection, TunnelSender, FrameSender {
   /** The token the relay holds for this tunnel: the one it opened with, then the last one sent. */
   private token: string;
   private readonly renewal: RenewalTimer;
+  /** The relay answered our offer: it takes whole frames on this connection. */
+  private relayTakesWhole = false;
 
   constructor(
     private readonly setup: TransportSetup,
@@ -95,6 +110,7 @@ class WsConnection implements TunnelConnection, TunnelSender, FrameSender {
         authorization: `Bearer ${setup.token}`,
         'user-agent': setup.userAgent,
         [PROTOCOL_VERSION_HEADER]: String(PROTOCOL_VERSION),
+        ...(setup.wholeFrames ? { [WHOLE_FRAMES_HEADER]: WHOLE_FRAMES_HEADER_VALUE } : {}),
       },
       // Tokens are small and latency matters more than bytes; the relay does not offer it either.
       perMessageDeflate: false,
@@ -108,6 +124,7 @@ class WsConnection implements TunnelConnection, TunnelSender, FrameSender {
       createConnection: setup.relayAgent ? undefined : (this.connectDirect.bind(this) as typeof net.createConnection),
     });
     this.ws.on('unexpected-response', (_req, res) => this.onRejected(res));
+    this.ws.on('upgrade', (res) => (this.relayTakesWhole = setup.wholeFrames && saysWhole(res.headers[WHOLE_FRAMES_HEADER])));
     this.ws.on('open', () => this.onOpen());
     this.ws.on('message', (data, isBinary) => this.receive(data, isBinary));
     this.ws.on('ping', () => this.seen());
@@ -123,7 +140,8 @@ class WsConnection implements TunnelConnection, TunnelSender, FrameSender {
   }
 
   openStream(id: string): StreamPort {
-    return wsStreamPort(id, this);
+    const port = wsStreamPort(id, this);
+    return this.relayTakesWhole ? holdShortAnswers(id, port, (head, body) => this.sendWhole(head, body)) : port;
   }
 
   sendControl(message: ControlMessage): void {
@@ -132,6 +150,14 @@ class WsConnection implements TunnelConnection, TunnelSender, FrameSender {
 
   sendData(id: string, payload: Buffer): void {
     if (this.ws.readyState === WebSocket.OPEN) this.ws.send(encodeData(id, payload), { binary: true });
+  }
+
+  /** A short answer as one whole frame; false (nothing sent) when its head is too big for one. */
+  private sendWhole(head: WholeHead, body: Buffer): boolean {
+    const frame = encodeWhole(head, body);
+    if (!frame) return false;
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(frame, { binary: true });
+    return true;
   }
 
   close(code: number, reason: string): Promise<void> {
@@ -180,6 +206,7 @@ class WsConnection implements TunnelConnection, TunnelSender, FrameSender {
     // ws hands over a single Buffer unless the peer fragmented the message.
     const buffer = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
     try {
+      if (isBinary && isWholeFrame(buffer)) return this.receiveWhole(buffer);
       if (isBinary) {
         const frame = decodeData(buffer);
         if (!frame.ok) return this.rejectFrame(frame.error);
@@ -199,6 +226,13 @@ class WsConnection implements TunnelConnection, TunnelSender, FrameSender {
     }
   }
 
+  private receiveWhole(buffer: Buffer): void {
+    if (!this.setup.wholeFrames) return this.rejectFrame('a whole frame, which this bridge did not offer');
+    const frame = decodeWhole(buffer);
+    if (!frame.ok) return this.rejectFrame(frame.error, frame.id);
+    this.streams.handleWhole(frame.value);
+  }
+
   /** The relay broke flow control: drop the connection (not as our own shutdown, so the loop reconnects). */
   private violated(detail: string): void {
     this.failure = `the relay broke flow control (${detail})`;
@@ -208,9 +242,10 @@ class WsConnection implements TunnelConnection, TunnelSender, FrameSender {
     setTimeout(() => this.ws.terminate(), this.setup.closeTimeoutMs).unref();
   }
 
-  private rejectFrame(reason: string): void {
+  /** `id`: the stream the frame named, which then fails at the relay at once instead of by its timeout. */
+  private rejectFrame(reason: string, id?: string): void {
     this.events.notice(`rejected a malformed message from the relay: ${reason}`);
-    this.sendControl({ type: 'error', code: TunnelErrorCode.BadMessage, message: reason });
+    this.sendControl({ type: 'error', ...(id === undefined ? {} : { id }), code: TunnelErrorCode.BadMessage, message: reason });
   }
 
   /** The relay answered the upgrade with an HTTP status; read its JSON error body, then give up. */

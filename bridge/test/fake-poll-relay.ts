@@ -3,15 +3,19 @@
  * server on 127.0.0.1 with the four /api/bridge routes. It records registrations, heartbeats and
  * every streamed answer (head record, then body chunks with their arrival times), and lets the
  * test put whatever it likes into the next poll answer, including garbage and awkward splits.
+ * With `takesWhole` it answers a registration's offer of whole frames (protocol/src/tunnel-whole.ts)
+ * and takes a whole answer POST.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
   controlFrame,
+  decodeWhole,
   encodeData,
   parseControl,
   parseResponseHead,
   POLL_BATCH_CONTENT_TYPE,
+  POLL_WHOLE_CONTENT_TYPE,
   RecordReader,
   recordHeader,
   type ControlMessage,
@@ -25,6 +29,8 @@ export interface Answer {
   ended: boolean;
   /** The bridge cut the POST before its end. */
   cut: boolean;
+  /** The answer came as one whole frame. */
+  whole: boolean;
   req: http.IncomingMessage;
 }
 
@@ -57,7 +63,7 @@ export interface FakePollRelay {
 
 export const data = (id: string, bytes: Buffer): Buffer => encodeData(id, bytes);
 
-export async function startFakePollRelay(timing: { pollTimeoutMs?: number; heartbeatIntervalMs?: number } = {}): Promise<FakePollRelay> {
+export async function startFakePollRelay(timing: { pollTimeoutMs?: number; heartbeatIntervalMs?: number; takesWhole?: boolean } = {}): Promise<FakePollRelay> {
   const listeners = new Set<() => void>();
   const changed = () => {
     for (const listener of [...listeners]) listener();
@@ -168,12 +174,14 @@ export async function startFakePollRelay(timing: { pollTimeoutMs?: number; heart
           return;
         }
         bridges += 1;
+        const offered = relay.registrations[relay.registrations.length - 1].body.whole === true;
         json(res, 201, {
           bridgeId: `b${bridges}`,
           pollTimeoutMs: timing.pollTimeoutMs ?? 1_000,
           heartbeatIntervalMs: timing.heartbeatIntervalMs ?? 1_000,
           graceMs: 3_000,
           maxQueuedRequests: 64,
+          ...(timing.takesWhole && offered ? { whole: true } : {}),
         });
         return;
       }
@@ -215,8 +223,21 @@ export async function startFakePollRelay(timing: { pollTimeoutMs?: number; heart
         return;
       }
       if (req.method === 'POST' && action === 'respond' && requestId) {
-        const answer: Answer = { head: undefined, chunks: [], ended: false, cut: false, req };
+        const answer: Answer = { head: undefined, chunks: [], ended: false, cut: false, whole: false, req };
         relay.answers.set(requestId, answer);
+        if ((req.headers['content-type'] ?? '').startsWith(POLL_WHOLE_CONTENT_TYPE)) {
+          const chunks: Buffer[] = [];
+          for await (const chunk of req) chunks.push(chunk as Buffer);
+          const frame = decodeWhole(Buffer.concat(chunks));
+          if (!frame.ok || frame.value.head.type !== 'http_response') throw new Error('the bridge sent a bad whole answer');
+          answer.head = { status: frame.value.head.status, headers: frame.value.head.headers };
+          answer.chunks.push({ at: Date.now(), bytes: Buffer.from(frame.value.body) });
+          answer.whole = true;
+          answer.ended = true;
+          changed();
+          json(res, 200, { ok: true });
+          return;
+        }
         const reader = new RecordReader();
         req.on('data', (chunk: Buffer) => {
           if (answer.head) {

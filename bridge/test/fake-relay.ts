@@ -1,12 +1,25 @@
 /**
  * A relay we script by hand, for the protocol rules the real proxy never breaks: a `ws` server on
  * 127.0.0.1 that records each bridge's upgrade request and every message it sends, and lets the
- * test send whatever it likes back (including garbage).
+ * test send whatever it likes back (including garbage). With `takesWhole` it answers a bridge's
+ * offer of whole frames (protocol/src/tunnel-whole.ts) on the 101 and records the ones it gets.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { decodeData, encodeControl, encodeData, parseControl, type ControlMessage } from '@ctll/protocol';
+import {
+  decodeData,
+  decodeWhole,
+  encodeControl,
+  encodeData,
+  isWholeFrame,
+  parseControl,
+  saysWhole,
+  WHOLE_FRAMES_HEADER,
+  WHOLE_FRAMES_HEADER_VALUE,
+  type ControlMessage,
+  type WholeFrame,
+} from '@ctll/protocol';
 
 export interface Peer {
   ws: WebSocket;
@@ -15,6 +28,8 @@ export interface Peer {
   controls: ControlMessage[];
   /** Body bytes the bridge sent, by stream id. */
   data: Map<string, Buffer[]>;
+  /** Whole frames the bridge sent, in order. */
+  wholes: WholeFrame[];
   send(message: ControlMessage | string): void;
   sendData(id: string, payload: Buffer): void;
   /** Resolves with the first control message (already received or still to come) that matches. */
@@ -35,8 +50,11 @@ export interface FakeRelay {
 }
 
 /** `refuse` answers the upgrade with an HTTP status and body instead of accepting it. */
-export async function startFakeRelay(refuse?: { status: number; body: string }): Promise<FakeRelay> {
+export async function startFakeRelay(refuse?: { status: number; body: string }, options: { takesWhole?: boolean } = {}): Promise<FakeRelay> {
   const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
+  wss.on('headers', (headers, req) => {
+    if (options.takesWhole && saysWhole(req.headers[WHOLE_FRAMES_HEADER])) headers.push(`${WHOLE_FRAMES_HEADER}: ${WHOLE_FRAMES_HEADER_VALUE}`);
+  });
   const upgrades: http.IncomingMessage[] = [];
   const pending: Peer[] = [];
   const waiting: Array<(peer: Peer) => void> = [];
@@ -84,9 +102,14 @@ export async function startFakeRelay(refuse?: { status: number; body: string }):
 function makePeer(ws: WebSocket, request: http.IncomingMessage): Peer {
   const controls: ControlMessage[] = [];
   const data = new Map<string, Buffer[]>();
+  const wholes: WholeFrame[] = [];
   const listeners = new Set<() => void>();
   ws.on('message', (raw: Buffer, isBinary) => {
-    if (isBinary) {
+    if (isBinary && isWholeFrame(raw)) {
+      const whole = decodeWhole(raw);
+      if (!whole.ok) throw new Error(`the bridge sent a bad whole frame: ${whole.error}`);
+      wholes.push({ head: whole.value.head, body: Buffer.from(whole.value.body) });
+    } else if (isBinary) {
       const frame = decodeData(raw);
       if (!frame.ok) throw new Error(`the bridge sent a bad data frame: ${frame.error}`);
       const list = data.get(frame.value.id) ?? [];
@@ -120,6 +143,7 @@ function makePeer(ws: WebSocket, request: http.IncomingMessage): Peer {
     request,
     controls,
     data,
+    wholes,
     send: (message) => ws.send(typeof message === 'string' ? message : encodeControl(message)),
     sendData: (id, payload) => ws.send(encodeData(id, payload), { binary: true }),
     waitFor: waitFor as Peer['waitFor'],

@@ -25,3 +25,4 @@ export * from './ipv4';
 export * from './ttl-cache';
 export * from './proxy-link';
 export * from './whole-frame';
+export * from './tunnel-whole';

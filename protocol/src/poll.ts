@@ -6,14 +6,19 @@
  *   u32 big-endian length n, then n bytes of frame
  *   frame = 0x00 + UTF-8 JSON control message     (what a WebSocket text message holds)
  *         | 0x01 + id length + id + body bytes      (a data frame, exactly as in frames.ts)
+ *         | 0x02 + head length + head + body       (a whole frame, whole-frame.ts; only to a bridge
+ *                                                  that registered with `whole: true`)
  *
  * The desktop's answer to one request is one streamed POST: a record holding the JSON response
  * head (`{status, headers}` or `{error: {code, message}}`), then the raw body bytes until the
- * request ends. No base64 anywhere, and the body streams as the local server produces it.
+ * request ends. No base64 anywhere, and the body streams as the local server produces it. A bridge
+ * the relay said takes whole frames may instead POST a short answer as one whole frame
+ * (POLL_WHOLE_CONTENT_TYPE, tunnel-whole.ts).
  */
 import { z } from 'zod';
 import { decodeData, FRAME_DATA, type DataFrame } from './frames';
 import { encodeControl, parseControl, type ControlMessage, type ParseResult } from './messages';
+import { decodeWhole, FRAME_WHOLE, type WholeFrame } from './whole-frame';
 
 export const FRAME_CONTROL = 0x00;
 export const POLL_BATCH_CONTENT_TYPE = 'application/vnd.ctll.frames';
@@ -35,9 +40,12 @@ export function recordHeader(frameLength: number): Buffer {
   return header;
 }
 
-export type Frame = { kind: 'control'; message: ControlMessage } | { kind: 'data'; data: DataFrame };
+export type Frame = { kind: 'control'; message: ControlMessage } | { kind: 'data'; data: DataFrame } | { kind: 'whole'; whole: WholeFrame };
 
-export function decodeFrame(frame: Buffer): ParseResult<Frame> {
+/** A failed decode; `id` names the stream when a whole frame's head got far enough to say it. */
+export type FrameDecodeResult = { ok: true; value: Frame } | { ok: false; error: string; id?: string };
+
+export function decodeFrame(frame: Buffer): FrameDecodeResult {
   if (frame.byteLength === 0) return { ok: false, error: 'empty frame' };
   if (frame[0] === FRAME_CONTROL) {
     const parsed = parseControl(frame.toString('utf8', 1));
@@ -46,6 +54,10 @@ export function decodeFrame(frame: Buffer): ParseResult<Frame> {
   if (frame[0] === FRAME_DATA) {
     const parsed = decodeData(frame);
     return parsed.ok ? { ok: true, value: { kind: 'data', data: parsed.value } } : parsed;
+  }
+  if (frame[0] === FRAME_WHOLE) {
+    const parsed = decodeWhole(frame);
+    return parsed.ok ? { ok: true, value: { kind: 'whole', whole: parsed.value } } : parsed;
   }
   return { ok: false, error: `unknown frame kind 0x${frame[0].toString(16)}` };
 }
@@ -114,19 +126,26 @@ export function parseResponseHead(record: Buffer): ParseResult<ResponseHead> {
   return { ok: false, error: `response head: ${result.error.issues[0]?.message ?? 'invalid'}` };
 }
 
+const positive = z.number().finite().positive();
+
 /** What `POST /api/bridge/register` answers: the bridge's id and the timings it must keep. */
-export interface PollRegistration {
-  bridgeId: string;
-  pollTimeoutMs: number;
-  heartbeatIntervalMs: number;
-  graceMs: number;
-  maxQueuedRequests: number;
-}
+export const pollRegistrationSchema = z.object({
+  bridgeId: z.string().regex(/^[A-Za-z0-9]{1,64}$/),
+  pollTimeoutMs: positive,
+  heartbeatIntervalMs: positive,
+  graceMs: positive,
+  maxQueuedRequests: positive,
+  /** The relay takes whole frames from this bridge and sends it some (tunnel-whole.ts); absent from older relays. */
+  whole: z.boolean().optional(),
+});
+export type PollRegistration = z.infer<typeof pollRegistrationSchema>;
 
 export const registerBodySchema = z.object({
   clientId: z.string().min(1).max(128).optional(),
   platform: z.string().min(1).max(64).optional(),
   version: z.string().min(1).max(64).optional(),
+  /** The bridge takes whole frames (tunnel-whole.ts); absent from older bridges. */
+  whole: z.boolean().optional(),
 });
 
 /** Desktop → relay control messages that do not belong to a response (cancel, errors), sent with a heartbeat. */

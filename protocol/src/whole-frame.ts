@@ -2,8 +2,8 @@
  * Whole frames of the frame link (proxy-link.ts): a short request or answer —
  * its head, its whole body and its end — as ONE binary WebSocket message, where the streaming form
  * takes three (`http_request`/`http_response`, a data frame, `end`), each its own socket write and
- * its own parse on the other side. Only the api-backend⇄proxy link uses them, and only towards a
- * side whose `hello` said `whole: true`; the desktop's tunnel is unchanged.
+ * its own parse on the other side. api-backend's frame link uses them towards a side whose `hello`
+ * said `whole: true`; the desktop's tunnel uses them too, negotiated per connection (tunnel-whole.ts).
  *
  *   byte 0       frame kind (0x02 = whole)
  *   bytes 1..4   head length h, unsigned big-endian

@@ -4,7 +4,7 @@
  * deployment every bridge sits on a different PC; here they share one process so that a hundred
  * of them do not cost a hundred Node runtimes on a 2-core machine.
  *
- * argv[2] is JSON: {server, target, transport, tokens: string[], concurrency}. The fleet reports
+ * argv[2] is JSON: {server, target, transport, tokens: string[], concurrency, wholeFrames?}. The fleet reports
  * `{type: 'ready', connected, failed, errors, ms}` once every bridge connected or gave up, and
  * closes them all on the message `close` (or when the bench goes away).
  */
@@ -17,6 +17,8 @@ interface FleetSpec {
   transport: TransportName;
   tokens: string[];
   concurrency: number;
+  /** Offer whole frames on the tunnel (the bridge's default); false to measure without them. */
+  wholeFrames?: boolean;
 }
 
 async function main(): Promise<void> {
@@ -29,7 +31,7 @@ async function main(): Promise<void> {
   const worker = async () => {
     while (next < spec.tokens.length) {
       const token = spec.tokens[next++];
-      const bridge = startBridge({ server: spec.server, token, target: spec.target, transport: spec.transport });
+      const bridge = startBridge({ server: spec.server, token, target: spec.target, transport: spec.transport, wholeFrames: spec.wholeFrames });
       bridges.push(bridge);
       try {
         await bridge.waitConnected(30_000);

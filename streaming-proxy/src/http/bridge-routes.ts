@@ -29,13 +29,15 @@ const ROUTE = /^\/bridge\/(register|poll|respond|heartbeat)(?:\/([A-Za-z0-9]{1,6
 const MAX_JSON_BYTES = 64 * 1024;
 
 export function bridgeRoutes(config: ProxyConfig, hub: TunnelHub, limits: UserLimits, logger: Logger, keyLinks: KeyLinks) {
-  const registration = (bridgeId: string): PollRegistration => ({
+  const registration = (bridgeId: string, whole: boolean): PollRegistration => ({
     bridgeId,
     pollTimeoutMs: config.pollTimeoutMs,
     // Heartbeats matter only while the bridge is busy answering and not polling.
     heartbeatIntervalMs: Math.floor(config.pollGraceMs / 3),
     graceMs: config.pollGraceMs,
     maxQueuedRequests: config.pollMaxQueued,
+    // Said only to a bridge that offered whole frames: an older one never hears of them.
+    ...(whole ? { whole: true } : {}),
   });
 
   /** Handles the request if it is a bridge route; returns false otherwise. */
@@ -69,7 +71,7 @@ export function bridgeRoutes(config: ProxyConfig, hub: TunnelHub, limits: UserLi
         sendError(res, 'bad_request', `register: ${body.error.issues[0]?.path.join('.')} ${body.error.issues[0]?.message}`);
         return true;
       }
-      const { clientId, platform, version } = body.data;
+      const { clientId, platform, version, whole } = body.data;
       // A bridge registering again (its poll failed, it lost the relay for a moment) has given up
       // on what its old registration held: fail those requests now, not after the grace period.
       if (clientId) {
@@ -98,11 +100,12 @@ export function bridgeRoutes(config: ProxyConfig, hub: TunnelHub, limits: UserLi
         logger,
         credentialExpiresAt: parseCredentialExpiry(req.headers[CREDENTIAL_EXPIRES_HEADER]),
         tokenGraceMs: config.tokenExpiryGraceMs,
+        whole: whole === true,
         onClose: (closed, code, reason) => hub.remove(closed, code, reason),
       });
       hub.add(link, keyId);
       keyLinks.track(link, keyId);
-      sendJson(res, 201, registration(link.id));
+      sendJson(res, 201, registration(link.id, whole === true));
       return true;
     }
 

@@ -30,8 +30,11 @@ import {
   RELAY_INSTANCE_HEADER,
   RELAY_INSTANCE_PATTERN,
   RELAY_RESTART_CLOSE,
+  saysWhole,
   TUNNELS_RECONNECT_PATH,
   UnauthorizedError,
+  WHOLE_FRAMES_HEADER,
+  WHOLE_FRAMES_HEADER_VALUE,
 } from '@ctll/protocol';
 import type { ProxyConfig } from '../config';
 import type { Logger } from '../logger';
@@ -72,6 +75,10 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
     // Tokens are small and latency matters more than bytes; compression also invites CRIME-style leaks.
     perMessageDeflate: false,
     clientTracking: false,
+  });
+  // A bridge that offers whole frames hears on the 101 that this proxy takes them (tunnel-whole.ts).
+  wss.on('headers', (headers, req) => {
+    if (saysWhole(req.headers[WHOLE_FRAMES_HEADER])) headers.push(`${WHOLE_FRAMES_HEADER}: ${WHOLE_FRAMES_HEADER_VALUE}`);
   });
 
   const limits = new UserLimits(config.limits, { pingIntervalMs: config.pingIntervalMs, pollGraceMs: config.pollGraceMs });
@@ -186,6 +193,7 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
         logger,
         credentialExpiresAt: parseCredentialExpiry(req.headers[CREDENTIAL_EXPIRES_HEADER]),
         tokenGraceMs: config.tokenExpiryGraceMs,
+        whole: saysWhole(req.headers[WHOLE_FRAMES_HEADER]),
         verifyRenewal: verify,
         onClose: (closed, code, reason) => hub.remove(closed, code, reason),
         onTraffic: () => stats.touch(),

@@ -6,7 +6,14 @@
  * to, and when the tunnel ends it fails every exchange still open on it. It does not know
  * about HTTP or sockets; exchanges and links plug in through the interfaces below.
  */
-import { TunnelErrorCode, type ControlMessage, type HttpResponseMessage, type TargetHealth, type TargetReportMessage } from '@ctll/protocol';
+import {
+  TunnelErrorCode,
+  type ControlMessage,
+  type HttpResponseMessage,
+  type TargetHealth,
+  type TargetReportMessage,
+  type WholeFrame,
+} from '@ctll/protocol';
 
 /** What one exchange hears from the bridge. */
 export interface StreamHandler {
@@ -103,6 +110,23 @@ export class Correlator {
 
   handleData(id: string, payload: Buffer): void {
     this.streams.get(id)?.onData(payload);
+  }
+
+  /**
+   * A whole answer: the three events it stands for (tunnel-whole.ts), so an exchange handles it as
+   * it handles the streamed form. Its body counts against the stream's first window like any data.
+   */
+  handleWhole({ head, body }: WholeFrame, reply: StreamSender): void {
+    if (head.type === 'http_request') {
+      reply.sendControl({ type: 'error', id: head.id, code: TunnelErrorCode.BadMessage, message: 'http_request is only sent by the relay' });
+      return;
+    }
+    const handler = this.streams.get(head.id);
+    if (!handler) return;
+    handler.onResponse({ ...head, end: body.byteLength === 0 });
+    if (body.byteLength === 0) return;
+    handler.onData(body);
+    handler.onEnd();
   }
 
   /** Fails every open stream, e.g. because the tunnel closed. */

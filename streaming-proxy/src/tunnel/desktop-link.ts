@@ -3,7 +3,7 @@
  * both ways and owns the correlator of the streams running over it. The hub picks a link for
  * each new exchange; the exchange then talks only to that link.
  */
-import type { ControlMessage, DesktopInfo, TunnelRtt } from '@ctll/protocol';
+import type { ControlMessage, DesktopInfo, TunnelRtt, WholeHead } from '@ctll/protocol';
 import type { Correlator, StreamSender } from './correlator';
 import type { LinkCounters } from './link-counters';
 import type { RoundTrip } from './round-trip';
@@ -33,6 +33,13 @@ export interface DesktopLink extends StreamSender {
   readonly queueFull: boolean;
   sendControl(message: ControlMessage): void;
   sendData(id: string, payload: Buffer): void;
+  /** Whether the bridge said it takes whole frames (tunnel-whole.ts); it may send them only then. */
+  readonly acceptsWhole: boolean;
+  /**
+   * A short request as one whole frame; false (nothing sent) when the bridge takes none or the head
+   * is too big for one: the caller then sends head, body and end.
+   */
+  sendWhole(head: WholeHead, body: Buffer): boolean;
   close(code: number, reason: string): void;
 }
 

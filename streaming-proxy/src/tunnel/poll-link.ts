@@ -20,12 +20,17 @@
  * whose expiry it passes on: the link's deadline follows the latest (credentials/deadline.ts). A
  * bridge that stops renewing is refused by api-backend at its next request; the deadline also
  * ends an answer still streaming on an old token, closing the link with TOKEN_EXPIRED_CLOSE.
+ *
+ * A bridge that registered with `whole: true` (tunnel-whole.ts) gets a short request as one whole
+ * record (no credit to give back for it: its body spent none), and may POST a short answer as one
+ * whole frame (respond-whole.ts).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
   chunkSlices,
   controlFrame,
   encodeData,
+  encodeWhole,
   FLOW_CONTROL_CLOSE_CODE,
   FLOW_CONTROL_CLOSE_REASON,
   FlowControlError,
@@ -33,11 +38,13 @@ import {
   parseControl,
   parseResponseHead,
   POLL_BATCH_CONTENT_TYPE,
+  POLL_WHOLE_CONTENT_TYPE,
   RecordReader,
   recordHeader,
   TOKEN_EXPIRED_CLOSE,
   TunnelErrorCode,
   type ControlMessage,
+  type WholeHead,
 } from '@ctll/protocol';
 import { CredentialDeadline } from '../credentials/deadline';
 import { Correlator } from './correlator';
@@ -45,6 +52,7 @@ import { LinkCounters } from './link-counters';
 import type { DesktopLink } from './desktop-link';
 import type { Logger } from '../logger';
 import { sendError, sendJson } from '../http/respond';
+import { respondWhole } from './respond-whole';
 
 export interface PollLinkOptions {
   id: string;
@@ -60,6 +68,8 @@ export interface PollLinkOptions {
   credentialExpiresAt?: number;
   /** How long past its credential's expiry the link stays without a request bringing a newer one. */
   tokenGraceMs: number;
+  /** The bridge registered with `whole: true` (and was told this proxy takes whole frames). */
+  whole: boolean;
   onClose: (link: PollLink, code: number, reason: string) => void;
 }
 
@@ -122,6 +132,10 @@ export class PollLink implements DesktopLink {
     return this.isClosed;
   }
 
+  get acceptsWhole(): boolean {
+    return this.options.whole;
+  }
+
   get queueFull(): boolean {
     return this.queuedRequests >= this.options.maxQueuedRequests;
   }
@@ -150,6 +164,15 @@ export class PollLink implements DesktopLink {
     if (this.isClosed) return;
     const frame = encodeData(id, payload);
     this.enqueue({ record: Buffer.concat([recordHeader(frame.byteLength), frame]), stream: id, bytes: payload.byteLength, isRequest: false });
+  }
+
+  sendWhole(head: WholeHead, body: Buffer): boolean {
+    if (this.isClosed || !this.options.whole) return false;
+    const frame = encodeWhole(head, body);
+    if (!frame) return false;
+    // No credit to give back on delivery: a whole body spends none (tunnel-whole.ts).
+    this.enqueue({ record: Buffer.concat([recordHeader(frame.byteLength), frame]), stream: head.id, bytes: 0, isRequest: head.type === 'http_request' });
+    return true;
   }
 
   /** GET /bridge/poll/:id — answer now if anything waits, else hold the request. */
@@ -188,6 +211,10 @@ export class PollLink implements DesktopLink {
     if (!this.correlator.has(requestId) || this.inbound.has(requestId)) {
       req.resume();
       sendError(res, 'unknown_request', `no request ${requestId} is waiting for an answer`);
+      return;
+    }
+    if ((req.headers['content-type'] ?? '').startsWith(POLL_WHOLE_CONTENT_TYPE)) {
+      this.respondWholeAnswer(requestId, req, res);
       return;
     }
     const reader = new RecordReader();
@@ -262,6 +289,18 @@ export class PollLink implements DesktopLink {
       if (finished) return;
       finished = true;
       this.correlator.handleControl({ type: 'error', id: requestId, code: TunnelErrorCode.TargetFailed, message: 'the desktop stopped sending its answer' }, this);
+    });
+  }
+
+  /** A short answer POSTed as one whole frame; registered in `inbound` while it is read, as any answer. */
+  private respondWholeAnswer(requestId: string, req: IncomingMessage, res: ServerResponse): void {
+    this.inbound.set(requestId, { req, outstanding: 0 });
+    respondWhole(requestId, req, res, {
+      offered: this.options.whole,
+      seen: () => (this.lastSeen = Date.now()),
+      settled: () => this.inbound.delete(requestId),
+      correlator: this.correlator,
+      reply: this,
     });
   }
 

@@ -16,20 +16,29 @@
  * message renews it once api-backend has verified the new token for this same user; a refused
  * one is answered with an `error` and changes nothing. Past the deadline and its grace the tunnel
  * is closed with TOKEN_EXPIRED_CLOSE (4401).
+ *
+ * A bridge that offered whole frames on its upgrade (tunnel-whole.ts) gets short requests as one
+ * binary message and may answer the same way; from any other bridge a whole frame is a bad frame.
+ * A whole frame that fails to decode (a body past the inline limit, a bad head) is refused like
+ * any bad frame, and the stream it names, if any, fails at once instead of waiting for its timeout.
  */
 import type { WebSocket, RawData } from 'ws';
 import {
   decodeData,
+  decodeWhole,
   encodeControl,
   encodeData,
+  encodeWhole,
   FLOW_CONTROL_CLOSE_CODE,
   FLOW_CONTROL_CLOSE_REASON,
   FlowControlError,
+  isWholeFrame,
   parseControl,
   RenewalErrorCode,
   TOKEN_EXPIRED_CLOSE,
   TunnelErrorCode,
   type ControlMessage,
+  type WholeHead,
 } from '@ctll/protocol';
 import { CredentialDeadline } from '../credentials/deadline';
 import type { VerifyRenewal } from '../credentials/renewal-client';
@@ -54,6 +63,8 @@ export interface WsLinkOptions {
   credentialExpiresAt?: number;
   /** How long past its credential's expiry a tunnel stays open without a renewal. */
   tokenGraceMs: number;
+  /** The bridge offered whole frames on its upgrade (and was told this proxy takes them). */
+  whole: boolean;
   verifyRenewal: VerifyRenewal;
   onClose: (link: WsLink, code: number, reason: string) => void;
   onTraffic: (direction: 'in' | 'out', bytes: number) => void;
@@ -100,6 +111,10 @@ export class WsLink implements DesktopLink {
   /** A WebSocket has no queue of its own: flow control bounds each stream. */
   readonly queueFull = false;
 
+  get acceptsWhole(): boolean {
+    return this.options.whole;
+  }
+
   get closed(): boolean {
     return this.isClosed;
   }
@@ -114,6 +129,15 @@ export class WsLink implements DesktopLink {
     if (this.isClosed) return;
     this.options.onTraffic('out', payload.byteLength);
     this.ws.send(encodeData(id, payload), { binary: true });
+  }
+
+  sendWhole(head: WholeHead, body: Buffer): boolean {
+    if (this.isClosed || !this.options.whole) return false;
+    const frame = encodeWhole(head, body);
+    if (!frame) return false;
+    this.options.onTraffic('out', body.byteLength);
+    this.ws.send(frame, { binary: true });
+    return true;
   }
 
   close(code: number, reason: string): void {
@@ -137,6 +161,7 @@ export class WsLink implements DesktopLink {
   private dispatch(data: RawData, isBinary: boolean): void {
     // ws hands over a single Buffer unless the peer fragmented the message.
     const buffer = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
+    if (isBinary && isWholeFrame(buffer)) return this.receiveWhole(buffer);
     if (isBinary) {
       const frame = decodeData(buffer);
       if (!frame.ok) return this.rejectFrame(frame.error);
@@ -148,6 +173,22 @@ export class WsLink implements DesktopLink {
     if (!message.ok) return this.rejectFrame(message.error);
     if (message.value.type === 'token') return this.renew(message.value.token);
     this.correlator.handleControl(message.value, this);
+  }
+
+  private receiveWhole(buffer: Buffer): void {
+    const frame = decodeWhole(buffer);
+    const refusal = !this.options.whole ? 'a whole frame from a bridge that did not offer them' : frame.ok ? undefined : frame.error;
+    if (refusal !== undefined) {
+      // The stream it names would otherwise wait out its whole timeout for an answer that came and was refused.
+      const id = frame.ok ? frame.value.head.id : frame.id;
+      if (id !== undefined) {
+        this.correlator.handleControl({ type: 'error', id, code: TunnelErrorCode.BadMessage, message: `the desktop sent a malformed answer: ${refusal}` }, this);
+      }
+      return this.rejectFrame(refusal);
+    }
+    if (!frame.ok) return;
+    this.options.onTraffic('in', frame.value.body.byteLength);
+    this.correlator.handleWhole(frame.value, this);
   }
 
   private renew(token: string): void {

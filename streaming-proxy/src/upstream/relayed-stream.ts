@@ -12,8 +12,9 @@
  * never the length of a generation. The stats, the desktop link's counters and so the audit's
  * byte counts are kept here.
  *
- * Whole frames (protocol/src/whole-frame.ts) on the frame link: a whole request's body goes on to
- * the desktop at once on the desktop's first window, which it fits by the inline limit. An answer
+ * Whole frames (protocol/src/whole-frame.ts) on the frame link: a whole request goes on to the
+ * desktop as a whole frame when its bridge takes them (tunnel-whole.ts), else its body goes at once
+ * on the desktop's first window, which it fits by the inline limit. An answer
  * whose head declares a content-length within that limit is held (head and body, at most the limit)
  * until the desktop's end, then goes to api-backend as one whole frame; one that outgrows its
  * declared length or trickles in for more than HOLD_LIMIT_MS, or any answer without a length (a
@@ -135,10 +136,12 @@ export class RelayedStream implements StreamHandler, UpstreamStream {
       this.link.sendControl({ ...request, id: this.desktopId });
       return;
     }
-    // The desktop's tunnel has no whole frames: head, body and end go on as three messages.
+    // Counted once, before the bytes leave in either form (a whole frame spends no credit).
+    if (!this.countUp(wholeBody.byteLength)) return;
+    if (this.link.sendWhole({ ...request, id: this.desktopId, end: true }, wholeBody)) return;
+    // A bridge without whole frames (or a head too big for one): head, body and end as three messages.
     this.link.sendControl({ ...request, id: this.desktopId, end: wholeBody.byteLength === 0 });
     if (wholeBody.byteLength === 0) return;
-    if (!this.countUp(wholeBody.byteLength)) return;
     // A fresh stream's desktop credit takes the whole body at once (it fits the inline limit).
     this.toDesktop.write(wholeBody);
     this.toDesktop.end(() => this.link.sendControl({ type: 'end', id: this.desktopId }));

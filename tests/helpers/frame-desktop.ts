@@ -1,0 +1,78 @@
+/**
+ * A hand-driven desktop end of a tunnel that sees every message in the form it arrived in (a
+ * control message, a data frame or a whole frame), and what the 101 said of whole frames
+ * (protocol/src/tunnel-whole.ts): for tests that must tell one whole frame from head, data and end.
+ * Pings, pongs and target reports belong to no stream and are left out.
+ */
+import WebSocket from 'ws';
+import { decodeData, decodeFrame, decodeWhole, isWholeFrame, parseControl, RecordReader, WHOLE_FRAMES_HEADER, type Frame, type WholeHead } from '@ctll/protocol';
+
+export interface FrameDesktop {
+  ws: WebSocket;
+  /** What the 101 said in WHOLE_FRAMES_HEADER (undefined: nothing). */
+  answered: string | undefined;
+  /** The next message; rejects after 5 s of nothing. */
+  next(): Promise<Frame>;
+}
+
+export async function openFrameDesktop(url: string, headers: Record<string, string>): Promise<FrameDesktop> {
+  const ws = new WebSocket(url, { headers });
+  const queue: Frame[] = [];
+  const waiters: Array<(frame: Frame) => void> = [];
+  ws.on('message', (data: Buffer, isBinary) => {
+    const frame = toFrame(data, isBinary);
+    if (!frame) return;
+    const waiter = waiters.shift();
+    if (waiter) waiter(frame);
+    else queue.push(frame);
+  });
+  let answered: string | undefined;
+  ws.on('upgrade', (res) => {
+    const value = res.headers[WHOLE_FRAMES_HEADER];
+    answered = typeof value === 'string' ? value : undefined;
+  });
+  await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+  const next = () =>
+    new Promise<Frame>((resolve, reject) => {
+      const queued = queue.shift();
+      if (queued) return resolve(queued);
+      const timer = setTimeout(() => reject(new Error('no tunnel message within 5 s')), 5000);
+      waiters.push((frame) => {
+        clearTimeout(timer);
+        resolve(frame);
+      });
+    });
+  return { ws, answered, next };
+}
+
+function toFrame(data: Buffer, isBinary: boolean): Frame | undefined {
+  if (isBinary && isWholeFrame(data)) {
+    const whole = decodeWhole(data);
+    if (!whole.ok) throw new Error(`the relay sent a malformed whole frame: ${whole.error}`);
+    return { kind: 'whole', whole: whole.value };
+  }
+  if (isBinary) {
+    const frame = decodeData(data);
+    if (!frame.ok) throw new Error(`the relay sent a malformed data frame: ${frame.error}`);
+    return { kind: 'data', data: frame.value };
+  }
+  const message = parseControl(data.toString());
+  if (!message.ok) throw new Error(`the relay sent a malformed message: ${message.error}`);
+  return ['ping', 'pong', 'target'].includes(message.value.type) ? undefined : { kind: 'control', message: message.value };
+}
+
+/** The head of a short JSON answer of `body`, as a whole frame carries it. */
+export function shortAnswerHead(id: string, body: Buffer): Extract<WholeHead, { type: 'http_response' }> {
+  return { type: 'http_response', id, status: 200, headers: { 'content-type': 'application/json', 'content-length': String(body.byteLength) }, end: true };
+}
+
+/** The frames of a poll answer's body, each in the form it came in; throws on a malformed one. */
+export function pollAnswerFrames(body: Buffer): Frame[] {
+  const records = new RecordReader().push(body);
+  if (!records.ok) throw new Error(records.error);
+  return records.value.map((record) => {
+    const frame = decodeFrame(record);
+    if (!frame.ok) throw new Error(`the relay sent a malformed poll record: ${frame.error}`);
+    return frame.value;
+  });
+}
