@@ -73,5 +73,7 @@ export class TaskWatch {
 
 function notRunning({ timeoutMs, last }: Waiter): string {
   const state = last ? `${last.Status.State}${last.Status.Err ? `: ${last.Status.Err}` : ''}` : 'none scheduled: check PROXY_PLACEMENT';
-  return `no task running within ${timeoutMs} ms (${state})`;
+  // Preparing and starting are the node's work, which a busy node does slowly (README, "Growing from one host to a swarm").
+  const busy = last && ['preparing', 'ready', 'starting'].includes(last.Status.State) ? '; the node is slow to prepare tasks: raise PROXY_START_TIMEOUT_MS' : '';
+  return `no task running within ${timeoutMs} ms (${state})${busy}`;
 }
