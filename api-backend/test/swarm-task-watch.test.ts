@@ -50,7 +50,7 @@ describe('waiting for new proxy services to run (swarm)', () => {
     const e = engine();
     const watch = new TaskWatch(e.list, 5);
     e.states.set('slow', task('slow', 'preparing'));
-    await expect(watch.running('slow', 50)).rejects.toThrow('no task running within 50 ms (preparing)');
+    await expect(watch.running('slow', 50)).rejects.toThrow('no task running within 50 ms (preparing); the node is slow to prepare tasks: raise PROXY_START_TIMEOUT_MS');
     await expect(watch.running('unscheduled', 50)).rejects.toThrow('none scheduled: check PROXY_PLACEMENT');
   });
 
