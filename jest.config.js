@@ -1,6 +1,6 @@
 // Suites .ci/run runs in a jest of their own (CTLL_SLOW=skip leaves them out of the main run): the
 // six-minute streams and the minute-long signed-in bridge beside the rest; the deploy smoke (compose,
-// then the swarm stack) and the replica failover (twenty containers and bridges) alone after it; the
+// then the swarm stack) and the replica failovers (twenty containers, or services, and bridges) alone after it; the
 // browser tests of the web console alone afterwards (Chromium drops its connections whenever Docker
 // adds or removes a network interface); the idle sweep with 200 proxy containers alone at the end.
 // A plain `npm test` runs everything (the sweep with 25 proxies).
@@ -10,6 +10,7 @@ const SLOW_SUITES = [
   '/tests/deploy\\.smoke\\.test\\.ts$',
   '/tests/console(-[a-z]+)?\\.e2e\\.test\\.ts$',
   '/tests/docker/docker-replica-failover\\.test\\.ts$',
+  '/tests/docker/swarm-replica-failover\\.test\\.ts$',
   '/tests/docker/docker-sweep\\.test\\.ts$',
 ];
 

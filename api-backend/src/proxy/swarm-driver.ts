@@ -50,11 +50,20 @@ import { overlaySpec, serviceSpec, type ServiceSpecOptions } from './swarm-spec'
 import { asContainers, containerIdOf, currentTask, phaseOf, type SwarmTask } from './swarm-tasks';
 import { patiently, ProxyServices } from './swarm-services';
 import { SwarmReach, type EndpointResolver } from './swarm-reach';
+import { StartGate } from './start-gate';
 
 export interface SwarmDriverOptions extends DockerDriverOptions {
   /** Placement constraints of proxy services (PROXY_PLACEMENT). */
   placement?: string[];
+  /** Proxy services this api-backend starts at once; more wait their turn (start-gate.ts). */
+  startsAtOnce?: number;
 }
+
+/**
+ * See startsAtOnce. A swarm task costs its node's dockerd some 3-4 CPU-seconds to prepare and
+ * start (a docker proxy about 0.5), so on a two-core node two at a time already keep it busy.
+ */
+export const SWARM_STARTS_AT_ONCE = 2;
 
 export class SwarmDriver extends EngineDriver {
   readonly name = 'swarm' as const;
@@ -63,6 +72,7 @@ export class SwarmDriver extends EngineDriver {
   private readonly spec: ServiceSpecOptions;
   private readonly services: ProxyServices;
   private readonly reach: SwarmReach;
+  private readonly gate: StartGate;
 
   constructor(options: SwarmDriverOptions) {
     super(resolveDockerOptions(options), {
@@ -73,6 +83,7 @@ export class SwarmDriver extends EngineDriver {
     });
     const o = this.options;
     this.placement = options.placement ?? [];
+    this.gate = new StartGate(options.startsAtOnce ?? SWARM_STARTS_AT_ONCE);
     this.spec = { ...specOf(o), constraints: this.placement };
     this.services = new ProxyServices(this.docker, o.scope);
     this.reach = new SwarmReach(this.docker, { networkMode: o.networkMode, selfContainer: o.selfContainer, logger: o.logger });
@@ -138,7 +149,15 @@ export class SwarmDriver extends EngineDriver {
     };
   }
 
-  protected async provision(ownerHash: string): Promise<ProxyHandle> {
+  /**
+   * A burst of starts takes turns (start-gate.ts): on one node the engine prepares tasks at a
+   * rate of its own, and starts sharing it all at once all missed PROXY_START_TIMEOUT_MS together.
+   */
+  protected provision(ownerHash: string): Promise<ProxyHandle> {
+    return this.gate.run(() => this.provisionNow(ownerHash));
+  }
+
+  private async provisionNow(ownerHash: string): Promise<ProxyHandle> {
     const where = await this.reach.where();
     if (where.mode === 'host' && this.options.egress === 'none') {
       throw startFailed('PROXY_EGRESS=none makes user overlays internal, which a host process cannot reach: run api-backend in a container (PROXY_NETWORK_MODE=container) or use PROXY_EGRESS=internet');

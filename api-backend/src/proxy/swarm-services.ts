@@ -5,24 +5,26 @@
  * a remove of ours, like the docker driver's, returns when the proxy is gone.
  */
 import type Docker from 'dockerode';
-import { ignoringGone, startFailed } from './docker/errors';
+import { ignoringGone } from './docker/errors';
 import { isOurs, managedFilter, SCOPE_LABEL } from './docker/spec';
 import { containerName } from './naming';
-import { containerIdOf, currentTask, phaseOf, whyEnded, type SwarmTask } from './swarm-tasks';
+import { currentTask, phaseOf, whyEnded, type SwarmTask } from './swarm-tasks';
+import { TaskWatch } from './swarm-task-watch';
 
-/** How often a starting task is looked at; a task runs some 0.5-2 s after its service is made. */
-const TASK_POLL_MS = 100;
 /** How long a removed service's task, or the node's copy of a removed overlay, may linger. */
 const PATIENCE_MS = 30_000;
 
 export class ProxyServices {
   private readonly filter: { label: string[] };
+  /** One task listing per tick for every start in flight (swarm-task-watch.ts). */
+  private readonly starting: TaskWatch;
 
   constructor(
     private readonly docker: Docker,
     private readonly scope: string,
   ) {
     this.filter = { label: managedFilter(scope, 'proxy') };
+    this.starting = new TaskWatch(async (serviceIds) => (await this.docker.listTasks({ filters: { service: serviceIds } })) as SwarmTask[]);
   }
 
   /** The owner's service, if any; one another api-backend made under this name is never touched. */
@@ -52,20 +54,9 @@ export class ProxyServices {
     await patiently(async () => (await this.docker.listContainers({ all: true, filters: { label: [`com.docker.swarm.service.id=${serviceId}`] } })).length === 0);
   }
 
-  /** Polls the new service's task until it runs, or fails with the engine's reason. */
-  async waitForTask(serviceId: string, timeoutMs: number): Promise<SwarmTask> {
-    const deadline = Date.now() + timeoutMs;
-    let last: SwarmTask | undefined;
-    for (;;) {
-      last = currentTask(await this.tasksOf(serviceId), serviceId);
-      const phase = phaseOf(last);
-      if (phase === 'running' && containerIdOf(last)) return last!;
-      if (phase === 'ended') throw startFailed(whyEnded(last!));
-      if (Date.now() > deadline) {
-        throw startFailed(`no task running within ${timeoutMs} ms (${last ? `${last.Status.State}${last.Status.Err ? `: ${last.Status.Err}` : ''}` : 'none scheduled: check PROXY_PLACEMENT'})`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, TASK_POLL_MS));
-    }
+  /** Waits for the new service's task to run, or fails with the engine's reason. */
+  waitForTask(serviceId: string, timeoutMs: number): Promise<SwarmTask> {
+    return this.starting.running(serviceId, timeoutMs);
   }
 
   async whyNotRunning(serviceId: string): Promise<string | null> {
