@@ -1,6 +1,6 @@
 /**
  * The bridge against the real streaming-proxy (bundled from source, run as a child process) and a
- * real local HTTP server: what a web client sees through the relay route.
+ * real local HTTP server: what a web client sees through api-backend's frame relay.
  */
 import fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -64,7 +64,7 @@ describe('bridge behind the streaming-proxy', () => {
   });
 
   it('streams each chunk to the web client before the target has finished', async () => {
-    const { response } = relay(proxy.url, 'GET', '/stream/s1');
+    const { response } = relay(proxy.edge, 'GET', '/stream/s1');
     const res = await response;
     expect(res.statusCode).toBe(200);
     expect(res.headers['content-type']).toBe('application/x-ndjson');
@@ -82,7 +82,7 @@ describe('bridge behind the streaming-proxy', () => {
 
   it('carries a POST body both ways byte for byte', async () => {
     const body = randomBytes(3 * 1024 * 1024 + 17);
-    const { response } = relay(proxy.url, 'POST', '/echo', body);
+    const { response } = relay(proxy.edge, 'POST', '/echo', body);
     const res = await response;
     expect(res.statusCode).toBe(200);
     const echoed = await readBody(res);
@@ -92,7 +92,7 @@ describe('bridge behind the streaming-proxy', () => {
 
   it('aborts the local request when the web client goes away', async () => {
     const closed = target.closed('c1');
-    const { request, response } = relay(proxy.url, 'GET', '/hang/c1');
+    const { request, response } = relay(proxy.edge, 'GET', '/hang/c1');
     const res = await response;
     await new Promise((resolve) => res.once('data', resolve));
     expect(bridge.stats.active).toBe(1);
@@ -106,8 +106,8 @@ describe('bridge behind the streaming-proxy', () => {
     const bodies = Array.from({ length: count }, (_, i) => randomBytes(1024 * (i + 1)));
     const results = await Promise.all(
       bodies.map(async (body, i) => {
-        const echo = relay(proxy.url, 'POST', '/echo', body);
-        const json = relay(proxy.url, 'GET', `/json/${i}`);
+        const echo = relay(proxy.edge, 'POST', '/echo', body);
+        const json = relay(proxy.edge, 'GET', `/json/${i}`);
         return { echoed: await readBody(await echo.response), json: JSON.parse(String(await readBody(await json.response))) };
       }),
     );
@@ -123,7 +123,7 @@ describe('bridge behind the streaming-proxy', () => {
     const orphan = bridgeFor(other.url, `http://127.0.0.1:${await deadPort()}`);
     try {
       await orphan.waitConnected(10_000);
-      const res = await relay(other.url, 'POST', '/api/chat', Buffer.from('{"model":"x"}')).response;
+      const res = await relay(other.edge, 'POST', '/api/chat', Buffer.from('{"model":"x"}')).response;
       expect(res.statusCode).toBe(502);
       const body = JSON.parse(String(await readBody(res)));
       expect(body.error.code).toBe('target_unreachable');
@@ -141,7 +141,7 @@ describe('bridge behind the streaming-proxy', () => {
     try {
       await restarting.waitConnected(10_000);
       const closed = target.closed('r1');
-      const res = await relay(other.url, 'GET', '/hang/r1').response;
+      const res = await relay(other.edge, 'GET', '/hang/r1').response;
       res.on('error', () => undefined);
       await other.stop();
       await closed; // the tunnel went away, so the local request was aborted
@@ -149,7 +149,7 @@ describe('bridge behind the streaming-proxy', () => {
       const again = await startProxy(proxyFile, other.port);
       try {
         await eventually(() => restarting.connected, 10_000);
-        const answer = await relay(again.url, 'GET', '/json/7').response;
+        const answer = await relay(again.edge, 'GET', '/json/7').response;
         expect(JSON.parse(String(await readBody(answer)))).toEqual({ n: 7, method: 'GET' });
         expect(seen.find((status) => status.state === 'retrying')?.reason).toMatch(/^relay closed 1006/);
       } finally {

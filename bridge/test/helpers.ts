@@ -1,7 +1,7 @@
 /**
  * Real pieces for the bridge's tests: the streaming-proxy bundled from source and run as a child
- * process, a small slow-streaming HTTP server standing in for the local LLM server, and a client
- * that talks to the proxy's relay route. Everything listens on 127.0.0.1 port 0.
+ * process behind api-backend's frame relay, a small slow-streaming HTTP server standing in for the
+ * local LLM server, and a web client. Everything listens on 127.0.0.1 port 0.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { build } from 'esbuild';
 import { parseProxyAnswer, proxyStatusSchema, type ProxyStatus } from '@ctll/protocol';
+import { startFrameEdge } from '../../tests/helpers/frame-edge';
 
 export const PROXY_SECRET = randomBytes(24).toString('hex');
 export const SECRET_HEADERS = { 'x-ctll-proxy-secret': PROXY_SECRET };
@@ -38,36 +39,45 @@ export async function bundle(entry: string, name: string): Promise<{ file: strin
 export interface RunningProxy {
   port: number;
   url: string;
+  /** Where a web client's request goes: api-backend's frame relay in front of this proxy. */
+  edge: string;
   child: ChildProcess;
   status(): Promise<ProxyStatus>;
   stop(): Promise<void>;
 }
 
-/** Starts the bundled streaming-proxy; resolves once it reported its port over IPC. */
-export function startProxy(file: string, port = 0, env: Record<string, string> = {}): Promise<RunningProxy> {
+/**
+ * Starts the bundled streaming-proxy, and api-backend's frame relay in front of it (the only way a
+ * relayed request reaches a proxy); resolves once the proxy reported its port over IPC.
+ */
+export async function startProxy(file: string, port = 0, env: Record<string, string> = {}): Promise<RunningProxy> {
   const child = fork(file, [], {
     env: { PATH: process.env.PATH ?? '', PORT: String(port), HOST: '127.0.0.1', PROXY_SECRET, LOG_LEVEL: 'error', ...env },
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   });
-  return new Promise((resolve, reject) => {
+  const listening = await new Promise<number>((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`streaming-proxy exited with ${code}`)));
     child.on('message', (message: { type?: string; port?: number }) => {
-      if (message.type !== 'listening' || !message.port) return;
-      const url = `http://127.0.0.1:${message.port}`;
-      resolve({
-        port: message.port,
-        url,
-        child,
-        status: async () => parseProxyAnswer(proxyStatusSchema, 'status', await (await fetch(`${url}/status`, { headers: SECRET_HEADERS })).text()),
-        stop: () =>
-          new Promise<void>((done) => {
-            if (child.exitCode !== null || child.signalCode !== null) return done();
-            child.once('exit', () => done());
-            child.kill('SIGKILL');
-          }),
-      });
+      if (message.type === 'listening' && message.port) resolve(message.port);
     });
   });
+  const url = `http://127.0.0.1:${listening}`;
+  const edge = await startFrameEdge({ host: '127.0.0.1', port: listening, secret: PROXY_SECRET }, Number.MAX_SAFE_INTEGER);
+  return {
+    port: listening,
+    url,
+    edge: edge.url,
+    child,
+    status: async () => parseProxyAnswer(proxyStatusSchema, 'status', await (await fetch(`${url}/status`, { headers: SECRET_HEADERS })).text()),
+    stop: async () => {
+      await new Promise<void>((done) => {
+        if (child.exitCode !== null || child.signalCode !== null) return done();
+        child.once('exit', () => done());
+        child.kill('SIGKILL');
+      });
+      await edge.close();
+    },
+  };
 }
 
 export interface Target {
@@ -173,15 +183,16 @@ export async function deadPort(): Promise<number> {
 }
 
 /** Sends a request to the proxy's relay route; resolves with the response once its head arrived. */
+/** A web client's request through the frame relay at `edgeUrl` (a RunningProxy's `edge`). */
 export function relay(
-  proxyUrl: string,
+  edgeUrl: string,
   method: string,
   pathname: string,
   body?: Buffer,
 ): { request: http.ClientRequest; response: Promise<http.IncomingMessage> } {
-  const request = http.request(`${proxyUrl}/relay${pathname}`, {
+  const request = http.request(`${edgeUrl}${pathname}`, {
     method,
-    headers: { ...SECRET_HEADERS, ...(body ? { 'content-type': 'application/octet-stream', 'content-length': body.byteLength } : {}) },
+    headers: { ...(body ? { 'content-type': 'application/octet-stream', 'content-length': body.byteLength } : {}) },
     agent: false,
   });
   const response = new Promise<http.IncomingMessage>((resolve, reject) => {
