@@ -86,7 +86,7 @@ const LIMITS: Array<[RegExp, string]> = [
   ],
   [
     /^proxy-start swarm/,
-    'A swarm service is not a container yet: the manager stores the service, schedules a task, and the node\'s agent prepares it (attaches the node to the user\'s new overlay network and to docker_gwbridge) before it creates and starts the container; api-backend polls the task every 100 ms until it runs, then health-checks the proxy. On an idle node that is some 0.5-2 s after the service is made (swarm-services.ts); on this shared engine the tasks sat in "preparing" for many seconds, and a start that has no running task within the start timeout (15 s) fails as `proxy_start_failed`.',
+    'A swarm service is not a container yet: the manager stores the service, schedules a task, and the node\'s agent prepares it (attaches the node to the user\'s new overlay network and to docker_gwbridge) before it creates and starts the container; api-backend watches the task until it runs, then health-checks the proxy. Preparing and starting a task costs the node's dockerd about 3 CPU-seconds (a plain container about 0.5), so twenty at once keep two cores busy for over a minute; each api-backend therefore starts two at a time and counts the start timeout (15 s) from a start's turn (start-gate.ts), and one that still has no running task by then fails as `proxy_start_failed`.',
   ],
   [/^proxy-start process/, 'With 20 users at once, 20 Node runtimes start together on 2 cores (each needs about 150 ms of CPU to load the bundle), so the last waits for the others; one at a time the target is met.'],
   [/^proxy-capacity/, 'The ramp stops at the first start slower than 10 s or failing, or under 1 GiB of free memory.'],
