@@ -4,18 +4,15 @@
  * at most that limit — until the local server ends it, then leaves as ONE whole frame instead of
  * head, data and end. Used only on a connection whose relay said it takes whole frames.
  *
- * An answer that outgrows its declared length, or trickles in for longer than HOLD_LIMIT_MS, is
+ * An answer that outgrows its declared length, or trickles in for longer than HOLD_LIMIT_MS (protocol), is
  * released on its next chunk to stream as before, so a slow short answer still reaches its caller
  * as it comes; an answer without a length (a streamed generation) is never held. Holding needs no
  * credit: the held bytes are at most the inline limit, far within a stream's first window, and the
  * whole frame spends none (tunnel-whole.ts).
  */
-import { fitsInline, httpResponseSchema, type Headers, type WholeHead } from '@ctll/protocol';
+import { heldLength, httpResponseSchema, outgrewHold, type Headers, type WholeHead } from '@ctll/protocol';
 import { UnsendableHeadError } from './errors';
 import type { StreamPort } from './stream-table';
-
-/** Past this, a held answer goes on streaming: its caller hears from a slow short answer as it comes. */
-export const HOLD_LIMIT_MS = 1000;
 
 /** Sends a whole answer; false (nothing sent) when its head is too big for one frame. */
 export type SendWholeAnswer = (head: WholeHead, body: Buffer) => boolean;
@@ -43,10 +40,8 @@ export function holdShortAnswers(id: string, port: StreamPort, sendWhole: SendWh
 
   return {
     head(status: number, headers: Headers, end: boolean) {
-      const length = headers['content-length'];
-      // A repeated content-length is not a short answer's: it streams, as the relay's side would have it.
-      const declared = typeof length === 'string' ? Number(length) : NaN;
-      if (end || !fitsInline(declared)) return port.head(status, headers, end);
+      const declared = heldLength(headers);
+      if (end || declared === undefined) return port.head(status, headers, end);
       const head = { type: 'http_response' as const, id, status, headers, end: true as const };
       // Checked now, as the streaming head would be: the forwarder turns the throw into target_failed.
       const checked = httpResponseSchema.safeParse(head);
@@ -57,7 +52,7 @@ export function holdShortAnswers(id: string, port: StreamPort, sendWhole: SendWh
       if (!held) return port.data(chunk);
       held.chunks.push(chunk);
       held.bytes += chunk.byteLength;
-      if (held.bytes > held.declared || Date.now() - held.since > HOLD_LIMIT_MS) return release();
+      if (outgrewHold(held)) return release();
       return true;
     },
     whenReady(resume: () => void) {

@@ -61,6 +61,28 @@ export function fitsInline(bytes: number): boolean {
 }
 
 /**
+ * How long a short answer may trickle in while held for a whole frame: past this, its next chunk
+ * releases it to stream, so the next hop hears from a slow short answer (and its own silence timer
+ * does not fire). Both holders (the proxy towards api-backend, the bridge towards the proxy) use it.
+ */
+export const HOLD_LIMIT_MS = 1000;
+
+/**
+ * The content-length an answer's head declares when it is short enough to hold for a whole frame;
+ * undefined for none, a repeated one (the sender's muddle: it streams) or one past the inline limit.
+ */
+export function heldLength(headers: Record<string, string | string[] | undefined>): number | undefined {
+  const length = headers['content-length'];
+  const declared = typeof length === 'string' ? Number(length) : NaN;
+  return fitsInline(declared) ? declared : undefined;
+}
+
+/** A held answer must go on streaming: more arrived than its head declared, or it came too slowly. */
+export function outgrewHold(held: { bytes: number; declared: number; since: number }, now = Date.now()): boolean {
+  return held.bytes > held.declared || now - held.since > HOLD_LIMIT_MS;
+}
+
+/**
  * The whole frame for `head` and `body`, or undefined when the head is too big for one (headers
  * may add up past MAX_HEAD_BYTES): the caller then sends the same request or answer the streaming way.
  */

@@ -17,13 +17,14 @@
  * on the desktop's first window, which it fits by the inline limit. An answer
  * whose head declares a content-length within that limit is held (head and body, at most the limit)
  * until the desktop's end, then goes to api-backend as one whole frame; one that outgrows its
- * declared length or trickles in for more than HOLD_LIMIT_MS, or any answer without a length (a
+ * declared length or trickles in for more than HOLD_LIMIT_MS (protocol), or any answer without a length (a
  * streamed generation), streams on credit as before.
  */
 import {
   BodySender,
   CatalogueError,
-  fitsInline,
+  heldLength,
+  outgrewHold,
   ReceiveCredit,
   type ControlMessage,
   type HttpRequestMessage,
@@ -69,12 +70,6 @@ interface HeldAnswer {
   /** When the head arrived (Date.now()). */
   since: number;
 }
-
-/**
- * How long an answer may trickle in while held: past this, the next chunk releases it to stream,
- * so api-backend hears from a slow short answer (and keeps its own silence timer from firing).
- */
-const HOLD_LIMIT_MS = 1000;
 
 export interface RelayedStreamOptions {
   requestTimeoutMs: number;
@@ -192,10 +187,8 @@ export class RelayedStream implements StreamHandler, UpstreamStream {
     if (this.done || this.started) return;
     this.started = true;
     this.timer.refresh();
-    const length = message.headers['content-length'];
-    // A repeated content-length is the desktop's muddle, not a short answer: it streams.
-    const declared = typeof length === 'string' ? Number(length) : NaN;
-    if (!message.end && this.upstream.acceptsWhole && fitsInline(declared)) {
+    const declared = heldLength(message.headers);
+    if (!message.end && this.upstream.acceptsWhole && declared !== undefined) {
       this.held = { head: message, chunks: [], bytes: 0, declared, since: Date.now() };
       return;
     }
@@ -224,7 +217,7 @@ export class RelayedStream implements StreamHandler, UpstreamStream {
       held.chunks.push(payload);
       held.bytes += payload.byteLength;
       // More than the head declared, or slower than a short answer: it streams on credit after all.
-      if (held.bytes > held.declared || Date.now() - held.since > HOLD_LIMIT_MS) this.release();
+      if (outgrewHold(held)) this.release();
       return;
     }
     // Credit goes back to the desktop only once api-backend's caller has taken the bytes.
