@@ -10,6 +10,7 @@ import { userHash } from '../api-backend/src/proxy/naming';
 import { startLayout, waitFor, type Layout } from './helpers/layout';
 import { startFrameEdge } from './helpers/frame-edge';
 import { TRANSPORTS } from './helpers/matrix';
+import { readMetric } from './helpers/metrics';
 
 const MAX_BODY = 64 * 1024;
 
@@ -174,8 +175,18 @@ describe('desktop links per user', () => {
     const second = await dialTunnel(layout, user);
     expect([first.ws?.readyState, second.ws?.readyState]).toEqual([WebSocket.OPEN, WebSocket.OPEN]);
 
+    const { metricsUrl } = layout.relay;
+    if (!metricsUrl) throw new Error('the relay has no private listener');
+    const metric = (name: string, labels?: Record<string, string>) => readMetric(metricsUrl, name, labels);
+    const closesBefore = await metric('ctll_tunnel_closes_total');
     const third = await dialTunnel(layout, user);
     expect(third.ws).toBeUndefined();
+    // What an operator's dashboard shows: two tunnels open, one refusal, and no tunnel closed by it.
+    expect({
+      open: await metric('ctll_tunnels_open'),
+      refused: await metric('ctll_tunnel_upgrades_total', { result: 'too_many_links' }),
+      closed: (await metric('ctll_tunnel_closes_total')) - closesBefore,
+    }).toEqual({ open: 2, refused: 1, closed: 0 });
     // Two ping intervals (15 s each): by then a tunnel that died unseen has been dropped.
     expect(third.refusal).toEqual({
       status: 429,

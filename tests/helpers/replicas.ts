@@ -14,6 +14,7 @@ import { createTestDatabase, type TestDatabase } from './postgres';
 import { nginxRequest, startNginx, type Nginx, type NginxResponse, type RequestOptions } from './nginx';
 import { freePort, startRelayProcess, type RelayProcess } from './relay-process';
 import { startLlmServer, type LlmServer, type LlmServerOptions } from './llm-server';
+import { readMetric } from './metrics';
 import { PROXY_IMAGE } from '../docker/require-docker';
 import { removeScope } from '../docker/support';
 
@@ -78,17 +79,7 @@ export async function startReplicas(options: { count: number; env?: Record<strin
       async start() {
         replica.process = await launch();
       },
-      async metric(name, labels = {}) {
-        const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
-        let sum = 0;
-        for (const line of text.split('\n')) {
-          const match = /^(\w+)(?:\{(.*)\})? ([\d.e+-]+)$/.exec(line);
-          if (!match || match[1] !== name) continue;
-          const has = Object.entries(labels).every(([key, value]) => (match[2] ?? '').includes(`${key}="${value}"`));
-          if (has) sum += Number(match[3]);
-        }
-        return sum;
-      },
+      metric: (name, labels = {}) => readMetric(`http://127.0.0.1:${metricsPort}`, name, labels),
     };
     replicas.push(replica);
   }

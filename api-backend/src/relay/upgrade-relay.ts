@@ -15,15 +15,23 @@ const DROPPED = new Set(['authorization', 'cookie', 'host']);
 /** The most of a refusal's body read from the proxy: its `{error: {code, message}}` is small. */
 const MAX_REFUSAL_BYTES = 8 * 1024;
 
+/** How a relayed upgrade ended: the proxy accepted it and the sockets are spliced, or it failed. */
+export interface UpgradeOutcome {
+  /** The proxy answered 101: from here on the desktop's socket is a tunnel. */
+  onSpliced(): void;
+  onFailure(error: RelayError): void;
+}
+
 export function relayUpgrade(
   req: http.IncomingMessage,
   socket: Duplex,
   head: Buffer,
   endpoint: ProxyEndpoint,
-  onFailure: (error: RelayError) => void,
+  outcome: UpgradeOutcome,
   /** Our own headers for the proxy (the credential's expiry), added after the caller's are filtered. */
   internalHeaders: Record<string, string> = {},
 ): void {
+  const { onFailure } = outcome;
   const headers: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(req.headers)) {
     if (value === undefined || DROPPED.has(name) || name.startsWith(INTERNAL_HEADER_PREFIX)) continue;
@@ -41,7 +49,16 @@ export function relayUpgrade(
     timeout: 10_000,
   });
 
+  // A desktop that hangs up while the proxy has not yet answered is gone: no tunnel to open for it.
+  const abandon = () => upstream.destroy();
+  socket.once('close', abandon);
+
   upstream.on('upgrade', (answer, proxySocket: Socket, proxyHead: Buffer) => {
+    socket.off('close', abandon);
+    if (socket.destroyed) {
+      proxySocket.destroy();
+      return;
+    }
     const lines = [`HTTP/1.1 101 ${answer.statusMessage ?? 'Switching Protocols'}`];
     for (let i = 0; i < answer.rawHeaders.length; i += 2) lines.push(`${answer.rawHeaders[i]}: ${answer.rawHeaders[i + 1]}`);
     socket.write(`${lines.join('\r\n')}\r\n\r\n`);
@@ -58,6 +75,7 @@ export function relayUpgrade(
     socket.on('close', () => proxySocket.destroy());
     proxySocket.pipe(socket);
     socket.pipe(proxySocket);
+    outcome.onSpliced();
   });
 
   upstream.on('response', (answer) => {
@@ -78,13 +96,14 @@ export function relayUpgrade(
     answer.on('end', () => onFailure(limitRefusal(Buffer.concat(chunks).toString('utf8'), answer.headers['retry-after'])));
   });
   upstream.on('timeout', () => upstream.destroy(new Error('timed out')));
-  upstream.on('error', (error) =>
+  upstream.on('error', (error) => {
+    if (socket.destroyed) return; // abandoned by the desktop: nobody to tell
     onFailure(
       new ServiceUnavailableError(`your streaming proxy is not reachable: ${error.message}`, 'proxy_unreachable', {
         publicMessage: 'your streaming proxy is not reachable right now; try again in a moment',
       }),
-    ),
-  );
+    );
+  });
   upstream.end();
 }
 

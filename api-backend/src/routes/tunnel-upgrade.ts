@@ -56,17 +56,31 @@ export function tunnelUpgradeHandler(deps: {
       const { userId } = caller;
       const { handle } = await manager.ensure(userId);
       if (!handle.endpoint) throw new Error('proxy has no endpoint');
-      relayUpgrade(req, socket, head, handle.endpoint, (failure) => {
-        const limited = failure.status === 429;
-        metrics.tunnelUpgrades.inc({ result: limited ? failure.code : 'proxy_failed' });
-        if (!limited) logger.warn('tunnel upgrade failed at the StreamingProxy', { owner: userHash(userId), status: failure.status, message: failure.message });
-        rejectUpgradeWith(socket, failure);
-      }, { ...credentialHeaders(caller), ...(deps.relayInstance ? { [RELAY_INSTANCE_HEADER]: deps.relayInstance } : {}) });
-      deps.onTunnel?.(socket, handle.endpoint);
-      metrics.tunnelUpgrades.inc({ result: 'accepted' });
+      const { endpoint } = handle;
       const ownerHash = userHash(userId);
-      onActivity?.(ownerHash);
-      socket.once('close', () => onActivity?.(ownerHash));
+      relayUpgrade(
+        req,
+        socket,
+        head,
+        endpoint,
+        {
+          // Counted once the proxy accepted it: an upgrade still waiting for the proxy, or refused
+          // by it, is not a tunnel (nor, when its socket closes, a tunnel closing).
+          onSpliced: () => {
+            deps.onTunnel?.(socket, endpoint);
+            metrics.tunnelUpgrades.inc({ result: 'accepted' });
+            onActivity?.(ownerHash);
+            socket.once('close', () => onActivity?.(ownerHash));
+          },
+          onFailure: (failure) => {
+            const limited = failure.status === 429;
+            metrics.tunnelUpgrades.inc({ result: limited ? failure.code : 'proxy_failed' });
+            if (!limited) logger.warn('tunnel upgrade failed at the StreamingProxy', { owner: ownerHash, status: failure.status, message: failure.message });
+            rejectUpgradeWith(socket, failure);
+          },
+        },
+        { ...credentialHeaders(caller), ...(deps.relayInstance ? { [RELAY_INSTANCE_HEADER]: deps.relayInstance } : {}) },
+      );
     } catch (error) {
       const relayError = error instanceof RelayError ? error : undefined;
       metrics.tunnelUpgrades.inc({ result: relayError ? relayError.code : 'error' });
