@@ -102,6 +102,31 @@ class ReplicaKill {
     expect({ proxies: now.proxies, networks: now.networks }).toEqual({ proxies: before.proxies, networks: before.networks });
   }
 
+  /**
+   * What a failed audit wait needs to be understood without a rerun: every row of the users whose
+   * row from before the kill is still open, and what the surviving replica logged about reading
+   * the proxies' journals and writing the audit.
+   */
+  private async auditTrail(owners: string[], openBefore: string[], survivor: number): Promise<string> {
+    const rows = await this.relay.db.query<Record<string, unknown>>(
+      `SELECT id::text AS id, owner_hash, right(proxy_id, 12) AS proxy, proxy_started_at, link_id, connected_at, disconnected_at, close_reason
+         FROM tunnel_sessions WHERE owner_hash = ANY($1) ORDER BY owner_hash, id`,
+      [owners],
+    );
+    const stillOpen = new Set(rows.filter((row) => row.disconnected_at === null && openBefore.includes(String(row.id))).map((row) => row.owner_hash));
+    const log = this.relay.replicas[survivor].process
+      .output()
+      .split('\n')
+      .filter((line) => /journal|audit|collector|"level":"(warn|error)"/i.test(line))
+      .slice(-60);
+    return [
+      `rows of the ${stillOpen.size} users whose row from before the kill is still open:`,
+      ...rows.filter((row) => stillOpen.has(row.owner_hash)).map((row) => JSON.stringify(row)),
+      'the surviving replica on journals, the audit, warnings and errors (last 60 lines):',
+      ...log,
+    ].join('\n');
+  }
+
   /** One long streamed chat through nginx; resolves with how it ended (never rejects). */
   private stream(user: string, firstToken: () => void): Promise<StreamOutcome> {
     let text = '';
@@ -138,15 +163,28 @@ class ReplicaKill {
     });
     const before = await this.engineRecord();
     expect(before.proxies).toHaveLength(users.length);
-    const carried = await this.tunnelsOpen();
-    const victim = carried[0] > 0 ? 0 : 1;
-    const survivor = 1 - victim;
     // The audit's rows before the kill: one open per desktop (the busy start-up may have closed a few attempts too).
     const owners = users.map(userHash);
     const openRows = async () =>
       relay.db.query<{ id: string; owner_hash: string }>('SELECT id::text AS id, owner_hash FROM tunnel_sessions WHERE owner_hash = ANY($1) AND disconnected_at IS NULL', [owners]);
-    await waitFor(async () => (await openRows()).length === users.length, 30_000, 'the audit to record every open tunnel');
-    const openBefore = (await openRows()).map((row) => row.id);
+    // Which replica carries how many tunnels is read at a moment the replicas and the audit agree:
+    // one tunnel and one open row per desktop, and the same split on both sides of the audit's read.
+    let carried: number[] = [];
+    let openBefore: string[] = [];
+    const agreed = async (): Promise<boolean> => {
+      const tunnels = await this.tunnelsOpen();
+      const open = await openRows();
+      const again = await this.tunnelsOpen();
+      carried = tunnels;
+      openBefore = open.map((row) => row.id);
+      const oneEach = open.length === users.length && new Set(open.map((row) => row.owner_hash)).size === users.length;
+      return oneEach && tunnels.reduce((a, b) => a + b, 0) === users.length && JSON.stringify(tunnels) === JSON.stringify(again);
+    };
+    await waitFor(agreed, 30_000, 'the audit to record one open tunnel per desktop').catch(async (error: Error) => {
+      throw new Error(`${error.message}: tunnels ${JSON.stringify(carried)}, open rows ${openBefore.length}`);
+    });
+    const victim = carried[0] > 0 ? 0 : 1;
+    const survivor = 1 - victim;
 
     // One long answer streaming for every user; the kill comes once every stream has begun.
     let begun = 0;
@@ -195,7 +233,10 @@ class ReplicaKill {
       const now = await audited();
       return now.open === users.length && now.openOwners === users.length && now.cutClosed >= reconnects;
     }, 30_000, 'the audit to record every tunnel').catch(async (error: Error) => {
-      throw new Error(`${error.message}: ${JSON.stringify(await audited())}, expected ${users.length} open (one per user) and at least ${reconnects} cut ones closed`);
+      throw new Error(
+        `${error.message}: ${JSON.stringify(await audited())}, expected ${users.length} open (one per user) and at least ${reconnects} cut ones closed\n` +
+          (await this.auditTrail(owners, openBefore, survivor)),
+      );
     });
     const proxies = await relay.db.query<{ n: number }>('SELECT count(*)::int AS n FROM proxy_sessions WHERE owner_hash = ANY($1) AND stopped_at IS NULL', [owners]);
     expect(proxies[0].n).toBe(users.length);
