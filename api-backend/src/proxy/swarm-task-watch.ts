@@ -72,8 +72,11 @@ export class TaskWatch {
 }
 
 function notRunning({ timeoutMs, last }: Waiter): string {
-  const state = last ? `${last.Status.State}${last.Status.Err ? `: ${last.Status.Err}` : ''}` : 'none scheduled: check PROXY_PLACEMENT';
+  const raise = 'raise PROXY_START_TIMEOUT_MS';
+  // Even a task no node can take exists (pending, "no suitable node"): none at all is a slow manager.
+  if (!last) return `no task running within ${timeoutMs} ms (no task created yet); the manager is slow to schedule: ${raise}`;
+  const state = `${last.Status.State}${last.Status.Err ? `: ${last.Status.Err}` : ''}`;
+  if (/no suitable node/i.test(last.Status.Err ?? '')) return `no task running within ${timeoutMs} ms (${state}); check PROXY_PLACEMENT against the nodes' labels`;
   // Preparing and starting are the node's work, which a busy node does slowly (README, "Growing from one host to a swarm").
-  const busy = last && ['preparing', 'ready', 'starting'].includes(last.Status.State) ? '; the node is slow to prepare tasks: raise PROXY_START_TIMEOUT_MS' : '';
-  return `no task running within ${timeoutMs} ms (${state})${busy}`;
+  return `no task running within ${timeoutMs} ms (${state}); the node is slow to prepare tasks: ${raise}`;
 }

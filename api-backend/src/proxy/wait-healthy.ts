@@ -62,7 +62,7 @@ export async function waitHealthy(host: string, port: number, options: WaitHealt
       if (dead) throw new NotHealthyError(dead);
     }
     if (Date.now() + intervalMs >= deadline) {
-      throw new NotHealthyError(`no healthy answer from ${host}:${port} within ${timeoutMs} ms (last: ${lastProblem})`);
+      throw new NotHealthyError(`no healthy answer from ${host}:${port} within ${timeoutMs} ms (PROXY_START_TIMEOUT_MS; last: ${lastProblem})`);
     }
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
