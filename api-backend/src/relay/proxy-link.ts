@@ -10,6 +10,7 @@
  *
  * Each link is pinged (link-keepalive.ts); one that stops answering is closed like one that broke.
  */
+import type { Socket } from 'node:net';
 import WebSocket, { type RawData } from 'ws';
 import {
   decodeData,
@@ -69,12 +70,16 @@ export class ProxyLink {
   desktopConnected = false;
   /** Whether the proxy said in its hello that it takes whole frames. */
   acceptsWhole = false;
+  /** Whether the link's socket holds writes back until the current turn of the event loop ends. */
+  private holding = false;
 
   constructor(
     private readonly ws: WebSocket,
     private readonly logger: Logger,
     private readonly onClosed: (link: ProxyLink) => void,
     pingIntervalMs = LINK_PING_INTERVAL_MS,
+    /** The link's TCP socket, to gather its writes (undefined: every message is a write of its own). */
+    private readonly socket?: Socket,
   ) {
     ws.on('message', (data, isBinary) => this.receive(data, isBinary));
     ws.on('close', (code, reason) => this.gone(code, reason.toString()));
@@ -106,11 +111,13 @@ export class ProxyLink {
 
   sendControl(message: ControlMessage): void {
     if (this.isClosed) return;
+    this.hold();
     this.ws.send(encodeLinkMessage(message));
   }
 
   sendData(id: string, payload: Buffer): void {
     if (this.isClosed) return;
+    this.hold();
     this.ws.send(encodeData(id, payload), { binary: true });
   }
 
@@ -119,9 +126,29 @@ export class ProxyLink {
     if (this.isClosed) return true;
     const frame = encodeWhole(head, body);
     if (!frame) return false;
+    this.hold();
     this.ws.send(frame, { binary: true });
     return true;
   }
+
+  /**
+   * Under load many callers' requests are read in one turn of the event loop, and each message
+   * written at once would be a system call and a loopback packet of its own (the largest share of
+   * api-backend's CPU per small request). The socket is corked on the first message of a turn and
+   * uncorked once the turn's I/O callbacks ran (setImmediate), so the turn's messages leave in one
+   * write. A lone request waits for nothing: its turn ends right after it.
+   */
+  private hold(): void {
+    if (this.holding || !this.socket) return;
+    this.holding = true;
+    this.socket.cork();
+    setImmediate(this.release);
+  }
+
+  private readonly release = (): void => {
+    this.holding = false;
+    this.socket?.uncork();
+  };
 
   close(code = 1000, reason = 'closing'): void {
     if (this.isClosed) return;
@@ -215,6 +242,11 @@ export function openProxyLink(endpoint: ProxyEndpoint, options: ProxyLinkOptions
     maxPayload: MAX_FRAME_BYTES,
     handshakeTimeout: options.openTimeoutMs,
   });
+  // ws's own socket, handed over with the upgrade's answer.
+  let socket: Socket | undefined;
+  ws.once('upgrade', (res) => {
+    socket = res.socket;
+  });
   return new Promise((resolve, reject) => {
     let greeted = false;
     let acceptsWhole = false;
@@ -244,7 +276,7 @@ export function openProxyLink(endpoint: ProxyEndpoint, options: ProxyLinkOptions
       clearTimeout(timer);
       ws.off('message', opening);
       ws.off('close', closedEarly);
-      const link = new ProxyLink(ws, options.logger, onClosed, options.pingIntervalMs);
+      const link = new ProxyLink(ws, options.logger, onClosed, options.pingIntervalMs, socket);
       link.desktopConnected = message.connected;
       link.acceptsWhole = acceptsWhole;
       resolve(link);
