@@ -33,6 +33,7 @@ import {
   type HttpResponseMessage,
   type LinkMessage,
   type WholeHead,
+  WriteGather,
 } from '@ctll/protocol';
 import type { ProxyEndpoint } from '../proxy/driver';
 import type { Logger } from '../logger';
@@ -70,8 +71,8 @@ export class ProxyLink {
   desktopConnected = false;
   /** Whether the proxy said in its hello that it takes whole frames. */
   acceptsWhole = false;
-  /** Whether the link's socket holds writes back until the current turn of the event loop ends. */
-  private holding = false;
+  /** The turn's messages leave in one socket write (protocol/src/write-gather.ts). */
+  private readonly gather: WriteGather;
 
   constructor(
     private readonly ws: WebSocket,
@@ -79,8 +80,9 @@ export class ProxyLink {
     private readonly onClosed: (link: ProxyLink) => void,
     pingIntervalMs = LINK_PING_INTERVAL_MS,
     /** The link's TCP socket, to gather its writes (undefined: every message is a write of its own). */
-    private readonly socket?: Socket,
+    socket?: Socket,
   ) {
+    this.gather = new WriteGather(socket);
     ws.on('message', (data, isBinary) => this.receive(data, isBinary));
     ws.on('close', (code, reason) => this.gone(code, reason.toString()));
     this.keepalive = new LinkKeepalive(ws, pingIntervalMs, () => {
@@ -111,13 +113,13 @@ export class ProxyLink {
 
   sendControl(message: ControlMessage): void {
     if (this.isClosed) return;
-    this.hold();
+    this.gather.hold();
     this.ws.send(encodeLinkMessage(message));
   }
 
   sendData(id: string, payload: Buffer): void {
     if (this.isClosed) return;
-    this.hold();
+    this.gather.hold();
     this.ws.send(encodeData(id, payload), { binary: true });
   }
 
@@ -126,29 +128,10 @@ export class ProxyLink {
     if (this.isClosed) return true;
     const frame = encodeWhole(head, body);
     if (!frame) return false;
-    this.hold();
+    this.gather.hold();
     this.ws.send(frame, { binary: true });
     return true;
   }
-
-  /**
-   * Under load many callers' requests are read in one turn of the event loop, and each message
-   * written at once would be a system call and a loopback packet of its own (the largest share of
-   * api-backend's CPU per small request). The socket is corked on the first message of a turn and
-   * uncorked once the turn's I/O callbacks ran (setImmediate), so the turn's messages leave in one
-   * write. A lone request waits for nothing: its turn ends right after it.
-   */
-  private hold(): void {
-    if (this.holding || !this.socket) return;
-    this.holding = true;
-    this.socket.cork();
-    setImmediate(this.release);
-  }
-
-  private readonly release = (): void => {
-    this.holding = false;
-    this.socket?.uncork();
-  };
 
   close(code = 1000, reason = 'closing'): void {
     if (this.isClosed) return;
