@@ -6,7 +6,8 @@
  * A and B (and which goes first), and every process's CPU time is read from /proc around each
  * round, so the CPU per request holds no warm-up and the machine's noise falls on both arms alike.
  *
- *   npm run build && node bench/run.mjs --edge-ab [--base api-backend/dist/main-base.js] [--requests 3000] [--rounds 4] [--warmup 3000]
+ *   npm run build && node bench/run.mjs --edge-ab [--base api-backend/dist/main-base.js] [--base-proxy streaming-proxy/dist/x.js]
+ *     [--base-bridge bridge/dist/x.js] [--requests 3000] [--rounds 4] [--warmup 3000]
  */
 import os from 'node:os';
 import path from 'node:path';
@@ -70,14 +71,21 @@ async function main(): Promise<void> {
   const requests = Number(option('requests', '3000'));
   const rounds = Number(option('rounds', '4'));
   const base = path.resolve(option('base', 'api-backend/dist/main-base.js'));
+  // The proxy and the bridge of arm A: this build's unless named (copies beside the built bundles).
+  const baseProxy = option('base-proxy', '');
+  const baseBridge = option('base-bridge', '');
   const loadAtStart = os.loadavg()[0];
   const llm = await startLlm();
   const arms: Arm[] = [];
   try {
-    for (const [name, apiBackend] of [['A (base)', base], ['B (this build)', undefined]] as const) {
-      const relay = await startRelayProcess({ driver: 'process', apiBackend });
+    const sides = [
+      { name: 'A (base)', apiBackend: base, proxyScript: baseProxy ? path.resolve(baseProxy) : undefined, cli: baseBridge ? path.resolve(baseBridge) : undefined },
+      { name: 'B (this build)', apiBackend: undefined, proxyScript: undefined, cli: undefined },
+    ];
+    for (const { name, apiBackend, proxyScript, cli } of sides) {
+      const relay = await startRelayProcess({ driver: 'process', apiBackend, proxyScript });
       const userId = `edge-ab-${arms.length}`;
-      const bridge = await startBridgeProcess(relay, userId, llm.url, 'ws');
+      const bridge = await startBridgeProcess(relay, userId, llm.url, 'ws', [], cli);
       const route = relayRoute(relay, userId, `relay ws ${name}`, () => ({ bridge: bridge.proc.pid }));
       arms.push({ name, relay, bridge, route, requests: 0, errors: 0, seconds: 0, cpu: {}, perRound: {} });
     }
