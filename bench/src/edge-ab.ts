@@ -7,7 +7,7 @@
  * round, so the CPU per request holds no warm-up and the machine's noise falls on both arms alike.
  *
  *   npm run build && node bench/run.mjs --edge-ab [--base api-backend/dist/main-base.js] [--base-proxy streaming-proxy/dist/x.js]
- *     [--base-bridge bridge/dist/x.js] [--requests 3000] [--rounds 4] [--warmup 3000]
+ *     [--base-bridge bridge/dist/x.js] [--requests 3000] [--rounds 4] [--warmup 3000] [--sequential 300]
  */
 import os from 'node:os';
 import path from 'node:path';
@@ -59,6 +59,20 @@ interface Arm {
   cpu: Record<string, number>;
   /** µs per request of each process, one entry per round. */
   perRound: Record<string, number[]>;
+  /** Milliseconds of each sequential request (one connection, one request at a time). */
+  sequential: number[];
+}
+
+/** `count` requests one after another on one kept-alive connection: the latency of a lone request. */
+async function sequential(route: Route, count: number): Promise<number[]> {
+  const agent = agentFor(1);
+  const times: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const outcome = await send(route, agent, spec());
+    if (ok(outcome, SMALL_BODY.byteLength)) times.push(outcome.endMs - outcome.startMs);
+  }
+  agent.destroy();
+  return times;
 }
 
 const median = (values: number[]) => {
@@ -87,7 +101,7 @@ async function main(): Promise<void> {
       const userId = `edge-ab-${arms.length}`;
       const bridge = await startBridgeProcess(relay, userId, llm.url, 'ws', [], cli);
       const route = relayRoute(relay, userId, `relay ws ${name}`, () => ({ bridge: bridge.proc.pid }));
-      arms.push({ name, relay, bridge, route, requests: 0, errors: 0, seconds: 0, cpu: {}, perRound: {} });
+      arms.push({ name, relay, bridge, route, requests: 0, errors: 0, seconds: 0, cpu: {}, perRound: {}, sequential: [] });
     }
     for (const arm of arms) await drive(arm.route, Number(option('warmup', String(WARMUP))));
     for (let r = 0; r < rounds; r++) {
@@ -104,6 +118,9 @@ async function main(): Promise<void> {
           (arm.perRound[name] ??= []).push(value);
           return `${name} ${Math.round(value)}`;
         });
+        const lone = await sequential(arm.route, Number(option('sequential', '300')));
+        arm.sequential.push(...lone);
+        console.log(`  round ${r + 1} ${arm.name}: sequential p50 ${median(lone).toFixed(3)} ms`);
         console.log(`  round ${r + 1} ${arm.name}: ${Math.round(requests / result.seconds)} req/s, µs/req ${us.join(', ')}${result.errors ? `, ${result.errors} errors: ${result.firstError}` : ''}`);
       }
     }
@@ -118,14 +135,14 @@ async function main(): Promise<void> {
   const names = ['api-backend', 'streaming-proxy', 'bridge'];
   console.log(`\n${requests} requests x ${rounds} rounds per arm, ${CONNECTIONS} connections; load average ${loadAtStart.toFixed(2)} at start, ${os.loadavg()[0].toFixed(2)} at end (${os.cpus().length} cores)`);
   console.log('CPU µs per request: all rounds together (median of the rounds)');
-  console.log(`| arm | req/s | errors | ${names.map((name) => `${name} µs/req`).join(' | ')} | total µs/req |`);
-  console.log(`|---|---|---|${names.map(() => '---|').join('')}---|`);
+  console.log(`| arm | req/s | errors | ${names.map((name) => `${name} µs/req`).join(' | ')} | total µs/req | sequential p50 ms |`);
+  console.log(`|---|---|---|${names.map(() => '---|').join('')}---|---|`);
   for (const arm of arms) {
     const perRequest = names.map((name) => ((arm.cpu[name] ?? 0) * 1e6) / arm.requests);
     const total = perRequest.reduce((sum, value) => sum + value, 0);
     const medians = names.map((name) => median(arm.perRound[name] ?? [0]));
     const cells = perRequest.map((value, i) => `${Math.round(value)} (${Math.round(medians[i])})`);
-    console.log(`| ${arm.name} | ${Math.round(arm.requests / arm.seconds)} | ${arm.errors} | ${cells.join(' | ')} | ${Math.round(total)} (${Math.round(medians.reduce((a, b) => a + b, 0))}) |`);
+    console.log(`| ${arm.name} | ${Math.round(arm.requests / arm.seconds)} | ${arm.errors} | ${cells.join(' | ')} | ${Math.round(total)} (${Math.round(medians.reduce((a, b) => a + b, 0))}) | ${median(arm.sequential).toFixed(3)} |`);
   }
 }
 
