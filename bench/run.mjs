@@ -1,6 +1,8 @@
 // `npm run bench [-- --quick] [-- --only small,bulk] [-- --profile]`
 // `npm run build && node bench/run.mjs --whole-frames [--requests N] [--rounds N] [--transports ws,poll]`
 // runs the short whole-frames measurement (bench/src/whole-frames.ts) instead of the bench.
+// `npm run build && node bench/run.mjs --edge-ab [--base api-backend/dist/main-base.js] [--requests N] [--rounds N]`
+// compares two api-backend builds side by side (bench/src/edge-ab.ts).
 //
 // Bundles the TypeScript bench with esbuild (already a devDependency, so a fresh `npm ci` is all
 // it needs) into bench/.tmp/build and runs it. Our own workspaces (@ctll/*, tests/helpers) are
@@ -48,6 +50,7 @@ await build({
   entryPoints: {
     main: 'bench/src/main.ts',
     'whole-frames': 'bench/src/whole-frames.ts',
+    'edge-ab': 'bench/src/edge-ab.ts',
     'llm-server': 'bench/src/children/llm-server.ts',
     'bridge-fleet': 'bench/src/children/bridge-fleet.ts',
     'profiled-proxy': 'bench/src/children/profiled-proxy.ts',
@@ -66,8 +69,10 @@ await build({
 });
 
 const wholeFrames = process.argv.includes('--whole-frames');
-const args = process.argv.slice(2).filter((arg) => arg !== '--whole-frames');
-const child = spawn(process.execPath, ['--enable-source-maps', path.join(outdir, wholeFrames ? 'whole-frames.cjs' : 'main.cjs'), ...args], {
+const edgeAb = process.argv.includes('--edge-ab');
+const args = process.argv.slice(2).filter((arg) => arg !== '--whole-frames' && arg !== '--edge-ab');
+const entry = wholeFrames ? 'whole-frames.cjs' : edgeAb ? 'edge-ab.cjs' : 'main.cjs';
+const child = spawn(process.execPath, ['--enable-source-maps', path.join(outdir, entry), ...args], {
   cwd: root,
   stdio: 'inherit',
 });

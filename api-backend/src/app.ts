@@ -210,6 +210,17 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
     res.on('finish', () => audit.activity(userHash((res.locals.caller as Caller).userId)));
     next();
   });
+  // Relayed requests reach each proxy over one frame link (relay/proxy-link.ts). First of the
+  // authenticated routes, being the busiest: no route below matches /api/tunnel/, and each router a
+  // request passes on its way costs it CPU.
+  const links = new ProxyLinkPool({ openTimeoutMs: 5_000, logger: log('relay') });
+  app.use(
+    tunnelRoutes(manager, metrics, {
+      maxBodyBytes: config.maxBodyBytes,
+      requestTimeoutMs: config.requestTimeoutMs,
+      links,
+    }),
+  );
   app.use(proxyRoutes(manager));
   app.use(auditRoutes(audit));
   // Revoking a key also closes the tunnels it opened, at the user's proxy.
@@ -222,15 +233,6 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   app.use(meEventsRoutes(healthFeed));
   app.use(operatorRoutes({ manager, client, maxProxies: config.proxyLimits.max, errors: recentErrors, logger: log('StreamingProxyManager') }));
   app.use(bridgeRoutes(manager, client, metrics, { pollTimeoutMs: config.bridge.pollTimeoutMs, requestTimeoutMs: config.requestTimeoutMs }));
-  // Relayed requests reach each proxy over one frame link (relay/proxy-link.ts).
-  const links = new ProxyLinkPool({ openTimeoutMs: 5_000, logger: log('relay') });
-  app.use(
-    tunnelRoutes(manager, metrics, {
-      maxBodyBytes: config.maxBodyBytes,
-      requestTimeoutMs: config.requestTimeoutMs,
-      links,
-    }),
-  );
   app.use(zrokRoutes({ registry: shares, manager, client, policy: { allowInsecure: config.zrok.allowInsecure, domains: config.zrok.shareDomains } }));
   // The web console at `/`, built beside this program (../../console/dist from src/ and dist/ alike).
   app.use(

@@ -195,10 +195,10 @@ export interface BridgeProcess {
 }
 
 /** Starts `node bridge/dist/cli.js` for the user and waits until the relay sees it connected. */
-export async function startBridgeProcess(relay: RelayProcess, userId: string, target: string, transport: string, nodeArgs: string[] = []): Promise<BridgeProcess> {
+export async function startBridgeProcess(relay: RelayProcess, userId: string, target: string, transport: string, nodeArgs: string[] = [], cli = BRIDGE_CLI): Promise<BridgeProcess> {
   const proc = startProcess(
     process.execPath,
-    [...nodeArgs, BRIDGE_CLI, '--server', relay.url, '--token', relay.token(userId), '--target', target, '--transport', transport, '--quiet'],
+    [...nodeArgs, cli, '--server', relay.url, '--token', relay.token(userId), '--target', target, '--transport', transport, '--quiet'],
     { cwd: ROOT, env: { ...process.env, NO_PROXY: '*' } },
   );
   try {

@@ -47,6 +47,7 @@ import {
   WHOLE_FRAMES_HEADER_VALUE,
   type ControlMessage,
   type WholeHead,
+  WriteGather,
 } from '@ctll/protocol';
 import { HandshakeTimeoutError, parseRelayError, UpgradeRejectedError } from './errors';
 import { StreamTable, type StreamPort, type TunnelSender } from './stream-table';
@@ -83,6 +84,8 @@ class WsConnection implements TunnelConnection, TunnelSender, FrameSender {
   private readonly renewal: RenewalTimer;
   /** The relay answered our offer: it takes whole frames on this connection. */
   private relayTakesWhole = false;
+  /** The turn's messages leave in one socket write (protocol/src/write-gather.ts); set once upgraded. */
+  private gather = new WriteGather(undefined);
 
   constructor(
     private readonly setup: TransportSetup,
@@ -124,7 +127,10 @@ class WsConnection implements TunnelConnection, TunnelSender, FrameSender {
       createConnection: setup.relayAgent ? undefined : (this.connectDirect.bind(this) as typeof net.createConnection),
     });
     this.ws.on('unexpected-response', (_req, res) => this.onRejected(res));
-    this.ws.on('upgrade', (res) => (this.relayTakesWhole = setup.wholeFrames && saysWhole(res.headers[WHOLE_FRAMES_HEADER])));
+    this.ws.on('upgrade', (res) => {
+      this.relayTakesWhole = setup.wholeFrames && saysWhole(res.headers[WHOLE_FRAMES_HEADER]);
+      this.gather = new WriteGather(res.socket);
+    });
     this.ws.on('open', () => this.onOpen());
     this.ws.on('message', (data, isBinary) => this.receive(data, isBinary));
     this.ws.on('ping', () => this.seen());
@@ -145,18 +151,24 @@ class WsConnection implements TunnelConnection, TunnelSender, FrameSender {
   }
 
   sendControl(message: ControlMessage): void {
-    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(encodeControl(message));
+    if (this.ws.readyState !== WebSocket.OPEN) return;
+    this.gather.hold();
+    this.ws.send(encodeControl(message));
   }
 
   sendData(id: string, payload: Buffer): void {
-    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(encodeData(id, payload), { binary: true });
+    if (this.ws.readyState !== WebSocket.OPEN) return;
+    this.gather.hold();
+    this.ws.send(encodeData(id, payload), { binary: true });
   }
 
   /** A short answer as one whole frame; false (nothing sent) when its head is too big for one. */
   private sendWhole(head: WholeHead, body: Buffer): boolean {
     const frame = encodeWhole(head, body);
     if (!frame) return false;
-    if (this.ws.readyState === WebSocket.OPEN) this.ws.send(frame, { binary: true });
+    if (this.ws.readyState !== WebSocket.OPEN) return true;
+    this.gather.hold();
+    this.ws.send(frame, { binary: true });
     return true;
   }
 

@@ -26,3 +26,4 @@ export * from './ttl-cache';
 export * from './proxy-link';
 export * from './whole-frame';
 export * from './tunnel-whole';
+export * from './write-gather';

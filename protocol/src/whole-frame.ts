@@ -110,15 +110,15 @@ export function decodeWhole(frame: Buffer): WholeDecodeResult {
   } catch {
     return { ok: false, error: 'whole frame head is not valid JSON' };
   }
-  const id = idOf(raw);
+  // The id is for failures only (it names the stream that fails): read on that path, not on every frame.
   const result = wholeHeadSchema.safeParse(raw);
   if (!result.success) {
     const issue = result.error.issues[0];
     const where = issue && issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
-    return { ok: false, error: `whole frame head: ${where}${issue?.message ?? 'invalid'}`, id };
+    return { ok: false, error: `whole frame head: ${where}${issue?.message ?? 'invalid'}`, id: idOf(raw) };
   }
   const body = frame.subarray(5 + headLength);
-  if (!fitsInline(body.byteLength)) return { ok: false, error: `whole frame body exceeds ${MAX_INLINE_BODY_BYTES} bytes`, id };
+  if (!fitsInline(body.byteLength)) return { ok: false, error: `whole frame body exceeds ${MAX_INLINE_BODY_BYTES} bytes`, id: idOf(raw) };
   return { ok: true, value: { head: result.data, body } };
 }
 

@@ -10,6 +10,7 @@
  *
  * Each link is pinged (link-keepalive.ts); one that stops answering is closed like one that broke.
  */
+import type { Socket } from 'node:net';
 import WebSocket, { type RawData } from 'ws';
 import {
   decodeData,
@@ -32,6 +33,7 @@ import {
   type HttpResponseMessage,
   type LinkMessage,
   type WholeHead,
+  WriteGather,
 } from '@ctll/protocol';
 import type { ProxyEndpoint } from '../proxy/driver';
 import type { Logger } from '../logger';
@@ -69,13 +71,18 @@ export class ProxyLink {
   desktopConnected = false;
   /** Whether the proxy said in its hello that it takes whole frames. */
   acceptsWhole = false;
+  /** The turn's messages leave in one socket write (protocol/src/write-gather.ts). */
+  private readonly gather: WriteGather;
 
   constructor(
     private readonly ws: WebSocket,
     private readonly logger: Logger,
     private readonly onClosed: (link: ProxyLink) => void,
     pingIntervalMs = LINK_PING_INTERVAL_MS,
+    /** The link's TCP socket, to gather its writes (undefined: every message is a write of its own). */
+    socket?: Socket,
   ) {
+    this.gather = new WriteGather(socket);
     ws.on('message', (data, isBinary) => this.receive(data, isBinary));
     ws.on('close', (code, reason) => this.gone(code, reason.toString()));
     this.keepalive = new LinkKeepalive(ws, pingIntervalMs, () => {
@@ -106,11 +113,13 @@ export class ProxyLink {
 
   sendControl(message: ControlMessage): void {
     if (this.isClosed) return;
+    this.gather.hold();
     this.ws.send(encodeLinkMessage(message));
   }
 
   sendData(id: string, payload: Buffer): void {
     if (this.isClosed) return;
+    this.gather.hold();
     this.ws.send(encodeData(id, payload), { binary: true });
   }
 
@@ -119,6 +128,7 @@ export class ProxyLink {
     if (this.isClosed) return true;
     const frame = encodeWhole(head, body);
     if (!frame) return false;
+    this.gather.hold();
     this.ws.send(frame, { binary: true });
     return true;
   }
@@ -215,6 +225,11 @@ export function openProxyLink(endpoint: ProxyEndpoint, options: ProxyLinkOptions
     maxPayload: MAX_FRAME_BYTES,
     handshakeTimeout: options.openTimeoutMs,
   });
+  // ws's own socket, handed over with the upgrade's answer.
+  let socket: Socket | undefined;
+  ws.once('upgrade', (res) => {
+    socket = res.socket;
+  });
   return new Promise((resolve, reject) => {
     let greeted = false;
     let acceptsWhole = false;
@@ -244,7 +259,7 @@ export function openProxyLink(endpoint: ProxyEndpoint, options: ProxyLinkOptions
       clearTimeout(timer);
       ws.off('message', opening);
       ws.off('close', closedEarly);
-      const link = new ProxyLink(ws, options.logger, onClosed, options.pingIntervalMs);
+      const link = new ProxyLink(ws, options.logger, onClosed, options.pingIntervalMs, socket);
       link.desktopConnected = message.connected;
       link.acceptsWhole = acceptsWhole;
       resolve(link);

@@ -197,7 +197,7 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
         verifyRenewal: verify,
         onClose: (closed, code, reason) => hub.remove(closed, code, reason),
         onTraffic: () => stats.touch(),
-      });
+      }, socket);
       hub.add(link, keyId, relayInstance(req));
       keyLinks.track(link, keyId);
     });

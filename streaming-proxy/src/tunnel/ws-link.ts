@@ -39,6 +39,8 @@ import {
   TunnelErrorCode,
   type ControlMessage,
   type WholeHead,
+  type Corkable,
+  WriteGather,
 } from '@ctll/protocol';
 import { CredentialDeadline } from '../credentials/deadline';
 import type { VerifyRenewal } from '../credentials/renewal-client';
@@ -86,10 +88,16 @@ export class WsLink implements DesktopLink {
   private renewing = false;
   private isClosed = false;
 
+  /** The turn's messages leave in one socket write (protocol/src/write-gather.ts). */
+  private readonly gather: WriteGather;
+
   constructor(
     private readonly ws: WebSocket,
     private readonly options: WsLinkOptions,
+    /** The tunnel's socket, to gather its writes (undefined: every message is a write of its own). */
+    socket?: Corkable,
   ) {
+    this.gather = new WriteGather(socket);
     this.id = options.id;
     this.client = options.client;
     this.correlator = new Correlator(`${options.id}.`, options.maxStreams, (message) =>
@@ -122,12 +130,14 @@ export class WsLink implements DesktopLink {
   sendControl(message: ControlMessage): void {
     if (this.isClosed) return;
     if (message.type === 'pong' && this.ws.bufferedAmount > PONG_BUFFER_LIMIT) return;
+    this.gather.hold();
     this.ws.send(encodeControl(message));
   }
 
   sendData(id: string, payload: Buffer): void {
     if (this.isClosed) return;
     this.options.onTraffic('out', payload.byteLength);
+    this.gather.hold();
     this.ws.send(encodeData(id, payload), { binary: true });
   }
 
@@ -136,6 +146,7 @@ export class WsLink implements DesktopLink {
     const frame = encodeWhole(head, body);
     if (!frame) return false;
     this.options.onTraffic('out', body.byteLength);
+    this.gather.hold();
     this.ws.send(frame, { binary: true });
     return true;
   }

@@ -39,6 +39,8 @@ import {
   type HttpRequestMessage,
   type LinkMessage,
   type WholeHead,
+  type Corkable,
+  WriteGather,
 } from '@ctll/protocol';
 import type { ProxyConfig } from '../config';
 import type { Logger } from '../logger';
@@ -64,7 +66,7 @@ export interface UpstreamDeps {
 export function upstreamLinks(deps: UpstreamDeps): (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void {
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false, clientTracking: false });
   return (req, socket, head) => {
-    wss.handleUpgrade(req, socket, head, (ws) => new UpstreamLink(ws, deps));
+    wss.handleUpgrade(req, socket, head, (ws) => new UpstreamLink(ws, deps, socket));
   };
 }
 
@@ -76,11 +78,16 @@ export class UpstreamLink implements UpstreamSender {
   private closed = false;
   private lastDesktop: boolean | undefined;
   private readonly unsubscribe: () => void;
+  /** The turn's messages leave in one socket write (protocol/src/write-gather.ts). */
+  private readonly gather: WriteGather;
 
   constructor(
     private readonly ws: WebSocket,
     private readonly deps: UpstreamDeps,
+    /** The link's socket, to gather its writes (undefined: every message is a write of its own). */
+    socket?: Corkable,
   ) {
+    this.gather = new WriteGather(socket);
     ws.on('message', (data, isBinary) => this.receive(data, isBinary));
     ws.on('close', () => this.gone());
     ws.on('error', (error) => deps.logger.warn('frame link socket error', { error: error.message }));
@@ -96,6 +103,7 @@ export class UpstreamLink implements UpstreamSender {
   sendData(id: string, payload: Buffer): void {
     if (this.closed) return;
     this.deps.stats.touch();
+    this.gather.hold();
     this.ws.send(encodeData(id, payload), { binary: true });
   }
 
@@ -104,12 +112,14 @@ export class UpstreamLink implements UpstreamSender {
     const frame = encodeWhole(head, body);
     if (!frame) return false;
     this.deps.stats.touch();
+    this.gather.hold();
     this.ws.send(frame, { binary: true });
     return true;
   }
 
   private send(message: LinkMessage): void {
     if (this.closed) return;
+    this.gather.hold();
     this.ws.send(encodeLinkMessage(message));
   }
 
