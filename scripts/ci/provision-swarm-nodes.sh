@@ -29,6 +29,8 @@ read -r -a IMAGES <<<"${SWARM_NODES_IMAGES:-ctll/node-base:local ctll/streaming-
 
 need_root
 command -v ip >/dev/null || die "ip (iproute2) is missing"
+command -v unshare >/dev/null || die "unshare (util-linux) is missing"
+command -v nsenter >/dev/null || die "nsenter (util-linux) is missing"
 command -v dockerd >/dev/null || die "dockerd is missing (scripts/ci/provision-docker.sh installs it)"
 
 # The LAN: one namespace holding a bridge. Its iptables are empty (policy ACCEPT), so frames between
