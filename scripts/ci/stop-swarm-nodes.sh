@@ -14,31 +14,34 @@ STOP_TIMEOUT_S="${SWARM_NODES_STOP_TIMEOUT_S:-30}"
 
 need_root
 
-# stop_node_engine <n>: SIGTERM to the node's dockerd (found by its pidfile, and only if that pid
-# still runs dockerd), then SIGKILL after the timeout.
-stop_node_engine() {
-  local n="$1" pidfile pid waited=0
-  pidfile="$(node_dir "$n")/dockerd.pid"
-  pid="$(cat "$pidfile" 2>/dev/null || true)"
-  if ! pid_is "$pid" dockerd; then
+# Both engines are told to stop at once (each takes some 5-15 s to leave the swarm and stop), then
+# awaited: SIGTERM to the dockerd its pidfile names, only if that pid still runs dockerd; SIGKILL
+# after the timeout.
+pids=()
+for n in 1 2; do
+  pid="$(cat "$(node_dir "$n")/dockerd.pid" 2>/dev/null || true)"
+  if pid_is "$pid" dockerd; then
+    kill "$pid"
+    pids+=("$pid")
+  else
     log "node $n: no engine running"
-    return 0
   fi
-  kill "$pid"
+done
+waited=0
+for pid in "${pids[@]}"; do
   while pid_is "$pid" dockerd && [ "$waited" -lt "$STOP_TIMEOUT_S" ]; do
     sleep 1
     waited=$((waited + 1))
   done
   if pid_is "$pid" dockerd; then
-    log "node $n: dockerd $pid still running after ${STOP_TIMEOUT_S}s; killing it"
+    log "dockerd $pid still running after ${STOP_TIMEOUT_S}s; killing it"
     kill -9 "$pid" 2>/dev/null || true
     sleep 1
   fi
-  log "node $n: engine stopped"
-}
+done
+[ "${#pids[@]}" -eq 0 ] || log "engines stopped (dockerd ${pids[*]})"
 
 for n in 1 2; do
-  stop_node_engine "$n"
   rm -f "$(node_sock "$n")"
   if netns_exists "$(node_ns "$n")"; then
     ip netns del "$(node_ns "$n")"
