@@ -4,7 +4,8 @@
  * manager), the user's proxy as a task on node 2. The engine lets a task join an attachable
  * overlay only on a node where the overlay is in use already; a plain container may join anywhere.
  * These tests show what that means across nodes, and that a plain "anchor" container on the
- * replica's node, joined first, makes the replica's own join work and the proxy reachable.
+ * replica's node, joined first, makes the replica's own join work and the proxy reachable: an
+ * anchor of the user's own, or one anchor for the node joined to every user's overlay.
  *
  * Bare programs stand in for api-backend and the proxy (a node HTTP server answering with its
  * container's hostname, which is its container id): what is under test is the engine, the joins
@@ -44,6 +45,8 @@ let imageId = '';
 const services: string[] = [];
 const containers: string[] = [];
 const overlays: string[] = [];
+/** Node 1's local networks (the node anchor's bridge). */
+const locals: string[] = [];
 
 async function nodeIdOf(engine: Docker): Promise<string> {
   return ((await engine.info()) as { Swarm: { NodeID: string } }).Swarm.NodeID;
@@ -137,29 +140,42 @@ async function answerFrom(engine: Docker, containerId: string, address: string):
 }
 
 /**
- * The anchor: a plain container on node 1 on the user's overlay and nothing else, doing nothing,
- * hardened as a proxy is (no capabilities, read-only, unprivileged). Its only job is to put the
- * overlay in use on node 1.
+ * An anchor: a plain container on node 1, doing nothing, hardened as a proxy is (no capabilities,
+ * read-only, unprivileged), on one network only: a user's overlay, or (the node's one anchor for
+ * every user, joined to each overlay with a connect) a local internal bridge, no way out.
  */
-async function startAnchor(overlay: Overlay): Promise<Docker.Container> {
+async function startAnchor(name: string, network: string): Promise<Docker.Container> {
   const anchor = await node1.createContainer({
-    name: `${overlay.name}-anchor`,
+    name,
     Image: imageId,
     Cmd: ['node', '-e', IDLE],
     User: '65534:65534',
     Labels: LABELS,
     HostConfig: {
-      NetworkMode: overlay.name,
+      NetworkMode: network,
       ReadonlyRootfs: true,
       CapDrop: ['ALL'],
       SecurityOpt: ['no-new-privileges'],
       RestartPolicy: { Name: 'no' },
     },
-    NetworkingConfig: { EndpointsConfig: { [overlay.name]: {} } },
+    NetworkingConfig: { EndpointsConfig: { [network]: {} } },
   });
   containers.push(anchor.id);
   await anchor.start();
   return anchor;
+}
+
+/** A user's own anchor, on the user's overlay; it leaves by going. */
+async function userAnchor(user: UserProxy): Promise<void> {
+  const anchor = await startAnchor(`${user.overlay.name}-anchor`, user.overlay.name);
+  user.anchorLeaves = () => anchor.remove({ force: true });
+}
+
+/** The node's anchor joined to the user's overlay; it leaves by a disconnect, staying for the others. */
+async function nodeAnchorJoins(user: UserProxy, anchor: Docker.Container): Promise<void> {
+  const network = node1.getNetwork(user.overlay.id);
+  await network.connect({ Container: anchor.id });
+  user.anchorLeaves = () => network.disconnect({ Container: anchor.id, Force: true });
 }
 
 /** Joins the replica's task container to the overlay at the overlay's last address, as docker/networks.ts attach does. */
@@ -210,7 +226,7 @@ describeSwarmNodes('a user overlay across two swarm nodes (replica task on node 
     for (const id of services) await quietly(() => node1.getService(id).remove());
     // A network's removal waits for its tasks to be gone.
     await new Promise((resolve) => setTimeout(resolve, 2000));
-    for (const id of overlays) await quietly(() => node1.getNetwork(id).remove());
+    for (const id of [...overlays, ...locals]) await quietly(() => node1.getNetwork(id).remove());
   });
 
   describe('one user, one proxy', () => {
@@ -239,7 +255,7 @@ describeSwarmNodes('a user overlay across two swarm nodes (replica task on node 
     });
 
     it('lets the replica task join once a plain anchor container on node 1 holds the overlay: it gets the proxy answer from node 2, and the proxy reaches it back', async () => {
-      user.anchor = await startAnchor(user.overlay);
+      await userAnchor(user);
       await joinReplica(user.overlay, replica.containerId);
       await expectBothWays(user, replica);
     });
@@ -251,15 +267,24 @@ describeSwarmNodes('a user overlay across two swarm nodes (replica task on node 
       expect(await goneFrom(name, [1])).toEqual([]);
     });
 
-    it("serves the user's next start the same way: a new overlay of the same name, a new proxy on node 2, a new anchor, and the replica joined again", async () => {
-      user = await startUserProxy(name);
-      expect(user.proxy.NodeID).toBe(node2Id);
-      user.anchor = await startAnchor(user.overlay);
-      await joinReplica(user.overlay, replica.containerId);
-      await expectBothWays(user, replica);
+    it("serves the user's next start and a second user's proxy through one anchor for the node, joined to each overlay; one user's stop leaves the other served", async () => {
+      const anchors = await node1.createNetwork({ Name: `${name}-anchors`, Driver: 'bridge', Internal: true, CheckDuplicate: true, Labels: LABELS });
+      locals.push(anchors.id);
+      const anchor = await startAnchor(`${name}-node-anchor`, `${name}-anchors`);
+      let other: UserProxy;
+      [user, other] = await Promise.all([startUserProxy(name), startUserProxy(`${name}-other`)]);
+      expect([user.proxy.NodeID, other.proxy.NodeID]).toEqual([node2Id, node2Id]);
+      for (const one of [user, other]) {
+        await nodeAnchorJoins(one, anchor);
+        await joinReplica(one.overlay, replica.containerId);
+        await expectBothWays(one, replica);
+      }
 
       await stopInOrder(user, replica);
-      expect(await goneFrom(name)).toEqual([]);
+      expect(await goneFrom(name, [1])).toEqual([]);
+      expect(await answerFrom(node1, replica.containerId, other.address)).toBe(`answer from ${other.proxy.containerId.slice(0, 12)}`);
+      await stopInOrder(other, replica);
+      expect(await Promise.all([goneFrom(name), goneFrom(other.overlay.name)])).toEqual([[], []]);
     });
   });
 });
@@ -269,7 +294,8 @@ interface UserProxy {
   proxy: Task & { containerId: string };
   /** The proxy's address on its overlay. */
   address: string;
-  anchor?: Docker.Container;
+  /** Takes the anchor off the user's overlay on node 1. */
+  anchorLeaves?: () => Promise<unknown>;
 }
 
 /** A user's overlay and proxy service, the proxy placed on node 2; resolves once it runs. */
@@ -289,13 +315,13 @@ async function expectBothWays(user: UserProxy, replica: Task & { containerId: st
 
 /**
  * A stop in the order that leaves nothing behind: the replica leaves while the anchor still holds
- * the overlay on node 1, then the anchor goes, then the proxy service, then the overlay. (With the
- * anchor removed first, so that the replica's leave was the last on node 1, node 1 kept the
- * overlay for good in 4 of our 6 tries: listed, "not found" to every remove, its name taken.)
+ * the overlay on node 1, then the anchor leaves, then the proxy service goes, then the overlay.
+ * (With the anchor gone first, so that the replica's leave was the last on node 1, node 1 kept the
+ * overlay for good in 7 of our 9 tries: listed, "not found" to every remove, its name taken.)
  */
 async function stopInOrder(user: UserProxy, replica: Task & { containerId: string }): Promise<void> {
   await node1.getNetwork(user.overlay.id).disconnect({ Container: replica.containerId, Force: true });
-  await user.anchor?.remove({ force: true });
+  await user.anchorLeaves?.();
   const [service] = await node1.listServices({ filters: { name: [`${user.overlay.name}-proxy`] } });
   await node1.getService(service.ID).remove();
   await removeWhenTaskGone(user.overlay);
