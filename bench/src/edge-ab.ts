@@ -11,42 +11,16 @@
  */
 import os from 'node:os';
 import path from 'node:path';
-import { agentFor, ok, send, type RequestSpec, type Route } from './http-client';
+import { agentFor, ok, send, type Route } from './http-client';
 import { cpuSeconds, stopAll } from './procs';
 import { relayRoute, startBridgeProcess, startLlm, startRelayProcess, type BridgeProcess, type RelayProcess } from './relay';
 import { SMALL_BODY } from './scenarios/small';
+import { CONNECTIONS, driveSmall, option, smallRequest } from './small-rounds';
 
-const CONNECTIONS = 32;
 /** Per arm before the first round: the JIT settles over the first thousands of requests. */
 const WARMUP = 3000;
-const spec = (): RequestSpec => ({ method: 'POST', path: '/echo/whole', body: SMALL_BODY, headers: { 'content-type': 'application/json' }, timeoutMs: 10_000 });
 
-function option(name: string, fallback: string): string {
-  const at = process.argv.indexOf(`--${name}`);
-  return at === -1 ? fallback : (process.argv[at + 1] ?? fallback);
-}
 
-async function drive(route: Route, count: number): Promise<{ errors: number; seconds: number; firstError?: string }> {
-  const agent = agentFor(CONNECTIONS);
-  let left = count;
-  let errors = 0;
-  let firstError: string | undefined;
-  const began = performance.now();
-  const worker = async () => {
-    while (left > 0) {
-      left -= 1;
-      let body = '';
-      const outcome = await send(route, agent, { ...spec(), onChunk: (chunk) => (body += chunk.toString('utf8', 0, 300)) });
-      if (ok(outcome, SMALL_BODY.byteLength)) continue;
-      errors += 1;
-      firstError ??= outcome.error ?? `status ${outcome.status}: ${body.slice(0, 300)}`;
-    }
-  };
-  await Promise.all(Array.from({ length: CONNECTIONS }, worker));
-  const seconds = (performance.now() - began) / 1000;
-  agent.destroy();
-  return { errors, seconds, firstError };
-}
 
 interface Arm {
   name: string;
@@ -68,7 +42,7 @@ async function sequential(route: Route, count: number): Promise<number[]> {
   const agent = agentFor(1);
   const times: number[] = [];
   for (let i = 0; i < count; i++) {
-    const outcome = await send(route, agent, spec());
+    const outcome = await send(route, agent, smallRequest());
     if (ok(outcome, SMALL_BODY.byteLength)) times.push(outcome.endMs - outcome.startMs);
   }
   agent.destroy();
@@ -103,12 +77,12 @@ async function main(): Promise<void> {
       const route = relayRoute(relay, userId, `relay ws ${name}`, () => ({ bridge: bridge.proc.pid }));
       arms.push({ name, relay, bridge, route, requests: 0, errors: 0, seconds: 0, cpu: {}, perRound: {}, sequential: [] });
     }
-    for (const arm of arms) await drive(arm.route, Number(option('warmup', String(WARMUP))));
+    for (const arm of arms) await driveSmall(arm.route, Number(option('warmup', String(WARMUP))));
     for (let r = 0; r < rounds; r++) {
       for (const arm of r % 2 === 0 ? arms : [...arms].reverse()) {
         const pids = arm.route.pids!();
         const before = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuSeconds(pid)]));
-        const result = await drive(arm.route, requests);
+        const result = await driveSmall(arm.route, requests);
         for (const [name, pid] of Object.entries(pids)) arm.cpu[name] = (arm.cpu[name] ?? 0) + cpuSeconds(pid) - before[name];
         arm.requests += requests;
         arm.errors += result.errors;

@@ -13,14 +13,11 @@
  *   npm run build && node bench/run.mjs --whole-frames [--requests 1500] [--rounds 3] [--transports ws,poll]
  */
 import os from 'node:os';
-import { agentFor, ok, send, type RequestSpec, type Route } from './http-client';
 import { cpuSeconds, stopAll } from './procs';
 import { relayRoute, startFleet, startLlm, startRelayProcess, type Fleet, type LlmProcess, type RelayProcess } from './relay';
-import { SMALL_BODY } from './scenarios/small';
+import { CONNECTIONS, driveSmall, option } from './small-rounds';
 
-const CONNECTIONS = 32;
 const WARMUP = 200;
-const spec = (): RequestSpec => ({ method: 'POST', path: '/echo/whole', body: SMALL_BODY, headers: { 'content-type': 'application/json' }, timeoutMs: 10_000 });
 
 interface Totals {
   requests: number;
@@ -29,33 +26,7 @@ interface Totals {
   cpu: Record<string, number>;
 }
 
-function option(name: string, fallback: string): string {
-  const at = process.argv.indexOf(`--${name}`);
-  return at === -1 ? fallback : (process.argv[at + 1] ?? fallback);
-}
 
-/** `count` requests over `connections` keep-alive sockets, each worker sending its next one the moment the last ended. */
-async function drive(route: Route, count: number): Promise<{ errors: number; seconds: number; firstError?: string }> {
-  const agent = agentFor(CONNECTIONS);
-  let left = count;
-  let errors = 0;
-  let firstError: string | undefined;
-  const began = performance.now();
-  const worker = async () => {
-    while (left > 0) {
-      left -= 1;
-      let body = '';
-      const outcome = await send(route, agent, { ...spec(), onChunk: (chunk) => (body += chunk.toString('utf8', 0, 300)) });
-      if (ok(outcome, SMALL_BODY.byteLength)) continue;
-      errors += 1;
-      firstError ??= outcome.error ?? `status ${outcome.status}: ${body.slice(0, 300)}`;
-    }
-  };
-  await Promise.all(Array.from({ length: CONNECTIONS }, worker));
-  const seconds = (performance.now() - began) / 1000;
-  agent.destroy();
-  return { errors, seconds, firstError };
-}
 
 async function round(relay: RelayProcess, llm: LlmProcess, transport: string, whole: boolean, requests: number, totals: Totals): Promise<void> {
   const userId = 'whole-frames-user';
@@ -63,10 +34,10 @@ async function round(relay: RelayProcess, llm: LlmProcess, transport: string, wh
   try {
     if (fleet.connected !== 1) throw new Error(`the bridge did not connect: ${fleet.errors.join('; ')}`);
     const route = relayRoute(relay, userId, `relay ${transport}`, () => ({ bridge: fleet.proc.pid }));
-    await drive(route, WARMUP);
+    await driveSmall(route, WARMUP);
     const pids = { ...route.pids!(), 'test server': llm.proc.pid };
     const before = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuSeconds(pid)]));
-    const result = await drive(route, requests);
+    const result = await driveSmall(route, requests);
     for (const [name, pid] of Object.entries(pids)) totals.cpu[name] = (totals.cpu[name] ?? 0) + cpuSeconds(pid) - before[name];
     totals.requests += requests;
     totals.errors += result.errors;
