@@ -51,7 +51,10 @@ describe('waiting for new proxy services to run (swarm)', () => {
     const watch = new TaskWatch(e.list, 5);
     e.states.set('slow', task('slow', 'preparing'));
     await expect(watch.running('slow', 50)).rejects.toThrow('no task running within 50 ms (preparing); the node is slow to prepare tasks: raise PROXY_START_TIMEOUT_MS');
-    await expect(watch.running('unscheduled', 50)).rejects.toThrow('none scheduled: check PROXY_PLACEMENT');
+    // No task at all is a slow manager (a task no node may take still exists, as pending).
+    await expect(watch.running('unscheduled', 50)).rejects.toThrow('no task running within 50 ms (no task created yet); the manager is slow to schedule: raise PROXY_START_TIMEOUT_MS');
+    e.states.set('nowhere', task('nowhere', 'pending', { Err: 'no suitable node (scheduling constraints not satisfied on 1 node)' }));
+    await expect(watch.running('nowhere', 50)).rejects.toThrow("(pending: no suitable node (scheduling constraints not satisfied on 1 node)); check PROXY_PLACEMENT against the nodes' labels");
   });
 
   it('rides out a failed listing and fails with the engine error only at the timeout', async () => {

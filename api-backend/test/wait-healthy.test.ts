@@ -31,7 +31,7 @@ describe('waitHealthy', () => {
   it('gives up at the timeout, saying what it last saw', async () => {
     healthyAfter = Infinity;
     // Long enough for a probe to come back even on a loaded machine, so "last" is the 503 it saw.
-    await expect(waitHealthy('127.0.0.1', port, { timeoutMs: 1500 })).rejects.toThrow(/within 1500 ms \(last: HTTP 503\)/);
+    await expect(waitHealthy('127.0.0.1', port, { timeoutMs: 1500 })).rejects.toThrow(/within 1500 ms \(PROXY_START_TIMEOUT_MS; last: HTTP 503\)/);
   });
 
   it('stops waiting at once when the proxy is known dead', async () => {
