@@ -42,16 +42,6 @@ it('sends the messages of one turn in one write, once the turn is over, and a la
   expect(writes).toEqual([['a', 'b', 'c'], ['d']]);
 });
 
-it('writes each message at once without a socket to gather on', () => {
-  const { stream, writes } = recordingStream();
-  const gather = new WriteGather(undefined);
-  gather.hold();
-  stream.write('a');
-  gather.hold();
-  stream.write('b');
-  expect(writes).toEqual([['a'], ['b']]);
-});
-
 it('delivers every gathered message over a real WebSocket whole and in order, and the close after them', async () => {
   const server = new WebSocketServer({ port: 0, host: '127.0.0.1' });
   await new Promise<void>((resolve) => server.once('listening', resolve));
