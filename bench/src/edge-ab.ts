@@ -10,12 +10,13 @@
  *     [--base-bridge bridge/dist/x.js] [--requests 3000] [--rounds 4] [--warmup 3000] [--sequential 300]
  */
 import os from 'node:os';
+import { parseArgs } from 'node:util';
 import path from 'node:path';
 import { agentFor, ok, send, type Route } from './http-client';
 import { cpuSeconds, stopAll } from './procs';
 import { relayRoute, startBridgeProcess, startLlm, startRelayProcess, type BridgeProcess, type RelayProcess } from './relay';
 import { SMALL_BODY } from './scenarios/small';
-import { CONNECTIONS, driveSmall, option, smallRequest } from './small-rounds';
+import { CONNECTIONS, driveSmall, smallRequest } from './small-rounds';
 
 /** Per arm before the first round: the JIT settles over the first thousands of requests. */
 const WARMUP = 3000;
@@ -56,12 +57,23 @@ const median = (values: number[]) => {
 };
 
 async function main(): Promise<void> {
-  const requests = Number(option('requests', '3000'));
-  const rounds = Number(option('rounds', '4'));
-  const base = path.resolve(option('base', 'api-backend/dist/main-base.js'));
+  const { values: option } = parseArgs({
+    options: {
+      requests: { type: 'string', default: '3000' },
+      rounds: { type: 'string', default: '4' },
+      base: { type: 'string', default: 'api-backend/dist/main-base.js' },
+      'base-proxy': { type: 'string', default: '' },
+      'base-bridge': { type: 'string', default: '' },
+      warmup: { type: 'string', default: String(WARMUP) },
+      sequential: { type: 'string', default: '300' },
+    },
+  });
+  const requests = Number(option.requests);
+  const rounds = Number(option.rounds);
+  const base = path.resolve(option.base);
   // The proxy and the bridge of arm A: this build's unless named (copies beside the built bundles).
-  const baseProxy = option('base-proxy', '');
-  const baseBridge = option('base-bridge', '');
+  const baseProxy = option['base-proxy'];
+  const baseBridge = option['base-bridge'];
   const loadAtStart = os.loadavg()[0];
   const llm = await startLlm();
   const arms: Arm[] = [];
@@ -77,7 +89,7 @@ async function main(): Promise<void> {
       const route = relayRoute(relay, userId, `relay ws ${name}`, () => ({ bridge: bridge.proc.pid }));
       arms.push({ name, relay, bridge, route, requests: 0, errors: 0, seconds: 0, cpu: {}, perRound: {}, sequential: [] });
     }
-    for (const arm of arms) await driveSmall(arm.route, Number(option('warmup', String(WARMUP))));
+    for (const arm of arms) await driveSmall(arm.route, Number(option.warmup));
     for (let r = 0; r < rounds; r++) {
       for (const arm of r % 2 === 0 ? arms : [...arms].reverse()) {
         const pids = arm.route.pids!();
@@ -92,7 +104,7 @@ async function main(): Promise<void> {
           (arm.perRound[name] ??= []).push(value);
           return `${name} ${Math.round(value)}`;
         });
-        const lone = await sequential(arm.route, Number(option('sequential', '300')));
+        const lone = await sequential(arm.route, Number(option.sequential));
         arm.sequential.push(...lone);
         console.log(`  round ${r + 1} ${arm.name}: sequential p50 ${median(lone).toFixed(3)} ms`);
         console.log(`  round ${r + 1} ${arm.name}: ${Math.round(requests / result.seconds)} req/s, µs/req ${us.join(', ')}${result.errors ? `, ${result.errors} errors: ${result.firstError}` : ''}`);

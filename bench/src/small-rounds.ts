@@ -1,6 +1,5 @@
 /**
- * What the short side-by-side runs (`--whole-frames`, `--edge-ab`) share: their command-line
- * options, and the bench's small request (1 KiB in, 1 KiB out, `POST /echo/whole`) sent a fixed
+ * What the short side-by-side runs (`--whole-frames`, `--edge-ab`) share: the bench's small request (1 KiB in, 1 KiB out, `POST /echo/whole`) sent a fixed
  * number of times over 32 keep-alive connections, each worker sending its next one the moment the
  * last ended.
  */
@@ -16,12 +15,6 @@ export const smallRequest = (): RequestSpec => ({
   headers: { 'content-type': 'application/json' },
   timeoutMs: 10_000,
 });
-
-/** `--name value` from the command line, or `fallback`. */
-export function option(name: string, fallback: string): string {
-  const at = process.argv.indexOf(`--${name}`);
-  return at === -1 ? fallback : (process.argv[at + 1] ?? fallback);
-}
 
 /** `count` small requests through `route`; counts the failed ones and keeps the first failure's words. */
 export async function driveSmall(route: Route, count: number): Promise<{ errors: number; seconds: number; firstError?: string }> {

@@ -13,9 +13,10 @@
  *   npm run build && node bench/run.mjs --whole-frames [--requests 1500] [--rounds 3] [--transports ws,poll]
  */
 import os from 'node:os';
+import { parseArgs } from 'node:util';
 import { cpuSeconds, stopAll } from './procs';
 import { relayRoute, startFleet, startLlm, startRelayProcess, type Fleet, type LlmProcess, type RelayProcess } from './relay';
-import { CONNECTIONS, driveSmall, option } from './small-rounds';
+import { CONNECTIONS, driveSmall } from './small-rounds';
 
 const WARMUP = 200;
 
@@ -50,9 +51,16 @@ async function round(relay: RelayProcess, llm: LlmProcess, transport: string, wh
 }
 
 async function main(): Promise<void> {
-  const requests = Number(option('requests', '1500'));
-  const rounds = Number(option('rounds', '3'));
-  const transports = option('transports', 'ws,poll').split(',');
+  const { values: option } = parseArgs({
+    options: {
+      requests: { type: 'string', default: '1500' },
+      rounds: { type: 'string', default: '3' },
+      transports: { type: 'string', default: 'ws,poll' },
+    },
+  });
+  const requests = Number(option.requests);
+  const rounds = Number(option.rounds);
+  const transports = option.transports.split(',');
   const loadAtStart = os.loadavg()[0];
   const llm = await startLlm();
   const relay = await startRelayProcess({ driver: 'process' });

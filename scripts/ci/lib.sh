@@ -49,3 +49,28 @@ apt_install() {
 pid_is() {
   [ -n "$1" ] && [ -r "/proc/$1/comm" ] && [ "$(cat "/proc/$1/comm" 2>/dev/null)" = "$2" ]
 }
+
+# await_engine <pid> <log file> <what> <docker command...>: waits up to START_TIMEOUT_S for
+# `<docker command> info` to answer. True once it does; false when dockerd (<pid>) exits first (its
+# last log lines shown) or the time runs out (then it is stopped).
+await_engine() {
+  local pid="$1" logfile="$2" what="$3" waited=0
+  shift 3
+  while [ "$waited" -lt "${START_TIMEOUT_S:-60}" ]; do
+    if "$@" info >/dev/null 2>&1; then
+      log "$what: engine ready after ${waited}s (dockerd pid $pid)"
+      return 0
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      log "$what: dockerd exited during start-up; last log lines:"
+      tail -n 8 "$logfile" >&2 || true
+      return 1
+    fi
+    sleep 1
+    waited=$((waited + 1))
+  done
+  log "$what: dockerd did not answer within ${START_TIMEOUT_S:-60}s; stopping it"
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  return 1
+}

@@ -47,29 +47,13 @@ check_subnet_pool() {
 # start_dockerd <storage driver>: starts dockerd detached from our session; true once `docker info`
 # answers, false (with dockerd gone) when it exits or times out.
 start_dockerd() {
-  local driver="$1" pid waited=0
+  local driver="$1" pid
   log "starting dockerd --storage-driver=$driver (log: $LOGFILE)"
   # setsid: the engine must outlive this script and ignore the CI shell's Ctrl-C / hangups.
   setsid dockerd --storage-driver="$driver" >>"$LOGFILE" 2>&1 </dev/null &
   pid=$!
   echo "$pid" >"$PIDFILE"
-  while [ "$waited" -lt "$START_TIMEOUT_S" ]; do
-    if docker info >/dev/null 2>&1; then
-      log "engine ready after ${waited}s (dockerd pid $pid, storage driver $driver)"
-      return 0
-    fi
-    if ! kill -0 "$pid" 2>/dev/null; then
-      log "dockerd exited during start-up; last log lines:"
-      tail -n 5 "$LOGFILE" >&2 || true
-      rm -f "$PIDFILE"
-      return 1
-    fi
-    sleep 1
-    waited=$((waited + 1))
-  done
-  log "dockerd did not answer within ${START_TIMEOUT_S}s; stopping it"
-  kill "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
+  if await_engine "$pid" "$LOGFILE" "dockerd --storage-driver=$driver" docker; then return 0; fi
   rm -f "$PIDFILE"
   return 1
 }

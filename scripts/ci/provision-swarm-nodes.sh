@@ -71,7 +71,7 @@ make_node_net() {
 
 # start_node_engine <n>: dockerd in the node's namespace; true once it answers on its socket.
 start_node_engine() {
-  local n="$1" dir pid waited=0
+  local n="$1" dir pid
   dir="$(node_dir "$n")"
   if node_docker "$n" info >/dev/null 2>&1; then
     log "node $n: engine already answers on $(node_sock "$n")"
@@ -95,22 +95,7 @@ start_node_engine() {
     --log-level warn \
     >>"$dir/dockerd.log" 2>&1 </dev/null &
   pid=$!
-  while [ "$waited" -lt "$START_TIMEOUT_S" ]; do
-    if node_docker "$n" info >/dev/null 2>&1; then
-      log "node $n: engine ready after ${waited}s (dockerd pid $(cat "$dir/dockerd.pid" 2>/dev/null || echo "$pid"))"
-      return 0
-    fi
-    if ! kill -0 "$pid" 2>/dev/null; then
-      log "node $n: dockerd exited during start-up; last log lines:"
-      tail -n 8 "$dir/dockerd.log" >&2 || true
-      return 1
-    fi
-    sleep 1
-    waited=$((waited + 1))
-  done
-  log "node $n: dockerd did not answer within ${START_TIMEOUT_S}s; stopping it"
-  kill "$pid" 2>/dev/null || true
-  return 1
+  await_engine "$pid" "$dir/dockerd.log" "node $n" node_docker "$n"
 }
 
 swarm_state() { node_docker "$1" info --format '{{.Swarm.LocalNodeState}}'; }
