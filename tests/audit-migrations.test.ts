@@ -13,6 +13,7 @@ import { MigrationError } from '../api-backend/src/audit/errors';
 import { loadMigrations, migrate } from '../api-backend/src/audit/migrations';
 import { PgDatabase } from '../api-backend/src/audit/pg-database';
 import { PgliteDatabase } from '../api-backend/src/audit/pglite-database';
+import { ExitClaims } from '../api-backend/src/proxy/exit-claims';
 import { applyRecord } from '../api-backend/src/audit/record-sql';
 import type { AuditRecord } from '../api-backend/src/audit/records';
 import { AuditWriter } from '../api-backend/src/audit/writer';
@@ -121,6 +122,34 @@ function storageSuite(open: () => Promise<Opened>): void {
     ]);
     expect(first.security).toEqual([expect.objectContaining({ kind: 'auth_failure', reason: 'invalid_token', count: 4, source: '203.0.113.9' })]);
     expect(writer.status()).toMatchObject({ ok: true, queued: 0, dropped: 0 });
+  });
+
+  it('closes a session whose death another replica wrote before its start landed, and only that session', async () => {
+    // Two replicas, two queues: B claims the crash and writes it while A's start is still queued.
+    const owner = 'fedcba9876543210';
+    const replicaA = new AuditWriter(opened.db, applyRecord, { flushIntervalMs: 20 }, logger).start();
+    const replicaB = new AuditWriter(opened.db, applyRecord, { flushIntervalMs: 20 }, logger).start();
+    const startedAt = new Date(Date.now() - 2000).toISOString();
+    expect(await new ExitClaims(opened.db, logger).claim(owner, 'container-1')).toBe(true);
+    replicaB.push({ type: 'proxy_stopped', ownerHash: owner, proxyId: 'container-1', driver: 'docker', stoppedAt: new Date().toISOString(), reason: 'error' });
+    expect(await replicaB.flush(10_000)).toBe(true);
+    replicaA.push({ type: 'proxy_started', ownerHash: owner, proxyId: 'container-1', driver: 'docker', startedAt });
+    // The owner's next proxy, started after the death, is not closed by it.
+    const restartedAt = new Date(Date.now() + 2000).toISOString();
+    replicaA.push({ type: 'proxy_started', ownerHash: owner, proxyId: 'container-2', driver: 'docker', startedAt: restartedAt });
+    expect(await replicaA.flush(10_000)).toBe(true);
+    // Applied twice (a lost commit reply), nothing changes.
+    replicaA.push({ type: 'proxy_started', ownerHash: owner, proxyId: 'container-1', driver: 'docker', startedAt });
+    expect(await replicaA.flush(10_000)).toBe(true);
+    await Promise.all([replicaA.close(1000), replicaB.close(1000)]);
+    const { rows } = await opened.db.query<{ proxy_id: string; stop_reason: string | null; closed: boolean }>(
+      'SELECT proxy_id, stop_reason, stopped_at IS NOT NULL AS closed FROM proxy_sessions WHERE owner_hash = $1 ORDER BY started_at',
+      [owner],
+    );
+    expect(rows.map((row) => ({ ...row }))).toEqual([
+      { proxy_id: 'container-1', stop_reason: 'error', closed: true },
+      { proxy_id: 'container-2', stop_reason: null, closed: false },
+    ]);
   });
 
   it('sets aside a record the database refuses, counts it, and writes the rest of its batch', async () => {

@@ -7,17 +7,12 @@
  * statements do not depend on it: a closing whose opening was never seen still makes a full row.
  */
 import type { Queryable } from './database';
-import type { AuditRecord, ProxyStoppedRecord } from './records';
+import type { AuditRecord, ProxyStartedRecord, ProxyStoppedRecord } from './records';
 
 export async function applyRecord(tx: Queryable, record: AuditRecord): Promise<void> {
   switch (record.type) {
     case 'proxy_started':
-      await tx.query(
-        `INSERT INTO proxy_sessions (owner_hash, proxy_id, driver, started_at) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (owner_hash, proxy_id, started_at) DO NOTHING`,
-        [record.ownerHash, record.proxyId, record.driver, record.startedAt],
-      );
-      return;
+      return proxyStarted(tx, record);
     case 'proxy_stopped':
       return record.startedAt ? proxyStopped(tx, { ...record, startedAt: record.startedAt }) : proxyDied(tx, record);
     case 'tunnel_opened':
@@ -81,6 +76,28 @@ export async function applyRecord(tx: Queryable, record: AuditRecord): Promise<v
       );
       return;
   }
+}
+
+/**
+ * A start. Replicas write their own queues, so a death that another replica claimed and wrote
+ * (proxyDied below) can land before this row does and find nothing to close. The claim itself is
+ * in `proxy_exit_reports` by then, so the row is born closed: the owner's first death reported at
+ * or after this start, unless another session of the owner started in between (that death was its).
+ */
+async function proxyStarted(tx: Queryable, record: ProxyStartedRecord): Promise<void> {
+  await tx.query(
+    `INSERT INTO proxy_sessions (owner_hash, proxy_id, driver, started_at, stopped_at, stop_reason)
+     SELECT $1, $2, $3, $4::timestamptz, death.reported_at, CASE WHEN death.reported_at IS NULL THEN NULL ELSE 'error' END
+     FROM (SELECT 1) AS one
+     LEFT JOIN LATERAL (
+       SELECT r.reported_at FROM proxy_exit_reports r
+       WHERE r.owner_hash = $1 AND r.reported_at >= $4::timestamptz
+         AND NOT EXISTS (SELECT 1 FROM proxy_sessions s WHERE s.owner_hash = $1 AND s.started_at > $4::timestamptz AND s.started_at <= r.reported_at)
+       ORDER BY r.reported_at LIMIT 1
+     ) AS death ON true
+     ON CONFLICT (owner_hash, proxy_id, started_at) DO NOTHING`,
+    [record.ownerHash, record.proxyId, record.driver, record.startedAt],
+  );
 }
 
 /** A stop the manager made (user, idle, shutdown): it knows the instance. */
