@@ -124,7 +124,7 @@ function storageSuite(open: () => Promise<Opened>): void {
     expect(writer.status()).toMatchObject({ ok: true, queued: 0, dropped: 0 });
   });
 
-  it('closes a session whose death another replica wrote before its start landed, and only that session', async () => {
+  it('closes a session and its desktop whose death another replica wrote before their rows landed, and only those', async () => {
     // Two replicas, two queues: B claims the crash and writes it while A's start is still queued.
     const owner = 'fedcba9876543210';
     const replicaA = new AuditWriter(opened.db, applyRecord, { flushIntervalMs: 20 }, logger).start();
@@ -134,9 +134,13 @@ function storageSuite(open: () => Promise<Opened>): void {
     replicaB.push({ type: 'proxy_stopped', ownerHash: owner, proxyId: 'container-1', driver: 'docker', stoppedAt: new Date().toISOString(), reason: 'error' });
     expect(await replicaB.flush(10_000)).toBe(true);
     replicaA.push({ type: 'proxy_started', ownerHash: owner, proxyId: 'container-1', driver: 'docker', startedAt });
-    // The owner's next proxy, started after the death, is not closed by it.
+    const tunnel = (proxyId: string, proxyStartedAt: string, at: string) =>
+      ({ type: 'tunnel_opened', ownerHash: owner, proxyId, proxyStartedAt, link: 't0', transport: 'ws', client: 'ctll-bridge/0.1.0', at }) as const;
+    replicaA.push(tunnel('container-1', startedAt, new Date(Date.now() - 1000).toISOString()));
+    // The owner's next proxy, started after the death, is not closed by it, nor is its desktop.
     const restartedAt = new Date(Date.now() + 2000).toISOString();
     replicaA.push({ type: 'proxy_started', ownerHash: owner, proxyId: 'container-2', driver: 'docker', startedAt: restartedAt });
+    replicaA.push(tunnel('container-2', restartedAt, new Date(Date.now() + 3000).toISOString()));
     expect(await replicaA.flush(10_000)).toBe(true);
     // Applied twice (a lost commit reply), nothing changes.
     replicaA.push({ type: 'proxy_started', ownerHash: owner, proxyId: 'container-1', driver: 'docker', startedAt });
@@ -149,6 +153,14 @@ function storageSuite(open: () => Promise<Opened>): void {
     expect(rows.map((row) => ({ ...row }))).toEqual([
       { proxy_id: 'container-1', stop_reason: 'error', closed: true },
       { proxy_id: 'container-2', stop_reason: null, closed: false },
+    ]);
+    const tunnels = await opened.db.query<{ proxy_id: string; close_reason: string | null; closed: boolean }>(
+      'SELECT proxy_id, close_reason, disconnected_at IS NOT NULL AS closed FROM tunnel_sessions WHERE owner_hash = $1 ORDER BY proxy_started_at',
+      [owner],
+    );
+    expect(tunnels.rows.map((row) => ({ ...row }))).toEqual([
+      { proxy_id: 'container-1', close_reason: 'proxy exited', closed: true },
+      { proxy_id: 'container-2', close_reason: null, closed: false },
     ]);
   });
 

@@ -4,10 +4,11 @@
  * Session rows are upserts on their natural keys, filling in what is still unknown (COALESCE keeps
  * the first value seen); security events are inserts keyed by the id made when their group was written out.
  * Order within the queue is kept, so a session's opening is applied before its closing, but the
- * statements do not depend on it: a closing whose opening was never seen still makes a full row.
+ * statements do not depend on it: a closing whose opening was never seen still makes a full row,
+ * and an opening written after another replica wrote its proxy's death is born closed.
  */
 import type { Queryable } from './database';
-import type { AuditRecord, ProxyStartedRecord, ProxyStoppedRecord } from './records';
+import type { AuditRecord, ProxyStartedRecord, ProxyStoppedRecord, TunnelOpenedRecord } from './records';
 
 export async function applyRecord(tx: Queryable, record: AuditRecord): Promise<void> {
   switch (record.type) {
@@ -16,16 +17,7 @@ export async function applyRecord(tx: Queryable, record: AuditRecord): Promise<v
     case 'proxy_stopped':
       return record.startedAt ? proxyStopped(tx, { ...record, startedAt: record.startedAt }) : proxyDied(tx, record);
     case 'tunnel_opened':
-      await tx.query(
-        `INSERT INTO tunnel_sessions (owner_hash, proxy_id, proxy_started_at, link_id, transport, client, connected_at, key_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-         ON CONFLICT (owner_hash, proxy_id, proxy_started_at, link_id) DO UPDATE SET
-           connected_at = COALESCE(tunnel_sessions.connected_at, EXCLUDED.connected_at),
-           client = COALESCE(tunnel_sessions.client, EXCLUDED.client),
-           key_id = COALESCE(tunnel_sessions.key_id, EXCLUDED.key_id)`,
-        [record.ownerHash, record.proxyId, record.proxyStartedAt, record.link, record.transport, clientName(record.client), record.at, keyIdOf(record.keyId)],
-      );
-      return;
+      return tunnelOpened(tx, record);
     case 'tunnel_closed':
       await tx.query(
         `INSERT INTO tunnel_sessions (owner_hash, proxy_id, proxy_started_at, link_id, transport, disconnected_at,
@@ -79,24 +71,45 @@ export async function applyRecord(tx: Queryable, record: AuditRecord): Promise<v
 }
 
 /**
- * A start. Replicas write their own queues, so a death that another replica claimed and wrote
- * (proxyDied below) can land before this row does and find nothing to close. The claim itself is
- * in `proxy_exit_reports` by then, so the row is born closed: the owner's first death reported at
- * or after this start, unless another session of the owner started in between (that death was its).
+ * The owner's first death reported at or after `since`, that belonged to the proxy instance started
+ * at `instanceStart` (no other session of the owner started between the two), as a lateral join
+ * giving `death.reported_at`, or NULL. Replicas write their own queues, so a death another
+ * replica claimed and wrote (proxyDied below) can land before the rows it should have closed,
+ * and find nothing to close. The claim is in `proxy_exit_reports` from the moment it was made,
+ * so rows that land later are born closed from it.
  */
+function deathSince(owner: string, instanceStart: string, since: string): string {
+  return `LEFT JOIN LATERAL (
+       SELECT r.reported_at FROM proxy_exit_reports r
+       WHERE r.owner_hash = ${owner} AND r.reported_at >= ${since}
+         AND NOT EXISTS (SELECT 1 FROM proxy_sessions s WHERE s.owner_hash = ${owner} AND s.started_at > ${instanceStart} AND s.started_at <= r.reported_at)
+       ORDER BY r.reported_at LIMIT 1
+     ) AS death ON true`;
+}
+
 async function proxyStarted(tx: Queryable, record: ProxyStartedRecord): Promise<void> {
   await tx.query(
     `INSERT INTO proxy_sessions (owner_hash, proxy_id, driver, started_at, stopped_at, stop_reason)
      SELECT $1, $2, $3, $4::timestamptz, death.reported_at, CASE WHEN death.reported_at IS NULL THEN NULL ELSE 'error' END
      FROM (SELECT 1) AS one
-     LEFT JOIN LATERAL (
-       SELECT r.reported_at FROM proxy_exit_reports r
-       WHERE r.owner_hash = $1 AND r.reported_at >= $4::timestamptz
-         AND NOT EXISTS (SELECT 1 FROM proxy_sessions s WHERE s.owner_hash = $1 AND s.started_at > $4::timestamptz AND s.started_at <= r.reported_at)
-       ORDER BY r.reported_at LIMIT 1
-     ) AS death ON true
+     ${deathSince('$1', '$4::timestamptz', '$4::timestamptz')}
      ON CONFLICT (owner_hash, proxy_id, started_at) DO NOTHING`,
     [record.ownerHash, record.proxyId, record.driver, record.startedAt],
+  );
+}
+
+/** An opening; when its proxy's death was written first it is born closed, as proxyDied would have closed it. */
+async function tunnelOpened(tx: Queryable, record: TunnelOpenedRecord): Promise<void> {
+  await tx.query(
+    `INSERT INTO tunnel_sessions (owner_hash, proxy_id, proxy_started_at, link_id, transport, client, connected_at, key_id, disconnected_at, close_reason)
+     SELECT $1, $2, $3::timestamptz, $4, $5, $6, $7::timestamptz, $8::uuid, death.reported_at, CASE WHEN death.reported_at IS NULL THEN NULL ELSE 'proxy exited' END
+     FROM (SELECT 1) AS one
+     ${deathSince('$1', '$3::timestamptz', '$7::timestamptz')}
+     ON CONFLICT (owner_hash, proxy_id, proxy_started_at, link_id) DO UPDATE SET
+       connected_at = COALESCE(tunnel_sessions.connected_at, EXCLUDED.connected_at),
+       client = COALESCE(tunnel_sessions.client, EXCLUDED.client),
+       key_id = COALESCE(tunnel_sessions.key_id, EXCLUDED.key_id)`,
+    [record.ownerHash, record.proxyId, record.proxyStartedAt, record.link, record.transport, clientName(record.client), record.at, keyIdOf(record.keyId)],
   );
 }
 
