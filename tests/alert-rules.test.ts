@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Metrics } from '../api-backend/src/metrics';
+import { describeIf } from './helpers/requirement';
 
 const DIR = path.resolve(__dirname, '../deploy/prometheus');
 const PROMTOOL = process.env.PROMTOOL_BIN ?? 'promtool';
@@ -20,15 +21,8 @@ function promtool(...args: string[]): { status: number | null; output: string } 
 }
 
 const missing = promtool('--version').status === 0 ? undefined : `${PROMTOOL} not found (apt-get install prometheus, or set PROMTOOL_BIN)`;
-const required = process.env.CTLL_REQUIRE_PROMTOOL === '1';
-if (missing && !required) process.stderr.write(`alert rules skipped: ${missing} (CTLL_REQUIRE_PROMTOOL=1 makes this a failure)\n`);
-const describeWithPromtool = missing && !required ? describe.skip : describe;
 
-describeWithPromtool('shipped Prometheus rules and scrape config', () => {
-  beforeAll(() => {
-    if (missing) throw new Error(`CTLL_REQUIRE_PROMTOOL=1 but promtool cannot run: ${missing}`);
-  });
-
+describeIf({ needs: 'promtool', requireVar: 'CTLL_REQUIRE_PROMTOOL' }, missing, 'shipped Prometheus rules and scrape config', () => {
   it('promtool accepts the alert rules', () => {
     const result = promtool('check', 'rules', 'alerts.yml');
     expect(result.output).toContain('SUCCESS');

@@ -10,16 +10,12 @@ import type { Bridge } from '../bridge/src';
 import { startLayout, waitFor, type Layout } from './helpers/layout';
 import { launchChromium, localContext, screenshot, seriousAxeViolations } from './helpers/browser';
 import { OLLAMA_TEST_VERSION } from './helpers/llm-server';
-import { nginxMissing, startNginx } from './helpers/nginx';
+import { nginxMissing, NGINX_REQUIREMENT, startNginx } from './helpers/nginx';
+import { testIf } from './helpers/requirement';
 
 jest.setTimeout(60_000);
 
 // One test goes through nginx, as production does; it needs Debian's nginx (CI requires it).
-const nginxMissingReason = nginxMissing();
-if (nginxMissingReason && process.env.CTLL_REQUIRE_NGINX !== '1') {
-  process.stderr.write(`console through nginx skipped: ${nginxMissingReason} (CTLL_REQUIRE_NGINX=1 makes this a failure)\n`);
-}
-const testWithNginx = nginxMissingReason && process.env.CTLL_REQUIRE_NGINX !== '1' ? test.skip : test;
 
 const TOKENS = 16;
 let layout: Layout;
@@ -185,8 +181,7 @@ test('chat: the answer appears token by token as the model on the PC generates i
   await expectNoSeriousAxeViolations();
 });
 
-testWithNginx('through nginx (TLS) the console loads under its CSP, signs in and streams a chat token by token', async () => {
-  if (nginxMissingReason) throw new Error(`CTLL_REQUIRE_NGINX=1 but nginx cannot run: ${nginxMissingReason}`);
+testIf(NGINX_REQUIREMENT, nginxMissing(), 'through nginx (TLS) the console loads under its CSP, signs in and streams a chat token by token', async () => {
   const nginx = await startNginx({ upstream: `127.0.0.1:${layout.relay.port}` });
   // The test certificate is self-signed; nginx.e2e.test.ts checks TLS itself.
   const viaNginx = await localContext(browser, { ignoreHTTPSErrors: true });

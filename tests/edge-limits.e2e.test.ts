@@ -11,7 +11,7 @@ import http from 'node:http';
 import net from 'node:net';
 import WebSocket from 'ws';
 import { startLayout, type Layout } from './helpers/layout';
-import { nginxMissing, nginxRequest, startNginx, type Nginx, type NginxResponse } from './helpers/nginx';
+import { describeWithNginx, nginxRequest, startNginx, type Nginx, type NginxResponse } from './helpers/nginx';
 
 interface Answer {
   status: number;
@@ -169,13 +169,6 @@ describe('RATE_LIMIT_ENABLED=false', () => {
   });
 });
 
-const missing = nginxMissing();
-const required = process.env.CTLL_REQUIRE_NGINX === '1';
-if (missing && !required) {
-  process.stderr.write(`edge limits through nginx skipped: ${missing} (CTLL_REQUIRE_NGINX=1 makes this a failure)\n`);
-}
-const describeWithNginx = missing && !required ? describe.skip : describe;
-
 describeWithNginx('per-address limits through nginx', () => {
   // nginx lets an address send a burst of its per-minute rate at once on top of the first request.
   const NGINX_LIMIT = 3;
@@ -185,7 +178,6 @@ describeWithNginx('per-address limits through nginx', () => {
   let nginx: Nginx;
 
   beforeAll(async () => {
-    if (missing) throw new Error(`CTLL_REQUIRE_NGINX=1 but nginx cannot run: ${missing}`);
     // api-backend trusts nginx's X-Forwarded-For (TRUST_PROXY=loopback) and keeps its own failure count.
     layout = await startLayout({
       env: { RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_AUTH_FAILURES: String(RELAY_AUTH_FAILURES), RATE_LIMIT_UPGRADES: '1000', RATE_LIMIT_HEALTH: '1000' },

@@ -21,18 +21,11 @@ import {
 } from '@ctll/protocol';
 import { BRIDGE_CLI, startBridgeCli, type BridgeProcess } from './helpers/bridge-cli';
 import { startLayout, waitFor, type Layout } from './helpers/layout';
-import { linesWithArrival, nginxMissing, nginxRequest, startNginx, TEST_DOMAIN, type Nginx, type RequestOptions } from './helpers/nginx';
+import { describeWithNginx, linesWithArrival, nginxRequest, startNginx, TEST_DOMAIN, type Nginx, type RequestOptions } from './helpers/nginx';
 
 const TOKEN_DELAY_MS = 150;
 const NGINX_MAX_BODY = 1024 * 1024;
 const RELAY_MAX_BODY = 8 * 1024 * 1024;
-
-const missing = nginxMissing();
-const required = process.env.CTLL_REQUIRE_NGINX === '1';
-if (missing && !required) {
-  process.stderr.write(`nginx e2e skipped: ${missing} (CTLL_REQUIRE_NGINX=1 makes this a failure)\n`);
-}
-const describeWithNginx = missing && !required ? describe.skip : describe;
 
 describeWithNginx('relay behind nginx (TLS, WebSocket tunnel, unbuffered streaming)', () => {
   let layout: Layout;
@@ -41,7 +34,6 @@ describeWithNginx('relay behind nginx (TLS, WebSocket tunnel, unbuffered streami
   const alice = 'alice@example.com';
 
   beforeAll(async () => {
-    if (missing) throw new Error(`CTLL_REQUIRE_NGINX=1 but nginx cannot run: ${missing}`);
     if (!fs.existsSync(BRIDGE_CLI)) throw new Error(`${BRIDGE_CLI} is missing: run npm run build`);
     layout = await startLayout({ llm: { tokenDelayMs: TOKEN_DELAY_MS, tokens: 12 }, env: { MAX_BODY_BYTES: String(RELAY_MAX_BODY) } });
     nginx = await startNginx({ upstream: `127.0.0.1:${layout.relay.port}`, maxBodyBytes: NGINX_MAX_BODY });

@@ -8,6 +8,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
+import { describeIf } from '../helpers/requirement';
 
 export const PROXY_IMAGE = process.env.PROXY_IMAGE ?? 'ctll/streaming-proxy:latest';
 /** The registry-less base image (scripts/docker-base-image.sh): node, no shell. Used for probe containers. */
@@ -41,18 +42,5 @@ export function dockerVerdict(): { ok: true } | { ok: false; reason: string } {
 /** `describe` when Docker is usable; otherwise a skip with one line, or a failure under CTLL_REQUIRE_DOCKER=1. */
 export function describeDocker(title: string, body: () => void): void {
   const state = dockerVerdict();
-  if (state.ok) {
-    describe(title, body);
-    return;
-  }
-  if (process.env.CTLL_REQUIRE_DOCKER === '1') {
-    describe(title, () => {
-      it('has a Docker engine and the proxy image (CTLL_REQUIRE_DOCKER=1)', () => {
-        throw new Error(`Docker test "${title}" cannot run: ${state.reason}`);
-      });
-    });
-    return;
-  }
-  process.stderr.write(`[docker] skipped "${title}": ${state.reason} (CTLL_REQUIRE_DOCKER=1 turns this into a failure)\n`);
-  describe.skip(title, body);
+  describeIf({ needs: 'a Docker engine and the proxy image', requireVar: 'CTLL_REQUIRE_DOCKER' }, state.ok ? undefined : state.reason, title, body);
 }

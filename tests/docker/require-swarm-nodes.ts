@@ -10,6 +10,7 @@
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { NODE_BASE_IMAGE } from './require-docker';
+import { describeIf } from '../helpers/requirement';
 
 /** The nodes' engine sockets, node 1 first (provision-swarm-nodes.sh's defaults). */
 export const NODE_SOCKETS = (process.env.CTLL_SWARM_NODE_SOCKETS ?? '/run/ctll-node1.sock,/run/ctll-node2.sock').split(',');
@@ -47,18 +48,5 @@ function check(): { ok: true } | { ok: false; reason: string } {
 /** `describe` on the two-node swarm; otherwise a skip with one line, or a failure under CTLL_REQUIRE_SWARM_NODES=1. */
 export function describeSwarmNodes(title: string, body: () => void): void {
   const state = check();
-  if (state.ok) {
-    describe(title, body);
-    return;
-  }
-  if (process.env.CTLL_REQUIRE_SWARM_NODES === '1') {
-    describe(title, () => {
-      it('has the two-node test swarm (CTLL_REQUIRE_SWARM_NODES=1)', () => {
-        throw new Error(`two-node swarm test "${title}" cannot run: ${state.reason}`);
-      });
-    });
-    return;
-  }
-  process.stderr.write(`[swarm-nodes] skipped "${title}": ${state.reason} (CTLL_REQUIRE_SWARM_NODES=1 turns this into a failure)\n`);
-  describe.skip(title, body);
+  describeIf({ needs: 'the two-node test swarm', requireVar: 'CTLL_REQUIRE_SWARM_NODES' }, state.ok ? undefined : state.reason, title, body);
 }

@@ -6,6 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { dockerVerdict } from './require-docker';
+import { describeIf } from '../helpers/requirement';
 
 const REPO = path.resolve(__dirname, '../..');
 
@@ -27,18 +28,5 @@ function check(): { ok: true } | { ok: false; reason: string } {
 /** `describe` on a swarm manager; otherwise a skip with one line, or a failure under CTLL_REQUIRE_DOCKER=1. */
 export function describeSwarm(title: string, body: () => void): void {
   const state = check();
-  if (state.ok) {
-    describe(title, body);
-    return;
-  }
-  if (process.env.CTLL_REQUIRE_DOCKER === '1') {
-    describe(title, () => {
-      it('has a swarm manager and the proxy image (CTLL_REQUIRE_DOCKER=1)', () => {
-        throw new Error(`swarm test "${title}" cannot run: ${state.reason}`);
-      });
-    });
-    return;
-  }
-  process.stderr.write(`[swarm] skipped "${title}": ${state.reason} (CTLL_REQUIRE_DOCKER=1 turns this into a failure)\n`);
-  describe.skip(title, body);
+  describeIf({ needs: 'a swarm manager and the proxy image', requireVar: 'CTLL_REQUIRE_DOCKER' }, state.ok ? undefined : state.reason, title, body);
 }

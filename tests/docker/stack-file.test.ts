@@ -12,6 +12,7 @@
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { load } from 'js-yaml';
+import { describeIf } from '../helpers/requirement';
 
 const REPO = path.resolve(__dirname, '../..');
 const ENV = {
@@ -47,14 +48,11 @@ function stackConfig(env: Record<string, string>): { status: number | null; stdo
 
 const probe = spawnSync('docker', ['stack', 'config', '--help'], { encoding: 'utf8', timeout: 10_000 });
 const missing = probe.status === 0 ? undefined : 'the docker CLI with `docker stack config` is not installed';
-const required = process.env.CTLL_REQUIRE_DOCKER === '1';
-if (missing && !required) process.stderr.write(`stack file suite skipped: ${missing} (CTLL_REQUIRE_DOCKER=1 makes this a failure)\n`);
 
-(missing && !required ? describe.skip : describe)('docker-stack.yml as docker stack deploy reads it', () => {
+describeIf({ needs: 'the docker CLI', requireVar: 'CTLL_REQUIRE_DOCKER' }, missing, 'docker-stack.yml as docker stack deploy reads it', () => {
   let services: Record<string, StackService>;
 
   beforeAll(() => {
-    if (missing) throw new Error(`CTLL_REQUIRE_DOCKER=1 but ${missing}`);
     const rendered = stackConfig(ENV);
     if (rendered.status !== 0) throw new Error(`docker stack config refused docker-stack.yml:\n${rendered.stderr}`);
     services = (load(rendered.stdout) as { services: Record<string, StackService> }).services;

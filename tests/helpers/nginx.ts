@@ -18,6 +18,7 @@ import path from 'node:path';
 import type tls from 'node:tls';
 import { promisify } from 'node:util';
 import { portOpen } from './ports';
+import { describeIf, type Requirement } from './requirement';
 
 export const NGINX_BIN = process.env.NGINX_BIN ?? '/usr/sbin/nginx';
 export const RENDER_SCRIPT = path.resolve(__dirname, '../../scripts/nginx-test.sh');
@@ -40,18 +41,10 @@ export function nginxMissing(): string | undefined {
 
 /** `describe` when nginx can run; otherwise one line and a skip, or a failure under CTLL_REQUIRE_NGINX=1. */
 export function describeWithNginx(name: string, suite: () => void): void {
-  const missing = nginxMissing();
-  if (!missing) return describe(name, suite);
-  if (process.env.CTLL_REQUIRE_NGINX === '1') {
-    return describe(name, () => {
-      it('has nginx (CTLL_REQUIRE_NGINX=1)', () => {
-        throw new Error(`nginx test "${name}" cannot run: ${missing}`);
-      });
-    });
-  }
-  process.stderr.write(`skipped "${name}": ${missing} (CTLL_REQUIRE_NGINX=1 makes this a failure)\n`);
-  describe.skip(name, suite);
+  describeIf(NGINX_REQUIREMENT, nginxMissing(), name, suite);
 }
+
+export const NGINX_REQUIREMENT: Requirement = Object.freeze({ needs: 'nginx', requireVar: 'CTLL_REQUIRE_NGINX' });
 
 export interface NginxOptions {
   /** api-backend (or any HTTP server) as host:port. */

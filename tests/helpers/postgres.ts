@@ -19,6 +19,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import pg from 'pg';
+import { describeIf } from './requirement';
 
 const REPO_ROOT = path.resolve(__dirname, '../..');
 
@@ -75,20 +76,7 @@ function probePostgres(): PostgresProbe {
 
 /** `describe` when a server answers; otherwise one console line and a skip, or a failure when required. */
 export function describeWithPostgres(name: string, suite: () => void): void {
-  if (postgres.available) {
-    describe(name, suite);
-    return;
-  }
-  if (process.env.CTLL_REQUIRE_POSTGRES === '1') {
-    describe(name, () => {
-      it('needs a reachable PostgreSQL server (CTLL_REQUIRE_POSTGRES=1)', () => {
-        throw new Error(postgres.reason);
-      });
-    });
-    return;
-  }
-  console.log(`skipping "${name}": ${postgres.reason}`);
-  describe.skip(name, suite);
+  describeIf({ needs: 'a reachable PostgreSQL server', requireVar: 'CTLL_REQUIRE_POSTGRES' }, postgres.available ? undefined : postgres.reason, name, suite);
 }
 
 export interface TestDatabase {
