@@ -87,6 +87,27 @@ describeDocker('docker driver lifecycle', () => {
     expect(await leftovers([alive])).toEqual({ containers: [`/${containerName(alive)}`], networks: [networkName(alive)] });
   });
 
+  it('adopts a running proxy that is slow to answer rather than replacing it (and cutting its desktops)', async () => {
+    const first = testDriver();
+    const slow = owner();
+    const made = await first.driver.create(slow);
+    await first.driver.close();
+    const second = await started();
+    // Frozen for longer than a health check's patience, well within a start's (30 s here).
+    const container = docker.getContainer(containerName(slow));
+    await container.pause();
+    const thawed = new Promise<void>((resolve, reject) => setTimeout(() => container.unpause().then(() => resolve(), reject), 5_000));
+    try {
+      const handle = await second.driver.create(slow);
+      expect(handle.id).toBe(made.id);
+      expect(handle.state).toBe('running');
+    } finally {
+      await thawed;
+    }
+    expect(await health(made.endpoint!.host, made.endpoint!.port)).toBe(200);
+    expect(second.exits).toEqual([]);
+  });
+
   it('leaves a young bare network alone (a create may be in flight elsewhere) but sweeps it once it is old', async () => {
     const { driver } = await started();
     const [young, old] = [owner(), owner()];

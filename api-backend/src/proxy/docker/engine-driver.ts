@@ -306,7 +306,9 @@ export abstract class EngineDriver implements ProxyDriver {
         await this.networks.ensure(ownerHash);
         const endpoint = await existing.endpoint();
         if (endpoint) {
-          await waitHealthy(endpoint.host, endpoint.port, { timeoutMs: Math.min(this.options.startTimeoutMs, 3000), alive: existing.alive });
+          // As long as a start may take: a running proxy slow to answer (a loaded host) carries
+          // its user's desktops, and replacing it would cut them; a dead one fails `alive` at once.
+          await waitHealthy(endpoint.host, endpoint.port, { timeoutMs: this.options.startTimeoutMs, alive: existing.alive });
           this.census.started(ownerHash, existing.containerId);
           return { ownerHash, id: existing.id, state: 'running', createdAt: existing.createdAt, endpoint };
         }
