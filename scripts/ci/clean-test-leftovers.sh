@@ -27,9 +27,18 @@ if [ -n "$containers" ]; then
   # shellcheck disable=SC2086  # one id per word
   docker rm -f $containers >/dev/null
 fi
-networks=$(docker network ls --filter "label=io.cloudtolocalllm.managed=true" --format "{{.ID}} {{.Label \"$label\"}}" | awk '$2 ~ /^test-/ { print $1 }')
+# Node anchors of test scopes (the swarm driver's, api-backend/src/proxy/swarm-anchor.ts), after
+# the proxies: an anchor leaves a user's overlay last.
+anchor=io.cloudtolocalllm.anchor-of
+anchors=$(docker ps -a --filter "label=$anchor" --format "{{.ID}} {{.Label \"$anchor\"}}" | awk '$2 ~ /^test-/ { print $1 }')
+if [ -n "$anchors" ]; then
+  # shellcheck disable=SC2086  # one id per word
+  docker rm -f $anchors >/dev/null
+fi
+networks=$( (docker network ls --filter "label=io.cloudtolocalllm.managed=true" --format "{{.ID}} {{.Label \"$label\"}}"
+  docker network ls --filter "label=$anchor" --format "{{.ID}} {{.Label \"$anchor\"}}") | awk '$2 ~ /^test-/ { print $1 }')
 if [ -n "$networks" ]; then
   # shellcheck disable=SC2086
   docker network rm $networks >/dev/null
 fi
-echo "clean-test-leftovers: removed $(printf '%s' "$services" | grep -c . || true) service(s), $(printf '%s' "$containers" | grep -c . || true) container(s), $(printf '%s' "$networks" | grep -c . || true) network(s)"
+echo "clean-test-leftovers: removed $(printf '%s' "$services" | grep -c . || true) service(s), $(printf '%s\n%s' "$containers" "$anchors" | grep -c . || true) container(s), $(printf '%s' "$networks" | grep -c . || true) network(s)"

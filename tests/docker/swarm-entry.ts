@@ -1,14 +1,18 @@
 /**
- * Bundles swarm-container-mode.entry.ts for a run inside a container or a swarm task: overlay
+ * Bundles swarm-container-mode.entry.ts and runs scripts as swarm tasks (runAsTask): overlay
  * addresses are reachable only from a container on the overlay, never from the host the tests run
  * on. The bundle lands under the repository's node_modules, where node inside the container finds
  * api-backend's dependencies (the repository is bind-mounted at the same path).
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import type Docker from 'dockerode';
 import { build } from 'esbuild';
+import { NODE_BASE_IMAGE } from './require-docker';
 
 export const REPO = path.resolve(__dirname, '../..');
+/** Where a stack replica finds its engine. */
+export const SOCKET = '/var/run/docker.sock';
 
 /** Writes the bundle; `dir` is the caller's to remove. */
 export async function bundleSwarmEntry(): Promise<{ dir: string; entry: string }> {
@@ -30,4 +34,75 @@ export async function bundleSwarmEntry(): Promise<{ dir: string; entry: string }
 /** The entry's one JSON line (its result, or `{error}`), from everything it printed. */
 export function resultOf(output: string): Record<string, unknown> {
   return JSON.parse(output.split('\n').filter((line) => line.trim().startsWith('{')).pop() ?? '{}') as Record<string, unknown>;
+}
+
+const ENDED = new Set(['complete', 'failed', 'rejected', 'shutdown', 'orphaned', 'remove']);
+
+interface Task {
+  Status: { State: string; Err?: string; ContainerStatus?: { ContainerID?: string } };
+}
+
+/** Which engine sockets a task gets (default: its engine's, where a replica finds it) and where it may run. */
+export interface TaskPlace {
+  sockets?: Array<{ source: string; target: string }>;
+  constraints?: string[];
+}
+
+/**
+ * Runs `node <args>` from the repository (bind-mounted at its own path) as a one-replica service
+ * (restart none) with the engine's socket, as root (a stack replica has the socket's group), waits
+ * for its task to end and returns what it printed.
+ */
+export async function runAsTask(
+  engine: Docker,
+  name: string,
+  args: string[],
+  env: string[],
+  { sockets = [{ source: SOCKET, target: SOCKET }], constraints = [] }: TaskPlace = {},
+): Promise<{ state: string; output: string }> {
+  const image = await engine.getImage(NODE_BASE_IMAGE).inspect();
+  const service = await engine.createService({
+    Name: name,
+    Labels: { 'io.cloudtolocalllm.test': 'task-mode' },
+    TaskTemplate: {
+      ContainerSpec: {
+        // By id: the engine never looks for an image id on a registry.
+        Image: image.Id,
+        Command: ['node', ...args],
+        Env: env,
+        User: '0:0',
+        Mounts: [
+          { Type: 'bind', Source: REPO, Target: REPO, ReadOnly: true },
+          ...sockets.map(({ source, target }) => ({ Type: 'bind', Source: source, Target: target })),
+        ],
+      },
+      RestartPolicy: { Condition: 'none' },
+      Placement: { Constraints: constraints },
+    },
+    Mode: { Replicated: { Replicas: 1 } },
+  } as unknown as Docker.CreateServiceOptions);
+  const id = (service as unknown as { id?: string; ID?: string }).id ?? (service as unknown as { ID: string }).ID;
+  const deadline = Date.now() + 200_000;
+  let task: Task | undefined;
+  for (;;) {
+    [task] = (await engine.listTasks({ filters: { service: [id] } })) as Task[];
+    if (task && ENDED.has(task.Status.State)) break;
+    if (Date.now() > deadline) throw new Error(`task of ${name} did not end: ${JSON.stringify(task?.Status)}`);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  const containerId = task.Status.ContainerStatus?.ContainerID;
+  const logs: unknown = containerId ? await engine.getContainer(containerId).logs({ stdout: true, stderr: true }) : '';
+  // Without a TTY the log is multiplexed: 8-byte frame headers before each chunk, dropped here.
+  const output = (Buffer.isBuffer(logs) ? demux(logs) : String(logs)).trim();
+  return { state: `${task.Status.State}${task.Status.Err ? `: ${task.Status.Err}` : ''}`, output };
+}
+
+function demux(buffer: Buffer): string {
+  const parts: Buffer[] = [];
+  for (let at = 0; at + 8 <= buffer.length; ) {
+    const size = buffer.readUInt32BE(at + 4);
+    parts.push(buffer.subarray(at + 8, at + 8 + size));
+    at += 8 + size;
+  }
+  return Buffer.concat(parts).toString('utf8');
 }

@@ -3,78 +3,21 @@
  * PROXY_NETWORK_MODE=container). The engine lets a task join an attachable overlay only on a node
  * where that overlay is already in use: the first test shows that rule with a bare task, the second
  * runs the swarm driver inside a task (swarm-container-mode.entry.ts) and shows it starting two
- * users' proxies all the same: it creates each service pinned to its own node and joins once the
- * proxy's task holds the overlay there.
+ * users' proxies all the same: it creates each service (placed anywhere), connects its node's
+ * anchor to the overlay once the proxy's task runs, joins, and on removal leaves before the anchor.
+ * Across two nodes: swarm-nodes-driver.test.ts.
  */
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import type Docker from 'dockerode';
 import { containerName, LABELS, networkName } from '../../api-backend/src/proxy/naming';
-import { NODE_BASE_IMAGE, PROXY_IMAGE } from './require-docker';
+import { PROXY_IMAGE } from './require-docker';
 import { describeSwarm } from './require-swarm';
 import { docker, randomOwner, TEST_SCOPE } from './support';
-import { bundleSwarmEntry, REPO, resultOf } from './swarm-entry';
+import { anchorName, anchorNetworkName } from '../../api-backend/src/proxy/swarm-anchor';
+import { bundleSwarmEntry, resultOf, runAsTask, SOCKET } from './swarm-entry';
 
 // A bound on a hang: two tasks and two proxy services on a busy two-core machine.
 jest.setTimeout(240_000);
-
-const SOCKET = '/var/run/docker.sock';
-const ENDED = new Set(['complete', 'failed', 'rejected', 'shutdown', 'orphaned', 'remove']);
-
-interface Task {
-  Status: { State: string; Err?: string; ContainerStatus?: { ContainerID?: string } };
-}
-
-/**
- * Runs `node <args>` as a one-replica service (restart none) with the engine's socket, as root
- * (a stack replica has the socket's group), waits for its task to end and returns what it printed.
- */
-async function runAsTask(name: string, args: string[], env: string[]): Promise<{ state: string; output: string }> {
-  const image = await docker.getImage(NODE_BASE_IMAGE).inspect();
-  const service = await docker.createService({
-    Name: name,
-    Labels: { 'io.cloudtolocalllm.test': 'task-mode' },
-    TaskTemplate: {
-      ContainerSpec: {
-        // By id: the engine never looks for an image id on a registry.
-        Image: image.Id,
-        Command: ['node', ...args],
-        Env: env,
-        User: '0:0',
-        Mounts: [
-          { Type: 'bind', Source: REPO, Target: REPO, ReadOnly: true },
-          { Type: 'bind', Source: SOCKET, Target: SOCKET },
-        ],
-      },
-      RestartPolicy: { Condition: 'none' },
-    },
-    Mode: { Replicated: { Replicas: 1 } },
-  } as unknown as Docker.CreateServiceOptions);
-  const id = (service as unknown as { id?: string; ID?: string }).id ?? (service as unknown as { ID: string }).ID;
-  const deadline = Date.now() + 200_000;
-  let task: Task | undefined;
-  for (;;) {
-    [task] = (await docker.listTasks({ filters: { service: [id] } })) as Task[];
-    if (task && ENDED.has(task.Status.State)) break;
-    if (Date.now() > deadline) throw new Error(`task of ${name} did not end: ${JSON.stringify(task?.Status)}`);
-    await new Promise((resolve) => setTimeout(resolve, 500));
-  }
-  const containerId = task.Status.ContainerStatus?.ContainerID;
-  const logs: unknown = containerId ? await docker.getContainer(containerId).logs({ stdout: true, stderr: true }) : '';
-  // Without a TTY the log is multiplexed: 8-byte frame headers before each chunk, dropped here.
-  const output = (Buffer.isBuffer(logs) ? demux(logs) : String(logs)).trim();
-  return { state: `${task.Status.State}${task.Status.Err ? `: ${task.Status.Err}` : ''}`, output };
-}
-
-function demux(buffer: Buffer): string {
-  const parts: Buffer[] = [];
-  for (let at = 0; at + 8 <= buffer.length; ) {
-    const size = buffer.readUInt32BE(at + 4);
-    parts.push(buffer.subarray(at + 8, at + 8 + size));
-    at += 8 + size;
-  }
-  return Buffer.concat(parts).toString('utf8');
-}
 
 /** Asks the engine, from inside the task, to join the task's own container to a network; prints the answer. */
 const JOIN_SCRIPT = `
@@ -116,7 +59,7 @@ describeSwarm('api-backend as a swarm task (a stack replica)', () => {
 
     it('refuses a task that joins an attachable overlay no task on its node uses yet: "network not found"', async () => {
       await docker.createNetwork({ Name: network, Driver: 'overlay', Attachable: true, CheckDuplicate: true, Labels: { 'io.cloudtolocalllm.test': 'task-mode' } });
-      const { state, output } = await runAsTask(name, ['-e', JOIN_SCRIPT], [`NET=${network}`]);
+      const { state, output } = await runAsTask(docker, name, ['-e', JOIN_SCRIPT], [`NET=${network}`]);
       expect(state).toBe('complete');
       expect(resultOf(output)).toEqual({ status: 404, message: `network ${network} not found` });
     });
@@ -131,13 +74,15 @@ describeSwarm('api-backend as a swarm task (a stack replica)', () => {
       await removeService(name);
       await Promise.all(owners.map((owner) => removeService(containerName(owner))));
       for (const owner of owners) await removeNetwork(networkName(owner));
+      await docker.getContainer(anchorName(TEST_SCOPE)).remove({ force: true }).catch(() => undefined);
+      await removeNetwork(anchorNetworkName(TEST_SCOPE));
       if (bundleDir) fs.rmSync(bundleDir, { recursive: true, force: true });
     });
 
     it("starts two users' proxies on internal overlays, reaches both, and they cannot reach each other", async () => {
       const bundle = await bundleSwarmEntry();
       bundleDir = bundle.dir;
-      const { state, output } = await runAsTask(name, [bundle.entry], [
+      const { state, output } = await runAsTask(docker, name, [bundle.entry], [
         `CTLL_OWNERS=${owners.join(',')}`,
         `CTLL_SCOPE=${TEST_SCOPE}`,
         `PROXY_IMAGE=${PROXY_IMAGE}`,
@@ -160,10 +105,11 @@ describeSwarm('api-backend as a swarm task (a stack replica)', () => {
         expect(told).toMatch(/^10\.\d+\.\d+\.\d+$/);
         expect(joined).toBe(told);
       }
-      // Pinned to the replica's node, where its join works.
-      const nodeId = ((await docker.info()) as { Swarm: { NodeID: string } }).Swarm.NodeID;
-      expect(result.constraints).toEqual([[`node.id==${nodeId}`], [`node.id==${nodeId}`]]);
+      // Not pinned: the node anchor lets a replica join on any node (swarm-nodes-driver.test.ts).
+      expect(result.constraints).toEqual([[], []]);
       expect(result.joinedAfterRemove).toEqual([]);
+      // The anchor joined each overlay before the replica did, and left after it: it is on its own network alone.
+      expect(result.anchor).toEqual([anchorNetworkName(TEST_SCOPE)]);
 
       const filters = { label: [`${LABELS.managed}=true`] };
       const [services, networks] = await Promise.all([docker.listServices({ filters }), docker.listNetworks({ filters })]);

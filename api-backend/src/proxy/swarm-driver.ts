@@ -16,9 +16,13 @@
  *   address on any node.
  * - `container` mode as a swarm task (a replica of docker-stack.yml): the engine lets a task join
  *   an attachable overlay only on a node where that overlay is in use already; anywhere else it
- *   answers `network <name> not found`. So the driver creates the service first, pinned to its own
- *   node, and joins once the proxy's task runs there, asking for the address it told the proxy.
- *   Another replica adopting the proxy joins the same way, which works on the proxy's node only.
+ *   answers `network <name> not found`. So the driver creates the service first (placed by
+ *   PROXY_PLACEMENT alone, on any node), and once the proxy's task runs, connects this node's
+ *   anchor (a plain container, swarm-anchor.ts) to the overlay, which puts it in use here, and
+ *   joins at the address it told the proxy. Another replica adopting the proxy joins the same way.
+ *   A stop takes this node's replicas off the overlay first, the anchor last, then removes the
+ *   service and the overlay; replicas and anchors on other nodes leave at their own next sweep
+ *   (a disconnect is the node's own business), and the overlay goes then.
  * - `host` mode (a host process: tests, a one-node swarm): every task on a non-internal overlay
  *   also has a leg on the node's `docker_gwbridge`, a plain bridge the host is on. api-backend
  *   reaches the task there, and the proxy reaches api-backend at that bridge's gateway. Only tasks
@@ -50,6 +54,7 @@ import { overlaySpec, serviceSpec, type ServiceSpecOptions } from './swarm-spec'
 import { asContainers, containerIdOf, currentTask, phaseOf, type SwarmTask } from './swarm-tasks';
 import { patiently, ProxyServices } from './swarm-services';
 import { SwarmReach, type EndpointResolver } from './swarm-reach';
+import { NodeAnchor } from './swarm-anchor';
 import { StartGate } from './start-gate';
 
 export interface SwarmDriverOptions extends DockerDriverOptions {
@@ -65,6 +70,13 @@ export interface SwarmDriverOptions extends DockerDriverOptions {
  */
 export const SWARM_STARTS_AT_ONCE = 2;
 
+/**
+ * How long a stop keeps trying to remove an overlay that a container on another node holds (the
+ * engine names a task that is not the proxy's: a replica's or an anchor's attachment there) before
+ * leaving it to that node's sweep. The proxy's own task shutting down is waited for in full.
+ */
+const OTHER_NODES_GRACE_MS = 3_000;
+
 export class SwarmDriver extends EngineDriver {
   readonly name = 'swarm' as const;
   protected readonly networks: ProxyNetworks;
@@ -73,6 +85,9 @@ export class SwarmDriver extends EngineDriver {
   private readonly services: ProxyServices;
   private readonly reach: SwarmReach;
   private readonly gate: StartGate;
+  private readonly anchor: NodeAnchor;
+  /** The tasks of proxy services being removed, by owner: their hold on the overlay is waited out. */
+  private readonly leavingTasks = new Map<string, Set<string>>();
 
   constructor(options: SwarmDriverOptions) {
     super(resolveDockerOptions(options), {
@@ -87,6 +102,7 @@ export class SwarmDriver extends EngineDriver {
     this.spec = { ...specOf(o), constraints: this.placement };
     this.services = new ProxyServices(this.docker, o.scope);
     this.reach = new SwarmReach(this.docker, { networkMode: o.networkMode, selfContainer: o.selfContainer, logger: o.logger });
+    this.anchor = new NodeAnchor(this.docker, { scope: o.scope, image: async () => (await this.docker.getImage(o.image).inspect()).Id, logger: o.logger });
     this.networks = new ProxyNetworks(this.docker, {
       pool: new SubnetPool(o.subnetPool, o.subnetPrefix),
       spec: this.spec,
@@ -94,6 +110,10 @@ export class SwarmDriver extends EngineDriver {
       logger: o.logger,
       body: (ownerHash, subnet) => overlaySpec(ownerHash, subnet, this.spec),
       hostAddress: () => this.reach.gwbridgeGateway(),
+      // A task may join only where the overlay is in use: the anchor puts it in use on this node.
+      beforeJoin: async (network) => {
+        if ((await this.reach.where()).task) await this.anchor.join(network);
+      },
     });
   }
 
@@ -172,8 +192,8 @@ export class SwarmDriver extends EngineDriver {
     const backendAddress = joinLater ? lastHostOf(network.subnet) : network.backendAddress;
     const secret = this.options.secretFor(ownerHash);
     const env = this.options.env(ownerHash, secret, backendAddress);
-    // Pinned to this node where api-backend reaches the task only from here (host mode, or a task's join).
-    const pin = (where.mode === 'host' || joinLater) && where.nodeId ? [`node.id==${where.nodeId}`] : [];
+    // Pinned to this node where api-backend reaches the task only from here (host mode's gwbridge leg).
+    const pin = where.mode === 'host' && where.nodeId ? [`node.id==${where.nodeId}`] : [];
     const constraints = [...this.placement, ...pin];
     const body = serviceSpec(ownerHash, { subnet: network.subnet, networkId: network.id, imageId: image.Id }, env, { ...this.spec, constraints });
     const created = (await this.docker.createService(body as unknown as Docker.CreateServiceOptions)) as unknown as { id?: string; ID?: string };
@@ -192,27 +212,52 @@ export class SwarmDriver extends EngineDriver {
   }
 
   protected async removeProxy(ownerHash: string): Promise<void> {
-    // Every replica leaves while the proxy's task still holds the overlay on this node. One
-    // detached after the task is gone leaves its attachment behind in the manager, and the overlay
-    // then lingers for good: listed, but "not found" to every remove. The other replicas do not
-    // know of this stop, so this one takes them off; any that joined are on this node, the only
-    // one where a task may join the proxy's overlay (see the header).
+    // Every replica on this node leaves while the anchor (and the proxy's task, if it runs here)
+    // still holds the overlay, and the anchor leaves last. One detached after the overlay's other
+    // users here were gone leaves its attachment behind in the manager, and the overlay then
+    // lingers for good: listed, but "not found" to every remove. The other replicas on this node
+    // do not know of this stop, so this one takes them off too.
     if ((await this.reach.where()).task) {
-      const detached = await this.networks.detachAllBut(ownerHash, (name) => name.startsWith(`${containerName(ownerHash)}.`));
+      const detached = await this.networks.detachAllBut(ownerHash, (name) => name.startsWith(`${containerName(ownerHash)}.`) || this.anchor.isAnchor(name));
       if (detached > 0) this.options.logger.info('StreamingProxy took api-backend replicas off the overlay before removing the service', { owner: ownerHash, detached });
+      const network = await this.networks.inspect(ownerHash);
+      if (network) await this.anchor.leave(network.Id);
     }
     const service = await this.services.inspect(ownerHash);
     if (!service) return;
-    for (const task of await this.services.tasksOf(service.ID)) {
+    const tasks = await this.services.tasksOf(service.ID);
+    for (const task of tasks) {
       const id = containerIdOf(task);
       if (id) this.exits.expect(id);
     }
+    this.leavingTasks.set(ownerHash, new Set(tasks.map((task) => task.ID)));
     await this.services.remove(service.ID);
   }
 
-  /** The overlay lingers a moment after its last task; waiting frees the subnet for the next start. */
+  /**
+   * The overlay lingers a moment after its last task; waiting frees the subnet for the next start.
+   * Replicas on other nodes that joined it hold it until their own sweep takes them off: past a
+   * grace, with the service gone, it is left to them (the user's next start reuses it meanwhile).
+   */
   protected override async removeNetwork(ownerHash: string): Promise<void> {
-    await patiently(async () => (await this.networks.remove(ownerHash), (await this.networks.inspect(ownerHash)) === null));
+    const began = Date.now();
+    const proxyTasks = this.leavingTasks.get(ownerHash) ?? new Set<string>();
+    this.leavingTasks.delete(ownerHash);
+    await patiently(async () => {
+      try {
+        await this.networks.remove(ownerHash);
+      } catch (error) {
+        const holder = /in use by task (\w+)/i.exec(dockerMessage(error))?.[1];
+        if (!holder || [...proxyTasks].some((id) => id.startsWith(holder)) || Date.now() - began < OTHER_NODES_GRACE_MS || (await this.services.inspect(ownerHash))) throw error;
+        this.options.logger.info('StreamingProxy overlay still held on another node; replicas there leave it at their next sweep, and it is removed then', {
+          owner: ownerHash,
+          network: networkName(ownerHash),
+          heldBy: holder,
+        });
+        return true;
+      }
+      return (await this.networks.inspect(ownerHash)) === null;
+    });
   }
 
   protected async isRunning(ownerHash: string): Promise<boolean> {

@@ -43,6 +43,8 @@ export interface ProxyNetworksOptions {
   body?: (ownerHash: string, subnet: string) => Docker.NetworkCreateOptions;
   /** Where a proxy on this network finds api-backend on the host; default the bridge's gateway (.1). */
   hostAddress?: (network: Docker.NetworkInspectInfo, subnet: string) => Promise<string>;
+  /** Runs before api-backend's container joins a network (the swarm driver's node anchor goes first). */
+  beforeJoin?: (network: Docker.NetworkInspectInfo) => Promise<void>;
 }
 
 export class ProxyNetworks {
@@ -205,6 +207,7 @@ export class ProxyNetworks {
     if (mode === 'host' || !self) {
       return { ...base, backendAddress: this.options.hostAddress ? await this.options.hostAddress(info, subnet) : addressIn(subnet, 1) };
     }
+    await this.options.beforeJoin?.(info);
     // A join can look done and not be: on swarm, a replica taken off a user's overlay and joined
     // to a new one of the same name (the user's proxy stopped and started again) has been seen
     // left with an entry for the network and no address on it, once the engine caught up with
