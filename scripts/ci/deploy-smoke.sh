@@ -110,6 +110,9 @@ cleanup() {
     if [[ -n "$(docker stack ls --format '{{.Name}}' 2>/dev/null | grep -x "$STACK" || true)" ]]; then
         remove_stack || log "warning: docker stack rm $STACK failed"
     fi
+    # The swarm driver's node anchor outlives the stack, as it would in production.
+    docker rm -f "ctll-anchor-$SMOKE_SCOPE" >/dev/null 2>&1 || true
+    docker network rm "ctll-anchors-$SMOKE_SCOPE" >/dev/null 2>&1 || true
     if [[ -f "$work/.env" ]]; then
         compose down -v --remove-orphans --timeout 10 >/dev/null 2>&1 || log "warning: compose down failed"
     fi
@@ -444,6 +447,9 @@ else
     answer="$(in_replica "$other" POST /api/proxy/stop)"
     [[ "$answer" == 200\ * ]] || stack_die "POST /api/proxy/stop after the replacement answered: $answer"
     nothing_left || stack_die "the stopped proxy left services or networks after a replica was lost: $(nothing_left)"
+    # The replicas' node anchor (api-backend/src/proxy/swarm-anchor.ts) stays, on its own network only.
+    anchored="$(docker inspect "ctll-anchor-$SMOKE_SCOPE" -f '{{.State.Status}}{{range $name, $_ := .NetworkSettings.Networks}} {{$name}}{{end}}' 2>&1)"
+    [[ "$anchored" == "running ctll-anchors-$SMOKE_SCOPE" ]] || stack_die "the node anchor is not running on its own network alone after the stops: $anchored"
     log "a replica killed: the other served the same proxy, the stack replaced it, the stop left nothing"
     # What the replicas warned of on the way (a join made again, a journal unreadable): shown, not failed on.
     warnings="$(docker service logs --no-trunc "${STACK}_api-backend" 2>&1 | grep '"level":"warn"' | grep -v 'audit database not reachable yet' || true)"
