@@ -31,6 +31,23 @@ export async function bundleSwarmEntry(): Promise<{ dir: string; entry: string }
   return { dir, entry };
 }
 
+/**
+ * What the entry's result must show of two users' proxies: api-backend reaches both, each proxy
+ * reaches itself and not the other, and each was told, before api-backend could join its overlay,
+ * the address api-backend then got there.
+ */
+export function expectReachedAndApart(result: Record<string, unknown>): void {
+  expect(result.fromBackend).toEqual([200, 200]);
+  const [fromA, fromB] = result.fromTasks as Array<Array<number | string>>;
+  expect([fromA[0], fromB[1]]).toEqual([200, 200]);
+  expect(fromA[1]).not.toBe(200);
+  expect(fromB[0]).not.toBe(200);
+  for (const { told, joined } of result.addresses as Array<{ told: string; joined: string }>) {
+    expect(told).toMatch(/^10\.\d+\.\d+\.\d+$/);
+    expect(joined).toBe(told);
+  }
+}
+
 /** The entry's one JSON line (its result, or `{error}`), from everything it printed. */
 export function resultOf(output: string): Record<string, unknown> {
   return JSON.parse(output.split('\n').filter((line) => line.trim().startsWith('{')).pop() ?? '{}') as Record<string, unknown>;
