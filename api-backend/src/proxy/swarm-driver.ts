@@ -19,7 +19,9 @@
  *   answers `network <name> not found`. So the driver creates the service first (placed by
  *   PROXY_PLACEMENT alone, on any node), and once the proxy's task runs, connects this node's
  *   anchor (a plain container, swarm-anchor.ts) to the overlay, which puts it in use here, and
- *   joins at the address it told the proxy. Another replica adopting the proxy joins the same way.
+ *   joins at the address it told the proxy: its task slot's, in the subnet's upper half, which the
+ *   manager never hands out (swarm-addresses.ts). Another replica adopting the proxy joins the same
+ *   way, at its own slot's address.
  *   A stop takes this node's replicas off the overlay first, the anchor last, then removes the
  *   service and the overlay; replicas and anchors on other nodes leave at their own next sweep
  *   (a disconnect is the node's own business), and the overlay goes then.
@@ -41,7 +43,7 @@
 import type Docker from 'dockerode';
 import type { DriverHealth, ProxyHandle } from './driver';
 import { containerName, LABELS, networkName } from './naming';
-import { addressIn, parseCidr, SubnetPool } from './subnet-pool';
+import { SubnetPool } from './subnet-pool';
 import { waitHealthy } from './wait-healthy';
 import { withTimeout } from '@ctll/protocol';
 import { resolveDockerOptions, specOf, type DockerDriverOptions } from './docker/options';
@@ -114,6 +116,7 @@ export class SwarmDriver extends EngineDriver {
       beforeJoin: async (network) => {
         if ((await this.reach.where()).task) await this.anchor.join(network);
       },
+      joinAddress: (subnet) => this.reach.joinAddress(subnet),
     });
   }
 
@@ -186,10 +189,10 @@ export class SwarmDriver extends EngineDriver {
     const image = await ignoringGone(() => this.docker.getImage(this.options.image).inspect());
     if (!image) throw imageMissing(this.options.image);
     // A task joins only once the proxy's task holds the overlay on this node: it tells the proxy
-    // the address it will ask for then (the subnet's last, far from the manager's low allocations).
+    // the address it will ask for then (its slot's, swarm-addresses.ts).
     const joinLater = where.mode === 'container' && where.task === true;
     const network = await this.networks.ensure(ownerHash, { join: !joinLater });
-    const backendAddress = joinLater ? lastHostOf(network.subnet) : network.backendAddress;
+    const backendAddress = joinLater ? ((await this.reach.joinAddress(network.subnet)) ?? network.backendAddress) : network.backendAddress;
     const secret = this.options.secretFor(ownerHash);
     const env = this.options.env(ownerHash, secret, backendAddress);
     // Pinned to this node where api-backend reaches the task only from here (host mode's gwbridge leg).
@@ -283,9 +286,4 @@ export class SwarmDriver extends EngineDriver {
     const state = creating ? 'starting' : endpoint ? 'running' : 'stopped';
     return { ownerHash, id: service.ID, state, createdAt, ...(state === 'running' ? { endpoint } : {}) };
   }
-}
-
-/** The subnet's last host address (the one before broadcast). */
-function lastHostOf(subnet: string): string {
-  return addressIn(subnet, 2 ** (32 - parseCidr(subnet).prefix) - 2);
 }

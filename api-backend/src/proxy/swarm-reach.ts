@@ -11,6 +11,7 @@ import { ignoringGone, startFailed } from './docker/errors';
 import { describePlacement, detectPlacement, type NetworkModeSetting, type Placement } from './docker/placement';
 import { PROXY_PORT } from './docker/spec';
 import { containerIdOf, overlayAddress, secretOf, type SwarmTask } from './swarm-tasks';
+import { replicaAddress, slotOf } from './swarm-addresses';
 
 const GWBRIDGE = 'docker_gwbridge';
 
@@ -19,10 +20,13 @@ export interface Where extends Placement {
   nodeId?: string;
   /** api-backend is itself a swarm task (a stack replica), which joins an overlay only where it is in use. */
   task?: boolean;
+  /** That task's slot in its replicated service, which picks its address on users' overlays (swarm-addresses.ts). */
+  slot?: number;
 }
 
-/** The label the engine puts on every swarm task's container. */
+/** The labels the engine puts on every swarm task's container. */
 const TASK_LABEL = 'com.docker.swarm.task.id';
+const TASK_NAME_LABEL = 'com.docker.swarm.task.name';
 
 /** Finds a running task's endpoint; made once per look, so a listing reads docker_gwbridge once. */
 export type EndpointResolver = (ownerHash: string, task: SwarmTask) => ProxyEndpoint | undefined;
@@ -42,8 +46,9 @@ export class SwarmReach {
       const info = (await this.docker.info()) as { Swarm?: { NodeID?: string } };
       const self = placement.self ? await ignoringGone(() => this.docker.getContainer(placement.self!).inspect()) : undefined;
       const task = Boolean(self?.Config.Labels?.[TASK_LABEL]);
-      this.options.logger.info(`StreamingProxy ${describePlacement(placement)} (swarm${task ? ', as a swarm task' : ''})`);
-      return { ...placement, nodeId: info.Swarm?.NodeID || undefined, task };
+      const slot = task ? slotOf(self?.Config.Labels?.[TASK_NAME_LABEL]) : undefined;
+      this.options.logger.info(`StreamingProxy ${describePlacement(placement)} (swarm${task ? `, as a swarm task, slot ${slot ?? 'none'}` : ''})`);
+      return { ...placement, nodeId: info.Swarm?.NodeID || undefined, task, slot };
     })().catch((error: unknown) => {
       this.placement = undefined;
       throw error;
@@ -63,6 +68,19 @@ export class SwarmReach {
       const containerId = containerIdOf(task);
       return at(task, containerId ? legs[containerId]?.IPv4Address?.split('/')[0] : undefined);
     };
+  }
+
+  /**
+   * Where this replica joins an overlay of `subnet`: a swarm task at its slot's address
+   * (swarm-addresses.ts), anything else where the manager puts it (undefined).
+   */
+  async joinAddress(subnet: string): Promise<string | undefined> {
+    const { task, slot } = await this.where();
+    if (!task) return undefined;
+    if (slot === undefined) {
+      throw startFailed('api-backend runs as a swarm task without a replica slot (a global service?); run it as a replicated service, as docker-stack.yml does: its slot picks its address on users\' networks');
+    }
+    return replicaAddress(subnet, slot);
   }
 
   async endpointOf(ownerHash: string, task: SwarmTask): Promise<ProxyEndpoint | undefined> {

@@ -1,6 +1,7 @@
 /**
  * What a user's proxy looks like to a swarm manager, as plain create bodies (no engine calls):
- * an attachable overlay network `ctll-net-<h>` with an explicit subnet from the pool, and a
+ * an attachable overlay network `ctll-net-<h>` with an explicit subnet from the pool (the
+ * manager allocating in its lower half only: swarm-addresses.ts), and a
  * service `ctll-proxy-<h>` with one replica on it. Same labels, limits and hardening as the docker
  * driver's container (docker/spec.ts), as far as a service spec can say them:
  *
@@ -21,6 +22,7 @@
 import type Docker from 'dockerode';
 import { proxyEnvList, proxyLabels, type ProxySpecOptions } from './docker/spec';
 import { containerName, networkName } from './naming';
+import { managerRange } from './swarm-addresses';
 
 const MIB = 1024 * 1024;
 
@@ -34,8 +36,9 @@ export function overlaySpec(ownerHash: string, subnet: string, options: ProxySpe
     // Internal: no route out of the overlay, and no docker_gwbridge leg either (see swarm-driver.ts).
     Internal: options.egress === 'none',
     EnableIPv6: false,
-    // The gateway of an overlay lives in the overlay's own namespace, never on the host.
-    IPAM: { Driver: 'default', Config: [{ Subnet: subnet }] },
+    // The gateway of an overlay lives in the overlay's own namespace, never on the host. The
+    // manager allocates in the lower half only; replicas running as tasks join in the upper half.
+    IPAM: { Driver: 'default', Config: [{ Subnet: subnet, IPRange: managerRange(subnet) }] },
     Labels: proxyLabels(ownerHash, 'network', subnet, options),
   };
 }

@@ -45,6 +45,8 @@ export interface ProxyNetworksOptions {
   hostAddress?: (network: Docker.NetworkInspectInfo, subnet: string) => Promise<string>;
   /** Runs before api-backend's container joins a network (the swarm driver's node anchor goes first). */
   beforeJoin?: (network: Docker.NetworkInspectInfo) => Promise<void>;
+  /** Where api-backend joins a network when no address is asked for; default the engine's pick (a swarm task's: swarm-addresses.ts). */
+  joinAddress?: (subnet: string) => Promise<string | undefined>;
 }
 
 export class ProxyNetworks {
@@ -207,6 +209,7 @@ export class ProxyNetworks {
     if (mode === 'host' || !self) {
       return { ...base, backendAddress: this.options.hostAddress ? await this.options.hostAddress(info, subnet) : addressIn(subnet, 1) };
     }
+    address ??= await this.options.joinAddress?.(subnet);
     await this.options.beforeJoin?.(info);
     // A join can look done and not be: on swarm, a replica taken off a user's overlay and joined
     // to a new one of the same name (the user's proxy stopped and started again) has been seen

@@ -1,0 +1,55 @@
+/**
+ * Who picks which address on a user's overlay, when api-backend replicas run as swarm tasks.
+ *
+ * Invariant: the swarm manager allocates only in the subnet's lower half (the overlay's IPRange),
+ * and each replica joins at one fixed address in the upper half, picked by its task slot: slot 1
+ * at the subnet's last host address, slot 2 just below it, and so on. The two never meet, and no
+ * two running replicas share an address, because no two running tasks of a replicated service
+ * share a slot (docker-stack.yml updates stop-first for this reason).
+ *
+ * Why not let the engine pick: a task's container that joins a network through the API gets its
+ * address from its own node's allocator, not the manager's. That allocator knows only the
+ * endpoints on its node, so on a node without the proxy it hands out the first free address,
+ * which is the one the manager gave the proxy's task on another node: the replica then answers
+ * for the proxy's address itself and never reaches it. Everything else on the overlay is
+ * allocated by the manager (the proxy's task, each node's anchor and load-balancer endpoint).
+ *
+ * Room: a /28 leaves the manager 6 addresses (the proxy, and an anchor plus a load-balancer
+ * endpoint on each node where replicas joined: two such nodes) and replicas 7 slots; every prefix
+ * step wider doubles both.
+ */
+import { formatIPv4 } from '@ctll/protocol';
+import { formatCidr, parseCidr } from './subnet-pool';
+import { startFailed } from './docker/errors';
+
+/** The lower half of the subnet, where the manager allocates (the overlay's IPAM IPRange). */
+export function managerRange(subnet: string): string {
+  const { base, prefix } = parseCidr(subnet);
+  return formatCidr({ base, prefix: prefix + 1 });
+}
+
+/** How many replica slots the subnet's upper half holds (all of it but the broadcast address). */
+export function replicaSlots(subnet: string): number {
+  return 2 ** (32 - parseCidr(subnet).prefix) / 2 - 1;
+}
+
+/** Where the replica of this task slot joins the overlay, and where that overlay's proxy finds it. */
+export function replicaAddress(subnet: string, slot: number): string {
+  const { base, prefix } = parseCidr(subnet);
+  const slots = replicaSlots(subnet);
+  if (!Number.isInteger(slot) || slot < 1 || slot > slots) {
+    throw startFailed(
+      `api-backend replica slot ${slot} has no address on a /${prefix} user network (room for ${slots} replicas): ` +
+        'run fewer replicas or widen PROXY_SUBNET_PREFIX (27 holds 15)',
+    );
+  }
+  const broadcast = base + 2 ** (32 - prefix) - 1;
+  return formatIPv4(broadcast - slot);
+}
+
+/** The slot in a swarm task's name (`<service>.<slot>.<task id>`); undefined for a global service's task. */
+export function slotOf(taskName: string | undefined): number | undefined {
+  const parts = taskName?.split('.') ?? [];
+  const slot = Number(parts[parts.length - 2]);
+  return parts.length >= 3 && Number.isInteger(slot) && slot > 0 ? slot : undefined;
+}
