@@ -5,7 +5,10 @@
 # Each node is a dockerd of its own in a network namespace of its own:
 #   netns ctll-node<N>   eth0 10.231.0.1<N>/24, dockerd -H unix:///run/ctll-node<N>.sock
 #   netns ctll-nodes-lan a bridge joining the nodes' veth pairs (the nodes' private "LAN")
-# Node 1 initialises the swarm (manager, advertising its LAN address); node 2 joins as a worker.
+# Node 1 initialises the swarm (manager, advertising its LAN address); node 2 joins as a manager too,
+# because api-backend replicas run on managers (they create services) and the tests put one on each
+# node. Two managers keep Raft quorum only together, which a test swarm can afford (a production
+# swarm that must survive a manager's loss runs three).
 # Swarm control (2377/tcp, 7946), the overlays' VXLAN (4789/udp) and the nodes' iptables all live in
 # those namespaces, so nothing is added to the host's network namespace, and the host's own swarm
 # (which also uses 4789) is not touched. No address outside 10.231.0.0/24 is routed anywhere.
@@ -116,12 +119,20 @@ form_swarm() {
   esac
   state="$(swarm_state 2)"
   case "$state" in
-    active) log "node 2: already in a swarm" ;;
+    active)
+      # A swarm made before node 2 became a manager: promote it where it stands.
+      if [ "$(node_docker 2 info --format '{{.Swarm.ControlAvailable}}')" != true ]; then
+        node_docker 1 node promote "$(node_docker 2 info --format '{{.Swarm.NodeID}}')" >/dev/null
+        log "node 2: promoted to manager"
+      else
+        log "node 2: already a swarm manager"
+      fi
+      ;;
     inactive)
-      token="$(node_docker 1 swarm join-token -q worker)"
+      token="$(node_docker 1 swarm join-token -q manager)"
       node_docker 2 swarm join --token "$token" \
         --advertise-addr "$(node_ip 2)" --listen-addr "$(node_ip 2):2377" "$(node_ip 1):2377" >/dev/null
-      log "node 2: joined the swarm as a worker"
+      log "node 2: joined the swarm as a manager"
       ;;
     *) die "node 2: swarm state is \"$state\"; run stop-swarm-nodes.sh and try again" ;;
   esac
@@ -157,4 +168,4 @@ for n in 1 2; do
 done
 form_swarm
 load_images
-log "two-node swarm ready: manager $(node_sock 1), worker $(node_sock 2)"
+log "two-node swarm ready: managers $(node_sock 1) and $(node_sock 2)"

@@ -1,6 +1,6 @@
 /**
  * Gate for the tests that need the two-node test swarm of scripts/ci/provision-swarm-nodes.sh: two
- * engines apart from the host's, node 1 a manager, node 2 a worker, each labelled `ctll-node=<n>`
+ * engines apart from the host's, node 1 and node 2 both managers, each labelled `ctll-node=<n>`
  * and holding the base image. Without them a suite is skipped with one line saying why; with
  * CTLL_REQUIRE_SWARM_NODES=1 the same absence fails the suite instead.
  *
@@ -29,8 +29,9 @@ function check(): { ok: true } | { ok: false; reason: string } {
         try { infos.push(await engine.info()); } catch (error) { fail('no engine answers on ' + socketPath + ' (' + (error.code || error.message) + ')'); }
         await engine.getImage(${JSON.stringify(NODE_BASE_IMAGE)}).inspect().catch(() => fail('image ${NODE_BASE_IMAGE} is not loaded on ' + socketPath));
       }
-      const [manager] = infos;
-      if (!manager.Swarm || manager.Swarm.LocalNodeState !== 'active' || !manager.Swarm.ControlAvailable) fail('node 1 is not a swarm manager');
+      infos.forEach((info, i) => {
+        if (!info.Swarm || info.Swarm.LocalNodeState !== 'active' || !info.Swarm.ControlAvailable) fail('node ' + (i + 1) + ' is not a swarm manager (provision-swarm-nodes.sh promotes it)');
+      });
       const nodes = await new Docker({ socketPath: sockets[0] }).listNodes();
       for (let n = 1; n <= sockets.length; n += 1) {
         const node = nodes.find((one) => one.Spec && one.Spec.Labels && one.Spec.Labels['ctll-node'] === String(n));

@@ -14,13 +14,13 @@ export const REPO = path.resolve(__dirname, '../..');
 /** Where a stack replica finds its engine. */
 export const SOCKET = '/var/run/docker.sock';
 
-/** Writes the bundle; `dir` is the caller's to remove. */
-export async function bundleSwarmEntry(): Promise<{ dir: string; entry: string }> {
+/** Writes the bundle of an entry beside this file (default swarm-container-mode.entry.ts); `dir` is the caller's to remove. */
+export async function bundleSwarmEntry(source = 'swarm-container-mode.entry.ts'): Promise<{ dir: string; entry: string }> {
   const dir = fs.mkdtempSync(path.join(REPO, 'node_modules', '.ctll-swarm-'));
   const entry = path.join(dir, 'entry.js');
   const apiDeps = Object.keys(JSON.parse(fs.readFileSync(path.join(REPO, 'api-backend/package.json'), 'utf8')).dependencies as Record<string, string>);
   await build({
-    entryPoints: [path.join(__dirname, 'swarm-container-mode.entry.ts')],
+    entryPoints: [path.join(__dirname, source)],
     outfile: entry,
     bundle: true,
     platform: 'node',
@@ -56,27 +56,43 @@ export function resultOf(output: string): Record<string, unknown> {
 const ENDED = new Set(['complete', 'failed', 'rejected', 'shutdown', 'orphaned', 'remove']);
 
 interface Task {
-  Status: { State: string; Err?: string; ContainerStatus?: { ContainerID?: string } };
+  ID: string;
+  NodeID: string;
+  Status: { State: string; Err?: string };
 }
 
-/** Which engine sockets a task gets (default: its engine's, where a replica finds it) and where it may run. */
+/** What a task gets bound in (default: its engine's socket, where a replica finds it), where it may run, and how many run. */
 export interface TaskPlace {
-  sockets?: Array<{ source: string; target: string }>;
+  mounts?: Array<{ source: string; target: string }>;
   constraints?: string[];
+  /** Replicas of the service (default 1), at most one per node when more (as a stack spreads api-backend). */
+  replicas?: number;
+}
+
+/** How a task ended and what it printed. */
+export interface TaskRun {
+  state: string;
+  output: string;
+  nodeId: string;
 }
 
 /**
- * Runs `node <args>` from the repository (bind-mounted at its own path) as a one-replica service
- * (restart none) with the engine's socket, as root (a stack replica has the socket's group), waits
- * for its task to end and returns what it printed.
+ * Runs `node <args>` from the repository (bind-mounted at its own path) as a service (restart
+ * none) with the engine's socket, as root (a stack replica has the socket's group), waits for its
+ * task to end and returns what it printed.
  */
-export async function runAsTask(
+export async function runAsTask(engine: Docker, name: string, args: string[], env: string[], place: TaskPlace = {}): Promise<TaskRun> {
+  return (await runAsTasks(engine, name, args, env, place))[0];
+}
+
+/** runAsTask for `place.replicas` tasks of one service; each task's logs come through the manager, wherever it ran. */
+export async function runAsTasks(
   engine: Docker,
   name: string,
   args: string[],
   env: string[],
-  { sockets = [{ source: SOCKET, target: SOCKET }], constraints = [] }: TaskPlace = {},
-): Promise<{ state: string; output: string }> {
+  { mounts = [{ source: SOCKET, target: SOCKET }], constraints = [], replicas = 1 }: TaskPlace = {},
+): Promise<TaskRun[]> {
   const image = await engine.getImage(NODE_BASE_IMAGE).inspect();
   const service = await engine.createService({
     Name: name,
@@ -90,28 +106,32 @@ export async function runAsTask(
         User: '0:0',
         Mounts: [
           { Type: 'bind', Source: REPO, Target: REPO, ReadOnly: true },
-          ...sockets.map(({ source, target }) => ({ Type: 'bind', Source: source, Target: target })),
+          ...mounts.map(({ source, target }) => ({ Type: 'bind', Source: source, Target: target })),
         ],
       },
       RestartPolicy: { Condition: 'none' },
-      Placement: { Constraints: constraints },
+      Placement: { Constraints: constraints, ...(replicas > 1 ? { MaxReplicas: 1 } : {}) },
     },
-    Mode: { Replicated: { Replicas: 1 } },
+    Mode: { Replicated: { Replicas: replicas } },
   } as unknown as Docker.CreateServiceOptions);
   const id = (service as unknown as { id?: string; ID?: string }).id ?? (service as unknown as { ID: string }).ID;
   const deadline = Date.now() + 200_000;
-  let task: Task | undefined;
+  let tasks: Task[];
   for (;;) {
-    [task] = (await engine.listTasks({ filters: { service: [id] } })) as Task[];
-    if (task && ENDED.has(task.Status.State)) break;
-    if (Date.now() > deadline) throw new Error(`task of ${name} did not end: ${JSON.stringify(task?.Status)}`);
+    tasks = (await engine.listTasks({ filters: { service: [id] } })) as Task[];
+    if (tasks.length >= replicas && tasks.every((task) => ENDED.has(task.Status.State))) break;
+    if (Date.now() > deadline) throw new Error(`tasks of ${name} did not end: ${JSON.stringify(tasks.map((task) => task.Status))}`);
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
-  const containerId = task.Status.ContainerStatus?.ContainerID;
-  const logs: unknown = containerId ? await engine.getContainer(containerId).logs({ stdout: true, stderr: true }) : '';
-  // Without a TTY the log is multiplexed: 8-byte frame headers before each chunk, dropped here.
-  const output = (Buffer.isBuffer(logs) ? demux(logs) : String(logs)).trim();
-  return { state: `${task.Status.State}${task.Status.Err ? `: ${task.Status.Err}` : ''}`, output };
+  return Promise.all(
+    tasks.map(async (task) => {
+      // dockerode's types leave out Task#logs, which it has (GET /tasks/<id>/logs).
+      const logs: unknown = await (engine.getTask(task.ID) as unknown as { logs(options: object): Promise<unknown> }).logs({ stdout: true, stderr: true });
+      // Without a TTY the log is multiplexed: 8-byte frame headers before each chunk, dropped here.
+      const output = (Buffer.isBuffer(logs) ? demux(logs) : String(logs)).trim();
+      return { state: `${task.Status.State}${task.Status.Err ? `: ${task.Status.Err}` : ''}`, output, nodeId: task.NodeID };
+    }),
+  );
 }
 
 function demux(buffer: Buffer): string {

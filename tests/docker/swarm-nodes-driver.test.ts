@@ -77,7 +77,7 @@ describeSwarmNodes("the swarm driver across two nodes: a replica task on node 1,
         `CTLL_TASK_ENGINE=${NODE2_IN_TASK}`,
       ],
       {
-        sockets: [
+        mounts: [
           { source: NODE_SOCKETS[0], target: SOCKET },
           { source: NODE_SOCKETS[1], target: NODE2_IN_TASK },
         ],
