@@ -94,7 +94,11 @@ const schema = z.object({
   PROXY_IDLE_TIMEOUT_MS: z.coerce.number().int().positive().default(600_000),
   PROXY_CLEANUP_CRON: z.string().min(1).refine((v) => cron.validate(v), 'must be a cron expression').default('* * * * *'),
   PROXY_SUBNET_POOL: z.string().regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, 'must be a CIDR like 10.200.0.0/16').default('10.200.0.0/16'),
-  /** docker driver: each user network is one /PROXY_SUBNET_PREFIX block of PROXY_SUBNET_POOL (/28 of a /16: 4096 users). */
+  /**
+   * docker and swarm drivers: each user network is one /PROXY_SUBNET_PREFIX block of PROXY_SUBNET_POOL
+   * (/28 of a /16: 4096 users). Swarm replicas running as tasks need 28 or less, 27 past two
+   * api-backend nodes or seven replicas (proxy/swarm-addresses.ts).
+   */
   PROXY_SUBNET_PREFIX: z.coerce.number().int().min(8).max(29).default(28),
   /** docker driver: `host` when api-backend runs on the Docker host (reaches proxies by address), `container` when it runs in a container (joins each user network), `auto` asks the engine. */
   PROXY_NETWORK_MODE: z.enum(['auto', 'host', 'container']).default('auto'),

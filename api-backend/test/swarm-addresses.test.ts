@@ -35,6 +35,7 @@ describe('swarm addresses: the manager in the lower half, replicas by slot in th
   it('refuses a slot the subnet has no room for, naming the setting to widen', () => {
     expect(() => replicaAddress('10.200.3.16/28', 8)).toThrow(/slot 8 has no address on a \/28 .*room for 7 replicas.*PROXY_SUBNET_PREFIX/);
     expect(() => replicaAddress('10.200.3.16/28', 0)).toThrow(/slot 0/);
+    expect(() => replicaAddress('10.200.3.16/29', 1)).toThrow(/no room for a node anchor.*PROXY_SUBNET_PREFIX to 28 or less/);
   });
 
   it("reads the slot from a replicated service's task name, and none from a global service's", () => {

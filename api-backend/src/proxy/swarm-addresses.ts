@@ -36,6 +36,10 @@ export function replicaSlots(subnet: string): number {
 /** Where the replica of this task slot joins the overlay, and where that overlay's proxy finds it. */
 export function replicaAddress(subnet: string, slot: number): string {
   const { base, prefix } = parseCidr(subnet);
+  if (prefix > 28) {
+    // A /29's lower half is the gateway and two addresses: the proxy and one load-balancer endpoint, no anchor.
+    throw startFailed(`a /${prefix} user network leaves the swarm manager no room for a node anchor: set PROXY_SUBNET_PREFIX to 28 or less when api-backend runs as swarm tasks`);
+  }
   const slots = replicaSlots(subnet);
   if (!Number.isInteger(slot) || slot < 1 || slot > slots) {
     throw startFailed(
