@@ -3,6 +3,8 @@
 // runs the short whole-frames measurement (bench/src/whole-frames.ts) instead of the bench.
 // `npm run build && node bench/run.mjs --edge-ab [--base api-backend/dist/main-base.js] [--requests N] [--rounds N]`
 // compares two api-backend builds side by side (bench/src/edge-ab.ts).
+// `npm run build && node bench/run.mjs --hops [--requests N] [--warmup N]` times a lone small request
+// step by step from a loopback capture (bench/src/hop-timeline.ts; needs tcpdump and root).
 //
 // Bundles the TypeScript bench with esbuild (already a devDependency, so a fresh `npm ci` is all
 // it needs) into bench/.tmp/build and runs it. Our own workspaces (@ctll/*, tests/helpers) are
@@ -51,6 +53,7 @@ await build({
     main: 'bench/src/main.ts',
     'whole-frames': 'bench/src/whole-frames.ts',
     'edge-ab': 'bench/src/edge-ab.ts',
+    'hop-timeline': 'bench/src/hop-timeline.ts',
     'llm-server': 'bench/src/children/llm-server.ts',
     'bridge-fleet': 'bench/src/children/bridge-fleet.ts',
     'profiled-proxy': 'bench/src/children/profiled-proxy.ts',
@@ -70,8 +73,9 @@ await build({
 
 const wholeFrames = process.argv.includes('--whole-frames');
 const edgeAb = process.argv.includes('--edge-ab');
-const args = process.argv.slice(2).filter((arg) => arg !== '--whole-frames' && arg !== '--edge-ab');
-const entry = wholeFrames ? 'whole-frames.cjs' : edgeAb ? 'edge-ab.cjs' : 'main.cjs';
+const hops = process.argv.includes('--hops');
+const args = process.argv.slice(2).filter((arg) => arg !== '--whole-frames' && arg !== '--edge-ab' && arg !== '--hops');
+const entry = wholeFrames ? 'whole-frames.cjs' : edgeAb ? 'edge-ab.cjs' : hops ? 'hop-timeline.cjs' : 'main.cjs';
 const child = spawn(process.execPath, ['--enable-source-maps', path.join(outdir, entry), ...args], {
   cwd: root,
   stdio: 'inherit',

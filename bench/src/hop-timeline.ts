@@ -1,0 +1,155 @@
+/**
+ * Where a lone small request's added latency goes, step by step: the bench's small request (1 KiB
+ * in, 1 KiB out, `POST /echo/whole`) sent one at a time through ws/process, while tcpdump records
+ * the loopback interface. Each request crosses the processes as ten data-carrying segments in a
+ * fixed order (web client → api-backend → proxy → api-backend → bridge → test server and back);
+ * the time from one segment to the next is the work of the process between them, plus its wake-up.
+ * Prints each step's p50 and p90 over every whole cycle captured, as a Markdown table.
+ *
+ *   npm run build && node bench/run.mjs --hops [--requests 1000] [--warmup 8000]
+ *
+ * Needs tcpdump (Debian's `tcpdump`) and the right to capture (root). The capture costs some time
+ * itself, so the sum of the steps is above the same requests' latency without it; compare steps,
+ * and runs made the same way.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { percentile } from './measure';
+import { stopAll } from './procs';
+import { relayRoute, startBridgeProcess, startLlm, startRelayProcess } from './relay';
+import { SMALL_BODY } from './scenarios/small';
+import type { Route } from './http-client';
+
+/** The ten segments of one request, in order; `a>b` are the ports of sender and receiver. */
+const STEPS = [
+  'api-backend: HTTP request in, request frame out to the proxy',
+  'proxy: frame link in, desktop link out',
+  'api-backend: desktop pipe (raw bytes)',
+  'bridge: frame in, HTTP request out to the local server',
+  'the local server (the model)',
+  'bridge: HTTP answer in, frame out',
+  'api-backend: desktop pipe (raw bytes)',
+  'proxy: desktop link in, frame link out',
+  'api-backend: answer frame in, HTTP answer out',
+];
+
+/** One HTTP/1.1 request at a time on one socket whose port we know (the capture is read by ports). */
+class RawClient {
+  private pending: { resolve: () => void; reject: (error: Error) => void } | undefined;
+  private buffer = Buffer.alloc(0);
+
+  private constructor(private readonly socket: net.Socket, private readonly request: Buffer) {
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (error) => this.pending?.reject(error));
+  }
+
+  static async open(route: Route): Promise<RawClient> {
+    const head = [`POST ${route.prefix}/echo/whole HTTP/1.1`, `host: ${route.host}:${route.port}`, 'content-type: application/json', `content-length: ${SMALL_BODY.byteLength}`];
+    for (const [name, value] of Object.entries(route.headers)) head.push(`${name}: ${value}`);
+    const request = Buffer.concat([Buffer.from(`${head.join('\r\n')}\r\n\r\n`), SMALL_BODY]);
+    const socket = net.connect(route.port, route.host);
+    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    return new RawClient(socket, request);
+  }
+
+  get port(): number {
+    return this.socket.localPort ?? 0;
+  }
+
+  send(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.pending = { resolve, reject };
+      this.socket.write(this.request);
+    });
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+
+  private onData(chunk: Buffer): void {
+    this.buffer = Buffer.concat([this.buffer, chunk]);
+    const end = this.buffer.indexOf('\r\n\r\n');
+    if (end === -1) return;
+    const head = this.buffer.subarray(0, end).toString('latin1');
+    const status = Number(/^HTTP\/1\.1 (\d+)/.exec(head)?.[1]);
+    const length = Number(/content-length: (\d+)/i.exec(head)?.[1] ?? NaN);
+    if (!Number.isFinite(length)) return this.pending?.reject(new Error(`answer without content-length: ${head.slice(0, 200)}`));
+    if (this.buffer.length < end + 4 + length) return;
+    this.buffer = this.buffer.subarray(end + 4 + length);
+    if (status !== 200) this.pending?.reject(new Error(`status ${status}`));
+    else this.pending?.resolve();
+  }
+}
+
+/** `tcpdump -r` lines as [seconds, "from>to"] (ports only: everything is on 127.0.0.1). */
+function segments(file: string): Array<[number, string]> {
+  const text = execFileSync('tcpdump', ['-nn', '-tt', '-r', file], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 256 * 1024 * 1024 });
+  const rows: Array<[number, string]> = [];
+  for (const line of text.split('\n')) {
+    const match = /^(\d+\.\d+) IP 127\.0\.0\.1\.(\d+) > 127\.0\.0\.1\.(\d+):/.exec(line);
+    if (match) rows.push([Number(match[1]), `${match[2]}>${match[3]}`]);
+  }
+  return rows;
+}
+
+/** Every run of ten segments that starts with the client's request and ends with its answer. */
+function cycles(rows: Array<[number, string]>, client: number, relay: number): number[][] {
+  const first = `${client}>${relay}`;
+  const last = `${relay}>${client}`;
+  const found: number[][] = [];
+  for (let i = 0; i + 9 < rows.length; i++) {
+    if (rows[i][1] !== first || rows[i + 9][1] !== last) continue;
+    const run = rows.slice(i, i + 10);
+    if (run.slice(1, 9).some(([, flow]) => flow.includes(String(client)))) continue;
+    found.push(run.map(([at]) => at));
+  }
+  return found;
+}
+
+async function main(): Promise<void> {
+  const { values: option } = parseArgs({ options: { requests: { type: 'string', default: '1000' }, warmup: { type: 'string', default: '8000' } } });
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ctll-hops-')), 'capture.pcap');
+  const llm = await startLlm();
+  const relay = await startRelayProcess({ driver: 'process' });
+  const bridge = await startBridgeProcess(relay, 'hops-user', llm.url, 'ws');
+  const client = await RawClient.open(relayRoute(relay, 'hops-user', 'relay ws/process'));
+  try {
+    for (let i = 0; i < Number(option.warmup); i++) await client.send();
+    // Data-carrying segments only (a bare ACK is 52-66 bytes on loopback, ours are over 1 KiB).
+    const dump = spawn('tcpdump', ['-i', 'lo', '-nn', '-U', '-w', file, 'tcp and greater 500'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    await new Promise<void>((resolve, reject) => {
+      dump.once('error', (error) => reject(new Error(`tcpdump: ${error.message} (apt-get install tcpdump; it needs root)`)));
+      dump.stderr.on('data', (chunk: Buffer) => chunk.toString().includes('listening on') && resolve());
+    });
+    const began = process.hrtime.bigint();
+    for (let i = 0; i < Number(option.requests); i++) await client.send();
+    const wallMs = Number(process.hrtime.bigint() - began) / 1e6;
+    dump.kill('SIGINT');
+    await new Promise((resolve) => dump.once('exit', resolve));
+    const found = cycles(segments(file), client.port, relay.port);
+    if (found.length === 0) throw new Error('no whole request cycle in the capture');
+    console.log(`${found.length} whole cycles of ${option.requests} requests (${(wallMs / Number(option.requests)).toFixed(3)} ms each on average, capture running); load average ${os.loadavg()[0].toFixed(2)} on ${os.cpus().length} cores`);
+    const row = (name: string, ms: number[]) => console.log(`| ${name} | ${percentile(ms, 50).toFixed(3)} | ${percentile(ms, 90).toFixed(3)} |`);
+    console.log('| step | p50 ms | p90 ms |\n|---|---|---|');
+    STEPS.forEach((step, k) => row(step, found.map((at) => (at[k + 1] - at[k]) * 1000)));
+    row('request in to answer out, all steps', found.map((at) => (at[9] - at[0]) * 1000));
+  } finally {
+    client.close();
+    await bridge.close();
+    await relay.close();
+    await llm.proc.stop();
+    await stopAll();
+    fs.rmSync(path.dirname(file), { recursive: true, force: true });
+  }
+}
+
+main().catch((error: Error) => {
+  console.error(error.message);
+  process.exitCode = 1;
+});
