@@ -57,7 +57,6 @@ const ENDED = new Set(['complete', 'failed', 'rejected', 'shutdown', 'orphaned',
 
 interface Task {
   ID: string;
-  NodeID: string;
   Status: { State: string; Err?: string };
 }
 
@@ -73,7 +72,6 @@ export interface TaskPlace {
 export interface TaskRun {
   state: string;
   output: string;
-  nodeId: string;
 }
 
 /**
@@ -129,7 +127,7 @@ export async function runAsTasks(
       const logs: unknown = await (engine.getTask(task.ID) as unknown as { logs(options: object): Promise<unknown> }).logs({ stdout: true, stderr: true });
       // Without a TTY the log is multiplexed: 8-byte frame headers before each chunk, dropped here.
       const output = (Buffer.isBuffer(logs) ? demux(logs) : String(logs)).trim();
-      return { state: `${task.Status.State}${task.Status.Err ? `: ${task.Status.Err}` : ''}`, output, nodeId: task.NodeID };
+      return { state: `${task.Status.State}${task.Status.Err ? `: ${task.Status.Err}` : ''}`, output };
     }),
   );
 }

@@ -18,8 +18,7 @@
  * endpoint on each node where replicas joined: two such nodes) and replicas 7 slots; every prefix
  * step wider doubles both.
  */
-import { formatIPv4 } from '@ctll/protocol';
-import { formatCidr, parseCidr } from './subnet-pool';
+import { addressIn, formatCidr, parseCidr } from './subnet-pool';
 import { startFailed } from './docker/errors';
 
 /** The lower half of the subnet, where the manager allocates (the overlay's IPAM IPRange). */
@@ -28,14 +27,17 @@ export function managerRange(subnet: string): string {
   return formatCidr({ base, prefix: prefix + 1 });
 }
 
+/** How many addresses the subnet spans, network and broadcast included. */
+const sizeOf = (subnet: string): number => 2 ** (32 - parseCidr(subnet).prefix);
+
 /** How many replica slots the subnet's upper half holds (all of it but the broadcast address). */
 export function replicaSlots(subnet: string): number {
-  return 2 ** (32 - parseCidr(subnet).prefix) / 2 - 1;
+  return sizeOf(subnet) / 2 - 1;
 }
 
 /** Where the replica of this task slot joins the overlay, and where that overlay's proxy finds it. */
 export function replicaAddress(subnet: string, slot: number): string {
-  const { base, prefix } = parseCidr(subnet);
+  const { prefix } = parseCidr(subnet);
   if (prefix > 28) {
     // A /29's lower half is the gateway and two addresses: the proxy and one load-balancer endpoint, no anchor.
     throw startFailed(`a /${prefix} user network leaves the swarm manager no room for a node anchor: set PROXY_SUBNET_PREFIX to 28 or less when api-backend runs as swarm tasks`);
@@ -47,8 +49,8 @@ export function replicaAddress(subnet: string, slot: number): string {
         'run fewer replicas or widen PROXY_SUBNET_PREFIX (27 holds 15)',
     );
   }
-  const broadcast = base + 2 ** (32 - prefix) - 1;
-  return formatIPv4(broadcast - slot);
+  // The broadcast address is the subnet's last; slot 1 sits just below it.
+  return addressIn(subnet, sizeOf(subnet) - 1 - slot);
 }
 
 /** The slot in a swarm task's name (`<service>.<slot>.<task id>`); undefined for a global service's task. */

@@ -192,7 +192,7 @@ export class SwarmDriver extends EngineDriver {
     // the address it will ask for then (its slot's, swarm-addresses.ts).
     const joinLater = where.mode === 'container' && where.task === true;
     const network = await this.networks.ensure(ownerHash, { join: !joinLater });
-    const backendAddress = joinLater ? ((await this.reach.joinAddress(network.subnet)) ?? network.backendAddress) : network.backendAddress;
+    const backendAddress = joinLater ? await this.reach.slotAddress(network.subnet) : network.backendAddress;
     const secret = this.options.secretFor(ownerHash);
     const env = this.options.env(ownerHash, secret, backendAddress);
     // Pinned to this node where api-backend reaches the task only from here (host mode's gwbridge leg).

@@ -75,8 +75,12 @@ export class SwarmReach {
    * (swarm-addresses.ts), anything else where the manager puts it (undefined).
    */
   async joinAddress(subnet: string): Promise<string | undefined> {
-    const { task, slot } = await this.where();
-    if (!task) return undefined;
+    return (await this.where()).task ? this.slotAddress(subnet) : undefined;
+  }
+
+  /** This replica's slot's address on an overlay of `subnet`; only a swarm task has a slot. */
+  async slotAddress(subnet: string): Promise<string> {
+    const { slot } = await this.where();
     if (slot === undefined) {
       throw startFailed('api-backend runs as a swarm task without a replica slot (a global service?); run it as a replicated service, as docker-stack.yml does: its slot picks its address on users\' networks');
     }
