@@ -20,15 +20,15 @@
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
-import { Backoff, RELAY_RESTART_CLOSE, TOKEN_EXPIRED_CLOSE, type NamedTargetReport, type TargetReportMessage } from '@ctll/protocol';
+import { Backoff, RELAY_RESTART_CLOSE, TOKEN_EXPIRED_CLOSE } from '@ctll/protocol';
 import { AuthRefusedError, BridgeClosedError, ConnectTimeoutError, RelayRejectedError } from './errors';
 import { suggestsBlockedWebSocket } from './fallback';
-import { LocalTargets, type LocalTarget } from './local-targets';
+import { LocalTargets } from './local-targets';
 import { resolveOptions, type BridgeOptions, type ResolvedOptions } from './options';
 import { connectPolling } from './poll-transport';
 import { proxyAgentFor } from './proxy-agent';
-import { formatDelay, type BridgeState, type BridgeStatus, type NamedTargetStatus } from './status';
-import { TargetProbe, targetName, type TargetState } from './target-probe';
+import { formatDelay, type BridgeState, type BridgeStatus } from './status';
+import { TargetWatch } from './target-watch';
 import { tokenSubject } from './token';
 import type { ConnectionEvents, Disconnect, Transport, TransportName, TransportSetup, TunnelConnection } from './transport';
 import { userAgent } from './version';
@@ -56,8 +56,8 @@ export class Bridge {
   private readonly options: ResolvedOptions;
   private readonly backoff: Backoff;
   private readonly targets: LocalTargets;
-  /** One per target, the default's first: asks the server whether it is there; each change goes to the status and the relay. */
-  private readonly targetProbes: Array<{ target: LocalTarget; probe: TargetProbe }>;
+  /** Asks each target whether it is there; each change goes to the status and the relay. */
+  private readonly targetWatch: TargetWatch;
   private readonly relayAgent: http.Agent | undefined;
   private readonly httpAgent: http.Agent;
   private user: string | undefined;
@@ -98,20 +98,17 @@ export class Bridge {
       : this.options.relayUrl.protocol === 'https:'
         ? new https.Agent(pool)
         : new http.Agent(pool);
-    this.targetProbes = this.targets.all.map((target) => ({
-      target,
-      probe: new TargetProbe(target, {
-        intervalMs: this.options.probeIntervalMs,
-        timeoutMs: this.options.probeTimeoutMs,
-        onChange: () => this.onTargetChange(),
-      }),
-    }));
+    this.targetWatch = new TargetWatch(this.targets, {
+      intervalMs: this.options.probeIntervalMs,
+      timeoutMs: this.options.probeTimeoutMs,
+      onChange: () => this.onTargetChange(),
+    });
   }
 
   /** Starts the connection loop; returns the bridge for chaining. */
   start(): this {
     if (!this.stopping && !this.connection && !this.retryTimer && !this.awaitingToken) this.connect();
-    if (!this.stopping && this.options.probeIntervalMs > 0) for (const { probe } of this.targetProbes) probe.start();
+    if (!this.stopping) this.targetWatch.start();
     return this;
   }
 
@@ -146,8 +143,8 @@ export class Bridge {
       active: this.activeStreams(),
       reason: this.state === 'retrying' || this.state === 'closed' ? this.lastReason : undefined,
       retryInMs: this.state === 'retrying' ? this.retryInMs : undefined,
-      targetHealth: this.targetHealth(this.targetProbes[0]!),
-      ...(this.targetProbes.length > 1 ? { targets: this.targetProbes.slice(1).map((one) => this.namedTargetStatus(one)) } : {}),
+      targetHealth: this.targetWatch.defaultHealth,
+      ...(this.targets.all.length > 1 ? { targets: this.targetWatch.named } : {}),
     };
   }
 
@@ -182,7 +179,7 @@ export class Bridge {
   }
 
   private async shutDown(): Promise<void> {
-    for (const { probe } of this.targetProbes) probe.stop();
+    this.targetWatch.stop();
     clearTimeout(this.retryTimer);
     clearTimeout(this.probeTimer);
     this.retryTimer = undefined;
@@ -413,30 +410,13 @@ export class Bridge {
     if (this.state === 'connected') this.emitStatus();
   }
 
-  private targetHealth({ target, probe }: { target: LocalTarget; probe: TargetProbe }): BridgeStatus['targetHealth'] {
-    const state = probe.state;
-    return state && { ...state, name: targetName(state.kind, target.url) };
-  }
-
-  private namedTargetStatus(one: { target: LocalTarget; probe: TargetProbe }): NamedTargetStatus {
-    const health = this.targetHealth(one);
-    return { name: one.target.name ?? '', target: one.target.label, ...(health ? { health } : {}) };
-  }
-
   /**
    * Tells the relay how the targets are doing, on the connection requests use now: the default's
    * state, and each named target the probe has answered for, all in one message (protocol's target.ts).
    */
   private reportTarget(): void {
-    const [first, ...named] = this.targetProbes;
-    const state = first?.probe.state;
-    if (!state || !this.connection) return;
-    const message: TargetReportMessage = { type: 'target', ...probeReport(state) };
-    const targets = named.flatMap(({ target, probe }): NamedTargetReport[] =>
-      probe.state && target.name ? [{ name: target.name, ...probeReport(probe.state) }] : [],
-    );
-    if (targets.length > 0) message.targets = targets;
-    this.connection.sendControl(message);
+    const message = this.targetWatch.report();
+    if (message && this.connection) this.connection.sendControl(message);
   }
 
   private setState(state: BridgeState): void {
@@ -456,16 +436,6 @@ export class Bridge {
 function isCredentialRefusal(error: Error | undefined): boolean {
   if (!(error instanceof RelayRejectedError) || !error.isAuthFailure) return false;
   return error.status === 401 || error.relayCode !== undefined;
-}
-
-/** A probe's answer as the protocol carries it. */
-function probeReport(state: TargetState): Omit<NamedTargetReport, 'name'> {
-  return {
-    up: state.up,
-    kind: state.kind,
-    ...(state.version ? { version: state.version } : {}),
-    ...(state.error ? { error: state.error.slice(0, 512) } : {}),
-  };
 }
 
 /** 300 000 ms is "5 min"; anything not in whole minutes reads as seconds. */
