@@ -14,6 +14,8 @@ export interface TargetResult {
 
 const num = (cell: Cell | undefined): number => (typeof cell === 'number' ? cell : Number.NaN);
 const firstLine = (text: string) => text.split('\n').find((line) => line.trim())?.trim() ?? text;
+/** MiB (what the bench measures) in MB (10^6 bytes), the unit some of the issue's targets are written in. */
+const megabytes = (mib: number) => (mib * 1024 * 1024) / 1e6;
 const fmt = (value: number, unit = '', digits = 2) => (Number.isFinite(value) ? `${Number(value.toFixed(digits))}${unit}` : 'n/a');
 
 export function evaluateTargets(scenarios: ScenarioResult[], routes: RouteStatus[]): TargetResult[] {
@@ -139,17 +141,19 @@ export function evaluateTargets(scenarios: ScenarioResult[], routes: RouteStatus
     });
   }
 
-  // 6b. Idle footprint (issue 16): api-backend on PGlite under 150 MB resident, a container under 20 MiB
-  // as its cgroup counts it, a process under 40 MiB resident. The issue states them as resident memory,
-  // so that is what decides; private and PSS are given beside it, never in its place.
+  // 6b. Idle footprint (issue 16): api-backend on PGlite under 150 MB resident, a process under 40 MB
+  // resident, a container under 20 MiB as its cgroup counts it. The issue states them as resident
+  // memory, so that is what decides; private and PSS are given beside it, never in its place. The
+  // bench measures MiB; a target the issue wrote in MB is decided in MB (10^6 bytes), the stricter
+  // reading, and the row shows both, so a figure between the two never passes on a unit.
   const foot = get('footprint');
   if (foot?.summary) {
     const f = foot.summary;
     const apiTarget = 'api-backend on the embedded default (PGlite): idle under 150 MB resident';
     const apiRss = num(f.apiBackendIdleMb);
     if (Number.isFinite(apiRss)) {
-      const measured = `${fmt(apiRss, ' MiB', 1)} VmRSS (peak ${fmt(num(f.apiBackendPeakMb), ' MiB', 1)}, private ${fmt(num(f.apiBackendPrivateMb), ' MiB', 1)})`;
-      out.push({ id: 'api-backend-idle-memory', target: apiTarget, measured, met: apiRss < 150 });
+      const measured = `${fmt(apiRss, ' MiB', 1)} VmRSS = ${fmt(megabytes(apiRss), ' MB', 1)} (peak ${fmt(num(f.apiBackendPeakMb), ' MiB', 1)}, private ${fmt(num(f.apiBackendPrivateMb), ' MiB', 1)})`;
+      out.push({ id: 'api-backend-idle-memory', target: apiTarget, measured, met: megabytes(apiRss) < 150 });
     } else {
       const why = (foot.rows.find((r) => typeof r.measure === 'string' && r.measure.startsWith('api-backend') && r.value === null)?.note as string | undefined) ?? 'this footprint run has no api-backend row';
       notMeasured('api-backend-idle-memory', apiTarget, why.replace(/^not measured: /, ''));
@@ -158,7 +162,8 @@ export function evaluateTargets(scenarios: ScenarioResult[], routes: RouteStatus
     if (f.processIdleMb !== undefined) {
       const rss = num(f.processIdleMb);
       const pss = f.processIdlePssMb !== undefined ? `, PSS ${fmt(num(f.processIdlePssMb), ' MiB', 1)}` : '';
-      out.push({ id: 'proxy-idle-memory process', target: 'process: idle proxy under 40 MiB resident', measured: `${fmt(rss, ' MiB', 1)} (private ${fmt(num(f.processIdlePrivateMb), ' MiB', 1)}${pss}; ${bare})`, met: rss < 40 });
+      const measured = `${fmt(rss, ' MiB', 1)} = ${fmt(megabytes(rss), ' MB', 1)} (private ${fmt(num(f.processIdlePrivateMb), ' MiB', 1)}${pss}; ${bare})`;
+      out.push({ id: 'proxy-idle-memory process', target: 'process: idle proxy under 40 MB resident', measured, met: megabytes(rss) < 40 });
     }
     if (f.dockerIdleMb !== undefined) {
       const mem = num(f.dockerIdleMb);
