@@ -19,6 +19,12 @@ export interface LlmServerOptions {
   tokens?: number;
   /** Listen on this port (to come back where a bridge expects it after close()); any free one by default. */
   port?: number;
+  /**
+   * Keep every request in `seen` (the default, for tests that look). The bench turns it off: its
+   * server answers hundreds of thousands of requests, and a list that grows by each one would put
+   * ever longer garbage collections into the very figures every route is compared with.
+   */
+  recordSeen?: boolean;
 }
 
 export interface LlmServer {
@@ -30,7 +36,7 @@ export interface LlmServer {
   nextAbort(timeoutMs?: number): Promise<string>;
   /** Time each streamed answer wrote its last token, by the request's `x-test-id` header. */
   finishedAt: Map<string, number>;
-  /** Requests seen, with the headers they arrived with (all but the bridge's probes of `/api/version`). */
+  /** Requests seen, with the headers they arrived with (all but the bridge's probes of `/api/version`); empty with `recordSeen: false`. */
   seen: Array<{ method: string; path: string; headers: http.IncomingHttpHeaders }>;
   /** Requests whose bodies were kept (`DELETE /api/delete`, any method on `/request`), as they arrived. */
   received: ReceivedRequest[];
@@ -65,6 +71,7 @@ export function sha256(data: Buffer): string {
 
 export async function startLlmServer(options: LlmServerOptions = {}): Promise<LlmServer> {
   const tokenDelayMs = options.tokenDelayMs ?? 20;
+  const recordSeen = options.recordSeen ?? true;
   const defaultTokens = options.tokens ?? 10;
   const events = new EventEmitter();
   const aborted: string[] = [];
@@ -76,7 +83,7 @@ export async function startLlmServer(options: LlmServerOptions = {}): Promise<Ll
   const server = http.createServer(async (req, res) => {
     const url = new URL(req.url ?? '/', 'http://llm');
     // The bridge's own health probes (every --probe-interval-ms) are not the traffic tests count.
-    if (url.pathname !== '/api/version') seen.push({ method: req.method ?? 'GET', path: url.pathname + url.search, headers: req.headers });
+    if (recordSeen && url.pathname !== '/api/version') seen.push({ method: req.method ?? 'GET', path: url.pathname + url.search, headers: req.headers });
     res.on('close', () => {
       if (!res.writableFinished) {
         aborted.push(url.pathname);

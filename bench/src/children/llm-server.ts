@@ -8,7 +8,7 @@ import { startLlmServer } from '../../../tests/helpers/llm-server';
 
 async function main(): Promise<void> {
   // 5 ms between tokens is the streaming scenario; requests may override it (?delayMs=).
-  const server = await startLlmServer({ tokenDelayMs: 5, tokens: 200 });
+  const server = await startLlmServer({ tokenDelayMs: 5, tokens: 200, recordSeen: false });
   process.send?.({ type: 'listening', port: server.port });
   process.on('disconnect', () => void server.close().finally(() => process.exit(0)));
   process.on('SIGTERM', () => void server.close().finally(() => process.exit(0)));
