@@ -10,7 +10,7 @@ import { LABELS, containerName, networkName } from '../../api-backend/src/proxy/
 import { addressIn } from '../../api-backend/src/proxy/subnet-pool';
 import { SCOPE_LABEL } from '../../api-backend/src/proxy/docker/spec';
 import { describeDocker, PROXY_IMAGE } from './require-docker';
-import { connectScript, docker, health, leftovers, probeFrom, randomOwner, removeOwners, TEST_SCOPE, testDriver } from './support';
+import { type Exit, connectScript, docker, health, leftovers, probeFrom, randomOwner, removeOwners, TEST_SCOPE, testDriver, waitFor } from './support';
 
 jest.setTimeout(60_000);
 
@@ -19,10 +19,11 @@ describeDocker('docker driver: per-user containers and networks', () => {
   const [alice, bob, carol] = owners;
   const used = new Set<string>(owners);
   let driver: DockerDriver;
+  let exits: Exit[];
   const handles = new Map<string, ProxyHandle>();
 
   beforeAll(async () => {
-    driver = testDriver().driver;
+    ({ driver, exits } = testDriver());
     await driver.start();
     for (const [ownerHash, handle] of await Promise.all(owners.map(async (o) => [o, await driver.create(o)] as const))) handles.set(ownerHash, handle);
   });
@@ -142,11 +143,30 @@ describeDocker('docker driver: per-user containers and networks', () => {
   });
 
   it('shows a proxy as stopped while only its network exists, and remove clears it', async () => {
+    // A driver of a scope of its own that follows no events: the started driver above would
+    // clean up a proxy removed under it (next test) and race this look at the bare network.
+    const quiet = testDriver({ scope: `${TEST_SCOPE}-quiet` }).driver;
+    const owner = randomOwner();
+    used.add(owner);
+    try {
+      await quiet.create(owner);
+      await docker.getContainer(containerName(owner)).remove({ force: true });
+      expect(await quiet.inspect(owner)).toMatchObject({ ownerHash: owner, state: 'stopped' });
+      expect((await quiet.list()).find((h) => h.ownerHash === owner)).toMatchObject({ state: 'stopped' });
+      await quiet.remove(owner);
+      expect(await quiet.inspect(owner)).toBeNull();
+      expect(await leftovers([owner])).toEqual({ containers: [], networks: [] });
+    } finally {
+      await quiet.close();
+    }
+  });
+
+  it('reports a proxy removed outside api-backend once, and removes its network with it', async () => {
     await docker.getContainer(containerName(bob)).remove({ force: true });
-    const handle = await driver.inspect(bob);
-    expect(handle).toMatchObject({ ownerHash: bob, state: 'stopped' });
-    await driver.remove(bob);
-    expect(await leftovers([bob])).toEqual({ containers: [], networks: [] });
+    await waitFor(async () => (await leftovers([bob])).networks.length === 0, 30_000, "bob's network to be removed");
+    expect(await driver.inspect(bob)).toBeNull();
+    // Force-removing a running container is a die and then a destroy: still one report.
+    expect(exits.filter((e) => e.ownerHash === bob)).toEqual([{ ownerHash: bob, detail: expect.stringMatching(/^container (exited|removed outside)/) }]);
   });
 
   it('makes networks internal when egress is off, and still reaches the proxy', async () => {
