@@ -4,7 +4,6 @@ import { PROTOCOL_VERSION } from '@ctll/protocol';
 import { LABELS } from '../src/proxy/naming';
 
 const NOW = Date.parse('2030-01-01T12:00:00Z');
-const STARTED = NOW - 10_000;
 const CURRENT = String(PROTOCOL_VERSION);
 const labels = (owner: string, createdMs: number) => ({ [LABELS.managed]: 'true', [LABELS.owner]: owner, [LABELS.created]: new Date(createdMs).toISOString() });
 /** A proxy container; `protocol` is its protocol label (null: made before the label existed). */
@@ -18,7 +17,7 @@ const container = (owner: string, State: string, createdMs = NOW - 3600_000, pro
   }) as unknown as Docker.ContainerInfo;
 const network = (owner: string, createdMs: number) => ({ Id: `net-${owner}`, Created: new Date(createdMs).toISOString(), Labels: labels(owner, createdMs) }) as unknown as Docker.NetworkInspectInfo;
 const plan = (input: Partial<ReconcileInput>) =>
-  planReconcile({ containers: [], networks: [], now: NOW, startedAt: STARTED, halfMadeAfterMs: 60_000, busy: () => false, ...input });
+  planReconcile({ containers: [], networks: [], now: NOW, halfMadeAfterMs: 60_000, busy: () => false, ...input });
 
 describe('planReconcile', () => {
   it('adopts running proxies and keeps their networks', () => {
@@ -31,12 +30,13 @@ describe('planReconcile', () => {
     expect(result.dead[0].status).toMatch(/Exited \(137\)/);
   });
 
-  it('removes a never-started container or bare network once old, or when a previous process made it', () => {
+  it('removes a never-started container or bare network once older than halfMadeAfterMs, not before', () => {
     const result = plan({
       containers: [container('old-created', 'created', NOW - 120_000), container('young-created', 'created', NOW - 1000)],
-      networks: [network('bare-old', NOW - 120_000), network('bare-before-start', STARTED - 1000), network('bare-young', NOW - 1000)],
+      networks: [network('bare-old', NOW - 120_000), network('bare-at-limit', NOW - 60_000), network('bare-young', NOW - 59_000)],
     });
-    expect(result.halfMade.sort()).toEqual(['bare-before-start', 'bare-old', 'old-created']);
+    // A young one may be another replica's create in flight, however recently this process started.
+    expect(result.halfMade.sort()).toEqual(['bare-at-limit', 'bare-old', 'old-created']);
   });
 
   it('leaves owners alone while this process creates their proxy', () => {

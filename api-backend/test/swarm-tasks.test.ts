@@ -18,7 +18,7 @@ const task = (owner: string, state: string, createdAt: string, extra: Partial<Sw
 
 describe('swarm services under the docker reconcile rules', () => {
   const plan = (services: Docker.Service[], tasks: SwarmTask[]) =>
-    planReconcile({ containers: asContainers(services, tasks), networks: [], now: NOW, startedAt: NOW - 10_000, halfMadeAfterMs: 60_000, busy: () => false });
+    planReconcile({ containers: asContainers(services, tasks), networks: [], now: NOW, halfMadeAfterMs: 60_000, busy: () => false });
 
   it("adopts a service whose newest task runs, whatever its older tasks' fate", () => {
     const result = plan([service('a')], [task('a', 'failed', OLD), task('a', 'running', new Date(NOW - 60_000).toISOString())]);

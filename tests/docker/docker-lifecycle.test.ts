@@ -65,7 +65,7 @@ describeDocker('docker driver lifecycle', () => {
     }
   });
 
-  it('adopts running proxies after a restart, reports and removes dead ones, and clears half-made networks', async () => {
+  it('adopts running proxies after a restart, reports and removes dead ones, and clears half-made networks but not young ones', async () => {
     const first = testDriver();
     const [alive, dead] = [owner(), owner()];
     const aliveHandle = await first.driver.create(alive);
@@ -74,7 +74,10 @@ describeDocker('docker driver lifecycle', () => {
     await docker.getContainer(containerName(dead)).kill();
     await docker.getContainer(containerName(dead)).wait();
     const halfMade = owner();
-    await makeBareNetwork(halfMade, new Date());
+    await makeBareNetwork(halfMade, new Date(Date.now() - 120_000)); // a crashed create, two minutes ago
+    // A bare network made a moment ago may be another replica's create in flight: it stays.
+    const inFlight = owner();
+    await makeBareNetwork(inFlight, new Date());
 
     const second = await started();
     const adopted = await second.driver.inspect(alive);
@@ -85,6 +88,7 @@ describeDocker('docker driver lifecycle', () => {
     await waitFor(async () => (await leftovers([dead, halfMade])).networks.length === 0, 10_000, 'dead and half-made resources to go');
     expect(await leftovers([dead, halfMade])).toEqual({ containers: [], networks: [] });
     expect(await leftovers([alive])).toEqual({ containers: [`/${containerName(alive)}`], networks: [networkName(alive)] });
+    expect(await leftovers([inFlight])).toEqual({ containers: [], networks: [networkName(inFlight)] });
   });
 
   it('adopts a running proxy that is slow to answer rather than replacing it (and cutting its desktops)', async () => {

@@ -145,8 +145,8 @@ export async function waitFor(condition: () => boolean | Promise<boolean>, timeo
   }
 }
 
-export async function health(host: string, port: number): Promise<number> {
-  const res = await fetch(`http://${host}:${port}/health`, { signal: AbortSignal.timeout(3000) });
+export async function health(host: string, port: number, timeoutMs = 3000): Promise<number> {
+  const res = await fetch(`http://${host}:${port}/health`, { signal: AbortSignal.timeout(timeoutMs) });
   return res.status;
 }
 

@@ -79,7 +79,6 @@ export abstract class EngineDriver implements ProxyDriver {
   protected readonly endpoints: EndpointCache;
   protected readonly census = new ProxyCensus();
   private readonly background = new Set<Promise<unknown>>();
-  private startedAt = Date.now();
   private sweepTimer?: NodeJS.Timeout;
 
   constructor(
@@ -133,7 +132,6 @@ export abstract class EngineDriver implements ProxyDriver {
 
   /** Adopts what a previous process left, then follows events and sweeps. Never throws for a missing engine. */
   async start(): Promise<void> {
-    this.startedAt = Date.now();
     this.events.start();
     try {
       await this.reconcile();
@@ -213,7 +211,6 @@ export abstract class EngineDriver implements ProxyDriver {
       containers,
       networks,
       now: Date.now(),
-      startedAt: this.startedAt,
       halfMadeAfterMs: this.options.halfMadeAfterMs,
       busy: (ownerHash) => this.creating.has(ownerHash),
     });

@@ -10,8 +10,9 @@
  *   until the upgrade ends; should this replica's user need a proxy, the create replaces it;
  * - a container that exited or died is dead: reported (if nobody has yet) and removed with its network;
  * - a container that never started, or a network with no container, is half-made. It is removed
- *   once it is older than `halfMadeAfterMs` or older than this driver (a previous process made it
- *   and will never finish it); younger ones may be another replica's create in flight.
+ *   once it is older than `halfMadeAfterMs`; younger ones may be a create in flight in another
+ *   replica sharing the engine. Being older than this process is no sign a create was abandoned:
+ *   a replica that restarts would otherwise kill every proxy its peers were starting just then.
  * Owners with a create in flight in this process are left alone.
  *
  * A missing protocol label means retire, not "probe once": only proxies made before the label
@@ -29,8 +30,6 @@ export interface ReconcileInput {
   containers: Docker.ContainerInfo[];
   networks: Docker.NetworkInspectInfo[];
   now: number;
-  /** When this driver started; anything older was made by a previous process. */
-  startedAt: number;
   halfMadeAfterMs: number;
   busy: (ownerHash: string) => boolean;
 }
@@ -47,7 +46,7 @@ export interface ReconcilePlan {
 export function planReconcile(input: ReconcileInput): ReconcilePlan {
   const plan: ReconcilePlan = { adopt: [], retire: [], dead: [], halfMade: [] };
   const withContainer = new Set<string>();
-  const stale = (createdMs: number) => input.now - createdMs >= input.halfMadeAfterMs || createdMs < input.startedAt;
+  const stale = (createdMs: number) => input.now - createdMs >= input.halfMadeAfterMs;
 
   for (const container of input.containers) {
     const ownerHash = container.Labels?.[LABELS.owner];
