@@ -3,7 +3,7 @@
 // runs the short whole-frames measurement (bench/src/whole-frames.ts) instead of the bench.
 // `npm run build && node bench/run.mjs --edge-ab [--base api-backend/dist/main-base.js] [--requests N] [--rounds N]`
 // compares two api-backend builds side by side (bench/src/edge-ab.ts).
-// `npm run build && node bench/run.mjs --hops [--requests N] [--warmup N]` times a lone small request
+// `npm run build && node bench/run.mjs --hops [--chat] [--requests N] [--warmup N]` times a lone small request (or a first token)
 // step by step from a loopback capture (bench/src/hop-timeline.ts; needs tcpdump and root).
 //
 // Bundles the TypeScript bench with esbuild (already a devDependency, so a fresh `npm ci` is all

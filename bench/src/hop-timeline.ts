@@ -1,12 +1,15 @@
 /**
- * Where a lone small request's added latency goes, step by step: the bench's small request (1 KiB
- * in, 1 KiB out, `POST /echo/whole`) sent one at a time through ws/process, while tcpdump records
- * the loopback interface. Each request crosses the processes as ten data-carrying segments in a
- * fixed order (web client → api-backend → proxy → api-backend → bridge → test server and back);
- * the time from one segment to the next is the work of the process between them, plus its wake-up.
- * Prints each step's p50 and p90 over every whole cycle captured, as a Markdown table.
+ * Where a lone request's added latency goes, step by step: one request at a time through
+ * ws/process on one socket, while tcpdump records the loopback interface. By default the bench's
+ * small request (1 KiB in, 1 KiB out, `POST /echo/whole`); with `--chat`, a streaming
+ * `POST /api/chat` of one token, timed to that token: time to first token, step by step. Either
+ * way the request crosses the processes as ten data-carrying segments in a fixed order (web client
+ * → api-backend → proxy → api-backend → bridge → test server and back) before the client sees its
+ * answer (or first token); the time from one segment to the next is the work of the process
+ * between them, plus its wake-up. Prints each step's p50 and p90 over every whole cycle captured,
+ * as a Markdown table.
  *
- *   npm run build && node bench/run.mjs --hops [--requests 1000] [--warmup 8000]
+ *   npm run build && node bench/run.mjs --hops [--chat] [--requests 1000] [--warmup 8000]
  *
  * Needs tcpdump (Debian's `tcpdump`) and the right to capture (root). The capture costs some time
  * itself, so the sum of the steps is above the same requests' latency without it; compare steps,
@@ -37,24 +40,55 @@ const STEPS = [
   'api-backend: answer frame in, HTTP answer out',
 ];
 
+/** What is sent, and how the client knows its answer is whole. */
+interface Exchange {
+  request: (route: Route) => Buffer;
+  /** Length of the whole answer at the start of `buffer`, or undefined while it is incomplete. */
+  answerLength: (buffer: Buffer, headEnd: number, head: string) => number | undefined;
+}
+
+const SMALL: Exchange = {
+  request: (route) => rawRequest(route, '/echo/whole', SMALL_BODY),
+  answerLength: (buffer, headEnd, head) => {
+    const length = Number(/content-length: (\d+)/i.exec(head)?.[1] ?? NaN);
+    if (!Number.isFinite(length)) throw new Error(`answer without content-length: ${head.slice(0, 200)}`);
+    return buffer.length >= headEnd + 4 + length ? headEnd + 4 + length : undefined;
+  },
+};
+
+/** One token (num_predict 1), then the closing line 5 ms later: the head and the token travel together. */
+const CHAT: Exchange = {
+  request: (route) =>
+    rawRequest(route, '/api/chat?delayMs=5', Buffer.from(JSON.stringify({ model: 'test-model', stream: true, messages: [{ role: 'user', content: 'hi' }], options: { num_predict: 1 } }))),
+  answerLength: (buffer, headEnd) => {
+    const last = buffer.indexOf('\r\n0\r\n\r\n', headEnd);
+    return last === -1 ? undefined : last + 7;
+  },
+};
+
+function rawRequest(route: Route, path: string, body: Buffer): Buffer {
+  const head = [`POST ${route.prefix}${path} HTTP/1.1`, `host: ${route.host}:${route.port}`, 'content-type: application/json', `content-length: ${body.byteLength}`];
+  for (const [name, value] of Object.entries(route.headers)) head.push(`${name}: ${value}`);
+  return Buffer.concat([Buffer.from(`${head.join('\r\n')}\r\n\r\n`), body]);
+}
+
 /** One HTTP/1.1 request at a time on one socket whose port we know (the capture is read by ports). */
 class RawClient {
   private pending: { resolve: () => void; reject: (error: Error) => void } | undefined;
   private buffer = Buffer.alloc(0);
+  private readonly request: Buffer;
 
-  private constructor(private readonly socket: net.Socket, private readonly request: Buffer) {
+  private constructor(private readonly socket: net.Socket, route: Route, private readonly exchange: Exchange) {
+    this.request = exchange.request(route);
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (error) => this.pending?.reject(error));
   }
 
-  static async open(route: Route): Promise<RawClient> {
-    const head = [`POST ${route.prefix}/echo/whole HTTP/1.1`, `host: ${route.host}:${route.port}`, 'content-type: application/json', `content-length: ${SMALL_BODY.byteLength}`];
-    for (const [name, value] of Object.entries(route.headers)) head.push(`${name}: ${value}`);
-    const request = Buffer.concat([Buffer.from(`${head.join('\r\n')}\r\n\r\n`), SMALL_BODY]);
+  static async open(route: Route, exchange: Exchange): Promise<RawClient> {
     const socket = net.connect(route.port, route.host);
     await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-    return new RawClient(socket, request);
+    return new RawClient(socket, route, exchange);
   }
 
   get port(): number {
@@ -78,10 +112,14 @@ class RawClient {
     if (end === -1) return;
     const head = this.buffer.subarray(0, end).toString('latin1');
     const status = Number(/^HTTP\/1\.1 (\d+)/.exec(head)?.[1]);
-    const length = Number(/content-length: (\d+)/i.exec(head)?.[1] ?? NaN);
-    if (!Number.isFinite(length)) return this.pending?.reject(new Error(`answer without content-length: ${head.slice(0, 200)}`));
-    if (this.buffer.length < end + 4 + length) return;
-    this.buffer = this.buffer.subarray(end + 4 + length);
+    let length: number | undefined;
+    try {
+      length = this.exchange.answerLength(this.buffer, end, head);
+    } catch (error) {
+      return this.pending?.reject(error as Error);
+    }
+    if (length === undefined) return;
+    this.buffer = this.buffer.subarray(length);
     if (status !== 200) this.pending?.reject(new Error(`status ${status}`));
     else this.pending?.resolve();
   }
@@ -98,13 +136,17 @@ function segments(file: string): Array<[number, string]> {
   return rows;
 }
 
-/** Every run of ten segments that starts with the client's request and ends with its answer. */
-function cycles(rows: Array<[number, string]>, client: number, relay: number): number[][] {
+/**
+ * Every run of ten segments that starts with the client's request, ends with its answer (or, for a
+ * stream, its first token) and meets the test server at the fifth and sixth.
+ */
+function cycles(rows: Array<[number, string]>, client: number, relay: number, llm: number): number[][] {
   const first = `${client}>${relay}`;
   const last = `${relay}>${client}`;
   const found: number[][] = [];
   for (let i = 0; i + 9 < rows.length; i++) {
     if (rows[i][1] !== first || rows[i + 9][1] !== last) continue;
+    if (!rows[i + 4][1].endsWith(`>${llm}`) || !rows[i + 5][1].startsWith(`${llm}>`)) continue;
     const run = rows.slice(i, i + 10);
     if (run.slice(1, 9).some(([, flow]) => flow.includes(String(client)))) continue;
     found.push(run.map(([at]) => at));
@@ -113,16 +155,17 @@ function cycles(rows: Array<[number, string]>, client: number, relay: number): n
 }
 
 async function main(): Promise<void> {
-  const { values: option } = parseArgs({ options: { requests: { type: 'string', default: '1000' }, warmup: { type: 'string', default: '8000' } } });
+  const { values: option } = parseArgs({ options: { chat: { type: 'boolean', default: false }, requests: { type: 'string', default: '1000' }, warmup: { type: 'string', default: '8000' } } });
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ctll-hops-')), 'capture.pcap');
   const llm = await startLlm();
   const relay = await startRelayProcess({ driver: 'process' });
   const bridge = await startBridgeProcess(relay, 'hops-user', llm.url, 'ws');
-  const client = await RawClient.open(relayRoute(relay, 'hops-user', 'relay ws/process'));
+  const client = await RawClient.open(relayRoute(relay, 'hops-user', 'relay ws/process'), option.chat ? CHAT : SMALL);
   try {
     for (let i = 0; i < Number(option.warmup); i++) await client.send();
-    // Data-carrying segments only (a bare ACK is 52-66 bytes on loopback, ours are over 1 KiB).
-    const dump = spawn('tcpdump', ['-i', 'lo', '-nn', '-U', '-w', file, 'tcp and greater 500'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    // Data-carrying segments only: a bare ACK is 66 bytes on loopback; the small request's are over
+    // 1 KiB, a chat's 200 and more (the frames that end a stream, under 100, are left out too).
+    const dump = spawn('tcpdump', ['-i', 'lo', '-nn', '-U', '-w', file, `tcp and greater ${option.chat ? 180 : 500}`], { stdio: ['ignore', 'ignore', 'pipe'] });
     await new Promise<void>((resolve, reject) => {
       dump.once('error', (error) => reject(new Error(`tcpdump: ${error.message} (apt-get install tcpdump; it needs root)`)));
       dump.stderr.on('data', (chunk: Buffer) => chunk.toString().includes('listening on') && resolve());
@@ -132,13 +175,13 @@ async function main(): Promise<void> {
     const wallMs = Number(process.hrtime.bigint() - began) / 1e6;
     dump.kill('SIGINT');
     await new Promise((resolve) => dump.once('exit', resolve));
-    const found = cycles(segments(file), client.port, relay.port);
+    const found = cycles(segments(file), client.port, relay.port, llm.port);
     if (found.length === 0) throw new Error('no whole request cycle in the capture');
     console.log(`${found.length} whole cycles of ${option.requests} requests (${(wallMs / Number(option.requests)).toFixed(3)} ms each on average, capture running); load average ${os.loadavg()[0].toFixed(2)} on ${os.cpus().length} cores`);
     const row = (name: string, ms: number[]) => console.log(`| ${name} | ${percentile(ms, 50).toFixed(3)} | ${percentile(ms, 90).toFixed(3)} |`);
     console.log('| step | p50 ms | p90 ms |\n|---|---|---|');
     STEPS.forEach((step, k) => row(step, found.map((at) => (at[k + 1] - at[k]) * 1000)));
-    row('request in to answer out, all steps', found.map((at) => (at[9] - at[0]) * 1000));
+    row(option.chat ? 'request in to first token out, all steps' : 'request in to answer out, all steps', found.map((at) => (at[9] - at[0]) * 1000));
   } finally {
     client.close();
     await bridge.close();
