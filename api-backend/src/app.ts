@@ -179,6 +179,10 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', config.trustProxy);
+  // Node's flat parser, not Express's default (qs): no route wants `a[b]=c` read as nested objects,
+  // and qs cost api-backend about 2 % of its busy time on tunnel calls whose URL has a query,
+  // which Express parses on every request though the tunnel passes the URL on untouched.
+  app.set('query parser', 'simple');
   /** A caller's address as Express's req.ip gives it (TRUST_PROXY applied), also for raw upgrade requests. */
   const addressOf = (req: IncomingMessage): string => proxyaddr(req, app.get('trust proxy fn') as Parameters<typeof proxyaddr>[1]);
   // Only a trusted hop (nginx) may name the request; its `$request_id` then ties both logs together.
