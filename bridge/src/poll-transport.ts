@@ -17,10 +17,9 @@
  * not keep every other stream (and the cancel that would end its own) from arriving. Answers are
  * paced by their POST's TCP backpressure.
  *
- * Credit is checked all the same: the relay returns a stream's credit only when a poll carries its
- * bytes away, so one poll answer never holds more than a window plus one frame of any stream's
- * body. An answer holding more breaks flow control; the connection ends and the bridge registers
- * again, as after a WebSocket closed with 1008.
+ * Credit is checked all the same, per poll answer (poll-batch.ts, which also validates every
+ * frame): an answer holding more than a window plus one frame of a stream's body ends the
+ * connection, and the bridge registers again, as after a WebSocket closed with 1008.
  *
  * A poll or heartbeat answered 404 means the relay forgot this bridge (it restarted, or dropped it
  * after its grace period): the connection ends and the bridge's loop registers again, with its
@@ -38,15 +37,10 @@
  */
 import type http from 'node:http';
 import {
-  decodeFrame,
-  FLOW_CONTROL_CLOSE_REASON,
-  INITIAL_WINDOW,
-  MAX_OVERSHOOT_BYTES,
   POLL_BATCH_CONTENT_TYPE,
   pollRegistrationSchema,
   PROTOCOL_VERSION,
   PROTOCOL_VERSION_HEADER,
-  RecordReader,
   TunnelErrorCode,
   type ControlMessage,
   type PollRegistration,
@@ -60,6 +54,7 @@ import type { ConnectionEvents, Transport, TransportSetup, TunnelConnection } fr
 import { VERSION } from './version';
 import { RenewalTimer } from './auth/renewal';
 import { holdShortAnswers } from './short-answer';
+import { readBatch, type BatchSink } from './poll-batch';
 
 /** Request body the local requests may hold untaken before the bridge stops fetching more. */
 export const MAX_UNTAKEN_BYTES = 4 * 1024 * 1024;
@@ -90,6 +85,8 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
   /** Set while the next poll waits for the token source. */
   private awaitingToken = false;
   private readonly renewal: RenewalTimer;
+  /** What each poll answer's reader may touch of this connection. */
+  private readonly batchSink: BatchSink;
 
   constructor(
     private readonly setup: TransportSetup,
@@ -120,6 +117,18 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
       if (outcome === 'served') events.served();
       this.closeIfDrained();
     });
+    this.batchSink = {
+      streams: this.streams,
+      wholeFrames: setup.wholeFrames,
+      ended: () => this.ended,
+      hasPort: (id) => this.ports.has(id),
+      addUntaken: (bytes) => {
+        this.untaken += bytes;
+      },
+      rejectFrame: (reason, id) => this.rejectFrame(reason, id),
+      notice: (message) => this.events.notice(message),
+      fail: (reason) => this.fail(reason),
+    };
     this.register();
   }
 
@@ -286,7 +295,7 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
       return;
     }
     if (status === 200 && contentType.startsWith(POLL_BATCH_CONTENT_TYPE)) {
-      this.readBatch(req, res);
+      readBatch(res, this.batchSink, () => this.pollAnswered(req));
       return;
     }
     void readSmall(res).then((text) => {
@@ -296,34 +305,6 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
         return;
       }
       this.refused(res, text);
-    });
-  }
-
-  private readBatch(req: http.ClientRequest, res: http.IncomingMessage): void {
-    const reader = new RecordReader();
-    /** Body bytes per stream in this answer: more than a window plus one frame breaks flow control. */
-    const perStream = new Map<string, number>();
-    let broken = false;
-    res.on('data', (chunk: Buffer) => {
-      if (broken || this.ended) return;
-      const records = reader.push(chunk);
-      if (!records.ok) {
-        // The rest of this answer cannot be framed; its streams fail at the relay by timeout.
-        broken = true;
-        this.rejectFrame(records.error);
-        return;
-      }
-      for (const record of records.value) {
-        if (!this.dispatch(record, perStream)) {
-          broken = true;
-          res.destroy();
-          return;
-        }
-      }
-    });
-    res.on('end', () => {
-      if (!broken && reader.buffered > 0) this.rejectFrame('a poll answer ended inside a record');
-      this.pollAnswered(req);
     });
   }
 
@@ -339,51 +320,6 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
     this.pending = undefined;
     this.retriedStaleSocket = false;
     this.poll();
-  }
-
-  /** One frame of a poll answer, validated here and only here, then handed to the stream table; false ends the connection. */
-  private dispatch(record: Buffer, perStream: Map<string, number>): boolean {
-    const frame = decodeFrame(record);
-    if (!frame.ok) {
-      this.rejectFrame(frame.error, frame.id);
-      return true;
-    }
-    try {
-      if (frame.value.kind === 'whole') {
-        if (!this.setup.wholeFrames) {
-          this.rejectFrame('a whole frame, which this bridge did not offer');
-          return true;
-        }
-        const { head, body } = frame.value.whole;
-        const fresh = !this.ports.has(head.id);
-        // Within the inline limit, far below a window: no flow-control check to make (tunnel-whole.ts).
-        this.streams.handleWhole(frame.value.whole);
-        // Untaken as a data record's bytes are once their stream is open; bodyTaken gives them back.
-        if (fresh && this.ports.has(head.id)) this.untaken += body.byteLength;
-        return true;
-      }
-      if (frame.value.kind === 'data') {
-        const { id, payload } = frame.value.data;
-        const inBatch = (perStream.get(id) ?? 0) + payload.byteLength;
-        if (inBatch > INITIAL_WINDOW + MAX_OVERSHOOT_BYTES) {
-          this.fail(`the relay broke flow control (${FLOW_CONTROL_CLOSE_REASON}: ${inBatch} bytes of ${id} in one poll answer)`);
-          return false;
-        }
-        perStream.set(id, inBatch);
-        if (this.ports.has(id)) this.untaken += payload.byteLength;
-        this.streams.handleData(id, payload);
-        return true;
-      }
-      const message = frame.value.message;
-      if (message.type === 'error' && message.id === undefined) {
-        this.events.notice(`the relay reported ${message.code}: ${message.message}`);
-      }
-      this.streams.handleControl(message);
-    } catch (error) {
-      // A fault of ours in one message must not take down the tunnel and every stream on it.
-      this.events.notice(`internal error while handling a relay message: ${(error as Error).message}`);
-    }
-    return true;
   }
 
   /** `id`: the stream the frame named, which then fails at the relay at once instead of by its timeout. */
