@@ -9,7 +9,8 @@ import type { SshPeer } from './peers/ssh';
 import type { LocaltunnelPeer } from './peers/localtunnel';
 
 export interface Sizes {
-  small: { latencyRequests: number; rounds: number; warmup: number; throughputMs: number; connections: number };
+  /** `spaced` requests per route, one every `spacingMs` across all routes in turn: warm code, idle processes. */
+  small: { latencyRequests: number; rounds: number; warmup: number; throughputMs: number; connections: number; spaced: number; spacingMs: number };
   streaming: { streams: number; tokens: number; delayMs: number };
   bulk: { bytes: number; repetitions: number };
   scale: { users: number; rates: number[]; stepMs: number; tokens: number; delayMs: number };
@@ -21,7 +22,7 @@ export interface Sizes {
 }
 
 export const FULL: Sizes = {
-  small: { latencyRequests: 2000, rounds: 4, warmup: 200, throughputMs: 6000, connections: 32 },
+  small: { latencyRequests: 2000, rounds: 4, warmup: 200, throughputMs: 6000, connections: 32, spaced: 100, spacingMs: 100 },
   streaming: { streams: 5, tokens: 200, delayMs: 5 },
   bulk: { bytes: 100 * 1024 * 1024, repetitions: 2 },
   // 17/s is 1,000 requests per minute, the load one busy user's apps make; the ladder climbs until errors or latency do.
@@ -34,7 +35,7 @@ export const FULL: Sizes = {
 
 /** Every scenario once, small: CI runs this so the bench never rots (figures are not checked). */
 export const QUICK: Sizes = {
-  small: { latencyRequests: 100, rounds: 2, warmup: 20, throughputMs: 600, connections: 32 },
+  small: { latencyRequests: 100, rounds: 2, warmup: 20, throughputMs: 600, connections: 32, spaced: 10, spacingMs: 100 },
   streaming: { streams: 1, tokens: 50, delayMs: 5 },
   bulk: { bytes: 8 * 1024 * 1024, repetitions: 1 },
   scale: { users: 10, rates: [17, 50], stepMs: 1000, tokens: 10, delayMs: 10 },

@@ -5,10 +5,14 @@
  * Latency: requests one at a time on one warm keep-alive connection. Throughput: 32 connections
  * each sending its next request as soon as the last one ended. Routes take turns in rounds, so
  * that noise from this shared machine falls on all of them alike.
+ *
+ * Spaced: the same request, one every `spacingMs` with the routes taking turns, so each route's
+ * processes sit idle between its requests, as one user's bridge and proxy do between that user's
+ * calls. The code is as warm as the rounds before left it; the processes are not awake.
  */
 import { allRoutes, type BenchContext, type Row, type Scenario } from '../context';
 import { agentFor, closedLoop, sequential, type RequestSpec, type Route } from '../http-client';
-import { distribution, ratio, round } from '../measure';
+import { distribution, ratio, round, sleep } from '../measure';
 import { cpuSeconds } from '../procs';
 
 /** 1 KiB of JSON, the shape of an API call (`/api/show`, a short `/api/embed`). */
@@ -26,7 +30,7 @@ export const small: Scenario = {
   id: 'small',
   title: '1. Small requests (1 KiB in, 1 KiB out)',
   async run(ctx: BenchContext) {
-    const { latencyRequests, rounds, warmup, throughputMs, connections } = ctx.sizes.small;
+    const { latencyRequests, rounds, warmup, throughputMs, connections, spaced, spacingMs } = ctx.sizes.small;
     const routes = allRoutes(ctx);
     const agents = new Map(routes.map((route) => [route.id, agentFor(1)]));
     const latency = new Map<string, { samples: number[]; errors: number; firstError?: string }>(routes.map((route) => [route.id, { samples: [], errors: 0 }]));
@@ -41,6 +45,18 @@ export const small: Scenario = {
         const result = await sequential(route, agents.get(route.id)!, spec, Math.ceil(latencyRequests / rounds), 1024);
         const total = latency.get(route.id)!;
         total.samples.push(...result.samples);
+        total.errors += result.errors;
+        total.firstError ??= result.firstError;
+      }
+    }
+    const spacedSamples = new Map<string, number[]>(routes.map((route) => [route.id, []]));
+    ctx.log(`small: ${spaced} spaced requests per route, one every ${spacingMs} ms`);
+    for (let i = 0; i < spaced; i++) {
+      for (const route of rotate(routes, i)) {
+        await sleep(spacingMs);
+        const result = await sequential(route, agents.get(route.id)!, spec, 1, 1024);
+        spacedSamples.get(route.id)!.push(...result.samples);
+        const total = latency.get(route.id)!;
         total.errors += result.errors;
         total.firstError ??= result.firstError;
       }
@@ -71,8 +87,10 @@ export const small: Scenario = {
     }
 
     const direct = summarise(ctx.direct, latency, load);
+    const directSpaced = distribution(spacedSamples.get(ctx.direct.id)!).p50;
     const rows: Row[] = routes.map((route) => {
       const s = summarise(route, latency, load);
+      const spacedP50 = distribution(spacedSamples.get(route.id)!).p50;
       return {
         route: route.id,
         'p50 ms': s.p50,
@@ -80,6 +98,8 @@ export const small: Scenario = {
         'added p50 ms': round(s.p50 - direct.p50),
         'added p99 ms': round(s.p99 - direct.p99),
         'p50 ratio': ratio(s.p50, direct.p50),
+        'spaced p50 ms': spacedP50,
+        'spaced added p50 ms': round(spacedP50 - directSpaced),
         'req/s (32 conns)': Math.round(s.rps),
         'req/s ratio': ratio(s.rps, direct.rps),
         'p99 under load ms': s.loadP99,
@@ -90,11 +110,12 @@ export const small: Scenario = {
     });
     return {
       status: 'ok' as const,
-      columns: ['route', 'p50 ms', 'p99 ms', 'added p50 ms', 'added p99 ms', 'p50 ratio', 'req/s (32 conns)', 'req/s ratio', 'p99 under load ms', 'CPU µs/request', 'errors'],
+      columns: ['route', 'p50 ms', 'p99 ms', 'added p50 ms', 'added p99 ms', 'p50 ratio', 'spaced p50 ms', 'spaced added p50 ms', 'req/s (32 conns)', 'req/s ratio', 'p99 under load ms', 'CPU µs/request', 'errors'],
       rows,
       notes: [
         `Latency: ${latencyRequests} sequential requests per route on one keep-alive connection, after ${warmup} warm-up requests, in ${rounds} interleaved rounds.`,
         `Throughput: ${connections} connections, closed loop, ${throughputMs / 1000} s per route in ${rounds} interleaved rounds (0.3 s warm-up each, not counted).`,
+        `Spaced: ${spaced} more requests per route on the same connection, one every ${spacingMs} ms with the routes taking turns (each route idle about ${(spacingMs * routes.length) / 1000} s between its requests), after the latency rounds.`,
         '"added" is the route\'s percentile minus the direct call\'s percentile in the same run; "ratio" divides them.',
         'CPU µs/request: CPU time (user + system, from /proc/<pid>/stat) each process used during the throughput runs, divided by the requests answered. With 2 cores, the sum over the processes bounds the requests per second (about 2,000,000 / sum, less the load generator\'s own share). Peers: only the test server is ours to read.',
       ],
