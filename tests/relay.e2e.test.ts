@@ -8,6 +8,7 @@ import { Ollama } from 'ollama';
 import { startLayout, readChunks, waitFor, type Layout } from './helpers/layout';
 import { combinations } from './helpers/matrix';
 import { patternBytes } from './helpers/llm-server';
+import { BRIDGE_CALL_HEADER } from '@ctll/protocol';
 
 describe.each(combinations())('relay end to end (driver $driver, transport $transport)', ({ driver, transport }) => {
   let layout: Layout;
@@ -165,6 +166,14 @@ describe.each(combinations())('relay end to end (driver $driver, transport $tran
     expect(headers['x-custom-hop']).toBeUndefined();
     expect(Object.keys(headers).filter((h) => h.startsWith('x-ctll'))).toEqual([]);
     expect(headers.host).toBe(`127.0.0.1:${layout.llm.port}`);
+  });
+
+  it("never lets a web client pass its request off as a polling bridge's call: marked as one, it still reaches the desktop", async () => {
+    const res = await layout.fetchAs(user, '/headers', { headers: { [BRIDGE_CALL_HEADER]: '1' } });
+    // Taken for a bridge call, the proxy's polling routes would have answered 404 themselves.
+    expect(res.status).toBe(200);
+    const { headers } = (await res.json()) as { headers: Record<string, string> };
+    expect(headers[BRIDGE_CALL_HEADER]).toBeUndefined();
   });
 
   it('passes the desktop’s status codes through', async () => {

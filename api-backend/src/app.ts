@@ -236,7 +236,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   const healthFeed = tunnelHealthFeed(manager, log('http'));
   app.use(meEventsRoutes(healthFeed));
   app.use(operatorRoutes({ manager, client, maxProxies: config.proxyLimits.max, errors: recentErrors, logger: log('StreamingProxyManager') }));
-  app.use(bridgeRoutes(manager, client, metrics, { pollTimeoutMs: config.bridge.pollTimeoutMs, requestTimeoutMs: config.requestTimeoutMs }));
+  app.use(bridgeRoutes(manager, client, metrics, { pollTimeoutMs: config.bridge.pollTimeoutMs, requestTimeoutMs: config.requestTimeoutMs, links }));
   app.use(zrokRoutes({ registry: shares, manager, client, policy: { allowInsecure: config.zrok.allowInsecure, domains: config.zrok.shareDomains } }));
   // The web console at `/`, built beside this program (../../console/dist from src/ and dist/ alike).
   app.use(

@@ -16,6 +16,12 @@
  * answer as one message); the other side sends them only then. Older sides leave the field out
  * (and zod drops it on their side), so the feature needs no new PROTOCOL_VERSION: the tunnel
  * protocol the bridge speaks is unchanged.
+ *
+ * A proxy whose `hello` says `bridgeCalls: true` also takes a polling bridge's own calls (register,
+ * poll, respond, heartbeat) on the link, as `http_request` streams marked with BRIDGE_CALL_HEADER,
+ * and answers them itself with `http_response` frames: the bridge's HTTP is parsed once, at
+ * api-backend, as a web client's is. To a proxy that does not say so (an older release still
+ * running after an upgrade), api-backend sends those calls as HTTP requests instead.
  */
 import { z } from 'zod';
 import { controlMessageSchema, type ControlMessage, type ParseResult } from './messages';
@@ -26,11 +32,20 @@ export const PROXY_LINK_PATH = '/link';
 /** The close of a link whose other side speaks another protocol version (4000-4999: ours). */
 export const LINK_VERSION_CLOSE_CODE = 4426;
 
+/**
+ * Marks a request on the link as a polling bridge's own call, for the proxy to answer, not for the
+ * desktop; its value is `1`. It is an internal header (INTERNAL_HEADER_PREFIX, headers.ts), which
+ * api-backend strips from everything a web client sends, so only api-backend can set it.
+ */
+export const BRIDGE_CALL_HEADER = 'x-ctll-bridge-call';
+
 export const linkHelloSchema = z.object({
   type: z.literal('hello'),
   version: z.number().int().positive(),
   /** This side takes whole frames (whole-frame.ts); absent from sides released before them. */
   whole: z.boolean().optional(),
+  /** Proxy → api-backend: this proxy answers bridge calls on the link (BRIDGE_CALL_HEADER). */
+  bridgeCalls: z.boolean().optional(),
 });
 
 /** Proxy → api-backend: whether a desktop link is connected now. */

@@ -34,7 +34,7 @@ afterEach(() => proxy.close());
 
 it('says hello with its protocol version (and that it takes whole frames), then whether a desktop is connected, and again when one connects', async () => {
   const link = await openRawLink(proxy);
-  expect(await link.next()).toEqual({ type: 'hello', version: PROTOCOL_VERSION, whole: true });
+  expect(await link.next()).toEqual({ type: 'hello', version: PROTOCOL_VERSION, whole: true, bridgeCalls: true });
   expect(await link.next()).toEqual({ type: 'desktop', connected: false });
   link.ws.send(encodeLinkMessage({ type: 'hello', version: PROTOCOL_VERSION }));
   const desktop = await connectDesktop(proxy);

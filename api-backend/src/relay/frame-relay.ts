@@ -1,5 +1,6 @@
 /**
- * One web client's request carried to the user's proxy over its frame link:
+ * One web client's request (or a polling bridge's call, which the proxy answers itself) carried to
+ * the user's proxy over its frame link:
  * HTTP is parsed here, at the edge, and only here. The caller's headers are filtered once, the
  * desktop's path was computed once by the route, and from here to the bridge the request is the
  * tunnel's frames; the answer's frames are written into the caller's response as they come.
@@ -37,6 +38,8 @@ export interface FrameRelayOptions {
   onBytes: (direction: 'up' | 'down', bytes: number) => void;
   /** The link to the proxy broke under this request. */
   onUnreachable?: () => void;
+  /** Our own headers for the proxy (a bridge call's marker and credential), added after the caller's are filtered. */
+  internalHeaders?: Record<string, string>;
 }
 
 export function relayFrames(req: IncomingMessage, res: ServerResponse, link: ProxyLink, path: string, options: FrameRelayOptions): void {
@@ -85,7 +88,7 @@ class FrameExchange implements LinkStreamHandler {
       id: this.id,
       method: this.req.method ?? 'GET',
       path,
-      headers: endToEndHeaders(this.req.headers, CALLER_ONLY_HEADERS),
+      headers: { ...endToEndHeaders(this.req.headers, CALLER_ONLY_HEADERS), ...this.options.internalHeaders },
     };
     if (hasBody && !chunked && this.link.acceptsWhole && fitsInline(Number(this.req.headers['content-length']))) return this.collect(head);
     this.headSent = true;

@@ -7,6 +7,7 @@
  *
  * Both sides say in their hello whether they take whole frames (protocol/src/whole-frame.ts); a
  * short request goes to the proxy as one only if the proxy said so, and this side always says so.
+ * The proxy's hello also says whether it answers a polling bridge's calls on the link.
  *
  * Each link is pinged (link-keepalive.ts); one that stops answering is closed like one that broke.
  */
@@ -71,6 +72,8 @@ export class ProxyLink {
   desktopConnected = false;
   /** Whether the proxy said in its hello that it takes whole frames. */
   acceptsWhole = false;
+  /** Whether the proxy said in its hello that it answers a polling bridge's calls on the link. */
+  acceptsBridgeCalls = false;
   /** The turn's messages leave in one socket write (protocol/src/write-gather.ts). */
   private readonly gather: WriteGather;
 
@@ -233,6 +236,7 @@ export function openProxyLink(endpoint: ProxyEndpoint, options: ProxyLinkOptions
   return new Promise((resolve, reject) => {
     let greeted = false;
     let acceptsWhole = false;
+    let acceptsBridgeCalls = false;
     const fail = (error: Error) => {
       clearTimeout(timer);
       ws.off('message', opening);
@@ -253,6 +257,7 @@ export function openProxyLink(endpoint: ProxyEndpoint, options: ProxyLinkOptions
         }
         greeted = true;
         acceptsWhole = message.whole === true;
+        acceptsBridgeCalls = message.bridgeCalls === true;
         return;
       }
       if (message.type !== 'desktop') return fail(new Error(`the proxy sent ${message.type} before saying whether a desktop is connected`));
@@ -262,6 +267,7 @@ export function openProxyLink(endpoint: ProxyEndpoint, options: ProxyLinkOptions
       const link = new ProxyLink(ws, options.logger, onClosed, options.pingIntervalMs, socket);
       link.desktopConnected = message.connected;
       link.acceptsWhole = acceptsWhole;
+      link.acceptsBridgeCalls = acceptsBridgeCalls;
       resolve(link);
     };
     const closedEarly = (code: number, reason: Buffer) => fail(new Error(`the proxy closed the frame link as it opened (${code} ${reason.toString()})`.trim()));

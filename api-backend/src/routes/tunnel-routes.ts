@@ -7,12 +7,12 @@
  * the desktop is offline).
  */
 import { Router, type Request, type Response, type NextFunction } from 'express';
-import { BadPathError, DesktopOfflineError, errorMessage, escapesRoot, ForbiddenError, ServiceUnavailableError } from '@ctll/protocol';
+import { BadPathError, DesktopOfflineError, errorMessage, escapesRoot, ForbiddenError } from '@ctll/protocol';
 import type { StreamingProxyManager } from '../proxy/manager';
 import type { Caller } from '../auth/authenticator';
 import { relayFrames } from '../relay/frame-relay';
-import type { ProxyLink, ProxyLinkPool } from '../relay/proxy-link';
-import type { ProxyEndpoint } from '../proxy/driver';
+import type { ProxyLinkPool } from '../relay/proxy-link';
+import { reachLink } from '../relay/reach-link';
 import { readTunnelHealth } from '../events/tunnel-health';
 import type { Metrics } from '../metrics';
 
@@ -54,7 +54,7 @@ export function tunnelRoutes(
       const endpoint = await manager.endpoint(req.params.userId);
       if (!endpoint) throw new DesktopOfflineError(errorMessage('desktop_offline'));
       const onUnreachable = () => manager.endpointFailed(req.params.userId);
-      const link = await openLink(options.links, endpoint, onUnreachable);
+      const link = await reachLink(options.links, endpoint, onUnreachable);
       metrics.relayRequests.inc();
       relayFrames(req, res, link, path, {
         maxBodyBytes: options.maxBodyBytes,
@@ -68,18 +68,6 @@ export function tunnelRoutes(
   });
 
   return router;
-}
-
-/** The proxy's frame link; a link that cannot be opened is the proxy being unreachable. */
-async function openLink(links: ProxyLinkPool, endpoint: ProxyEndpoint, onUnreachable: () => void): Promise<ProxyLink> {
-  try {
-    return await links.get(endpoint);
-  } catch (error) {
-    onUnreachable();
-    throw new ServiceUnavailableError(`your streaming proxy's frame link did not open: ${(error as Error).message}`, 'proxy_unreachable', {
-      publicMessage: 'your streaming proxy is not reachable right now; try again in a moment',
-    });
-  }
 }
 
 /** The path and query the desktop asks its server for, from the raw URL (its encoding kept). */

@@ -5,7 +5,6 @@
  * `clientId` of an earlier one replaces it: the bridge gave the old one up. Past the user's limit
  * of polling bridges (USER_MAX_POLL_LINKS), a new registration is refused with 429.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import {
   CREDENTIAL_EXPIRES_HEADER,
@@ -24,11 +23,12 @@ import type { UserLimits } from '../limits/user-limits';
 import { PollLink } from '../tunnel/poll-link';
 import { sendError, sendJson, sendRelayError } from './respond';
 import type { KeyLinks } from '../credentials/key-links';
+import type { BridgeHandler, BridgeRequest, BridgeResponse } from './bridge-exchange';
 
 const ROUTE = /^\/bridge\/(register|poll|respond|heartbeat)(?:\/([A-Za-z0-9]{1,64}))?(?:\/([A-Za-z0-9_.-]{1,64}))?$/;
 const MAX_JSON_BYTES = 64 * 1024;
 
-export function bridgeRoutes(config: ProxyConfig, hub: TunnelHub, limits: UserLimits, logger: Logger, keyLinks: KeyLinks) {
+export function bridgeRoutes(config: ProxyConfig, hub: TunnelHub, limits: UserLimits, logger: Logger, keyLinks: KeyLinks): BridgeHandler {
   const registration = (bridgeId: string, whole: boolean): PollRegistration => ({
     bridgeId,
     pollTimeoutMs: config.pollTimeoutMs,
@@ -41,7 +41,7 @@ export function bridgeRoutes(config: ProxyConfig, hub: TunnelHub, limits: UserLi
   });
 
   /** Handles the request if it is a bridge route; returns false otherwise. */
-  return async (req: IncomingMessage, res: ServerResponse, pathname: string): Promise<boolean> => {
+  return async (req, res, pathname) => {
     const match = ROUTE.exec(pathname);
     if (!match) return false;
     const [, action, bridgeId, requestId] = match;
@@ -137,14 +137,14 @@ export function bridgeRoutes(config: ProxyConfig, hub: TunnelHub, limits: UserLi
   };
 }
 
-function notFound(req: IncomingMessage, res: ServerResponse, pathname: string): true {
+function notFound(req: BridgeRequest, res: BridgeResponse, pathname: string): true {
   req.resume();
   sendError(res, 'not_found', `no route ${pathname}`);
   return true;
 }
 
 /** Reads a small JSON body; answers 400/413 itself and resolves undefined when it did. */
-async function readJson(req: IncomingMessage, res: ServerResponse): Promise<unknown> {
+async function readJson(req: BridgeRequest, res: BridgeResponse): Promise<unknown> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {

@@ -1,14 +1,15 @@
-import http, { type ServerResponse } from 'node:http';
+import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { CatalogueError, errorBody, type ErrorCode, type RelayError } from '@ctll/protocol';
+import type { BridgeResponse } from './bridge-exchange';
 
 /** Every error the proxy answers has the relay's shape, `{error: {code, message}}`, and the catalogue's status for its code. */
-export function sendError(res: ServerResponse, code: ErrorCode, message: string): void {
+export function sendError(res: BridgeResponse, code: ErrorCode, message: string): void {
   sendRelayError(res, new CatalogueError(code, message));
 }
 
 /** An error of the catalogue, with its status and any Retry-After it carries. */
-export function sendRelayError(res: ServerResponse, error: RelayError): void {
+export function sendRelayError(res: BridgeResponse, error: RelayError): void {
   if (res.headersSent) {
     res.destroy();
     return;
@@ -17,7 +18,7 @@ export function sendRelayError(res: ServerResponse, error: RelayError): void {
   sendJson(res, status, body, headers);
 }
 
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+export function sendJson(res: BridgeResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { ...headers, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
   res.end(text);

@@ -12,7 +12,8 @@
  *   GET  /link         WebSocket upgrade: api-backend's frame link, which carries every relayed
  *                      request (upstream/): to the desktop's tunnel (WebSocket, then polling),
  *                      else a healthy zrok share it registered (zrok/zrok-path.ts), else 503
- *   /bridge/...        the long-poll transport (register, poll, respond, heartbeat)
+ *   /bridge/...        the long-poll transport (register, poll, respond, heartbeat), for an
+ *                      api-backend that does not send those calls on the frame link
  *
  * Relayed requests and new desktop links pass the user's limits first (limits/user-limits.ts).
  */
@@ -84,7 +85,7 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
   const limits = new UserLimits(config.limits, { pingIntervalMs: config.pingIntervalMs, pollGraceMs: config.pollGraceMs });
   const keyLinks = new KeyLinks();
   const bridge = bridgeRoutes(config, hub, limits, logger, keyLinks);
-  const acceptUpstream = upstreamLinks({ config, hub, stats, limits, logger, zrok });
+  const acceptUpstream = upstreamLinks({ config, hub, stats, limits, logger, zrok, bridge });
 
   const server = http.createServer((req, res) => {
     handle(req, res).catch((error: Error) => {

@@ -25,7 +25,6 @@
  * record (no credit to give back for it: its body spent none), and may POST a short answer as one
  * whole frame (respond-whole.ts).
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
   chunkSlices,
   controlFrame,
@@ -53,6 +52,7 @@ import type { DesktopLink } from './desktop-link';
 import type { Logger } from '../logger';
 import { sendError, sendJson } from '../http/respond';
 import { respondWhole } from './respond-whole';
+import type { BridgeRequest, BridgeResponse } from '../http/bridge-exchange';
 
 export interface PollLinkOptions {
   id: string;
@@ -86,7 +86,7 @@ interface Queued {
 }
 
 interface InboundBody {
-  req: IncomingMessage;
+  req: BridgeRequest;
   outstanding: number;
 }
 
@@ -100,7 +100,7 @@ export class PollLink implements DesktopLink {
   readonly counters = new LinkCounters();
   private queue: Queued[] = [];
   private queuedRequests = 0;
-  private waiting: { res: ServerResponse; timer: NodeJS.Timeout } | undefined;
+  private waiting: { res: BridgeResponse; timer: NodeJS.Timeout } | undefined;
   private flushScheduled = false;
   private lastSeen = Date.now();
   private readonly watchdog: NodeJS.Timeout;
@@ -176,7 +176,7 @@ export class PollLink implements DesktopLink {
   }
 
   /** GET /bridge/poll/:id — answer now if anything waits, else hold the request. */
-  poll(req: IncomingMessage, res: ServerResponse): void {
+  poll(req: BridgeRequest, res: BridgeResponse): void {
     this.lastSeen = Date.now();
     if (this.waiting) this.answerEmpty(); // a newer poll replaces an older one
     if (this.queue.length > 0) {
@@ -206,7 +206,7 @@ export class PollLink implements DesktopLink {
   }
 
   /** POST /bridge/respond/:id/:requestId — a head record, then the answer's raw body. */
-  respond(requestId: string, req: IncomingMessage, res: ServerResponse): void {
+  respond(requestId: string, req: BridgeRequest, res: BridgeResponse): void {
     this.lastSeen = Date.now();
     if (!this.correlator.has(requestId) || this.inbound.has(requestId)) {
       req.resume();
@@ -293,7 +293,7 @@ export class PollLink implements DesktopLink {
   }
 
   /** A short answer POSTed as one whole frame; registered in `inbound` while it is read, as any answer. */
-  private respondWholeAnswer(requestId: string, req: IncomingMessage, res: ServerResponse): void {
+  private respondWholeAnswer(requestId: string, req: BridgeRequest, res: BridgeResponse): void {
     this.inbound.set(requestId, { req, outstanding: 0 });
     respondWhole(requestId, req, res, {
       offered: this.options.whole,
@@ -341,7 +341,7 @@ export class PollLink implements DesktopLink {
     }
   }
 
-  private deliver(res: ServerResponse): void {
+  private deliver(res: BridgeResponse): void {
     this.lastSeen = Date.now();
     const batch: Buffer[] = [];
     const credits = new Map<string, number>();

@@ -5,10 +5,10 @@
  * registered for whole frames, a frame past the limit, a head for another stream or a request — is
  * answered 400 and fails this one stream with `bad_message` at once; other streams go on.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { decodeWhole, MAX_WHOLE_FRAME_BYTES, TunnelErrorCode } from '@ctll/protocol';
 import { sendError, sendJson } from '../http/respond';
 import type { Correlator, StreamSender } from './correlator';
+import type { BridgeRequest, BridgeResponse } from '../http/bridge-exchange';
 
 export interface WholeAnswerHost {
   /** The bridge registered with `whole: true`. */
@@ -21,7 +21,7 @@ export interface WholeAnswerHost {
   reply: StreamSender;
 }
 
-export function respondWhole(requestId: string, req: IncomingMessage, res: ServerResponse, host: WholeAnswerHost): void {
+export function respondWhole(requestId: string, req: BridgeRequest, res: BridgeResponse, host: WholeAnswerHost): void {
   let finished = false;
   const refuse = (reason: string) => {
     finished = true;

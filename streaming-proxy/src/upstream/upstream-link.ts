@@ -14,11 +14,15 @@
  * This side's hello says it takes whole frames (protocol/src/whole-frame.ts), and it sends short
  * answers as whole frames only if api-backend's hello said the same. A malformed whole frame is
  * answered like any bad message, and for the stream it names when its head got that far.
+ *
+ * It also says `bridgeCalls: true`: a request marked with BRIDGE_CALL_HEADER is a polling bridge's
+ * own call, answered here by the polling transport's routes (bridge-call.ts).
  */
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type RawData, type WebSocket } from 'ws';
 import {
+  BRIDGE_CALL_HEADER,
   decodeData,
   decodeWhole,
   encodeData,
@@ -51,6 +55,8 @@ import type { ZrokPath } from '../zrok/zrok-path';
 import { RelayedStream, type RelayedStreamOptions, type UpstreamSender, type UpstreamStream } from './relayed-stream';
 import { ShareStream } from './share-stream';
 import { sendErrorAnswer } from './error-answer';
+import { BridgeCall } from './bridge-call';
+import type { BridgeHandler } from '../http/bridge-exchange';
 
 export interface UpstreamDeps {
   config: ProxyConfig;
@@ -60,6 +66,8 @@ export interface UpstreamDeps {
   logger: Logger;
   /** The fallback to the user's zrok shares while no desktop is connected; absent, such requests get desktop_offline. */
   zrok?: ZrokPath;
+  /** The polling transport's routes, for bridge calls (BRIDGE_CALL_HEADER). */
+  bridge: BridgeHandler;
 }
 
 /** Takes api-backend's upgrades to the frame link (the secret is checked before). */
@@ -91,7 +99,7 @@ export class UpstreamLink implements UpstreamSender {
     ws.on('message', (data, isBinary) => this.receive(data, isBinary));
     ws.on('close', () => this.gone());
     ws.on('error', (error) => deps.logger.warn('frame link socket error', { error: error.message }));
-    this.send({ type: 'hello', version: deps.config.protocolVersion, whole: true });
+    this.send({ type: 'hello', version: deps.config.protocolVersion, whole: true, bridgeCalls: true });
     this.unsubscribe = deps.hub.onChange(() => this.tellDesktop());
     this.tellDesktop();
   }
@@ -199,6 +207,7 @@ export class UpstreamLink implements UpstreamSender {
   /** `body` is a whole frame's body: the request's entire body, outside the stream's credit. */
   private open(request: HttpRequestMessage, body?: Buffer): void {
     if (this.streams.has(request.id)) return this.reject(`stream ${request.id} is already open`);
+    if (request.headers[BRIDGE_CALL_HEADER] !== undefined) return this.openBridgeCall(request, body);
     const { limits, hub, config, logger } = this.deps;
     const declared = body ? body.byteLength : Number(request.headers['content-length'] ?? 0);
     const refused = limits.admitStream(Number.isFinite(declared) ? declared : 0);
@@ -218,6 +227,13 @@ export class UpstreamLink implements UpstreamSender {
     const stream = new RelayedStream(request.id, this, link, this.streamOptions(request.id));
     this.streams.set(request.id, stream);
     stream.start(request, body);
+  }
+
+  /** A polling bridge's own call: this proxy answers it; it is no stream of the user's limits. */
+  private openBridgeCall(request: HttpRequestMessage, body?: Buffer): void {
+    const call = new BridgeCall(request.id, this, () => this.streams.delete(request.id));
+    this.streams.set(request.id, call);
+    call.start(request, this.deps.bridge, this.deps.logger, body);
   }
 
   /** No desktop is connected: the user's zrok share answers, if one is registered and healthy. */
