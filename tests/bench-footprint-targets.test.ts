@@ -44,6 +44,13 @@ describe('the bench footprint targets', () => {
     expect(result?.measured).toContain('peak 145.9 MiB');
   });
 
+  it("decides on the settled idle figure and gives the start-up one beside it, which may be over the line", () => {
+    const result = target(footprintRun({ ...IDLE, apiBackendIdleMb: 131.2, apiBackendStartupMb: 153.9 }), 'api-backend-idle-memory');
+    expect(result?.met).toBe(true);
+    expect(result?.measured).toContain('131.2 MiB VmRSS = 137.6 MB');
+    expect(result?.measured).toContain("153.9 MiB 5 s after /health, before start-up's garbage was collected");
+  });
+
   it('misses the api-backend target at 150 MB or more, including a figure under 150 MiB but over 150 MB', () => {
     expect(target(footprintRun({ ...IDLE, apiBackendIdleMb: 813 }), 'api-backend-idle-memory')?.met).toBe(false);
     const between = target(footprintRun(IDLE), 'api-backend-idle-memory');

@@ -32,7 +32,8 @@ export function distribution(samples: readonly number[]): Distribution {
     p50: round(percentile(samples, 50)),
     p95: round(percentile(samples, 95)),
     p99: round(percentile(samples, 99)),
-    max: round(samples.length ? Math.max(...samples) : Number.NaN),
+    // A loop, not Math.max(...samples): a fast route's throughput run holds more samples than a call's arguments may.
+    max: round(samples.length ? samples.reduce((most, sample) => (sample > most ? sample : most), -Infinity) : Number.NaN),
   };
 }
 
