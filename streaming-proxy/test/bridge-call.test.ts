@@ -19,7 +19,7 @@ import {
   decodeFrame,
 } from '@ctll/protocol';
 import { startProxy, type TestProxy } from './helpers/proxy';
-import { openRawLink, type RawLink } from './helpers/raw-link';
+import { openRawLink, type LinkEvent, type RawLink } from './helpers/raw-link';
 
 interface Answer {
   status: number;
@@ -164,6 +164,54 @@ it('forgets a poll that api-backend cancelled (its bridge went away): the reques
   poll(link, 'alive', bridgeId);
   const answer = await answerOf(link, 'alive');
   expect(batchMessages(answer.body)).toEqual([expect.objectContaining({ type: 'http_request', path: '/api/ps' })]);
+});
+
+it('credits a streamed answer back to api-backend only as its bytes leave for the web client, so the proxy holds at most one window of it', async () => {
+  const bridgeId = await register(link);
+  link.ws.send(encodeLinkMessage({ type: 'http_request', id: 'web4', method: 'GET', path: '/api/pull', headers: {}, end: true }));
+  poll(link, 'poll4', bridgeId);
+  const [request] = batchMessages((await answerOf(link, 'poll4')).body);
+  if (request.type !== 'http_request') throw new Error('unreachable');
+  const headRecord = encodeResponseHead({ status: 200, headers: {} });
+  link.ws.send(encodeLinkMessage({ type: 'http_request', id: 'long', method: 'POST', path: `/bridge/respond/${bridgeId}/${request.id}`, headers: CALL, end: false }));
+  link.ws.send(encodeData('long', headRecord), { binary: true });
+
+  // api-backend's part, keeping to its credit: it sends all the answer it may, for as long as
+  // credit comes back, while the web client takes nothing past its first window.
+  let credit = INITIAL_WINDOW - headRecord.byteLength;
+  let sent = 0;
+  let forwarded = 0;
+  const take = (events: LinkEvent[]) => {
+    let granted = 0;
+    for (const event of events) {
+      if (event.kind === 'data' && event.id === 'web4') forwarded += event.payload.byteLength;
+      if (event.kind === 'control' && event.message.type === 'window' && event.message.id === 'long') granted += event.message.bytes;
+    }
+    return granted;
+  };
+  for (;;) {
+    while (credit > 0) {
+      const size = Math.min(credit, MAX_CHUNK_BYTES);
+      link.ws.send(encodeData('long', Buffer.alloc(size, 2)), { binary: true });
+      credit -= size;
+      sent += size;
+    }
+    const granted = take(await link.settle(300));
+    if (granted === 0) break;
+    credit += granted;
+  }
+  // The web client's window, and at most one frame past it (flow.ts).
+  expect(forwarded).toBeGreaterThanOrEqual(INITIAL_WINDOW);
+  expect(forwarded).toBeLessThanOrEqual(INITIAL_WINDOW + MAX_CHUNK_BYTES);
+  // What api-backend sent and the web client did not get is what the proxy holds: under one
+  // window (credit comes back only for bytes that left, so the head record's never does).
+  expect(sent - forwarded).toBeLessThan(INITIAL_WINDOW);
+
+  // The web client takes its window: the held bytes leave, and credit comes back for them.
+  link.ws.send(encodeLinkMessage({ type: 'window', id: 'web4', bytes: INITIAL_WINDOW }));
+  const before = forwarded;
+  expect(take(await link.settle(500))).toBeGreaterThan(0);
+  expect(forwarded).toBeGreaterThan(before);
 });
 
 it('grants back no more of a streamed answer than its web client took: api-backend sending past that credit loses the link (1008)', async () => {

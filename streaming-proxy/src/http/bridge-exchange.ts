@@ -11,6 +11,13 @@ import type { Readable } from 'node:stream';
 export interface BridgeRequest extends Readable {
   readonly headers: IncomingHttpHeaders;
   readonly method?: string;
+  /**
+   * For a body this proxy passes on (a streamed answer): from now on its bytes are credited back to
+   * api-backend only as `release` is called for them, once they have left this proxy, not as they
+   * are read, so the proxy holds at most one window of it. Absent on an HTTP request, whose
+   * socket's backpressure does the same.
+   */
+  creditOnRelease?(): (bytes: number) => void;
 }
 
 /** The answer: a head (writeHead or setHeader), a body written whole or in parts, an end or a break. */

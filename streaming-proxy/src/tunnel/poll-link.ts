@@ -88,6 +88,8 @@ interface Queued {
 interface InboundBody {
   req: BridgeRequest;
   outstanding: number;
+  /** Credits body bytes back to api-backend once they left (a frame-link call only). */
+  release?: (bytes: number) => void;
 }
 
 export class PollLink implements DesktopLink {
@@ -147,6 +149,7 @@ export class PollLink implements DesktopLink {
       const body = this.inbound.get(message.id);
       if (body) {
         body.outstanding -= message.bytes;
+        body.release?.(message.bytes);
         if (body.outstanding < INITIAL_WINDOW) body.req.resume();
       }
       return;
@@ -220,7 +223,7 @@ export class PollLink implements DesktopLink {
     const reader = new RecordReader();
     let headDone = false;
     let finished = false;
-    const body: InboundBody = { req, outstanding: 0 };
+    const body: InboundBody = { req, outstanding: 0, release: req.creditOnRelease?.() };
     // Registered now, not after the head: a second POST for the same request is refused above.
     this.inbound.set(requestId, body);
     const deliver = (chunk: Buffer) => {

@@ -38,8 +38,8 @@ export class BridgeCall implements UpstreamStream {
     private readonly onDone: () => void,
   ) {
     const credit = new ReceiveCredit((bytes) => upstream.sendControl({ type: 'window', id, bytes }));
-    this.req = new LinkRequest(credit);
     this.res = new LinkResponse(id, upstream, () => this.done());
+    this.req = new LinkRequest(credit, () => this.res.destroy());
   }
 
   /** `body` is a whole frame's body: all of the call's body, outside the stream's credit. */
@@ -90,9 +90,22 @@ class LinkRequest extends Readable implements BridgeRequest {
   url = '/';
   /** Whether 'data' hands out bytes that came on credit (a whole frame's body did not). */
   private onCredit = true;
+  /** Set once the reader said it credits bytes as they leave (creditOnRelease), not as it reads them. */
+  private onRelease = false;
 
-  constructor(private readonly credit: ReceiveCredit) {
+  constructor(
+    private readonly credit: ReceiveCredit,
+    /** The request ended before its body did (the routes gave up on it): its answer is broken off. */
+    private readonly abandoned: () => void,
+  ) {
     super();
+  }
+
+  creditOnRelease(): (bytes: number) => void {
+    this.onRelease = true;
+    return (bytes) => {
+      if (this.onCredit) this.credit.consumed(bytes);
+    };
   }
 
   open(request: HttpRequestMessage, body?: Buffer): void {
@@ -116,10 +129,15 @@ class LinkRequest extends Readable implements BridgeRequest {
     // Bytes are granted back as they are handed out (see emit), not here.
   }
 
+  _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    if (!this.readableEnded) this.abandoned();
+    callback(error);
+  }
+
   // Every chunk a reader takes leaves through a 'data' emit, whether it reads by listener, by
   // read() or by async iteration: the one place to learn that bytes were consumed.
   emit(event: string | symbol, ...args: unknown[]): boolean {
-    if (event === 'data' && this.onCredit) this.credit.consumed((args[0] as Buffer).byteLength);
+    if (event === 'data' && this.onCredit && !this.onRelease) this.credit.consumed((args[0] as Buffer).byteLength);
     return super.emit(event, ...args);
   }
 }

@@ -15,6 +15,8 @@ export interface RawLink {
   nextEvent(): Promise<LinkEvent>;
   /** The next control message, skipping frames. */
   next(): Promise<LinkMessage>;
+  /** Every message that arrives within `ms` (and any not yet read), once that time is up. */
+  settle(ms: number): Promise<LinkEvent[]>;
   closed: Promise<{ code: number; reason: string }>;
 }
 
@@ -45,8 +47,12 @@ export function openRawLink(proxy: TestProxy): Promise<RawLink> {
       if (event.kind === 'control') return event.message;
     }
   };
+  const settle = async (ms: number): Promise<LinkEvent[]> => {
+    await new Promise((resolve) => setTimeout(resolve, ms));
+    return queue.splice(0);
+  };
   return new Promise((resolve, reject) => {
-    ws.once('open', () => resolve({ ws, nextEvent, next, closed }));
+    ws.once('open', () => resolve({ ws, nextEvent, next, settle, closed }));
     ws.once('error', reject);
   });
 }
