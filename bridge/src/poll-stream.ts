@@ -9,7 +9,8 @@
  * mid-answer cuts the POST, which the relay turns into a broken stream, and is also reported
  * with the next heartbeat. A POST the relay refuses or cuts (the web client left, the stream
  * timed out) abandons the local request. A short answer may instead leave as one POST holding one
- * whole frame (`whole`, on a connection whose relay takes them: short-answer.ts).
+ * whole frame (`whole`, on a connection whose relay takes them: short-answer.ts), gathered with the
+ * turn's other short answers into one POST where the relay takes batches (poll-answers.ts).
  */
 import type http from 'node:http';
 import {
@@ -26,6 +27,7 @@ import { parseRelayError, UnsendableHeadError } from './errors';
 import { readSmall, type RelayHttp } from './poll-http';
 import type { StreamPort } from './stream-table';
 import { MAX_ERROR_MESSAGE } from './ws-stream';
+import type { AnswerBatcher } from './poll-answers';
 
 /** The relay refuses a head record longer than this (it buffers at most 64 KiB waiting for it). */
 const MAX_HEAD_BYTES = 60 * 1024;
@@ -42,6 +44,8 @@ export interface PollStreamHost {
   bodyTaken(bytes: number): void;
   /** The stream is over: forget its port. */
   released(id: string): void;
+  /** Gathers the turn's short answers into one POST, when the relay takes batches (poll-answers.ts). */
+  readonly answers?: AnswerBatcher;
 }
 
 export class PollStreamPort implements StreamPort {
@@ -72,7 +76,14 @@ export class PollStreamPort implements StreamPort {
   whole(head: WholeHead, body: Buffer): boolean {
     const frame = encodeWhole(head, body);
     if (!frame) return false;
-    this.start(frame, true, POLL_WHOLE_CONTENT_TYPE);
+    const alone = () => this.start(frame, true, POLL_WHOLE_CONTENT_TYPE);
+    if (this.host.answers) {
+      // Our side is complete: what is left is the batch's to send.
+      this.finished = true;
+      this.host.answers.add(this.id, frame, alone);
+    } else {
+      alone();
+    }
     return true;
   }
 

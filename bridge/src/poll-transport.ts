@@ -34,6 +34,8 @@
  * Whole frames (protocol/src/tunnel-whole.ts): the registration offers them; a relay that takes them
  * says `whole: true` in its answer, and only then does a short answer leave as one POST of one whole
  * frame (short-answer.ts, poll-stream.ts). A whole request record is taken only if we offered them.
+ * With them the registration offers batches of short answers, and a relay that takes them says
+ * `answers: true`: the answers of one turn then leave in one POST (poll-answers.ts).
  */
 import type http from 'node:http';
 import {
@@ -55,6 +57,7 @@ import { VERSION } from './version';
 import { RenewalTimer } from './auth/renewal';
 import { holdShortAnswers } from './short-answer';
 import { readBatch, type BatchSink } from './poll-batch';
+import { AnswerBatcher } from './poll-answers';
 
 /** Request body the local requests may hold untaken before the bridge stops fetching more. */
 export const MAX_UNTAKEN_BYTES = 4 * 1024 * 1024;
@@ -69,6 +72,8 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
   private readonly streams: StreamTable;
   private readonly ports = new Map<string, PollStreamPort>();
   private registration: PollRegistration | undefined;
+  /** Set when the relay takes batches of short answers (poll-answers.ts). */
+  answers: AnswerBatcher | undefined;
   /** The registration, then the poll, in flight. */
   private pending: http.ClientRequest | undefined;
   private heartbeats: Heartbeats | undefined;
@@ -186,7 +191,7 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
   }
 
   private register(): void {
-    const body = JSON.stringify({ clientId: this.setup.clientId, platform: process.platform, version: VERSION, ...(this.setup.wholeFrames ? { whole: true } : {}) });
+    const body = JSON.stringify({ clientId: this.setup.clientId, platform: process.platform, version: VERSION, ...(this.setup.wholeFrames ? { whole: true, answers: true } : {}) });
     const req = this.http.request('POST', 'register', { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
     this.pending = req;
     let connected = false;
@@ -224,6 +229,8 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
     if (this.ended) return;
     this.registration = registration;
     this.bridgeId = registration.bridgeId;
+    // Batches hold whole frames: the relay says so only if we offered both.
+    if (registration.whole === true && registration.answers === true) this.answers = new AnswerBatcher(this);
     this.isOpen = true;
     this.heartbeats = new Heartbeats(this, registration.heartbeatIntervalMs, this.setup.handshakeTimeoutMs);
     this.events.opened();

@@ -52,7 +52,7 @@ describe('long-poll transport, bridge side', () => {
     const [registration] = relay.registrations;
     expect(registration.headers.authorization).toBe('Bearer tok-123');
     expect(registration.headers['user-agent']).toMatch(/^ctll-bridge\/\S+ /);
-    expect(registration.body).toEqual({ clientId: expect.stringMatching(/^[0-9a-f-]{36}$/), platform: process.platform, version: VERSION, whole: true });
+    expect(registration.body).toEqual({ clientId: expect.stringMatching(/^[0-9a-f-]{36}$/), platform: process.platform, version: VERSION, whole: true, answers: true });
     expect(formatStatus(statuses.at(-1)!)).toMatch(/^connected to http:\/\/127\.0\.0\.1:\d+ via long-poll · target /);
 
     relay.send([request('r1', 'GET', '/json/1')]);

@@ -14,11 +14,17 @@
  * request ends. No base64 anywhere, and the body streams as the local server produces it. A bridge
  * the relay said takes whole frames may instead POST a short answer as one whole frame
  * (POLL_WHOLE_CONTENT_TYPE, tunnel-whole.ts).
+ *
+ * Short answers ready at the same moment may go together: `POST /api/bridge/answers/<bridgeId>`
+ * whose body is records of whole frames, one per answer, each an `http_response` with `end: true`
+ * (at most MAX_BATCHED_ANSWERS). The relay takes each on its own and says which it refused (the
+ * web client left, the stream timed out). A bridge sends such batches only to a relay whose
+ * registration answer said `answers: true`, and a relay says so only to a bridge that offered it.
  */
 import { z } from 'zod';
 import { decodeData, FRAME_DATA, type DataFrame } from './frames';
 import { encodeControl, parseControl, type ControlMessage, type ParseResult } from './messages';
-import { decodeWhole, FRAME_WHOLE, type WholeFrame } from './whole-frame';
+import { decodeWhole, FRAME_WHOLE, MAX_WHOLE_FRAME_BYTES, type WholeFrame } from './whole-frame';
 
 export const FRAME_CONTROL = 0x00;
 export const POLL_BATCH_CONTENT_TYPE = 'application/vnd.ctll.frames';
@@ -137,6 +143,8 @@ export const pollRegistrationSchema = z.object({
   maxQueuedRequests: positive,
   /** The relay takes whole frames from this bridge and sends it some (tunnel-whole.ts); absent from older relays. */
   whole: z.boolean().optional(),
+  /** The relay takes batches of short answers (`answers/<bridgeId>`); absent from older relays. */
+  answers: z.boolean().optional(),
 });
 export type PollRegistration = z.infer<typeof pollRegistrationSchema>;
 
@@ -146,7 +154,21 @@ export const registerBodySchema = z.object({
   version: z.string().min(1).max(64).optional(),
   /** The bridge takes whole frames (tunnel-whole.ts); absent from older bridges. */
   whole: z.boolean().optional(),
+  /** The bridge would send batches of short answers; absent from older bridges. */
+  answers: z.boolean().optional(),
 });
+
+/** The most answers one batch holds. */
+export const MAX_BATCHED_ANSWERS = 32;
+
+/** A full batch's body: every answer at its largest, behind its 4-byte record length (about 2 MiB). */
+export const MAX_ANSWER_BATCH_BYTES = MAX_BATCHED_ANSWERS * (4 + MAX_WHOLE_FRAME_BYTES);
+
+/** What the relay answers to a batch of answers: the ones it did not take, and why. */
+export const answerBatchResultSchema = z.object({
+  refused: z.array(z.object({ id: z.string().max(64), code: z.string().min(1).max(64), message: z.string().max(2048) })).max(MAX_BATCHED_ANSWERS),
+});
+export type AnswerBatchResult = z.infer<typeof answerBatchResultSchema>;
 
 /** Desktop → relay control messages that do not belong to a response (cancel, errors), sent with a heartbeat. */
 export const heartbeatBodySchema = z.object({ messages: z.array(z.unknown()).max(256).optional() });

@@ -14,9 +14,11 @@ import {
   FRAME_WHOLE,
   isWholeFrame,
   MAX_INLINE_BODY_BYTES,
+  POLL_BATCH_CONTENT_TYPE,
   POLL_WHOLE_CONTENT_TYPE,
   PROTOCOL_VERSION,
   PROXY_SECRET_HEADER,
+  recordHeader,
   TunnelErrorCode,
   WHOLE_FRAMES_HEADER,
   type Frame,
@@ -192,8 +194,8 @@ describe('WebSocket tunnel', () => {
 });
 
 describe('long-poll tunnel', () => {
-  async function register(whole: boolean): Promise<PollRegistration> {
-    const answer = await postToProxy(proxy, '/bridge/register', {}, JSON.stringify(whole ? { whole: true } : {}));
+  async function register(whole: boolean, answers = false): Promise<PollRegistration> {
+    const answer = await postToProxy(proxy, '/bridge/register', {}, JSON.stringify({ ...(whole ? { whole: true } : {}), ...(answers ? { answers: true } : {}) }));
     expect(answer.status).toBe(201);
     return JSON.parse(answer.body) as PollRegistration;
   }
@@ -270,6 +272,78 @@ describe('long-poll tunnel', () => {
     const events = [await nextStreamEvent(link), await nextStreamEvent(link), await nextStreamEvent(link)];
     const statuses = Object.fromEntries(events.map((event) => (event.kind === 'whole' ? [event.frame.head.id, event.frame.head.type === 'http_response' ? event.frame.head.status : 0] : ['?', 0])));
     expect(statuses).toEqual({ q1: 502, q2: 502, q3: 200 });
+    link.ws.close();
+  });
+
+  /** Requests `ids` sent through the link, all collected by polls; their stream ids at the bridge, in order. */
+  async function polledRequests(link: RawLink, bridgeId: string, ids: string[]): Promise<string[]> {
+    for (const id of ids) sendWholeRequest(link, id, Buffer.from('{}'));
+    const frames: Frame[] = [];
+    while (frames.length < ids.length) frames.push(...(await pollFrames(bridgeId)));
+    return frames.map((frame) => (frame.kind === 'whole' ? frame.whole.head.id : ''));
+  }
+
+  async function postBatch(bridgeId: string, records: Buffer[]): Promise<{ status: number; body: string }> {
+    const res = await fetch(`${proxy.url}/bridge/answers/${bridgeId}`, {
+      method: 'POST',
+      headers: { [PROXY_SECRET_HEADER]: SECRET, 'content-type': POLL_BATCH_CONTENT_TYPE },
+      body: Buffer.concat(records.flatMap((record) => [recordHeader(record.byteLength), record])),
+    });
+    return { status: res.status, body: await res.text() };
+  }
+
+  const wholeAnswer = (id: string, text: string) => encodeWhole(answerHead(id, Buffer.from(text)), Buffer.from(text))!;
+
+  it('tells a bridge that offered whole frames and batches that it takes batches, and no bridge that offered batches alone', async () => {
+    expect((await register(true, true)).answers).toBe(true);
+    expect((await register(false, true)).answers).toBeUndefined();
+    expect((await register(true)).answers).toBeUndefined();
+  });
+
+  it('hands every answer of a batch to its own web client, and names the one whose request no longer waits', async () => {
+    const registration = await register(true, true);
+    const link = await frameLink();
+    const ids = await polledRequests(link, registration.bridgeId, ['b1', 'b2']);
+    const answered = await postBatch(registration.bridgeId, [wholeAnswer(ids[0], '"one"'), wholeAnswer('nobody', '"lost"'), wholeAnswer(ids[1], '"two"')]);
+    expect(answered.status).toBe(200);
+    expect(JSON.parse(answered.body)).toEqual({ refused: [{ id: 'nobody', code: 'unknown_request', message: expect.any(String) }] });
+    const bodies: Record<string, string> = {};
+    for (let i = 0; i < 2; i++) {
+      const event = await nextStreamEvent(link);
+      if (event.kind !== 'whole' || event.frame.head.type !== 'http_response') throw new Error('expected a whole answer');
+      expect(event.frame.head.status).toBe(200);
+      bodies[event.frame.head.id] = event.frame.body.toString();
+    }
+    expect(bodies).toEqual({ b1: '"one"', b2: '"two"' });
+    link.ws.close();
+  });
+
+  it('fails only the stream whose answer in a batch is malformed; the others of the batch are taken', async () => {
+    const registration = await register(true, true);
+    const link = await frameLink();
+    const ids = await polledRequests(link, registration.bridgeId, ['m1', 'm2']);
+    const notAnAnswer = encodeWhole({ ...post(ids[0], Buffer.alloc(0)), end: true }, Buffer.alloc(0))!;
+    const answered = await postBatch(registration.bridgeId, [notAnAnswer, wholeAnswer(ids[1], '{}')]);
+    expect(answered.status).toBe(200);
+    expect(JSON.parse(answered.body)).toMatchObject({ refused: [{ id: ids[0], code: 'malformed_answer' }] });
+    const events = [await nextStreamEvent(link), await nextStreamEvent(link)];
+    const statuses = Object.fromEntries(events.map((event) => (event.kind === 'whole' && event.frame.head.type === 'http_response' ? [event.frame.head.id, event.frame.head.status] : ['?', 0])));
+    expect(statuses).toEqual({ m1: 502, m2: 200 });
+    link.ws.close();
+  });
+
+  it('refuses a batch from a bridge that never offered batches, taking none of it', async () => {
+    const registration = await register(true);
+    const link = await frameLink();
+    const ids = await polledRequests(link, registration.bridgeId, ['n1']);
+    const refused = await postBatch(registration.bridgeId, [wholeAnswer(ids[0], '{}'), wholeAnswer(ids[0], '{}')]);
+    expect(refused.status).toBe(400);
+    expect(JSON.parse(refused.body)).toMatchObject({ error: { code: 'malformed_answer', message: expect.stringContaining('did not register') } });
+    // The request still waits for its answer, which a single POST gives.
+    const single = await respondWhole(registration.bridgeId, ids[0], wholeAnswer(ids[0], '"late"'));
+    expect(single.status).toBe(200);
+    const event = await nextStreamEvent(link);
+    expect(event).toMatchObject({ kind: 'whole', frame: { head: { id: 'n1', status: 200 } } });
     link.ws.close();
   });
 

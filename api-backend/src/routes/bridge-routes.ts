@@ -3,13 +3,13 @@
  * api-backend authenticates and routes; the user's proxy holds the queue. A bridge id lives in its
  * owner's proxy only, so another user asking for it reaches their own proxy and gets 404.
  *
- * Each call (register, poll, heartbeat, respond) is parsed here, once, and goes on to the proxy as
+ * Each call (register, poll, heartbeat, respond, answers) is parsed here, once, and goes on to the proxy as
  * a stream of its frame link marked as a bridge call (BRIDGE_CALL_HEADER), the way a web client's
  * request does (relay/frame-relay.ts). A proxy of an older release, whose hello does not offer
  * bridge calls, gets them as HTTP requests instead (relay/http-relay.ts) until it is replaced.
  */
 import { Router, type Request, type Response, type NextFunction } from 'express';
-import { BRIDGE_CALL_HEADER, checkProtocolVersion, errorMessage, PROTOCOL_VERSION_HEADER, UnknownBridgeError } from '@ctll/protocol';
+import { BRIDGE_CALL_HEADER, checkProtocolVersion, errorMessage, MAX_ANSWER_BATCH_BYTES, PROTOCOL_VERSION_HEADER, UnknownBridgeError } from '@ctll/protocol';
 import type { StreamingProxyManager } from '../proxy/manager';
 import type { ProxyEndpoint } from '../proxy/driver';
 import type { ProxyClient } from '../proxy/proxy-client';
@@ -88,5 +88,6 @@ export function bridgeRoutes(manager: StreamingProxyManager, client: ProxyClient
   router.get('/api/bridge/poll/:bridgeId', forward(0));
   router.post('/api/bridge/heartbeat/:bridgeId', forward(REGISTER_MAX_BYTES));
   router.post('/api/bridge/respond/:bridgeId/:requestId', forward(Number.MAX_SAFE_INTEGER));
+  router.post('/api/bridge/answers/:bridgeId', forward(MAX_ANSWER_BATCH_BYTES));
   return router;
 }

@@ -25,11 +25,11 @@ import { sendError, sendJson, sendRelayError } from './respond';
 import type { KeyLinks } from '../credentials/key-links';
 import type { BridgeHandler, BridgeRequest, BridgeResponse } from './bridge-exchange';
 
-const ROUTE = /^\/bridge\/(register|poll|respond|heartbeat)(?:\/([A-Za-z0-9]{1,64}))?(?:\/([A-Za-z0-9_.-]{1,64}))?$/;
+const ROUTE = /^\/bridge\/(register|poll|respond|heartbeat|answers)(?:\/([A-Za-z0-9]{1,64}))?(?:\/([A-Za-z0-9_.-]{1,64}))?$/;
 const MAX_JSON_BYTES = 64 * 1024;
 
 export function bridgeRoutes(config: ProxyConfig, hub: TunnelHub, limits: UserLimits, logger: Logger, keyLinks: KeyLinks): BridgeHandler {
-  const registration = (bridgeId: string, whole: boolean): PollRegistration => ({
+  const registration = (bridgeId: string, whole: boolean, answers: boolean): PollRegistration => ({
     bridgeId,
     pollTimeoutMs: config.pollTimeoutMs,
     // Heartbeats matter only while the bridge is busy answering and not polling.
@@ -38,6 +38,7 @@ export function bridgeRoutes(config: ProxyConfig, hub: TunnelHub, limits: UserLi
     maxQueuedRequests: config.pollMaxQueued,
     // Said only to a bridge that offered whole frames: an older one never hears of them.
     ...(whole ? { whole: true } : {}),
+    ...(answers ? { answers: true } : {}),
   });
 
   /** Handles the request if it is a bridge route; returns false otherwise. */
@@ -72,6 +73,8 @@ export function bridgeRoutes(config: ProxyConfig, hub: TunnelHub, limits: UserLi
         return true;
       }
       const { clientId, platform, version, whole } = body.data;
+      // Batches hold whole frames: offered without them, they are not taken.
+      const answers = whole === true && body.data.answers === true;
       // A bridge registering again (its poll failed, it lost the relay for a moment) has given up
       // on what its old registration held: fail those requests now, not after the grace period.
       if (clientId) {
@@ -101,11 +104,12 @@ export function bridgeRoutes(config: ProxyConfig, hub: TunnelHub, limits: UserLi
         credentialExpiresAt: parseCredentialExpiry(req.headers[CREDENTIAL_EXPIRES_HEADER]),
         tokenGraceMs: config.tokenExpiryGraceMs,
         whole: whole === true,
+        answers,
         onClose: (closed, code, reason) => hub.remove(closed, code, reason),
       });
       hub.add(link, keyId);
       keyLinks.track(link, keyId);
-      sendJson(res, 201, registration(link.id, whole === true));
+      sendJson(res, 201, registration(link.id, whole === true, answers));
       return true;
     }
 
@@ -120,6 +124,8 @@ export function bridgeRoutes(config: ProxyConfig, hub: TunnelHub, limits: UserLi
       link.poll(req, res);
     } else if (action === 'respond' && requestId) {
       link.respond(requestId, req, res);
+    } else if (action === 'answers' && !requestId) {
+      link.answers(req, res);
     } else if (action === 'heartbeat' && !requestId) {
       const raw = await readJson(req, res);
       if (res.headersSent) return true;

@@ -52,6 +52,7 @@ import type { DesktopLink } from './desktop-link';
 import type { Logger } from '../logger';
 import { sendError, sendJson } from '../http/respond';
 import { respondWhole } from './respond-whole';
+import { takeAnswerBatch } from './answer-batch';
 import type { BridgeRequest, BridgeResponse } from '../http/bridge-exchange';
 
 export interface PollLinkOptions {
@@ -70,6 +71,8 @@ export interface PollLinkOptions {
   tokenGraceMs: number;
   /** The bridge registered with `whole: true` (and was told this proxy takes whole frames). */
   whole: boolean;
+  /** The bridge registered with `answers: true` too (and was told this proxy takes batches of answers). */
+  answers: boolean;
   onClose: (link: PollLink, code: number, reason: string) => void;
 }
 
@@ -292,6 +295,18 @@ export class PollLink implements DesktopLink {
       if (finished) return;
       finished = true;
       this.correlator.handleControl({ type: 'error', id: requestId, code: TunnelErrorCode.TargetFailed, message: 'the desktop stopped sending its answer' }, this);
+    });
+  }
+
+  /** POST /bridge/answers/:id — short answers ready at once, as one batch of whole frames. */
+  answers(req: BridgeRequest, res: BridgeResponse): void {
+    this.lastSeen = Date.now();
+    takeAnswerBatch(req, res, {
+      offered: this.options.answers,
+      seen: () => (this.lastSeen = Date.now()),
+      awaits: (requestId) => this.correlator.has(requestId) && !this.inbound.has(requestId),
+      correlator: this.correlator,
+      reply: this,
     });
   }
 
