@@ -86,6 +86,22 @@ function batchMessages(body: Buffer) {
   });
 }
 
+/**
+ * A web client's request `web` that a registered polling bridge answers with a streamed respond
+ * call `call`: the head record is sent, the body is the test's to send. Returns the head record.
+ */
+async function startStreamedAnswer(web: string, call: string): Promise<Buffer> {
+  const bridgeId = await register(link);
+  link.ws.send(encodeLinkMessage({ type: 'http_request', id: web, method: 'GET', path: '/api/pull', headers: {}, end: true }));
+  poll(link, `poll-${web}`, bridgeId);
+  const [request] = batchMessages((await answerOf(link, `poll-${web}`)).body);
+  if (request.type !== 'http_request') throw new Error('unreachable');
+  const headRecord = encodeResponseHead({ status: 200, headers: {} });
+  link.ws.send(encodeLinkMessage({ type: 'http_request', id: call, method: 'POST', path: `/bridge/respond/${bridgeId}/${request.id}`, headers: CALL, end: false }));
+  link.ws.send(encodeData(call, headRecord), { binary: true });
+  return headRecord;
+}
+
 let proxy: TestProxy;
 let link: RawLink;
 beforeEach(async () => {
@@ -167,14 +183,7 @@ it('forgets a poll that api-backend cancelled (its bridge went away): the reques
 });
 
 it('credits a streamed answer back to api-backend only as its bytes leave for the web client, so the proxy holds at most one window of it', async () => {
-  const bridgeId = await register(link);
-  link.ws.send(encodeLinkMessage({ type: 'http_request', id: 'web4', method: 'GET', path: '/api/pull', headers: {}, end: true }));
-  poll(link, 'poll4', bridgeId);
-  const [request] = batchMessages((await answerOf(link, 'poll4')).body);
-  if (request.type !== 'http_request') throw new Error('unreachable');
-  const headRecord = encodeResponseHead({ status: 200, headers: {} });
-  link.ws.send(encodeLinkMessage({ type: 'http_request', id: 'long', method: 'POST', path: `/bridge/respond/${bridgeId}/${request.id}`, headers: CALL, end: false }));
-  link.ws.send(encodeData('long', headRecord), { binary: true });
+  const headRecord = await startStreamedAnswer('web4', 'long');
 
   // api-backend's part, keeping to its credit: it sends all the answer it may, for as long as
   // credit comes back, while the web client takes nothing past its first window.
@@ -215,15 +224,8 @@ it('credits a streamed answer back to api-backend only as its bytes leave for th
 });
 
 it('grants back no more of a streamed answer than its web client took: api-backend sending past that credit loses the link (1008)', async () => {
-  const bridgeId = await register(link);
   // The web client's stream grants nothing back, so the proxy may hand the desktop's answer on only up to one window.
-  link.ws.send(encodeLinkMessage({ type: 'http_request', id: 'web3', method: 'GET', path: '/api/pull', headers: {}, end: true }));
-  poll(link, 'poll3', bridgeId);
-  const [request] = batchMessages((await answerOf(link, 'poll3')).body);
-  if (request.type !== 'http_request') throw new Error('unreachable');
-  const headRecord = encodeResponseHead({ status: 200, headers: {} });
-  link.ws.send(encodeLinkMessage({ type: 'http_request', id: 'big', method: 'POST', path: `/bridge/respond/${bridgeId}/${request.id}`, headers: CALL, end: false }));
-  link.ws.send(encodeData('big', headRecord), { binary: true });
+  await startStreamedAnswer('web3', 'big');
   const chunk = Buffer.alloc(MAX_CHUNK_BYTES, 1);
   const frames = Math.ceil((3 * INITIAL_WINDOW) / MAX_CHUNK_BYTES) + 2;
   for (let i = 0; i < frames; i++) link.ws.send(encodeData('big', chunk), { binary: true });
