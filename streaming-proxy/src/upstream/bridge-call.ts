@@ -5,9 +5,9 @@
  * and an answer that are the link's stream (http/bridge-exchange.ts). No HTTP is parsed here.
  *
  * Credit is held as on every stream of the link: request body bytes are granted back to
- * api-backend only once the routes read them (a respond whose desktop answer waits on its web
- * client's credit stops reading, and so api-backend stops sending after one window), and the
- * answer's body leaves only while api-backend's credit lasts. A short answer whose end is known in
+ * api-backend once the routes read them, or, for a streamed answer the routes pass on to its web
+ * client (creditOnRelease), only once they have left this proxy, so the proxy holds at most one
+ * window of it; and the answer's body leaves only while api-backend's credit lasts. A short answer whose end is known in
  * the turn it was written (every JSON answer, most poll batches) goes as one whole frame when
  * api-backend takes them.
  */
