@@ -18,7 +18,7 @@
  * protocol the bridge speaks is unchanged.
  *
  * A proxy whose `hello` says `bridgeCalls: true` also takes a polling bridge's own calls (register,
- * poll, respond, heartbeat) on the link, as `http_request` streams marked with BRIDGE_CALL_HEADER,
+ * poll, respond, answers, heartbeat) on the link, as `http_request` streams marked with BRIDGE_CALL_HEADER,
  * and answers them itself with `http_response` frames: the bridge's HTTP is parsed once, at
  * api-backend, as a web client's is. To a proxy that does not say so (an older release still
  * running after an upgrade), api-backend sends those calls as HTTP requests instead.

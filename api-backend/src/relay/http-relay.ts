@@ -18,7 +18,6 @@ export interface RelayOptions {
   /** Safety net for a proxy that stops answering altogether; the proxy enforces REQUEST_TIMEOUT_MS itself. */
   socketTimeoutMs: number;
   onBytes: (direction: 'up' | 'down', bytes: number) => void;
-  onDone: (status: number) => void;
   /** The proxy could not be reached at all (refused, reset before answering, silent). */
   onUnreachable?: () => void;
   /** Our own headers for the proxy (a bridge request's credential expiry), added after the caller's are filtered. */
@@ -38,7 +37,6 @@ export function relayHttp(
   if (declared > options.maxBodyBytes) {
     req.resume();
     sendError(res, new PayloadTooLargeError(`the request body exceeds ${options.maxBodyBytes} bytes`));
-    options.onDone(413);
     return;
   }
 
@@ -67,7 +65,6 @@ export function relayHttp(
       req.unpipe(upstream);
       req.resume();
       sendError(res, new PayloadTooLargeError(`the request body exceeds ${options.maxBodyBytes} bytes`));
-      options.onDone(413);
     }
   });
   req.pipe(upstream);
@@ -96,7 +93,6 @@ export function relayHttp(
         }),
       );
     }
-    options.onDone(503);
   });
 
   upstream.on('response', (answer) => {
@@ -126,7 +122,6 @@ export function relayHttp(
       finished = true;
       // An answer cut off upstream must reach the client as a broken stream, never a clean end.
       if (cutOff) res.destroy();
-      options.onDone(status);
     };
     answer.pipe(res);
     answer.on('error', () => settle(true));

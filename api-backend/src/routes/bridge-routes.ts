@@ -57,7 +57,6 @@ export function bridgeRoutes(manager: StreamingProxyManager, client: ProxyClient
       maxBodyBytes,
       socketTimeoutMs: silenceTimeoutMs,
       onBytes,
-      onDone: () => undefined,
       onUnreachable,
       internalHeaders: credentialHeaders(caller),
     });

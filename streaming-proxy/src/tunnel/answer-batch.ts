@@ -8,7 +8,6 @@
  * bridge that never offered batches) is answered 400 and what it held is not taken.
  */
 import {
-  CatalogueError,
   decodeWhole,
   MAX_ANSWER_BATCH_BYTES,
   MAX_BATCHED_ANSWERS,
@@ -68,8 +67,7 @@ export function takeAnswerBatch(req: BridgeRequest, res: BridgeResponse, host: A
       }
       const { id } = frame.value.head;
       if (!host.awaits(id)) {
-        const error = new CatalogueError('unknown_request', `no request ${id} is waiting for an answer`);
-        result.refused.push({ id, code: error.code, message: error.message });
+        result.refused.push({ id, code: 'unknown_request', message: `no request ${id} is waiting for an answer` });
         continue;
       }
       host.correlator.handleWhole(frame.value, host.reply);

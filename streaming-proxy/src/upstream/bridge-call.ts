@@ -1,5 +1,5 @@
 /**
- * A polling bridge's own call (register, poll, respond, heartbeat) that came over api-backend's
+ * A polling bridge's own call (register, poll, respond, answers, heartbeat) that came over api-backend's
  * frame link, marked with BRIDGE_CALL_HEADER (protocol/src/proxy-link.ts): the proxy answers it
  * itself, through the same routes an HTTP call reaches (http/bridge-routes.ts), handed a request
  * and an answer that are the link's stream (http/bridge-exchange.ts). No HTTP is parsed here.
@@ -7,9 +7,9 @@
  * Credit is held as on every stream of the link: request body bytes are granted back to
  * api-backend once the routes read them, or, for a streamed answer the routes pass on to its web
  * client (creditOnRelease), only once they have left this proxy, so the proxy holds at most one
- * window of it; and the answer's body leaves only while api-backend's credit lasts. A short answer whose end is known in
- * the turn it was written (every JSON answer, most poll batches) goes as one whole frame when
- * api-backend takes them.
+ * window of it; and the answer's body leaves only while api-backend's credit lasts. A short answer
+ * whose end is known in the turn it was written (every JSON answer, most poll batches) goes as one
+ * whole frame when api-backend takes them.
  */
 import { EventEmitter } from 'node:events';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
@@ -87,7 +87,6 @@ export class BridgeCall implements UpstreamStream {
 class LinkRequest extends Readable implements BridgeRequest {
   headers: IncomingHttpHeaders = {};
   method = 'GET';
-  url = '/';
   /** Whether 'data' hands out bytes that came on credit (a whole frame's body did not). */
   private onCredit = true;
   /** Set once the reader said it credits bytes as they leave (creditOnRelease), not as it reads them. */
@@ -111,7 +110,6 @@ class LinkRequest extends Readable implements BridgeRequest {
   open(request: HttpRequestMessage, body?: Buffer): void {
     this.headers = request.headers;
     this.method = request.method;
-    this.url = request.path;
     if (body) {
       this.onCredit = false;
       if (body.byteLength > 0) this.push(body);
