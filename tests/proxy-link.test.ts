@@ -3,12 +3,14 @@
  * frame-relay.ts), against a proxy played by hand (a raw WebSocket server, as raw-desktop.ts plays
  * a desktop): what a web client sees when the link drops mid-answer or before it, when the proxy
  * floods past its credit, when the proxy speaks another protocol version, and when it stops
- * answering pings.
+ * answering pings; and the masking key its frames carry on the wire.
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createHash, randomBytes } from 'node:crypto';
+import type { AddressInfo, Socket } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import {
+  decodeData,
   encodeData,
   encodeLinkMessage,
   FLOW_CONTROL_CLOSE_CODE,
@@ -23,6 +25,7 @@ import { ProxyLinkPool } from '../api-backend/src/relay/proxy-link';
 import { relayFrames } from '../api-backend/src/relay/frame-relay';
 import { createLogger } from '../api-backend/src/logger';
 import type { ProxyEndpoint } from '../api-backend/src/proxy/driver';
+import { maskKeys } from './helpers/ws-frames';
 
 const logger = createLogger('error');
 
@@ -90,6 +93,8 @@ function call(url: string, readAfter?: Promise<unknown>): Promise<{ status: numb
     req.on('error', (error) => resolve({ broken: error.message }));
   });
 }
+
+const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -189,4 +194,57 @@ it('a link whose proxy stops answering pings is closed: its caller gets 503 prox
   expect(connections).toBe(1);
   expect(await call(`${front.url}/api/tags`)).toEqual({ status: 200, body: 'ok' });
   expect(connections).toBe(2);
+});
+
+it('masks its frames with the zero key (nothing sits between api-backend and its proxies), and an upload arrives intact', async () => {
+  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+  await new Promise((resolve) => wss.once('listening', resolve));
+  const raw: Buffer[] = [];
+  wss.on('connection', (ws, req) => {
+    (req.socket as Socket).on('data', (chunk: Buffer) => raw.push(chunk));
+    ws.send(encodeLinkMessage({ type: 'hello', version: PROTOCOL_VERSION }));
+    ws.send(encodeLinkMessage({ type: 'desktop', connected: true }));
+    const bodies = new Map<string, Buffer[]>();
+    ws.on('message', (data: Buffer, isBinary) => {
+      if (isBinary) {
+        const frame = decodeData(data);
+        if (frame.ok) bodies.get(frame.value.id)?.push(Buffer.from(frame.value.payload));
+        return;
+      }
+      const parsed = parseLinkMessage(data.toString());
+      if (!parsed.ok) return;
+      const message = parsed.value;
+      if (message.type === 'http_request') bodies.set(message.id, []);
+      if (message.type !== 'end' || !bodies.has(message.id)) return;
+      // Answer with the digest of the bytes that arrived, for the caller to compare with what it sent.
+      const body = Buffer.concat(bodies.get(message.id)!);
+      ws.send(encodeLinkMessage({ type: 'http_response', id: message.id, status: 200, headers: {}, end: false }));
+      ws.send(encodeData(message.id, Buffer.from(sha256(body))), { binary: true });
+      ws.send(encodeLinkMessage({ type: 'end', id: message.id }));
+    });
+  });
+  const endpoint = { host: '127.0.0.1', port: (wss.address() as AddressInfo).port, secret: 'x'.repeat(40) };
+  const pool = new ProxyLinkPool({ openTimeoutMs: 5000, logger });
+  const front = await edge(pool, { endpoint, closed: new Promise(() => undefined), close: async () => undefined });
+  cleanups.push(
+    () => new Promise<void>((resolve) => (wss.clients.forEach((c) => c.terminate()), wss.close(() => resolve()))),
+    () => pool.close(),
+    () => new Promise((resolve) => front.server.close(resolve)),
+  );
+
+  // Larger than one whole frame and than one data frame: a head, several data frames and an end.
+  const upload = randomBytes(3 * MAX_CHUNK_BYTES + 123);
+  const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = http.request(`${front.url}/api/embed`, { method: 'POST', headers: { 'content-length': upload.byteLength } }, (res) => {
+      let body = '';
+      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end(upload);
+  });
+  expect(answer).toEqual({ status: 200, body: sha256(upload) });
+  const keys = maskKeys(Buffer.concat(raw));
+  expect(keys.length).toBeGreaterThanOrEqual(5);
+  for (const key of keys) expect([...key]).toEqual([0, 0, 0, 0]);
 });

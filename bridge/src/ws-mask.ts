@@ -11,13 +11,9 @@
  * Only a relay on loopback gets the all-zero key: no intermediary exists there, the frames stay
  * masked frames (the relay requires that), and ws then skips the XOR and the copy on both ends.
  */
-import { classifyAddress } from '@ctll/protocol';
+import { classifyAddress, zeroMask } from '@ctll/protocol';
 
 export type MaskGenerator = (mask: Buffer) => void;
-
-const zeroMask: MaskGenerator = (mask) => {
-  mask.fill(0);
-};
 
 /**
  * The `generateMask` option for a tunnel to `url`, or undefined for ws's random masks. Through a

@@ -9,6 +9,7 @@ import { startBridge, type Bridge } from '../src';
 import { maskFor } from '../src/ws-mask';
 import { startFakeRelay, type FakeRelay } from './fake-relay';
 import { startConnectProxy, startTarget, type ConnectProxy, type Target } from './helpers';
+import { maskKeys } from '../../tests/helpers/ws-frames';
 
 describe('maskFor', () => {
   it.each(['ws://127.0.0.1:8080/ws/tunnel', 'wss://127.0.0.1/ws/tunnel', 'ws://127.8.9.1/ws/tunnel', 'ws://localhost:3000/ws/tunnel', 'ws://[::1]:3000/ws/tunnel'])(
@@ -37,29 +38,6 @@ describe('maskFor', () => {
     expect(maskFor(new URL('ws://127.0.0.1:8080/ws/tunnel'), true)).toBeUndefined();
   });
 });
-
-/** The masking keys of the client frames in `bytes` (RFC 6455 §5.2), first frame first. */
-function maskKeys(bytes: Buffer): Buffer[] {
-  const keys: Buffer[] = [];
-  let at = 0;
-  while (at + 2 <= bytes.length) {
-    const masked = (bytes[at + 1] & 0x80) !== 0;
-    let length = bytes[at + 1] & 0x7f;
-    let header = 2;
-    if (length === 126) {
-      length = bytes.readUInt16BE(at + 2);
-      header = 4;
-    } else if (length === 127) {
-      length = Number(bytes.readBigUInt64BE(at + 2));
-      header = 10;
-    }
-    if (!masked) throw new Error('a client frame without a mask');
-    if (at + header + 4 + length > bytes.length) break;
-    keys.push(bytes.subarray(at + header, at + header + 4));
-    at += header + 4 + length;
-  }
-  return keys;
-}
 
 describe('frames a relay on loopback receives', () => {
   let target: Target;

@@ -27,3 +27,4 @@ export * from './proxy-link';
 export * from './whole-frame';
 export * from './tunnel-whole';
 export * from './write-gather';
+export * from './ws-mask';

@@ -10,6 +10,7 @@
  * The proxy's hello also says whether it answers a polling bridge's calls on the link.
  *
  * Each link is pinged (link-keepalive.ts); one that stops answering is closed like one that broke.
+ * Its frames carry the zero masking key: nothing sits between api-backend and its proxies.
  */
 import type { Socket } from 'node:net';
 import WebSocket, { type RawData } from 'ws';
@@ -35,6 +36,7 @@ import {
   type LinkMessage,
   type WholeHead,
   WriteGather,
+  zeroMask,
 } from '@ctll/protocol';
 import type { ProxyEndpoint } from '../proxy/driver';
 import type { Logger } from '../logger';
@@ -227,6 +229,10 @@ export function openProxyLink(endpoint: ProxyEndpoint, options: ProxyLinkOptions
     perMessageDeflate: false,
     maxPayload: MAX_FRAME_BYTES,
     handshakeTimeout: options.openTimeoutMs,
+    // The link runs on loopback or the user's private network to a proxy of ours: no intermediary
+    // reads its frames, so the zero key (protocol/src/ws-mask.ts) spares both ends a pass over
+    // every uploaded byte.
+    generateMask: zeroMask,
   });
   // ws's own socket, handed over with the upgrade's answer.
   let socket: Socket | undefined;
