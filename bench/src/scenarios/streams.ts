@@ -55,6 +55,26 @@ function openStalled(route: Route, agent: http.Agent, path: string): Stalled {
   return { head, close: () => req.destroy() };
 }
 
+/**
+ * One download read to its end before the first snapshot: what a proxy builds once, on its first
+ * relayed stream (the code of those paths, compiled on first use and kept in V8's heap, and the
+ * link's own tables), is then in both snapshots instead of being divided among the streams.
+ */
+const WARMUP_BYTES = 4 * MIB;
+
+function readWhole(route: Route, path: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: route.host, port: route.port, method: 'GET', path: route.prefix + path, headers: route.headers, agent: false }, (res) => {
+      if (res.statusCode !== 200) reject(new Error(`warm-up download answered ${res.statusCode}`));
+      res.resume();
+      res.on('end', () => resolve());
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 /** Samples the proxy's RSS until it moved less than SETTLE_MIB over SETTLE_MS (or the timeout). */
 async function settle(pid: number): Promise<{ settled: boolean; ms: number }> {
   const began = nowMs();
@@ -126,6 +146,7 @@ export const streams: Scenario = {
       rows,
       notes: [
         `Each stream is a \`GET /blob\` of ${BLOB_BYTES / MIB} MiB through the relay whose caller reads the answer's head and then nothing: the answer fills the sockets on its way, then the credit window, and stalls. Every count runs as a user of its own (a fresh streaming-proxy process) with a real bridge (\`node bridge/dist/cli.js\`), on an api-backend of the scenario's own with the process driver and BRIDGE_MAX_QUEUE raised above the largest count (its default, 64, answers a long-poll request past that backlog 503: a bound on waiting requests, not on memory).`,
+        `Before the first reading, one ${WARMUP_BYTES / MIB} MiB download through the same proxy is read to its end, so what a proxy builds once on its first stream (code compiled on first use, the link's tables) is not counted as the streams'.`,
         `RSS (VmRSS) is read just before the streams open and again once the proxy's RSS moved less than ${SETTLE_MIB} MiB over ${SETTLE_MS / 1000} s; "RSS MiB/stream" is the growth divided by the number of streams that started (a refused request holds nothing). It includes garbage not yet collected and memory the allocator keeps after a burst, so it is an upper bound.`,
         '"held MiB/stream": V8 heap used plus external memory (Buffers) after a full garbage collection (children/gc-hook.ts, through the in-process inspector), at the same two moments, divided by the number of streams that started: what the process really holds per stalled stream.',
         `The bound: per stream and direction a side holds at most one window plus one frame, ${INITIAL_WINDOW / MIB} MiB + ${MAX_OVERSHOOT_BYTES / 1024} KiB = ${round(perDirection, 4)} MiB (protocol/src/flow.ts); a download uses one direction, so the proxy should hold under ${round(perDirection, 3)} MiB per stream here, and under ${round(2 * perDirection, 3)} MiB with a stalled upload beside it.`,
@@ -176,8 +197,9 @@ async function measure(ctx: BenchContext, relay: RelayProcess, transport: string
     if (proxyPid === undefined) throw new Error(`no streaming-proxy process found for ${userId}`);
     const pids = { proxy: proxyPid, api: relay.proc.pid, bridge: bridge.proc.pid };
     const take = async () => ({ proxy: await snapshot(pids.proxy), api: await snapshot(pids.api), bridge: await snapshot(pids.bridge) });
-    const before = await take();
     const route = relayRoute(relay, userId, `relay ${transport}/process`);
+    await readWhole(route, `/blob?n=${WARMUP_BYTES}`);
+    const before = await take();
     for (let i = 0; i < n; i++) open.push(openStalled(route, agent, `/blob?n=${BLOB_BYTES}`));
     const statuses = await Promise.all(open.map((s) => s.head));
     const started = statuses.filter((status) => status === 200).length;
