@@ -25,4 +25,3 @@ export function maskKeys(bytes: Buffer): Buffer[] {
   }
   return keys;
 }
-
