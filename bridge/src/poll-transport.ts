@@ -4,7 +4,11 @@
  * One connection is one registration (`POST /api/bridge/register` gives a bridgeId) and, while it
  * lasts, a loop that keeps one `GET /api/bridge/poll/<bridgeId>` waiting at the relay. The relay
  * answers it the moment it has something, with a batch of records (the WebSocket's frames, each
- * behind a length), and the next poll leaves as soon as that answer has been read. The frames go
+ * behind a length), and the next poll leaves as soon as that answer begins to arrive: the relay
+ * fills it while we read the one before, so a body moving down the tunnel does not stop for a round
+ * trip after every batch. Answers are read strictly in the order their polls were answered (the
+ * relay answered the next poll only after it had given this one its batch); one that arrives early
+ * waits, paused, until the one before it is read, and no further poll leaves meanwhile. The frames go
  * to the same StreamTable and local forwarder as on the WebSocket; each answer goes back as its own
  * streamed POST (poll-stream.ts). Messages that belong to no answer (an error about a bad frame)
  * ride on heartbeats (poll-heartbeat.ts), which also keep the bridge alive at the relay whenever no
@@ -14,8 +18,9 @@
  * away, so no `window` travels here; instead the bridge holds back its next poll while its local
  * requests have more than MAX_UNTAKEN_BYTES of body they have not taken yet. Never for longer than
  * MAX_POLL_PAUSE_MS, though: the poll is shared, and one local server that stopped reading must
- * not keep every other stream (and the cancel that would end its own) from arriving. Answers are
- * paced by their POST's TCP backpressure.
+ * not keep every other stream (and the cancel that would end its own) from arriving. A poll leaves
+ * before the answer being read is counted, so the untaken body may pass that mark by one batch.
+ * Answers are paced by their POST's TCP backpressure.
  *
  * Credit is checked all the same, per poll answer (poll-batch.ts, which also validates every
  * frame): an answer holding more than a window plus one frame of a stream's body ends the
@@ -74,8 +79,12 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
   private registration: PollRegistration | undefined;
   /** Set when the relay takes batches of short answers (poll-answers.ts). */
   answers: AnswerBatcher | undefined;
-  /** The registration, then the poll, in flight. */
+  /** The registration, then the poll, in flight: sent, and its answer not yet being read. */
   private pending: http.ClientRequest | undefined;
+  /** The poll whose answer is being read. */
+  private reading: http.ClientRequest | undefined;
+  /** The next answer's reading, when it arrived before `reading`'s answer was read through. */
+  private nextAnswer: (() => void) | undefined;
   private heartbeats: Heartbeats | undefined;
   private untaken = 0;
   /** Set while the next poll waits for local requests to take their body. */
@@ -302,7 +311,21 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
       return;
     }
     if (status === 200 && contentType.startsWith(POLL_BATCH_CONTENT_TYPE)) {
-      readBatch(res, this.batchSink, () => this.pollAnswered(req));
+      const read = () => {
+        if (this.pending === req) this.pending = undefined;
+        this.reading = req;
+        // The relay has given this poll its batch: the next one may wait there while we read it.
+        this.poll();
+        readBatch(res, this.batchSink, () => this.batchRead(req));
+        // An answer that waited was paused, and a new 'data' listener does not undo an explicit pause.
+        res.resume();
+      };
+      if (this.reading) {
+        res.pause();
+        this.nextAnswer = read;
+      } else {
+        read();
+      }
       return;
     }
     void readSmall(res).then((text) => {
@@ -317,16 +340,28 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
 
   /** Frames of a cut-off answer are lost, and with them the streams they belonged to: start over. */
   private pollCutOff(req: http.ClientRequest): void {
-    if (this.pending !== req) return;
+    if (this.pending !== req && this.reading !== req) return;
     this.pending = undefined;
     this.fail(`lost the relay at ${this.http.host}: a poll answer was cut off`);
   }
 
+  /** An empty answer (the poll's time at the relay ran out): the next poll leaves. */
   private pollAnswered(req: http.ClientRequest): void {
     if (this.pending !== req) return;
     this.pending = undefined;
     this.retriedStaleSocket = false;
     this.poll();
+  }
+
+  /** A batch read through: the answer that waited behind it is read next, or a poll leaves if none is out. */
+  private batchRead(req: http.ClientRequest): void {
+    if (this.reading !== req) return;
+    this.reading = undefined;
+    this.retriedStaleSocket = false;
+    const next = this.nextAnswer;
+    this.nextAnswer = undefined;
+    if (next) next();
+    else this.poll();
   }
 
   /** `id`: the stream the frame named, which then fails at the relay at once instead of by its timeout. */
@@ -360,6 +395,9 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
     this.heartbeats?.stop();
     this.pending?.destroy();
     this.pending = undefined;
+    this.reading?.destroy();
+    this.reading = undefined;
+    this.nextAnswer = undefined;
     this.streams.abortAll();
     this.events.closed({ reason, wasOpen: this.isOpen, byUs, error });
   }

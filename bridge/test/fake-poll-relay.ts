@@ -44,6 +44,8 @@ export interface FakePollRelay {
   answers: Map<string, Answer>;
   /** True while a poll waits for something to carry. */
   readonly pollWaiting: boolean;
+  /** True while an answer sent in pieces (`split`) is still being written. */
+  readonly answerWriting: boolean;
   /** Queues records for the bridge: answered at once if a poll waits. `split` writes the answer in pieces of that many bytes. */
   send(frames: Array<ControlMessage | Buffer>, split?: number): void;
   /** The next poll gets this status and JSON body instead. */
@@ -75,6 +77,7 @@ export async function startFakePollRelay(timing: { pollTimeoutMs?: number; heart
   let registerRefusal: { status: number; body: unknown } | undefined;
   let silent = false;
   let bridges = 0;
+  let writing = 0;
 
   const deliver = (res: http.ServerResponse) => {
     const items = queue;
@@ -87,11 +90,13 @@ export async function startFakePollRelay(timing: { pollTimeoutMs?: number; heart
       return;
     }
     let offset = 0;
+    writing += 1;
     const next = () => {
-      if (offset >= body.byteLength) return void res.end();
       res.write(body.subarray(offset, offset + split));
       offset += split;
-      setTimeout(next, 1);
+      if (offset < body.byteLength) return void setTimeout(next, 1);
+      writing -= 1;
+      res.end();
     };
     next();
   };
@@ -118,6 +123,9 @@ export async function startFakePollRelay(timing: { pollTimeoutMs?: number; heart
     answers: new Map(),
     get pollWaiting() {
       return waiting !== undefined;
+    },
+    get answerWriting() {
+      return writing > 0;
     },
     send(frames, split) {
       for (const frame of frames) {

@@ -1,8 +1,9 @@
 /**
  * The bridge's side of the long-poll transport, against a relay scripted by hand
  * (fake-poll-relay.ts) and a real local HTTP server: registration, streamed answers, records split
- * anywhere, bad frames, cancel, local failures, re-registration, refused tokens, and holding back
- * polls while a local server is slow to take a request body.
+ * anywhere, polls sent ahead of the answer being read, bad frames, cancel, local failures,
+ * re-registration, refused tokens, and holding back polls while a local server is slow to take a
+ * request body.
  */
 import { MAX_CHUNK_BYTES, type ControlMessage } from '@ctll/protocol';
 import { formatStatus, startBridge, VERSION, type Bridge, type BridgeOptions, type BridgeStatus } from '../src';
@@ -94,6 +95,20 @@ describe('long-poll transport, bridge side', () => {
     const answer = await relay.answer('big', 10_000);
     expect(body(answer).equals(Buffer.alloc(48 * MAX_CHUNK_BYTES, 9))).toBe(true);
     expect(relay.heartbeatMessages.filter((m) => m.type === 'window')).toEqual([]);
+  });
+
+  it('sends the next poll while an answer still arrives, and reads the answers in the order they were given', async () => {
+    await pollingBridge();
+    const piece = (n: number) => data('ord', Buffer.alloc(100, n));
+    // Written 64 bytes a millisecond: the first answer takes a while to arrive.
+    relay.send([request('ord', 'POST', '/echo', false), ...Array.from({ length: 20 }, (_, n) => piece(n))], 64);
+    // No round trip lost: the next poll is at the relay before this answer is all written...
+    await relay.until(() => relay.pollWaiting);
+    expect(relay.answerWriting).toBe(true);
+    // ...and its answer, which arrives first, is read only after the one before it.
+    relay.send([...Array.from({ length: 20 }, (_, n) => piece(20 + n)), { type: 'end', id: 'ord' }]);
+    const echoed = body(await relay.answer('ord'));
+    expect(echoed.equals(Buffer.concat(Array.from({ length: 40 }, (_, n) => Buffer.alloc(100, n))))).toBe(true);
   });
 
   it('answers malformed frames with bad_message on a heartbeat and keeps serving', async () => {
