@@ -5,6 +5,8 @@
 // compares two api-backend builds side by side (bench/src/edge-ab.ts).
 // `npm run build && node bench/run.mjs --hops [--chat] [--requests N] [--warmup N]` times a lone small request (or a first token)
 // step by step from a loopback capture (bench/src/hop-timeline.ts; needs tcpdump and root).
+// `npm run build && node bench/run.mjs --delayed [--rtt 20] [--mib 32] [--base-bridge bridge/dist/cli-base.js]`
+// moves bulk bodies over bridge links with a round trip in them, both transports (bench/src/delayed-link.ts).
 //
 // Bundles the TypeScript bench with esbuild (already a devDependency, so a fresh `npm ci` is all
 // it needs) into bench/.tmp/build and runs it. Our own workspaces (@ctll/*, tests/helpers) are
@@ -54,6 +56,7 @@ await build({
     'whole-frames': 'bench/src/whole-frames.ts',
     'edge-ab': 'bench/src/edge-ab.ts',
     'hop-timeline': 'bench/src/hop-timeline.ts',
+    'delayed-link': 'bench/src/delayed-link.ts',
     'llm-server': 'bench/src/children/llm-server.ts',
     'bridge-fleet': 'bench/src/children/bridge-fleet.ts',
     'profiled-proxy': 'bench/src/children/profiled-proxy.ts',
@@ -74,8 +77,10 @@ await build({
 const wholeFrames = process.argv.includes('--whole-frames');
 const edgeAb = process.argv.includes('--edge-ab');
 const hops = process.argv.includes('--hops');
-const args = process.argv.slice(2).filter((arg) => arg !== '--whole-frames' && arg !== '--edge-ab' && arg !== '--hops');
-const entry = wholeFrames ? 'whole-frames.cjs' : edgeAb ? 'edge-ab.cjs' : hops ? 'hop-timeline.cjs' : 'main.cjs';
+const delayed = process.argv.includes('--delayed');
+const tools = new Set(['--whole-frames', '--edge-ab', '--hops', '--delayed']);
+const args = process.argv.slice(2).filter((arg) => !tools.has(arg));
+const entry = wholeFrames ? 'whole-frames.cjs' : edgeAb ? 'edge-ab.cjs' : hops ? 'hop-timeline.cjs' : delayed ? 'delayed-link.cjs' : 'main.cjs';
 const child = spawn(process.execPath, ['--enable-source-maps', path.join(outdir, entry), ...args], {
   cwd: root,
   stdio: 'inherit',
