@@ -66,6 +66,7 @@ const USAGE = `usage: npm run bench -- [options]   (or node bench/run.mjs [optio
   --quick        smaller sizes; with --quick or --only, results go to bench/.tmp instead of bench/
   --only a,b     only these scenarios (ids as in bench/src/scenarios), or with --profile these loads
   --profile      CPU profiles of the relay's processes instead of the scenarios
+  --transport t  with --profile: the bridge's transport, ws (default) or poll
   --render       rewrite RESULTS.md from an existing results.json, measuring nothing
   --merge DIR    with --render: first take the scenarios of an --only run written to DIR into results.json
   --users N      users (bridges) of the scale scenarios (scale, replicas)
@@ -80,6 +81,7 @@ async function main(): Promise<void> {
       quick: { type: 'boolean' },
       only: { type: 'string' },
       profile: { type: 'boolean' },
+      transport: { type: 'string' },
       out: { type: 'string' },
       render: { type: 'boolean' },
       drivers: { type: 'string' },
@@ -99,7 +101,9 @@ async function main(): Promise<void> {
 
   if (values.profile) {
     const loads = values.only ? new Set(values.only.split(',').map((s) => s.trim()) as ProfileLoad[]) : undefined;
-    await runProfile(log, loads);
+    const transport = values.transport ?? 'ws';
+    if (transport !== 'ws' && transport !== 'poll') throw new Error(`--transport is ws or poll, not ${transport}`);
+    await runProfile(log, loads, transport);
     return;
   }
 

@@ -23,7 +23,11 @@ interface ProfileNode {
 
 export type ProfileLoad = 'small' | 'streaming' | 'bulk';
 
-export async function runProfile(log: (message: string) => void, loads: ReadonlySet<ProfileLoad> = new Set(['small', 'streaming', 'bulk'])): Promise<void> {
+export async function runProfile(
+  log: (message: string) => void,
+  loads: ReadonlySet<ProfileLoad> = new Set(['small', 'streaming', 'bulk']),
+  transport: 'ws' | 'poll' = 'ws',
+): Promise<void> {
   fs.rmSync(PROFILE_DIR, { recursive: true, force: true });
   fs.mkdirSync(PROFILE_DIR, { recursive: true });
   const llm = await startLlm();
@@ -33,8 +37,8 @@ export async function runProfile(log: (message: string) => void, loads: Readonly
     proxyScript: path.join(BUILD_DIR, 'profiled-proxy.cjs'),
   });
   const user = 'profile-user';
-  const bridge = await startBridgeProcess(relay, user, llm.url, 'ws', ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`, '--cpu-prof-name=bridge.cpuprofile', '--cpu-prof-interval=200']);
-  const route = relayRoute(relay, user, 'relay ws/process');
+  const bridge = await startBridgeProcess(relay, user, llm.url, transport, ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`, '--cpu-prof-name=bridge.cpuprofile', '--cpu-prof-interval=200']);
+  const route = relayRoute(relay, user, `relay ${transport}/process`);
   try {
     const body = randomBytes(1024);
     if (loads.has('small')) {
