@@ -15,7 +15,8 @@ import { performance } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { agentFor, send, type Route } from './http-client';
-import { stopAll } from './procs';
+import { runTool, stopAll } from './procs';
+import { median } from './measure';
 import { relayRoute, startBridgeProcess, startLlm, startRelayProcess, type BridgeProcess } from './relay';
 
 const MIB = 1024 * 1024;
@@ -82,12 +83,6 @@ async function transfer(route: Route, direction: 'upload' | 'download', bytes: n
   }
 }
 
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-};
-
 async function main(): Promise<void> {
   const { values: option } = parseArgs({
     options: {
@@ -151,11 +146,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  async (error: Error) => {
-    console.error(error);
-    await stopAll();
-    process.exit(1);
-  },
-);
+runTool(main);

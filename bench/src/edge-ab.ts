@@ -13,7 +13,8 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import path from 'node:path';
 import { agentFor, ok, send, type Route } from './http-client';
-import { cpuSeconds, stopAll } from './procs';
+import { cpuSeconds, runTool, stopAll } from './procs';
+import { median } from './measure';
 import { relayRoute, startBridgeProcess, startLlm, startRelayProcess, type BridgeProcess, type RelayProcess } from './relay';
 import { SMALL_BODY } from './scenarios/small';
 import { CONNECTIONS, driveSmall, smallRequest } from './small-rounds';
@@ -49,12 +50,6 @@ async function sequential(route: Route, count: number): Promise<number[]> {
   agent.destroy();
   return times;
 }
-
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-};
 
 async function main(): Promise<void> {
   const { values: option } = parseArgs({
@@ -132,11 +127,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  async (error: Error) => {
-    console.error(error);
-    await stopAll();
-    process.exit(1);
-  },
-);
+runTool(main);

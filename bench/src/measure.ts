@@ -18,6 +18,14 @@ export function percentile(samples: readonly number[], p: number): number {
   return sorted[rank];
 }
 
+/** Median of unsorted values (the mean of the middle two for an even count); NaN when there are none. */
+export function median(values: readonly number[]): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
 export interface Distribution {
   n: number;
   p50: number;

@@ -14,7 +14,7 @@
  */
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import { cpuSeconds, stopAll } from './procs';
+import { cpuSeconds, runTool, stopAll } from './procs';
 import { relayRoute, startFleet, startLlm, startRelayProcess, type Fleet, type LlmProcess, type RelayProcess } from './relay';
 import { CONNECTIONS, driveSmall } from './small-rounds';
 
@@ -93,11 +93,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  async (error: Error) => {
-    console.error(error);
-    await stopAll();
-    process.exit(1);
-  },
-);
+runTool(main);
