@@ -46,8 +46,11 @@ export interface FakePollRelay {
   readonly pollWaiting: boolean;
   /** True while an answer sent in pieces (`split`) is still being written. */
   readonly answerWriting: boolean;
-  /** Queues records for the bridge: answered at once if a poll waits. `split` writes the answer in pieces of that many bytes. */
-  send(frames: Array<ControlMessage | Buffer>, split?: number): void;
+  /**
+   * Queues records for the bridge: answered at once if a poll waits. `split` writes the answer in
+   * pieces of that many bytes; `cutAt` (with `split`) destroys the connection once that many are written.
+   */
+  send(frames: Array<ControlMessage | Buffer>, split?: number, cutAt?: number): void;
   /** The next poll gets this status and JSON body instead. */
   failNextPoll(status: number, body: unknown): void;
   /** From now on, polls are never answered (a relay whose host vanished behind a proxy). */
@@ -70,7 +73,7 @@ export async function startFakePollRelay(timing: { pollTimeoutMs?: number; heart
   const changed = () => {
     for (const listener of [...listeners]) listener();
   };
-  let queue: Array<{ record: Buffer; split?: number }> = [];
+  let queue: Array<{ record: Buffer; split?: number; cutAt?: number }> = [];
   let waiting: { res: http.ServerResponse; timer: NodeJS.Timeout } | undefined;
   let pollFailure: { status: number; body: unknown } | undefined;
   let registerFailure: { status: number; body: unknown } | undefined;
@@ -84,6 +87,7 @@ export async function startFakePollRelay(timing: { pollTimeoutMs?: number; heart
     queue = [];
     const body = Buffer.concat(items.map((item) => item.record));
     const split = items.find((item) => item.split)?.split;
+    const cutAt = items.find((item) => item.cutAt !== undefined)?.cutAt ?? Infinity;
     res.writeHead(200, { 'content-type': POLL_BATCH_CONTENT_TYPE, 'content-length': body.byteLength });
     if (!split) {
       res.end(body);
@@ -94,6 +98,10 @@ export async function startFakePollRelay(timing: { pollTimeoutMs?: number; heart
     const next = () => {
       res.write(body.subarray(offset, offset + split));
       offset += split;
+      if (offset >= cutAt) {
+        writing -= 1;
+        return void res.socket?.destroy();
+      }
       if (offset < body.byteLength) return void setTimeout(next, 1);
       writing -= 1;
       res.end();
@@ -127,10 +135,10 @@ export async function startFakePollRelay(timing: { pollTimeoutMs?: number; heart
     get answerWriting() {
       return writing > 0;
     },
-    send(frames, split) {
+    send(frames, split, cutAt) {
       for (const frame of frames) {
         const bytes = Buffer.isBuffer(frame) ? frame : controlFrame(frame);
-        queue.push({ record: Buffer.concat([recordHeader(bytes.byteLength), bytes]), split });
+        queue.push({ record: Buffer.concat([recordHeader(bytes.byteLength), bytes]), split, cutAt });
       }
       if (waiting) {
         clearTimeout(waiting.timer);

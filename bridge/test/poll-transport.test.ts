@@ -111,6 +111,20 @@ describe('long-poll transport, bridge side', () => {
     expect(echoed.equals(Buffer.concat(Array.from({ length: 40 }, (_, n) => Buffer.alloc(100, n))))).toBe(true);
   });
 
+  it('starts over when an answer is cut off while the next one waits behind it', async () => {
+    const bridge = await pollingBridge();
+    const piece = (n: number) => data('cut', Buffer.alloc(100, n));
+    relay.send([request('cut', 'POST', '/echo', false), ...Array.from({ length: 20 }, (_, n) => piece(n))], 64, 1024);
+    await relay.until(() => relay.pollWaiting);
+    // Arrives whole while the first is still coming, then must not be read once the first is lost.
+    relay.send([piece(20), { type: 'end', id: 'cut' }]);
+    await relay.until(() => relay.registrations.length === 2);
+    await bridge.waitConnected();
+    expect(relay.answers.get('cut')?.ended).not.toBe(true);
+    relay.send([request('after-cut', 'GET', '/json/3')]);
+    expect((await relay.answer('after-cut')).head).toMatchObject({ status: 200 });
+  });
+
   it('answers malformed frames with bad_message on a heartbeat and keeps serving', async () => {
     const bridge = await pollingBridge();
     relay.send([Buffer.from([0x00, 0x6e, 0x6f]), Buffer.from([0x07, 0x01, 0x41])]);
