@@ -16,20 +16,18 @@ import { Authenticator, type Caller } from './auth/authenticator';
 import { loadOrCreateDevKeys, type DevKeys } from './auth/dev-keys';
 import { Metrics } from './metrics';
 import { ProcessDriver } from './proxy/process-driver';
-import { DockerDriver } from './proxy/docker-driver';
-import { SwarmDriver } from './proxy/swarm-driver';
 import { PROXY_PORT } from './proxy/docker/spec';
 import { backendUrlAt } from './proxy/docker/networks';
 import type { ProxyDriver, ProxyExitListener } from './proxy/driver';
 import { StreamingProxyManager } from './proxy/manager';
-import { PgReplicaLock } from './proxy/replica-lock';
+import type { ReplicaLock } from './proxy/replica-lock';
 import { ExitClaims } from './proxy/exit-claims';
 import { ProxyClient } from './proxy/proxy-client';
 import { ProxyLinkPool } from './relay/proxy-link';
 import { startCuller } from './proxy/culler';
 import { proxyEnv } from './proxy/proxy-env';
 import { StartBudget } from './proxy/start-budget';
-import { PgDatabase } from './audit/pg-database';
+import type { PgDatabase } from './audit/pg-database';
 import { mapLimit } from './proxy/map-limit';
 import { errorHandler } from './http/error-handler';
 import { Drain, DRAINING_MESSAGE } from './http/drain';
@@ -87,7 +85,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   // The driver reports deaths to the manager, which is made just below; the callback runs later.
   // Proxies call api-backend back (zrok discovery) at `url`, known once we listen; no proxy starts before that.
   // Of the replicas sharing an engine, the one that claims a death reports it (exit-claims.ts).
-  const driver = createDriver(
+  const driver = await createDriver(
     config,
     log('StreamingProxyManager'),
     (ownerHash, detail, exitId) =>
@@ -104,8 +102,8 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   const audit = await Audit.start(auditOptions(config), { driver, client, metrics, logger: log('audit') });
   const exitClaims = new ExitClaims(audit.database, log('StreamingProxyManager'));
   // Replicas sharing DATABASE_URL start and stop one user's proxy one at a time (PGlite is one process).
-  const replicaLock = config.databaseUrl
-    ? new PgReplicaLock({ url: config.databaseUrl, connectTimeoutMs: config.audit.connectTimeoutMs, logger: log('StreamingProxyManager') })
+  const replicaLock: ReplicaLock | undefined = config.databaseUrl
+    ? new (await import('./proxy/replica-lock')).PgReplicaLock({ url: config.databaseUrl, connectTimeoutMs: config.audit.connectTimeoutMs, logger: log('StreamingProxyManager') })
     : undefined;
   const manager = new StreamingProxyManager(
     driver,
@@ -118,7 +116,7 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
       // Counted in the audit's PostgreSQL when there is one, so replicas share it; in memory with PGlite.
       startBudget: new StartBudget({
         perMinute: config.proxyLimits.startRatePerMinute,
-        pool: audit.database instanceof PgDatabase ? audit.database.pool : undefined,
+        pool: audit.database.kind === 'postgres' ? (audit.database as PgDatabase).pool : undefined,
         logger: log('StreamingProxyManager'),
       }),
       replicaLock,
@@ -341,16 +339,20 @@ export async function startRelay(config: Config, logger: Logger): Promise<Relay>
   return { url, port, manager, audit, devKeys, metricsUrl: privateListener?.url, close };
 }
 
-function createDriver(
+/**
+ * The configured driver. The engine drivers are loaded only when configured: dockerode and what it
+ * pulls in cost an idle api-backend on the process driver several MB it would never use.
+ */
+async function createDriver(
   config: Config,
   logger: Logger,
   onExit: ProxyExitListener,
   apiBackendUrl: () => string | undefined,
   secrets: ProxySecrets,
-): ProxyDriver {
+): Promise<ProxyDriver> {
   const secretFor = (ownerHash: string) => secrets.secretFor(ownerHash);
   if (config.proxy.driver === 'docker' || config.proxy.driver === 'swarm') {
-    const Driver = config.proxy.driver === 'swarm' ? SwarmDriver : DockerDriver;
+    const Driver = config.proxy.driver === 'swarm' ? (await import('./proxy/swarm-driver')).SwarmDriver : (await import('./proxy/docker-driver')).DockerDriver;
     return new Driver({
       image: config.proxy.image,
       memoryMb: config.proxy.memoryMb,

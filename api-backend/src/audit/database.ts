@@ -7,8 +7,6 @@
  */
 import path from 'node:path';
 import type { Logger } from '../logger';
-import { PgDatabase } from './pg-database';
-import { PgliteDatabase } from './pglite-database';
 
 export type SqlParam = string | number | boolean | null;
 
@@ -44,10 +42,13 @@ export interface DatabaseOptions {
   logger: Logger;
 }
 
+/** Each driver is loaded only when chosen: the other's client library would sit idle in memory. */
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
   if (options.url) {
+    const { PgDatabase } = await import('./pg-database');
     return new PgDatabase({ url: options.url, poolSize: options.poolSize, connectTimeoutMs: options.connectTimeoutMs, logger: options.logger });
   }
+  const { PgliteDatabase } = await import('./pglite-database');
   return PgliteDatabase.open(path.join(options.dataDir, 'pglite'));
 }
 

@@ -20,7 +20,7 @@
  * more than the order of two starts, and the engine still refuses a second container of the same
  * name. PGlite (one process per data directory) needs none of this: the in-process lock suffices.
  */
-import pg from 'pg';
+import type pg from 'pg';
 import { ServiceUnavailableError } from '@ctll/protocol';
 import type { Logger } from '../logger';
 
@@ -168,7 +168,9 @@ export class PgReplicaLock implements ReplicaLock {
   private connect(): Promise<pg.Client> {
     if (this.closed) return Promise.reject(new Error('replica lock closed'));
     this.session ??= (async () => {
-      const client = new pg.Client({
+      // Loaded here, not at the top: the manager and the zrok registry use ownerKey with PGlite too.
+      const { Client } = (await import('pg')).default;
+      const client = new Client({
         connectionString: this.options.url,
         connectionTimeoutMillis: this.options.connectTimeoutMs,
         query_timeout: QUERY_TIMEOUT_MS,
