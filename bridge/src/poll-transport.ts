@@ -314,9 +314,11 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
       const read = () => {
         if (this.pending === req) this.pending = undefined;
         this.reading = req;
-        // The relay has given this poll its batch: the next one may wait there while we read it.
-        this.poll();
         readBatch(res, this.batchSink, () => this.batchRead(req));
+        // The relay has given this poll its batch: the next one may wait there while we read it.
+        // It leaves once what has arrived of the batch is handed out, so the request a lone batch
+        // carries reaches the local server first (sent before it, lone requests took longer).
+        setImmediate(() => this.poll());
         // An answer that waited was paused, and a new 'data' listener does not undo an explicit pause.
         res.resume();
       };
