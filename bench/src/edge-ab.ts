@@ -1,13 +1,13 @@
 /**
  * Two builds of api-backend side by side: the bench's small request (1 KiB in, 1 KiB out,
- * `POST /echo/whole`) at 32 connections, process driver, ws bridge, through a relay running
- * api-backend/dist/main.js (B) and one running another bundle (A, e.g. a copy of the previous build
- * as api-backend/dist/main-base.js). The same proxy and bridge bundles serve both. Rounds alternate
+ * `POST /echo/whole`) at 32 connections, process driver, a ws bridge (`--transport poll`: a
+ * polling one), through a relay running api-backend/dist/main.js (B) and one running another
+ * bundle (A, e.g. a copy of the previous build as api-backend/dist/main-base.js). The same proxy and bridge bundles serve both. Rounds alternate
  * A and B (and which goes first), and every process's CPU time is read from /proc around each
  * round, so the CPU per request holds no warm-up and the machine's noise falls on both arms alike.
  *
  *   npm run build && node bench/run.mjs --edge-ab [--base api-backend/dist/main-base.js] [--base-proxy streaming-proxy/dist/x.js]
- *     [--base-bridge bridge/dist/x.js] [--requests 3000] [--rounds 4] [--warmup 3000] [--sequential 300]
+ *     [--base-bridge bridge/dist/x.js] [--requests 3000] [--rounds 4] [--warmup 3000] [--sequential 300] [--transport ws|poll]
  */
 import os from 'node:os';
 import { parseArgs } from 'node:util';
@@ -61,6 +61,7 @@ async function main(): Promise<void> {
       'base-bridge': { type: 'string', default: '' },
       warmup: { type: 'string', default: String(WARMUP) },
       sequential: { type: 'string', default: '300' },
+      transport: { type: 'string', default: 'ws' },
     },
   });
   const requests = Number(option.requests);
@@ -80,8 +81,8 @@ async function main(): Promise<void> {
     for (const { name, apiBackend, proxyScript, cli } of sides) {
       const relay = await startRelayProcess({ driver: 'process', apiBackend, proxyScript });
       const userId = `edge-ab-${arms.length}`;
-      const bridge = await startBridgeProcess(relay, userId, llm.url, 'ws', [], cli);
-      const route = relayRoute(relay, userId, `relay ws ${name}`, () => ({ bridge: bridge.proc.pid }));
+      const bridge = await startBridgeProcess(relay, userId, llm.url, option.transport, [], cli);
+      const route = relayRoute(relay, userId, `relay ${option.transport} ${name}`, () => ({ bridge: bridge.proc.pid }));
       arms.push({ name, relay, bridge, route, requests: 0, errors: 0, seconds: 0, cpu: {}, perRound: {}, sequential: [] });
     }
     for (const arm of arms) await driveSmall(arm.route, Number(option.warmup));
