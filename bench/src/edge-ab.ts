@@ -2,9 +2,10 @@
  * Two builds of api-backend side by side: the bench's small request (1 KiB in, 1 KiB out,
  * `POST /echo/whole`) at 32 connections, process driver, a ws bridge (`--transport poll`: a
  * polling one), through a relay running api-backend/dist/main.js (B) and one running another
- * bundle (A, e.g. a copy of the previous build as api-backend/dist/main-base.js). The same proxy and bridge bundles serve both. Rounds alternate
- * A and B (and which goes first), and every process's CPU time is read from /proc around each
- * round, so the CPU per request holds no warm-up and the machine's noise falls on both arms alike.
+ * bundle (A, e.g. a copy of the previous build as api-backend/dist/main-base.js). Both arms run
+ * this build's proxy and bridge unless --base-proxy or --base-bridge names another for A. Rounds
+ * alternate A and B (and which goes first), and every process's CPU time is read from /proc around
+ * each round, so the CPU per request holds no warm-up and the machine's noise falls on both arms alike.
  *
  *   npm run build && node bench/run.mjs --edge-ab [--base api-backend/dist/main-base.js] [--base-proxy streaming-proxy/dist/x.js]
  *     [--base-bridge bridge/dist/x.js] [--requests 3000] [--rounds 4] [--warmup 3000] [--sequential 300] [--transport ws|poll]
