@@ -36,7 +36,7 @@ afterAll(async () => {
 describe('a polling bridge through a proxy that predates bridge calls', () => {
   it('meets a proxy that does not offer bridge calls, so the calls went as HTTP', async () => {
     const endpoint = await layout.relay.manager.endpoint(USER);
-    expect(endpoint).toBeDefined();
+    expect(endpoint).not.toBeNull();
     const pool = new ProxyLinkPool({ openTimeoutMs: 5_000, logger: createLogger('error') });
     try {
       const link = await pool.get(endpoint!);

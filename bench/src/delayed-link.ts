@@ -22,7 +22,8 @@ import { relayRoute, startBridgeProcess, startLlm, startRelayProcess, type Bridg
 const MIB = 1024 * 1024;
 
 interface Arm {
-  name: string;
+  /** Which bridge bundle (A, B or this build). */
+  build: string;
   transport: 'ws' | 'poll';
   bridge: BridgeProcess;
   route: Route;
@@ -108,7 +109,7 @@ async function main(): Promise<void> {
       for (const transport of ['ws', 'poll'] as const) {
         const userId = `delayed-${arms.length}`;
         const bridge = await startBridgeProcess({ ...relay, url: link.url }, userId, llm.url, transport, [], build.cli);
-        arms.push({ name: `${build.name} ${transport}`, transport, bridge, route: relayRoute(relay, userId, `${build.name} ${transport}`), upload: [], download: [] });
+        arms.push({ build: build.name, transport, bridge, route: relayRoute(relay, userId, `${build.name} ${transport}`), upload: [], download: [] });
       }
     }
     // Warm-up, uncounted: each path's first bytes compile code and grow buffers.
@@ -121,7 +122,7 @@ async function main(): Promise<void> {
         for (const direction of ['download', 'upload'] as const) {
           const rate = await transfer(arm.route, direction, bytes);
           arm[direction].push(rate);
-          console.log(`  round ${r + 1} ${arm.name} ${direction}: ${rate.toFixed(1)} MiB/s`);
+          console.log(`  round ${r + 1} ${arm.route.id} ${direction}: ${rate.toFixed(1)} MiB/s`);
         }
       }
     }
@@ -137,10 +138,10 @@ async function main(): Promise<void> {
   console.log('|---|---|---|');
   for (const arm of arms) {
     const cell = (rates: number[]) => `${median(rates).toFixed(1)} (${rates.map((rate) => rate.toFixed(0)).join(', ')})`;
-    console.log(`| ${arm.name} | ${cell(arm.download)} | ${cell(arm.upload)} |`);
+    console.log(`| ${arm.route.id} | ${cell(arm.download)} | ${cell(arm.upload)} |`);
   }
   for (const build of builds) {
-    const [ws, poll] = ['ws', 'poll'].map((transport) => arms.find((arm) => arm.name === `${build.name} ${transport}`)!);
+    const [ws, poll] = ['ws', 'poll'].map((transport) => arms.find((arm) => arm.build === build.name && arm.transport === transport)!);
     const slower = (direction: 'upload' | 'download') => (median(ws[direction]) / median(poll[direction])).toFixed(2);
     console.log(`${build.name}: the WebSocket moves ${slower('download')}x the poll transport's bytes down, ${slower('upload')}x up`);
   }

@@ -77,7 +77,6 @@ export function nextMessage<T>(proc: Started, accept: (message: unknown) => mess
   });
 }
 
-/** Ends every child still running (used on the way out, also after a failure). */
 /** Runs a bench tool's `main` and exits: 0 when it resolves, 1 (after stopping every child) when it throws. */
 export function runTool(main: () => Promise<void>): void {
   main().then(
@@ -90,6 +89,7 @@ export function runTool(main: () => Promise<void>): void {
   );
 }
 
+/** Ends every child still running (used on the way out, also after a failure). */
 export async function stopAll(): Promise<void> {
   await Promise.all(
     [...started].map(
