@@ -12,7 +12,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import { bodyFraming, endToEndHeaders, escapesRoot, TunnelErrorCode, type Headers } from '@ctll/protocol';
+import { bodyFraming, DrainCredit, endToEndHeaders, escapesRoot, TunnelErrorCode, type Headers } from '@ctll/protocol';
 import type { LocalTarget, LocalTargets } from './local-targets';
 
 /** The head of a request as the relay sent it. */
@@ -47,8 +47,10 @@ export class LocalForwarder {
   private readonly request: http.ClientRequest | undefined;
   private response: http.IncomingMessage | undefined;
   private done = false;
-  /** Bytes written to the local request that wait for its 'drain' before they count as taken. */
-  private waitingForDrain = 0;
+  /** Bytes written to the local request count as taken once it took them. */
+  private readonly toLocal = new DrainCredit((bytes) => {
+    if (!this.done) this.onTaken(bytes);
+  });
   /** The target the request's path chose (local-targets.ts); undefined when it named none. */
   private readonly target: LocalTarget | undefined;
 
@@ -112,18 +114,7 @@ export class LocalForwarder {
   /** One piece of the request body; counted as taken once the local request accepted it. */
   writeBody(chunk: Buffer): void {
     if (this.done || !this.request) return;
-    if (this.request.write(chunk)) {
-      this.onTaken(chunk.byteLength);
-      return;
-    }
-    if (this.waitingForDrain === 0) {
-      this.request.once('drain', () => {
-        const bytes = this.waitingForDrain;
-        this.waitingForDrain = 0;
-        if (!this.done) this.onTaken(bytes);
-      });
-    }
-    this.waitingForDrain += chunk.byteLength;
+    this.toLocal.write(this.request, chunk);
   }
 
   endBody(): void {

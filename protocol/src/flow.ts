@@ -6,12 +6,14 @@
  * consumer has taken the bytes (an HTTP response drained, a local request written). A slow web
  * client therefore slows the desktop's reading of its local server, one stream at a time, and no
  * hop holds more than one window plus one frame per stream. Streams never block each other.
+ * Bytes a hop holds are counted as memory, not just as bytes: what waits is kept in buffers of
+ * its own (`detached`), never as views that keep a larger socket read alive.
  *
  * Credit is enforced, not trusted: a receiver that gets more than the window plus one frame
  * beyond what it granted back, or a sender that is granted more than it ever sent, has a peer
  * that broke the protocol. Both raise FlowControlError, and the link carrying the stream closes.
  */
-import { chunkSlices, MAX_CHUNK_BYTES } from './frames';
+import { chunkSlices, detached, MAX_CHUNK_BYTES } from './frames';
 
 export const INITIAL_WINDOW = 1024 * 1024;
 
@@ -128,8 +130,9 @@ export class ReceiveCredit {
 /**
  * One stream body's sending side: splits each chunk into frames and sends a frame only while
  * credit lasts, so the receiver never sees more than the window plus one frame. Frames that find
- * no credit wait here (at most the one chunk the caller already held) until a grant lets them go;
- * the end of the body waits behind them.
+ * no credit wait here until a grant lets them go (a caller that heeds `write`'s false leaves at
+ * most one chunk; one that forwards on its own credit, like a proxy's CreditHop, up to that
+ * credit); the end of the body waits behind them.
  */
 export class BodySender {
   private readonly credit: SendCredit;
@@ -152,6 +155,8 @@ export class BodySender {
 
   /** Sends what credit allows; false means: write no more until `whenReady` calls back. */
   write(chunk: Buffer): boolean {
+    // Written while frames already wait, it will wait too: held as its own bytes (see `detached`).
+    if (!this.ready) chunk = detached(chunk);
     for (const slice of chunkSlices(chunk)) this.backlog.push(slice);
     this.flush();
     return this.ready;

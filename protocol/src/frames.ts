@@ -44,6 +44,22 @@ export function* chunkSlices(chunk: Buffer): Generator<Buffer> {
   }
 }
 
+/**
+ * The bytes of a chunk that is about to wait (for credit, or for a slow reader) in a buffer of
+ * their own. Decoding hands out views (`decodeData`, and the WebSocket library's own messages are
+ * views of socket reads), and a view keeps its whole parent alive: a window's worth of views
+ * waiting for a stalled caller can hold far more than a window. A chunk that already has (nearly)
+ * its parent to itself is returned as it is, so this is idempotent and a chunk that goes straight
+ * on is never copied.
+ */
+export function detached(chunk: Buffer): Buffer {
+  // Up to 1/16 of slack is tolerated: the same share the protocol allows one frame over a window.
+  if (chunk.buffer.byteLength - chunk.byteLength <= chunk.byteLength / 16) return chunk;
+  const own = Buffer.allocUnsafeSlow(chunk.byteLength);
+  chunk.copy(own);
+  return own;
+}
+
 /** Decodes a binary frame. Never throws. */
 export function decodeData(frame: Buffer): ParseResult<DataFrame> {
   if (frame.byteLength < 3) return { ok: false, error: 'binary frame shorter than its header' };

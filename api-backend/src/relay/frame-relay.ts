@@ -19,6 +19,7 @@ import {
   BodySender,
   CALLER_ONLY_HEADERS,
   CatalogueError,
+  DrainCredit,
   endToEndHeaders,
   fitsInline,
   PayloadTooLargeError,
@@ -62,7 +63,9 @@ class FrameExchange implements LinkStreamHandler {
   /** Whether the proxy knows this stream yet (a whole request is sent only once its body is read). */
   private headSent = false;
   private done = false;
-  private undrained = 0;
+  private readonly toCaller = new DrainCredit((bytes) => {
+    if (!this.done) this.credit.consumed(bytes);
+  });
   private received = 0;
 
   constructor(
@@ -146,19 +149,8 @@ class FrameExchange implements LinkStreamHandler {
     this.timer.refresh();
     this.bodyWritten = true;
     this.options.onBytes('down', payload.byteLength);
-    if (this.res.write(payload)) {
-      this.credit.consumed(payload.byteLength);
-      return;
-    }
     // Answer credit goes back only once the caller took the bytes: the backpressure.
-    if (this.undrained === 0) {
-      this.res.once('drain', () => {
-        const bytes = this.undrained;
-        this.undrained = 0;
-        if (!this.done) this.credit.consumed(bytes);
-      });
-    }
-    this.undrained += payload.byteLength;
+    this.toCaller.write(this.res, payload);
   }
 
   onEnd(): void {
@@ -233,7 +225,7 @@ class FrameExchange implements LinkStreamHandler {
   private silent(): void {
     if (this.done) return;
     // A caller slow to read holds the answer back through credit: not the proxy's silence.
-    if (this.undrained > 0) {
+    if (this.toCaller.waiting > 0) {
       this.timer.refresh();
       return;
     }

@@ -16,6 +16,7 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { Readable } from 'node:stream';
 import {
   BodySender,
+  detached,
   fitsInline,
   ReceiveCredit,
   TunnelErrorCode,
@@ -120,7 +121,8 @@ class LinkRequest extends Readable implements BridgeRequest {
   /** A body frame; throws FlowControlError past the credit granted. */
   data(payload: Buffer): void {
     this.credit.received(payload.byteLength);
-    this.push(payload);
+    // A reader that paused (a respond whose web client stopped reading) leaves it waiting here.
+    this.push(this.readableFlowing === true && this.readableLength === 0 ? payload : detached(payload));
   }
 
   _read(): void {

@@ -16,6 +16,7 @@
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import {
   BodySender,
+  DrainCredit,
   bodyFraming,
   CatalogueError,
   errorMessage,
@@ -43,8 +44,10 @@ export class ShareStream implements UpstreamStream {
   /** Request bytes that arrived before a share was picked. */
   private early: Buffer[] = [];
   private upstreamEnded = false;
-  /** Request bytes written to the share and not yet taken by its socket. */
-  private unwritten = 0;
+  /** Request bytes written to the share count as taken once its socket took them. */
+  private readonly toShareCredit = new DrainCredit((bytes) => {
+    if (!this.done) this.fromUpstream.consumed(bytes);
+  });
   private headSent = false;
   private done = false;
   private bodyBytes = 0;
@@ -163,18 +166,7 @@ export class ShareStream implements UpstreamStream {
       toShare.write(payload);
       return;
     }
-    if (toShare.write(payload) && this.unwritten === 0) {
-      this.fromUpstream.consumed(payload.byteLength);
-      return;
-    }
-    if (this.unwritten === 0) {
-      toShare.once('drain', () => {
-        const bytes = this.unwritten;
-        this.unwritten = 0;
-        if (!this.done) this.fromUpstream.consumed(bytes);
-      });
-    }
-    this.unwritten += payload.byteLength;
+    this.toShareCredit.write(toShare, payload);
   }
 
   // --- from the share ---
