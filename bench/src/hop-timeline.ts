@@ -3,9 +3,9 @@
  * ws/process on one socket, while tcpdump records the loopback interface. By default the bench's
  * small request (1 KiB in, 1 KiB out, `POST /echo/whole`); with `--chat`, a streaming
  * `POST /api/chat` of one token, timed to that token: time to first token, step by step. Either
- * way the request crosses the processes as ten data-carrying segments in a fixed order (web client
- * → api-backend → proxy → api-backend → bridge → test server and back) before the client sees its
- * answer (or first token); the time from one segment to the next is the work of the process
+ * way the request crosses the processes as eight data-carrying segments in a fixed order (web
+ * client → api-backend → proxy → bridge → test server and back; ten where api-backend pipes the
+ * desktop's tunnel on to the proxy) before the client sees its answer (or first token); the time from one segment to the next is the work of the process
  * between them, plus its wake-up. Prints each step's p50 and p90 over every whole cycle captured,
  * as a Markdown table.
  *
@@ -27,17 +27,27 @@ import { relayRoute, startBridgeProcess, startLlm, startRelayProcess } from './r
 import { SMALL_BODY } from './scenarios/small';
 import type { Route } from './http-client';
 
-/** The ten segments of one request, in order; `a>b` are the ports of sender and receiver. */
-const STEPS = [
+/**
+ * The steps between the segments of one request, in order. Since the process driver hands the
+ * desktop's socket to the proxy (api-backend/src/proxy/tunnel-handoffs.ts) a request crosses eight
+ * segments; through a relayed upgrade (a build before that, or a container's proxy) api-backend
+ * pipes the desktop's bytes on to the proxy, two more segments.
+ */
+const HANDED_STEPS = [
   'api-backend: HTTP request in, request frame out to the proxy',
   'proxy: frame link in, desktop link out',
-  'api-backend: desktop pipe (raw bytes)',
   'bridge: frame in, HTTP request out to the local server',
   'the local server (the model)',
   'bridge: HTTP answer in, frame out',
-  'api-backend: desktop pipe (raw bytes)',
   'proxy: desktop link in, frame link out',
   'api-backend: answer frame in, HTTP answer out',
+];
+const PIPED_STEPS = [
+  ...HANDED_STEPS.slice(0, 2),
+  'api-backend: desktop pipe (raw bytes)',
+  ...HANDED_STEPS.slice(2, 5),
+  'api-backend: desktop pipe (raw bytes)',
+  ...HANDED_STEPS.slice(5),
 ];
 
 /** What is sent, and how the client knows its answer is whole. */
@@ -137,18 +147,20 @@ function segments(file: string): Array<[number, string]> {
 }
 
 /**
- * Every run of ten segments that starts with the client's request, ends with its answer (or, for a
- * stream, its first token) and meets the test server at the fifth and sixth.
+ * Every run of `steps.length + 1` segments that starts with the client's request, ends with its
+ * answer (or, for a stream, its first token) and meets the test server where the steps say.
  */
-function cycles(rows: Array<[number, string]>, client: number, relay: number, llm: number): number[][] {
+function cycles(rows: Array<[number, string]>, client: number, relay: number, llm: number, steps: string[]): number[][] {
   const first = `${client}>${relay}`;
   const last = `${relay}>${client}`;
+  const n = steps.length;
+  const model = steps.indexOf('the local server (the model)');
   const found: number[][] = [];
-  for (let i = 0; i + 9 < rows.length; i++) {
-    if (rows[i][1] !== first || rows[i + 9][1] !== last) continue;
-    if (!rows[i + 4][1].endsWith(`>${llm}`) || !rows[i + 5][1].startsWith(`${llm}>`)) continue;
-    const run = rows.slice(i, i + 10);
-    if (run.slice(1, 9).some(([, flow]) => flow.includes(String(client)))) continue;
+  for (let i = 0; i + n < rows.length; i++) {
+    if (rows[i][1] !== first || rows[i + n][1] !== last) continue;
+    if (!rows[i + model][1].endsWith(`>${llm}`) || !rows[i + model + 1][1].startsWith(`${llm}>`)) continue;
+    const run = rows.slice(i, i + n + 1);
+    if (run.slice(1, n).some(([, flow]) => flow.includes(String(client)))) continue;
     found.push(run.map(([at]) => at));
   }
   return found;
@@ -175,13 +187,16 @@ async function main(): Promise<void> {
     const wallMs = Number(process.hrtime.bigint() - began) / 1e6;
     dump.kill('SIGINT');
     await new Promise((resolve) => dump.once('exit', resolve));
-    const found = cycles(segments(file), client.port, relay.port, llm.port);
+    const rows = segments(file);
+    let steps = HANDED_STEPS;
+    let found = cycles(rows, client.port, relay.port, llm.port, steps);
+    if (found.length === 0) found = cycles(rows, client.port, relay.port, llm.port, (steps = PIPED_STEPS));
     if (found.length === 0) throw new Error('no whole request cycle in the capture');
     console.log(`${found.length} whole cycles of ${option.requests} requests (${(wallMs / Number(option.requests)).toFixed(3)} ms each on average, capture running); load average ${os.loadavg()[0].toFixed(2)} on ${os.cpus().length} cores`);
     const row = (name: string, ms: number[]) => console.log(`| ${name} | ${percentile(ms, 50).toFixed(3)} | ${percentile(ms, 90).toFixed(3)} |`);
     console.log('| step | p50 ms | p90 ms |\n|---|---|---|');
-    STEPS.forEach((step, k) => row(step, found.map((at) => (at[k + 1] - at[k]) * 1000)));
-    row(option.chat ? 'request in to first token out, all steps' : 'request in to answer out, all steps', found.map((at) => (at[9] - at[0]) * 1000));
+    steps.forEach((step, k) => row(step, found.map((at) => (at[k + 1] - at[k]) * 1000)));
+    row(option.chat ? 'request in to first token out, all steps' : 'request in to answer out, all steps', found.map((at) => (at[steps.length] - at[0]) * 1000));
   } finally {
     client.close();
     await bridge.close();

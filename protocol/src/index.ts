@@ -29,3 +29,4 @@ export * from './whole-frame';
 export * from './tunnel-whole';
 export * from './write-gather';
 export * from './ws-mask';
+export * from './tunnel-handoff';

@@ -9,6 +9,7 @@ import { ProxyStats } from './stats';
 import { TunnelHub } from './tunnel/hub';
 import { Journal } from './tunnel/journal';
 import { createProxyServer } from './http/server';
+import { HandedTunnels } from './http/handed-tunnels';
 import { ZrokPath } from './zrok/zrok-path';
 
 function main(): void {
@@ -28,7 +29,11 @@ function main(): void {
   const journal = new Journal();
   const hub = new TunnelHub(stats, logger, journal);
   const zrok = ZrokPath.fromConfig(config, logger);
-  const server = createProxyServer({ config, logger, stats, hub, journal, zrok });
+  // Forked by api-backend (the process driver): it hands desktops' tunnels over as sockets.
+  const handOffs = process.send
+    ? new HandedTunnels({ on: (event, listener) => process.on(event, listener), send: (message) => process.send?.(message) }, logger)
+    : undefined;
+  const server = createProxyServer({ config, logger, stats, hub, journal, zrok, handOffs });
 
   server.listen(config.port, config.host, () => {
     const address = server.address();

@@ -16,7 +16,7 @@
  * Long polls and heartbeats are not counted as in flight: a poll waits for work that no longer
  * comes, so it would only hold the drain up to its full timeout; it is cut at the end.
  */
-import type { Duplex } from 'node:stream';
+import type { TunnelEnd } from '../proxy/tunnel-handoffs';
 import type { RequestHandler } from 'express';
 import type { ProxyEndpoint } from '../proxy/driver';
 import { ServiceUnavailableError } from '@ctll/protocol';
@@ -33,7 +33,7 @@ export class Drain {
   private draining = false;
   private inFlight = 0;
   /** Each tunnel spliced through this process, with the proxy at its other end. */
-  private readonly tunnels = new Map<Duplex, ProxyEndpoint>();
+  private readonly tunnels = new Map<TunnelEnd, ProxyEndpoint>();
   private readonly idleWaiters = new Set<() => void>();
 
   get active(): boolean {
@@ -67,8 +67,8 @@ export class Drain {
     };
   }
 
-  /** A desktop's tunnel, spliced through to `proxy`: ended by `closeTunnels` after the drain. */
-  trackTunnel(socket: Duplex, proxy: ProxyEndpoint): void {
+  /** A desktop's tunnel, spliced through to `proxy` or handed to it: ended by `closeTunnels` after the drain. */
+  trackTunnel(socket: TunnelEnd, proxy: ProxyEndpoint): void {
     this.tunnels.set(socket, proxy);
     socket.once('close', () => this.tunnels.delete(socket));
   }
@@ -101,7 +101,8 @@ export class Drain {
 
   /** Resolves once every tracked tunnel has closed, or after `timeoutMs`. */
   async tunnelsClosed(timeoutMs: number): Promise<void> {
-    const open = [...this.tunnels.keys()].map((socket) => new Promise<void>((resolve) => (socket.destroyed ? resolve() : socket.once('close', () => resolve()))));
+    // Each leaves the table on its 'close': what is still in it has yet to close.
+    const open = [...this.tunnels.keys()].map((tunnel) => new Promise<void>((resolve) => tunnel.once('close', () => resolve())));
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([Promise.all(open), new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
     clearTimeout(timer);

@@ -5,6 +5,9 @@
  * engine), never in a second map that could disagree with it; the one exception is a count of
  * running proxies for /metrics and /health (`running()`), which must not cost an engine call.
  */
+import type { Duplex } from 'node:stream';
+import type { HandOffOutcome } from './tunnel-handoffs';
+
 export type ProxyState = 'running' | 'starting' | 'stopped' | 'not-found';
 
 /** How api-backend reaches a proxy. The secret proves to the proxy that the caller is api-backend. */
@@ -64,6 +67,11 @@ export interface ProxyDriver {
   health(): Promise<DriverHealth>;
   /** Releases the driver's own resources (event streams, child processes); never removes a proxy that outlives the relay. */
   close(): Promise<void>;
+  /**
+   * Hands a desktop's tunnel to the owner's running proxy as the socket itself, where the driver
+   * can (a child process can be sent a socket, a container cannot); false: relay it to the endpoint.
+   */
+  handOffTunnel?(ownerHash: string, socket: Duplex, headers: Record<string, string | string[]>, head: Buffer, outcome: HandOffOutcome): boolean;
 }
 
 /**

@@ -3,7 +3,8 @@
  * 127.0.0.1, on a port it picks itself and reports over the IPC channel. The child table is the
  * record of what runs; a child that exits is gone from it at once. Children get only the
  * environment they need (never our database URL or keys), a heap cap from PROXY_MEMORY_MB, and
- * die with us: they exit when the IPC channel to this process closes.
+ * die with us: they exit when the IPC channel to this process closes. Over that channel a child is
+ * also handed its desktops' tunnels as sockets (tunnel-handoffs.ts).
  *
  * The heap cap alone does not bound a child (buffers live outside the heap), so where /proc
  * exists a MemoryWatchdog samples each child's resident memory and kills one over
@@ -15,6 +16,8 @@ import type { DriverHealth, ProxyDriver, ProxyEndpoint, ProxyExitListener, Proxy
 import type { Logger } from '../logger';
 import { canWatchMemory, MemoryWatchdog, type WatchedChild } from './memory-watchdog';
 import { NotHealthyError, waitHealthy } from './wait-healthy';
+import { canHandOff, TunnelHandOffs, type HandOffOutcome } from './tunnel-handoffs';
+import type { Duplex } from 'node:stream';
 
 export interface ProcessDriverOptions {
   script: string;
@@ -37,6 +40,7 @@ interface Child {
   /** Set when the watchdog killed it: its exit is reported as such. */
   overMemory?: string;
   exited: Promise<void>;
+  handOffs: TunnelHandOffs;
 }
 
 const STOP_GRACE_MS = 3000;
@@ -95,6 +99,7 @@ export class ProcessDriver implements ProxyDriver {
       handle,
       stopping: false,
       exited: new Promise((resolve) => child.once('exit', () => resolve())),
+      handOffs: new TunnelHandOffs(child),
     };
     this.children.set(ownerHash, entry);
     // For the child's whole life: an 'error' nobody listens to (a failed kill or IPC send, a fork
@@ -147,6 +152,14 @@ export class ProcessDriver implements ProxyDriver {
   }
 
   forgetEndpoint(): void {}
+
+  /** The child is sent the desktop's socket: no second connection, and no byte of it passes through us. */
+  handOffTunnel(ownerHash: string, socket: Duplex, headers: Record<string, string | string[]>, head: Buffer, outcome: HandOffOutcome): boolean {
+    const entry = this.children.get(ownerHash);
+    if (!entry || entry.stopping || entry.handle.state !== 'running' || !entry.process.connected || !canHandOff(socket)) return false;
+    entry.handOffs.handOff(socket, headers, head, outcome);
+    return true;
+  }
 
   async list(): Promise<ProxyHandle[]> {
     return [...this.children.values()].map((entry) => entry.handle);

@@ -22,16 +22,16 @@ export interface UpgradeOutcome {
   onFailure(error: RelayError): void;
 }
 
-export function relayUpgrade(
+/**
+ * The upgrade request's headers as the proxy gets them, relayed or handed over: the caller's
+ * without its token, cookies, host or anything in our internal namespace; then ours (the
+ * credential's expiry, this process's id) and the proxy's secret.
+ */
+export function proxyUpgradeHeaders(
   req: http.IncomingMessage,
-  socket: Duplex,
-  head: Buffer,
   endpoint: ProxyEndpoint,
-  outcome: UpgradeOutcome,
-  /** Our own headers for the proxy (the credential's expiry), added after the caller's are filtered. */
-  internalHeaders: Record<string, string> = {},
-): void {
-  const { onFailure } = outcome;
+  internalHeaders: Record<string, string>,
+): Record<string, string | string[]> {
   const headers: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(req.headers)) {
     if (value === undefined || DROPPED.has(name) || name.startsWith(INTERNAL_HEADER_PREFIX)) continue;
@@ -39,6 +39,18 @@ export function relayUpgrade(
   }
   Object.assign(headers, internalHeaders);
   headers[SECRET_HEADER] = endpoint.secret;
+  return headers;
+}
+
+export function relayUpgrade(
+  socket: Duplex,
+  head: Buffer,
+  endpoint: ProxyEndpoint,
+  /** From proxyUpgradeHeaders. */
+  headers: Record<string, string | string[]>,
+  outcome: UpgradeOutcome,
+): void {
+  const { onFailure } = outcome;
 
   const upstream = http.request({
     host: endpoint.host,

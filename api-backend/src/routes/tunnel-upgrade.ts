@@ -3,7 +3,9 @@
  * per-address limits first (429 on the raw socket), then the token is checked before anything else
  * happens (a bad one gets a 401 on the raw socket, counted against the address, and never a
  * WebSocket); then the user's proxy is started if needed and the connection is handed to it,
- * told when the token expires: the proxy closes the tunnel if it is not renewed in time.
+ * told when the token expires: the proxy closes the tunnel if it is not renewed in time. A child
+ * proxy (process driver) is sent the desktop's socket itself; a container's proxy gets the upgrade
+ * relayed to its port and the two sockets spliced here.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -13,7 +15,8 @@ import type { Authenticator } from '../auth/authenticator';
 import { credentialHeaders } from '../auth/credential-headers';
 import type { IpLimits } from '../http/ip-limits';
 import type { StreamingProxyManager } from '../proxy/manager';
-import { relayUpgrade, rejectUpgradeWith } from '../relay/upgrade-relay';
+import { proxyUpgradeHeaders, relayUpgrade, rejectUpgradeWith } from '../relay/upgrade-relay';
+import type { TunnelEnd } from '../proxy/tunnel-handoffs';
 import type { Metrics } from '../metrics';
 import type { Logger } from '../logger';
 import { userHash } from '../proxy/naming';
@@ -30,8 +33,8 @@ export function tunnelUpgradeHandler(deps: {
   clientAddress: (req: IncomingMessage) => string;
   /** A desktop's tunnel opened or closed at this owner's proxy (the audit reads its journal soon). */
   onActivity?: (ownerHash: string) => void;
-  /** Told of each desktop socket handed to a proxy (at `endpoint`), so the shutdown can end it after the drain. */
-  onTunnel?: (socket: Duplex, endpoint: ProxyEndpoint) => void;
+  /** Told of each desktop tunnel a proxy (at `endpoint`) accepted, so the shutdown can end it after the drain. */
+  onTunnel?: (tunnel: TunnelEnd, endpoint: ProxyEndpoint) => void;
   /** This process's id for the proxy (RELAY_INSTANCE_HEADER): a drain of this replica closes only its own tunnels. */
   relayInstance?: string;
 }) {
@@ -58,29 +61,34 @@ export function tunnelUpgradeHandler(deps: {
       if (!handle.endpoint) throw new Error('proxy has no endpoint');
       const { endpoint } = handle;
       const ownerHash = userHash(userId);
-      relayUpgrade(
-        req,
-        socket,
-        head,
-        endpoint,
-        {
-          // Counted once the proxy accepted it: an upgrade still waiting for the proxy, or refused
-          // by it, is not a tunnel (nor, when its socket closes, a tunnel closing).
-          onSpliced: () => {
-            deps.onTunnel?.(socket, endpoint);
-            metrics.tunnelUpgrades.inc({ result: 'accepted' });
-            onActivity?.(ownerHash);
-            socket.once('close', () => onActivity?.(ownerHash));
-          },
-          onFailure: (failure) => {
-            const limited = failure.status === 429;
-            metrics.tunnelUpgrades.inc({ result: limited ? failure.code : 'proxy_failed' });
-            if (!limited) logger.warn('tunnel upgrade failed at the StreamingProxy', { owner: ownerHash, status: failure.status, message: failure.message });
-            rejectUpgradeWith(socket, failure);
-          },
-        },
-        { ...credentialHeaders(caller), ...(deps.relayInstance ? { [RELAY_INSTANCE_HEADER]: deps.relayInstance } : {}) },
-      );
+      const headers = proxyUpgradeHeaders(req, endpoint, {
+        ...credentialHeaders(caller),
+        ...(deps.relayInstance ? { [RELAY_INSTANCE_HEADER]: deps.relayInstance } : {}),
+      });
+      // Counted once the proxy accepted it: an upgrade still waiting for the proxy, or refused
+      // by it, is not a tunnel (nor, when its socket closes, a tunnel closing).
+      const accepted = (tunnel: TunnelEnd) => {
+        deps.onTunnel?.(tunnel, endpoint);
+        metrics.tunnelUpgrades.inc({ result: 'accepted' });
+        onActivity?.(ownerHash);
+        tunnel.once('close', () => onActivity?.(ownerHash));
+      };
+      const refused = (status: number, code: string, message: string) => {
+        const limited = status === 429;
+        metrics.tunnelUpgrades.inc({ result: limited ? code : 'proxy_failed' });
+        if (!limited) logger.warn('tunnel upgrade failed at the StreamingProxy', { owner: ownerHash, status, message });
+      };
+      const failed = (failure: RelayError) => {
+        refused(failure.status, failure.code, failure.message);
+        rejectUpgradeWith(socket, failure);
+      };
+      // A child proxy is handed the desktop's socket itself; any other is relayed to its endpoint.
+      const handedOff = manager.driver.handOffTunnel?.(ownerHash, socket, headers, head, {
+        accepted,
+        refused: (status, code) => refused(status, code, `the StreamingProxy refused the tunnel (${code})`),
+        failed,
+      });
+      if (!handedOff) relayUpgrade(socket, head, endpoint, headers, { onSpliced: () => accepted(socket), onFailure: failed });
     } catch (error) {
       const relayError = error instanceof RelayError ? error : undefined;
       metrics.tunnelUpgrades.inc({ result: relayError ? relayError.code : 'error' });

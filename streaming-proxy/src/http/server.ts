@@ -8,7 +8,8 @@
  *   POST /zrok/refresh pull the user's zrok shares and check them now (api-backend, on register)
  *   POST /tunnels/reconnect  an api-backend is restarting: close the WebSocket tunnels it relays with 1012
  *   POST /credentials/revoked  a relay key was revoked: close the links it opened (credentials/key-links.ts)
- *   GET  /ws/tunnel    WebSocket upgrade: a desktop's tunnel, forwarded by api-backend
+ *   GET  /ws/tunnel    WebSocket upgrade: a desktop's tunnel, forwarded by api-backend (a child
+ *                      proxy of the process driver is handed the desktop's socket instead)
  *   GET  /link         WebSocket upgrade: api-backend's frame link, which carries every relayed
  *                      request (upstream/): to the desktop's tunnel (WebSocket, then polling),
  *                      else a healthy zrok share it registered (zrok/zrok-path.ts), else 503
@@ -34,6 +35,7 @@ import {
   saysWhole,
   TUNNELS_RECONNECT_PATH,
   UnauthorizedError,
+  type RelayError,
   WHOLE_FRAMES_HEADER,
   WHOLE_FRAMES_HEADER_VALUE,
 } from '@ctll/protocol';
@@ -52,6 +54,7 @@ import { renewalClient, type VerifyRenewal } from '../credentials/renewal-client
 import { KeyLinks } from '../credentials/key-links';
 import { keyRevoked } from '../credentials/key-revoked-route';
 import { upstreamLinks } from '../upstream/upstream-link';
+import type { AcceptDesktop, HandedTunnels } from './handed-tunnels';
 import type { JournalPage, ProxyHealth, ProxyStatus, ProxyUsage, ReconnectAnswer, ZrokRefreshAnswer } from '@ctll/protocol';
 
 export interface ProxyServerDeps {
@@ -64,9 +67,11 @@ export interface ProxyServerDeps {
   zrok?: ZrokPath;
   /** Checks a tunnel's renewal token; by default api-backend does, at API_BACKEND_URL. */
   verifyRenewal?: VerifyRenewal;
+  /** Tunnels api-backend hands over as sockets, when it is our parent process (handed-tunnels.ts). */
+  handOffs?: HandedTunnels;
 }
 
-export function createProxyServer({ config, logger, stats, hub, journal, zrok, verifyRenewal }: ProxyServerDeps): http.Server {
+export function createProxyServer({ config, logger, stats, hub, journal, zrok, verifyRenewal, handOffs }: ProxyServerDeps): http.Server {
   const isApiBackend = secretChecker(config.secret);
   const verify = verifyRenewal ?? renewalClient({ apiBackendUrl: config.zrok.apiBackendUrl, userHash: config.userHash, secret: config.secret });
   const startedAt = Date.now();
@@ -170,22 +175,32 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
       acceptUpstream(req, socket, head);
       return;
     }
+    acceptDesktop(req, socket, head);
+  });
+
+  /** A desktop's tunnel: relayed to our port by api-backend, or handed to us as its socket (`watch` then hears how it went). */
+  const acceptDesktop: AcceptDesktop = (req, socket, head, watch) => {
+    const refuse = (error: RelayError) => {
+      watch?.refused(error);
+      refuseUpgrade(socket, error);
+    };
     if (!isApiBackend(req) || (req.url ?? '').split('?')[0] !== '/ws/tunnel') {
-      refuseUpgrade(socket, new UnauthorizedError('this proxy answers api-backend only'));
+      refuse(new UnauthorizedError('this proxy answers api-backend only'));
       return;
     }
     const keyId = headerValue(req.headers[CREDENTIAL_KEY_HEADER]);
     if (keyLinks.isRevoked(keyId)) {
-      refuseUpgrade(socket, new UnauthorizedError('invalid, revoked or expired relay key'));
+      refuse(new UnauthorizedError('invalid, revoked or expired relay key'));
       return;
     }
     const refused = limits.admitLink('ws', hub.count('ws'));
     if (refused) {
       logger.info('WebSocket tunnel refused by a user limit', { code: refused.code, open: hub.count('ws') });
-      refuseUpgrade(socket, refused);
+      refuse(refused);
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
+      watch?.accepted();
       const link = new WsLink(ws, {
         id: hub.newLinkId(),
         client: describeClient(req),
@@ -202,7 +217,8 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
       hub.add(link, keyId, relayInstance(req));
       keyLinks.track(link, keyId);
     });
-  });
+  };
+  handOffs?.serve(acceptDesktop);
 
   // Longer than api-backend's pooled keep-alive sockets live, so the pool never reuses a socket we just closed.
   server.keepAliveTimeout = 65_000;
