@@ -55,6 +55,9 @@ export class HandedTunnels {
   private take(request: TunnelHandOff, socket: Socket, accept: AcceptDesktop): void {
     const { ticket } = request;
     this.open.set(ticket, socket);
+    // As api-backend set them on a tunnel it spliced: the socket options are its own, not the fd's.
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 30_000);
     socket.on('error', () => socket.destroy());
     socket.once('close', () => {
       this.open.delete(ticket);
