@@ -5,9 +5,9 @@
  * `POST /api/chat` of one token, timed to that token: time to first token, step by step. Either
  * way the request crosses the processes as eight data-carrying segments in a fixed order (web
  * client → api-backend → proxy → bridge → test server and back; ten where api-backend pipes the
- * desktop's tunnel on to the proxy) before the client sees its answer (or first token); the time from one segment to the next is the work of the process
- * between them, plus its wake-up. Prints each step's p50 and p90 over every whole cycle captured,
- * as a Markdown table.
+ * desktop's tunnel on to the proxy) before the client sees its answer (or first token); the time
+ * from one segment to the next is the work of the process between them, plus its wake-up. Prints
+ * each step's p50 and p90 over every whole cycle captured, as a Markdown table.
  *
  *   npm run build && node bench/run.mjs --hops [--chat] [--requests 1000] [--warmup 8000]
  *

@@ -1,5 +1,6 @@
 /**
- * The desktop's tunnel upgrade, passed through to the user's proxy. After the proxy accepts the
+ * The desktop's tunnel upgrade, passed through to a container's proxy (a child proxy of the
+ * process driver is handed the socket instead: proxy/tunnel-handoffs.ts). After the proxy accepts the
  * WebSocket handshake, api-backend only splices the two TCP sockets together: frames are neither
  * parsed nor copied here, and the proxy terminates the WebSocket. The caller's token and the
  * query string stay behind; the per-proxy secret and the credential's expiry are added.
