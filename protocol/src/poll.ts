@@ -23,7 +23,7 @@
  */
 import { z } from 'zod';
 import { decodeData, FRAME_DATA, type DataFrame } from './frames';
-import { encodeControl, parseControl, type ControlMessage, type ParseResult } from './messages';
+import { encodeControl, parseControl, wireHeadersSchema, type ControlMessage, type ParseResult } from './messages';
 import { decodeWhole, FRAME_WHOLE, MAX_WHOLE_FRAME_BYTES, type WholeFrame } from './whole-frame';
 
 export const FRAME_CONTROL = 0x00;
@@ -71,46 +71,88 @@ export function decodeFrame(frame: Buffer): FrameDecodeResult {
 /**
  * Splits a byte stream into records as chunks arrive. `push` returns the complete records so far;
  * a record longer than MAX_RECORD_BYTES is an error (the stream is not ours).
+ *
+ * A record is assembled once, when its last byte has arrived: a body record of 64 KiB comes in
+ * several socket reads, and joining what has arrived on every read copied it again and again (and
+ * made as much garbage), the largest cost of a polling bridge's upload after its socket writes.
+ * A record that lies within one chunk is a view of it, not a copy.
  */
 export class RecordReader {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
+  /** The length of the record whose header has been read, header included. */
+  private needed: number | undefined;
 
   /** `limit` stops after that many records, leaving the rest for `takeRest` (a head before a raw body). */
   push(chunk: Buffer, limit = Infinity): ParseResult<Buffer[]> {
-    this.pending.push(chunk);
-    this.pendingBytes += chunk.byteLength;
-    const records: Buffer[] = [];
-    let buffer = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending, this.pendingBytes);
-    while (buffer.byteLength >= 4 && records.length < limit) {
-      const length = buffer.readUInt32BE(0);
-      if (length > MAX_RECORD_BYTES) return { ok: false, error: `record of ${length} bytes exceeds ${MAX_RECORD_BYTES}` };
-      if (buffer.byteLength < 4 + length) break;
-      records.push(buffer.subarray(4, 4 + length));
-      buffer = buffer.subarray(4 + length);
+    if (chunk.byteLength > 0) {
+      this.pending.push(chunk);
+      this.pendingBytes += chunk.byteLength;
     }
-    this.pending = buffer.byteLength > 0 ? [buffer] : [];
-    this.pendingBytes = buffer.byteLength;
+    const records: Buffer[] = [];
+    while (records.length < limit) {
+      if (this.needed === undefined) {
+        if (this.pendingBytes < 4) break;
+        const length = this.peekLength();
+        if (length > MAX_RECORD_BYTES) return { ok: false, error: `record of ${length} bytes exceeds ${MAX_RECORD_BYTES}` };
+        this.needed = 4 + length;
+      }
+      if (this.pendingBytes < this.needed) break;
+      records.push(this.take(this.needed).subarray(4));
+      this.needed = undefined;
+    }
     return { ok: true, value: records };
   }
 
   /** Bytes after the last complete record (for a head record followed by a raw body). */
   takeRest(): Buffer {
-    const rest = Buffer.concat(this.pending, this.pendingBytes);
+    const rest = this.pending.length === 1 ? this.pending[0] : Buffer.concat(this.pending, this.pendingBytes);
     this.pending = [];
     this.pendingBytes = 0;
+    this.needed = undefined;
     return rest;
   }
 
   get buffered(): number {
     return this.pendingBytes;
   }
+
+  /** The length field of the record at the front, which may itself straddle chunks. */
+  private peekLength(): number {
+    const first = this.pending[0];
+    if (first.byteLength >= 4) return first.readUInt32BE(0);
+    const joined = Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [joined];
+    return joined.readUInt32BE(0);
+  }
+
+  /** The first `bytes` pending bytes: a view when one chunk holds them, else one copy. */
+  private take(bytes: number): Buffer {
+    const first = this.pending[0];
+    let out: Buffer;
+    if (first.byteLength >= bytes) {
+      out = first.subarray(0, bytes);
+      if (first.byteLength === bytes) this.pending.shift();
+      else this.pending[0] = first.subarray(bytes);
+    } else {
+      out = Buffer.allocUnsafe(bytes);
+      let filled = 0;
+      while (filled < bytes) {
+        const chunk = this.pending[0];
+        const part = Math.min(chunk.byteLength, bytes - filled);
+        chunk.copy(out, filled, 0, part);
+        filled += part;
+        if (part === chunk.byteLength) this.pending.shift();
+        else this.pending[0] = chunk.subarray(part);
+      }
+    }
+    this.pendingBytes -= bytes;
+    return out;
+  }
 }
 
-const headersSchema = z.record(z.string().min(1).max(256), z.union([z.string().max(16 * 1024), z.array(z.string().max(16 * 1024)).max(64)]));
-
 export const responseHeadSchema = z.union([
-  z.object({ status: z.number().int().min(100).max(599), headers: headersSchema }),
+  z.object({ status: z.number().int().min(100).max(599), headers: wireHeadersSchema }),
   z.object({ error: z.object({ code: z.string().min(1).max(64), message: z.string().max(2048) }) }),
 ]);
 export type ResponseHead = z.infer<typeof responseHeadSchema>;
