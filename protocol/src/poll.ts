@@ -22,7 +22,7 @@
  * registration answer said `answers: true`, and a relay says so only to a bridge that offered it.
  */
 import { z } from 'zod';
-import { decodeData, FRAME_DATA, type DataFrame } from './frames';
+import { decodeData, encodeData, FRAME_DATA, type DataFrame } from './frames';
 import { encodeControl, parseControl, wireHeadersSchema, type ControlMessage, type ParseResult } from './messages';
 import { decodeWhole, FRAME_WHOLE, MAX_WHOLE_FRAME_BYTES, type WholeFrame } from './whole-frame';
 
@@ -44,6 +44,13 @@ export function recordHeader(frameLength: number): Buffer {
   const header = Buffer.allocUnsafe(4);
   header.writeUInt32BE(frameLength, 0);
   return header;
+}
+
+/** A data frame as a poll record: its length, then the frame, built with one copy of the payload. */
+export function dataRecord(id: string, payload: Uint8Array): Buffer {
+  const record = encodeData(id, payload, 4);
+  record.writeUInt32BE(record.byteLength - 4, 0);
+  return record;
 }
 
 export type Frame = { kind: 'control'; message: ControlMessage } | { kind: 'data'; data: DataFrame } | { kind: 'whole'; whole: WholeFrame };

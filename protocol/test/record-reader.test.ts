@@ -3,7 +3,7 @@
  * the socket cut them, and a record that arrived within one read is that read's memory, not a copy.
  */
 import fc from 'fast-check';
-import { MAX_RECORD_BYTES, RecordReader, recordHeader } from '../src';
+import { dataRecord, decodeFrame, MAX_RECORD_BYTES, RecordReader, recordHeader } from '../src';
 import { FUZZ_RUNS } from '../../tests/helpers/fuzz';
 
 function recordOf(payload: Buffer): Buffer {
@@ -77,5 +77,16 @@ describe('RecordReader', () => {
     const result = reader.push(header.subarray(3));
     expect(result.ok).toBe(false);
     if (!result.ok) expect(result.error).toMatch(/exceeds/);
+  });
+
+  it('reads back a data record built in one buffer as the same stream id and payload', () => {
+    const payload = Buffer.from('a chunk of a request body');
+    const result = new RecordReader().push(dataRecord('s-17', payload));
+    if (!result.ok) throw new Error(result.error);
+    expect(result.value).toHaveLength(1);
+    const frame = decodeFrame(result.value[0]);
+    if (!frame.ok || frame.value.kind !== 'data') throw new Error('not a data frame');
+    expect(frame.value.data.id).toBe('s-17');
+    expect(frame.value.data.payload.equals(payload)).toBe(true);
   });
 });

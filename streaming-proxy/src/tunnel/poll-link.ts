@@ -28,7 +28,7 @@
 import {
   chunkSlices,
   controlFrame,
-  encodeData,
+  dataRecord,
   encodeWhole,
   FLOW_CONTROL_CLOSE_CODE,
   FLOW_CONTROL_CLOSE_REASON,
@@ -168,8 +168,7 @@ export class PollLink implements DesktopLink {
 
   sendData(id: string, payload: Buffer): void {
     if (this.isClosed) return;
-    const frame = encodeData(id, payload);
-    this.enqueue({ record: Buffer.concat([recordHeader(frame.byteLength), frame]), stream: id, bytes: payload.byteLength, isRequest: false });
+    this.enqueue({ record: dataRecord(id, payload), stream: id, bytes: payload.byteLength, isRequest: false });
   }
 
   sendWhole(head: WholeHead, body: Buffer): boolean {
