@@ -9,7 +9,7 @@
  *   --only a,b      only these scenarios (small, streaming, bulk, scale, replicas, polling, lifecycle,
  *                   swarmstart, footprint, idle, streams)
  *   --profile       CPU-profile the relay's processes under load instead (see profile.ts);
- *                   with --only small,streaming,bulk to pick the loads
+ *                   with --only small,streaming,bulk (or download, upload) to pick the loads
  *   --users <n>     users (bridges) of the scale scenarios (scale, replicas) instead of the mode's
  *                   count, for a machine where creating 100 proxy containers takes too long
  *   --out <dir>     where to write results.json and RESULTS.md

@@ -21,7 +21,8 @@ interface ProfileNode {
   hitCount?: number;
 }
 
-export type ProfileLoad = 'small' | 'streaming' | 'bulk';
+/** `bulk` is `download` and `upload` together. */
+export type ProfileLoad = 'small' | 'streaming' | 'bulk' | 'download' | 'upload';
 
 export async function runProfile(
   log: (message: string) => void,
@@ -54,9 +55,12 @@ export async function runProfile(
       const chat = Buffer.from(JSON.stringify({ model: 'm', stream: true, options: { num_predict: 200 } }));
       for (let i = 0; i < 5; i++) await send(route, agent, { method: 'POST', path: '/api/chat?delayMs=5', body: chat });
     }
-    if (loads.has('bulk')) {
-      log('profile: 100 MiB download and upload');
+    if (loads.has('bulk') || loads.has('download')) {
+      log('profile: 100 MiB download');
       await send(route, agent, { method: 'GET', path: `/blob?n=${100 * 1024 * 1024}`, timeoutMs: 120_000 });
+    }
+    if (loads.has('bulk') || loads.has('upload')) {
+      log('profile: 100 MiB upload');
       await send(route, agent, { method: 'POST', path: '/discard', stream: { block: randomBytes(65536), bytes: 100 * 1024 * 1024 }, timeoutMs: 120_000 });
     }
     agent.destroy();
