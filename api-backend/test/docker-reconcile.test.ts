@@ -30,6 +30,10 @@ describe('planReconcile', () => {
     expect(result.dead[0].status).toMatch(/Exited \(137\)/);
   });
 
+  it('leaves a container that is being removed, and its network, to whoever removes it', () => {
+    expect(plan({ containers: [container('going', 'removing')], networks: [network('going', NOW - 3600_000)] })).toEqual({ adopt: [], retire: [], dead: [], halfMade: [] });
+  });
+
   it('removes a never-started container or bare network once older than halfMadeAfterMs, not before', () => {
     const result = plan({
       containers: [container('old-created', 'created', NOW - 120_000), container('young-created', 'created', NOW - 1000)],

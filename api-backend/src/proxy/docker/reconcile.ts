@@ -9,6 +9,7 @@
  *   upgrade) made it and uses it, and retiring each other's proxies every sweep would cut users off
  *   until the upgrade ends; should this replica's user need a proxy, the create replaces it;
  * - a container that exited or died is dead: reported (if nobody has yet) and removed with its network;
+ * - a container being removed is left to whoever removes it, and so is its network for now;
  * - a container that never started, or a network with no container, is half-made. It is removed
  *   once it is older than `halfMadeAfterMs`; younger ones may be a create in flight in another
  *   replica sharing the engine. Being older than this process is no sign a create was abandoned:
@@ -57,7 +58,11 @@ export function planReconcile(input: ReconcileInput): ReconcilePlan {
       const protocol = container.Labels[LABELS.protocol];
       if (speaksOurProtocol(container.Labels)) plan.adopt.push({ ownerHash, containerId: container.Id });
       else if (!(Number(protocol) > PROTOCOL_VERSION)) plan.retire.push({ ownerHash, containerId: container.Id, protocol });
-    } else if (container.State === 'exited' || container.State === 'dead' || container.State === 'removing') {
+    } else if (container.State === 'removing') {
+      // Someone (a stop here or in another replica) is removing it: reporting it as dead would
+      // audit a crash that did not happen. A removal that fails leaves it "dead", handled below.
+      continue;
+    } else if (container.State === 'exited' || container.State === 'dead') {
       plan.dead.push({ ownerHash, containerId: container.Id, status: container.Status });
     } else if (stale(createdAt(container.Labels, container.Created * 1000))) {
       plan.halfMade.push(ownerHash); // "created" (never started), "paused", "restarting"
