@@ -23,17 +23,13 @@ export interface DataFrame {
   payload: Buffer;
 }
 
-/**
- * A data frame in one new buffer. `reserve` leaves that many bytes in front of it for the caller
- * to fill (a poll record's length), so a frame that needs a prefix is still copied only once.
- */
-export function encodeData(id: string, payload: Uint8Array, reserve = 0): Buffer {
+export function encodeData(id: string, payload: Uint8Array): Buffer {
   const idLength = Buffer.byteLength(id, 'latin1');
-  const frame = Buffer.allocUnsafe(reserve + 2 + idLength + payload.byteLength);
-  frame[reserve] = FRAME_DATA;
-  frame[reserve + 1] = idLength;
-  frame.write(id, reserve + 2, 'latin1');
-  frame.set(payload, reserve + 2 + idLength);
+  const frame = Buffer.allocUnsafe(2 + idLength + payload.byteLength);
+  frame[0] = FRAME_DATA;
+  frame[1] = idLength;
+  frame.write(id, 2, 'latin1');
+  frame.set(payload, 2 + idLength);
   return frame;
 }
 

@@ -22,7 +22,7 @@
  * registration answer said `answers: true`, and a relay says so only to a bridge that offered it.
  */
 import { z } from 'zod';
-import { decodeData, encodeData, FRAME_DATA, type DataFrame } from './frames';
+import { decodeData, FRAME_DATA, type DataFrame } from './frames';
 import { encodeControl, parseControl, wireHeadersSchema, type ControlMessage, type ParseResult } from './messages';
 import { decodeWhole, FRAME_WHOLE, MAX_WHOLE_FRAME_BYTES, type WholeFrame } from './whole-frame';
 
@@ -46,11 +46,19 @@ export function recordHeader(frameLength: number): Buffer {
   return header;
 }
 
-/** A data frame as a poll record: its length, then the frame, built with one copy of the payload. */
-export function dataRecord(id: string, payload: Uint8Array): Buffer {
-  const record = encodeData(id, payload, 4);
-  record.writeUInt32BE(record.byteLength - 4, 0);
-  return record;
+/**
+ * The bytes of a data frame's poll record that come before its payload (the record's length, the
+ * frame kind, the stream id), so a sender can write the payload behind them without copying it
+ * into a frame first.
+ */
+export function dataRecordHead(id: string, payloadBytes: number): Buffer {
+  const idLength = Buffer.byteLength(id, 'latin1');
+  const head = Buffer.allocUnsafe(6 + idLength);
+  head.writeUInt32BE(2 + idLength + payloadBytes, 0);
+  head[4] = FRAME_DATA;
+  head[5] = idLength;
+  head.write(id, 6, 'latin1');
+  return head;
 }
 
 export type Frame = { kind: 'control'; message: ControlMessage } | { kind: 'data'; data: DataFrame } | { kind: 'whole'; whole: WholeFrame };

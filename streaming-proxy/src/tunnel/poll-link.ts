@@ -28,7 +28,8 @@
 import {
   chunkSlices,
   controlFrame,
-  dataRecord,
+  dataRecordHead,
+  detached,
   encodeWhole,
   FLOW_CONTROL_CLOSE_CODE,
   FLOW_CONTROL_CLOSE_REASON,
@@ -80,7 +81,10 @@ export interface PollLinkOptions {
 const MAX_BATCH_BYTES = 4 * 1024 * 1024;
 
 interface Queued {
-  record: Buffer;
+  /** The record's bytes in order: one buffer, or a data record's head and its payload. */
+  parts: Buffer[];
+  /** Their length together. */
+  size: number;
   /** The stream the record belongs to, if any. */
   stream?: string;
   /** Body bytes of a data frame: credit to give back once delivered. */
@@ -162,13 +166,16 @@ export class PollLink implements DesktopLink {
     if (message.type === 'cancel' && this.withdraw(message.id)) return;
     const frame = controlFrame(message);
     const stream = 'id' in message ? message.id : undefined;
-    this.enqueue({ record: Buffer.concat([recordHeader(frame.byteLength), frame]), stream, bytes: 0, isRequest: message.type === 'http_request' });
+    this.enqueue({ ...asRecord(frame), stream, bytes: 0, isRequest: message.type === 'http_request' });
     if (message.type === 'cancel') this.inbound.get(message.id)?.req.destroy();
   }
 
   sendData(id: string, payload: Buffer): void {
     if (this.isClosed) return;
-    this.enqueue({ record: dataRecord(id, payload), stream: id, bytes: payload.byteLength, isRequest: false });
+    // Waits for a poll as bytes of its own (not a view pinning a larger read), and is copied once,
+    // into the poll answer.
+    const head = dataRecordHead(id, payload.byteLength);
+    this.enqueue({ parts: [head, detached(payload)], size: head.byteLength + payload.byteLength, stream: id, bytes: payload.byteLength, isRequest: false });
   }
 
   sendWhole(head: WholeHead, body: Buffer): boolean {
@@ -176,7 +183,7 @@ export class PollLink implements DesktopLink {
     const frame = encodeWhole(head, body);
     if (!frame) return false;
     // No credit to give back on delivery: a whole body spends none (tunnel-whole.ts).
-    this.enqueue({ record: Buffer.concat([recordHeader(frame.byteLength), frame]), stream: head.id, bytes: 0, isRequest: head.type === 'http_request' });
+    this.enqueue({ ...asRecord(frame), stream: head.id, bytes: 0, isRequest: head.type === 'http_request' });
     return true;
   }
 
@@ -360,19 +367,23 @@ export class PollLink implements DesktopLink {
 
   private deliver(res: BridgeResponse): void {
     this.lastSeen = Date.now();
-    const batch: Buffer[] = [];
+    const batch: Queued[] = [];
     const credits = new Map<string, number>();
     let bytes = 0;
-    while (this.queue.length > 0 && (batch.length === 0 || bytes + this.queue[0].record.byteLength <= MAX_BATCH_BYTES)) {
+    while (this.queue.length > 0 && (batch.length === 0 || bytes + this.queue[0].size <= MAX_BATCH_BYTES)) {
       const item = this.queue.shift()!;
       if (item.isRequest) this.queuedRequests -= 1;
       if (item.stream && item.bytes > 0) credits.set(item.stream, (credits.get(item.stream) ?? 0) + item.bytes);
-      batch.push(item.record);
-      bytes += item.record.byteLength;
+      batch.push(item);
+      bytes += item.size;
     }
+    // One write: a write per record made api-backend relay each record's few bytes past its
+    // 64 KiB of payload as a link frame and a socket write of their own.
+    const answer = Buffer.allocUnsafe(bytes);
+    let offset = 0;
+    for (const item of batch) for (const part of item.parts) offset += part.copy(answer, offset);
     res.writeHead(200, { 'content-type': POLL_BATCH_CONTENT_TYPE, 'content-length': bytes, 'cache-control': 'no-store' });
-    for (const record of batch) res.write(record);
-    res.end();
+    res.end(answer);
     // The desktop has the request body bytes now: let their exchanges send more.
     for (const [stream, granted] of credits) this.correlator.handleControl({ type: 'window', id: stream, bytes: granted }, this);
   }
@@ -396,4 +407,9 @@ export class PollLink implements DesktopLink {
       this.close(1001, 'poll timeout');
     }
   }
+}
+
+/** A whole frame (control or whole) behind its record length, as a queue item's bytes. */
+function asRecord(frame: Buffer): Pick<Queued, 'parts' | 'size'> {
+  return { parts: [recordHeader(frame.byteLength), frame], size: 4 + frame.byteLength };
 }
