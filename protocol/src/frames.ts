@@ -24,13 +24,23 @@ export interface DataFrame {
 }
 
 export function encodeData(id: string, payload: Uint8Array): Buffer {
-  const idLength = Buffer.byteLength(id, 'latin1');
-  const frame = Buffer.allocUnsafe(2 + idLength + payload.byteLength);
-  frame[0] = FRAME_DATA;
-  frame[1] = idLength;
-  frame.write(id, 2, 'latin1');
-  frame.set(payload, 2 + idLength);
+  const frame = Buffer.allocUnsafe(dataHeaderBytes(id) + payload.byteLength);
+  frame.set(payload, writeDataHeader(frame, 0, id));
   return frame;
+}
+
+/** How many bytes a data frame's header takes for stream `id` (its kind, id length and id). */
+export function dataHeaderBytes(id: string): number {
+  return 2 + Buffer.byteLength(id, 'latin1');
+}
+
+/** Writes a data frame's header at `offset` of `target`; returns where its payload begins. */
+export function writeDataHeader(target: Buffer, offset: number, id: string): number {
+  const idLength = Buffer.byteLength(id, 'latin1');
+  target[offset] = FRAME_DATA;
+  target[offset + 1] = idLength;
+  target.write(id, offset + 2, 'latin1');
+  return offset + 2 + idLength;
 }
 
 /** Splits a chunk of any size into views of at most MAX_CHUNK_BYTES (no copy). */

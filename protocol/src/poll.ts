@@ -22,7 +22,7 @@
  * registration answer said `answers: true`, and a relay says so only to a bridge that offered it.
  */
 import { z } from 'zod';
-import { decodeData, FRAME_DATA, type DataFrame } from './frames';
+import { dataHeaderBytes, decodeData, FRAME_DATA, writeDataHeader, type DataFrame } from './frames';
 import { encodeControl, parseControl, wireHeadersSchema, type ControlMessage, type ParseResult } from './messages';
 import { decodeWhole, FRAME_WHOLE, MAX_WHOLE_FRAME_BYTES, type WholeFrame } from './whole-frame';
 
@@ -52,12 +52,10 @@ export function recordHeader(frameLength: number): Buffer {
  * into a frame first.
  */
 export function dataRecordHead(id: string, payloadBytes: number): Buffer {
-  const idLength = Buffer.byteLength(id, 'latin1');
-  const head = Buffer.allocUnsafe(6 + idLength);
-  head.writeUInt32BE(2 + idLength + payloadBytes, 0);
-  head[4] = FRAME_DATA;
-  head[5] = idLength;
-  head.write(id, 6, 'latin1');
+  const frameHeader = dataHeaderBytes(id);
+  const head = Buffer.allocUnsafe(4 + frameHeader);
+  head.writeUInt32BE(frameHeader + payloadBytes, 0);
+  writeDataHeader(head, 4, id);
   return head;
 }
 

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { wireHeadersSchema } from './messages';
 
 /**
  * A desktop's tunnel handed to a proxy that is api-backend's own child process (the process
@@ -24,7 +25,7 @@ export const tunnelHandOffSchema = z.object({
   type: z.literal('tunnel'),
   ticket,
   /** The upgrade request's headers for the proxy: the caller's, filtered, with api-backend's own. */
-  headers: z.record(z.string(), z.union([z.string(), z.array(z.string())])),
+  headers: wireHeadersSchema,
   /** Base64 of the bytes api-backend read past the request's head (usually none). */
   head: z.string(),
 });

@@ -32,7 +32,7 @@ export const DRAINING_MESSAGE = 'the relay is restarting; try again in a moment'
 export class Drain {
   private draining = false;
   private inFlight = 0;
-  /** Each tunnel spliced through this process, with the proxy at its other end. */
+  /** Each tunnel spliced through this process or handed to a child proxy, with that proxy. */
   private readonly tunnels = new Map<TunnelEnd, ProxyEndpoint>();
   private readonly idleWaiters = new Set<() => void>();
 
