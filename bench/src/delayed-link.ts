@@ -5,6 +5,8 @@
  * direction (no bandwidth cap, no loss: latency only); the web client calls the relay directly.
  * Both transports, and optionally two builds of the bridge (A, e.g. a copy of the previous build,
  * and B, this one), each on a user and proxy of its own behind one api-backend (process driver).
+ * Where Debian's OpenSSH is installed, an `ssh -R` tunnel whose client reaches sshd through the
+ * same kind of delayed link runs beside them, as the figure to beat.
  * Rounds alternate the arms' order, so the machine's noise falls on all of them alike.
  *
  *   npm run build && node bench/run.mjs --delayed [--rtt 20] [--mib 32] [--rounds 3] [--base-bridge bridge/dist/cli-base.js]
@@ -18,14 +20,17 @@ import { agentFor, send, type Route } from './http-client';
 import { runTool, stopAll } from './procs';
 import { median } from './measure';
 import { relayRoute, startBridgeProcess, startLlm, startRelayProcess, type BridgeProcess } from './relay';
+import { sshUnavailable, startSshPeer, type SshPeer } from './peers/ssh';
 
 const MIB = 1024 * 1024;
 
 interface Arm {
-  /** Which bridge bundle (A, B or this build). */
+  /** Which bridge bundle (A, B or this build), or the peer. */
   build: string;
-  transport: 'ws' | 'poll';
-  bridge: BridgeProcess;
+  /** The relay's transport; undefined for the peer. */
+  transport?: 'ws' | 'poll';
+  /** Our bridge; undefined for the peer. */
+  bridge?: BridgeProcess;
   route: Route;
   /** MiB/s of each round, per direction. */
   upload: number[];
@@ -57,7 +62,7 @@ function delayed(from: net.Socket, to: net.Socket, delayMs: number): void {
 }
 
 /** A listener on 127.0.0.1 whose connections reach `port` with `rttMs` of round trip. */
-async function delayedLink(port: number, rttMs: number): Promise<{ url: string; close(): void }> {
+async function delayedLink(port: number, rttMs: number): Promise<{ url: string; port: number; close(): void }> {
   const server = net.createServer((inbound) => {
     inbound.setNoDelay(true);
     const outbound = net.connect(port, '127.0.0.1');
@@ -67,7 +72,7 @@ async function delayedLink(port: number, rttMs: number): Promise<{ url: string; 
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port: own } = server.address() as net.AddressInfo;
-  return { url: `http://127.0.0.1:${own}`, close: () => server.close() };
+  return { url: `http://127.0.0.1:${own}`, port: own, close: () => server.close() };
 }
 
 async function transfer(route: Route, direction: 'upload' | 'download', bytes: number): Promise<number> {
@@ -104,7 +109,19 @@ async function main(): Promise<void> {
   const relay = await startRelayProcess({ driver: 'process' });
   const link = await delayedLink(relay.port, rttMs);
   const arms: Arm[] = [];
+  const links = [link];
+  let ssh: SshPeer | undefined;
   try {
+    const noSsh = sshUnavailable();
+    if (noSsh) console.log(`  no ssh -R arm: ${noSsh}`);
+    else {
+      ssh = await startSshPeer(llm.port, async (sshdPort) => {
+        const sshLink = await delayedLink(sshdPort, rttMs);
+        links.push(sshLink);
+        return sshLink.port;
+      });
+      arms.push({ build: 'ssh -R', route: ssh.route, upload: [], download: [] });
+    }
     for (const build of builds) {
       for (const transport of ['ws', 'poll'] as const) {
         const userId = `delayed-${arms.length}`;
@@ -127,8 +144,9 @@ async function main(): Promise<void> {
       }
     }
   } finally {
-    for (const arm of arms) await arm.bridge.close();
-    link.close();
+    for (const arm of arms) await arm.bridge?.close();
+    await ssh?.close();
+    for (const each of links) each.close();
     await relay.close();
     await llm.proc.stop();
     await stopAll();
@@ -144,6 +162,10 @@ async function main(): Promise<void> {
     const [ws, poll] = ['ws', 'poll'].map((transport) => arms.find((arm) => arm.build === build.name && arm.transport === transport)!);
     const slower = (direction: 'upload' | 'download') => (median(ws[direction]) / median(poll[direction])).toFixed(2);
     console.log(`${build.name}: the WebSocket moves ${slower('download')}x the poll transport's bytes down, ${slower('upload')}x up`);
+    const peer = arms.find((arm) => arm.build === 'ssh -R');
+    if (!peer) continue;
+    const against = (direction: 'upload' | 'download') => (median(ws[direction]) / median(peer[direction])).toFixed(2);
+    console.log(`${build.name}: the WebSocket moves ${against('download')}x ssh -R's bytes down, ${against('upload')}x up`);
   }
 }
 

@@ -272,6 +272,7 @@ export class Bridge {
       clientId: this.clientId,
       upgradeHeaders: this.options.upgradeHeaders,
       wholeFrames: this.options.wholeFrames,
+      growWindows: this.options.growWindows,
       relayAgent: this.relayAgent,
       httpAgent: this.httpAgent,
       pingTimeoutMs: this.options.pingTimeoutMs,

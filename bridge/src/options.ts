@@ -61,6 +61,11 @@ export interface BridgeOptions {
    * if it takes them too. Internal: tests and bench/whole-frames.ts turn it off to compare.
    */
   wholeFrames?: boolean;
+  /**
+   * Grow streams' windows on a WebSocket connection (protocol/src/stream-window.ts) when the relay
+   * grows them too. Internal: tests and the bench turn it off to compare with fixed windows.
+   */
+  growWindows?: boolean;
   /** Called on every change of state, and when the served counter moves. */
   onStatus?: (status: BridgeStatus) => void;
   /** Things worth a log line that change nothing (the relay rejected one of our messages, say). */
@@ -82,6 +87,7 @@ export const DEFAULT_OPTIONS = Object.freeze({
   stableAfterMs: 10_000,
   upgradeHeaders: Object.freeze({}) as Readonly<Record<string, string>>,
   wholeFrames: true as boolean,
+  growWindows: true as boolean,
   // Soon enough that the status line is right by the time someone looks; a probe costs the server nothing.
   probeIntervalMs: 30_000 as number,
   probeTimeoutMs: 5_000,
@@ -111,6 +117,7 @@ export interface ResolvedOptions {
   onGiveUp: ((error: Error) => void) | undefined;
   upgradeHeaders: Readonly<Record<string, string>>;
   wholeFrames: boolean;
+  growWindows: boolean;
   onStatus: ((status: BridgeStatus) => void) | undefined;
   onNotice: ((message: string) => void) | undefined;
 }
@@ -153,6 +160,7 @@ export function resolveOptions(options: BridgeOptions): ResolvedOptions {
     probeTimeoutMs: checkMs('probeTimeoutMs', merged.probeTimeoutMs, 1),
     upgradeHeaders: merged.upgradeHeaders,
     wholeFrames: merged.wholeFrames,
+    growWindows: merged.growWindows,
     onStatus: merged.onStatus,
     onNotice: merged.onNotice,
     onGiveUp: merged.onGiveUp,

@@ -134,6 +134,10 @@ export class PollStreamPort implements StreamPort {
     // No credit messages on this transport: the POST's backpressure paces the answer.
   }
 
+  blocked(): void {
+    // Windows stay fixed on this transport (protocol/src/stream-window.ts).
+  }
+
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;

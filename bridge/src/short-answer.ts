@@ -77,6 +77,7 @@ export function holdShortAnswers(id: string, port: StreamPort, sendWhole: SendWh
     received: (bytes) => port.received(bytes),
     taken: (bytes) => port.taken(bytes),
     grant: (bytes) => port.grant(bytes),
+    blocked: () => port.blocked(),
     whenFlushed: (done) => port.whenFlushed(done),
     dispose: () => {
       held = undefined;

@@ -22,6 +22,8 @@ export interface StreamPort extends ResponseSink {
   taken(bytes: number): void;
   /** The relay lets us send `bytes` more of the answer (a `window` message); throws FlowControlError for a forged grant. */
   grant(bytes: number): void;
+  /** The relay ran out of credit for the request body (only where windows grow): ours may grow. */
+  blocked(): void;
   /** Calls `done` once the answer's last frames have gone out (they may wait for credit). */
   whenFlushed(done: () => void): void;
   /** The stream is over, however it ended: release whatever the port holds. */
@@ -72,6 +74,9 @@ export class StreamTable {
         return;
       case 'window':
         this.streams.get(message.id)?.port.grant(message.bytes);
+        return;
+      case 'blocked':
+        this.streams.get(message.id)?.port.blocked();
         return;
       case 'ping':
         this.sender.sendControl({ type: 'pong', ts: message.ts });

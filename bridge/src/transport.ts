@@ -60,6 +60,8 @@ export interface TransportSetup {
   upgradeHeaders: Readonly<Record<string, string>>;
   /** Offer whole frames on the connection (protocol/src/tunnel-whole.ts). */
   wholeFrames: boolean;
+  /** Offer growing windows on a WebSocket connection (protocol/src/stream-window.ts). */
+  growWindows: boolean;
   /** Carries the WebSocket through a corporate proxy; undefined goes direct. */
   relayAgent: http.Agent | undefined;
   /** Keep-alive pool (through the proxy, if any) for the long-poll transport's requests. */

@@ -7,7 +7,9 @@
 import {
   BodySender,
   httpResponseSchema,
+  INITIAL_WINDOW,
   ReceiveCredit,
+  type GrowingWindows,
   type ControlMessage,
   type Headers,
   type HttpResponseMessage,
@@ -24,9 +26,18 @@ export interface FrameSender {
 /** Longest `message` an error may carry (errorSchema); a longer one would itself be rejected. */
 export const MAX_ERROR_MESSAGE = 2048;
 
-export function wsStreamPort(id: string, sender: FrameSender): StreamPort {
-  const body = new BodySender((slice) => sender.sendData(id, slice));
-  const receiveCredit = new ReceiveCredit((bytes) => sender.sendControl({ type: 'window', id, bytes }));
+/** `windows`: both ends grow windows (stream-window.ts); undefined keeps them fixed. */
+export function wsStreamPort(id: string, sender: FrameSender, windows?: GrowingWindows): StreamPort {
+  const body = new BodySender(
+    (slice) => sender.sendData(id, slice),
+    INITIAL_WINDOW,
+    windows && { max: windows.peer, sendBlocked: () => sender.sendControl({ type: 'blocked', id }) },
+  );
+  const receiveCredit = new ReceiveCredit(
+    (bytes) => sender.sendControl({ type: 'window', id, bytes }),
+    INITIAL_WINDOW,
+    windows && { max: windows.own, budget: windows.budget },
+  );
   return {
     head: (status: number, headers: Headers, end: boolean) => {
       const message: HttpResponseMessage = { type: 'http_response', id, status, headers, end };
@@ -46,7 +57,11 @@ export function wsStreamPort(id: string, sender: FrameSender): StreamPort {
     received: (bytes) => receiveCredit.received(bytes),
     taken: (bytes) => receiveCredit.consumed(bytes),
     grant: (bytes) => body.grant(bytes),
+    blocked: () => receiveCredit.blocked(),
     whenFlushed: (done) => body.whenFlushed(done),
-    dispose: () => body.clear(),
+    dispose: () => {
+      body.clear();
+      receiveCredit.release();
+    },
   };
 }

@@ -45,6 +45,10 @@ import {
   TunnelErrorCode,
   WHOLE_FRAMES_HEADER,
   WHOLE_FRAMES_HEADER_VALUE,
+  growingWindows,
+  MAX_STREAM_WINDOW,
+  STREAM_WINDOW_HEADER,
+  type GrowingWindows,
   type ControlMessage,
   type WholeHead,
   WriteGather,
@@ -84,6 +88,8 @@ class WsConnection implements TunnelConnection, TunnelSender, FrameSender {
   private readonly renewal: RenewalTimer;
   /** The relay answered our offer: it takes whole frames on this connection. */
   private relayTakesWhole = false;
+  /** Both ends grow windows (stream-window.ts); undefined: fixed windows. */
+  private windows: GrowingWindows | undefined;
   /** The turn's messages leave in one socket write (protocol/src/write-gather.ts); set once upgraded. */
   private gather = new WriteGather(undefined);
 
@@ -114,6 +120,7 @@ class WsConnection implements TunnelConnection, TunnelSender, FrameSender {
         'user-agent': setup.userAgent,
         [PROTOCOL_VERSION_HEADER]: String(PROTOCOL_VERSION),
         ...(setup.wholeFrames ? { [WHOLE_FRAMES_HEADER]: WHOLE_FRAMES_HEADER_VALUE } : {}),
+        ...(setup.growWindows ? { [STREAM_WINDOW_HEADER]: String(MAX_STREAM_WINDOW) } : {}),
       },
       // Tokens are small and latency matters more than bytes; the relay does not offer it either.
       perMessageDeflate: false,
@@ -129,6 +136,7 @@ class WsConnection implements TunnelConnection, TunnelSender, FrameSender {
     this.ws.on('unexpected-response', (_req, res) => this.onRejected(res));
     this.ws.on('upgrade', (res) => {
       this.relayTakesWhole = setup.wholeFrames && saysWhole(res.headers[WHOLE_FRAMES_HEADER]);
+      this.windows = setup.growWindows ? growingWindows(res.headers[STREAM_WINDOW_HEADER]) : undefined;
       this.gather = new WriteGather(res.socket);
     });
     this.ws.on('open', () => this.onOpen());
@@ -146,7 +154,7 @@ class WsConnection implements TunnelConnection, TunnelSender, FrameSender {
   }
 
   openStream(id: string): StreamPort {
-    const port = wsStreamPort(id, this);
+    const port = wsStreamPort(id, this, this.windows);
     return this.relayTakesWhole ? holdShortAnswers(id, port, (head, body) => this.sendWhole(head, body)) : port;
   }
 

@@ -12,8 +12,14 @@
  * Credit is enforced, not trusted: a receiver that gets more than the window plus one frame
  * beyond what it granted back, or a sender that is granted more than it ever sent, has a peer
  * that broke the protocol. Both raise FlowControlError, and the link carrying the stream closes.
+ *
+ * A window may grow where both ends of a link agreed to it (stream-window.ts): the sender reports
+ * `blocked` when its credit runs out with bytes waiting, and the receiver, if its consumer kept up,
+ * doubles the window and grants the difference. The sender then accepts grants up to the max the
+ * receiver declared, and no further.
  */
 import { chunkSlices, detached, MAX_CHUNK_BYTES } from './frames';
+import type { WindowBudget } from './stream-window';
 
 export const INITIAL_WINDOW = 1024 * 1024;
 
@@ -35,12 +41,29 @@ export class FlowControlError extends Error {
   }
 }
 
+/** A receiver's consumer that holds at most this share of the window has kept up. */
+const KEPT_UP_SHARE = 4;
+
+/**
+ * How much a receive window grows when its sender reports `blocked`: double, up to `max`, or 0
+ * while the consumer holds more than a quarter of the window (it, not the round trip, is what
+ * holds the sender back) or the window is already at its max.
+ */
+export function growthFor(window: number, max: number, unconsumed: number): number {
+  if (window >= max || unconsumed > window / KEPT_UP_SHARE) return 0;
+  return Math.min(window, max - window);
+}
+
 /** The sending side's credit for one stream. */
 export class SendCredit {
   private available: number;
   private waiters: Array<() => void> = [];
 
-  constructor(private readonly initial = INITIAL_WINDOW) {
+  /** `max`: how far the receiver's grants may lift the credit (its declared window; no growth: the initial one). */
+  constructor(
+    private readonly initial = INITIAL_WINDOW,
+    private readonly max = initial,
+  ) {
     this.available = initial;
   }
 
@@ -58,13 +81,17 @@ export class SendCredit {
   }
 
   /**
-   * More credit from the receiver. An honest receiver grants back only bytes it received, so a
-   * grant that would lift the credit above the initial window is forged (or a replay): it throws
-   * FlowControlError and leaves the credit as it was.
+   * More credit from the receiver. An honest receiver grants back only bytes it received, and
+   * grows the window no further than the max it declared, so a grant that would lift the credit
+   * above that is forged (or a replay): it throws FlowControlError and leaves the credit as it was.
    */
   grant(bytes: number): void {
-    if (!Number.isSafeInteger(bytes) || bytes <= 0 || this.available + bytes > this.initial) {
-      throw new FlowControlError(`granted ${bytes} bytes, but only ${this.initial - this.available} were sent and not yet granted back`);
+    if (!Number.isSafeInteger(bytes) || bytes <= 0 || this.available + bytes > this.max) {
+      throw new FlowControlError(
+        this.max === this.initial
+          ? `granted ${bytes} bytes, but only ${this.initial - this.available} were sent and not yet granted back`
+          : `granted ${bytes} bytes, which would lift the credit past the receiver's ${this.max}-byte window`,
+      );
     }
     this.available += bytes;
     if (this.available > 0 && this.waiters.length > 0) {
@@ -86,6 +113,12 @@ export class SendCredit {
   }
 }
 
+/** A receive window that may grow: up to `max`, paid from the link's budget. */
+export interface Growth {
+  max: number;
+  budget: WindowBudget;
+}
+
 /**
  * The receiving side of one stream: counts what arrived against what was granted back, and gives
  * credit back in batches (half a window) so a stream of small chunks does not answer each with a
@@ -95,15 +128,58 @@ export class ReceiveCredit {
   private consumedSinceGrant = 0;
   /** Bytes received and not yet granted back: the sender's spent credit, as far as we know. */
   private outstanding = 0;
+  private window: number;
+  /** What the window grew by, taken from the budget and given back by `release`. */
+  private grown = 0;
+  /** The sender said `blocked` and has sent nothing since (it cannot, until a grant reaches it). */
+  private senderBlocked = false;
 
   constructor(
     private readonly grant: (bytes: number) => void,
-    private readonly window = INITIAL_WINDOW,
-  ) {}
+    initial = INITIAL_WINDOW,
+    private readonly growth?: Growth,
+  ) {
+    this.window = initial;
+  }
 
   /** Bytes the peer sent and not yet granted back. */
   get held(): number {
     return this.outstanding;
+  }
+
+  /** The stream's window now (it grows only on `blocked`). */
+  get size(): number {
+    return this.window;
+  }
+
+  /**
+   * The sender ran out of credit with bytes waiting. If our consumer keeps up (now, or by the time
+   * it has taken what arrived, while the sender still waits), the round trip is what holds the
+   * sender back: the window doubles (within its max and the link's budget) and the sender gets the
+   * difference at once. A consumer that holds the bytes never lets it grow. A receiver that does
+   * not grow windows ignores `blocked`.
+   */
+  blocked(): void {
+    if (!this.growth) return;
+    this.senderBlocked = true;
+    this.grow();
+  }
+
+  private grow(): void {
+    const unconsumed = this.outstanding - this.consumedSinceGrant;
+    const more = this.growth!.budget.take(growthFor(this.window, this.growth!.max, unconsumed));
+    if (more === 0) return;
+    this.senderBlocked = false;
+    this.window += more;
+    this.grown += more;
+    this.grant(more);
+  }
+
+  /** The stream is over: its growth goes back to the link's budget. */
+  release(): void {
+    if (this.grown === 0) return;
+    this.growth?.budget.give(this.grown);
+    this.grown = 0;
   }
 
   /** A data frame arrived; throws FlowControlError if the sender went past its credit. */
@@ -114,6 +190,8 @@ export class ReceiveCredit {
       );
     }
     this.outstanding += bytes;
+    // Data after `blocked`: a grant reached the sender, which is no longer waiting.
+    this.senderBlocked = false;
   }
 
   consumed(bytes: number): void {
@@ -124,6 +202,7 @@ export class ReceiveCredit {
       this.outstanding = Math.max(0, this.outstanding - bytesToGrant);
       this.grant(bytesToGrant);
     }
+    if (this.senderBlocked) this.grow();
   }
 }
 
@@ -140,12 +219,16 @@ export class BodySender {
   private pendingEnd: (() => void) | undefined;
   private waiters: Array<() => void> = [];
   private flushedWaiters: Array<() => void> = [];
+  /** `blocked` was reported and no grant has come since: said once per stall. */
+  private saidBlocked = false;
 
   constructor(
     private readonly sendFrame: (payload: Buffer) => void,
     initial = INITIAL_WINDOW,
+    /** Where the receiver grows windows: how far (its declared max), and how to tell it we are blocked. */
+    private readonly growing?: { max: number; sendBlocked: () => void },
   ) {
-    this.credit = new SendCredit(initial);
+    this.credit = new SendCredit(initial, growing?.max ?? initial);
   }
 
   /** True while the caller may write more at once. */
@@ -182,6 +265,7 @@ export class BodySender {
   /** Credit from the receiver; throws FlowControlError for a forged grant. */
   grant(bytes: number): void {
     this.credit.grant(bytes);
+    this.saidBlocked = false;
     this.flush();
     if (this.ready && this.waiters.length > 0) {
       const waiters = this.waiters;
@@ -204,6 +288,11 @@ export class BodySender {
       const slice = this.backlog.shift()!;
       this.credit.spend(slice.byteLength);
       this.sendFrame(slice);
+    }
+    // Out of credit, with bytes waiting or (a writer that heeds `write`'s false) about to be.
+    if (!this.credit.open && this.growing && !this.saidBlocked) {
+      this.saidBlocked = true;
+      this.growing.sendBlocked();
     }
     if (this.backlog.length > 0) return;
     if (this.pendingEnd) {

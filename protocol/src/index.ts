@@ -1,6 +1,7 @@
 export * from './messages';
 export * from './frames';
 export * from './flow';
+export * from './stream-window';
 export * from './drain-credit';
 export * from './headers';
 export * from './errors';

@@ -4,7 +4,8 @@
  * The original relay's five messages are the base (`http_request`, `http_response`, `ping`, `pong`, `error`,
  * correlated by `id`). Bodies never travel inside these: they follow as binary data frames
  * (see frames.ts) and close with `end`, so an answer streams and any byte passes untouched.
- * `cancel` and `window` add abort and per-stream flow control. Every message that arrives from
+ * `cancel` and `window` add abort and per-stream flow control; `blocked` lets a receiver grow a
+ * window, and is sent only over a link whose ends agreed to that (stream-window.ts). Every message that arrives from
  * the other side goes through `parseControl`, which never throws.
  */
 import { z } from 'zod';
@@ -89,6 +90,12 @@ export const windowSchema = z.object({
   bytes: z.number().int().positive().max(2 ** 31),
 });
 
+/** A sender's credit for a stream ran out with bytes to send (only where windows grow, stream-window.ts). */
+export const blockedSchema = z.object({
+  type: z.literal('blocked'),
+  id: streamId,
+});
+
 export const pingSchema = z.object({ type: z.literal('ping'), ts: z.number() });
 export const pongSchema = z.object({ type: z.literal('pong'), ts: z.number() });
 
@@ -116,6 +123,7 @@ export const controlMessageSchema = z.discriminatedUnion('type', [
   endSchema,
   cancelSchema,
   windowSchema,
+  blockedSchema,
   pingSchema,
   pongSchema,
   errorSchema,
@@ -129,6 +137,7 @@ export type HttpResponseMessage = z.infer<typeof httpResponseSchema>;
 export type EndMessage = z.infer<typeof endSchema>;
 export type CancelMessage = z.infer<typeof cancelSchema>;
 export type WindowMessage = z.infer<typeof windowSchema>;
+export type BlockedMessage = z.infer<typeof blockedSchema>;
 export type PingMessage = z.infer<typeof pingSchema>;
 export type PongMessage = z.infer<typeof pongSchema>;
 export type ErrorMessage = z.infer<typeof errorSchema>;

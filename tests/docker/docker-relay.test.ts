@@ -1,10 +1,14 @@
 /**
  * The whole relay with PROXY_DRIVER=docker: the HTTP API starts, reports and stops a user's
- * container, a bridge's tunnel lands in that container and a request relays through it, and
- * /health/details reports the engine. (The full end-to-end matrix runs over tests/helpers/layout.ts.)
+ * container, a bridge's tunnel lands in that container and a request relays through it (growing
+ * windows declared across api-backend's pipe, protocol/src/stream-window.ts), and /health/details
+ * reports the engine. (The full end-to-end matrix runs over tests/helpers/layout.ts.)
  */
+import { createHash, randomBytes } from 'node:crypto';
+import { MAX_STREAM_WINDOW, STREAM_WINDOW_HEADER } from '@ctll/protocol';
 import { containerName, userHash } from '../../api-backend/src/proxy/naming';
 import { startLayout, type Layout } from '../helpers/layout';
+import { openFrameDesktop } from '../helpers/frame-desktop';
 import { describeDocker } from './require-docker';
 import { docker, leftovers, removeOwners, TEST_SCOPE } from './support';
 
@@ -12,7 +16,7 @@ jest.setTimeout(60_000);
 
 describeDocker('relay with PROXY_DRIVER=docker', () => {
   let layout: Layout;
-  const users = ['dana', 'eli'].map((name) => `${name}-${TEST_SCOPE}`);
+  const users = ['dana', 'eli', 'fay'].map((name) => `${name}-${TEST_SCOPE}`);
   const owners = users.map(userHash);
 
   beforeAll(async () => {
@@ -46,6 +50,24 @@ describeDocker('relay with PROXY_DRIVER=docker', () => {
     expect(res.status).toBe(200);
     expect(await res.json()).toHaveProperty('models');
     expect((await leftovers([userHash(eli)])).containers).toEqual([`/${containerName(userHash(eli))}`]);
+  });
+
+  it('carries a desktop’s window declaration to the container and its answer back, and a body both ways arrives intact with growing windows', async () => {
+    const [, eli, fay] = users;
+    const desktop = await openFrameDesktop(`${layout.relay.url.replace('http', 'ws')}/ws/tunnel`, {
+      authorization: `Bearer ${layout.token(fay)}`,
+      [STREAM_WINDOW_HEADER]: String(MAX_STREAM_WINDOW),
+    });
+    expect(desktop.upgradeHeaders[STREAM_WINDOW_HEADER]).toBe(String(MAX_STREAM_WINDOW));
+    desktop.ws.close();
+
+    // eli's bridge (connected above) declares growing windows too: an echo of 16 MiB crosses both ways at once.
+    const body = randomBytes(16 * 1024 * 1024);
+    const res = await layout.fetchAs(eli, '/echo', { method: 'POST', body });
+    expect(res.status).toBe(200);
+    const echoed = Buffer.from(await res.arrayBuffer());
+    expect(echoed.byteLength).toBe(body.byteLength);
+    expect(createHash('sha256').update(echoed).digest('hex')).toBe(createHash('sha256').update(body).digest('hex'));
   });
 
   it('reports the Docker engine in /health/details on the private port, and only "ok" on the public one', async () => {

@@ -4,22 +4,35 @@
  * (protocol/src/tunnel-whole.ts): for tests that must tell one whole frame from head, data and end.
  * Pings, pongs and target reports belong to no stream and are left out.
  */
+import type { IncomingHttpHeaders } from 'node:http';
 import WebSocket from 'ws';
-import { decodeData, decodeFrame, decodeWhole, isWholeFrame, parseControl, RecordReader, WHOLE_FRAMES_HEADER, type Frame, type WholeHead } from '@ctll/protocol';
+import { decodeData, decodeFrame, decodeWhole, encodeControl, isWholeFrame, parseControl, RecordReader, WHOLE_FRAMES_HEADER, type Frame, type WholeHead } from '@ctll/protocol';
 
 export interface FrameDesktop {
   ws: WebSocket;
   /** What the 101 said in WHOLE_FRAMES_HEADER (undefined: nothing). */
   answered: string | undefined;
+  /** All the 101's headers. */
+  upgradeHeaders: IncomingHttpHeaders;
   /** The next message; rejects after 5 s of nothing. */
   next(): Promise<Frame>;
+  /**
+   * Sends a `ping` and waits for its `pong`: the proxy answers messages in order, so whatever it
+   * sent in answer to what we sent before is then queued. Returns the queued messages.
+   */
+  roundTrip(): Promise<Frame[]>;
 }
 
 export async function openFrameDesktop(url: string, headers: Record<string, string>): Promise<FrameDesktop> {
   const ws = new WebSocket(url, { headers });
   const queue: Frame[] = [];
   const waiters: Array<(frame: Frame) => void> = [];
+  const pongWaiters = new Map<number, () => void>();
   ws.on('message', (data: Buffer, isBinary) => {
+    if (!isBinary) {
+      const message = parseControl(data.toString());
+      if (message.ok && message.value.type === 'pong') pongWaiters.get(message.value.ts)?.();
+    }
     const frame = toFrame(data, isBinary);
     if (!frame) return;
     const waiter = waiters.shift();
@@ -27,7 +40,9 @@ export async function openFrameDesktop(url: string, headers: Record<string, stri
     else queue.push(frame);
   });
   let answered: string | undefined;
+  let upgradeHeaders: IncomingHttpHeaders = {};
   ws.on('upgrade', (res) => {
+    upgradeHeaders = res.headers;
     const value = res.headers[WHOLE_FRAMES_HEADER];
     answered = typeof value === 'string' ? value : undefined;
   });
@@ -42,7 +57,21 @@ export async function openFrameDesktop(url: string, headers: Record<string, stri
         resolve(frame);
       });
     });
-  return { ws, answered, next };
+  let pings = 0;
+  const roundTrip = async () => {
+    const ts = (pings += 1);
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no pong within 5 s')), 5000);
+      pongWaiters.set(ts, () => {
+        clearTimeout(timer);
+        pongWaiters.delete(ts);
+        resolve();
+      });
+      ws.send(encodeControl({ type: 'ping', ts }));
+    });
+    return queue.splice(0);
+  };
+  return { ws, answered, upgradeHeaders, next, roundTrip };
 }
 
 function toFrame(data: Buffer, isBinary: boolean): Frame | undefined {

@@ -40,7 +40,11 @@ export function sshUnavailable(): string | undefined {
   return undefined;
 }
 
-export async function startSshPeer(llmPort: number): Promise<SshPeer> {
+/**
+ * `dial`: the port the ssh client connects to, given sshd's (bench/src/delayed-link.ts puts a
+ * round trip between them); by default sshd's own.
+ */
+export async function startSshPeer(llmPort: number, dial: (sshdPort: number) => Promise<number> = async (port) => port): Promise<SshPeer> {
   const sshd = SSHD_CANDIDATES.find((file) => fs.existsSync(file))!;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ctll-bench-ssh-'));
   const user = os.userInfo().username;
@@ -89,6 +93,7 @@ export async function startSshPeer(llmPort: number): Promise<SshPeer> {
       return (await portOpen(sshdPort)) ? true : undefined;
     }, 10_000, 'sshd to listen');
 
+    const clientPort = await dial(sshdPort);
     const openTunnel = async (): Promise<number> => {
       const port = await freePort();
       const tunnel = startProcess('ssh', [
@@ -100,7 +105,7 @@ export async function startSshPeer(llmPort: number): Promise<SshPeer> {
         '-o', 'ExitOnForwardFailure=yes',
         '-o', 'ServerAliveInterval=15',
         '-i', path.join(dir, 'user_key'),
-        '-p', String(sshdPort),
+        '-p', String(clientPort),
         '-R', `127.0.0.1:${port}:127.0.0.1:${llmPort}`,
         `${user}@127.0.0.1`,
       ]);

@@ -38,6 +38,10 @@ import {
   type RelayError,
   WHOLE_FRAMES_HEADER,
   WHOLE_FRAMES_HEADER_VALUE,
+  declaredWindow,
+  growingWindows,
+  MAX_STREAM_WINDOW,
+  STREAM_WINDOW_HEADER,
 } from '@ctll/protocol';
 import type { ProxyConfig } from '../config';
 import type { Logger } from '../logger';
@@ -82,9 +86,11 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
     perMessageDeflate: false,
     clientTracking: false,
   });
-  // A bridge that offers whole frames hears on the 101 that this proxy takes them (tunnel-whole.ts).
+  // A bridge that offers whole frames hears on the 101 that this proxy takes them (tunnel-whole.ts);
+  // one that grows windows hears how far this proxy grows its own (stream-window.ts).
   wss.on('headers', (headers, req) => {
     if (saysWhole(req.headers[WHOLE_FRAMES_HEADER])) headers.push(`${WHOLE_FRAMES_HEADER}: ${WHOLE_FRAMES_HEADER_VALUE}`);
+    if (declaredWindow(req.headers[STREAM_WINDOW_HEADER]) !== undefined) headers.push(`${STREAM_WINDOW_HEADER}: ${MAX_STREAM_WINDOW}`);
   });
 
   const limits = new UserLimits(config.limits, { pingIntervalMs: config.pingIntervalMs, pollGraceMs: config.pollGraceMs });
@@ -210,6 +216,7 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
         credentialExpiresAt: parseCredentialExpiry(req.headers[CREDENTIAL_EXPIRES_HEADER]),
         tokenGraceMs: config.tokenExpiryGraceMs,
         whole: saysWhole(req.headers[WHOLE_FRAMES_HEADER]),
+        windows: growingWindows(req.headers[STREAM_WINDOW_HEADER]),
         verifyRenewal: verify,
         onClose: (closed, code, reason) => hub.remove(closed, code, reason),
         onTraffic: () => stats.touch(),

@@ -22,6 +22,8 @@ export interface StreamHandler {
   onEnd(): void;
   /** The desktop granted more credit for the request body. */
   onWindow(bytes: number): void;
+  /** The desktop's credit for the answer ran out (it is sent only where windows grow, stream-window.ts). */
+  onBlocked(): void;
   /** The stream failed: the bridge said so, or the tunnel went away. */
   onError(code: string, message: string): void;
 }
@@ -77,6 +79,9 @@ export class Correlator {
         return;
       case 'window':
         this.streams.get(message.id)?.onWindow(message.bytes);
+        return;
+      case 'blocked':
+        this.streams.get(message.id)?.onBlocked();
         return;
       case 'error':
         if (message.id === undefined) this.onProtocolError(`desktop reported ${message.code}: ${message.message}`);

@@ -3,7 +3,7 @@
  * both ways and owns the correlator of the streams running over it. The hub picks a link for
  * each new exchange; the exchange then talks only to that link.
  */
-import type { ControlMessage, DesktopInfo, TunnelRtt, WholeHead } from '@ctll/protocol';
+import type { ControlMessage, DesktopInfo, GrowingWindows, TunnelRtt, WholeHead } from '@ctll/protocol';
 import type { Correlator, StreamSender } from './correlator';
 import type { LinkCounters } from './link-counters';
 import type { RoundTrip } from './round-trip';
@@ -40,6 +40,8 @@ export interface DesktopLink extends StreamSender {
    * is too big for one: the caller then sends head, body and end.
    */
   sendWhole(head: WholeHead, body: Buffer): boolean;
+  /** Where both ends agreed that streams' windows grow (a WebSocket link, stream-window.ts); else fixed windows. */
+  readonly windows?: GrowingWindows;
   close(code: number, reason: string): void;
 }
 

@@ -40,6 +40,7 @@ import {
   type ControlMessage,
   type WholeHead,
   type Corkable,
+  type GrowingWindows,
   WriteGather,
 } from '@ctll/protocol';
 import { CredentialDeadline } from '../credentials/deadline';
@@ -67,6 +68,8 @@ export interface WsLinkOptions {
   tokenGraceMs: number;
   /** The bridge offered whole frames on its upgrade (and was told this proxy takes them). */
   whole: boolean;
+  /** Both ends declared growing windows on the upgrade (stream-window.ts); undefined: fixed windows. */
+  windows?: GrowingWindows;
   verifyRenewal: VerifyRenewal;
   onClose: (link: WsLink, code: number, reason: string) => void;
   onTraffic: (direction: 'in' | 'out', bytes: number) => void;
@@ -121,6 +124,10 @@ export class WsLink implements DesktopLink {
 
   get acceptsWhole(): boolean {
     return this.options.whole;
+  }
+
+  get windows(): GrowingWindows | undefined {
+    return this.options.windows;
   }
 
   get closed(): boolean {

@@ -24,6 +24,7 @@ import {
   BodySender,
   CatalogueError,
   heldLength,
+  INITIAL_WINDOW,
   outgrewHold,
   ReceiveCredit,
   type ControlMessage,
@@ -111,10 +112,20 @@ export class RelayedStream implements StreamHandler, UpstreamStream {
     private readonly options: RelayedStreamOptions,
   ) {
     this.desktopId = link.correlator.open(this);
-    this.toDesktop = new BodySender((slice) => this.link.sendData(this.desktopId, slice));
+    // Over the internet the desktop's side is where a window can bind: there, if both ends agreed, windows grow (stream-window.ts).
+    const windows = link.windows;
+    this.toDesktop = new BodySender(
+      (slice) => this.link.sendData(this.desktopId, slice),
+      INITIAL_WINDOW,
+      windows && { max: windows.peer, sendBlocked: () => this.link.sendControl({ type: 'blocked', id: this.desktopId }) },
+    );
     this.fromUpstream = new ReceiveCredit((bytes) => this.upstream.sendControl({ type: 'window', id: this.id, bytes }));
     this.toUpstream = new BodySender((slice) => this.upstream.sendData(this.id, slice));
-    this.fromDesktop = new ReceiveCredit((bytes) => this.link.sendControl({ type: 'window', id: this.desktopId, bytes }));
+    this.fromDesktop = new ReceiveCredit(
+      (bytes) => this.link.sendControl({ type: 'window', id: this.desktopId, bytes }),
+      INITIAL_WINDOW,
+      windows && { max: windows.own, budget: windows.budget },
+    );
     const live = () => !this.done;
     this.up = new CreditHop(this.fromUpstream, this.toDesktop, live);
     this.down = new CreditHop(this.fromDesktop, this.toUpstream, live);
@@ -243,6 +254,11 @@ export class RelayedStream implements StreamHandler, UpstreamStream {
     this.toDesktop.grant(bytes);
   }
 
+  /** The desktop ran out of credit for the answer: its window may grow (stream-window.ts). */
+  onBlocked(): void {
+    if (!this.done) this.fromDesktop.blocked();
+  }
+
   /** The held answer as one whole frame; false when its head is too big for one (then it streams). */
   private sendHeld(held: HeldAnswer): boolean {
     const body = held.chunks.length === 1 ? held.chunks[0] : Buffer.concat(held.chunks);
@@ -306,6 +322,7 @@ export class RelayedStream implements StreamHandler, UpstreamStream {
     clearTimeout(this.timer);
     this.toDesktop.clear();
     this.toUpstream.clear();
+    this.fromDesktop.release();
     this.link.correlator.close(this.desktopId);
     this.options.stats.activeExchanges -= 1;
     this.options.stats.touch();

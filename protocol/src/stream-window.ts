@@ -1,0 +1,84 @@
+/**
+ * Windows that grow, on the desktop's WebSocket link.
+ *
+ * A stream's window is fixed at INITIAL_WINDOW unless both ends of its link said, on the upgrade,
+ * that they grow windows: the bridge sends STREAM_WINDOW_HEADER with the largest window it will
+ * grow its own receive windows to, and a proxy that grows them too answers the 101 with its own.
+ * Between two such ends a sender whose credit runs out while bytes wait says so once (a `blocked`
+ * message), and the receiver doubles that stream's window (granting the difference at once) when
+ * its consumer has taken nearly all it was sent: the round trip, not the consumer, held the sender
+ * back. A receiver whose consumer holds the bytes does not grow, so a stalled caller still costs
+ * one window, and a window never passes the max its receiver declared (the sender enforces that
+ * bound on grants). Growth is paid from a per-link budget (WindowBudget): however many streams
+ * run fast, one link's grown windows hold at most that much more. A stream gives its growth back
+ * to the budget when it ends.
+ *
+ * Why only there: over the internet a fixed 1 MiB window moves at most about 1 MiB per round trip
+ * (14 MiB/s at 60 ms); api-backend's link to a proxy is loopback or a host network, where the
+ * fixed window is never the bound. The long-poll transport keeps fixed windows: its answers are
+ * sized by the window (poll-link.ts, poll-batch.ts). A peer that sends no header (an older bridge
+ * or proxy) never sees a `blocked` message or a grown window.
+ */
+import { INITIAL_WINDOW } from './flow';
+
+/** Bridge → relay on the upgrade, relay → bridge on the 101: "this side grows windows up to N bytes". */
+export const STREAM_WINDOW_HEADER = 'ctll-stream-window';
+
+/** How far our ends grow a stream's receive window: 16 MiB moves about 260 MiB/s at 60 ms. */
+export const MAX_STREAM_WINDOW = 16 * 1024 * 1024;
+
+/** How much one link's streams may grow their windows by, together. */
+export const LINK_WINDOW_BUDGET = 64 * 1024 * 1024;
+
+/** The most a peer may declare: past this, a header is not one of ours. */
+const LARGEST_DECLARED_WINDOW = 1024 * 1024 * 1024;
+
+/**
+ * The largest window the other end declared in STREAM_WINDOW_HEADER, or undefined when it sent
+ * none, a repeated one, or one that is not a whole number from INITIAL_WINDOW to 1 GiB (then the
+ * link keeps fixed windows).
+ */
+export function declaredWindow(header: string | string[] | undefined): number | undefined {
+  if (typeof header !== 'string' || !/^\d{1,10}$/.test(header.trim())) return undefined;
+  const bytes = Number(header.trim());
+  return bytes >= INITIAL_WINDOW && bytes <= LARGEST_DECLARED_WINDOW ? bytes : undefined;
+}
+
+/** The growth one link's streams share (LINK_WINDOW_BUDGET). */
+export class WindowBudget {
+  private left: number;
+
+  constructor(readonly bytes = LINK_WINDOW_BUDGET) {
+    this.left = bytes;
+  }
+
+  get available(): number {
+    return this.left;
+  }
+
+  /** Takes up to `wanted` bytes of growth; returns what it took (0 once the budget is spent). */
+  take(wanted: number): number {
+    const taken = Math.max(0, Math.min(wanted, this.left));
+    this.left -= taken;
+    return taken;
+  }
+
+  give(bytes: number): void {
+    this.left = Math.min(this.bytes, this.left + bytes);
+  }
+}
+
+/** What both ends of a link agreed on; undefined when either end keeps fixed windows. */
+export interface GrowingWindows {
+  /** How far our receive windows grow (what we declared). */
+  own: number;
+  /** How far the peer's receive windows grow, so how far its grants may lift our credit. */
+  peer: number;
+  budget: WindowBudget;
+}
+
+/** Windows for a link whose peer declared `peerHeader`; we declared MAX_STREAM_WINDOW. */
+export function growingWindows(peerHeader: string | string[] | undefined, own = MAX_STREAM_WINDOW): GrowingWindows | undefined {
+  const peer = declaredWindow(peerHeader);
+  return peer === undefined ? undefined : { own, peer, budget: new WindowBudget() };
+}

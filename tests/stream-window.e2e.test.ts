@@ -1,0 +1,180 @@
+/**
+ * Growing windows on the desktop's WebSocket tunnel (protocol/src/stream-window.ts) through the
+ * real relay: the bridge's declaration crosses api-backend to the user's proxy and its answer comes
+ * back on the 101; then a request body the proxy sends stops at each window and says `blocked`,
+ * and a grant that grows the window lets more through; an answer the desktop sends has its window
+ * grown by the proxy once the caller has read what came. A hand-driven desktop plays the bridge,
+ * to see each frame and to grant exactly what it means to; an old one (no declaration) keeps fixed
+ * windows and never hears `blocked`.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import {
+  encodeControl,
+  encodeData,
+  INITIAL_WINDOW,
+  MAX_CHUNK_BYTES,
+  MAX_STREAM_WINDOW,
+  STREAM_WINDOW_HEADER,
+  type Frame,
+} from '@ctll/protocol';
+import { startLayout, type Layout } from './helpers/layout';
+import { openFrameDesktop, type FrameDesktop } from './helpers/frame-desktop';
+
+const MIB = 1024 * 1024;
+
+let layout: Layout;
+beforeAll(async () => {
+  layout = await startLayout();
+});
+afterAll(() => layout?.close());
+
+function wsDesktop(userId: string, declare: boolean): Promise<FrameDesktop> {
+  const headers = { authorization: `Bearer ${layout.token(userId)}`, ...(declare ? { [STREAM_WINDOW_HEADER]: String(4 * MIB) } : {}) };
+  return openFrameDesktop(`${layout.relay.url.replace('http', 'ws')}/ws/tunnel`, headers);
+}
+
+/** The id of a request frame, whole or a head. */
+function requestId(frame: Frame): string | undefined {
+  if (frame.kind === 'whole' && frame.whole.head.type === 'http_request') return frame.whole.head.id;
+  if (frame.kind === 'control' && frame.message.type === 'http_request') return frame.message.id;
+  return undefined;
+}
+
+/** Answers the next request with an empty 204: a warm-up, so later requests take the frame link. */
+async function answerWarmUp(desktop: FrameDesktop, userId: string): Promise<void> {
+  const warmUp = layout.fetchAs(userId, '/api/tags');
+  for (;;) {
+    const id = requestId(await desktop.next());
+    if (id === undefined) continue;
+    desktop.ws.send(encodeControl({ type: 'http_response', id, status: 204, headers: {}, end: true }));
+    break;
+  }
+  expect((await warmUp).status).toBe(204);
+}
+
+/** Request body bytes until the proxy says `blocked` (or the body's `end`). */
+async function bodyUntilBlocked(desktop: FrameDesktop, into: Buffer[]): Promise<{ id: string; bytes: number; ended: boolean }> {
+  let id = '';
+  let bytes = 0;
+  for (;;) {
+    const frame = await desktop.next();
+    id = requestId(frame) ?? id;
+    if (frame.kind === 'data') {
+      into.push(frame.data.payload);
+      bytes += frame.data.payload.byteLength;
+      id = frame.data.id;
+    } else if (frame.kind === 'control' && frame.message.type === 'blocked') return { id: frame.message.id, bytes, ended: false };
+    else if (frame.kind === 'control' && frame.message.type === 'end') return { id: frame.message.id, bytes, ended: true };
+  }
+}
+
+const digest = (buffer: Buffer) => createHash('sha256').update(buffer).digest('hex');
+
+it('a desktop that declares growing windows hears the proxy declare its own, through api-backend', async () => {
+  const desktop = await wsDesktop('window-declare', true);
+  expect(desktop.upgradeHeaders[STREAM_WINDOW_HEADER]).toBe(String(MAX_STREAM_WINDOW));
+  desktop.ws.close();
+});
+
+it('a request body stops at each window and says blocked; a grant that doubles the window lets twice as much through, and the body arrives whole', async () => {
+  const userId = 'window-upload';
+  const desktop = await wsDesktop(userId, true);
+  await answerWarmUp(desktop, userId);
+  const body = randomBytes(6 * MIB);
+  const answering = layout.fetchAs(userId, '/api/upload', { method: 'POST', body });
+  const received: Buffer[] = [];
+
+  const first = await bodyUntilBlocked(desktop, received);
+  expect(first.ended).toBe(false);
+  expect(first.bytes).toBeGreaterThanOrEqual(INITIAL_WINDOW);
+  expect(first.bytes).toBeLessThanOrEqual(INITIAL_WINDOW + MAX_CHUNK_BYTES);
+
+  // Everything taken, and the window doubled: credit for two windows.
+  desktop.ws.send(encodeControl({ type: 'window', id: first.id, bytes: first.bytes + INITIAL_WINDOW }));
+  const second = await bodyUntilBlocked(desktop, received);
+  expect(second.ended).toBe(false);
+  expect(second.bytes).toBeGreaterThan(INITIAL_WINDOW + MAX_CHUNK_BYTES);
+  expect(second.bytes).toBeLessThanOrEqual(2 * INITIAL_WINDOW + MAX_CHUNK_BYTES);
+
+  // From here on, each stall is met with credit for what came, until the body ends.
+  let last = second;
+  while (!last.ended) {
+    desktop.ws.send(encodeControl({ type: 'window', id: last.id, bytes: last.bytes }));
+    last = await bodyUntilBlocked(desktop, received);
+  }
+  const whole = Buffer.concat(received);
+  expect(whole.byteLength).toBe(body.byteLength);
+  expect(digest(whole)).toBe(digest(body));
+  desktop.ws.send(encodeControl({ type: 'http_response', id: last.id, status: 204, headers: {}, end: true }));
+  expect((await answering).status).toBe(204);
+  desktop.ws.close();
+});
+
+it('an old desktop that declares nothing keeps fixed windows: no blocked, and a grant past the window closes its tunnel', async () => {
+  const userId = 'window-old';
+  const desktop = await wsDesktop(userId, false);
+  expect(desktop.upgradeHeaders[STREAM_WINDOW_HEADER]).toBeUndefined();
+  await answerWarmUp(desktop, userId);
+  const answering = layout.fetchAs(userId, '/api/upload', { method: 'POST', body: randomBytes(3 * MIB) }).catch(() => undefined);
+  let id = '';
+  let bytes = 0;
+  while (bytes < INITIAL_WINDOW) {
+    const frame = await desktop.next();
+    if (frame.kind === 'data') {
+      id = frame.data.id;
+      bytes += frame.data.payload.byteLength;
+    }
+    expect(frame.kind === 'control' && frame.message.type === 'blocked').toBe(false);
+  }
+  // Whatever the proxy sent before our ping's pong is queued now: no more data, and no blocked.
+  const after = await desktop.roundTrip();
+  expect(after.some((frame) => frame.kind === 'control' && frame.message.type === 'blocked')).toBe(false);
+  bytes += after.reduce((sum, frame) => sum + (frame.kind === 'data' ? frame.data.payload.byteLength : 0), 0);
+  expect(bytes).toBeLessThanOrEqual(INITIAL_WINDOW + MAX_CHUNK_BYTES);
+
+  const closed = new Promise<number>((resolve) => desktop.ws.once('close', (code) => resolve(code)));
+  desktop.ws.send(encodeControl({ type: 'window', id, bytes: bytes + INITIAL_WINDOW }));
+  expect(await closed).toBe(1008);
+  await answering;
+});
+
+it('an answer whose caller reads what comes gets its window grown by the proxy on blocked, and more than a window then arrives whole', async () => {
+  const userId = 'window-download';
+  const desktop = await wsDesktop(userId, true);
+  await answerWarmUp(desktop, userId);
+  const answering = layout.fetchAs(userId, '/api/download').then(async (res) => ({ status: res.status, body: Buffer.from(await res.arrayBuffer()) }));
+  let id: string | undefined;
+  while (id === undefined) id = requestId(await desktop.next());
+
+  const sent: Buffer[] = [];
+  const send = (bytes: number) => {
+    for (let offset = 0; offset < bytes; offset += MAX_CHUNK_BYTES) {
+      const payload = randomBytes(Math.min(MAX_CHUNK_BYTES, bytes - offset));
+      sent.push(payload);
+      desktop.ws.send(encodeData(id!, payload), { binary: true });
+    }
+  };
+  desktop.ws.send(encodeControl({ type: 'http_response', id, status: 200, headers: { 'content-type': 'application/octet-stream' }, end: false }));
+  send(INITIAL_WINDOW);
+  desktop.ws.send(encodeControl({ type: 'blocked', id }));
+
+  // The caller reads as the bytes come, so the proxy grows the window: its grants pass what we sent.
+  let granted = 0;
+  while (granted <= INITIAL_WINDOW) {
+    const frame = await desktop.next();
+    if (frame.kind === 'control' && frame.message.type === 'window' && frame.message.id === id) granted += frame.message.bytes;
+  }
+  // All the credit we hold now, more than one window, goes at once; a proxy that had not grown its
+  // window would close the tunnel for it.
+  const sentBytes = INITIAL_WINDOW;
+  const credit = INITIAL_WINDOW - sentBytes + granted;
+  expect(credit).toBeGreaterThan(INITIAL_WINDOW);
+  send(credit);
+  desktop.ws.send(encodeControl({ type: 'end', id }));
+  const answer = await answering;
+  expect(answer.status).toBe(200);
+  const expected = Buffer.concat(sent);
+  expect(answer.body.byteLength).toBe(expected.byteLength);
+  expect(digest(answer.body)).toBe(digest(expected));
+  desktop.ws.close();
+});
