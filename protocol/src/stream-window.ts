@@ -9,9 +9,9 @@
  * its consumer has taken nearly all it was sent: the round trip, not the consumer, held the sender
  * back. A receiver whose consumer holds the bytes does not grow, so a stalled caller still costs
  * one window, and a window never passes the max its receiver declared (the sender enforces that
- * bound on grants). Growth is paid from a per-link budget (WindowBudget): however many streams
- * run fast, one link's grown windows hold at most that much more. A stream gives its growth back
- * to the budget when it ends.
+ * bound on grants). Growth is paid from a budget (WindowBudget; the bridge keeps one per link, a
+ * proxy one for all its user's links): however many streams run fast, their grown windows hold
+ * at most that much more. A stream gives its growth back to the budget when it ends.
  *
  * Why only there: over the internet a fixed 1 MiB window moves at most about 1 MiB per round trip
  * (14 MiB/s at 60 ms); api-backend's link to a proxy is loopback or a host network, where the
@@ -27,8 +27,8 @@ export const STREAM_WINDOW_HEADER = 'ctll-stream-window';
 /** How far our ends grow a stream's receive window: 16 MiB moves about 260 MiB/s at 60 ms. */
 export const MAX_STREAM_WINDOW = 16 * 1024 * 1024;
 
-/** How much one link's streams may grow their windows by, together. */
-export const LINK_WINDOW_BUDGET = 64 * 1024 * 1024;
+/** How much the streams sharing a budget (one link's, or one proxy's) may grow their windows by, together. */
+export const WINDOW_GROWTH_BUDGET = 64 * 1024 * 1024;
 
 /** The most a peer may declare: past this, a header is not one of ours. */
 const LARGEST_DECLARED_WINDOW = 1024 * 1024 * 1024;
@@ -44,11 +44,11 @@ export function declaredWindow(header: string | string[] | undefined): number | 
   return bytes >= INITIAL_WINDOW && bytes <= LARGEST_DECLARED_WINDOW ? bytes : undefined;
 }
 
-/** The growth one link's streams share (LINK_WINDOW_BUDGET). */
+/** The growth a set of streams shares (WINDOW_GROWTH_BUDGET). */
 export class WindowBudget {
   private left: number;
 
-  constructor(readonly bytes = LINK_WINDOW_BUDGET) {
+  constructor(readonly bytes = WINDOW_GROWTH_BUDGET) {
     this.left = bytes;
   }
 
@@ -77,8 +77,11 @@ export interface GrowingWindows {
   budget: WindowBudget;
 }
 
-/** Windows for a link whose peer declared `peerHeader`; we declared MAX_STREAM_WINDOW. */
-export function growingWindows(peerHeader: string | string[] | undefined, own = MAX_STREAM_WINDOW): GrowingWindows | undefined {
+/**
+ * Windows for a link whose peer declared `peerHeader` (we declared MAX_STREAM_WINDOW), growing
+ * within `budget` (by default one of the link's own).
+ */
+export function growingWindows(peerHeader: string | string[] | undefined, budget = new WindowBudget()): GrowingWindows | undefined {
   const peer = declaredWindow(peerHeader);
-  return peer === undefined ? undefined : { own, peer, budget: new WindowBudget() };
+  return peer === undefined ? undefined : { own: MAX_STREAM_WINDOW, peer, budget };
 }

@@ -42,6 +42,7 @@ import {
   growingWindows,
   MAX_STREAM_WINDOW,
   STREAM_WINDOW_HEADER,
+  WindowBudget,
 } from '@ctll/protocol';
 import type { ProxyConfig } from '../config';
 import type { Logger } from '../logger';
@@ -93,6 +94,8 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
     if (declaredWindow(req.headers[STREAM_WINDOW_HEADER]) !== undefined) headers.push(`${STREAM_WINDOW_HEADER}: ${MAX_STREAM_WINDOW}`);
   });
 
+  // One budget for all this user's tunnels: it bounds what grown windows add to this proxy's memory.
+  const windowBudget = new WindowBudget();
   const limits = new UserLimits(config.limits, { pingIntervalMs: config.pingIntervalMs, pollGraceMs: config.pollGraceMs });
   const keyLinks = new KeyLinks();
   const bridge = bridgeRoutes(config, hub, limits, logger, keyLinks);
@@ -216,7 +219,7 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
         credentialExpiresAt: parseCredentialExpiry(req.headers[CREDENTIAL_EXPIRES_HEADER]),
         tokenGraceMs: config.tokenExpiryGraceMs,
         whole: saysWhole(req.headers[WHOLE_FRAMES_HEADER]),
-        windows: growingWindows(req.headers[STREAM_WINDOW_HEADER]),
+        windows: growingWindows(req.headers[STREAM_WINDOW_HEADER], windowBudget),
         verifyRenewal: verify,
         onClose: (closed, code, reason) => hub.remove(closed, code, reason),
         onTraffic: () => stats.touch(),
