@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { Cell, ScenarioResult } from './context';
 import type { Results } from './results';
 import type { TargetResult } from './targets';
+import { WINDOW_GROWTH_BUDGET } from '@ctll/protocol';
 
 const ROUTE_TEXT: Record<string, string> = {
   direct: 'the web client calls the test LLM server itself (the floor every other route is divided by)',
@@ -158,7 +159,7 @@ function inShort(results: Results): string[] {
     const held = streamsRows.map((r) => Number(r['proxy held MiB/stream'])).filter(Number.isFinite);
     const most = Math.max(...streamsRows.map((r) => Number(r.streams)));
     lines.push(
-      `With up to ${most} requests open whose callers stopped reading, the user's proxy held at most ${n(Math.max(...held), 2)} MiB per stream after garbage collection (the protocol's bound: ${n(scenario('streams')?.summary?.boundMiBPerStreamPerDirection, 3)} MiB per stream and direction).`,
+      `With up to ${most} requests open whose callers stopped reading, the user's proxy held at most ${n(Math.max(...held), 2)} MiB per stream after garbage collection (the protocol's bound: ${n(scenario('streams')?.summary?.boundMiBPerStreamPerDirection, 3)} MiB per stream and direction, plus on the WebSocket a share of the ${WINDOW_GROWTH_BUDGET / 1024 / 1024} MiB its streams' windows may grow by together).`,
     );
   }
   const idleSummary = scenario('idle')?.summary;

@@ -3,7 +3,10 @@
  * clients that ask for a large download and then stop reading. Each such stream fills the
  * sockets along the way, then its credit window at the proxy, and stalls; nothing more moves
  * until the client reads again. The protocol says a side then holds at most one window plus one
- * frame per stream and direction (INITIAL_WINDOW + MAX_OVERSHOOT_BYTES, protocol/src/flow.ts).
+ * frame per stream and direction (INITIAL_WINDOW + MAX_OVERSHOOT_BYTES, protocol/src/flow.ts), and
+ * on the WebSocket, where windows grow while the reader keeps up (stream-window.ts), at most
+ * WINDOW_GROWTH_BUDGET more over all of the proxy's streams: the sockets behind a caller that
+ * stopped reading take bytes for a while, so a stream may grow before it stalls.
  *
  * For each count N and transport: a user of their own (so a fresh streaming-proxy process with
  * nothing else in it) and a real bridge (`node bridge/dist/cli.js`) on the process-driver
@@ -22,7 +25,7 @@ import { agentFor, type Route } from '../http-client';
 import { nowMs, round, sleep, waitUntil } from '../measure';
 import { memoryOf } from '../procs';
 import { BUILD_DIR, relayRoute, startBridgeProcess, startRelayProcess, TMP_DIR, type RelayProcess } from '../relay';
-import { INITIAL_WINDOW, MAX_OVERSHOOT_BYTES } from '@ctll/protocol';
+import { INITIAL_WINDOW, MAX_OVERSHOOT_BYTES, WINDOW_GROWTH_BUDGET } from '@ctll/protocol';
 
 const MIB = 1024 * 1024;
 /** Far more than the path between the test server and a stalled client can hold: every stream stalls long before its end. */
@@ -138,6 +141,7 @@ export const streams: Scenario = {
         'proxy RSS after MiB',
         'proxy RSS MiB/stream',
         'proxy held MiB/stream',
+        'proxy bound MiB/stream',
         'api-backend RSS MiB/stream',
         'api-backend held MiB/stream',
         'bridge RSS MiB/stream',
@@ -149,7 +153,7 @@ export const streams: Scenario = {
         `Before the first reading, one ${WARMUP_BYTES / MIB} MiB download through the same proxy is read to its end, so what a proxy builds once on its first stream (code compiled on first use, the link's tables) is not counted as the streams'.`,
         `RSS (VmRSS) is read just before the streams open and again once the proxy's RSS moved less than ${SETTLE_MIB} MiB over ${SETTLE_MS / 1000} s; "RSS MiB/stream" is the growth divided by the number of streams that started (a refused request holds nothing). It includes garbage not yet collected and memory the allocator keeps after a burst, so it is an upper bound.`,
         '"held MiB/stream": V8 heap used plus external memory (Buffers) after a full garbage collection (children/gc-hook.ts, through the in-process inspector), at the same two moments, divided by the number of streams that started: what the process really holds per stalled stream.',
-        `The bound: per stream and direction a side holds at most one window plus one frame, ${INITIAL_WINDOW / MIB} MiB + ${MAX_OVERSHOOT_BYTES / 1024} KiB = ${round(perDirection, 4)} MiB (protocol/src/flow.ts); a download uses one direction, so the proxy should hold under ${round(perDirection, 3)} MiB per stream here, and under ${round(2 * perDirection, 3)} MiB with a stalled upload beside it.`,
+        `The bound ("proxy bound MiB/stream"): per stream and direction a side holds at most one window plus one frame, ${INITIAL_WINDOW / MIB} MiB + ${MAX_OVERSHOOT_BYTES / 1024} KiB = ${round(perDirection, 4)} MiB (protocol/src/flow.ts); a download uses one direction, so over long-poll the proxy should hold under ${round(perDirection, 3)} MiB per stream here, and under ${round(2 * perDirection, 3)} MiB with a stalled upload beside it. On the WebSocket a stream's window grows while its reader keeps up (protocol/src/stream-window.ts), and the sockets behind a caller that stopped reading take bytes for a while, so a stream may stall with a grown window: the proxy's streams together hold at most ${WINDOW_GROWTH_BUDGET / MIB} MiB more, which the bound spreads over the N streams.`,
         'Bytes held in kernel socket buffers (between the client and api-backend, api-backend and the proxy, the proxy and the bridge) are in no process\'s RSS and are not counted; the kernel bounds them per socket.',
       ],
       summary,
@@ -184,6 +188,12 @@ async function snapshot(pid: number): Promise<Snapshot> {
   );
   fs.rmSync(file, { force: true });
   return { rssMb: rss(pid), heldMb: (usage.heapUsed + usage.external) / MIB };
+}
+
+/** What the proxy may hold per stalled download over `transport` with `n` of them (see the notes). */
+function boundPerStream(transport: string, n: number): number {
+  const perDirection = (INITIAL_WINDOW + MAX_OVERSHOOT_BYTES) / MIB;
+  return round(transport === 'ws' ? perDirection + WINDOW_GROWTH_BUDGET / MIB / n : perDirection, 3);
 }
 
 async function measure(ctx: BenchContext, relay: RelayProcess, transport: string, n: number): Promise<Row> {
@@ -222,6 +232,7 @@ async function measure(ctx: BenchContext, relay: RelayProcess, transport: string
       'proxy RSS after MiB': round(rssAfter.proxy, 1),
       'proxy RSS MiB/stream': rssPer('proxy'),
       'proxy held MiB/stream': heldPer('proxy'),
+      'proxy bound MiB/stream': boundPerStream(transport, n),
       'api-backend RSS MiB/stream': rssPer('api'),
       'api-backend held MiB/stream': heldPer('api'),
       'bridge RSS MiB/stream': rssPer('bridge'),
