@@ -5,20 +5,26 @@
  * and a grant that grows the window lets more through; an answer the desktop sends has its window
  * grown by the proxy once the caller has read what came. A hand-driven desktop plays the bridge,
  * to see each frame and to grant exactly what it means to; an old one (no declaration) keeps fixed
- * windows and never hears `blocked`.
+ * windows and never hears `blocked`. A polling desktop that offers a window at registration gets
+ * more than one window of a stream in a poll answer once the stream was held back by its window.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   encodeControl,
   encodeData,
+  encodeWhole,
   INITIAL_WINDOW,
   MAX_CHUNK_BYTES,
   MAX_STREAM_WINDOW,
+  POLL_STREAM_WINDOW,
+  POLL_WHOLE_CONTENT_TYPE,
   STREAM_WINDOW_HEADER,
   type Frame,
+  type PollRegistration,
 } from '@ctll/protocol';
 import { startLayout, type Layout } from './helpers/layout';
-import { openFrameDesktop, type FrameDesktop } from './helpers/frame-desktop';
+import { openFrameDesktop, pollAnswerFrames, type FrameDesktop } from './helpers/frame-desktop';
 
 const MIB = 1024 * 1024;
 
@@ -177,4 +183,81 @@ it('an answer whose caller reads what comes gets its window grown by the proxy o
   expect(answer.body.byteLength).toBe(expected.byteLength);
   expect(digest(answer.body)).toBe(digest(expected));
   desktop.ws.close();
+});
+
+it('a polling desktop that offers a window at registration gets up to that much of a request body in one poll answer, once the window held the stream back', async () => {
+  const userId = 'window-poll';
+  const url = (path: string) => `${layout.relay.url}/api/bridge/${path}`;
+  const auth = { authorization: `Bearer ${layout.token(userId)}` };
+  const registered = await fetch(url('register'), {
+    method: 'POST',
+    headers: { ...auth, 'content-type': 'application/json' },
+    body: JSON.stringify({ whole: true, window: MAX_STREAM_WINDOW }),
+  });
+  expect(registered.status).toBe(201);
+  const registration = (await registered.json()) as PollRegistration;
+  expect(registration.window).toBe(POLL_STREAM_WINDOW);
+  const poll = async (): Promise<Frame[]> => {
+    for (;;) {
+      const res = await fetch(url(`poll/${registration.bridgeId}`), { headers: auth });
+      if (res.status !== 204) return pollAnswerFrames(Buffer.from(await res.arrayBuffer()));
+    }
+  };
+  const answerEmpty = (id: string) => {
+    const none = Buffer.alloc(0);
+    const frame = encodeWhole({ type: 'http_response', id, status: 204, headers: {}, end: true }, none)!;
+    return fetch(url(`respond/${registration.bridgeId}/${id}`), { method: 'POST', headers: { ...auth, 'content-type': POLL_WHOLE_CONTENT_TYPE }, body: frame });
+  };
+
+  const warmUp = layout.fetchAs(userId, '/api/tags');
+  const [first] = await poll();
+  expect((await answerEmpty(requestId(first)!)).status).toBe(200);
+  expect((await warmUp).status).toBe(204);
+
+  const body = randomBytes(12 * MIB);
+  const answering = layout.fetchAs(userId, '/api/upload', { method: 'POST', body });
+  const received: Buffer[] = [];
+  const perPoll: number[] = [];
+  let id = '';
+  let ended = false;
+  while (!ended) {
+    // Slow to poll, as a desktop over a long round trip is: the stream spends its window meanwhile.
+    await sleep(200);
+    let bytes = 0;
+    for (const frame of await poll()) {
+      id = requestId(frame) ?? id;
+      if (frame.kind === 'data') {
+        received.push(frame.data.payload);
+        bytes += frame.data.payload.byteLength;
+      } else if (frame.kind === 'control' && frame.message.type === 'end') ended = true;
+    }
+    perPoll.push(bytes);
+  }
+  expect(Math.max(...perPoll)).toBeGreaterThan(INITIAL_WINDOW + MAX_CHUNK_BYTES);
+  expect(Math.max(...perPoll)).toBeLessThanOrEqual(POLL_STREAM_WINDOW + MAX_CHUNK_BYTES);
+  const whole = Buffer.concat(received);
+  expect(whole.byteLength).toBe(body.byteLength);
+  expect(digest(whole)).toBe(digest(body));
+  expect((await answerEmpty(id)).status).toBe(200);
+  expect((await answering).status).toBe(204);
+});
+
+it('a polling desktop that offers no window gets at most one window of a stream per poll answer', async () => {
+  const userId = 'window-poll-old';
+  const url = (path: string) => `${layout.relay.url}/api/bridge/${path}`;
+  const auth = { authorization: `Bearer ${layout.token(userId)}` };
+  const registered = await fetch(url('register'), { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: '{}' });
+  const registration = (await registered.json()) as PollRegistration;
+  expect(registration.window).toBeUndefined();
+  // Never answered: the layout's close ends it.
+  void layout.fetchAs(userId, '/api/upload', { method: 'POST', body: randomBytes(4 * MIB) }).catch(() => undefined);
+  let total = 0;
+  while (total < 4 * MIB) {
+    await sleep(200);
+    const res = await fetch(url(`poll/${registration.bridgeId}`), { headers: auth });
+    if (res.status === 204) continue;
+    const bytes = pollAnswerFrames(Buffer.from(await res.arrayBuffer())).reduce((sum, frame) => sum + (frame.kind === 'data' ? frame.data.payload.byteLength : 0), 0);
+    expect(bytes).toBeLessThanOrEqual(INITIAL_WINDOW + MAX_CHUNK_BYTES);
+    total += bytes;
+  }
 });

@@ -4,12 +4,13 @@
  *
  * Flow control is checked per answer: the relay returns a stream's credit only when a poll carries
  * its bytes away, so one answer never holds more than a window plus one frame of any stream's
- * body. An answer holding more breaks the protocol and ends the connection. A record that cannot
+ * body (the window the registration agreed, protocol/src/stream-window.ts). An answer holding more
+ * breaks the protocol and ends the connection. A record that cannot
  * be framed ends only this answer (its streams fail at the relay by timeout); a malformed frame in
  * a good record is refused on its own, naming its stream when it can.
  */
 import type http from 'node:http';
-import { decodeFrame, FLOW_CONTROL_CLOSE_REASON, INITIAL_WINDOW, MAX_OVERSHOOT_BYTES, RecordReader } from '@ctll/protocol';
+import { decodeFrame, FLOW_CONTROL_CLOSE_REASON, MAX_OVERSHOOT_BYTES, RecordReader } from '@ctll/protocol';
 import type { StreamTable } from './stream-table';
 
 /** What the poll connection lends a batch while it is read. */
@@ -17,6 +18,8 @@ export interface BatchSink {
   readonly streams: StreamTable;
   /** Whether this bridge offered whole frames: a whole record is refused otherwise. */
   readonly wholeFrames: boolean;
+  /** The most of one stream's body an answer may hold (INITIAL_WINDOW unless the registration agreed more). */
+  window(): number;
   /** True once the connection has ended: the rest of the answer is ignored. */
   ended(): boolean;
   /** Whether a local request is open for this stream (its body bytes then count as untaken). */
@@ -80,7 +83,7 @@ function dispatch(record: Buffer, perStream: Map<string, number>, sink: BatchSin
     if (frame.value.kind === 'data') {
       const { id, payload } = frame.value.data;
       const inBatch = (perStream.get(id) ?? 0) + payload.byteLength;
-      if (inBatch > INITIAL_WINDOW + MAX_OVERSHOOT_BYTES) {
+      if (inBatch > sink.window() + MAX_OVERSHOOT_BYTES) {
         sink.fail(`the relay broke flow control (${FLOW_CONTROL_CLOSE_REASON}: ${inBatch} bytes of ${id} in one poll answer)`);
         return false;
       }

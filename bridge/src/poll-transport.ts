@@ -44,6 +44,8 @@
  */
 import type http from 'node:http';
 import {
+  INITIAL_WINDOW,
+  MAX_STREAM_WINDOW,
   POLL_BATCH_CONTENT_TYPE,
   pollRegistrationSchema,
   PROTOCOL_VERSION,
@@ -134,6 +136,8 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
     this.batchSink = {
       streams: this.streams,
       wholeFrames: setup.wholeFrames,
+      // What we offered, if the relay agreed to it (no more than it said): else the fixed window.
+      window: () => (setup.growWindows && this.registration?.window !== undefined ? Math.min(this.registration.window, MAX_STREAM_WINDOW) : INITIAL_WINDOW),
       ended: () => this.ended,
       hasPort: (id) => this.ports.has(id),
       addUntaken: (bytes) => {
@@ -200,7 +204,7 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
   }
 
   private register(): void {
-    const body = JSON.stringify({ clientId: this.setup.clientId, platform: process.platform, version: VERSION, ...(this.setup.wholeFrames ? { whole: true, answers: true } : {}) });
+    const body = JSON.stringify({ clientId: this.setup.clientId, platform: process.platform, version: VERSION, ...(this.setup.wholeFrames ? { whole: true, answers: true } : {}), ...(this.setup.growWindows ? { window: MAX_STREAM_WINDOW } : {}) });
     const req = this.http.request('POST', 'register', { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
     this.pending = req;
     let connected = false;

@@ -4,7 +4,8 @@
  * every streamed answer (head record, then body chunks with their arrival times), and lets the
  * test put whatever it likes into the next poll answer, including garbage and awkward splits.
  * With `takesWhole` it answers a registration's offer of whole frames (protocol/src/tunnel-whole.ts)
- * and takes a whole answer POST.
+ * and takes a whole answer POST; with `agreesWindow` it answers an offer of growing windows
+ * (protocol/src/stream-window.ts) with that many bytes.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -68,7 +69,9 @@ export interface FakePollRelay {
 
 export const data = (id: string, bytes: Buffer): Buffer => encodeData(id, bytes);
 
-export async function startFakePollRelay(timing: { pollTimeoutMs?: number; heartbeatIntervalMs?: number; takesWhole?: boolean } = {}): Promise<FakePollRelay> {
+export async function startFakePollRelay(
+  timing: { pollTimeoutMs?: number; heartbeatIntervalMs?: number; takesWhole?: boolean; agreesWindow?: number } = {},
+): Promise<FakePollRelay> {
   const listeners = new Set<() => void>();
   const changed = () => {
     for (const listener of [...listeners]) listener();
@@ -198,6 +201,7 @@ export async function startFakePollRelay(timing: { pollTimeoutMs?: number; heart
           graceMs: 3_000,
           maxQueuedRequests: 64,
           ...(timing.takesWhole && offered ? { whole: true } : {}),
+          ...(timing.agreesWindow !== undefined && typeof relay.registrations[relay.registrations.length - 1].body.window === 'number' ? { window: timing.agreesWindow } : {}),
         });
         return;
       }

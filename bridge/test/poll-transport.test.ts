@@ -5,7 +5,7 @@
  * re-registration, refused tokens, and holding back polls while a local server is slow to take a
  * request body.
  */
-import { MAX_CHUNK_BYTES, type ControlMessage } from '@ctll/protocol';
+import { MAX_CHUNK_BYTES, MAX_STREAM_WINDOW, type ControlMessage } from '@ctll/protocol';
 import { formatStatus, startBridge, VERSION, type Bridge, type BridgeOptions, type BridgeStatus } from '../src';
 import { data, startFakePollRelay, type FakePollRelay } from './fake-poll-relay';
 import { startConnectProxy, startTarget, type Target } from './helpers';
@@ -53,7 +53,7 @@ describe('long-poll transport, bridge side', () => {
     const [registration] = relay.registrations;
     expect(registration.headers.authorization).toBe('Bearer tok-123');
     expect(registration.headers['user-agent']).toMatch(/^ctll-bridge\/\S+ /);
-    expect(registration.body).toEqual({ clientId: expect.stringMatching(/^[0-9a-f-]{36}$/), platform: process.platform, version: VERSION, whole: true, answers: true });
+    expect(registration.body).toEqual({ clientId: expect.stringMatching(/^[0-9a-f-]{36}$/), platform: process.platform, version: VERSION, whole: true, answers: true, window: MAX_STREAM_WINDOW });
     expect(formatStatus(statuses.at(-1)!)).toMatch(/^connected to http:\/\/127\.0\.0\.1:\d+ via long-poll · target /);
 
     relay.send([request('r1', 'GET', '/json/1')]);
@@ -212,6 +212,28 @@ describe('long-poll transport, bridge side', () => {
     await relay.until(() => bridge.stats.active === 0 && relay.polls > polls + 1);
     relay.send([request('after', 'GET', '/json/4')]);
     expect((await relay.answer('after')).head).toMatchObject({ status: 200 });
+  });
+
+  it('takes more than a window of one stream in a poll answer only from a relay that agreed to the larger window', async () => {
+    const upload = Buffer.alloc(3 * 1024 * 1024, 7);
+    const frames = (id: string) => [request(id, 'POST', `/echo/${id}`, false), ...Array.from({ length: upload.byteLength / MAX_CHUNK_BYTES }, () => data(id, upload.subarray(0, MAX_CHUNK_BYTES))), { type: 'end', id } as ControlMessage];
+
+    // The relay of beforeEach said nothing of windows: three windows of one stream in one answer break flow control.
+    await pollingBridge();
+    relay.send(frames('flood'));
+    await relay.until(() => relay.registrations.length >= 2, 5000);
+    expect(relay.answers.get('flood')?.ended ?? false).toBe(false);
+    await Promise.all(bridges.splice(0).map((bridge) => bridge.close()));
+    await relay.close();
+
+    relay = await startFakePollRelay({ pollTimeoutMs: 500, heartbeatIntervalMs: 100, agreesWindow: 4 * 1024 * 1024 });
+    await pollingBridge();
+    expect(relay.registrations[0].body.window).toBe(MAX_STREAM_WINDOW);
+    relay.send(frames('agreed'));
+    const answer = await relay.answer('agreed');
+    expect(answer.head).toMatchObject({ status: 200 });
+    expect(body(answer).equals(upload)).toBe(true);
+    expect(relay.registrations).toHaveLength(1);
   });
 
   it('polls and answers through an HTTP CONNECT proxy, on kept-alive tunnels', async () => {

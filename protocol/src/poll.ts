@@ -25,6 +25,8 @@ import { z } from 'zod';
 import { dataHeaderBytes, decodeData, FRAME_DATA, writeDataHeader, type DataFrame } from './frames';
 import { encodeControl, parseControl, wireHeadersSchema, type ControlMessage, type ParseResult } from './messages';
 import { decodeWhole, FRAME_WHOLE, MAX_WHOLE_FRAME_BYTES, type WholeFrame } from './whole-frame';
+import { INITIAL_WINDOW } from './flow';
+import { LARGEST_DECLARED_WINDOW } from './stream-window';
 
 export const FRAME_CONTROL = 0x00;
 export const POLL_BATCH_CONTENT_TYPE = 'application/vnd.ctll.frames';
@@ -188,6 +190,8 @@ export function parseResponseHead(record: Buffer): ParseResult<ResponseHead> {
 }
 
 const positive = z.number().finite().positive();
+/** A window one end declares: a whole number of bytes from the initial window to 1 GiB (stream-window.ts). */
+const declaredWindowSchema = z.number().int().min(INITIAL_WINDOW).max(LARGEST_DECLARED_WINDOW);
 
 /** What `POST /api/bridge/register` answers: the bridge's id and the timings it must keep. */
 export const pollRegistrationSchema = z.object({
@@ -200,6 +204,11 @@ export const pollRegistrationSchema = z.object({
   whole: z.boolean().optional(),
   /** The relay takes batches of short answers (`answers/<bridgeId>`); absent from older relays. */
   answers: z.boolean().optional(),
+  /**
+   * The most of one stream's body a poll answer may carry (stream-window.ts), when the bridge
+   * offered growing windows; absent from older relays (then INITIAL_WINDOW, fixed).
+   */
+  window: declaredWindowSchema.optional(),
 });
 export type PollRegistration = z.infer<typeof pollRegistrationSchema>;
 
@@ -211,6 +220,8 @@ export const registerBodySchema = z.object({
   whole: z.boolean().optional(),
   /** The bridge would send batches of short answers; absent from older bridges. */
   answers: z.boolean().optional(),
+  /** The bridge takes poll answers holding up to this much of one stream's body (stream-window.ts); absent from older bridges. */
+  window: declaredWindowSchema.optional(),
 });
 
 /** The most answers one batch holds. */

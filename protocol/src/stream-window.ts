@@ -15,9 +15,16 @@
  *
  * Why only there: over the internet a fixed 1 MiB window moves at most about 1 MiB per round trip
  * (14 MiB/s at 60 ms); api-backend's link to a proxy is loopback or a host network, where the
- * fixed window is never the bound. The long-poll transport keeps fixed windows: its answers are
- * sized by the window (poll-link.ts, poll-batch.ts). A peer that sends no header (an older bridge
- * or proxy) never sees a `blocked` message or a grown window.
+ * fixed window is never the bound. A peer that sends no header (an older bridge or proxy) never
+ * sees a `blocked` message or a grown window.
+ *
+ * On the long-poll transport the proxy gives a stream's request-body credit back itself, when a
+ * poll carries the bytes away, so a poll answer holds at most one window of any stream. There the
+ * bridge declares `window` in its registration (the most of one stream an answer may hold) and a
+ * proxy that grows windows answers with the most it will put in one (at most POLL_STREAM_WINDOW):
+ * a stream still blocked when a poll comes had its window, not the bridge, hold it back, and the
+ * proxy doubles that stream's window as it delivers. The bridge bounds what it holds by pausing
+ * its polls (MAX_UNTAKEN_BYTES), as before. Answers (the bridge's POSTs) are paced by TCP.
  */
 import { INITIAL_WINDOW } from './flow';
 
@@ -27,11 +34,14 @@ export const STREAM_WINDOW_HEADER = 'ctll-stream-window';
 /** How far our ends grow a stream's receive window: 16 MiB moves about 260 MiB/s at 60 ms. */
 export const MAX_STREAM_WINDOW = 16 * 1024 * 1024;
 
+/** The most of one stream a poll answer holds where windows grow: a whole poll answer's bound (poll-link.ts). */
+export const POLL_STREAM_WINDOW = 4 * 1024 * 1024;
+
 /** How much the streams sharing a budget (one link's, or one proxy's) may grow their windows by, together. */
 export const WINDOW_GROWTH_BUDGET = 64 * 1024 * 1024;
 
-/** The most a peer may declare: past this, a header is not one of ours. */
-const LARGEST_DECLARED_WINDOW = 1024 * 1024 * 1024;
+/** The most a peer may declare: past this, a declaration is not one of ours. */
+export const LARGEST_DECLARED_WINDOW = 1024 * 1024 * 1024;
 
 /**
  * The largest window the other end declared in STREAM_WINDOW_HEADER, or undefined when it sent

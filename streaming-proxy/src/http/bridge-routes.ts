@@ -11,10 +11,13 @@ import {
   CREDENTIAL_KEY_HEADER,
   errorMessage,
   heartbeatBodySchema,
+  INITIAL_WINDOW,
   KEY_REVOKED_CLOSE,
   parseCredentialExpiry,
+  POLL_STREAM_WINDOW,
   registerBodySchema,
   type PollRegistration,
+  type WindowBudget,
 } from '@ctll/protocol';
 import type { ProxyConfig } from '../config';
 import type { Logger } from '../logger';
@@ -28,8 +31,16 @@ import type { BridgeHandler, BridgeRequest, BridgeResponse } from './bridge-exch
 const ROUTE = /^\/bridge\/(register|poll|respond|heartbeat|answers)(?:\/([A-Za-z0-9]{1,64}))?(?:\/([A-Za-z0-9_.-]{1,64}))?$/;
 const MAX_JSON_BYTES = 64 * 1024;
 
-export function bridgeRoutes(config: ProxyConfig, hub: TunnelHub, limits: UserLimits, logger: Logger, keyLinks: KeyLinks): BridgeHandler {
-  const registration = (bridgeId: string, whole: boolean, answers: boolean): PollRegistration => ({
+export function bridgeRoutes(
+  config: ProxyConfig,
+  hub: TunnelHub,
+  limits: UserLimits,
+  logger: Logger,
+  keyLinks: KeyLinks,
+  /** What grown windows may add to this proxy's memory, shared with its WebSocket tunnels (stream-window.ts). */
+  windowBudget: WindowBudget,
+): BridgeHandler {
+  const registration = (bridgeId: string, whole: boolean, answers: boolean, window: number | undefined): PollRegistration => ({
     bridgeId,
     pollTimeoutMs: config.pollTimeoutMs,
     // Heartbeats matter only while the bridge is busy answering and not polling.
@@ -39,6 +50,8 @@ export function bridgeRoutes(config: ProxyConfig, hub: TunnelHub, limits: UserLi
     // Said only to a bridge that offered whole frames: an older one never hears of them.
     ...(whole ? { whole: true } : {}),
     ...(answers ? { answers: true } : {}),
+    // Said only to a bridge that offered growing windows (stream-window.ts).
+    ...(window !== undefined ? { window } : {}),
   });
 
   /** Handles the request if it is a bridge route; returns false otherwise. */
@@ -73,6 +86,8 @@ export function bridgeRoutes(config: ProxyConfig, hub: TunnelHub, limits: UserLi
         return true;
       }
       const { clientId, platform, version, whole } = body.data;
+      // The most of one stream a poll answer may hold: what the bridge takes, within what we put in one.
+      const window = body.data.window === undefined ? undefined : Math.min(body.data.window, POLL_STREAM_WINDOW);
       // Batches hold whole frames: offered without them, they are not taken.
       const answers = whole === true && body.data.answers === true;
       // A bridge registering again (its poll failed, it lost the relay for a moment) has given up
@@ -105,11 +120,12 @@ export function bridgeRoutes(config: ProxyConfig, hub: TunnelHub, limits: UserLi
         tokenGraceMs: config.tokenExpiryGraceMs,
         whole: whole === true,
         answers,
+        windows: window === undefined ? undefined : { own: INITIAL_WINDOW, peer: window, budget: windowBudget },
         onClose: (closed, code, reason) => hub.remove(closed, code, reason),
       });
       hub.add(link, keyId);
       keyLinks.track(link, keyId);
-      sendJson(res, 201, registration(link.id, whole === true, answers));
+      sendJson(res, 201, registration(link.id, whole === true, answers, window));
       return true;
     }
 

@@ -98,7 +98,7 @@ export function createProxyServer({ config, logger, stats, hub, journal, zrok, v
   const windowBudget = new WindowBudget();
   const limits = new UserLimits(config.limits, { pingIntervalMs: config.pingIntervalMs, pollGraceMs: config.pollGraceMs });
   const keyLinks = new KeyLinks();
-  const bridge = bridgeRoutes(config, hub, limits, logger, keyLinks);
+  const bridge = bridgeRoutes(config, hub, limits, logger, keyLinks, windowBudget);
   const acceptUpstream = upstreamLinks({ config, hub, stats, limits, logger, zrok, bridge });
 
   const server = http.createServer((req, res) => {

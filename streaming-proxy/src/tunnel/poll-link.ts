@@ -45,6 +45,7 @@ import {
   TunnelErrorCode,
   type ControlMessage,
   type WholeHead,
+  type GrowingWindows,
 } from '@ctll/protocol';
 import { CredentialDeadline } from '../credentials/deadline';
 import { Correlator } from './correlator';
@@ -54,6 +55,7 @@ import type { Logger } from '../logger';
 import { sendError, sendJson } from '../http/respond';
 import { respondWhole } from './respond-whole';
 import { takeAnswerBatch } from './answer-batch';
+import { PollWindows } from './poll-windows';
 import type { BridgeRequest, BridgeResponse } from '../http/bridge-exchange';
 
 export interface PollLinkOptions {
@@ -74,6 +76,8 @@ export interface PollLinkOptions {
   whole: boolean;
   /** The bridge registered with `answers: true` too (and was told this proxy takes batches of answers). */
   answers: boolean;
+  /** The bridge registered with a `window` (stream-window.ts): request bodies' windows grow; undefined: fixed. */
+  windows?: GrowingWindows;
   onClose: (link: PollLink, code: number, reason: string) => void;
 }
 
@@ -116,8 +120,10 @@ export class PollLink implements DesktopLink {
   private readonly inbound = new Map<string, InboundBody>();
   private readonly deadline: CredentialDeadline;
   private isClosed = false;
+  private readonly growth: PollWindows | undefined;
 
   constructor(private readonly options: PollLinkOptions) {
+    this.growth = options.windows && new PollWindows(options.windows.peer, options.windows.budget);
     this.id = options.id;
     this.client = options.client;
     this.clientId = options.clientId;
@@ -145,12 +151,22 @@ export class PollLink implements DesktopLink {
     return this.options.whole;
   }
 
+  get windows(): GrowingWindows | undefined {
+    return this.options.windows;
+  }
+
   get queueFull(): boolean {
     return this.queuedRequests >= this.options.maxQueuedRequests;
   }
 
   sendControl(message: ControlMessage): void {
     if (this.isClosed) return;
+    // Ours to act on when a poll comes (poll-windows.ts); the bridge never needs to hear of it.
+    if (message.type === 'blocked') {
+      this.growth?.blockedOn(message.id);
+      return;
+    }
+    if (message.type === 'end' || message.type === 'cancel') this.growth?.ended(message.id);
     if (message.type === 'window') {
       // Credit for an answer body: the exchange drained it, so its POST may flow again.
       const body = this.inbound.get(message.id);
@@ -338,6 +354,7 @@ export class PollLink implements DesktopLink {
     this.inbound.clear();
     this.queue = [];
     this.correlator.failAll('desktop_disconnected', 'the desktop stopped polling before it finished answering');
+    this.growth?.close();
     this.options.onClose(this, code, reason);
   }
 
@@ -385,7 +402,10 @@ export class PollLink implements DesktopLink {
     res.writeHead(200, { 'content-type': POLL_BATCH_CONTENT_TYPE, 'content-length': bytes, 'cache-control': 'no-store' });
     res.end(answer);
     // The desktop has the request body bytes now: let their exchanges send more.
-    for (const [stream, granted] of credits) this.correlator.handleControl({ type: 'window', id: stream, bytes: granted }, this);
+    for (const [stream, granted] of credits) {
+      const bytes = this.growth ? this.growth.credit(stream, granted) : granted;
+      this.correlator.handleControl({ type: 'window', id: stream, bytes }, this);
+    }
   }
 
   private answerEmpty(): void {
