@@ -18,13 +18,11 @@ import {
   MAX_CHUNK_BYTES,
   MAX_STREAM_WINDOW,
   POLL_STREAM_WINDOW,
-  POLL_WHOLE_CONTENT_TYPE,
   STREAM_WINDOW_HEADER,
   type Frame,
-  type PollRegistration,
 } from '@ctll/protocol';
 import { startLayout, type Layout } from './helpers/layout';
-import { openFrameDesktop, pollAnswerFrames, type FrameDesktop } from './helpers/frame-desktop';
+import { openFrameDesktop, registerPollDesktop, type FrameDesktop } from './helpers/frame-desktop';
 
 const MIB = 1024 * 1024;
 
@@ -187,26 +185,12 @@ it('an answer whose caller reads what comes gets its window grown by the proxy o
 
 it('a polling desktop that offers a window at registration gets up to that much of a request body in one poll answer, once the window held the stream back', async () => {
   const userId = 'window-poll';
-  const url = (path: string) => `${layout.relay.url}/api/bridge/${path}`;
-  const auth = { authorization: `Bearer ${layout.token(userId)}` };
-  const registered = await fetch(url('register'), {
-    method: 'POST',
-    headers: { ...auth, 'content-type': 'application/json' },
-    body: JSON.stringify({ whole: true, window: MAX_STREAM_WINDOW }),
-  });
-  expect(registered.status).toBe(201);
-  const registration = (await registered.json()) as PollRegistration;
+  const { status, registration, poll, respond } = await registerPollDesktop(layout.relay.url, layout.token(userId), { whole: true, window: MAX_STREAM_WINDOW });
+  expect(status).toBe(201);
   expect(registration.window).toBe(POLL_STREAM_WINDOW);
-  const poll = async (): Promise<Frame[]> => {
-    for (;;) {
-      const res = await fetch(url(`poll/${registration.bridgeId}`), { headers: auth });
-      if (res.status !== 204) return pollAnswerFrames(Buffer.from(await res.arrayBuffer()));
-    }
-  };
   const answerEmpty = (id: string) => {
     const none = Buffer.alloc(0);
-    const frame = encodeWhole({ type: 'http_response', id, status: 204, headers: {}, end: true }, none)!;
-    return fetch(url(`respond/${registration.bridgeId}/${id}`), { method: 'POST', headers: { ...auth, 'content-type': POLL_WHOLE_CONTENT_TYPE }, body: frame });
+    return respond(id, encodeWhole({ type: 'http_response', id, status: 204, headers: {}, end: true }, none)!);
   };
 
   const warmUp = layout.fetchAs(userId, '/api/tags');
@@ -244,19 +228,14 @@ it('a polling desktop that offers a window at registration gets up to that much 
 
 it('a polling desktop that offers no window gets at most one window of a stream per poll answer', async () => {
   const userId = 'window-poll-old';
-  const url = (path: string) => `${layout.relay.url}/api/bridge/${path}`;
-  const auth = { authorization: `Bearer ${layout.token(userId)}` };
-  const registered = await fetch(url('register'), { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: '{}' });
-  const registration = (await registered.json()) as PollRegistration;
+  const { registration, poll } = await registerPollDesktop(layout.relay.url, layout.token(userId), {});
   expect(registration.window).toBeUndefined();
   // Never answered: the layout's close ends it.
   void layout.fetchAs(userId, '/api/upload', { method: 'POST', body: randomBytes(4 * MIB) }).catch(() => undefined);
   let total = 0;
   while (total < 4 * MIB) {
     await sleep(200);
-    const res = await fetch(url(`poll/${registration.bridgeId}`), { headers: auth });
-    if (res.status === 204) continue;
-    const bytes = pollAnswerFrames(Buffer.from(await res.arrayBuffer())).reduce((sum, frame) => sum + (frame.kind === 'data' ? frame.data.payload.byteLength : 0), 0);
+    const bytes = (await poll()).reduce((sum, frame) => sum + (frame.kind === 'data' ? frame.data.payload.byteLength : 0), 0);
     expect(bytes).toBeLessThanOrEqual(INITIAL_WINDOW + MAX_CHUNK_BYTES);
     total += bytes;
   }

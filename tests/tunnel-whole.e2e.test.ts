@@ -5,16 +5,9 @@
  * reaches the desktop as one frame and its short answer comes back from one. A hand-driven desktop
  * plays the bridge, to see which form arrives; an old one (no offer) still gets the old form.
  */
-import {
-  encodeControl,
-  encodeWhole,
-  POLL_WHOLE_CONTENT_TYPE,
-  WHOLE_FRAMES_HEADER,
-  type Frame,
-  type PollRegistration,
-} from '@ctll/protocol';
+import { encodeControl, encodeWhole, WHOLE_FRAMES_HEADER } from '@ctll/protocol';
 import { startLayout, type Layout } from './helpers/layout';
-import { openFrameDesktop, pollAnswerFrames, shortAnswerHead, type FrameDesktop } from './helpers/frame-desktop';
+import { openFrameDesktop, registerPollDesktop, shortAnswerHead, type FrameDesktop } from './helpers/frame-desktop';
 
 let layout: Layout;
 beforeAll(async () => {
@@ -86,20 +79,9 @@ it('an old bridge that offers nothing hears nothing of whole frames and gets the
 
 it('a polling bridge that offers whole frames at registration gets a short request as one record and POSTs its answer as one frame, through api-backend', async () => {
   const userId = 'whole-poll';
-  const url = (path: string) => `${layout.relay.url}/api/bridge/${path}`;
-  const auth = { authorization: `Bearer ${layout.token(userId)}` };
-  const registered = await fetch(url('register'), { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ whole: true }) });
-  expect(registered.status).toBe(201);
-  const registration = (await registered.json()) as PollRegistration;
+  const { status, registration, poll, respond } = await registerPollDesktop(layout.relay.url, layout.token(userId), { whole: true });
+  expect(status).toBe(201);
   expect(registration.whole).toBe(true);
-  const poll = async (): Promise<Frame[]> => {
-    for (;;) {
-      const res = await fetch(url(`poll/${registration.bridgeId}`), { headers: auth });
-      if (res.status !== 204) return pollAnswerFrames(Buffer.from(await res.arrayBuffer()));
-    }
-  };
-  const respond = (id: string, frame: Buffer) =>
-    fetch(url(`respond/${registration.bridgeId}/${id}`), { method: 'POST', headers: { ...auth, 'content-type': POLL_WHOLE_CONTENT_TYPE }, body: frame });
 
   const warmUp = layout.fetchAs(userId, '/api/tags');
   const [first] = await poll();

@@ -6,7 +6,20 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import WebSocket from 'ws';
-import { decodeData, decodeFrame, decodeWhole, encodeControl, isWholeFrame, parseControl, RecordReader, WHOLE_FRAMES_HEADER, type Frame, type WholeHead } from '@ctll/protocol';
+import {
+  decodeData,
+  decodeFrame,
+  decodeWhole,
+  encodeControl,
+  isWholeFrame,
+  parseControl,
+  POLL_WHOLE_CONTENT_TYPE,
+  RecordReader,
+  WHOLE_FRAMES_HEADER,
+  type Frame,
+  type PollRegistration,
+  type WholeHead,
+} from '@ctll/protocol';
 
 export interface FrameDesktop {
   ws: WebSocket;
@@ -104,4 +117,34 @@ export function pollAnswerFrames(body: Buffer): Frame[] {
     if (!frame.ok) throw new Error(`the relay sent a malformed poll record: ${frame.error}`);
     return frame.value;
   });
+}
+
+/** A hand-driven polling desktop: its registration, its polls (each the frames of one answer) and whole-frame answers. */
+export interface PollDesktop {
+  status: number;
+  registration: PollRegistration;
+  /** The next poll answer that holds something (empty answers are polled again). */
+  poll(): Promise<Frame[]>;
+  /** POSTs one whole frame as stream `id`'s answer. */
+  respond(id: string, frame: Buffer): Promise<Response>;
+}
+
+/** Registers at `relayUrl` with `token`, offering what `offer` says (the registration body). */
+export async function registerPollDesktop(relayUrl: string, token: string, offer: Record<string, unknown>): Promise<PollDesktop> {
+  const url = (path: string) => `${relayUrl}/api/bridge/${path}`;
+  const auth = { authorization: `Bearer ${token}` };
+  const registered = await fetch(url('register'), { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify(offer) });
+  const registration = (await registered.json()) as PollRegistration;
+  return {
+    status: registered.status,
+    registration,
+    async poll() {
+      for (;;) {
+        const res = await fetch(url(`poll/${registration.bridgeId}`), { headers: auth });
+        if (res.status !== 204) return pollAnswerFrames(Buffer.from(await res.arrayBuffer()));
+      }
+    },
+    respond: (id, frame) =>
+      fetch(url(`respond/${registration.bridgeId}/${id}`), { method: 'POST', headers: { ...auth, 'content-type': POLL_WHOLE_CONTENT_TYPE }, body: frame }),
+  };
 }
