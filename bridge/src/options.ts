@@ -62,8 +62,9 @@ export interface BridgeOptions {
    */
   wholeFrames?: boolean;
   /**
-   * Grow streams' windows on a WebSocket connection (protocol/src/stream-window.ts) when the relay
-   * grows them too. Internal: tests and the bench turn it off to compare with fixed windows.
+   * Offer growing windows (protocol/src/stream-window.ts): on the WebSocket's upgrade, and in a
+   * long-poll registration; the relay grows them only if it says so too. Internal: tests and the
+   * bench turn it off to compare with fixed windows.
    */
   growWindows?: boolean;
   /** Called on every change of state, and when the served counter moves. */

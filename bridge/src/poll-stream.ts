@@ -135,7 +135,8 @@ export class PollStreamPort implements StreamPort {
   }
 
   blocked(): void {
-    // Windows stay fixed on this transport (protocol/src/stream-window.ts).
+    // On this transport the relay grows request bodies' windows itself, as polls take the bytes
+    // (protocol/src/stream-window.ts); it sends no `blocked`.
   }
 
   dispose(): void {

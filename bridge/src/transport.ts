@@ -60,7 +60,7 @@ export interface TransportSetup {
   upgradeHeaders: Readonly<Record<string, string>>;
   /** Offer whole frames on the connection (protocol/src/tunnel-whole.ts). */
   wholeFrames: boolean;
-  /** Offer growing windows on a WebSocket connection (protocol/src/stream-window.ts). */
+  /** Offer growing windows on the upgrade or in the registration (protocol/src/stream-window.ts). */
   growWindows: boolean;
   /** Carries the WebSocket through a corporate proxy; undefined goes direct. */
   relayAgent: http.Agent | undefined;

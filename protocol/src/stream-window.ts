@@ -1,5 +1,5 @@
 /**
- * Windows that grow, on the desktop's WebSocket link.
+ * Windows that grow, on the desktop's tunnel (both transports).
  *
  * A stream's window is fixed at INITIAL_WINDOW unless both ends of its link said, on the upgrade,
  * that they grow windows: the bridge sends STREAM_WINDOW_HEADER with the largest window it will
@@ -13,10 +13,10 @@
  * proxy one for all its user's links): however many streams run fast, their grown windows hold
  * at most that much more. A stream gives its growth back to the budget when it ends.
  *
- * Why only there: over the internet a fixed 1 MiB window moves at most about 1 MiB per round trip
- * (14 MiB/s at 60 ms); api-backend's link to a proxy is loopback or a host network, where the
- * fixed window is never the bound. A peer that sends no header (an older bridge or proxy) never
- * sees a `blocked` message or a grown window.
+ * Why only on the desktop's tunnel: over the internet a fixed 1 MiB window moves at most about
+ * 1 MiB per round trip (14 MiB/s at 60 ms); api-backend's link to a proxy is loopback or a host
+ * network, where the fixed window is never the bound. A peer that sends no header (an older
+ * bridge or proxy) never sees a `blocked` message or a grown window.
  *
  * On the long-poll transport the proxy gives a stream's request-body credit back itself, when a
  * poll carries the bytes away, so a poll answer holds at most one window of any stream. There the
