@@ -79,6 +79,8 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
   private readonly streams: StreamTable;
   private readonly ports = new Map<string, PollStreamPort>();
   private registration: PollRegistration | undefined;
+  /** The most of one stream a poll answer may hold: what we offered, if the relay agreed (no more than it said), else fixed. */
+  private answerWindow = INITIAL_WINDOW;
   /** Set when the relay takes batches of short answers (poll-answers.ts). */
   answers: AnswerBatcher | undefined;
   /** The registration, then the poll, in flight: sent, and its answer not yet being read. */
@@ -136,8 +138,7 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
     this.batchSink = {
       streams: this.streams,
       wholeFrames: setup.wholeFrames,
-      // What we offered, if the relay agreed to it (no more than it said): else the fixed window.
-      window: () => (setup.growWindows && this.registration?.window !== undefined ? Math.min(this.registration.window, MAX_STREAM_WINDOW) : INITIAL_WINDOW),
+      window: () => this.answerWindow,
       ended: () => this.ended,
       hasPort: (id) => this.ports.has(id),
       addUntaken: (bytes) => {
@@ -241,6 +242,7 @@ class PollConnection implements TunnelConnection, TunnelSender, PollStreamHost, 
   private opened(registration: PollRegistration): void {
     if (this.ended) return;
     this.registration = registration;
+    this.answerWindow = this.setup.growWindows && registration.window !== undefined ? Math.min(registration.window, MAX_STREAM_WINDOW) : INITIAL_WINDOW;
     this.bridgeId = registration.bridgeId;
     // Batches hold whole frames: the relay says so only if we offered both.
     if (registration.whole === true && registration.answers === true) this.answers = new AnswerBatcher(this);

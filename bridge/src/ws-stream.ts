@@ -9,6 +9,8 @@ import {
   httpResponseSchema,
   INITIAL_WINDOW,
   ReceiveCredit,
+  receiveGrowth,
+  sendGrowth,
   type GrowingWindows,
   type ControlMessage,
   type Headers,
@@ -31,13 +33,9 @@ export function wsStreamPort(id: string, sender: FrameSender, windows?: GrowingW
   const body = new BodySender(
     (slice) => sender.sendData(id, slice),
     INITIAL_WINDOW,
-    windows && { max: windows.peer, sendBlocked: () => sender.sendControl({ type: 'blocked', id }) },
+    sendGrowth(windows, () => sender.sendControl({ type: 'blocked', id })),
   );
-  const receiveCredit = new ReceiveCredit(
-    (bytes) => sender.sendControl({ type: 'window', id, bytes }),
-    INITIAL_WINDOW,
-    windows && { max: windows.own, budget: windows.budget },
-  );
+  const receiveCredit = new ReceiveCredit((bytes) => sender.sendControl({ type: 'window', id, bytes }), INITIAL_WINDOW, receiveGrowth(windows));
   return {
     head: (status: number, headers: Headers, end: boolean) => {
       const message: HttpResponseMessage = { type: 'http_response', id, status, headers, end };

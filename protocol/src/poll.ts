@@ -25,8 +25,7 @@ import { z } from 'zod';
 import { dataHeaderBytes, decodeData, FRAME_DATA, writeDataHeader, type DataFrame } from './frames';
 import { encodeControl, parseControl, wireHeadersSchema, type ControlMessage, type ParseResult } from './messages';
 import { decodeWhole, FRAME_WHOLE, MAX_WHOLE_FRAME_BYTES, type WholeFrame } from './whole-frame';
-import { INITIAL_WINDOW } from './flow';
-import { LARGEST_DECLARED_WINDOW } from './stream-window';
+import { declaredWindowSchema } from './stream-window';
 
 export const FRAME_CONTROL = 0x00;
 export const POLL_BATCH_CONTENT_TYPE = 'application/vnd.ctll.frames';
@@ -190,8 +189,6 @@ export function parseResponseHead(record: Buffer): ParseResult<ResponseHead> {
 }
 
 const positive = z.number().finite().positive();
-/** A window one end declares: a whole number of bytes from the initial window to 1 GiB (stream-window.ts). */
-const declaredWindowSchema = z.number().int().min(INITIAL_WINDOW).max(LARGEST_DECLARED_WINDOW);
 
 /** What `POST /api/bridge/register` answers: the bridge's id and the timings it must keep. */
 export const pollRegistrationSchema = z.object({

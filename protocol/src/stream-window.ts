@@ -26,7 +26,8 @@
  * proxy doubles that stream's window as it delivers. The bridge bounds what it holds by pausing
  * its polls (MAX_UNTAKEN_BYTES), as before. Answers (the bridge's POSTs) are paced by TCP.
  */
-import { INITIAL_WINDOW } from './flow';
+import { z } from 'zod';
+import { INITIAL_WINDOW, type Growth } from './flow';
 
 /** Bridge → relay on the upgrade, relay → bridge on the 101: "this side grows windows up to N bytes". */
 export const STREAM_WINDOW_HEADER = 'ctll-stream-window';
@@ -43,15 +44,17 @@ export const WINDOW_GROWTH_BUDGET = 64 * 1024 * 1024;
 /** The most a peer may declare: past this, a declaration is not one of ours. */
 export const LARGEST_DECLARED_WINDOW = 1024 * 1024 * 1024;
 
+/** A window one end declares (header or registration): a whole number of bytes from INITIAL_WINDOW to 1 GiB. */
+export const declaredWindowSchema = z.number().int().min(INITIAL_WINDOW).max(LARGEST_DECLARED_WINDOW);
+
 /**
  * The largest window the other end declared in STREAM_WINDOW_HEADER, or undefined when it sent
- * none, a repeated one, or one that is not a whole number from INITIAL_WINDOW to 1 GiB (then the
- * link keeps fixed windows).
+ * none, a repeated one, or one that declaredWindowSchema refuses (then the link keeps fixed windows).
  */
 export function declaredWindow(header: string | string[] | undefined): number | undefined {
   if (typeof header !== 'string' || !/^\d{1,10}$/.test(header.trim())) return undefined;
-  const bytes = Number(header.trim());
-  return bytes >= INITIAL_WINDOW && bytes <= LARGEST_DECLARED_WINDOW ? bytes : undefined;
+  const parsed = declaredWindowSchema.safeParse(Number(header.trim()));
+  return parsed.success ? parsed.data : undefined;
 }
 
 /** The growth a set of streams shares (WINDOW_GROWTH_BUDGET). */
@@ -94,4 +97,14 @@ export interface GrowingWindows {
 export function growingWindows(peerHeader: string | string[] | undefined, budget = new WindowBudget()): GrowingWindows | undefined {
   const peer = declaredWindow(peerHeader);
   return peer === undefined ? undefined : { own: MAX_STREAM_WINDOW, peer, budget };
+}
+
+/** A BodySender's growth towards a peer that grows its windows; undefined (fixed windows) without `windows`. */
+export function sendGrowth(windows: GrowingWindows | undefined, sendBlocked: () => void): { max: number; sendBlocked: () => void } | undefined {
+  return windows && { max: windows.peer, sendBlocked };
+}
+
+/** A ReceiveCredit's growth for our own windows; undefined (fixed windows) without `windows`. */
+export function receiveGrowth(windows: GrowingWindows | undefined): Growth | undefined {
+  return windows && { max: windows.own, budget: windows.budget };
 }

@@ -120,6 +120,7 @@ export function bridgeRoutes(
         tokenGraceMs: config.tokenExpiryGraceMs,
         whole: whole === true,
         answers,
+        // `own` stays fixed: a polling bridge's answers are HTTP uploads paced by TCP, and it sends no `blocked`.
         windows: window === undefined ? undefined : { own: INITIAL_WINDOW, peer: window, budget: windowBudget },
         onClose: (closed, code, reason) => hub.remove(closed, code, reason),
       });

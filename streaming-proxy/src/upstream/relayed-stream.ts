@@ -27,6 +27,8 @@ import {
   INITIAL_WINDOW,
   outgrewHold,
   ReceiveCredit,
+  receiveGrowth,
+  sendGrowth,
   type ControlMessage,
   type HttpRequestMessage,
   type HttpResponseMessage,
@@ -112,19 +114,19 @@ export class RelayedStream implements StreamHandler, UpstreamStream {
     private readonly options: RelayedStreamOptions,
   ) {
     this.desktopId = link.correlator.open(this);
-    // Over the internet the desktop's side is where a window can bind: there, if both ends agreed, windows grow (stream-window.ts).
-    const windows = link.windows;
+    // Over the internet the desktop's side is where a window can bind: there, if both ends
+    // agreed, windows grow (stream-window.ts).
     this.toDesktop = new BodySender(
       (slice) => this.link.sendData(this.desktopId, slice),
       INITIAL_WINDOW,
-      windows && { max: windows.peer, sendBlocked: () => this.link.sendControl({ type: 'blocked', id: this.desktopId }) },
+      sendGrowth(link.windows, () => this.link.sendControl({ type: 'blocked', id: this.desktopId })),
     );
     this.fromUpstream = new ReceiveCredit((bytes) => this.upstream.sendControl({ type: 'window', id: this.id, bytes }));
     this.toUpstream = new BodySender((slice) => this.upstream.sendData(this.id, slice));
     this.fromDesktop = new ReceiveCredit(
       (bytes) => this.link.sendControl({ type: 'window', id: this.desktopId, bytes }),
       INITIAL_WINDOW,
-      windows && { max: windows.own, budget: windows.budget },
+      receiveGrowth(link.windows),
     );
     const live = () => !this.done;
     this.up = new CreditHop(this.fromUpstream, this.toDesktop, live);
