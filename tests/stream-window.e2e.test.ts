@@ -183,6 +183,58 @@ it('an answer whose caller reads what comes gets its window grown by the proxy o
   desktop.ws.close();
 });
 
+/**
+ * Plays a desktop sending an answer's body: sends all the credit it holds, says `blocked`, and
+ * waits until the proxy's grants pass what it sent: credit for bytes its caller read can come to
+ * no more than that, so the window grew. Returns all it was granted by then (and by a ping's round
+ * trip after): the growth, plus credit for some or all of the bytes read.
+ */
+async function spendUntilGrown(desktop: FrameDesktop, id: string, credit: number, sent: Buffer[]): Promise<number> {
+  for (let offset = 0; offset < credit; offset += MAX_CHUNK_BYTES) {
+    const payload = randomBytes(Math.min(MAX_CHUNK_BYTES, credit - offset));
+    sent.push(payload);
+    desktop.ws.send(encodeData(id, payload), { binary: true });
+  }
+  desktop.ws.send(encodeControl({ type: 'blocked', id }));
+  const grantsIn = (frames: Frame[]) =>
+    frames.reduce((sum, frame) => sum + (frame.kind === 'control' && frame.message.type === 'window' && frame.message.id === id ? frame.message.bytes : 0), 0);
+  let granted = 0;
+  while (granted <= credit) granted += grantsIn([await desktop.next()]);
+  return granted + grantsIn(await desktop.roundTrip());
+}
+
+it('a new answer on the tunnel grows at its first blocked straight to the window the last answer ended with, not just double', async () => {
+  const userId = 'window-next-stream';
+  const desktop = await wsDesktop(userId, true);
+  await answerWarmUp(desktop, userId);
+  const download = async (stalls: number) => {
+    const answering = layout.fetchAs(userId, '/api/download').then(async (res) => ({ status: res.status, body: Buffer.from(await res.arrayBuffer()) }));
+    let id: string | undefined;
+    while (id === undefined) id = requestId(await desktop.next());
+    desktop.ws.send(encodeControl({ type: 'http_response', id, status: 200, headers: { 'content-type': 'application/octet-stream' }, end: false }));
+    const sent: Buffer[] = [];
+    const grants: number[] = [];
+    let credit = INITIAL_WINDOW;
+    for (let stall = 0; stall < stalls; stall++) grants.push((credit = await spendUntilGrown(desktop, id, credit, sent)));
+    desktop.ws.send(encodeControl({ type: 'end', id }));
+    const answer = await answering;
+    expect(answer.status).toBe(200);
+    expect(digest(answer.body)).toBe(digest(Buffer.concat(sent)));
+    return grants;
+  };
+
+  // The first answer starts at one window and doubles at each stall its reading caller meets:
+  // 2, 4, then 8 MiB, each grant the growth (1, 2, 4 MiB) plus credit for some of what was read.
+  const first = await download(3);
+  expect(first[2]).toBeGreaterThan(4 * MIB);
+  // The second starts at one window too, and its first stall takes it to the 8 MiB the first ended
+  // with: a 7 MiB grant of growth alone, where doubling would grant 1 MiB and credit for at most 1.
+  const [jump] = await download(1);
+  expect(jump).toBeGreaterThanOrEqual(7 * MIB);
+  expect(jump).toBeLessThanOrEqual(8 * MIB);
+  desktop.ws.close();
+});
+
 it('a polling desktop that offers a window at registration gets up to that much of a request body in one poll answer, once the window held the stream back', async () => {
   const userId = 'window-poll';
   const { status, registration, poll, respond } = await registerPollDesktop(layout.relay.url, layout.token(userId), { whole: true, window: MAX_STREAM_WINDOW });

@@ -45,13 +45,15 @@ export class FlowControlError extends Error {
 const KEPT_UP_SHARE = 4;
 
 /**
- * How much a receive window grows when its sender reports `blocked`: double, up to `max`, or 0
+ * How much a receive window grows when its sender reports `blocked`: to twice its size, or to
+ * `start` if that is larger (the window the last stream on the same budget ended with: the same
+ * desktop's round trip, so a new stream need not find it again by doubling), up to `max`; or 0
  * while the consumer holds more than a quarter of the window (it, not the round trip, is what
  * holds the sender back) or the window is already at its max.
  */
-export function growthFor(window: number, max: number, unconsumed: number): number {
+export function growthFor(window: number, max: number, unconsumed: number, start = 0): number {
   if (window >= max || unconsumed > window / KEPT_UP_SHARE) return 0;
-  return Math.min(window, max - window);
+  return Math.min(Math.max(window, start - window), max - window);
 }
 
 /** The sending side's credit for one stream. */
@@ -167,7 +169,8 @@ export class ReceiveCredit {
 
   private grow(): void {
     const unconsumed = this.outstanding - this.consumedSinceGrant;
-    const more = this.growth!.budget.take(growthFor(this.window, this.growth!.max, unconsumed));
+    const { budget, max } = this.growth!;
+    const more = budget.take(growthFor(this.window, max, unconsumed, budget.lastWindow));
     if (more === 0) return;
     this.senderBlocked = false;
     this.window += more;
@@ -175,10 +178,10 @@ export class ReceiveCredit {
     this.grant(more);
   }
 
-  /** The stream is over: its growth goes back to the link's budget. */
+  /** The stream is over: its growth goes back to the link's budget, which notes the window it reached. */
   release(): void {
     if (this.grown === 0) return;
-    this.growth?.budget.give(this.grown);
+    this.growth?.budget.give(this.grown, this.window);
     this.grown = 0;
   }
 

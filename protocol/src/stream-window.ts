@@ -7,9 +7,10 @@
  * Between two such ends a sender whose credit runs out while bytes wait says so once (a `blocked`
  * message), and the receiver doubles that stream's window (granting the difference at once) when
  * its consumer has taken nearly all it was sent: the round trip, not the consumer, held the sender
- * back. A receiver whose consumer holds the bytes does not grow, so a stalled caller still costs
- * one window, and a window never passes the max its receiver declared (the sender enforces that
- * bound on grants). Growth is paid from a budget (WindowBudget; the bridge keeps one per link, a
+ * back. A stream's first growth goes straight to the window the last stream that grew ended with,
+ * if that is more than double (a new stream crosses the same round trip). A receiver whose
+ * consumer holds the bytes does not grow, so a stalled caller still costs one window, and a
+ * window never passes the max its receiver declared (the sender enforces that bound on grants). Growth is paid from a budget (WindowBudget; the bridge keeps one per link, a
  * proxy one for all its user's links): however many streams run fast, their grown windows hold
  * at most that much more. A stream gives its growth back to the budget when it ends.
  *
@@ -57,9 +58,14 @@ export function declaredWindow(header: string | string[] | undefined): number | 
   return parsed.success ? parsed.data : undefined;
 }
 
-/** The growth a set of streams shares (WINDOW_GROWTH_BUDGET). */
+/**
+ * The growth a set of streams shares (WINDOW_GROWTH_BUDGET), and the window the last of them that
+ * grew ended with: the streams of one budget cross the same desktop's link, so a new stream's first
+ * growth jumps to that window instead of doubling its way there one round trip at a time.
+ */
 export class WindowBudget {
   private left: number;
+  private reached = INITIAL_WINDOW;
 
   constructor(readonly bytes = WINDOW_GROWTH_BUDGET) {
     this.left = bytes;
@@ -76,8 +82,15 @@ export class WindowBudget {
     return taken;
   }
 
-  give(bytes: number): void {
+  /** The window the last stream that grew ended with (INITIAL_WINDOW until one has). */
+  get lastWindow(): number {
+    return this.reached;
+  }
+
+  /** Gives back a stream's growth; `reached`, the window it grew to, is where the next stream's growth starts. */
+  give(bytes: number, reached?: number): void {
     this.left = Math.min(this.bytes, this.left + bytes);
+    if (reached !== undefined) this.reached = reached;
   }
 }
 

@@ -109,6 +109,55 @@ describe('ReceiveCredit that grows', () => {
     expect(b.credit.size).toBe(4 * MIB);
   });
 
+  it("starts a new stream's growth at the window the last stream that grew ended with", () => {
+    const budget = new WindowBudget(64 * MIB);
+    const runFast = (credit: ReceiveCredit, rounds: number) => {
+      for (let i = 0; i < rounds; i++) {
+        credit.received(credit.size - credit.held);
+        credit.consumed(credit.held);
+        credit.blocked();
+      }
+    };
+    const first = receiver(16 * MIB, budget);
+    runFast(first.credit, 3); // 1 → 2 → 4 → 8 MiB, one round trip each
+    expect(first.credit.size).toBe(8 * MIB);
+    first.credit.release();
+    expect(budget.lastWindow).toBe(8 * MIB);
+
+    // The next stream crosses the same round trip: its first `blocked` grants it the whole 8 MiB.
+    const second = receiver(16 * MIB, budget);
+    runFast(second.credit, 1);
+    expect(second.credit.size).toBe(8 * MIB);
+    expect(second.grants).toEqual([INITIAL_WINDOW, 7 * MIB]);
+    runFast(second.credit, 1);
+    expect(second.credit.size).toBe(16 * MIB); // and doubles from there
+
+    // A stalled consumer still costs one window, whatever the last stream reached.
+    const stalled = receiver(16 * MIB, budget);
+    stalled.credit.received(INITIAL_WINDOW);
+    stalled.credit.blocked();
+    expect(stalled.credit.size).toBe(INITIAL_WINDOW);
+    // A stream that never grew leaves the note as it was.
+    stalled.credit.release();
+    expect(budget.lastWindow).toBe(8 * MIB);
+  });
+
+  it('jumps no further than its own max and what the budget has left', () => {
+    const budget = new WindowBudget(5 * MIB);
+    budget.give(0, 16 * MIB);
+    const narrow = receiver(4 * MIB, budget);
+    narrow.credit.received(INITIAL_WINDOW);
+    narrow.credit.consumed(INITIAL_WINDOW);
+    narrow.credit.blocked();
+    expect(narrow.credit.size).toBe(4 * MIB);
+    const wide = receiver(16 * MIB, budget);
+    wide.credit.received(INITIAL_WINDOW);
+    wide.credit.consumed(INITIAL_WINDOW);
+    wide.credit.blocked();
+    expect(wide.credit.size).toBe(3 * MIB); // 2 MiB of the budget was left
+    expect(budget.available).toBe(0);
+  });
+
   it('ignores blocked when the link keeps fixed windows', () => {
     const grants: number[] = [];
     const credit = new ReceiveCredit((bytes) => grants.push(bytes));

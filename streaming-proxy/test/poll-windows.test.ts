@@ -39,9 +39,31 @@ describe('PollWindows', () => {
     windows.ended('a');
     expect(budget.available).toBe(3 * MIB);
     windows.blockedOn('b');
-    expect(windows.credit('b', MIB)).toBe(2 * MIB);
+    // Straight to the 4 MiB window `a` ended with, now that the budget has it again.
+    expect(windows.credit('b', MIB)).toBe(4 * MIB);
     windows.close();
     expect(budget.available).toBe(3 * MIB);
+  });
+
+  it('starts a new stream’s growth at the window the last grown stream ended with, within the answer’s bound and the budget', () => {
+    const budget = new WindowBudget(64 * MIB);
+    const windows = new PollWindows(4 * MIB, budget);
+    windows.blockedOn('first');
+    windows.credit('first', MIB);
+    expect(windows.credit('first', MIB)).toBe(MIB); // not blocked at this poll: no growth
+    windows.ended('first'); // ended at 2 MiB
+    windows.blockedOn('second');
+    expect(windows.credit('second', MIB)).toBe(2 * MIB); // 2 MiB is no more than double: it doubles
+    windows.blockedOn('second');
+    expect(windows.credit('second', MIB)).toBe(3 * MIB); // 4 MiB, the answer's bound
+    windows.ended('second');
+    windows.blockedOn('third');
+    expect(windows.credit('third', MIB)).toBe(4 * MIB); // one poll, and it is at 4 MiB
+    windows.blockedOn('fourth');
+    // The third still holds its growth: the fourth jumps as far as the budget lets it.
+    expect(budget.available).toBe(61 * MIB);
+    expect(windows.credit('fourth', MIB)).toBe(4 * MIB);
+    expect(budget.available).toBe(58 * MIB);
   });
 
   it('forgets a stream blocked when its body ended, so a later poll of the same id does not grow it', () => {

@@ -3,8 +3,9 @@
  * gives a stream's request-body credit back itself, as a poll carries the bytes away. A stream
  * that said `blocked` before that poll came was held back by its window, not by the bridge (which
  * polls only while it keeps up with what it was given), so the credit given back with that poll
- * includes a doubling of the stream's window, up to what the bridge takes of one stream in one
- * answer and within the proxy's budget. A stream's growth goes back to the budget when its body
+ * includes a doubling of the stream's window (or a jump to the window the last stream that grew
+ * ended with, when that is more), up to what the bridge takes of one stream in one answer and
+ * within the proxy's budget. A stream's growth goes back to the budget when its body
  * ends or is cancelled, and all of it when the link closes.
  */
 import { growthFor, INITIAL_WINDOW, type WindowBudget } from '@ctll/protocol';
@@ -30,7 +31,7 @@ export class PollWindows {
     if (!this.blocked.delete(stream)) return delivered;
     const window = this.grown.get(stream) ?? INITIAL_WINDOW;
     // The bridge is polling, so it took what it was given: nothing it holds counts against growth.
-    const more = this.budget.take(growthFor(window, this.max, 0));
+    const more = this.budget.take(growthFor(window, this.max, 0, this.budget.lastWindow));
     if (more > 0) this.grown.set(stream, window + more);
     return delivered + more;
   }
@@ -41,7 +42,7 @@ export class PollWindows {
     const window = this.grown.get(stream);
     if (window === undefined) return;
     this.grown.delete(stream);
-    this.budget.give(window - INITIAL_WINDOW);
+    this.budget.give(window - INITIAL_WINDOW, window);
   }
 
   /** The link closed: every stream's growth goes back. */
