@@ -19,7 +19,8 @@
  * requests have more than MAX_UNTAKEN_BYTES of body they have not taken yet. Never for longer than
  * MAX_POLL_PAUSE_MS, though: the poll is shared, and one local server that stopped reading must
  * not keep every other stream (and the cancel that would end its own) from arriving. A poll leaves
- * before the answer being read is counted, so the untaken body may pass that mark by one batch.
+ * before the answer being read is counted, so the untaken body may pass that mark by one batch
+ * (at most POLL_STREAM_WINDOW, 8 MiB, from a relay that grows windows; 4 MiB from an older one).
  * Answers are paced by their POST's TCP backpressure.
  *
  * Credit is checked all the same, per poll answer (poll-batch.ts, which also validates every

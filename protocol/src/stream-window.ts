@@ -36,8 +36,12 @@ export const STREAM_WINDOW_HEADER = 'ctll-stream-window';
 /** How far our ends grow a stream's receive window: 16 MiB moves about 260 MiB/s at 60 ms. */
 export const MAX_STREAM_WINDOW = 16 * 1024 * 1024;
 
-/** The most of one stream a poll answer holds where windows grow: a whole poll answer's bound (poll-link.ts). */
-export const POLL_STREAM_WINDOW = 4 * 1024 * 1024;
+/**
+ * The most of one stream a poll answer holds where windows grow, and a whole answer's bound
+ * (poll-link.ts). One answer comes per round trip, so this bounds a polling stream's upload over a
+ * long link; past 8 MiB the proxy's memory during a loopback upload grew more than the bytes moved.
+ */
+export const POLL_STREAM_WINDOW = 8 * 1024 * 1024;
 
 /** How much the streams sharing a budget (one link's, or one proxy's) may grow their windows by, together. */
 export const WINDOW_GROWTH_BUDGET = 64 * 1024 * 1024;

@@ -38,6 +38,7 @@ import {
   parseControl,
   parseResponseHead,
   POLL_BATCH_CONTENT_TYPE,
+  POLL_STREAM_WINDOW,
   POLL_WHOLE_CONTENT_TYPE,
   RecordReader,
   recordHeader,
@@ -81,8 +82,8 @@ export interface PollLinkOptions {
   onClose: (link: PollLink, code: number, reason: string) => void;
 }
 
-/** Most bytes one poll answer carries; the rest waits for the next poll. */
-const MAX_BATCH_BYTES = 4 * 1024 * 1024;
+/** Most bytes one poll answer carries (the rest waits for the next poll): one stream's most per answer. */
+const MAX_BATCH_BYTES = POLL_STREAM_WINDOW;
 
 interface Queued {
   /** The record's bytes in order: one buffer, or a data record's head and its payload. */
