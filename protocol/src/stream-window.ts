@@ -10,9 +10,10 @@
  * back. A stream's first growth goes straight to the window the last stream that grew ended with,
  * if that is more than double (a new stream crosses the same round trip). A receiver whose
  * consumer holds the bytes does not grow, so a stalled caller still costs one window, and a
- * window never passes the max its receiver declared (the sender enforces that bound on grants). Growth is paid from a budget (WindowBudget; the bridge keeps one per link, a
- * proxy one for all its user's links): however many streams run fast, their grown windows hold
- * at most that much more. A stream gives its growth back to the budget when it ends.
+ * window never passes the max its receiver declared (the sender enforces that bound on grants).
+ * Growth is paid from a budget (WindowBudget; the bridge keeps one per link, a proxy one for all
+ * its user's links): however many streams run fast, their grown windows hold at most that much
+ * more. A stream gives its growth back to the budget when it ends.
  *
  * Why only on the desktop's tunnel: over the internet a fixed 1 MiB window moves at most about
  * 1 MiB per round trip (14 MiB/s at 60 ms); api-backend's link to a proxy is loopback or a host
@@ -39,7 +40,7 @@ export const MAX_STREAM_WINDOW = 16 * 1024 * 1024;
 /**
  * The most of one stream a poll answer holds where windows grow, and a whole answer's bound
  * (poll-link.ts). One answer comes per round trip, so this bounds a polling stream's upload over a
- * long link; past 8 MiB the proxy's memory during a loopback upload grew more than the bytes moved.
+ * long link; 16 MiB moved more still, but grew the proxy by up to 63 MiB in a loopback upload.
  */
 export const POLL_STREAM_WINDOW = 8 * 1024 * 1024;
 
