@@ -121,6 +121,12 @@ export interface Growth {
   budget: WindowBudget;
 }
 
+/** A sender towards a receiver that grows its windows: how far (its declared max), and how to tell it we are blocked. */
+export interface SendGrowth {
+  max: number;
+  sendBlocked: () => void;
+}
+
 /**
  * The receiving side of one stream: counts what arrived against what was granted back, and gives
  * credit back in batches (half a window) so a stream of small chunks does not answer each with a
@@ -228,8 +234,8 @@ export class BodySender {
   constructor(
     private readonly sendFrame: (payload: Buffer) => void,
     initial = INITIAL_WINDOW,
-    /** Where the receiver grows windows: how far (its declared max), and how to tell it we are blocked. */
-    private readonly growing?: { max: number; sendBlocked: () => void },
+    /** Where the receiver grows windows. */
+    private readonly growing?: SendGrowth,
   ) {
     this.credit = new SendCredit(initial, growing?.max ?? initial);
   }

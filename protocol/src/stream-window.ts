@@ -29,7 +29,7 @@
  * its polls (MAX_UNTAKEN_BYTES), as before. Answers (the bridge's POSTs) are paced by TCP.
  */
 import { z } from 'zod';
-import { INITIAL_WINDOW, type Growth } from './flow';
+import { INITIAL_WINDOW, type Growth, type SendGrowth } from './flow';
 
 /** Bridge → relay on the upgrade, relay → bridge on the 101: "this side grows windows up to N bytes". */
 export const STREAM_WINDOW_HEADER = 'ctll-stream-window';
@@ -118,7 +118,7 @@ export function growingWindows(peerHeader: string | string[] | undefined, budget
 }
 
 /** A BodySender's growth towards a peer that grows its windows; undefined (fixed windows) without `windows`. */
-export function sendGrowth(windows: GrowingWindows | undefined, sendBlocked: () => void): { max: number; sendBlocked: () => void } | undefined {
+export function sendGrowth(windows: GrowingWindows | undefined, sendBlocked: () => void): SendGrowth | undefined {
   return windows && { max: windows.peer, sendBlocked };
 }
 

@@ -5,8 +5,8 @@
  * polls only while it keeps up with what it was given), so the credit given back with that poll
  * includes a doubling of the stream's window (or a jump to the window the last stream that grew
  * ended with, when that is more), up to what the bridge takes of one stream in one answer and
- * within the proxy's budget. A stream's growth goes back to the budget when its body
- * ends or is cancelled, and all of it when the link closes.
+ * within the proxy's budget. A stream's growth goes back to the budget when its body ends or is
+ * cancelled, and all of it when the link closes.
  */
 import { growthFor, INITIAL_WINDOW, type WindowBudget } from '@ctll/protocol';
 
